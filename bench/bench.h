@@ -1,0 +1,47 @@
+/* moirai-bench: the contract between the runner and the benchmark suites.
+ *
+ * A case measures one operation for Moirai and for each named peer. The
+ * runner calls every implementation of a case in turn, round after round
+ * (A B C A B C ...), so machine noise hits all of them alike, and reports
+ * the median of the rounds and the ratio Moirai / peer. Every metric is
+ * "lower is better".
+ *
+ * An implementation's `run` performs `iters` operations (or, for cases
+ * whose metric is "seconds", one whole workload scaled by `iters`) and
+ * returns the metric's value for that round: nanoseconds per operation, or
+ * seconds. It measures only the operation, not its set-up (thread
+ * creation, allocation of the test data), and must leave no threads or
+ * memory behind. A peer that was not built has `run` NULL and `missing`
+ * saying why; the runner reports it and never invents a number. */
+#ifndef MOIRAI_BENCH_H
+#define MOIRAI_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bench_impl {
+    const char *impl;                /* "moirai", "pthread", "ck", ... */
+    double (*run)(uint64_t iters);   /* NULL when the peer is missing */
+    const char *missing;             /* why `run` is NULL, else NULL */
+} bench_impl_t;
+
+typedef struct bench_case {
+    const char *suite;               /* "core", "sync", ... */
+    const char *name;                /* "handle_complete_join", ... */
+    const char *metric;              /* "ns_per_op" or "seconds" */
+    uint64_t iters;                  /* per round in a full run */
+    uint64_t quick_iters;            /* per round with --quick */
+    const bench_impl_t *impls;       /* impls[0] is Moirai's */
+    size_t impl_count;
+} bench_case_t;
+
+/* Each suite returns its cases (static storage) and their number. */
+typedef const bench_case_t *(*bench_suite_fn)(size_t *count);
+
+const bench_case_t *bench_core_cases(size_t *count);
+
+/* Wall-clock nanoseconds (CLOCK_MONOTONIC), for implementations timing
+ * their own measured section. */
+uint64_t bench_now_ns(void);
+
+#endif

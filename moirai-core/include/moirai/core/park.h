@@ -1,0 +1,92 @@
+/* The parking layer: the one blocking model every Moirai module uses.
+ *
+ * A waiter parks on the address of a 32-bit atomic word while the word
+ * holds an expected value; a waker changes the word and unparks. From a
+ * plain thread, parking sleeps on a futex. A fiber runtime can install a
+ * hook so that parking from one of its fibers suspends the fiber instead
+ * and the worker thread runs other work; wakers need not know which kind
+ * of waiter they wake.
+ *
+ * The usual pattern (the waiter re-checks, so spurious returns are
+ * harmless):
+ *
+ *     while (atomic_load_explicit(&word, memory_order_acquire) == BUSY)
+ *         moirai_park(&word, BUSY, MOIRAI_DEADLINE_NEVER);
+ *
+ *     atomic_store_explicit(&word, FREE, memory_order_release);
+ *     moirai_unpark_all(&word);
+ *
+ * No wake-up is lost: the kernel (or the hook) checks the word and queues
+ * the waiter atomically, so a change plus unpark that happens after the
+ * waiter's check either makes the park return at once or wakes it.
+ *
+ * Memory ordering: park and unpark order nothing themselves. Publish data
+ * with a release store to the word (or elsewhere) before unparking and read
+ * it with an acquire load after parking returns, as above. */
+#ifndef MOIRAI_CORE_PARK_H
+#define MOIRAI_CORE_PARK_H
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <moirai/core/export.h>
+
+/* A parking runtime other than the kernel, such as moirai-async's fibers.
+ *
+ *   applies(ctx)  true when the calling context is one the hook parks
+ *                 (for example: the caller is a fiber). Called on every
+ *                 park; must be cheap and must not block.
+ *   park(...)     same contract as moirai_park(): return 0 when woken or
+ *                 when *addr != expected, -ETIMEDOUT at the deadline.
+ *   unpark(...)   wakes up to `max` waiters that this hook parked on
+ *                 `addr` (INT_MAX: all) and returns how many it woke.
+ *
+ * Wakers call unpark first; threads parked on the futex are woken for
+ * whatever count the hook did not use. */
+typedef struct moirai_park_hook {
+    bool (*applies)(void *ctx);
+    int (*park)(void *ctx, _Atomic uint32_t *addr, uint32_t expected, uint64_t deadline);
+    int (*unpark)(void *ctx, _Atomic uint32_t *addr, int max);
+    void *ctx;
+} moirai_park_hook_t;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Parks the caller while `*addr == expected`, until an unpark on `addr`,
+ * the `deadline` (absolute, moirai_clock_now_ns() scale;
+ * MOIRAI_DEADLINE_NEVER for none) or a spurious wake-up. It first spins
+ * briefly re-reading the word, because waking a sleeper on another CPU
+ * costs 10-20 us on typical VMs while a short spin catches most quick
+ * hand-offs.
+ * Returns 0 (woken, or the word differed, or spurious: re-check your
+ * condition) or -ETIMEDOUT once the deadline has passed. Blocks. */
+MOIRAI_CORE_API int moirai_park(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline);
+
+/* As moirai_park() without the initial spin, for callers that have spun
+ * already (an adaptive mutex) or know the wait will be long. */
+MOIRAI_CORE_API int moirai_park_nospin(_Atomic uint32_t *addr, uint32_t expected,
+                                       uint64_t deadline);
+
+/* Wakes one waiter parked on `addr`, if any. Returns the number woken (0 or
+ * 1). Never blocks (costs a system call: keep a "has waiters" flag in the
+ * word and skip the call when it is clear). Thread-safe. */
+MOIRAI_CORE_API int moirai_unpark_one(_Atomic uint32_t *addr);
+
+/* Wakes every waiter parked on `addr`. Returns the number woken. */
+MOIRAI_CORE_API int moirai_unpark_all(_Atomic uint32_t *addr);
+
+/* Installs `hook` (not copied: it must stay valid until replaced) or, with
+ * NULL, removes it. Install before any waiter can use it and remove only
+ * once none is parked through it. Release: a thread that sees the new hook
+ * sees its fields. Returns 0, or -EINVAL if a function pointer is NULL. */
+MOIRAI_CORE_API int moirai_park_hook_set(const moirai_park_hook_t *hook);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

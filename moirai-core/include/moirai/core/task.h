@@ -1,0 +1,91 @@
+/* The task model: ids, priorities, attributes, the task function and its
+ * cancellation token.
+ *
+ * A task is a function an executor runs once. Whoever spawns it may attach
+ * attributes (a name, one of five priorities, a locality hint, a deadline)
+ * and a completion handle (see handle.h) through which the result comes
+ * back and cancellation goes in. */
+#ifndef MOIRAI_CORE_TASK_H
+#define MOIRAI_CORE_TASK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <moirai/core/clock.h>
+#include <moirai/core/export.h>
+
+/* A task id: unique within the process, never reused, never 0. */
+typedef uint64_t moirai_task_id_t;
+#define MOIRAI_TASK_ID_NONE ((moirai_task_id_t)0)
+
+/* Five priority levels, most urgent first. Schedulers run higher levels
+ * first; how they avoid starving the lower ones is theirs to document. */
+typedef enum moirai_priority {
+    MOIRAI_PRIORITY_CRITICAL = 0,
+    MOIRAI_PRIORITY_HIGH = 1,
+    MOIRAI_PRIORITY_NORMAL = 2,
+    MOIRAI_PRIORITY_LOW = 3,
+    MOIRAI_PRIORITY_BACKGROUND = 4,
+} moirai_priority_t;
+#define MOIRAI_PRIORITY_COUNT 5
+
+/* What a locality hint names. */
+typedef enum moirai_locality {
+    MOIRAI_LOCALITY_ANY = 0,  /* no preference */
+    MOIRAI_LOCALITY_CPU = 1,  /* prefer the CPU with kernel number `locality_index` */
+    MOIRAI_LOCALITY_NODE = 2, /* prefer NUMA node `locality_index` */
+} moirai_locality_t;
+
+/* Task attributes. Initialise with MOIRAI_TASK_ATTR_INIT or
+ * moirai_task_attr_init() and then set what you need. Executors treat all
+ * of them as hints except where their documentation promises more. */
+typedef struct moirai_task_attr {
+    const char *name;           /* for debugging; borrowed, must outlive the task; may be NULL */
+    moirai_priority_t priority; /* MOIRAI_PRIORITY_NORMAL by default */
+    moirai_locality_t locality; /* MOIRAI_LOCALITY_ANY by default */
+    int locality_index;         /* CPU number or node index, per `locality` */
+    uint64_t deadline;          /* absolute, moirai_clock_now_ns() scale; MOIRAI_DEADLINE_NEVER */
+} moirai_task_attr_t;
+
+#define MOIRAI_TASK_ATTR_INIT                                                                      \
+    {NULL, MOIRAI_PRIORITY_NORMAL, MOIRAI_LOCALITY_ANY, -1, MOIRAI_DEADLINE_NEVER}
+
+/* The cancellation token a running task polls. Opaque; only ever seen
+ * through a pointer, which is NULL for a task spawned without a handle. */
+typedef struct moirai_cancel_token moirai_cancel_token_t;
+
+/* A task body. `arg` is what the spawner passed; `cancel` may be NULL.
+ * Return 0 and optionally store a result in `*result` (which starts as
+ * NULL), or return a negative errno, which becomes the handle's error. A
+ * task that notices cancellation conventionally returns -ECANCELED. */
+typedef int (*moirai_task_fn)(void *arg, const moirai_cancel_token_t *cancel, void **result);
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A fresh task id. Never blocks; thread-safe (one relaxed atomic
+ * increment: ids are unique, not ordered between threads). */
+MOIRAI_CORE_API moirai_task_id_t moirai_task_id_next(void);
+
+/* Sets `*attr` to the defaults of MOIRAI_TASK_ATTR_INIT. */
+MOIRAI_CORE_API void moirai_task_attr_init(moirai_task_attr_t *attr);
+
+/* Checks `attr`: the priority is one of the five, the locality kind is
+ * known, and a CPU or node hint names a CPU or node of the current
+ * topology. Returns 0 or -EINVAL (also for NULL). */
+MOIRAI_CORE_API int moirai_task_attr_validate(const moirai_task_attr_t *attr);
+
+/* "critical", "high", "normal", "low", "background", or "unknown". */
+MOIRAI_CORE_API const char *moirai_priority_name(moirai_priority_t priority);
+
+/* True once cancellation of the task has been requested. NULL gives
+ * false. Never blocks; thread-safe. Acquire: whatever the canceller wrote
+ * before moirai_handle_cancel() is visible once this returns true. */
+MOIRAI_CORE_API bool moirai_cancel_token_is_cancelled(const moirai_cancel_token_t *token);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,2 @@
+/* Being written. */
+typedef int moirai__unused_topology;
