@@ -1,0 +1,87 @@
+/* The failing allocator used by every module's out-of-memory tests.
+ *
+ * moirai_test_oom_install() puts a counting allocator in front of the C
+ * library's. It counts every allocation Moirai makes (malloc, calloc,
+ * realloc and aligned allocations; frees are not counted) and can make the
+ * n-th one from a chosen point fail. Frees always reach the C library, so
+ * memory allocated before installing, or while another allocator was
+ * installed, may be freed through it and the other way round: it may be
+ * installed and removed at any quiet point.
+ *
+ * The counters are atomics, so threads may allocate concurrently; which
+ * thread receives the failure is then up to the scheduler. fail_at() and
+ * install/uninstall themselves are meant for quiet points (no allocation
+ * in flight on another thread).
+ *
+ * A sweep proves an operation handles every allocation failure:
+ *
+ *     static int op(void *ctx) { return moirai_thing_create(ctx); }
+ *     static void unchanged(void *ctx, long n) { ...cr_assert state as before... }
+ *
+ *     moirai_test_oom_install();
+ *     MOIRAI_TEST_OOM_SWEEP(op, unchanged, &ctx);
+ *     moirai_test_oom_uninstall();
+ *
+ * It runs op with failure at n = 0, 1, 2, ... until op succeeds, asserting
+ * every earlier run returned -ENOMEM and calling the check after each.
+ * Leaks on the failing paths are left to LeakSanitizer (the ASan build). */
+#ifndef MOIRAI_TEST_OOM_H
+#define MOIRAI_TEST_OOM_H
+
+#include <errno.h>
+
+#include <moirai/core/error.h>
+
+/* Installs the counting allocator, with no failure planned and the count
+ * at 0. Keeps the previously installed allocator for uninstall. */
+void moirai_test_oom_install(void);
+
+/* Makes the n-th allocation from now fail (0-based: 0 fails the very next
+ * one); n == -1 means never. Resets the count to 0. Only that one
+ * allocation fails; later ones succeed again. */
+void moirai_test_oom_fail_at(long n);
+
+/* Allocations attempted (failed ones included) since the last fail_at()
+ * or install. */
+long moirai_test_oom_count(void);
+
+/* Restores the allocator that was installed before install(). */
+void moirai_test_oom_uninstall(void);
+
+/* The result of one sweep. */
+typedef struct moirai_test_oom_sweep_result {
+    long failures;    /* runs that returned -ENOMEM (the successful one is run `failures`) */
+    int rc;           /* what the last run returned: 0 unless the sweep stopped early */
+    long allocations; /* allocations the last run attempted */
+} moirai_test_oom_sweep_result_t;
+
+/* Runs `op(ctx)` with the n-th allocation failing for n = 0, 1, 2, ...
+ * It stops at the first run that returns something other than -ENOMEM
+ * (success, or a wrong error the caller should report) or after `limit`
+ * runs (rc is then -ENOMEM). After every -ENOMEM run it calls
+ * `after_failure(ctx, n)` when that is not NULL. Requires install(). Leaves
+ * failure disabled (fail_at(-1)) when it returns. */
+moirai_test_oom_sweep_result_t moirai_test_oom_sweep(int (*op)(void *ctx),
+                                                     void (*after_failure)(void *ctx, long n),
+                                                     void *ctx, long limit);
+
+/* The largest number of runs a sweep makes; far above what any single
+ * Moirai operation allocates. */
+#define MOIRAI_TEST_OOM_LIMIT 100000L
+
+/* Sweeps `op` and asserts with Criterion that it ended in success after
+ * only -ENOMEM failures; evaluates to the number of failing runs (a
+ * caller that knows `op` allocates can assert it is > 0). Needs
+ * <criterion/criterion.h>. */
+#define MOIRAI_TEST_OOM_SWEEP(op, after_failure, ctx)                                              \
+    __extension__({                                                                                \
+        moirai_test_oom_sweep_result_t moirai_oom_r_ =                                             \
+            moirai_test_oom_sweep((op), (after_failure), (ctx), MOIRAI_TEST_OOM_LIMIT);            \
+        cr_assert_eq(moirai_oom_r_.rc, 0,                                                          \
+                     "OOM sweep: the run with allocation %ld failing returned %d (%s); "           \
+                     "expected -ENOMEM, or 0 once no allocation fails",                            \
+                     moirai_oom_r_.failures, moirai_oom_r_.rc, moirai_err_name(moirai_oom_r_.rc)); \
+        moirai_oom_r_.failures;                                                                    \
+    })
+
+#endif
