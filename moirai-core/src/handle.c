@@ -1,2 +1,344 @@
-/* Being written. */
-typedef int moirai__unused_handle;
+/* Completion handles.
+ *
+ * Everything a joiner, a canceller or the task synchronises on is one 32-bit
+ * atomic word, so that joiners can park on it directly:
+ *
+ *     bits 0-1  the state: PENDING, RUNNING, COMPLETING or FINISHED
+ *     bit  2    cancellation requested (what the task's token reports)
+ *     bit  3    some joiner is parked, or about to park, on the word
+ *
+ * COMPLETING is the one state handle.h does not name. Completion, failure
+ * and cancellation of a pending handle race with each other; the winner is
+ * whoever moves the word to COMPLETING first. Only the winner then writes
+ * the result fields, and it publishes them with a release increment from
+ * COMPLETING to FINISHED. Outside observers see COMPLETING as "not finished
+ * yet" (joiners wait, try_join says -EAGAIN) and as "already decided" where
+ * a second completion or a cancel is concerned (-EALREADY). The window is a
+ * few instructions long.
+ *
+ * The cancellation token is the handle itself, seen through a different
+ * pointer type so that a task cannot complete its own handle by accident. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <moirai/core/alloc.h>
+#include <moirai/core/clock.h>
+#include <moirai/core/handle.h>
+#include <moirai/core/park.h>
+
+#include "handle_internal.h"
+
+#define STATE_MASK       UINT32_C(0x3)
+#define STATE_PENDING    UINT32_C(0x0)
+#define STATE_RUNNING    UINT32_C(0x1)
+#define STATE_COMPLETING UINT32_C(0x2)
+#define STATE_FINISHED   UINT32_C(0x3)
+#define CANCEL_BIT       UINT32_C(0x4)
+#define WAITERS_BIT      UINT32_C(0x8)
+
+struct moirai_handle {
+    /* The state word described above; the parking address of joiners. */
+    _Atomic uint32_t state;
+    /* References: the creator's, plus one per executor holding it. */
+    _Atomic uint32_t refs;
+    /* Nonzero once a spawn has taken the handle (handle_internal.h). */
+    _Atomic uint32_t bound;
+    /* The result. Written only by the thread that moved the state to
+     * COMPLETING, read only after observing FINISHED with acquire. */
+    int error;
+    void *value;
+    moirai_task_id_t id;
+};
+
+int moirai_handle_create(moirai_handle_t **out)
+{
+    if (out == NULL)
+        return -EINVAL;
+    moirai_handle_t *handle = moirai_malloc(sizeof(*handle));
+    if (handle == NULL)
+        return -ENOMEM;
+    /* Plain initialisation: the handle is not shared until the caller
+     * passes the pointer on, which orders these writes for the receiver. */
+    atomic_init(&handle->state, STATE_PENDING);
+    atomic_init(&handle->refs, 1);
+    atomic_init(&handle->bound, 0);
+    handle->error = 0;
+    handle->value = NULL;
+    handle->id = moirai_task_id_next();
+    *out = handle;
+    return 0;
+}
+
+void moirai_handle_retain(moirai_handle_t *handle)
+{
+    if (handle == NULL)
+        return;
+    /* Relaxed: the caller holds a reference, so the count cannot reach zero
+     * concurrently and no memory needs ordering with the increment. */
+    atomic_fetch_add_explicit(&handle->refs, 1, memory_order_relaxed);
+}
+
+void moirai_handle_release(moirai_handle_t *handle)
+{
+    if (handle == NULL)
+        return;
+    /* Release so that everything this owner did with the handle happens
+     * before the free; acquire so that the owner dropping the last
+     * reference sees every other owner's accesses before freeing. Both sit
+     * on the decrement itself (acq_rel) rather than in a separate acquire
+     * fence on the last reference, which ThreadSanitizer would not see. */
+    if (atomic_fetch_sub_explicit(&handle->refs, 1, memory_order_acq_rel) == 1)
+        moirai_free(handle);
+}
+
+moirai_task_id_t moirai_handle_id(const moirai_handle_t *handle)
+{
+    if (handle == NULL)
+        return MOIRAI_TASK_ID_NONE;
+    return handle->id;
+}
+
+int moirai__handle_bind(moirai_handle_t *handle)
+{
+    uint32_t expected = 0;
+    /* Relaxed: the flag only arbitrates between spawns; the handle's
+     * contents reach the executor through the spawn call itself. */
+    if (atomic_compare_exchange_strong_explicit(&handle->bound, &expected, 1, memory_order_relaxed,
+                                                memory_order_relaxed))
+        return 0;
+    return -EINVAL;
+}
+
+void moirai__handle_unbind(moirai_handle_t *handle)
+{
+    /* Relaxed: a spawn racing with this one already failed on the flag; one
+     * that comes later is ordered by whatever tells its caller the first
+     * spawn failed. */
+    atomic_store_explicit(&handle->bound, 0, memory_order_relaxed);
+}
+
+/* Moves a pending or running handle to COMPLETING. Returns 0 if the caller
+ * won and must now write the result and call publish(), or -EALREADY if
+ * someone else decided the result first. */
+static int claim(moirai_handle_t *handle)
+{
+    uint32_t s = atomic_load_explicit(&handle->state, memory_order_relaxed);
+    for (;;) {
+        if ((s & STATE_MASK) >= STATE_COMPLETING)
+            return -EALREADY;
+        uint32_t next = (s & ~STATE_MASK) | STATE_COMPLETING;
+        /* Relaxed: the claim publishes nothing (the result is published by
+         * the release in publish()); failure only re-reads the state. */
+        if (atomic_compare_exchange_weak_explicit(&handle->state, &s, next, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return 0;
+    }
+}
+
+/* Publishes the result written after a successful claim() and wakes the
+ * joiners, if any said they were waiting. */
+static void publish(moirai_handle_t *handle)
+{
+    /* COMPLETING + 1 == FINISHED: an increment changes only the state bits
+     * while a joiner may be setting WAITERS_BIT concurrently. Release makes
+     * the result fields visible to every joiner that reads FINISHED with
+     * acquire. The returned old value says whether a joiner set
+     * WAITERS_BIT before this increment; one that tries afterwards fails
+     * its compare-and-swap, sees FINISHED and never parks, so skipping the
+     * wake-up when the bit is clear loses nobody. */
+    uint32_t old = atomic_fetch_add_explicit(&handle->state, 1, memory_order_release);
+    if (old & WAITERS_BIT)
+        moirai_unpark_all(&handle->state);
+}
+
+bool moirai_handle_try_start(moirai_handle_t *handle)
+{
+    if (handle == NULL)
+        return false;
+    uint32_t s = atomic_load_explicit(&handle->state, memory_order_relaxed);
+    while ((s & STATE_MASK) == STATE_PENDING) {
+        /* Relaxed: starting publishes nothing (the task's inputs travel with
+         * the spawn) and a canceller's data reaches the task through the
+         * token's acquire load. */
+        if (atomic_compare_exchange_weak_explicit(&handle->state, &s,
+                                                  (s & ~STATE_MASK) | STATE_RUNNING,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+int moirai_handle_complete(moirai_handle_t *handle, void *value)
+{
+    if (handle == NULL)
+        return -EINVAL;
+    int rc = claim(handle);
+    if (rc != 0)
+        return rc;
+    handle->error = 0;
+    handle->value = value;
+    publish(handle);
+    return 0;
+}
+
+int moirai_handle_fail(moirai_handle_t *handle, int error)
+{
+    if (handle == NULL || error >= 0)
+        return -EINVAL;
+    int rc = claim(handle);
+    if (rc != 0)
+        return rc;
+    handle->error = error;
+    handle->value = NULL;
+    publish(handle);
+    return 0;
+}
+
+const moirai_cancel_token_t *moirai_handle_token(const moirai_handle_t *handle)
+{
+    return (const moirai_cancel_token_t *)handle;
+}
+
+bool moirai_cancel_token_is_cancelled(const moirai_cancel_token_t *token)
+{
+    if (token == NULL)
+        return false;
+    const moirai_handle_t *handle = (const moirai_handle_t *)token;
+    /* Acquire pairs with the release compare-and-swap in
+     * moirai_handle_cancel() that set the bit. */
+    return (atomic_load_explicit(&handle->state, memory_order_acquire) & CANCEL_BIT) != 0;
+}
+
+int moirai_handle_cancel(moirai_handle_t *handle)
+{
+    if (handle == NULL)
+        return -EINVAL;
+    uint32_t s = atomic_load_explicit(&handle->state, memory_order_relaxed);
+    for (;;) {
+        uint32_t state = s & STATE_MASK;
+        if (state == STATE_PENDING) {
+            /* Claim the pending handle directly rather than through claim(),
+             * which would also accept a handle that started meanwhile.
+             * Release: a token that sees CANCEL_BIT sees what the canceller
+             * wrote before cancelling (the task never runs here, but the
+             * token stays truthful for anyone holding it). */
+            uint32_t next = (s & ~STATE_MASK) | STATE_COMPLETING | CANCEL_BIT;
+            if (atomic_compare_exchange_weak_explicit(&handle->state, &s, next,
+                                                      memory_order_release, memory_order_relaxed)) {
+                handle->error = -ECANCELED;
+                handle->value = NULL;
+                publish(handle);
+                return 0;
+            }
+            continue;
+        }
+        if (state != STATE_RUNNING)
+            return -EALREADY;
+        if (s & CANCEL_BIT)
+            return -EBUSY;
+        /* Release pairs with the token's acquire load, as documented. */
+        if (atomic_compare_exchange_weak_explicit(&handle->state, &s, s | CANCEL_BIT,
+                                                  memory_order_release, memory_order_relaxed))
+            return -EBUSY;
+        /* The state moved (started, completed, or a joiner set its bit):
+         * decide again from the value just read. */
+    }
+}
+
+/* Reports the result of a handle observed FINISHED with acquire. */
+static int result(const moirai_handle_t *handle, void **value)
+{
+    if (handle->error == 0) {
+        if (value != NULL)
+            *value = handle->value;
+        return 0;
+    }
+    if (value != NULL)
+        *value = NULL;
+    return handle->error;
+}
+
+int moirai_handle_run(moirai_handle_t *handle, moirai_task_fn fn, void *arg)
+{
+    void *value = NULL;
+    if (handle == NULL)
+        return fn(arg, NULL, &value);
+    if (!moirai_handle_try_start(handle))
+        return -ECANCELED;
+    int status = fn(arg, moirai_handle_token(handle), &value);
+    /* A task must return 0 or a negative errno. A positive value is almost
+     * always an errno returned without its sign; treat it as that error
+     * rather than losing the failure. */
+    if (status > 0)
+        status = -status;
+    int rc =
+        status == 0 ? moirai_handle_complete(handle, value) : moirai_handle_fail(handle, status);
+    if (rc == -EALREADY)
+        return -EALREADY;
+    return status;
+}
+
+int moirai_handle_join_timed(moirai_handle_t *handle, uint64_t deadline, void **value)
+{
+    if (handle == NULL) {
+        if (value != NULL)
+            *value = NULL;
+        return -EINVAL;
+    }
+    /* Acquire on every load that may observe FINISHED pairs with the
+     * release in publish(), making the result fields readable. */
+    uint32_t s = atomic_load_explicit(&handle->state, memory_order_acquire);
+    for (;;) {
+        if ((s & STATE_MASK) == STATE_FINISHED)
+            return result(handle, value);
+        if (moirai_deadline_expired(deadline)) {
+            if (value != NULL)
+                *value = NULL;
+            return -ETIMEDOUT;
+        }
+        if (!(s & WAITERS_BIT)) {
+            /* Announce the waiter before parking, so the completer knows
+             * to wake; on failure `s` holds the current word (acquire: it
+             * may be FINISHED) and the loop decides again. */
+            if (!atomic_compare_exchange_weak_explicit(&handle->state, &s, s | WAITERS_BIT,
+                                                       memory_order_acquire, memory_order_acquire))
+                continue;
+            s |= WAITERS_BIT;
+        }
+        /* Returns when the word is no longer `s`, when woken, spuriously, or
+         * at the deadline; the loop re-checks all of those. */
+        moirai_park(&handle->state, s, deadline);
+        s = atomic_load_explicit(&handle->state, memory_order_acquire);
+    }
+}
+
+int moirai_handle_join(moirai_handle_t *handle, void **value)
+{
+    return moirai_handle_join_timed(handle, MOIRAI_DEADLINE_NEVER, value);
+}
+
+int moirai_handle_try_join(moirai_handle_t *handle, void **value)
+{
+    if (handle == NULL) {
+        if (value != NULL)
+            *value = NULL;
+        return -EINVAL;
+    }
+    uint32_t s = atomic_load_explicit(&handle->state, memory_order_acquire);
+    if ((s & STATE_MASK) == STATE_FINISHED)
+        return result(handle, value);
+    if (value != NULL)
+        *value = NULL;
+    return -EAGAIN;
+}
+
+bool moirai_handle_is_finished(const moirai_handle_t *handle)
+{
+    if (handle == NULL)
+        return false;
+    /* Acquire, as documented: a caller that sees true may read whatever the
+     * task wrote before completing. */
+    return (atomic_load_explicit(&handle->state, memory_order_acquire) & STATE_MASK) ==
+           STATE_FINISHED;
+}

@@ -11,25 +11,25 @@
 
 #include <moirai/core/export.h>
 
-#define MOIRAI_OK         0
-#define MOIRAI_EINVAL     (-EINVAL)     /* invalid argument */
-#define MOIRAI_ENOMEM     (-ENOMEM)     /* allocation failed (or a pool is at capacity) */
-#define MOIRAI_ETIMEDOUT  (-ETIMEDOUT)  /* a deadline passed before the wait was satisfied */
-#define MOIRAI_ECANCELED  (-ECANCELED)  /* the operation or task was cancelled */
-#define MOIRAI_EAGAIN     (-EAGAIN)     /* would block; try again (try_ variants) */
-#define MOIRAI_EPIPE      (-EPIPE)      /* the channel or queue is closed */
-#define MOIRAI_EBUSY      (-EBUSY)      /* the resource is in use (e.g. a running task) */
-#define MOIRAI_EALREADY   (-EALREADY)   /* already done (e.g. a handle completed twice) */
-#define MOIRAI_ENOENT     (-ENOENT)     /* no such key or entry */
-#define MOIRAI_EEXIST     (-EEXIST)     /* the key or entry already exists */
-#define MOIRAI_ENOSYS     (-ENOSYS)     /* not supported by this kernel or build */
-#define MOIRAI_EPERM      (-EPERM)      /* not permitted (e.g. real-time policy without privilege) */
-#define MOIRAI_EOVERFLOW  (-EOVERFLOW)  /* a count or size would overflow */
-#define MOIRAI_EDEADLK    (-EDEADLK)    /* the call would deadlock */
-#define MOIRAI_ENOTSUP    (-ENOTSUP)    /* the operation is not supported here */
-#define MOIRAI_ESHUTDOWN  (-ESHUTDOWN)  /* the executor or runtime is shutting down */
-#define MOIRAI_ERANGE     (-ERANGE)     /* a value is out of range */
-#define MOIRAI_EIO        (-EIO)        /* an I/O error reported by the OS */
+#define MOIRAI_OK        0
+#define MOIRAI_EINVAL    (-EINVAL)    /* invalid argument */
+#define MOIRAI_ENOMEM    (-ENOMEM)    /* allocation failed (or a pool is at capacity) */
+#define MOIRAI_ETIMEDOUT (-ETIMEDOUT) /* a deadline passed before the wait was satisfied */
+#define MOIRAI_ECANCELED (-ECANCELED) /* the operation or task was cancelled */
+#define MOIRAI_EAGAIN    (-EAGAIN)    /* would block; try again (try_ variants) */
+#define MOIRAI_EPIPE     (-EPIPE)     /* the channel or queue is closed */
+#define MOIRAI_EBUSY     (-EBUSY)     /* the resource is in use (e.g. a running task) */
+#define MOIRAI_EALREADY  (-EALREADY)  /* already done (e.g. a handle completed twice) */
+#define MOIRAI_ENOENT    (-ENOENT)    /* no such key or entry */
+#define MOIRAI_EEXIST    (-EEXIST)    /* the key or entry already exists */
+#define MOIRAI_ENOSYS    (-ENOSYS)    /* not supported by this kernel or build */
+#define MOIRAI_EPERM     (-EPERM)     /* not permitted (e.g. real-time policy without privilege) */
+#define MOIRAI_EOVERFLOW (-EOVERFLOW) /* a count or size would overflow */
+#define MOIRAI_EDEADLK   (-EDEADLK)   /* the call would deadlock */
+#define MOIRAI_ENOTSUP   (-ENOTSUP)   /* the operation is not supported here */
+#define MOIRAI_ESHUTDOWN (-ESHUTDOWN) /* the executor or runtime is shutting down */
+#define MOIRAI_ERANGE    (-ERANGE)    /* a value is out of range */
+#define MOIRAI_EIO       (-EIO)       /* an I/O error reported by the OS */
 
 #ifdef __cplusplus
 extern "C" {

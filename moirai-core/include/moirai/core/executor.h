@@ -49,9 +49,8 @@ extern "C" {
  * On error the function never runs and the handle is left as it was.
  * Whether it blocks depends on the executor (the inline one runs the task
  * before returning). Thread-safe for every executor Moirai ships. */
-MOIRAI_CORE_API int moirai_executor_spawn(moirai_executor_t *executor, moirai_task_fn fn,
-                                          void *arg, const moirai_task_attr_t *attr,
-                                          moirai_handle_t *handle);
+MOIRAI_CORE_API int moirai_executor_spawn(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
+                                          const moirai_task_attr_t *attr, moirai_handle_t *handle);
 
 /* The inline executor: spawn runs the task on the calling thread before
  * returning. Useful in tests and as a fallback. Static; never freed;

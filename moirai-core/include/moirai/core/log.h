@@ -67,9 +67,8 @@ MOIRAI_CORE_API void moirai_log_write(moirai_log_level_t level, const char *fmt,
 
 /* True when a message at `level` would be delivered. */
 #define MOIRAI_LOG_ENABLED(level)                                                                  \
-    __builtin_expect((int)(level) >=                                                               \
-                         atomic_load_explicit(&moirai__log_threshold, memory_order_relaxed),       \
-                     0)
+    __builtin_expect(                                                                              \
+        (int)(level) >= atomic_load_explicit(&moirai__log_threshold, memory_order_relaxed), 0)
 
 /* Logs printf-style at `level`; the arguments are evaluated only when the
  * level is enabled. */

@@ -48,7 +48,9 @@ typedef struct moirai_task_attr {
 } moirai_task_attr_t;
 
 #define MOIRAI_TASK_ATTR_INIT                                                                      \
-    {NULL, MOIRAI_PRIORITY_NORMAL, MOIRAI_LOCALITY_ANY, -1, MOIRAI_DEADLINE_NEVER}
+    {                                                                                              \
+        NULL, MOIRAI_PRIORITY_NORMAL, MOIRAI_LOCALITY_ANY, -1, MOIRAI_DEADLINE_NEVER               \
+    }
 
 /* The cancellation token a running task polls. Opaque; only ever seen
  * through a pointer, which is NULL for a task spawned without a handle. */

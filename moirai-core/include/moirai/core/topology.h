@@ -102,8 +102,10 @@ MOIRAI_CORE_API int moirai_topology_inject_uniform(int nodes, int cpus_per_node)
 
 /* Re-reads the topology from a sysfs tree rooted at `sysfs_root` (NULL
  * means "/sys"), replacing the current one. Missing entries fall back as
- * described above and are logged at warn level. Not thread-safe (see
- * above). Returns 0 (also when falling back), or -ENOMEM. */
+ * described above and are logged at warn level. The result also becomes
+ * the topology that moirai_topology_inject(NULL, 0) restores. Not
+ * thread-safe (see above). Returns 0 (also when falling back), or -ENOMEM
+ * (the topology is then unchanged). */
 MOIRAI_CORE_API int moirai_topology_reload(const char *sysfs_root);
 
 #ifdef __cplusplus
