@@ -10,8 +10,10 @@
  * (iters / 64) of every implementation and lowers `iters` (never raises
  * it) so that one round of the slowest implementation takes about a fixed
  * budget (1 s, 0.2 s with --quick); all implementations then run the same
- * count. So `run` must accept any count from 1 up, and the whole run stays
- * bounded on a slow or noisy machine. "seconds" cases run as registered.
+ * count; if the warm-up round then shows rounds would still overrun the
+ * budget by half, the count is lowered again. So `run` must accept any
+ * count from 1 up, and the whole run stays bounded on a slow or noisy
+ * machine. "seconds" cases run as registered.
  *
  * An implementation's `run` performs `iters` operations (or, for cases
  * whose metric is "seconds", one whole workload scaled by `iters`) and
@@ -50,6 +52,10 @@ typedef struct bench_case {
 typedef const bench_case_t *(*bench_suite_fn)(size_t *count);
 
 const bench_case_t *bench_core_cases(size_t *count);
+const bench_case_t *bench_sync_locks_cases(size_t *count);
+const bench_case_t *bench_sync_map_cases(size_t *count);
+const bench_case_t *bench_sync_containers_cases(size_t *count);
+const bench_case_t *bench_mem_cases(size_t *count);
 
 /* Wall-clock nanoseconds (CLOCK_MONOTONIC), for implementations timing
  * their own measured section. */

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything Moirai needs to build, test and benchmark on Debian 12
+# (bookworm): the toolchain, the test framework, the libraries the modules
+# use, and the peer libraries moirai-bench compares against.
+#
+# Idempotent and non-interactive: packages already installed are not
+# touched, and when nothing is missing apt is not run at all (no network
+# needed). Uses sudo only when not run as root.
+#
+# Usage: scripts/setup.sh
+set -euo pipefail
+
+# The one list. A module that needs a new package (a library, or a
+# benchmark peer) adds it here.
+packages=(
+    # Build tools and the compiler (gcc's runtime packages bring the
+    # sanitizer runtimes: libasan, libtsan, libubsan). libc6-dev is only a
+    # recommendation of gcc, which --no-install-recommends skips.
+    meson
+    ninja-build
+    pkg-config
+    gcc
+    libc6-dev
+    binutils
+    python3
+    clang-format
+    # Test framework.
+    libcriterion-dev
+    # Libraries the modules use.
+    liburcu-dev
+    libuv1-dev
+    libnuma-dev
+    # Benchmark peers (moirai-bench reports a peer as missing if absent).
+    libck-dev
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    # dpkg-query prints "install ok installed" only for a fully installed
+    # package; anything else (absent, half-configured) gets installed.
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    if [[ "$status" != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "setup: all ${#packages[@]} packages already installed"
+    exit 0
+fi
+
+sudo=()
+if ((EUID != 0)); then
+    if ! command -v sudo >/dev/null; then
+        echo "setup: need root or sudo to install: ${missing[*]}" >&2
+        exit 1
+    fi
+    sudo=(sudo)
+fi
+
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "setup: done"
