@@ -1,0 +1,830 @@
+/* The concurrent hash map: a thin layer over liburcu's rculfhash.
+ *
+ * rculfhash is a lock-free split-ordered list (Shalev and Shavit, "Split-
+ * ordered lists: lock-free extensible hash tables", JACM 2006) whose
+ * bucket array can be resized while readers and updaters keep going. It
+ * offers exactly the primitives this map needs: add_unique (add-or-fail),
+ * add_replace (atomic insert-or-replace), del, resize, and RCU-protected
+ * lookup and traversal. What this file adds is the Moirai contract:
+ * byte-string keys copied into the entry, a built-in hash, reclamation
+ * through moirai_rcu_call(), allocation through moirai_malloc(), a cheap
+ * entry count, a resizing policy of its own driven by one resizer thread
+ * (liburcu's automatic resizing can stall for good, see "Resizing"), and
+ * ThreadSanitizer annotations for the hand-offs liburcu (built without
+ * TSan) makes invisibly.
+ *
+ * Entries are immutable after publication; replace publishes a new entry
+ * and retires the old one, so a reader never sees a half-written value. */
+#include "rcu_internal.h"
+
+#include <moirai/sync/map.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <urcu/rculfhash.h>
+
+#include <moirai/core/alloc.h>
+#include <moirai/core/clock.h>
+#include <moirai/core/park.h>
+#include <moirai/sync/rcu.h>
+
+/* ThreadSanitizer cannot see the atomics inside liburcu (an uninstrumented
+ * library, and 0.13 predates its TSan support), so it would report an
+ * entry's hand-off from its inserter to its readers as a race. These
+ * annotations state the happens-before edge that rculfhash's commit
+ * barriers really provide: the inserter releases the entry before the add,
+ * a reader acquires it before reading its fields. Reclamation needs no
+ * per-entry annotation: rcu_internal.h models every grace period (each
+ * read-side unlock releases, each reclamation callback acquires). */
+#ifdef MOIRAI_RCU_TSAN
+#define tsan_acquire(p) __tsan_acquire((void *)(p))
+#define tsan_release(p) __tsan_release((void *)(p))
+#else
+#define tsan_acquire(p) ((void)(p))
+#define tsan_release(p) ((void)(p))
+#endif
+
+/* Enters a read-side critical section, registering the thread with RCU on
+ * its first call (one thread-local load afterwards). Returns 0, or -ENOMEM
+ * if that registration failed (see rcu.h). */
+static inline int read_lock(void)
+{
+    int rc = moirai__rcu_ensure();
+    if (MOIRAI__UNLIKELY(rc != 0))
+        return rc;
+    moirai__rcu_read_lock();
+    return 0;
+}
+
+static inline void read_unlock(void)
+{
+    moirai__rcu_read_unlock();
+}
+
+#define CACHE_LINE 64
+
+/* One entry. The rculfhash node comes first so that liburcu's 8-byte
+ * alignment requirement (it keeps flags in the low bits of `next`) holds
+ * for any malloc'd entry; the key bytes follow inline. */
+typedef struct map_node {
+    struct cds_lfht_node lfht;
+    moirai_rcu_head_t rcu; /* reclamation; also links entries in destroy */
+    void *value;
+    size_t key_len;
+    unsigned char key[];
+} map_node_t;
+
+/* A per-thread-group entry counter on its own cache line, so that updaters
+ * on different CPUs do not bounce one line between them. */
+typedef struct count_slot {
+    _Alignas(CACHE_LINE) atomic_long n;
+} count_slot_t;
+
+struct moirai_map {
+    /* Read by every call. */
+    struct cds_lfht *ht;
+    moirai_map_hash_fn hash; /* NULL: the built-in hash with `secret` */
+    void *hash_ctx;
+    uint64_t secret; /* seed_mix(seed) */
+    size_t slot_mask;
+    /* Resizing (see "Resizing" below); touched only when an updater finds
+     * the load out of bounds, by the resizer thread, and by destroy. */
+    size_t min_buckets;
+    _Atomic size_t buckets;    /* bucket array size, as last resized */
+    _Atomic uint64_t resizes;  /* resizes done, for moirai_map_stats() */
+    _Atomic uint32_t queued;   /* 1 from a resize request until the resizer is done */
+    moirai_map_t *resize_next; /* link in the resizer's queue */
+    count_slot_t slots[];      /* slot_mask + 1 of them */
+};
+
+/* What the match callback compares an entry with. */
+typedef struct map_key {
+    const void *bytes;
+    size_t len;
+} map_key_t;
+
+/* ------------------------------------------------------------------------
+ * The built-in hash.
+ *
+ * Design after wyhash (Wang Yi): the core step multiplies two 64-bit words
+ * into a 128-bit product and XORs its halves ("mum"), which spreads every
+ * input bit across the whole word in one multiplication. Keys up to 16
+ * bytes are read as two possibly overlapping words without a loop and cost
+ * two multiplications; long keys feed 16 bytes per step (three independent
+ * lanes of 16 bytes above 48 bytes, so the multiplications overlap in the
+ * pipeline). The constants are odd 64-bit values with balanced bits (from
+ * SplitMix64 and the golden ratio). The seed is mixed once per map, not
+ * once per key. */
+
+static const uint64_t K0 = 0x9e3779b97f4a7c15ull;
+static const uint64_t K1 = 0xbf58476d1ce4e5b9ull;
+static const uint64_t K2 = 0x94d049bb133111ebull;
+static const uint64_t K3 = 0xd6e8feb86659fd93ull;
+
+static inline uint64_t mum(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* Unaligned little-endian reads; memcpy compiles to a single load. */
+static inline uint64_t rd64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static inline uint64_t rd32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    return v;
+}
+
+/* The per-map secret derived from a seed. */
+static inline uint64_t seed_mix(uint64_t seed)
+{
+    return seed ^ mum(seed ^ K0, K1);
+}
+
+static inline uint64_t hash_final(uint64_t a, uint64_t b, size_t len, uint64_t secret)
+{
+    return mum(K1 ^ len, mum(a ^ K1, b ^ secret ^ K2) ^ K3);
+}
+
+/* Keys longer than 16 bytes: out of line, the short path is inlined. */
+static uint64_t hash_long(const unsigned char *p, size_t len, uint64_t secret)
+{
+    size_t i = len;
+    if (i > 48) {
+        uint64_t s1 = secret, s2 = secret;
+        do {
+            secret = mum(rd64(p) ^ K1, rd64(p + 8) ^ secret);
+            s1 = mum(rd64(p + 16) ^ K2, rd64(p + 24) ^ s1);
+            s2 = mum(rd64(p + 32) ^ K3, rd64(p + 40) ^ s2);
+            p += 48;
+            i -= 48;
+        } while (i > 48);
+        secret ^= s1 ^ s2;
+    }
+    while (i > 16) {
+        secret = mum(rd64(p) ^ K1, rd64(p + 8) ^ secret);
+        p += 16;
+        i -= 16;
+    }
+    /* The last 16 bytes, overlapping what the loop consumed when the
+     * length is not a multiple of 16. */
+    return hash_final(rd64(p + i - 16), rd64(p + i - 8), len, secret);
+}
+
+static inline __attribute__((always_inline)) uint64_t hash_bytes(const void *key, size_t len,
+                                                                 uint64_t secret)
+{
+    const unsigned char *p = key;
+    uint64_t a, b;
+    if (MOIRAI__UNLIKELY(len > 16))
+        return hash_long(p, len, secret);
+    if (len >= 8) {
+        /* Two possibly overlapping words cover every byte of 8..16. */
+        a = rd64(p);
+        b = rd64(p + len - 8);
+    } else if (len >= 4) {
+        a = rd32(p);
+        b = rd32(p + len - 4);
+    } else if (len > 0) {
+        a = ((uint64_t)p[0] << 16) | ((uint64_t)p[len >> 1] << 8) | p[len - 1];
+        b = 0;
+    } else {
+        a = 0;
+        b = 0;
+    }
+    return hash_final(a, b, len, secret);
+}
+
+uint64_t moirai_map_hash(const void *key, size_t len, uint64_t seed)
+{
+    return hash_bytes(key, len, seed_mix(seed));
+}
+
+static inline unsigned long node_hash(const moirai_map_t *map, const void *key, size_t len)
+{
+    if (MOIRAI__LIKELY(map->hash == NULL))
+        return (unsigned long)hash_bytes(key, len, map->secret);
+    return (unsigned long)map->hash(key, len, map->hash_ctx);
+}
+
+/* Key equality: lengths first, then bytes; keys up to 16 bytes with two
+ * possibly overlapping loads per side instead of a call to memcmp. */
+static inline bool key_equal(const unsigned char *x, const unsigned char *y, size_t len)
+{
+    if (len >= 8 && len <= 16) {
+        uint64_t a, b, c, d;
+        memcpy(&a, x, 8);
+        memcpy(&b, y, 8);
+        memcpy(&c, x + len - 8, 8);
+        memcpy(&d, y + len - 8, 8);
+        return ((a ^ b) | (c ^ d)) == 0;
+    }
+    if (len >= 4 && len < 8) {
+        uint32_t a, b, c, d;
+        memcpy(&a, x, 4);
+        memcpy(&b, y, 4);
+        memcpy(&c, x + len - 4, 4);
+        memcpy(&d, y + len - 4, 4);
+        return ((a ^ b) | (c ^ d)) == 0;
+    }
+    return len == 0 || memcmp(x, y, len) == 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Entry count. */
+
+/* The slot this thread bumps: threads are dealt slots round-robin on first
+ * use, so up to slot_mask + 1 concurrent updaters never share a line. */
+static _Thread_local unsigned thread_slot;
+static _Thread_local bool thread_slot_set;
+static atomic_uint next_thread_slot;
+
+static inline atomic_long *count_slot(moirai_map_t *map)
+{
+    if (!thread_slot_set) {
+        /* Relaxed: the number only spreads threads over slots; any value
+         * is correct. */
+        thread_slot = atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed);
+        thread_slot_set = true;
+    }
+    return &map->slots[thread_slot & map->slot_mask].n;
+}
+
+static void check_load(moirai_map_t *map);
+
+/* Updaters look at the load factor when their slot's counter crosses a
+ * multiple of this (a power of two): rarely enough to cost nothing,
+ * often enough that a map grows before its chains get long. */
+#define CHECK_EVERY 32
+
+static inline void count_add(moirai_map_t *map, long delta)
+{
+    /* Relaxed: the count is statistics and orders nothing; the entry's
+     * publication is ordered by liburcu's commit barriers. */
+    long now = atomic_fetch_add_explicit(count_slot(map), delta, memory_order_relaxed) + delta;
+    if (MOIRAI__UNLIKELY((now & (CHECK_EVERY - 1)) == 0))
+        check_load(map);
+}
+
+size_t moirai_map_count(const moirai_map_t *map)
+{
+    if (map == NULL)
+        return 0;
+    long sum = 0;
+    for (size_t i = 0; i <= map->slot_mask; i++) {
+        /* Relaxed: see count_add(). An update that happened-before this
+         * call is still seen, by coherence. */
+        sum += atomic_load_explicit(&map->slots[i].n, memory_order_relaxed);
+    }
+    return sum > 0 ? (size_t)sum : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Resizing.
+ *
+ * The map does not use liburcu's automatic resizing (CDS_LFHT_AUTO_RESIZE).
+ * In liburcu 0.13 (and its master branch as of this writing) that has a
+ * lost-update race: __cds_lfht_resize_lazy_launch() queues the resize work
+ * and only afterwards sets ht->resize_initiated; when the worker thread
+ * runs the whole resize in between, it clears the flag before the launcher
+ * sets it, the flag then stays set with nothing queued, and the table never
+ * resizes again. On this project's 2-CPU machines that happened in about
+ * one run in three of a fill-then-churn workload: a table stuck at 64
+ * buckets holding 65536 entries, every lookup walking a chain of about a
+ * thousand nodes.
+ *
+ * So Moirai owns the policy. Each map counts its entries (the counters of
+ * moirai_map_count()); when an updater sees the load leave its bounds it
+ * queues the map for one process-wide resizer thread, which calls
+ * cds_lfht_resize(): synchronous, safe from a registered thread outside
+ * any read-side critical section, and, called from a single thread, free
+ * of the race. Readers and updaters never wait for a resize: the split-
+ * ordered list stays valid while buckets are added or removed.
+ *
+ * Policy: grow when entries exceed buckets (load above 1), shrink when
+ * they fall below an eighth of the buckets, both to the power of two at or
+ * above twice the entries (load between 1/4 and 1/2 right after a resize),
+ * never below the map's initial size. */
+
+#define SHRINK_DIVISOR 8
+#define MAX_BUCKETS    ((size_t)1 << 40)
+
+static size_t round_pow2(size_t n)
+{
+    size_t p = 1;
+    while (p < n && p < MAX_BUCKETS)
+        p <<= 1;
+    return p;
+}
+
+static bool load_out_of_bounds(const moirai_map_t *map, size_t entries, size_t buckets)
+{
+    if (entries > buckets)
+        return buckets < MAX_BUCKETS;
+    return buckets > map->min_buckets && entries < buckets / SHRINK_DIVISOR;
+}
+
+static size_t target_buckets(const moirai_map_t *map, size_t entries)
+{
+    size_t want = round_pow2(entries > MAX_BUCKETS / 2 ? MAX_BUCKETS : 2 * entries);
+    return want < map->min_buckets ? map->min_buckets : want;
+}
+
+/* Process-wide resizer state. The thread runs while at least one map
+ * exists: the first create starts it, the last destroy stops and joins it,
+ * both under rs_lock (which the thread itself never takes). Requests go
+ * through a lock-free stack that the thread empties in one exchange, so
+ * updaters never block on it. */
+static pthread_mutex_t rs_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t rs_maps;      /* under rs_lock */
+static pthread_t rs_thread; /* under rs_lock */
+static atomic_bool rs_stop;
+static _Atomic(moirai_map_t *) rs_queue;
+static _Atomic uint32_t rs_wake; /* bumped on every request; the thread parks on it */
+static _Atomic uint32_t rs_done; /* bumped after every map is done; destroy parks on it */
+
+static void resize_one(moirai_map_t *map)
+{
+    /* A few rounds, for a map that kept growing while it was resized;
+     * beyond that the next updater's check asks again. */
+    for (int round = 0; round < 4; round++) {
+        size_t entries = moirai_map_count(map);
+        /* Relaxed: only this thread writes `buckets` once the map is
+         * published. */
+        size_t buckets = atomic_load_explicit(&map->buckets, memory_order_relaxed);
+        if (!load_out_of_bounds(map, entries, buckets))
+            return;
+        size_t target = target_buckets(map, entries);
+        cds_lfht_resize(map->ht, target);
+        atomic_store_explicit(&map->buckets, target, memory_order_relaxed);
+        atomic_fetch_add_explicit(&map->resizes, 1, memory_order_relaxed);
+    }
+}
+
+static void *resizer_main(void *arg)
+{
+    (void)arg;
+    /* cds_lfht_resize() needs a registered RCU thread. If registration
+     * fails (it cannot allocate its exit hook), maps stay correct and
+     * simply keep their size. */
+    bool can_resize = moirai_rcu_thread_register() == 0;
+    for (;;) {
+        /* Read the wake word before looking at the queue: a request made
+         * after the look changes the word, and the park returns at once. */
+        uint32_t seen = atomic_load_explicit(&rs_wake, memory_order_acquire);
+        /* Acquire: pairs with the requests' release push, so each map's
+         * `resize_next` is visible. */
+        moirai_map_t *list = atomic_exchange_explicit(&rs_queue, NULL, memory_order_acquire);
+        if (list == NULL) {
+            if (atomic_load_explicit(&rs_stop, memory_order_acquire))
+                break;
+            moirai_park(&rs_wake, seen, MOIRAI_DEADLINE_NEVER);
+            continue;
+        }
+        while (list != NULL) {
+            moirai_map_t *map = list;
+            list = map->resize_next;
+            if (can_resize)
+                resize_one(map);
+            /* Release: destroy's acquire load of `queued` sees this
+             * thread's last access to the map, which is this store. */
+            atomic_store_explicit(&map->queued, 0, memory_order_release);
+            atomic_fetch_add_explicit(&rs_done, 1, memory_order_release);
+            moirai_unpark_all(&rs_done);
+        }
+    }
+    moirai_rcu_thread_unregister();
+    return NULL;
+}
+
+/* Queues `map` for the resizer unless it is queued already. Never blocks:
+ * a compare-and-swap push and, when the resizer may be asleep, a wake-up
+ * system call (rare: once per resize). */
+static void request_resize(moirai_map_t *map)
+{
+    uint32_t idle = 0;
+    /* Acquire on success: the resizer's release of `queued` after its last
+     * read of `resize_next` happens before our write below. */
+    if (!atomic_compare_exchange_strong_explicit(&map->queued, &idle, 1, memory_order_acquire,
+                                                 memory_order_relaxed))
+        return;
+    moirai_map_t *head = atomic_load_explicit(&rs_queue, memory_order_relaxed);
+    do {
+        map->resize_next = head;
+        /* Release: publishes `resize_next` to the resizer's exchange. */
+    } while (!atomic_compare_exchange_weak_explicit(&rs_queue, &head, map, memory_order_release,
+                                                    memory_order_relaxed));
+    atomic_fetch_add_explicit(&rs_wake, 1, memory_order_release);
+    moirai_unpark_one(&rs_wake);
+}
+
+static __attribute__((noinline)) void check_load(moirai_map_t *map)
+{
+    size_t buckets = atomic_load_explicit(&map->buckets, memory_order_relaxed);
+    if (load_out_of_bounds(map, moirai_map_count(map), buckets))
+        request_resize(map);
+}
+
+/* Counts a new map in and starts the resizer with the first one.
+ * Returns 0 or -EAGAIN (the system refused a thread). The thread's stack
+ * is the C library's default: a stack of our own (from moirai_malloc())
+ * would also have to hold the static TLS of every library in the process,
+ * whose size we cannot know (ThreadSanitizer's alone needs 900 KiB). */
+static int resizer_acquire(void)
+{
+    int rc = 0;
+    pthread_mutex_lock(&rs_lock);
+    if (rs_maps == 0) {
+        /* The resizer must not take the application's signals. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        atomic_store_explicit(&rs_stop, false, memory_order_relaxed);
+        int err = pthread_create(&rs_thread, NULL, resizer_main, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (err != 0)
+            rc = -EAGAIN;
+    }
+    if (rc == 0)
+        rs_maps++;
+    pthread_mutex_unlock(&rs_lock);
+    return rc;
+}
+
+/* Counts a map out; the last one stops and joins the resizer. */
+static void resizer_release(void)
+{
+    pthread_mutex_lock(&rs_lock);
+    if (--rs_maps == 0) {
+        atomic_store_explicit(&rs_stop, true, memory_order_release);
+        atomic_fetch_add_explicit(&rs_wake, 1, memory_order_release);
+        moirai_unpark_all(&rs_wake);
+        pthread_join(rs_thread, NULL);
+    }
+    pthread_mutex_unlock(&rs_lock);
+}
+
+/* Waits until the resizer no longer holds `map`. */
+static void resizer_forget(moirai_map_t *map)
+{
+    for (;;) {
+        /* Read rs_done before `queued`: if the resizer releases the map
+         * after our check, rs_done has moved and the park returns. */
+        uint32_t done = atomic_load_explicit(&rs_done, memory_order_acquire);
+        if (atomic_load_explicit(&map->queued, memory_order_acquire) == 0)
+            return;
+        moirai_park(&rs_done, done, MOIRAI_DEADLINE_NEVER);
+    }
+}
+
+int moirai_map_stats(const moirai_map_t *map, moirai_map_stats_t *out)
+{
+    if (map == NULL || out == NULL)
+        return -EINVAL;
+    out->entries = moirai_map_count(map);
+    out->buckets = atomic_load_explicit(&map->buckets, memory_order_relaxed);
+    out->resizes = atomic_load_explicit(&map->resizes, memory_order_relaxed);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Entries. */
+
+static int match_key(struct cds_lfht_node *lnode, const void *arg)
+{
+    const map_node_t *node = caa_container_of(lnode, map_node_t, lfht);
+    const map_key_t *key = arg;
+
+    /* The entry was published by an add with a full barrier after its
+     * fields were written and liburcu read the pointer with dependency
+     * ordering: tell TSan. */
+    tsan_acquire(node);
+    return node->key_len == key->len && key_equal(node->key, key->bytes, key->len);
+}
+
+static map_node_t *node_new(const void *key, size_t len, void *value)
+{
+    if (len > SIZE_MAX - sizeof(map_node_t))
+        return NULL;
+    map_node_t *node = moirai_malloc(sizeof(map_node_t) + len);
+    if (node == NULL)
+        return NULL;
+    cds_lfht_node_init(&node->lfht);
+    node->value = value;
+    node->key_len = len;
+    if (len > 0)
+        memcpy(node->key, key, len);
+    /* Everything written so far (and by the caller before the call) is
+     * published by the add that follows. */
+    tsan_release(node);
+    return node;
+}
+
+static void free_node_rcu(moirai_rcu_head_t *head)
+{
+    map_node_t *node = caa_container_of(head, map_node_t, rcu);
+    /* The grace period has ended: every read-side critical section that
+     * could see this entry happened before (modelled for TSan). */
+    MOIRAI__RCU_TSAN_ACQUIRE();
+    moirai_free(node);
+}
+
+/* Frees an unlinked entry after a grace period. */
+static void node_retire(map_node_t *node)
+{
+    moirai_rcu_call(&node->rcu, free_node_rcu);
+}
+
+static inline bool bad_key(const void *key, size_t len)
+{
+    return key == NULL && len > 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Create and destroy. */
+
+static uint64_t random_seed(const void *salt)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+        /* No entropy yet (early boot) or no getrandom: a mix of the clock
+         * and an address still varies between runs. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)salt;
+    }
+    seed = mum(seed ^ K2, K3);
+    return seed != 0 ? seed : K0;
+}
+
+int moirai_map_create(moirai_map_t **out, const moirai_map_config_t *cfg)
+{
+    static const moirai_map_config_t defaults = {0};
+    if (out == NULL)
+        return -EINVAL;
+    if (cfg == NULL)
+        cfg = &defaults;
+    if (cfg->initial_buckets > MOIRAI_MAP_MAX_INITIAL_BUCKETS)
+        return -EINVAL;
+    size_t buckets = round_pow2(cfg->initial_buckets == 0 ? 16 : cfg->initial_buckets);
+
+    /* One counter slot per possible CPU (a power of two, at most 64) keeps
+     * concurrent updaters on separate lines without a large map header. */
+    long cpus = sysconf(_SC_NPROCESSORS_CONF);
+    size_t slots = round_pow2(cpus > 0 ? (size_t)cpus : 1);
+    if (slots > 64)
+        slots = 64;
+
+    moirai_map_t *map =
+        moirai_aligned_alloc(CACHE_LINE, sizeof(moirai_map_t) + slots * sizeof(count_slot_t));
+    if (map == NULL)
+        return -ENOMEM;
+    map->hash = cfg->hash;
+    map->hash_ctx = cfg->hash_ctx;
+    map->secret = seed_mix(cfg->hash == NULL && cfg->seed == 0 ? random_seed(map) : cfg->seed);
+    map->slot_mask = slots - 1;
+    for (size_t i = 0; i < slots; i++)
+        atomic_init(&map->slots[i].n, 0);
+    map->min_buckets = buckets;
+    atomic_init(&map->buckets, buckets);
+    atomic_init(&map->resizes, 0);
+    atomic_init(&map->queued, 0);
+    map->resize_next = NULL;
+
+    int rc = resizer_acquire();
+    if (rc != 0) {
+        moirai_free(map);
+        return rc;
+    }
+    /* No liburcu flags: Moirai resizes the table itself (see "Resizing")
+     * and counts its entries itself, so liburcu's per-CPU accounting
+     * would only add an atomic to every update. A minimum allocation of
+     * one bucket lets the table shrink back to its initial size. */
+    map->ht = cds_lfht_new_flavor(buckets, 1, 0, 0, &urcu_memb_flavor, NULL);
+    if (map->ht == NULL) {
+        resizer_release();
+        moirai_free(map);
+        return -ENOMEM;
+    }
+    *out = map;
+    return 0;
+}
+
+void moirai_map_destroy(moirai_map_t *map)
+{
+    if (map == NULL)
+        return;
+
+    /* No updater runs any more (the contract), so no new request can come;
+     * wait for one in flight to finish before the table goes. */
+    resizer_forget(map);
+
+    /* liburcu refuses to destroy a table that still holds entries, so
+     * unlink them all first, chaining them through their rcu heads. No
+     * other thread uses the map (the contract), so they can be freed as
+     * soon as the table is gone; the read lock only satisfies rculfhash's
+     * calling convention. */
+    moirai_rcu_head_t *list = NULL;
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *lnode;
+    moirai_rcu_read_lock();
+    cds_lfht_for_each(map->ht, &iter, lnode)
+    {
+        map_node_t *node = caa_container_of(lnode, map_node_t, lfht);
+        if (cds_lfht_del(map->ht, lnode) == 0) {
+            node->rcu.next = list;
+            list = &node->rcu;
+        }
+    }
+    moirai_rcu_read_unlock();
+
+    /* It cannot fail on an empty table with no resize in flight. */
+    int rc = cds_lfht_destroy(map->ht, NULL);
+    (void)rc;
+
+    while (list != NULL) {
+        map_node_t *node = caa_container_of(list, map_node_t, rcu);
+        list = list->next;
+        moirai_free(node);
+    }
+    moirai_free(map);
+    resizer_release();
+
+    /* Entries removed earlier wait in the RCU callback queue; wait for
+     * them so that destroy frees everything it owned. */
+    moirai_rcu_barrier();
+}
+
+/* ------------------------------------------------------------------------
+ * Updates and lookups. */
+
+int moirai_map_insert_unique(moirai_map_t *map, const void *key, size_t len, void *value,
+                             void **existing)
+{
+    if (map == NULL || bad_key(key, len))
+        return -EINVAL;
+    unsigned long hash = node_hash(map, key, len);
+    map_node_t *node = node_new(key, len, value);
+    if (node == NULL)
+        return -ENOMEM;
+
+    map_key_t mk = {key, len};
+    int rc = read_lock();
+    if (rc != 0) {
+        moirai_free(node);
+        return rc;
+    }
+    /* add_unique publishes with a full barrier before and after its
+     * commit, or returns the entry that is present. */
+    struct cds_lfht_node *got = cds_lfht_add_unique(map->ht, hash, match_key, &mk, &node->lfht);
+    if (got == &node->lfht) {
+        read_unlock();
+        count_add(map, 1);
+        return 0;
+    }
+    map_node_t *cur = caa_container_of(got, map_node_t, lfht);
+    if (existing != NULL)
+        *existing = cur->value;
+    read_unlock();
+    /* Never published: no reader can hold it, free it now. */
+    moirai_free(node);
+    return -EEXIST;
+}
+
+int moirai_map_insert(moirai_map_t *map, const void *key, size_t len, void *value)
+{
+    return moirai_map_insert_unique(map, key, len, value, NULL);
+}
+
+int moirai_map_replace(moirai_map_t *map, const void *key, size_t len, void *value, void **old)
+{
+    if (map == NULL || bad_key(key, len))
+        return -EINVAL;
+    unsigned long hash = node_hash(map, key, len);
+    map_node_t *node = node_new(key, len, value);
+    if (node == NULL)
+        return -ENOMEM;
+
+    map_key_t mk = {key, len};
+    int rc = read_lock();
+    if (rc != 0) {
+        moirai_free(node);
+        return rc;
+    }
+    /* add_replace swaps the new entry in for the old one in one atomic
+     * step (full barriers around it), or adds it if the key is absent. */
+    struct cds_lfht_node *got = cds_lfht_add_replace(map->ht, hash, match_key, &mk, &node->lfht);
+    if (got == NULL) {
+        read_unlock();
+        count_add(map, 1);
+        if (old != NULL)
+            *old = NULL;
+        return 0;
+    }
+    map_node_t *prev = caa_container_of(got, map_node_t, lfht);
+    if (old != NULL)
+        *old = prev->value;
+    node_retire(prev);
+    read_unlock();
+    return 1;
+}
+
+int moirai_map_remove(moirai_map_t *map, const void *key, size_t len, void **old)
+{
+    if (map == NULL || bad_key(key, len))
+        return -EINVAL;
+    unsigned long hash = node_hash(map, key, len);
+    map_key_t mk = {key, len};
+    struct cds_lfht_iter iter;
+
+    int rc = read_lock();
+    if (rc != 0)
+        return rc;
+    for (;;) {
+        cds_lfht_lookup(map->ht, hash, match_key, &mk, &iter);
+        struct cds_lfht_node *lnode = cds_lfht_iter_get_node(&iter);
+        if (lnode == NULL) {
+            read_unlock();
+            return -ENOENT;
+        }
+        map_node_t *node = caa_container_of(lnode, map_node_t, lfht);
+        /* del fails only if another thread removed or replaced this entry
+         * since our lookup; look again to remove what is current. */
+        if (cds_lfht_del(map->ht, lnode) == 0) {
+            if (old != NULL)
+                *old = node->value;
+            node_retire(node);
+            read_unlock();
+            count_add(map, -1);
+            return 0;
+        }
+    }
+}
+
+int moirai_map_lookup(moirai_map_t *map, const void *key, size_t len, void **value)
+{
+    if (map == NULL || bad_key(key, len))
+        return -EINVAL;
+    unsigned long hash = node_hash(map, key, len);
+    map_key_t mk = {key, len};
+    struct cds_lfht_iter iter;
+
+    int rc = read_lock();
+    if (rc != 0)
+        return rc;
+    cds_lfht_lookup(map->ht, hash, match_key, &mk, &iter);
+    struct cds_lfht_node *lnode = cds_lfht_iter_get_node(&iter);
+    if (lnode != NULL) {
+        map_node_t *node = caa_container_of(lnode, map_node_t, lfht);
+        if (value != NULL)
+            *value = node->value;
+    } else {
+        rc = -ENOENT;
+    }
+    read_unlock();
+    return rc;
+}
+
+int moirai_map_iterate(moirai_map_t *map, moirai_map_iter_cb cb, void *arg)
+{
+    if (map == NULL || cb == NULL)
+        return -EINVAL;
+    struct cds_lfht_iter iter;
+    struct cds_lfht_node *lnode;
+
+    int rc = read_lock();
+    if (rc != 0)
+        return rc;
+    cds_lfht_for_each(map->ht, &iter, lnode)
+    {
+        map_node_t *node = caa_container_of(lnode, map_node_t, lfht);
+        tsan_acquire(node);
+        rc = cb(node->key, node->key_len, node->value, arg);
+        if (rc != 0)
+            break;
+    }
+    read_unlock();
+    return rc;
+}

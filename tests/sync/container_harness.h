@@ -1,0 +1,256 @@
+/* A producer x consumer harness for moirai-sync's containers (stack,
+ * queue, MPMC ring, SPSC ring), shared by their quick tests and the stress
+ * test. Header-only: each test executable includes it once.
+ *
+ * Producer p pushes the items (p << 40) | seq for seq = 0 .. n-1.
+ * Consumers pop until every item has been taken (or, for closable
+ * containers, until the container is closed and drained) and check:
+ *   - nothing is duplicated: every item sets its bit in a shared bitmap
+ *     exactly once;
+ *   - nothing is lost: at the end every bit is set and the container is
+ *     empty;
+ *   - nothing is invented: every popped value decodes to a real
+ *     (producer, seq);
+ *   - per-producer FIFO (queues and rings): each consumer sees each
+ *     producer's sequence numbers strictly increasing.
+ * Worker threads only count violations; the test thread asserts, because
+ * Criterion's asserts must run on the test's own thread. */
+#ifndef MOIRAI_TEST_CONTAINER_HARNESS_H
+#define MOIRAI_TEST_CONTAINER_HARNESS_H
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <moirai/core.h>
+
+#define HARNESS_SEQ_BITS    40
+#define HARNESS_SEQ_MASK    ((UINT64_C(1) << HARNESS_SEQ_BITS) - 1)
+#define HARNESS_MAX_THREADS 16
+
+static inline void *harness_item(unsigned producer, uint64_t seq)
+{
+    return (void *)(uintptr_t)(((uint64_t)producer << HARNESS_SEQ_BITS) | seq);
+}
+
+/* How a container is driven. push/pop return 0, -EAGAIN (try again) or
+ * -EPIPE (closed); a blocking container's pop returns -EPIPE once it is
+ * closed and drained, which is how its consumers stop. */
+typedef struct harness_ops {
+    int (*push)(void *c, void *item, unsigned thread);
+    int (*pop)(void *c, void **item, unsigned thread);
+    void (*close)(void *c); /* NULL: consumers stop when all items are in */
+    bool fifo;
+    /* Unbounded containers: producers stay at most this many items ahead
+     * of the consumers, to bound memory (0: no bound). */
+    uint64_t max_in_flight;
+} harness_ops_t;
+
+typedef struct harness_result {
+    uint64_t expected;
+    uint64_t consumed;
+    uint64_t unique;     /* bits set at the end */
+    uint64_t duplicates; /* items seen twice */
+    uint64_t invalid;    /* items that decode to no real (producer, seq) */
+    uint64_t fifo_violations;
+    uint64_t push_errors; /* push results other than 0 / -EAGAIN */
+    uint64_t pop_errors;  /* pop results other than 0 / -EAGAIN / -EPIPE */
+} harness_result_t;
+
+typedef struct harness {
+    const harness_ops_t *ops;
+    void *c;
+    unsigned producers, consumers;
+    uint64_t per_producer;
+    _Atomic uint64_t *bitmap;
+    _Atomic uint64_t pushed, consumed;
+    _Atomic int producers_done;
+    _Atomic uint64_t duplicates, invalid, fifo_violations, push_errors, pop_errors;
+} harness_t;
+
+typedef struct harness_arg {
+    harness_t *h;
+    unsigned index;
+} harness_arg_t;
+
+static void *harness_producer(void *p)
+{
+    harness_arg_t *a = p;
+    harness_t *h = a->h;
+    bool throttle = h->ops->max_in_flight != 0;
+    for (uint64_t seq = 0; seq < h->per_producer; seq++) {
+        if (throttle) {
+            /* If items get lost the gap never closes: give the throttle up
+             * after a second rather than hang (memory is then bounded by
+             * the item count only). */
+            uint64_t give_up = moirai_deadline_after(MOIRAI_NS_PER_S);
+            while (throttle && atomic_load_explicit(&h->pushed, memory_order_relaxed) -
+                                       atomic_load_explicit(&h->consumed, memory_order_relaxed) >=
+                                   h->ops->max_in_flight) {
+                sched_yield();
+                if (moirai_deadline_expired(give_up))
+                    throttle = false;
+            }
+        }
+        int rc;
+        while ((rc = h->ops->push(h->c, harness_item(a->index, seq), a->index)) == -EAGAIN)
+            sched_yield();
+        if (rc != 0) {
+            atomic_fetch_add(&h->push_errors, 1);
+            return NULL;
+        }
+        atomic_fetch_add_explicit(&h->pushed, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+static void *harness_consumer(void *p)
+{
+    harness_arg_t *a = p;
+    harness_t *h = a->h;
+    uint64_t total = (uint64_t)h->producers * h->per_producer;
+    int64_t last[HARNESS_MAX_THREADS];
+    for (unsigned i = 0; i < HARNESS_MAX_THREADS; i++)
+        last[i] = -1;
+    for (;;) {
+        if (h->ops->close == NULL && atomic_load(&h->consumed) >= total)
+            break;
+        /* Read before popping: if every producer had returned before
+         * this pop, an empty container stays empty, so stop and let the
+         * final count show what was lost (rather than wait for it). */
+        bool done = atomic_load(&h->producers_done);
+        void *v;
+        int rc = h->ops->pop(h->c, &v, a->index);
+        if (rc == -EAGAIN) {
+            if (h->ops->close == NULL && done)
+                break;
+            sched_yield();
+            continue;
+        }
+        if (rc == -EPIPE && h->ops->close != NULL)
+            break;
+        if (rc != 0) {
+            atomic_fetch_add(&h->pop_errors, 1);
+            break;
+        }
+        uint64_t item = (uint64_t)(uintptr_t)v;
+        uint64_t prod = item >> HARNESS_SEQ_BITS;
+        uint64_t seq = item & HARNESS_SEQ_MASK;
+        if (prod >= h->producers || seq >= h->per_producer) {
+            atomic_fetch_add(&h->invalid, 1);
+        } else {
+            uint64_t idx = prod * h->per_producer + seq;
+            uint64_t bit = UINT64_C(1) << (idx % 64);
+            if (atomic_fetch_or_explicit(&h->bitmap[idx / 64], bit, memory_order_relaxed) & bit)
+                atomic_fetch_add(&h->duplicates, 1);
+            if (h->ops->fifo) {
+                if ((int64_t)seq <= last[prod])
+                    atomic_fetch_add(&h->fifo_violations, 1);
+                last[prod] = (int64_t)seq;
+            }
+        }
+        atomic_fetch_add_explicit(&h->consumed, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+/* Runs one shape to completion and returns what was observed. */
+static inline harness_result_t harness_run(const harness_ops_t *ops, void *c, unsigned producers,
+                                           unsigned consumers, uint64_t per_producer)
+{
+    cr_assert(producers >= 1 && producers <= HARNESS_MAX_THREADS);
+    cr_assert(consumers >= 1 && consumers <= HARNESS_MAX_THREADS);
+    harness_t h;
+    memset(&h, 0, sizeof(h));
+    h.ops = ops;
+    h.c = c;
+    h.producers = producers;
+    h.consumers = consumers;
+    h.per_producer = per_producer;
+    uint64_t total = producers * per_producer;
+    size_t words = (size_t)(total / 64 + 1);
+    h.bitmap = calloc(words, sizeof(*h.bitmap));
+    cr_assert_not_null(h.bitmap);
+
+    pthread_t pt[HARNESS_MAX_THREADS], ct[HARNESS_MAX_THREADS];
+    harness_arg_t pa[HARNESS_MAX_THREADS], ca[HARNESS_MAX_THREADS];
+    for (unsigned i = 0; i < consumers; i++) {
+        ca[i] = (harness_arg_t){&h, i};
+        cr_assert_eq(pthread_create(&ct[i], NULL, harness_consumer, &ca[i]), 0);
+    }
+    for (unsigned i = 0; i < producers; i++) {
+        pa[i] = (harness_arg_t){&h, i};
+        cr_assert_eq(pthread_create(&pt[i], NULL, harness_producer, &pa[i]), 0);
+    }
+    for (unsigned i = 0; i < producers; i++)
+        pthread_join(pt[i], NULL);
+    atomic_store(&h.producers_done, 1);
+    if (ops->close != NULL)
+        ops->close(c);
+    for (unsigned i = 0; i < consumers; i++)
+        pthread_join(ct[i], NULL);
+
+    harness_result_t r = {
+        .expected = total,
+        .consumed = atomic_load(&h.consumed),
+        .duplicates = atomic_load(&h.duplicates),
+        .invalid = atomic_load(&h.invalid),
+        .fifo_violations = atomic_load(&h.fifo_violations),
+        .push_errors = atomic_load(&h.push_errors),
+        .pop_errors = atomic_load(&h.pop_errors),
+    };
+    for (size_t i = 0; i < words; i++)
+        r.unique += (uint64_t)__builtin_popcountll(atomic_load(&h.bitmap[i]));
+    free(h.bitmap);
+    return r;
+}
+
+/* Asserts the invariants of one run. */
+#define harness_assert_ok(r, what)                                                                 \
+    do {                                                                                           \
+        harness_result_t r_ = (r);                                                                 \
+        cr_assert_eq(r_.push_errors, 0, "%s: %lu pushes failed", (what),                           \
+                     (unsigned long)r_.push_errors);                                               \
+        cr_assert_eq(r_.pop_errors, 0, "%s: %lu pops failed", (what),                              \
+                     (unsigned long)r_.pop_errors);                                                \
+        cr_assert_eq(r_.invalid, 0, "%s: %lu invented items", (what), (unsigned long)r_.invalid);  \
+        cr_assert_eq(r_.duplicates, 0, "%s: %lu duplicated items", (what),                         \
+                     (unsigned long)r_.duplicates);                                                \
+        cr_assert_eq(r_.unique, r_.expected, "%s: %lu of %lu items arrived (%lu lost)", (what),    \
+                     (unsigned long)r_.unique, (unsigned long)r_.expected,                         \
+                     (unsigned long)(r_.expected - r_.unique));                                    \
+        cr_assert_eq(r_.consumed, r_.expected, "%s: %lu pops for %lu items", (what),               \
+                     (unsigned long)r_.consumed, (unsigned long)r_.expected);                      \
+        cr_assert_eq(r_.fifo_violations, 0, "%s: %lu per-producer FIFO violations", (what),        \
+                     (unsigned long)r_.fifo_violations);                                           \
+    } while (0)
+
+/* MOIRAI_TEST_SCALE (set under sanitizers) divides iteration counts. */
+static inline uint64_t harness_scaled(uint64_t n)
+{
+    const char *s = getenv("MOIRAI_TEST_SCALE");
+    long scale = s != NULL ? strtol(s, NULL, 10) : 1;
+    if (scale < 1)
+        scale = 1;
+    uint64_t r = n / (uint64_t)scale;
+    return r > 0 ? r : 1;
+}
+
+/* An environment variable holding a positive count, or `fallback`. */
+static inline uint64_t harness_env_count(const char *name, uint64_t fallback)
+{
+    const char *s = getenv(name);
+    if (s == NULL || *s == '\0')
+        return fallback;
+    unsigned long long v = strtoull(s, NULL, 10);
+    return v > 0 ? (uint64_t)v : fallback;
+}
+
+#endif
