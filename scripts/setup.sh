@@ -32,6 +32,9 @@ packages=(
     libnuma-dev
     # Benchmark peers (moirai-bench reports a peer as missing if absent).
     libck-dev
+    libjemalloc-dev
+    libgoogle-perftools-dev
+    libmimalloc-dev
 )
 
 missing=()

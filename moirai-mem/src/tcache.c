@@ -1,0 +1,224 @@
+/* Per-thread caches of the object pools and the registry of live pools.
+ *
+ * Each thread has a table of cache pointers indexed by pool slot; an entry
+ * is valid when its id equals the pool's (ids are never reused, so an entry
+ * left behind by a destroyed pool simply stops matching). The registry maps
+ * slots to live pools. One process-wide mutex guards the registry and every
+ * pool's list of caches; it is taken only when a thread first uses a pool,
+ * when a thread exits, when a pool is created or destroyed, and when
+ * statistics are read, never on the allocation path. */
+#include <errno.h>
+#include <string.h>
+
+#include <moirai/core/alloc.h>
+
+#include "pool_internal.h"
+
+__thread pool_tls_t moirai__pool_tls __attribute__((tls_model("initial-exec")));
+
+typedef struct registry_slot {
+    struct moirai_pool *pool; /* NULL: free */
+    uint64_t id;
+} registry_slot_t;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static registry_slot_t *registry;
+static uint32_t registry_len;
+static uint64_t registry_next_id = 1;
+
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t exit_key;
+static int exit_key_err;
+
+static void thread_exit(void *arg);
+
+static void exit_key_create(void)
+{
+    exit_key_err = pthread_key_create(&exit_key, thread_exit);
+}
+
+int moirai__pool_register_group(struct moirai_pool **pools, uint32_t n)
+{
+    pthread_mutex_lock(&registry_lock);
+    /* The first run of n free slots. */
+    uint32_t slot = 0, run = 0;
+    while (slot + run < registry_len && run < n) {
+        if (registry[slot + run].pool) {
+            slot += run + 1;
+            run = 0;
+        } else {
+            run++;
+        }
+    }
+    if (slot + n > registry_len) {
+        uint32_t len = registry_len ? registry_len : 16;
+        while (len < slot + n)
+            len *= 2;
+        registry_slot_t *grown = moirai_realloc(registry, len * sizeof(*grown));
+        if (!grown) {
+            pthread_mutex_unlock(&registry_lock);
+            return -ENOMEM;
+        }
+        memset(grown + registry_len, 0, (len - registry_len) * sizeof(*grown));
+        registry = grown;
+        registry_len = len;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        pools[i]->slot = slot + i;
+        pools[i]->id = registry_next_id++;
+        registry[slot + i].pool = pools[i];
+        registry[slot + i].id = pools[i]->id;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return 0;
+}
+
+/* Folds a cache's counters into its pool and unlinks it. Registry lock held. */
+static void cache_retire(pool_tcache_t *c)
+{
+    struct moirai_pool *pool = c->pool;
+    pool->retired_frees += atomic_load_explicit(&c->frees, memory_order_relaxed);
+    pool->retired_live += atomic_load_explicit(&c->live, memory_order_relaxed);
+    pool->retired_peak_sum += atomic_load_explicit(&c->peak, memory_order_relaxed);
+    pool->retired_depot_hits += atomic_load_explicit(&c->depot_hits, memory_order_relaxed);
+    pool->retired_fresh += atomic_load_explicit(&c->fresh, memory_order_relaxed);
+    pool->retired_failures += atomic_load_explicit(&c->failures, memory_order_relaxed);
+    if (c->list_prev)
+        c->list_prev->list_next = c->list_next;
+    else
+        pool->caches = c->list_next;
+    if (c->list_next)
+        c->list_next->list_prev = c->list_prev;
+}
+
+void moirai__pool_unregister(struct moirai_pool *pool)
+{
+    pthread_mutex_lock(&registry_lock);
+    registry[pool->slot].pool = NULL;
+    registry[pool->slot].id = 0;
+    /* Threads still holding these caches never dereference them again:
+     * their table entries no longer match a live pool's id. */
+    pool_tcache_t *c = pool->caches;
+    while (c) {
+        pool_tcache_t *next = c->list_next;
+        moirai_free(c);
+        c = next;
+    }
+    pool->caches = NULL;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+void moirai__pool_cache_flush(pool_tcache_t *c)
+{
+    struct moirai_pool *pool = c->pool;
+    if (c->loaded) {
+        c->loaded->count = c->n;
+        moirai__pool_mag_put(pool, c->loaded);
+    }
+    if (c->previous)
+        moirai__pool_mag_put(pool, c->previous);
+    c->loaded = NULL;
+    c->previous = NULL;
+    c->rounds = NULL;
+    c->n = 0;
+    c->cap = 0;
+}
+
+/* pthread key destructor: runs when a thread that used a pool exits.
+ * Returns the thread's cached objects to their depots. */
+static void thread_exit(void *arg)
+{
+    (void)arg;
+    pool_tls_entry_t *table = moirai__pool_tls.table;
+    uint32_t len = moirai__pool_tls.len;
+    pthread_mutex_lock(&registry_lock);
+    for (uint32_t slot = 0; slot < len; slot++) {
+        pool_tcache_t *c = table[slot].cache;
+        /* Only caches of pools still alive: a destroyed pool freed its
+         * caches already. */
+        if (!c || slot >= registry_len || !registry[slot].pool ||
+            registry[slot].id != table[slot].id)
+            continue;
+        moirai__pool_cache_flush(c);
+        cache_retire(c);
+        moirai_free(c);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    moirai__pool_tls.table = NULL;
+    moirai__pool_tls.len = 0;
+    moirai__pool_tls.last_id = 0; /* its cache is freed */
+    moirai__pool_tls.last_cache = NULL;
+    moirai_free(table);
+}
+
+pool_tcache_t *moirai__pool_cache_create(struct moirai_pool *pool)
+{
+    pthread_once(&exit_key_once, exit_key_create);
+    if (exit_key_err)
+        return NULL;
+    uint32_t slot = pool->slot;
+    if (slot >= moirai__pool_tls.len) {
+        uint32_t len = moirai__pool_tls.len ? moirai__pool_tls.len : 8;
+        while (len <= slot)
+            len *= 2;
+        pool_tls_entry_t *grown = moirai_realloc(moirai__pool_tls.table, len * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        memset(grown + moirai__pool_tls.len, 0, (len - moirai__pool_tls.len) * sizeof(*grown));
+        moirai__pool_tls.table = grown;
+        moirai__pool_tls.len = len;
+        /* The key's value only needs to be non-NULL for the destructor to
+         * run; it reads the table from TLS itself. Cannot fail once the
+         * key exists, except for ENOMEM in glibc's second-level table. */
+        if (pthread_setspecific(exit_key, grown) != 0)
+            return NULL;
+    }
+    pool_tcache_t *c = moirai_aligned_alloc(POOL_LINE, sizeof(*c));
+    if (!c)
+        return NULL;
+    memset(c, 0, sizeof(*c));
+    c->pool = pool;
+    atomic_init(&c->frees, 0);
+    atomic_init(&c->live, 0);
+    atomic_init(&c->peak, 0);
+    atomic_init(&c->depot_hits, 0);
+    atomic_init(&c->fresh, 0);
+    atomic_init(&c->failures, 0);
+    pthread_mutex_lock(&registry_lock);
+    c->list_next = pool->caches;
+    if (pool->caches)
+        pool->caches->list_prev = c;
+    pool->caches = c;
+    pthread_mutex_unlock(&registry_lock);
+    moirai__pool_tls.table[slot].id = pool->id;
+    moirai__pool_tls.table[slot].cache = c;
+    return c;
+}
+
+void moirai__pool_sum_caches(struct moirai_pool *pool, moirai_pool_stats_t *out, int64_t *peak_sum)
+{
+    pthread_mutex_lock(&registry_lock);
+    uint64_t frees = pool->retired_frees;
+    int64_t live = pool->retired_live;
+    int64_t peaks = pool->retired_peak_sum;
+    uint64_t depot_hits = pool->retired_depot_hits;
+    uint64_t fresh = pool->retired_fresh;
+    uint64_t failures = pool->retired_failures;
+    for (pool_tcache_t *c = pool->caches; c; c = c->list_next) {
+        /* Relaxed: statistics; each counter is a single word its owner
+         * stores whole, so the read is never torn. */
+        frees += atomic_load_explicit(&c->frees, memory_order_relaxed);
+        live += atomic_load_explicit(&c->live, memory_order_relaxed);
+        peaks += atomic_load_explicit(&c->peak, memory_order_relaxed);
+        depot_hits += atomic_load_explicit(&c->depot_hits, memory_order_relaxed);
+        fresh += atomic_load_explicit(&c->fresh, memory_order_relaxed);
+        failures += atomic_load_explicit(&c->failures, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    out->allocations = (uint64_t)((int64_t)frees + live);
+    out->frees = frees;
+    out->depot_hits = depot_hits;
+    out->fresh = fresh;
+    out->failures = failures;
+    *peak_sum = peaks;
+}
