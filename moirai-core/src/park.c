@@ -16,6 +16,7 @@
 
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
+#include <moirai/core/spin.h>
 
 /* How long moirai_park() spins before sleeping. A cross-CPU futex wake
  * costs 10-20 us on the VMs Moirai is developed on; a few microseconds of
@@ -31,17 +32,6 @@
 
 /* The installed hook, or NULL. */
 static _Atomic(const moirai_park_hook_t *) park_hook = NULL;
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    __asm__ __volatile__("" ::: "memory");
-#endif
-}
 
 static const moirai_park_hook_t *hook_get(void)
 {
@@ -118,7 +108,7 @@ int moirai_park(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline)
             /* Relaxed: see futex_wait(); the caller re-reads with acquire. */
             if (atomic_load_explicit(addr, memory_order_relaxed) != expected)
                 return 0;
-            cpu_relax();
+            moirai_cpu_relax();
         }
         uint64_t now = moirai_clock_now_ns();
         if (spin_until == 0)

@@ -7,21 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/spin.h>
 #include <moirai/sync/mutex.h>
-
-/* One iteration of a spin-wait: tells the CPU we are spinning, which saves
- * power, frees the sibling hyper-thread and avoids the memory-order
- * mis-speculation penalty when the awaited store arrives. */
-static inline void moirai__cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    __asm__ __volatile__("" ::: "memory");
-#endif
-}
 
 /* Pause instructions a waiter spends spinning before it parks, for waits
  * that usually end quickly (a lock hand-over, readers leaving). A pause

@@ -84,7 +84,7 @@ static int lock_slow(moirai_mutex_t *mutex, uint64_t deadline)
         if (state == CONTENDED)
             break;
         for (uint32_t i = 0; i < pauses; i++)
-            moirai__cpu_relax();
+            moirai_cpu_relax();
         if (pauses < 16)
             pauses *= 2;
     }

@@ -189,16 +189,4 @@ static inline void moirai__node_retire(moirai__node_t *n)
         moirai__node_retire_flush();
 }
 
-/* One iteration of a spin-wait (pause on x86, yield on arm64). */
-static inline void moirai__spin_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    __asm__ __volatile__("" ::: "memory");
-#endif
-}
-
 #endif

@@ -38,6 +38,7 @@
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
+#include <moirai/core/spin.h>
 #include <moirai/sync/ring_mpmc.h>
 
 /* Top bit of `enq`: the ring is closed. */
@@ -242,7 +243,7 @@ int moirai_ring_mpmc_push_timed(moirai_ring_mpmc_t *ring, void *item, uint64_t d
     for (;;) {
         int rc = moirai_ring_mpmc_try_push(ring, item);
         for (int i = 0; rc == -EAGAIN && i < SPIN_TRIES; i++) {
-            moirai__spin_pause();
+            moirai_cpu_relax();
             rc = moirai_ring_mpmc_try_push(ring, item);
         }
         if (rc != -EAGAIN)
@@ -259,7 +260,7 @@ int moirai_ring_mpmc_pop_timed(moirai_ring_mpmc_t *ring, void **out, uint64_t de
     for (;;) {
         int rc = moirai_ring_mpmc_try_pop(ring, out);
         for (int i = 0; rc == -EAGAIN && i < SPIN_TRIES; i++) {
-            moirai__spin_pause();
+            moirai_cpu_relax();
             rc = moirai_ring_mpmc_try_pop(ring, out);
         }
         if (rc != -EAGAIN)

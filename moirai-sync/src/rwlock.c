@@ -145,7 +145,7 @@ static int write_drain(moirai_rwlock_t *rw, uint64_t deadline)
         while ((c = atomic_load_explicit(slot, memory_order_seq_cst)) != 0) {
             if (spins < MOIRAI__SPIN_PAUSES) {
                 spins++;
-                moirai__cpu_relax();
+                moirai_cpu_relax();
                 continue;
             }
             if (!(atomic_load_explicit(&rw->priv_flags, memory_order_relaxed) & DRAIN_PARKED)) {

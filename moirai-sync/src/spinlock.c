@@ -36,7 +36,7 @@ static void spin_wait(uint32_t n, uint32_t *spent)
         return;
     }
     for (uint32_t i = 0; i < n; i++)
-        moirai__cpu_relax();
+        moirai_cpu_relax();
     *spent += n;
 }
 

@@ -12,6 +12,7 @@
 #include <moirai/core/log.h>
 #include <moirai/core/metrics.h>
 #include <moirai/core/park.h>
+#include <moirai/core/spin.h>
 #include <moirai/core/task.h>
 #include <moirai/core/topology.h>
 #include <moirai/core/version.h>
