@@ -16,20 +16,7 @@
 
 #include <moirai/core.h>
 
-/* True when thread `tid` is blocked in futex() on `addr`. */
-static bool in_futex_on(pid_t tid, const void *addr)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    long nr = -1;
-    unsigned long arg0 = 0;
-    int n = fscanf(f, "%ld %lx", &nr, &arg0);
-    fclose(f);
-    return n == 2 && nr == SYS_futex && arg0 == (unsigned long)addr;
-}
+#include "futex_probe.h"
 
 static void wait_until_parked(_Atomic pid_t *tid, const void *addr)
 {

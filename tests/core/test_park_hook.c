@@ -19,6 +19,8 @@
 
 #include <moirai/core.h>
 
+#include "futex_probe.h"
+
 /* ---- The fake runtime ---- */
 
 #define FAKE_SLOTS 16
@@ -159,20 +161,6 @@ static void teardown(void)
 }
 
 /* ---- Waiter threads ---- */
-
-static bool in_futex_on(pid_t tid, const void *addr)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    long nr = -1;
-    unsigned long arg0 = 0;
-    int n = fscanf(f, "%ld %lx", &nr, &arg0);
-    fclose(f);
-    return n == 2 && nr == SYS_futex && arg0 == (unsigned long)addr;
-}
 
 typedef struct waiter {
     _Atomic uint32_t *word;

@@ -18,6 +18,7 @@
 #include <moirai/core/log.h>
 #include <moirai/core/topology.h>
 
+#include "fake_sysfs.h"
 #include "oom.h"
 
 /* ---- helpers ---- */
@@ -155,33 +156,6 @@ static void assert_cpu(int index, int cpu, int core, int package, int l2, int l3
               l2, l3, node);
 }
 
-/* Writes `content` to <root>/<path>, creating directories on the way. */
-__attribute__((format(printf, 3, 4))) static void put(const char *root, const char *content,
-                                                      const char *fmt, ...)
-{
-    char path[PATH_MAX];
-    size_t rl = strlen(root);
-    va_list ap;
-    FILE *f;
-
-    memcpy(path, root, rl);
-    path[rl] = '/';
-    va_start(ap, fmt);
-    vsnprintf(path + rl + 1, sizeof(path) - rl - 1, fmt, ap);
-    va_end(ap);
-    for (char *p = path + rl + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s", path);
-            *p = '/';
-        }
-    }
-    f = fopen(path, "w");
-    cr_assert_not_null(f, "create %s", path);
-    fputs(content, f);
-    fclose(f);
-}
-
 static char *make_root(void)
 {
     static char tmpl[64];
@@ -191,19 +165,6 @@ static char *make_root(void)
     return tmpl;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void remove_root(const char *root)
-{
-    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* One cache index directory. */
 static void put_cache(const char *root, int cpu, int index, int level, const char *type,
                       const char *shared, int line)
@@ -211,11 +172,13 @@ static void put_cache(const char *root, int cpu, int index, int level, const cha
     char num[16];
 
     snprintf(num, sizeof(num), "%d\n", level);
-    put(root, num, "devices/system/cpu/cpu%d/cache/index%d/level", cpu, index);
-    put(root, type, "devices/system/cpu/cpu%d/cache/index%d/type", cpu, index);
-    put(root, shared, "devices/system/cpu/cpu%d/cache/index%d/shared_cpu_list", cpu, index);
+    fake_sysfs_put(root, num, "devices/system/cpu/cpu%d/cache/index%d/level", cpu, index);
+    fake_sysfs_put(root, type, "devices/system/cpu/cpu%d/cache/index%d/type", cpu, index);
+    fake_sysfs_put(root, shared, "devices/system/cpu/cpu%d/cache/index%d/shared_cpu_list", cpu,
+                   index);
     snprintf(num, sizeof(num), "%d\n", line);
-    put(root, num, "devices/system/cpu/cpu%d/cache/index%d/coherency_line_size", cpu, index);
+    fake_sysfs_put(root, num, "devices/system/cpu/cpu%d/cache/index%d/coherency_line_size", cpu,
+                   index);
 }
 
 /* Two packages / nodes, each with two cores of two SMT threads, an L2 per
@@ -234,15 +197,15 @@ static void build_tree(const char *root, int with_cache, int with_node, int with
     static const char *const l2[] = {"0,2\n", "1,3\n", "0,2\n", "1,3\n",
                                      "4,6\n", "5,7\n", "4,6\n", "5,7\n"};
 
-    put(root, "0-7\n", "devices/system/cpu/online");
-    put(root, "0-8\n", "devices/system/cpu/possible");
+    fake_sysfs_put(root, "0-7\n", "devices/system/cpu/online");
+    fake_sysfs_put(root, "0-8\n", "devices/system/cpu/possible");
     for (int cpu = 0; cpu <= 8; cpu++) {
         char num[16];
 
         snprintf(num, sizeof(num), "%d\n", cpu < 4 ? 0 : 1);
-        put(root, num, "devices/system/cpu/cpu%d/topology/physical_package_id", cpu);
+        fake_sysfs_put(root, num, "devices/system/cpu/cpu%d/topology/physical_package_id", cpu);
         snprintf(num, sizeof(num), "%d\n", cpu % 2 == 0 ? 0 : 4);
-        put(root, num, "devices/system/cpu/cpu%d/topology/core_id", cpu);
+        fake_sysfs_put(root, num, "devices/system/cpu/cpu%d/topology/core_id", cpu);
         if (with_cache && cpu < 8) {
             char self[16];
 
@@ -254,13 +217,13 @@ static void build_tree(const char *root, int with_cache, int with_node, int with
         }
     }
     if (with_node) {
-        put(root, "0,2\n", "devices/system/node/online");
-        put(root, "", "devices/system/node/power/uevent");
-        put(root, "4-7\n", "devices/system/node/node0/cpulist");
-        put(root, "0-3\n", "devices/system/node/node2/cpulist");
+        fake_sysfs_put(root, "0,2\n", "devices/system/node/online");
+        fake_sysfs_put(root, "", "devices/system/node/power/uevent");
+        fake_sysfs_put(root, "4-7\n", "devices/system/node/node0/cpulist");
+        fake_sysfs_put(root, "0-3\n", "devices/system/node/node2/cpulist");
         if (with_distance) {
-            put(root, "10 21\n", "devices/system/node/node0/distance");
-            put(root, "21 10\n", "devices/system/node/node2/distance");
+            fake_sysfs_put(root, "10 21\n", "devices/system/node/node0/distance");
+            fake_sysfs_put(root, "21 10\n", "devices/system/node/node2/distance");
         }
     }
 }
@@ -342,7 +305,7 @@ Test(topology_sysfs, full_tree_is_parsed_exactly, .timeout = 30)
 
     cr_assert_eq(moirai_topology_reload(NULL), 0);
     cr_assert_eq(moirai_topology_cpu_count(), (int)sysconf(_SC_NPROCESSORS_ONLN));
-    remove_root(root);
+    fake_sysfs_remove(root);
 }
 
 Test(topology_sysfs, missing_cache_and_node_fall_back, .timeout = 30)
@@ -375,7 +338,7 @@ Test(topology_sysfs, missing_cache_and_node_fall_back, .timeout = 30)
                        w.text[0]);
     cr_assert_not_null(strstr(w.text[0], "node"), "warning does not name the node: %s", w.text[0]);
     cr_assert_null(strstr(w.text[0], "core_id"), "core_id was present: %s", w.text[0]);
-    remove_root(root);
+    fake_sysfs_remove(root);
 }
 
 Test(topology_sysfs, missing_distance_falls_back_to_10_20, .timeout = 30)
@@ -394,7 +357,7 @@ Test(topology_sysfs, missing_distance_falls_back_to_10_20, .timeout = 30)
     cr_assert_eq(w.count, 1);
     cr_assert_not_null(strstr(w.text[0], "distance"), "%s", w.text[0]);
     check_consistent();
-    remove_root(root);
+    fake_sysfs_remove(root);
 }
 
 Test(topology_sysfs, malformed_entries_fall_back, .timeout = 30)
@@ -403,9 +366,9 @@ Test(topology_sysfs, malformed_entries_fall_back, .timeout = 30)
     char *root = make_root();
 
     build_tree(root, 1, 1, 1);
-    put(root, "0-x\n", "devices/system/node/node2/cpulist");
-    put(root, "zero\n", "devices/system/cpu/cpu3/topology/core_id");
-    put(root, "10 21 30\n", "devices/system/node/node0/distance");
+    fake_sysfs_put(root, "0-x\n", "devices/system/node/node2/cpulist");
+    fake_sysfs_put(root, "zero\n", "devices/system/cpu/cpu3/topology/core_id");
+    fake_sysfs_put(root, "10 21 30\n", "devices/system/node/node0/distance");
     moirai_log_sink_set(warning_sink, &w);
     cr_assert_eq(moirai_topology_reload(root), 0);
     moirai_log_sink_set(NULL, NULL);
@@ -418,7 +381,7 @@ Test(topology_sysfs, malformed_entries_fall_back, .timeout = 30)
     cr_assert_eq(w.count, 1);
     cr_assert_not_null(strstr(w.text[0], "cpu3/topology/core_id"), "%s", w.text[0]);
     check_consistent();
-    remove_root(root);
+    fake_sysfs_remove(root);
 }
 
 Test(topology_sysfs, empty_tree_falls_back_entirely, .timeout = 30)
@@ -437,7 +400,7 @@ Test(topology_sysfs, empty_tree_falls_back_entirely, .timeout = 30)
     cr_assert_eq(w.count, 1);
     cr_assert_not_null(strstr(w.text[0], "online"), "%s", w.text[0]);
     check_consistent();
-    remove_root(root);
+    fake_sysfs_remove(root);
 }
 
 /* ---- injection ---- */
@@ -657,7 +620,7 @@ Test(topology_oom, reload_under_oom_is_enomem_and_unchanged, .timeout = 60)
     cr_assert_eq(moirai_topology_cpu_count(), 8);
     cr_assert_eq(moirai_topology_node_distance(0, 1), 21);
     moirai_test_oom_uninstall();
-    remove_root(root);
+    fake_sysfs_remove(root);
 }
 
 Test(topology_oom, first_inject_under_oom_covers_detection, .timeout = 60)

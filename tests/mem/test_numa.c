@@ -10,11 +10,9 @@
  * library's once-per-process probe sees exactly that. */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -40,6 +38,8 @@
 #include <moirai/core/topology.h>
 #include <moirai/mem/numa.h>
 
+#include "fake_numa_tree.h"
+#include "policy_check_alloc.h"
 #include "oom.h"
 
 /* ---- the kernel's view, asked directly ---- */
@@ -160,108 +160,6 @@ static void pin(int cpu)
                  strerror(errno));
     /* The kernel moves the thread before sched_setaffinity returns. */
     cr_assert_eq(sched_getcpu(), cpu);
-}
-
-/* ---- a fake sysfs tree with uneven distances ---- */
-
-/* Four nodes; CPUs 0-7 online, CPU i on node i % 4 (so CPUs 0 and 1, which
- * this machine has, are on nodes 0 and 1). Distances (symmetric) make the
- * fallback order differ per node and include a tie:
- *
- *          0   1   2   3        order from 0: 0 2 3 1
- *     0   10  30  15  21                   1: 1 3 2 0
- *     1   30  10  25  12                   2: 2 0 1 3  (1 and 3 tie at 25)
- *     2   15  25  10  25                   3: 3 1 0 2
- *     3   21  12  25  10                                                   */
-static const int fake_dist[4][4] = {
-    {10, 30, 15, 21},
-    {30, 10, 25, 12},
-    {15, 25, 10, 25},
-    {21, 12, 25, 10},
-};
-static const int fake_order[4][4] = {
-    {0, 2, 3, 1},
-    {1, 3, 2, 0},
-    {2, 0, 1, 3},
-    {3, 1, 0, 2},
-};
-
-__attribute__((format(printf, 3, 4))) static void put(const char *root, const char *content,
-                                                      const char *fmt, ...)
-{
-    char path[PATH_MAX];
-    size_t rl = strlen(root);
-    va_list ap;
-    FILE *f;
-
-    memcpy(path, root, rl);
-    path[rl] = '/';
-    va_start(ap, fmt);
-    vsnprintf(path + rl + 1, sizeof(path) - rl - 1, fmt, ap);
-    va_end(ap);
-    for (char *p = path + rl + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s", path);
-            *p = '/';
-        }
-    }
-    f = fopen(path, "w");
-    cr_assert_not_null(f, "create %s", path);
-    fputs(content, f);
-    fclose(f);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-/* Builds the tree, loads it as the topology and removes it again. */
-static void load_fake_topology(void)
-{
-    char root[64] = "/tmp/moirai-numa-XXXXXX";
-
-    cr_assert_not_null(mkdtemp(root));
-    put(root, "0-7\n", "devices/system/cpu/online");
-    for (int cpu = 0; cpu < 8; cpu++) {
-        char text[32];
-
-        snprintf(text, sizeof(text), "%d\n", cpu % 4);
-        put(root, text, "devices/system/cpu/cpu%d/topology/physical_package_id", cpu);
-        snprintf(text, sizeof(text), "%d\n", cpu / 4);
-        put(root, text, "devices/system/cpu/cpu%d/topology/core_id", cpu);
-        for (int idx = 0; idx < 3; idx++) {
-            static const char *const type[] = {"Data\n", "Unified\n", "Unified\n"};
-
-            snprintf(text, sizeof(text), "%d\n", idx + 1);
-            put(root, text, "devices/system/cpu/cpu%d/cache/index%d/level", cpu, idx);
-            put(root, type[idx], "devices/system/cpu/cpu%d/cache/index%d/type", cpu, idx);
-            put(root, "64\n", "devices/system/cpu/cpu%d/cache/index%d/coherency_line_size", cpu,
-                idx);
-            if (idx < 2)
-                snprintf(text, sizeof(text), "%d\n", cpu);
-            else
-                snprintf(text, sizeof(text), "%d,%d\n", cpu % 4, cpu % 4 + 4);
-            put(root, text, "devices/system/cpu/cpu%d/cache/index%d/shared_cpu_list", cpu, idx);
-        }
-    }
-    for (int n = 0; n < 4; n++) {
-        char text[64];
-
-        snprintf(text, sizeof(text), "%d,%d\n", n, n + 4);
-        put(root, text, "devices/system/node/node%d/cpulist", n);
-        snprintf(text, sizeof(text), "%d %d %d %d\n", fake_dist[n][0], fake_dist[n][1],
-                 fake_dist[n][2], fake_dist[n][3]);
-        put(root, text, "devices/system/node/node%d/distance", n);
-    }
-    cr_assert_eq(moirai_topology_reload(root), 0);
-    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    cr_assert_eq(moirai_topology_source(), MOIRAI_TOPOLOGY_SYSFS, "the fake tree is incomplete");
-    cr_assert_eq(moirai_topology_node_count(), 4);
 }
 
 /* ---- seccomp: deny system calls with an errno ---- */
@@ -844,50 +742,8 @@ Test(numa, node_of_address_synthetic, .timeout = 30)
 
 /* ---- allocation on a node ---- */
 
-/* An allocator that checks every block it frees carries no memory
- * policy any more (moirai_numa_free() must reset it first). */
-static atomic_long checked_frees;
-static atomic_long bound_frees;
-
-static void *chk_malloc(void *ctx, size_t size)
-{
-    (void)ctx;
-    return malloc(size);
-}
-static void *chk_calloc(void *ctx, size_t n, size_t size)
-{
-    (void)ctx;
-    return calloc(n, size);
-}
-static void *chk_realloc(void *ctx, void *p, size_t size)
-{
-    (void)ctx;
-    return realloc(p, size);
-}
-static void *chk_aligned(void *ctx, size_t align, size_t size)
-{
-    void *p;
-
-    (void)ctx;
-    return posix_memalign(&p, align, size) == 0 ? p : NULL;
-}
-static void chk_free(void *ctx, void *p)
-{
-    int mode = -1;
-
-    (void)ctx;
-    if (p != NULL &&
-        syscall(SYS_get_mempolicy, &mode, NULL, 0ul, p, (unsigned long)MPOL_F_ADDR) == 0) {
-        atomic_fetch_add(&checked_frees, 1);
-        if ((mode & 0xff) != MPOL_DEFAULT)
-            atomic_fetch_add(&bound_frees, 1);
-    }
-    free(p);
-}
-
-static const moirai_allocator_t checking_allocator = {
-    chk_malloc, chk_calloc, chk_realloc, chk_aligned, chk_free, NULL,
-};
+/* checking_allocator (policy_check_alloc.h) sees every block
+ * moirai_numa_free() hands back: it must carry no memory policy any more. */
 
 static void check_alloc_on_every_node(void)
 {

@@ -5,12 +5,10 @@
  * behaviour runs on synthetic topologies (core's injection, and a fake
  * sysfs tree with uneven distances) on this one-node machine. */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,6 +29,8 @@
 #include <moirai/mem/numa.h>
 #include <moirai/mem/numa_pool.h>
 
+#include "fake_numa_tree.h"
+#include "policy_check_alloc.h"
 #include "oom.h"
 
 /* ---- helpers ---- */
@@ -89,100 +89,7 @@ static void check_stats_add_up(moirai_numa_pool_t *p)
                  (unsigned long)in, (unsigned long)failed);
 }
 
-/* Distances of the fake tree (see test_numa.c for the same tree):
- * CPU i on node i % 4, fallback orders below. */
-static const int fake_dist[4][4] = {
-    {10, 30, 15, 21},
-    {30, 10, 25, 12},
-    {15, 25, 10, 25},
-    {21, 12, 25, 10},
-};
-static const int fake_order[4][4] = {
-    {0, 2, 3, 1},
-    {1, 3, 2, 0},
-    {2, 0, 1, 3},
-    {3, 1, 0, 2},
-};
-
-__attribute__((format(printf, 3, 4))) static void put(const char *root, const char *content,
-                                                      const char *fmt, ...)
-{
-    char path[PATH_MAX];
-    size_t rl = strlen(root);
-    va_list ap;
-    FILE *f;
-
-    memcpy(path, root, rl);
-    path[rl] = '/';
-    va_start(ap, fmt);
-    vsnprintf(path + rl + 1, sizeof(path) - rl - 1, fmt, ap);
-    va_end(ap);
-    for (char *p = path + rl + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            cr_assert(mkdir(path, 0755) == 0 || errno == EEXIST, "mkdir %s", path);
-            *p = '/';
-        }
-    }
-    f = fopen(path, "w");
-    cr_assert_not_null(f, "create %s", path);
-    fputs(content, f);
-    fclose(f);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void load_fake_topology(void)
-{
-    char root[64] = "/tmp/moirai-numa-pool-XXXXXX";
-
-    cr_assert_not_null(mkdtemp(root));
-    put(root, "0-7\n", "devices/system/cpu/online");
-    for (int cpu = 0; cpu < 8; cpu++) {
-        char text[32];
-
-        snprintf(text, sizeof(text), "%d\n", cpu % 4);
-        put(root, text, "devices/system/cpu/cpu%d/topology/physical_package_id", cpu);
-        snprintf(text, sizeof(text), "%d\n", cpu / 4);
-        put(root, text, "devices/system/cpu/cpu%d/topology/core_id", cpu);
-        for (int idx = 0; idx < 3; idx++) {
-            static const char *const type[] = {"Data\n", "Unified\n", "Unified\n"};
-
-            snprintf(text, sizeof(text), "%d\n", idx + 1);
-            put(root, text, "devices/system/cpu/cpu%d/cache/index%d/level", cpu, idx);
-            put(root, type[idx], "devices/system/cpu/cpu%d/cache/index%d/type", cpu, idx);
-            put(root, "64\n", "devices/system/cpu/cpu%d/cache/index%d/coherency_line_size", cpu,
-                idx);
-            if (idx < 2)
-                snprintf(text, sizeof(text), "%d\n", cpu);
-            else
-                snprintf(text, sizeof(text), "%d,%d\n", cpu % 4, cpu % 4 + 4);
-            put(root, text, "devices/system/cpu/cpu%d/cache/index%d/shared_cpu_list", cpu, idx);
-        }
-    }
-    for (int n = 0; n < 4; n++) {
-        char text[64];
-
-        snprintf(text, sizeof(text), "%d,%d\n", n, n + 4);
-        put(root, text, "devices/system/node/node%d/cpulist", n);
-        snprintf(text, sizeof(text), "%d %d %d %d\n", fake_dist[n][0], fake_dist[n][1],
-                 fake_dist[n][2], fake_dist[n][3]);
-        put(root, text, "devices/system/node/node%d/distance", n);
-    }
-    cr_assert_eq(moirai_topology_reload(root), 0);
-    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    cr_assert_eq(moirai_topology_source(), MOIRAI_TOPOLOGY_SYSFS);
-    cr_assert_eq(moirai_topology_node_count(), 4);
-    for (int a = 0; a < 4; a++)
-        for (int b = 0; b < 4; b++)
-            cr_assert_eq(moirai_numa_distance(a, b), fake_dist[a][b]);
-}
+/* The fake tree with uneven distances is in fake_numa_tree.h. */
 
 static moirai_numa_pool_t *make_pool(size_t object_size, size_t capacity, size_t magazine)
 {
@@ -578,51 +485,10 @@ Test(numa_pool, alignment_and_large_objects, .timeout = 30)
 
 /* ---- chunks leave no binding behind ---- */
 
-/* An allocator that checks, for every block it frees, that the block
- * carries no memory policy any more. */
-static atomic_long checked_frees, bound_frees;
-
-static void *chk_malloc(void *ctx, size_t size)
-{
-    (void)ctx;
-    return malloc(size);
-}
-static void *chk_calloc(void *ctx, size_t n, size_t size)
-{
-    (void)ctx;
-    return calloc(n, size);
-}
-static void *chk_realloc(void *ctx, void *p, size_t size)
-{
-    (void)ctx;
-    return realloc(p, size);
-}
-static void *chk_aligned(void *ctx, size_t align, size_t size)
-{
-    void *p;
-
-    (void)ctx;
-    return posix_memalign(&p, align, size) == 0 ? p : NULL;
-}
-static void chk_free(void *ctx, void *p)
-{
-    int mode = -1;
-
-    (void)ctx;
-    if (p != NULL &&
-        syscall(SYS_get_mempolicy, &mode, NULL, 0ul, p, (unsigned long)MPOL_F_ADDR) == 0) {
-        atomic_fetch_add(&checked_frees, 1);
-        if ((mode & 0xff) != MPOL_DEFAULT)
-            atomic_fetch_add(&bound_frees, 1);
-    }
-    free(p);
-}
-
+/* checking_allocator (policy_check_alloc.h) sees every chunk a destroyed
+ * pool hands back: it must carry no memory policy any more. */
 Test(numa_pool, destroy_returns_chunks_unbound, .timeout = 30)
 {
-    static const moirai_allocator_t checking = {
-        chk_malloc, chk_calloc, chk_realloc, chk_aligned, chk_free, NULL,
-    };
     moirai_numa_pool_config_t cfg;
     moirai_numa_pool_t *p = NULL;
     uint64_t chunks = 0;
@@ -630,7 +496,7 @@ Test(numa_pool, destroy_returns_chunks_unbound, .timeout = 30)
 
     cr_assert(moirai_numa_available());
     cr_assert_eq(moirai_topology_inject_uniform(4, 1), 0);
-    cr_assert_eq(moirai_allocator_set(&checking), 0);
+    cr_assert_eq(moirai_allocator_set(&checking_allocator), 0);
     moirai_numa_pool_config_init(&cfg, 64);
     cfg.prepopulate = 100;
     cfg.chunk_objects = 50;

@@ -8,15 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "consumer: check failed: %s (line %d)\n", #cond, __LINE__);            \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#include "consumer_check.h"
 
 int main(void)
 {

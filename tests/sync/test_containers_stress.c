@@ -50,17 +50,7 @@ static void run_all_shapes(const char *name, const harness_ops_t *ops, create_fn
 
 /* ---- stack ---- */
 
-static int stack_push(void *c, void *item, unsigned thread)
-{
-    (void)thread;
-    return moirai_stack_push(c, item);
-}
-
-static int stack_pop(void *c, void **item, unsigned thread)
-{
-    (void)thread;
-    return moirai_stack_try_pop(c, item);
-}
+HARNESS_DEFINE_ADAPTERS(stack, moirai_stack_push, moirai_stack_try_pop)
 
 static void *stack_create(void)
 {
@@ -144,17 +134,7 @@ Test(containers_stress, node_stack, .timeout = 900)
 
 /* ---- queue ---- */
 
-static int queue_push(void *c, void *item, unsigned thread)
-{
-    (void)thread;
-    return moirai_queue_push(c, item);
-}
-
-static int queue_pop(void *c, void **item, unsigned thread)
-{
-    (void)thread;
-    return moirai_queue_try_pop(c, item);
-}
+HARNESS_DEFINE_ADAPTERS(queue, moirai_queue_push, moirai_queue_try_pop)
 
 static void *queue_create(void)
 {
@@ -228,17 +208,7 @@ Test(containers_stress, ring_mpmc_blocking, .timeout = 900)
 
 /* ---- MPMC ring: try_ operations ---- */
 
-static int mpmc_try_push(void *c, void *item, unsigned thread)
-{
-    (void)thread;
-    return moirai_ring_mpmc_try_push(c, item);
-}
-
-static int mpmc_try_pop(void *c, void **item, unsigned thread)
-{
-    (void)thread;
-    return moirai_ring_mpmc_try_pop(c, item);
-}
+HARNESS_DEFINE_ADAPTERS(mpmc_try, moirai_ring_mpmc_try_push, moirai_ring_mpmc_try_pop)
 
 Test(containers_stress, ring_mpmc_try, .timeout = 900)
 {
@@ -248,66 +218,9 @@ Test(containers_stress, ring_mpmc_try, .timeout = 900)
 
 /* ---- SPSC ring ---- */
 
-typedef struct spsc_run {
-    moirai_ring_spsc_t *r;
-    uint64_t n;
-    bool batch;
-} spsc_run_t;
-
-static void *spsc_producer(void *p)
-{
-    spsc_run_t *c = p;
-    uint64_t seq = 0;
-    while (seq < c->n) {
-        void *items[64];
-        size_t want = c->batch ? 1 + (size_t)(seq % 64) : 1;
-        if (want > c->n - seq)
-            want = (size_t)(c->n - seq);
-        for (size_t i = 0; i < want; i++)
-            items[i] = harness_item(0, seq + i);
-        size_t done = 0;
-        while (done < want) {
-            size_t k = c->batch ? moirai_ring_spsc_push_batch(c->r, items + done, want - done)
-                                : (moirai_ring_spsc_try_push(c->r, items[done]) == 0 ? 1 : 0);
-            if (k == 0)
-                sched_yield();
-            done += k;
-        }
-        seq += want;
-    }
-    return NULL;
-}
-
-static void spsc_pair(uint64_t n, bool batch)
-{
-    spsc_run_t c = {.n = n, .batch = batch};
-    cr_assert_eq(moirai_ring_spsc_create(&c.r, 1024), 0);
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, spsc_producer, &c), 0);
-    uint64_t expect = 0, wrong = 0;
-    while (expect < n) {
-        void *items[64];
-        size_t got = batch ? moirai_ring_spsc_pop_batch(c.r, items, 1 + (size_t)(expect % 61))
-                           : (moirai_ring_spsc_try_pop(c.r, &items[0]) == 0 ? 1 : 0);
-        if (got == 0) {
-            sched_yield();
-            continue;
-        }
-        for (size_t i = 0; i < got; i++)
-            if ((uintptr_t)items[i] != (uintptr_t)harness_item(0, expect++))
-                wrong++;
-    }
-    pthread_join(t, NULL);
-    cr_assert_eq(wrong, 0, "spsc %s: %lu items lost, duplicated or out of order",
-                 batch ? "batch" : "single", (unsigned long)wrong);
-    void *extra;
-    cr_assert_eq(moirai_ring_spsc_try_pop(c.r, &extra), -EAGAIN, "an item was invented");
-    moirai_ring_spsc_destroy(c.r);
-}
-
 Test(containers_stress, ring_spsc, .timeout = 900)
 {
     uint64_t n = items_per_container();
-    spsc_pair(n / 2, false);
-    spsc_pair(n / 2, true);
+    harness_spsc_pair("spsc single", 1024, n / 2, false, 64);
+    harness_spsc_pair("spsc batch", 1024, n / 2, true, 64);
 }

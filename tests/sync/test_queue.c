@@ -125,17 +125,7 @@ Test(queue, push_reports_enomem_and_keeps_earlier_items, .timeout = 60)
 
 /* ---- concurrency ---- */
 
-static int h_push(void *c, void *item, unsigned thread)
-{
-    (void)thread;
-    return moirai_queue_push(c, item);
-}
-
-static int h_pop(void *c, void **item, unsigned thread)
-{
-    (void)thread;
-    return moirai_queue_try_pop(c, item);
-}
+HARNESS_DEFINE_ADAPTERS(h, moirai_queue_push, moirai_queue_try_pop)
 
 static const harness_ops_t queue_ops = {
     .push = h_push,
@@ -176,168 +166,31 @@ Test(queue, shape_8x1, .timeout = 60)
 
 /* Pushers only, all at once, then one thread drains: the purest
  * contention on the push CAS. Every item must be there exactly once, in each pusher's order. */
-typedef struct pushers {
-    moirai_queue_t *c;
-    uint64_t per_thread;
-    unsigned index;
-    _Atomic uint64_t *failed;
-} pushers_t;
-
-static void *pusher(void *p)
-{
-    pushers_t *a = p;
-    for (uint64_t i = 0; i < a->per_thread; i++)
-        if (moirai_queue_push(a->c, harness_item(a->index, i)) != 0)
-            atomic_fetch_add(a->failed, 1);
-    return NULL;
-}
-
 Test(queue, concurrent_pushes_all_arrive, .timeout = 60)
 {
-    enum { T = 4 };
-    _Atomic uint64_t failed = 0;
-    uint64_t n = harness_scaled(250000);
     moirai_queue_t *c;
     cr_assert_eq(moirai_queue_create(&c), 0);
-    pthread_t t[T];
-    pushers_t a[T];
-    for (unsigned i = 0; i < T; i++) {
-        a[i] = (pushers_t){c, n, i, &failed};
-        cr_assert_eq(pthread_create(&t[i], NULL, pusher, &a[i]), 0);
-    }
-    for (unsigned i = 0; i < T; i++)
-        pthread_join(t[i], NULL);
-    cr_assert_eq(atomic_load(&failed), 0);
-    uint8_t *seen = calloc(T * n, 1);
-    int64_t last[T] = {-1, -1, -1, -1};
-    uint64_t count = 0, bad = 0;
-    void *out;
-    while (moirai_queue_try_pop(c, &out) == 0) {
-        uint64_t v = (uint64_t)(uintptr_t)out;
-        uint64_t prod = v >> HARNESS_SEQ_BITS, seq = v & HARNESS_SEQ_MASK;
-        if (prod >= T || seq >= n || seen[prod * n + seq]++) {
-            bad++;
-            continue;
-        }
-        /* FIFO: each pusher's items come out in the order pushed. */
-        if ((int64_t)seq <= last[prod])
-            bad++;
-        last[prod] = (int64_t)seq;
-        count++;
-    }
-    free(seen);
-    cr_assert_eq(bad, 0, "%lu items invented, duplicated or out of FIFO order", (unsigned long)bad);
-    cr_assert_eq(count, T * n, "%lu of %lu items arrived", (unsigned long)count,
-                 (unsigned long)(T * n));
+    harness_concurrent_pushes(&queue_ops, c, 4, harness_scaled(250000), HARNESS_FIFO);
     moirai_queue_destroy(c);
 }
 
 /* Every thread pushes and pops in turn: dequeued nodes come back through
  * the node cache while other threads still race on the queue's ends, the
  * pattern that breaks a Michael-Scott queue without safe reclamation. */
-typedef struct churn {
-    moirai_queue_t *s;
-    uint64_t rounds;
-    _Atomic uint64_t lost;
-    _Atomic uint64_t empty; /* pops that found nothing: impossible here */
-} churn_t;
-
-static void *churn_thread(void *p)
-{
-    churn_t *c = p;
-    for (uint64_t i = 0; i < c->rounds; i++) {
-        if (moirai_queue_push(c->s, (void *)(uintptr_t)(i + 1)) != 0) {
-            atomic_fetch_add(&c->lost, 1);
-            continue;
-        }
-        void *out;
-        /* Every thread pops only after pushing, so the container never
-         * holds fewer than the 16 base items: a pop can find it empty
-         * only if an accepted item was lost. */
-        if (moirai_queue_try_pop(c->s, &out) != 0)
-            atomic_fetch_add(&c->empty, 1);
-    }
-    return NULL;
-}
-
 Test(queue, push_pop_churn_keeps_count, .timeout = 60)
 {
-    churn_t c = {.rounds = harness_scaled(200000)};
-    cr_assert_eq(moirai_queue_create(&c.s), 0);
-    /* A base of items; pushes and pops balance around it. */
-    for (uintptr_t i = 0; i < 16; i++)
-        cr_assert_eq(moirai_queue_push(c.s, (void *)(UINTPTR_MAX - i)), 0);
-    pthread_t t[4];
-    for (int i = 0; i < 4; i++)
-        cr_assert_eq(pthread_create(&t[i], NULL, churn_thread, &c), 0);
-    for (int i = 0; i < 4; i++)
-        pthread_join(t[i], NULL);
-    cr_assert_eq(atomic_load(&c.lost), 0);
-    cr_assert_eq(atomic_load(&c.empty), 0, "%lu pops found it empty: items were lost",
-                 (unsigned long)atomic_load(&c.empty));
-    /* Exactly 16 items remain (pushes and pops balanced). */
-    int left = 0;
-    void *out;
-    while (moirai_queue_try_pop(c.s, &out) == 0)
-        left++;
-    cr_assert_eq(left, 16, "%d items left, expected 16", left);
-    moirai_queue_destroy(c.s);
+    moirai_queue_t *c;
+    cr_assert_eq(moirai_queue_create(&c), 0);
+    harness_churn(&queue_ops, c, harness_scaled(200000));
+    moirai_queue_destroy(c);
 }
 
 /* What a producer writes before pushing is visible after the pop (the
  * ThreadSanitizer build checks the ordering). */
-typedef struct payload {
-    uint64_t value;
-    uint64_t check;
-} payload_t;
-
-typedef struct pub {
-    moirai_queue_t *s;
-    uint64_t n;
-    _Atomic uint64_t bad;
-    _Atomic int producer_done;
-} pub_t;
-
-static void *pub_producer(void *p)
-{
-    pub_t *c = p;
-    for (uint64_t i = 0; i < c->n; i++) {
-        payload_t *pl = malloc(sizeof(*pl));
-        pl->value = i;
-        pl->check = ~i;
-        while (moirai_queue_push(c->s, pl) != 0)
-            sched_yield();
-    }
-    atomic_store(&c->producer_done, 1);
-    return NULL;
-}
-
 Test(queue, push_publishes_item_contents, .timeout = 60)
 {
-    pub_t c = {.n = harness_scaled(50000)};
-    cr_assert_eq(moirai_queue_create(&c.s), 0);
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, pub_producer, &c), 0);
-    uint64_t got = 0;
-    for (bool done = false;;) {
-        void *out;
-        if (moirai_queue_try_pop(c.s, &out) != 0) {
-            /* Empty after the producer returned: nothing more will come
-             * (the count below shows whether something was lost). */
-            if (done)
-                break;
-            done = atomic_load(&c.producer_done);
-            sched_yield();
-            continue;
-        }
-        payload_t *pl = out;
-        if (pl->check != ~pl->value)
-            atomic_fetch_add(&c.bad, 1);
-        free(pl);
-        got++;
-    }
-    pthread_join(t, NULL);
-    cr_assert_eq(got, c.n, "%lu of %lu items arrived", (unsigned long)got, (unsigned long)c.n);
-    cr_assert_eq(atomic_load(&c.bad), 0);
-    moirai_queue_destroy(c.s);
+    moirai_queue_t *c;
+    cr_assert_eq(moirai_queue_create(&c), 0);
+    harness_publication(&queue_ops, c, harness_scaled(50000));
+    moirai_queue_destroy(c);
 }

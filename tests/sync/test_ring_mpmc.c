@@ -247,17 +247,7 @@ Test(ring_mpmc, close_releases_every_waiter, .timeout = 30)
 
 /* ---- concurrency ---- */
 
-static int try_push(void *c, void *item, unsigned thread)
-{
-    (void)thread;
-    return moirai_ring_mpmc_try_push(c, item);
-}
-
-static int try_pop(void *c, void **item, unsigned thread)
-{
-    (void)thread;
-    return moirai_ring_mpmc_try_pop(c, item);
-}
+HARNESS_DEFINE_ADAPTERS(ring_try, moirai_ring_mpmc_try_push, moirai_ring_mpmc_try_pop)
 
 /* Blocking operations; odd-numbered threads use short timed waits, so
  * time-outs race with wake-ups too. A timed-out wait is retried. */
@@ -288,7 +278,7 @@ static void close_ring(void *c)
     moirai_ring_mpmc_close(c);
 }
 
-static const harness_ops_t try_ops = {.push = try_push, .pop = try_pop, .fifo = true};
+static const harness_ops_t try_ops = {.push = ring_try_push, .pop = ring_try_pop, .fifo = true};
 static const harness_ops_t blocking_ops = {
     .push = blocking_push, .pop = blocking_pop, .close = close_ring, .fifo = true};
 

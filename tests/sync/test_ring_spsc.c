@@ -123,94 +123,28 @@ Test(ring_spsc, batches_wrap_and_stop_at_full_or_empty, .timeout = 10)
 
 /* ---- producer / consumer ---- */
 
-typedef struct pair {
-    moirai_ring_spsc_t *r;
-    uint64_t n;
-    bool batch;
-} pair_t;
-
-static void *producer(void *p)
-{
-    pair_t *c = p;
-    uint64_t seq = 0;
-    unsigned x = 12345;
-    while (seq < c->n) {
-        if (c->batch) {
-            void *items[32];
-            x = x * 1103515245u + 12345u;
-            size_t want = 1 + (x >> 16) % 32;
-            if (want > c->n - seq)
-                want = (size_t)(c->n - seq);
-            for (size_t i = 0; i < want; i++)
-                items[i] = harness_item(0, seq + i);
-            size_t done = 0;
-            while (done < want) {
-                size_t k = moirai_ring_spsc_push_batch(c->r, items + done, want - done);
-                if (k == 0)
-                    sched_yield();
-                done += k;
-            }
-            seq += want;
-        } else {
-            while (moirai_ring_spsc_try_push(c->r, harness_item(0, seq)) != 0)
-                sched_yield();
-            seq++;
-        }
-    }
-    return NULL;
-}
-
-static void run_pair(size_t capacity, uint64_t n, bool batch)
-{
-    pair_t c = {.n = n, .batch = batch};
-    cr_assert_eq(moirai_ring_spsc_create(&c.r, capacity), 0);
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, producer, &c), 0);
-    uint64_t expect = 0, wrong = 0;
-    unsigned x = 777;
-    while (expect < n) {
-        void *items[32];
-        size_t got;
-        if (batch) {
-            x = x * 1103515245u + 12345u;
-            got = moirai_ring_spsc_pop_batch(c.r, items, 1 + (x >> 16) % 32);
-        } else {
-            got = moirai_ring_spsc_try_pop(c.r, &items[0]) == 0 ? 1 : 0;
-        }
-        if (got == 0) {
-            sched_yield();
-            continue;
-        }
-        /* One producer, so "nothing lost, duplicated, invented or
-         * reordered" is exactly "the items are 0, 1, 2, ... in order". */
-        for (size_t i = 0; i < got; i++)
-            if ((uintptr_t)items[i] != (uintptr_t)harness_item(0, expect++))
-                wrong++;
-    }
-    pthread_join(t, NULL);
-    cr_assert_eq(wrong, 0, "%lu items out of place", (unsigned long)wrong);
-    void *extra;
-    cr_assert_eq(moirai_ring_spsc_try_pop(c.r, &extra), -EAGAIN, "an item was invented");
-    moirai_ring_spsc_destroy(c.r);
-}
-
 Test(ring_spsc, pair_single_items, .timeout = 60)
 {
-    run_pair(64, harness_scaled(1000000), false);
+    harness_spsc_pair("single items", 64, harness_scaled(1000000), false, 32);
 }
 
 Test(ring_spsc, pair_batches, .timeout = 60)
 {
-    run_pair(64, harness_scaled(1000000), true);
+    harness_spsc_pair("batches", 64, harness_scaled(1000000), true, 32);
 }
 
 Test(ring_spsc, pair_tiny_ring, .timeout = 60)
 {
-    run_pair(2, harness_scaled(200000), false);
+    harness_spsc_pair("tiny ring", 2, harness_scaled(200000), false, 32);
 }
 
 /* What the producer writes before pushing is visible after the pop (the
  * ThreadSanitizer build checks the ordering). */
+typedef struct pair {
+    moirai_ring_spsc_t *r;
+    uint64_t n;
+} pair_t;
+
 typedef struct payload {
     uint64_t value;
     uint64_t check;
