@@ -22,6 +22,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <moirai/core/clock.h>
+
 #include "bench.h"
 
 /* Every suite, in module order. A new module adds one line here and its
@@ -30,10 +32,8 @@ static const struct {
     const char *name;
     bench_suite_fn cases;
 } suites[] = {
-    {"core", bench_core_cases},
-    {"sync", bench_sync_locks_cases},
-    {"sync", bench_sync_map_cases},
-    {"sync", bench_sync_containers_cases},
+    {"core", bench_core_cases},     {"sync", bench_sync_locks_cases},
+    {"sync", bench_sync_map_cases}, {"sync", bench_sync_containers_cases},
     {"mem", bench_mem_cases},
 };
 
@@ -58,9 +58,7 @@ typedef struct options {
 
 uint64_t bench_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+    return moirai_clock_now_ns();
 }
 
 static void usage(FILE *out)

@@ -32,6 +32,8 @@
 
 #include <moirai/core.h>
 
+#include <moirai/core/spin.h>
+
 #include "../bench.h"
 
 #define CACHE_LINE 64
@@ -45,11 +47,7 @@ static inline void relax(unsigned *spins)
     if (++*spins % 64 == 0) {
         sched_yield();
     } else {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#elif defined(__aarch64__)
-        __asm__ volatile("yield" ::: "memory");
-#endif
+        moirai_cpu_relax();
     }
 }
 

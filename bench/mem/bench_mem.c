@@ -58,6 +58,8 @@
 #include <moirai/mem/mempool.h>
 #include <moirai/mem/pool.h>
 
+#include <moirai/core/spin.h>
+
 #include "../bench.h"
 
 #define LIVE        4096u /* live objects per thread in the churn cases */
@@ -67,22 +69,13 @@
 #define SIZE_MIN    16u
 #define SIZE_MAX_   256u
 
-static inline void cpu_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield" ::: "memory");
-#endif
-}
-
 /* Waiting on the other side of the ring: spin briefly, then yield, so that
  * on a machine with more runnable threads than CPUs the waiter does not
  * burn the time slice the other side needs. */
 static inline void backoff(unsigned spins)
 {
     if (spins < 64)
-        cpu_pause();
+        moirai_cpu_relax();
     else
         sched_yield();
 }
@@ -219,7 +212,7 @@ static void start_line_wait(start_line_t *line)
      * nothing measured depends on it. */
     atomic_fetch_add_explicit(&line->ready, 1, memory_order_release);
     while (!atomic_load_explicit(&line->go, memory_order_acquire))
-        cpu_pause();
+        moirai_cpu_relax();
 }
 
 static void start_line_release(start_line_t *line, int threads)

@@ -67,20 +67,13 @@
 #include <ck_stack.h>
 #endif
 
+#include <moirai/core/spin.h>
+
 #include "../bench.h"
 
 #define CACHE_LINE  128
 #define RING_SLOTS  1024
 #define MAX_THREADS 4
-
-static inline void cpu_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield" ::: "memory");
-#endif
-}
 
 /* After a failed try: pause, and yield the CPU every 64th time in a row. */
 static inline void backoff(unsigned *fails)
@@ -88,7 +81,7 @@ static inline void backoff(unsigned *fails)
     if (++*fails % 64 == 0)
         sched_yield();
     else
-        cpu_pause();
+        moirai_cpu_relax();
 }
 
 /* The value of producer p's i-th item: never NULL, distinct per item. */

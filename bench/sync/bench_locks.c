@@ -38,18 +38,11 @@
 #include <moirai/sync/mutex.h>
 #include <moirai/sync/rwlock.h>
 
+#include <moirai/core/spin.h>
+
 #include "../bench.h"
 
 #define CACHE_LINE 64
-
-static inline void cpu_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield" ::: "memory");
-#endif
-}
 
 /* ---- the "spin" peer: a plain test-and-set lock ---- */
 
@@ -61,7 +54,7 @@ static inline void tas_lock(tas_lock_t *l)
 {
     /* Acquire on success: pairs with the release store in tas_unlock. */
     while (atomic_exchange_explicit(&l->locked, 1, memory_order_acquire))
-        cpu_pause();
+        moirai_cpu_relax();
 }
 
 static inline void tas_unlock(tas_lock_t *l)
@@ -144,7 +137,7 @@ static void start_line(two_ctx_t *c)
         if (++spins % 64 == 0)
             sched_yield();
         else
-            cpu_pause();
+            moirai_cpu_relax();
     }
 }
 

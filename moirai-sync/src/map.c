@@ -256,20 +256,22 @@ static inline bool key_equal(const unsigned char *x, const unsigned char *y, siz
  * Entry count. */
 
 /* The slot this thread bumps: threads are dealt slots round-robin on first
- * use, so up to slot_mask + 1 concurrent updaters never share a line. */
-static _Thread_local unsigned thread_slot;
-static _Thread_local bool thread_slot_set;
+ * use, so up to slot_mask + 1 concurrent updaters never share a line.
+ * Stored plus one, so that 0 means "not dealt yet" without a second
+ * thread-local flag. */
+static _Thread_local unsigned thread_slot_plus1;
 static atomic_uint next_thread_slot;
 
 static inline atomic_long *count_slot(moirai_map_t *map)
 {
-    if (!thread_slot_set) {
+    if (MOIRAI__UNLIKELY(thread_slot_plus1 == 0)) {
         /* Relaxed: the number only spreads threads over slots; any value
-         * is correct. */
-        thread_slot = atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed);
-        thread_slot_set = true;
+         * is correct (on wrap-around the sum is 0 and the thread is just
+         * dealt again on its next update). */
+        thread_slot_plus1 =
+            atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed) + 1;
     }
-    return &map->slots[thread_slot & map->slot_mask].n;
+    return &map->slots[(thread_slot_plus1 - 1) & map->slot_mask].n;
 }
 
 static void check_load(moirai_map_t *map);
@@ -680,22 +682,42 @@ void moirai_map_destroy(moirai_map_t *map)
 /* ------------------------------------------------------------------------
  * Updates and lookups. */
 
-int moirai_map_insert_unique(moirai_map_t *map, const void *key, size_t len, void *value,
-                             void **existing)
+/* The common start of insert_unique and replace: checks the arguments,
+ * hashes the key, builds the new entry and enters a read-side critical
+ * section. Returns 0 with `*node` and `*hash` set and the read lock held,
+ * or -EINVAL / -ENOMEM with nothing held or allocated. */
+static inline int add_begin(moirai_map_t *map, const void *key, size_t len, void *value,
+                            map_node_t **node, unsigned long *hash)
 {
     if (map == NULL || bad_key(key, len))
         return -EINVAL;
-    unsigned long hash = node_hash(map, key, len);
-    map_node_t *node = node_new(key, len, value);
-    if (node == NULL)
+    *hash = node_hash(map, key, len);
+    *node = node_new(key, len, value);
+    if (*node == NULL)
         return -ENOMEM;
-
-    map_key_t mk = {key, len};
     int rc = read_lock();
-    if (rc != 0) {
-        moirai_free(node);
+    if (rc != 0)
+        moirai_free(*node);
+    return rc;
+}
+
+/* The first entry with key `mk` in `map`, or NULL; under the read lock. */
+static inline struct cds_lfht_node *find(moirai_map_t *map, unsigned long hash, const map_key_t *mk)
+{
+    struct cds_lfht_iter iter;
+    cds_lfht_lookup(map->ht, hash, match_key, mk, &iter);
+    return cds_lfht_iter_get_node(&iter);
+}
+
+int moirai_map_insert_unique(moirai_map_t *map, const void *key, size_t len, void *value,
+                             void **existing)
+{
+    map_node_t *node;
+    unsigned long hash;
+    int rc = add_begin(map, key, len, value, &node, &hash);
+    if (rc != 0)
         return rc;
-    }
+    map_key_t mk = {key, len};
     /* add_unique publishes with a full barrier before and after its
      * commit, or returns the entry that is present. */
     struct cds_lfht_node *got = cds_lfht_add_unique(map->ht, hash, match_key, &mk, &node->lfht);
@@ -720,19 +742,12 @@ int moirai_map_insert(moirai_map_t *map, const void *key, size_t len, void *valu
 
 int moirai_map_replace(moirai_map_t *map, const void *key, size_t len, void *value, void **old)
 {
-    if (map == NULL || bad_key(key, len))
-        return -EINVAL;
-    unsigned long hash = node_hash(map, key, len);
-    map_node_t *node = node_new(key, len, value);
-    if (node == NULL)
-        return -ENOMEM;
-
-    map_key_t mk = {key, len};
-    int rc = read_lock();
-    if (rc != 0) {
-        moirai_free(node);
+    map_node_t *node;
+    unsigned long hash;
+    int rc = add_begin(map, key, len, value, &node, &hash);
+    if (rc != 0)
         return rc;
-    }
+    map_key_t mk = {key, len};
     /* add_replace swaps the new entry in for the old one in one atomic
      * step (full barriers around it), or adds it if the key is absent. */
     struct cds_lfht_node *got = cds_lfht_add_replace(map->ht, hash, match_key, &mk, &node->lfht);
@@ -757,14 +772,12 @@ int moirai_map_remove(moirai_map_t *map, const void *key, size_t len, void **old
         return -EINVAL;
     unsigned long hash = node_hash(map, key, len);
     map_key_t mk = {key, len};
-    struct cds_lfht_iter iter;
 
     int rc = read_lock();
     if (rc != 0)
         return rc;
     for (;;) {
-        cds_lfht_lookup(map->ht, hash, match_key, &mk, &iter);
-        struct cds_lfht_node *lnode = cds_lfht_iter_get_node(&iter);
+        struct cds_lfht_node *lnode = find(map, hash, &mk);
         if (lnode == NULL) {
             read_unlock();
             return -ENOENT;
@@ -789,13 +802,11 @@ int moirai_map_lookup(moirai_map_t *map, const void *key, size_t len, void **val
         return -EINVAL;
     unsigned long hash = node_hash(map, key, len);
     map_key_t mk = {key, len};
-    struct cds_lfht_iter iter;
 
     int rc = read_lock();
     if (rc != 0)
         return rc;
-    cds_lfht_lookup(map->ht, hash, match_key, &mk, &iter);
-    struct cds_lfht_node *lnode = cds_lfht_iter_get_node(&iter);
+    struct cds_lfht_node *lnode = find(map, hash, &mk);
     if (lnode != NULL) {
         map_node_t *node = caa_container_of(lnode, map_node_t, lfht);
         if (value != NULL)

@@ -102,6 +102,7 @@ int moirai_ring_spsc_try_push(moirai_ring_spsc_t *ring, void *item)
 
 int moirai_ring_spsc_try_pop(moirai_ring_spsc_t *ring, void **out)
 {
+    /* Relaxed: only this thread writes `read`. */
     size_t read = atomic_load_explicit(&ring->read, memory_order_relaxed);
     if (avail(ring, read, 1) == 0)
         return -EAGAIN;
@@ -111,44 +112,43 @@ int moirai_ring_spsc_try_pop(moirai_ring_spsc_t *ring, void **out)
     return 0;
 }
 
+/* How many of `n` slots from `cursor` on lie before the end of the array:
+ * a batch copies at most two contiguous runs, this one and then the rest
+ * from the array's start. */
+static inline size_t run_before_wrap(const moirai_ring_spsc_t *r, size_t cursor, size_t n)
+{
+    size_t first = r->mask + 1 - (cursor & r->mask);
+    return first < n ? first : n;
+}
+
 size_t moirai_ring_spsc_push_batch(moirai_ring_spsc_t *ring, void *const *items, size_t count)
 {
-    if (count == 0)
-        return 0;
     size_t write = atomic_load_explicit(&ring->write, memory_order_relaxed);
     size_t n = room(ring, write, count);
     if (n > count)
         n = count;
     if (n == 0)
         return 0;
-    /* At most two contiguous runs: up to the end of the array, then from
-     * its start. */
-    size_t start = write & ring->mask;
-    size_t first = ring->mask + 1 - start;
-    if (first > n)
-        first = n;
-    memcpy(&ring->slots[start], items, first * sizeof(void *));
+    size_t first = run_before_wrap(ring, write, n);
+    memcpy(&ring->slots[write & ring->mask], items, first * sizeof(void *));
     memcpy(&ring->slots[0], items + first, (n - first) * sizeof(void *));
+    /* release: publishes the slots to the consumer's acquire. */
     atomic_store_explicit(&ring->write, write + n, memory_order_release);
     return n;
 }
 
 size_t moirai_ring_spsc_pop_batch(moirai_ring_spsc_t *ring, void **out, size_t count)
 {
-    if (count == 0)
-        return 0;
     size_t read = atomic_load_explicit(&ring->read, memory_order_relaxed);
     size_t n = avail(ring, read, count);
     if (n > count)
         n = count;
     if (n == 0)
         return 0;
-    size_t start = read & ring->mask;
-    size_t first = ring->mask + 1 - start;
-    if (first > n)
-        first = n;
-    memcpy(out, &ring->slots[start], first * sizeof(void *));
+    size_t first = run_before_wrap(ring, read, n);
+    memcpy(out, &ring->slots[read & ring->mask], first * sizeof(void *));
     memcpy(out + first, &ring->slots[0], (n - first) * sizeof(void *));
+    /* release: hands the slots back after our reads of them. */
     atomic_store_explicit(&ring->read, read + n, memory_order_release);
     return n;
 }

@@ -21,12 +21,12 @@
 
 /* Forks; the child writes its stderr and ASan's report into a private
  * directory made from `dir_template` (a mkdtemp() template of at most 40
- * characters) and runs `child`, which must _exit(0) only if ASan let the
- * bad access pass (any other exit: setup failed). The parent then asserts
- * that the child did not exit with 0 and that what it wrote contains
- * `expect`. */
-static inline void asan_expect_report(const char *dir_template, void (*child)(void),
-                                      const char *expect)
+ * characters), runs `child` and then _exit(0)s. The parent stores the
+ * child's waitpid() status in *status and what it wrote (ASan's reports,
+ * then its stderr) in `text`, a buffer of `cap` bytes, and removes the
+ * directory. */
+static inline void asan_run_child(const char *dir_template, void (*child)(void), int *status,
+                                  char *text, size_t cap)
 {
     char dir[48];
     cr_assert_lt(strlen(dir_template), sizeof(dir));
@@ -48,15 +48,25 @@ static inline void asan_expect_report(const char *dir_template, void (*child)(vo
         child();
         _exit(0);
     }
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    char cmd[256], text[8192] = "";
+    cr_assert_eq(waitpid(pid, status, 0), pid);
+    char cmd[256];
     snprintf(cmd, sizeof(cmd), "cat %s/* 2>/dev/null; rm -rf %s", dir, dir);
     FILE *f = popen(cmd, "r");
     cr_assert_not_null(f);
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    size_t n = fread(text, 1, cap - 1, f);
     text[n] = '\0';
     pclose(f);
+}
+
+/* Runs `child` as asan_run_child() does; `child` must _exit(0) only if ASan
+ * let the bad access pass (any other exit: setup failed). Asserts that the
+ * child did not exit with 0 and that what it wrote contains `expect`. */
+static inline void asan_expect_report(const char *dir_template, void (*child)(void),
+                                      const char *expect)
+{
+    int status;
+    char text[8192];
+    asan_run_child(dir_template, child, &status, text, sizeof(text));
     cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "not caught");
     cr_assert_not_null(strstr(text, expect), "child said:\n%s", text);
 }

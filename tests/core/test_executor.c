@@ -12,15 +12,7 @@
 #include <moirai/core.h>
 
 #include "leak_check.h"
-
-static long scaled(long n)
-{
-    const char *s = getenv("MOIRAI_TEST_SCALE");
-    long k = s != NULL ? atol(s) : 1;
-    if (k < 1)
-        k = 1;
-    return n / k > 0 ? n / k : 1;
-}
+#include "test_scale.h"
 
 static moirai_handle_t *new_handle(void)
 {

@@ -17,19 +17,14 @@
 
 #include <moirai/core.h>
 
+#include "test_scale.h"
+
 #define BATCH       64
 #define MAX_THREADS 32
 
-static long env_long(const char *name, long fallback)
-{
-    const char *s = getenv(name);
-    long v = s != NULL ? atol(s) : 0;
-    return v > 0 ? v : fallback;
-}
-
 static long handle_count(void)
 {
-    long n = env_long("MOIRAI_STRESS_HANDLES", 20000) / env_long("MOIRAI_TEST_SCALE", 1);
+    long n = scaled(env_long("MOIRAI_STRESS_HANDLES", 20000));
     /* Whole batches keep every thread at the same barrier count. */
     n -= n % BATCH;
     return n < BATCH ? BATCH : n;

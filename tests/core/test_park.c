@@ -17,6 +17,7 @@
 #include <moirai/core.h>
 
 #include "futex_probe.h"
+#include "test_scale.h"
 
 static void wait_until_parked(_Atomic pid_t *tid, const void *addr)
 {
@@ -173,15 +174,6 @@ typedef struct pingpong {
     long plain_counter;    /* written only by the thread whose turn it is */
     bool nospin;
 } pingpong_t;
-
-static long scaled(long n)
-{
-    const char *s = getenv("MOIRAI_TEST_SCALE");
-    long k = s != NULL ? atol(s) : 1;
-    if (k < 1)
-        k = 1;
-    return n / k > 0 ? n / k : 1;
-}
 
 static void play(pingpong_t *pp, uint32_t parity, long rounds, int *timeouts)
 {

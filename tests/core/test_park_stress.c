@@ -16,20 +16,9 @@
 
 #include <moirai/core.h>
 
+#include "test_scale.h"
+
 #define WAIT_LIMIT (30 * MOIRAI_NS_PER_S)
-
-static long env_long(const char *name, long fallback)
-{
-    const char *s = getenv(name);
-    long v = s != NULL ? atol(s) : 0;
-    return v > 0 ? v : fallback;
-}
-
-static long scaled(long n)
-{
-    long k = env_long("MOIRAI_TEST_SCALE", 1);
-    return n / k > 0 ? n / k : 1;
-}
 
 /* ---- A ring: thread i waits for its turn, bumps a plain counter, passes
  * the turn to thread i+1. Each thread parks on its own word. ---- */

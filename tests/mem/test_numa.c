@@ -140,6 +140,27 @@ static size_t pagesz(void)
     return (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Three pages of fresh anonymous memory with the third unmapped again: two
+ * usable pages followed by a hole, for the -EFAULT and -ENOENT cases. */
+static char *map_two_pages_then_hole(void)
+{
+    size_t page = pagesz();
+    char *p = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    cr_assert_neq(p, MAP_FAILED);
+    cr_assert_eq(munmap(p + 2 * page, page), 0);
+    return p;
+}
+
+/* Runs `check` with a synthetic topology of `nodes` one-CPU nodes
+ * installed, then goes back to the detected one. */
+static void on_uniform_nodes(int nodes, void (*check)(void))
+{
+    cr_assert_eq(moirai_topology_inject_uniform(nodes, 1), 0);
+    check();
+    cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
+}
+
 /* ---- CPU pinning ---- */
 
 static bool cpu_allowed(int cpu)
@@ -598,9 +619,7 @@ Test(numa, policy_errors_detected, .timeout = 30)
 
 Test(numa, policy_errors_synthetic, .timeout = 30)
 {
-    cr_assert_eq(moirai_topology_inject_uniform(4, 1), 0);
-    policy_errors();
-    cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
+    on_uniform_nodes(4, policy_errors);
 }
 
 /* ---- range policies ---- */
@@ -655,20 +674,15 @@ Test(numa, range_policy_reaches_the_kernel, .timeout = 30)
 
 Test(numa, range_policy_on_synthetic_four_nodes, .timeout = 30)
 {
-    cr_assert_eq(moirai_topology_inject_uniform(4, 1), 0);
-    check_range_policy();
-    cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
+    on_uniform_nodes(4, check_range_policy);
 }
 
 static void range_errors(void)
 {
     size_t page = pagesz(), len = 2 * page;
-    char *p = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *p = map_two_pages_then_hole();
     int zero = 0;
 
-    cr_assert_neq(p, MAP_FAILED);
-    /* The hole: the third page is unmapped. */
-    cr_assert_eq(munmap(p + len, page), 0);
     cr_assert_eq(moirai_numa_range_policy_set(p, len, MOIRAI_NUMA_POLICY_INTERLEAVE, &zero, 1, 0),
                  0);
     check_policy_einval(p, len);
@@ -697,9 +711,7 @@ Test(numa, range_policy_errors, .timeout = 30)
 
 Test(numa, range_policy_errors_synthetic, .timeout = 30)
 {
-    cr_assert_eq(moirai_topology_inject_uniform(2, 1), 0);
-    range_errors();
-    cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
+    on_uniform_nodes(2, range_errors);
 }
 
 /* ---- where a page lives ---- */
@@ -707,11 +719,10 @@ Test(numa, range_policy_errors_synthetic, .timeout = 30)
 static void check_node_of_address(void)
 {
     size_t page = pagesz();
-    char *p = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *p = map_two_pages_then_hole();
     int on_stack = 1;
     unsigned char vec = 0;
 
-    cr_assert_neq(p, MAP_FAILED);
     p[0] = 1;
     cr_assert_eq(moirai_numa_node_of_address(p), 0);
     cr_assert_eq(moirai_numa_node_of_address(p + page - 1), 0);
@@ -720,7 +731,6 @@ static void check_node_of_address(void)
     cr_assert_eq(moirai_numa_node_of_address(p + page), -ENOENT);
     cr_assert_eq(mincore(p + page, page, &vec), 0);
     cr_assert_eq(vec & 1, 0, "asking faulted the page in");
-    cr_assert_eq(munmap(p + 2 * page, page), 0);
     cr_assert_eq(moirai_numa_node_of_address(p + 2 * page), -EFAULT);
     cr_assert_eq(moirai_numa_node_of_address(NULL), -EINVAL);
     cr_assert_eq(munmap(p, 2 * page), 0);
@@ -735,9 +745,7 @@ Test(numa, node_of_address_synthetic, .timeout = 30)
 {
     /* All four synthetic nodes map to the one real node; the lowest, 0,
      * is reported. */
-    cr_assert_eq(moirai_topology_inject_uniform(4, 1), 0);
-    check_node_of_address();
-    cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
+    on_uniform_nodes(4, check_node_of_address);
 }
 
 /* ---- allocation on a node ---- */
@@ -791,9 +799,7 @@ Test(numa, alloc_on_node, .timeout = 30)
 
 Test(numa, alloc_on_synthetic_nodes, .timeout = 30)
 {
-    cr_assert_eq(moirai_topology_inject_uniform(4, 1), 0);
-    check_alloc_on_every_node();
-    cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
+    on_uniform_nodes(4, check_alloc_on_every_node);
     load_fake_topology();
     check_alloc_on_every_node();
     cr_assert_eq(moirai_topology_reload(NULL), 0);
@@ -907,9 +913,7 @@ static void check_without_kernel(void)
     policy_errors();
 
     /* Ranges: checked, not applied. */
-    m = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    cr_assert_neq(m, MAP_FAILED);
-    cr_assert_eq(munmap(m + 2 * page, page), 0);
+    m = map_two_pages_then_hole();
     cr_assert_eq(moirai_numa_range_policy_set(m, 2 * page, MOIRAI_NUMA_POLICY_PREFERRED, &zero, 1,
                                               MOIRAI_NUMA_MOVE),
                  0);
@@ -954,9 +958,7 @@ Test(numa, without_kernel_support, .timeout = 30)
 Test(numa, without_kernel_support_synthetic, .timeout = 30)
 {
     deny_syscalls(numa_syscalls, 4, EPERM);
-    cr_assert_eq(moirai_topology_inject_uniform(4, 1), 0);
-    check_without_kernel();
-    cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
+    on_uniform_nodes(4, check_without_kernel);
 }
 
 Test(numa, move_pages_denied_falls_back_to_get_mempolicy, .timeout = 30)

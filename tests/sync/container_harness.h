@@ -32,6 +32,8 @@
 #include <moirai/core.h>
 #include <moirai/sync/ring_spsc.h>
 
+#include "test_scale.h"
+
 #define HARNESS_SEQ_BITS    40
 #define HARNESS_SEQ_MASK    ((UINT64_C(1) << HARNESS_SEQ_BITS) - 1)
 #define HARNESS_MAX_THREADS 16
@@ -401,7 +403,7 @@ static void *harness_pub_producer(void *p)
 
 /* One producer pushes `n` payloads into `c` (empty at the start) while
  * this thread pops them with ops->pop: every payload must arrive with the
- * contents written before its push. */
+ * contents written before its push (and in push order if ops->fifo). */
 static inline void harness_publication(const harness_ops_t *ops, void *c, uint64_t n)
 {
     harness_pub_t h = {.ops = ops, .c = c, .n = n};
@@ -420,7 +422,8 @@ static inline void harness_publication(const harness_ops_t *ops, void *c, uint64
             continue;
         }
         harness_payload_t *pl = out;
-        if (pl->check != ~pl->value)
+        /* A FIFO container must also deliver them in push order. */
+        if (pl->check != ~pl->value || (ops->fifo && pl->value != got))
             bad++;
         free(pl);
         got++;
@@ -519,22 +522,13 @@ static inline void harness_spsc_pair(const char *what, size_t capacity, uint64_t
 /* MOIRAI_TEST_SCALE (set under sanitizers) divides iteration counts. */
 static inline uint64_t harness_scaled(uint64_t n)
 {
-    const char *s = getenv("MOIRAI_TEST_SCALE");
-    long scale = s != NULL ? strtol(s, NULL, 10) : 1;
-    if (scale < 1)
-        scale = 1;
-    uint64_t r = n / (uint64_t)scale;
-    return r > 0 ? r : 1;
+    return (uint64_t)scaled((long)n);
 }
 
 /* An environment variable holding a positive count, or `fallback`. */
 static inline uint64_t harness_env_count(const char *name, uint64_t fallback)
 {
-    const char *s = getenv(name);
-    if (s == NULL || *s == '\0')
-        return fallback;
-    unsigned long long v = strtoull(s, NULL, 10);
-    return v > 0 ? (uint64_t)v : fallback;
+    return (uint64_t)env_long(name, (long)fallback);
 }
 
 #endif

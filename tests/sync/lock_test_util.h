@@ -23,22 +23,18 @@
 
 #include <moirai/core/clock.h>
 
+#include "test_scale.h"
+
 /* The sanitizer slow-down divisor, at least 1. */
 static inline long test_scale(void)
 {
-    const char *s = getenv("MOIRAI_TEST_SCALE");
-    long v = s ? strtol(s, NULL, 10) : 1;
-    return v >= 1 ? v : 1;
+    return env_long("MOIRAI_TEST_SCALE", 1);
 }
 
 /* Integer parameter `name` from the environment, else `def`. */
 static inline long test_param(const char *name, long def)
 {
-    const char *s = getenv(name);
-    if (s == NULL || *s == '\0')
-        return def;
-    long v = strtol(s, NULL, 10);
-    return v > 0 ? v : def;
+    return env_long(name, def);
 }
 
 /* An iteration count: the parameter divided by the scale, at least `min`. */

@@ -502,6 +502,11 @@ Test(map, grows_and_shrinks_from_one_bucket, .timeout = 120)
     moirai_map_destroy(map);
 }
 
+static bool at_most_1024_buckets(moirai_map_stats_t *st)
+{
+    return st->buckets <= 1024;
+}
+
 Test(map, never_shrinks_below_initial_size, .timeout = 60)
 {
     moirai_map_t *map = new_map(1000); /* rounded up to 1024 */
@@ -516,12 +521,7 @@ Test(map, never_shrinks_below_initial_size, .timeout = 60)
         cr_assert_eq(moirai_map_remove(map, &k, sizeof k, NULL), 0);
     /* Wait until the shrink request is served: the size comes down, but
      * to the initial 1024, not below. */
-    for (;;) {
-        cr_assert_eq(moirai_map_stats(map, &st), 0);
-        if (st.buckets <= 1024)
-            break;
-        usleep(1000);
-    }
+    st = wait_for_buckets(map, at_most_1024_buckets);
     cr_assert_eq(st.buckets, 1024);
     moirai_map_destroy(map);
 }

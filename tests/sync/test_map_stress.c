@@ -34,17 +34,10 @@
 
 #include <moirai/sync/map.h>
 
+#include "test_scale.h"
+
 #define V(x) ((void *)(uintptr_t)(x))
 #define U(p) ((uint64_t)(uintptr_t)(p))
-
-static long env_long(const char *name, long dflt)
-{
-    const char *s = getenv(name);
-    if (s == NULL || *s == '\0')
-        return dflt;
-    long v = strtol(s, NULL, 10);
-    return v > 0 ? v : dflt;
-}
 
 static int threads_param(void)
 {
@@ -54,7 +47,7 @@ static int threads_param(void)
 
 static long ops_param(void)
 {
-    long ops = env_long("MOIRAI_MAP_OPS", 500000) / env_long("MOIRAI_TEST_SCALE", 1);
+    long ops = scaled(env_long("MOIRAI_MAP_OPS", 500000));
     return ops < 1000 ? 1000 : ops;
 }
 

@@ -94,9 +94,9 @@ static int push_op(void *ctx)
 static void push_unchanged(void *ctx, long n)
 {
     push_ctx_t *p = ctx;
-    /* Nothing was added: the stack is empty exactly when no earlier item
+    /* Nothing was added: the queue is empty exactly when no earlier item
      * was accepted (its full contents are checked after the sweep). */
-    cr_assert_eq(moirai_queue_is_empty(p->s), p->item == 0, "failure %ld changed the stack", n);
+    cr_assert_eq(moirai_queue_is_empty(p->s), p->item == 0, "failure %ld changed the queue", n);
 }
 
 Test(queue, push_reports_enomem_and_keeps_earlier_items, .timeout = 60)
