@@ -1,0 +1,67 @@
+/* Pipelines: a stream of items through a sequence of stages, the shape of
+ * TBB's parallel_pipeline.
+ *
+ * The first stage is the source: it is called with `in` NULL and produces
+ * each item in `*out`, returning MOIRAI_PIPELINE_END when the stream ends.
+ * Each later stage receives the previous stage's `*out` as `in`; the last
+ * stage's `*out` is ignored. A stage's mode says how it may run:
+ *   - SERIAL_IN_ORDER: one item at a time, in the order the source made them;
+ *   - SERIAL_OUT_OF_ORDER: one item at a time, in any order;
+ *   - PARALLEL: any number of items at once.
+ * The source must be serial. At most `max_in_flight` items are between the
+ * source and the end of the last stage at any time; the source is not
+ * called while that many are in flight.
+ *
+ * A stage that returns a negative errno stops the pipeline: the source is
+ * not called again, items already in flight finish every stage (their
+ * owners may need to free them), and moirai_pipeline_run() returns the
+ * first such error.
+ *
+ * Memory ordering: everything a stage wrote for an item happens before the
+ * next stage runs on that item; serial stages see their own previous calls'
+ * writes; everything happens before moirai_pipeline_run() returns. */
+#ifndef MOIRAI_SCHED_PIPELINE_H
+#define MOIRAI_SCHED_PIPELINE_H
+
+#include <stddef.h>
+
+#include <moirai/sched/export.h>
+#include <moirai/sched/sched.h>
+
+typedef enum moirai_stage_mode {
+    MOIRAI_STAGE_SERIAL_IN_ORDER = 0,
+    MOIRAI_STAGE_SERIAL_OUT_OF_ORDER = 1,
+    MOIRAI_STAGE_PARALLEL = 2,
+} moirai_stage_mode_t;
+
+/* Returned by the source when the stream ends (no item in *out). */
+#define MOIRAI_PIPELINE_END 1
+
+/* A stage: 0 to pass `*out` on, MOIRAI_PIPELINE_END (source only), or a
+ * negative errno. */
+typedef int (*moirai_stage_fn)(void *in, void **out, void *arg);
+
+typedef struct moirai_pipeline_stage {
+    moirai_stage_mode_t mode;
+    moirai_stage_fn fn;
+    void *arg;
+} moirai_pipeline_stage_t;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Runs the pipeline of `count` stages on `sched` (NULL: the scheduler of
+ * the calling worker; -EINVAL from any other thread) until the source ends
+ * and every item has left the last stage. Blocks (helping, on a worker).
+ * Returns 0, the first stage error, -EINVAL (NULL stages or fn, count 0,
+ * max_in_flight 0, a parallel source, an unknown mode), -ENOMEM (before any
+ * stage ran) or -ESHUTDOWN. */
+MOIRAI_SCHED_API int moirai_pipeline_run(moirai_sched_t *sched, size_t max_in_flight,
+                                         const moirai_pipeline_stage_t *stages, size_t count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

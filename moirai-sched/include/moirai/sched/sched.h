@@ -1,0 +1,192 @@
+/* The work-stealing scheduler: a pool of worker threads that run tasks.
+ *
+ * Each worker owns a Chase-Lev deque (Lê, Pop, Cohen, Zappa Nardelli,
+ * "Correct and Efficient Work-Stealing for Weak Memory Models", PPoPP 2013)
+ * and, optionally, a LIFO slot holding its most recent spawn. Work that
+ * arrives from outside the pool goes to a shared injector with one FIFO
+ * level per priority. A worker with nothing to do steals from the others,
+ * nearest first (same last-level cache, then same NUMA node, then the rest,
+ * each tier in random order), taking up to half of a victim's deque at once.
+ * A worker that finds nothing spins for a short while (`spin_ns`), then
+ * parks through core's parking layer. A spawn wakes at most one parked
+ * worker, and only when no worker is already searching for work, so a
+ * burst of spawns does not stampede the pool (the throttle Go and Tokio
+ * use). An idle pool uses no CPU.
+ *
+ * Where a task goes, and which runs next:
+ *   - A NORMAL-priority spawn from a worker of the same scheduler goes to
+ *     that worker's LIFO slot (the previous occupant moves to the deque), or
+ *     straight to its deque when the LIFO slot is off.
+ *   - Every other spawn (another priority, a locality hint, or a spawn from
+ *     a thread that is not one of this scheduler's workers) goes to the
+ *     injector at its priority level, or to the inbox of a worker on the
+ *     hinted CPU or node.
+ *   - A worker looking for its next task takes, in this order: the
+ *     injector's most urgent task if that task counts as more urgent than
+ *     NORMAL; its LIFO slot; its own deque (newest first); its inbox; the
+ *     injector's most urgent task at any level; then it steals.
+ *
+ * Priorities and aging: within the injector, the level with the most urgent
+ * *effective* priority runs first (FIFO within a level). A level that has
+ * had tasks waiting, none of which has been taken for k whole periods of
+ * `aging_ns`, competes as k levels more urgent (never beyond CRITICAL); its
+ * clock restarts whenever one of its tasks is taken or it becomes
+ * non-empty. So a BACKGROUND task waits at most about 4 * aging_ns plus the
+ * run time of the tasks already running before it counts as CRITICAL, and
+ * no level starves. With `aging_ns` 0 the levels are strict and lower ones
+ * can starve. Work in the workers' own deques counts as NORMAL.
+ *
+ * Memory ordering: everything a spawner wrote before a successful spawn
+ * happens before the task runs; everything a task wrote happens before its
+ * handle reports it finished (see moirai/core/handle.h). */
+#ifndef MOIRAI_SCHED_SCHED_H
+#define MOIRAI_SCHED_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <moirai/core/executor.h>
+#include <moirai/core/handle.h>
+#include <moirai/core/task.h>
+#include <moirai/sched/export.h>
+
+typedef struct moirai_sched moirai_sched_t;
+
+/* How a worker picks the victim it steals from. */
+typedef enum moirai_steal_strategy {
+    /* Nearest first: workers on the same last-level cache, then the same
+     * NUMA node, then the rest; random order within each tier. */
+    MOIRAI_STEAL_LOCALITY = 0,
+    /* Uniformly random over all other workers. */
+    MOIRAI_STEAL_RANDOM = 1,
+} moirai_steal_strategy_t;
+
+/* What moirai_sched_destroy() does with work that has not started. */
+typedef enum moirai_shutdown {
+    /* Run everything already spawned, and what it spawns in turn, then stop. */
+    MOIRAI_SHUTDOWN_DRAIN = 0,
+    /* Run no task that has not started: their handles fail with -ECANCELED
+     * and running tasks finish normally. Join frames and scopes still complete,
+     * since their owners are waiting on them. */
+    MOIRAI_SHUTDOWN_CANCEL = 1,
+} moirai_shutdown_t;
+
+/* Called after each spawned task with its CPU time, when configured. */
+typedef void (*moirai_task_cpu_cb)(void *ctx, const char *name, moirai_task_id_t id,
+                                   uint64_t cpu_ns);
+
+typedef struct moirai_sched_config {
+    int workers;                   /* worker threads; 0: one per online CPU */
+    moirai_steal_strategy_t steal; /* victim order; MOIRAI_STEAL_LOCALITY */
+    bool steal_batch;              /* take up to half of a victim's deque (true) or one task */
+    bool lifo_slot;                /* keep the newest local spawn in a LIFO slot (true) */
+    bool pin_workers;              /* pin worker i to the topology's i-th CPU (false) */
+    uint64_t spin_ns;              /* how long an idle worker searches before parking */
+    uint64_t aging_ns;             /* priority aging period; 0: strict levels */
+    size_t stack_size;             /* worker stack bytes; 0: 8 MiB */
+    /* Per-task CPU time (thread CPU clock read before and after each spawned
+     * task; join halves are not tasks). NULL: off, and nothing is measured. */
+    moirai_task_cpu_cb task_cpu;
+    void *task_cpu_ctx;
+    int blocking_max_threads;       /* spawn_blocking thread cap; 0: 64 */
+    uint64_t blocking_keepalive_ns; /* idle blocking threads exit after this; 0: 10 s */
+} moirai_sched_config_t;
+
+#define MOIRAI_SCHED_CONFIG_INIT                                                                   \
+    {                                                                                              \
+        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0          \
+    }
+
+/* Per-worker counters. Each is written by its worker only (relaxed) and
+ * read racily: a snapshot is approximate while the pool runs and exact once
+ * it is idle. */
+typedef struct moirai_sched_worker_stats {
+    uint64_t spawned;        /* tasks and join frames this worker pushed */
+    uint64_t executed;       /* tasks and join frames this worker ran */
+    uint64_t steal_attempts; /* attempts on another worker's deque or inbox */
+    uint64_t steals;         /* attempts that took at least one job */
+    uint64_t stolen;         /* jobs taken by those steals */
+    uint64_t parks;          /* times the worker parked */
+    uint64_t task_cpu_ns;    /* CPU time of spawned tasks, when task_cpu is set */
+} moirai_sched_worker_stats_t;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Sets `*cfg` to MOIRAI_SCHED_CONFIG_INIT. */
+MOIRAI_SCHED_API void moirai_sched_config_init(moirai_sched_config_t *cfg);
+
+/* Creates a scheduler and starts its workers (cfg NULL: the defaults).
+ * Blocks until every worker has started. Returns 0, -EINVAL (NULL out,
+ * workers < 0 or above 1024, unknown strategy, blocking_max_threads < 0),
+ * -ENOMEM, or -EAGAIN if a thread cannot be created (nothing is left
+ * behind). */
+MOIRAI_SCHED_API int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg);
+
+/* Stops the scheduler as `how` says, joins its workers and its blocking
+ * threads, and frees everything. Spawns from outside the pool fail with
+ * -ESHUTDOWN from the moment it is called; tasks already accepted may still
+ * spawn (DRAIN runs what they spawn, CANCEL discards it). Blocking tasks
+ * already accepted always run. Blocks. Returns 0, -EINVAL (NULL sched or an
+ * unknown `how`) or -EDEADLK (called from one of the scheduler's own
+ * threads); on error nothing is stopped. */
+MOIRAI_SCHED_API int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how);
+
+/* Submits `fn(arg)` (see moirai_task_fn). `attr` NULL means the defaults.
+ * With a `handle` (created with moirai_handle_create, not yet used for a
+ * task), the task's result and status reach it; cancelling the handle
+ * before the task starts means the task never runs and the handle fails
+ * with -ECANCELED. Never blocks; thread-safe. Returns 0, -EINVAL (NULL
+ * sched or fn, invalid attr, a handle already used), -ENOMEM, or
+ * -ESHUTDOWN once destroy has begun; on error the task will not run and the
+ * handle is untouched. */
+MOIRAI_SCHED_API int moirai_sched_spawn(moirai_sched_t *sched, moirai_task_fn fn, void *arg,
+                                        const moirai_task_attr_t *attr, moirai_handle_t *handle);
+
+/* As moirai_sched_spawn(), but runs `fn` on the scheduler's separate pool
+ * of blocking threads, for calls that block (syscalls, locks held long).
+ * That pool starts empty, adds a thread whenever a task arrives and no
+ * blocking thread is idle, up to `blocking_max_threads` (then tasks queue,
+ * FIFO), and lets a thread exit after `blocking_keepalive_ns` idle.
+ * Priority and locality in `attr` are ignored there. Same errors, plus
+ * -EAGAIN if no blocking thread exists and none can be created. */
+MOIRAI_SCHED_API int moirai_sched_spawn_blocking(moirai_sched_t *sched, moirai_task_fn fn,
+                                                 void *arg, const moirai_task_attr_t *attr,
+                                                 moirai_handle_t *handle);
+
+/* The scheduler as a core executor (moirai/core/executor.h); spawns through
+ * it behave as moirai_sched_spawn(). Valid until the scheduler is destroyed. */
+MOIRAI_SCHED_API moirai_executor_t *moirai_sched_executor(moirai_sched_t *sched);
+
+/* The scheduler whose worker is calling, or NULL on any other thread. */
+MOIRAI_SCHED_API moirai_sched_t *moirai_sched_current(void);
+
+/* The calling worker's index (0 .. workers-1), or -1 on any other thread. */
+MOIRAI_SCHED_API int moirai_sched_worker_index(void);
+
+/* Number of workers. */
+MOIRAI_SCHED_API int moirai_sched_worker_count(const moirai_sched_t *sched);
+
+/* The stealing order of worker `worker`: fills `order` with up to `cap`
+ * other worker indices, nearest tier first (the order before each tier is
+ * shuffled), and `tiers` (if not NULL, `cap` entries) with each entry's
+ * tier: 0 same last-level cache, 1 same NUMA node, 2 elsewhere; all 2
+ * under MOIRAI_STEAL_RANDOM. Returns the number of entries, or -EINVAL. */
+MOIRAI_SCHED_API int moirai_sched_victims(const moirai_sched_t *sched, int worker, int *order,
+                                          int *tiers, int cap);
+
+/* Copies worker `worker`'s counters. Returns 0 or -EINVAL. */
+MOIRAI_SCHED_API int moirai_sched_worker_stats(const moirai_sched_t *sched, int worker,
+                                               moirai_sched_worker_stats_t *out);
+
+/* Sums every worker's counters into `*out`. Returns 0 or -EINVAL. */
+MOIRAI_SCHED_API int moirai_sched_stats(const moirai_sched_t *sched,
+                                        moirai_sched_worker_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

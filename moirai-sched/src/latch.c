@@ -1,0 +1,2 @@
+/* Placeholder until this file is written. */
+typedef int moirai__placeholder_latch_t;

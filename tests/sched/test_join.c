@@ -1,0 +1,2 @@
+/* Placeholder until this suite is written. */
+#include <criterion/criterion.h>
