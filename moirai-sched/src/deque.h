@@ -9,7 +9,7 @@
  *
  * Growing replaces the ring with one twice the size; the old ring may still
  * be read by a thief that loaded it before the switch, so it is retired, not
- * freed, until moirai__deque_fini() (the retired rings together are smaller
+ * freed, until moirai__deque_destroy() (the retired rings together are smaller
  * than the live one).
  *
  * Thread-safety: push and pop only from the owner; steal from any thread. */
@@ -54,14 +54,18 @@ struct moirai__job *moirai__deque_pop(moirai__deque_t *deque);
 moirai__steal_t moirai__deque_steal(moirai__deque_t *deque, struct moirai__job **out);
 
 /* Any thread but `victim`'s owner; `dest` must be the caller's own deque.
- * Steals up to half of `victim`'s jobs (at least one, at most `max`), one
- * CAS each (the owner pops the other end without a CAS, so a single CAS
- * over several jobs would race with it): the oldest goes to `*first`, the
- * rest are pushed onto `dest` in their original order. Returns how many
- * were taken, 0 with MOIRAI__STEAL_EMPTY or MOIRAI__STEAL_RETRY in
- * `*status` when none were. A push onto `dest` that fails (-ENOMEM) stops
- * the batch there, after handing back nothing: every job taken is either
- * in `*first` or in `dest`. */
+ * Steals up to half of `victim`'s jobs, rounded up (size 1 -> 1, 2 -> 1,
+ * 3 -> 2, 4 -> 2, ...; the size is observed once, at the start), at most
+ * `max` (0 counts as 1), one CAS each (the owner pops the other end without
+ * a CAS, so a single CAS over several jobs would race with it): the oldest
+ * goes to `*first`, the rest are pushed onto `dest` in their original order
+ * (the oldest deepest). A lost race or an emptied victim ends the batch
+ * early. Room on `dest` is made before anything is taken, since a taken job
+ * cannot be handed back: if `dest` cannot grow (out of memory) the batch is
+ * shortened to what fits, so every job taken is in `*first` or in `dest`.
+ * Returns how many were taken (`*status` MOIRAI__STEAL_SUCCESS), or 0 with
+ * MOIRAI__STEAL_EMPTY or MOIRAI__STEAL_RETRY in `*status`. Ordering as for
+ * steal (acquire per job) and push (release per job pushed onto `dest`). */
 size_t moirai__deque_steal_batch(moirai__deque_t *victim, moirai__deque_t *dest,
                                  struct moirai__job **first, size_t max, moirai__steal_t *status);
 

@@ -22,15 +22,22 @@ typedef struct moirai__victims {
     int tier_end[MOIRAI__TIERS]; /* order[tier_end[t-1] .. tier_end[t]) is tier t */
 } moirai__victims_t;
 
-/* Fills `*v` for worker `self` of `workers`, reading core's topology.
- * Returns 0, -EINVAL or -ENOMEM (nothing allocated). */
+/* Fills `*v` for worker `self` of `workers`, reading core's topology
+ * (worker w stands on moirai_topology_cpu_at(w % cpu_count)). With one
+ * worker, count is 0 and order NULL. Does not block; thread-safe, except
+ * against topology injection (as every topology query). Returns 0,
+ * -EINVAL (v NULL, workers < 1, self outside 0..workers-1, unknown
+ * strategy) or -ENOMEM; on error `*v` is untouched and nothing is
+ * allocated. */
 int moirai__victims_build(moirai__victims_t *v, int workers, int self,
                           moirai_steal_strategy_t strategy);
 
-/* Frees what moirai__victims_build() allocated. */
+/* Frees what moirai__victims_build() allocated and zeroes `*v`, so a
+ * second call (or a call on a zeroed struct or NULL) does nothing. */
 void moirai__victims_free(moirai__victims_t *v);
 
-/* The tier of entry `i` of `v->order`. */
+/* The tier of entry `i` of `v->order` (0, 1 or 2), or -EINVAL if `i` is
+ * not in 0..count-1. */
 int moirai__victims_tier(const moirai__victims_t *v, int i);
 
 /* A small, fast per-thread random generator for victim offsets
