@@ -1,2 +1,216 @@
-/* Placeholder until this file is written. */
-typedef int moirai__placeholder_join_t;
+/* Fork-join (see join.h). On a worker the frame for `b` lives on the
+ * caller's stack and goes through the worker's own deque. From any other
+ * thread the frame for `b` goes into one of the scheduler's external
+ * slots while the caller runs `a` itself; only when every slot is taken
+ * is the whole join queued as one "cold" frame on the injector. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <moirai/sched/join.h>
+
+#include "latch.h"
+#include "sched_internal.h"
+
+/* The stealable half of a join. */
+typedef struct join_frame {
+    moirai__job_t job;
+    moirai_join_fn fn;
+    void *arg;
+    moirai__latch_t latch; /* set once a thief has run fn */
+} join_frame_t;
+
+/* Runs on a thief only: the owner runs a frame it pops itself inline. */
+static void join_frame_execute(moirai__job_t *job, moirai__worker_t *w)
+{
+    (void)w;
+    join_frame_t *f = (join_frame_t *)job;
+    f->fn(f->arg);
+    moirai__latch_set(&f->latch); /* the last touch of the frame */
+}
+
+/* A join on worker `w`: push b's frame, run a, then take b back unless it
+ * was stolen. Plain loads and stores only, unless b was stolen or a
+ * sleeper needs waking. */
+static inline __attribute__((always_inline)) void
+join_on_worker(moirai__worker_t *w, moirai_join_fn a, void *arg_a, moirai_join_fn b, void *arg_b)
+{
+    join_frame_t f;
+    f.job.execute = join_frame_execute;
+    f.fn = b;
+    f.arg = arg_b;
+    moirai__latch_init(&f.latch);
+    if (__builtin_expect(moirai__deque_push(w->deque, &f.job) != 0, 0)) {
+        /* The deque could not grow: no parallelism, but no failure. */
+        a(arg_a);
+        b(arg_b);
+        return;
+    }
+    moirai__stat_add(&w->stats.spawned, 1);
+    moirai__sched_notify(w->sched);
+    a(arg_a);
+    for (;;) {
+        moirai__job_t *job = moirai__deque_pop(w->deque);
+        if (__builtin_expect(job == &f.job, 1)) {
+            moirai__stat_add(&w->stats.executed, 1);
+            b(arg_b);
+            return;
+        }
+        if (job == NULL) {
+            /* Thieves take the oldest jobs first, so with our frame gone
+             * everything below it is gone too: b was stolen. */
+            moirai__worker_wait_latch(w, &f.latch);
+            return;
+        }
+        /* Something `a` left on the deque above our frame. */
+        moirai__worker_execute(w, job);
+    }
+}
+
+/* A whole join queued from outside the pool. */
+typedef struct cold_frame {
+    moirai__job_t job;
+    moirai_join_fn a, b;
+    void *arg_a, *arg_b;
+    moirai__latch_t latch;
+} cold_frame_t;
+
+static void cold_frame_execute(moirai__job_t *job, moirai__worker_t *w)
+{
+    cold_frame_t *f = (cold_frame_t *)job;
+    join_on_worker(w, f->a, f->arg_a, f->b, f->arg_b);
+    /* The caller counts the join finished for shutdown once this returns. */
+    moirai__latch_set(&f->latch);
+}
+
+__thread moirai_sched_t *moirai__tls_participant __attribute__((tls_model("initial-exec")));
+
+moirai__job_t *moirai__sched_take_ext_slot(moirai_sched_t *s)
+{
+    for (int i = 0; i < MOIRAI__EXT_SLOTS; i++) {
+        _Atomic(moirai__job_t *) *slot = &s->ext_slot[i].job;
+        moirai__job_t *job = atomic_load_explicit(slot, memory_order_relaxed);
+        /* Acquire on success: the caller published the frame with a
+         * release CAS. Only one CAS can move this frame out of the slot,
+         * the caller's or ours, so exactly one side runs b. */
+        if (job != NULL && atomic_compare_exchange_strong_explicit(
+                               slot, &job, NULL, memory_order_acquire, memory_order_relaxed)) {
+            atomic_fetch_sub_explicit(&s->ext_used, 1, memory_order_relaxed);
+            return job;
+        }
+    }
+    return NULL;
+}
+
+/* Offers `f` in a free slot of `s`. Returns the slot, or NULL when all are
+ * taken. */
+static _Atomic(moirai__job_t *) *offer(moirai_sched_t *s, join_frame_t *f)
+{
+    /* Counted first, so that the count never says "empty" while a frame
+     * sits in a slot. seq_cst: the Dekker half of the idle protocol (a
+     * worker about to sleep re-reads the count). */
+    atomic_fetch_add_explicit(&s->ext_used, 1, memory_order_seq_cst);
+    /* Start where this thread's stack address points, so that concurrent
+     * external callers spread over the slots. */
+    unsigned start = (unsigned)((uintptr_t)f >> 6) % MOIRAI__EXT_SLOTS;
+    for (unsigned k = 0; k < MOIRAI__EXT_SLOTS; k++) {
+        _Atomic(moirai__job_t *) *slot = &s->ext_slot[(start + k) % MOIRAI__EXT_SLOTS].job;
+        moirai__job_t *expected = NULL;
+        /* Release: a worker that takes the frame sees it initialised and
+         * everything the caller wrote before the join. */
+        if (atomic_load_explicit(slot, memory_order_relaxed) == NULL &&
+            atomic_compare_exchange_strong_explicit(slot, &expected, &f->job, memory_order_release,
+                                                    memory_order_relaxed))
+            return slot;
+    }
+    atomic_fetch_sub_explicit(&s->ext_used, 1, memory_order_relaxed);
+    return NULL;
+}
+
+/* The whole join queued as one cold frame, when every slot is taken. */
+static void join_cold(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
+                      void *arg_b)
+{
+    cold_frame_t f;
+    f.job.execute = cold_frame_execute;
+    f.a = a;
+    f.arg_a = arg_a;
+    f.b = b;
+    f.arg_b = arg_b;
+    moirai__latch_init(&f.latch);
+    if (moirai__sched_inject(sched, &f.job, MOIRAI_PRIORITY_NORMAL) != 0) {
+        /* No memory to queue it: run it here, which join allows. */
+        a(arg_a);
+        b(arg_b);
+        return;
+    }
+    moirai__latch_wait(&f.latch);
+}
+
+/* A join from a thread that is not one of `sched`'s workers: b goes into
+ * an external slot and the caller runs a, then takes b back unless a
+ * worker took it. */
+static void join_external(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
+                          void *arg_b)
+{
+    join_frame_t f;
+    f.job.execute = join_frame_execute;
+    f.fn = b;
+    f.arg = arg_b;
+    moirai__latch_init(&f.latch);
+    _Atomic(moirai__job_t *) *slot = offer(sched, &f);
+    if (slot == NULL) {
+        join_cold(sched, a, arg_a, b, arg_b);
+        return;
+    }
+    moirai__sched_notify(sched);
+    /* While this thread runs a (and b), joins nested in them use the slots
+     * of the same scheduler, so that nested splits stay parallel. */
+    moirai_sched_t *outer = moirai__tls_participant;
+    moirai__tls_participant = sched;
+    a(arg_a);
+    moirai__job_t *expected = &f.job;
+    /* Relaxed on success: the frame never left this thread. */
+    if (atomic_compare_exchange_strong_explicit(slot, &expected, NULL, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        atomic_fetch_sub_explicit(&sched->ext_used, 1, memory_order_relaxed);
+        b(arg_b);
+        moirai__tls_participant = outer;
+    } else {
+        moirai__tls_participant = outer;
+        /* A worker took b: wait for it (spin, then park). Acquire. */
+        moirai__latch_wait(&f.latch);
+    }
+}
+
+int moirai_join(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b, void *arg_b)
+{
+    if (a == NULL || b == NULL)
+        return -EINVAL;
+    moirai__worker_t *w = moirai__worker_current();
+    if (__builtin_expect(w != NULL && (sched == NULL || sched == w->sched), 1)) {
+        join_on_worker(w, a, arg_a, b, arg_b);
+        return 0;
+    }
+    moirai_sched_t *outer = moirai__tls_participant;
+    if (sched == NULL)
+        sched = w == NULL ? outer : NULL;
+    if (sched == NULL) {
+        a(arg_a);
+        b(arg_b);
+        return 0;
+    }
+    if (sched == outer) {
+        /* Nested in an external join already counted for shutdown: it
+         * runs even once destroy has begun. */
+        join_external(sched, a, arg_a, b, arg_b);
+        return 0;
+    }
+    int rc = moirai__sched_gate_enter(sched);
+    if (rc != 0)
+        return rc;
+    join_external(sched, a, arg_a, b, arg_b);
+    /* Finished: release, as destroy reads it with acquire. */
+    atomic_fetch_add_explicit(&sched->ext_finished, 1, memory_order_release);
+    return 0;
+}

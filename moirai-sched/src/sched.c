@@ -1,2 +1,616 @@
-/* Placeholder until this file is written. */
-typedef int moirai__placeholder_sched_t;
+/* The scheduler object: creation, spawning, shutdown and statistics (see
+ * sched.h for the behaviour and sched_internal.h for the internals). */
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+
+#include <moirai/core/alloc.h>
+#include <moirai/core/log.h>
+#include <moirai/core/metrics.h>
+#include <moirai/core/park.h>
+#include <moirai/core/topology.h>
+#include <moirai/mem/pool.h>
+
+#include "sched_internal.h"
+
+#define MAX_WORKERS          1024
+#define DEFAULT_STACK        ((size_t)8 << 20)
+#define DEFAULT_BLOCKING_MAX 64
+#define DEFAULT_KEEPALIVE_NS (10 * MOIRAI_NS_PER_S)
+#define DEQUE_CAPACITY_LOG2  8
+
+/* A spawned task: a job header plus what moirai_handle_run() needs. From
+ * the scheduler's object pool, so a spawn normally touches only the
+ * spawning thread's cache. */
+typedef struct sched_task {
+    moirai__job_t job;
+    moirai_task_fn fn;
+    void *arg;
+    moirai_handle_t *handle;
+    const char *name;
+    moirai_task_id_t id; /* only when task_cpu is set */
+    bool owned;          /* runs even under CANCEL (moirai__sched_spawn_owned) */
+} sched_task_t;
+
+/* ---- Running tasks ---- */
+
+static void run_task(moirai_task_fn fn, void *arg, moirai_handle_t *handle)
+{
+    if (handle != NULL) {
+        (void)moirai_handle_run(handle, fn, arg);
+        moirai_handle_release(handle);
+    } else {
+        void *result = NULL;
+        (void)fn(arg, NULL, &result);
+    }
+}
+
+static void task_execute(moirai__job_t *job, moirai__worker_t *w)
+{
+    sched_task_t *t = (sched_task_t *)job;
+    moirai_sched_t *s = w->sched;
+    moirai_task_fn fn = t->fn;
+    void *arg = t->arg;
+    moirai_handle_t *handle = t->handle;
+    const char *name = t->name;
+    moirai_task_id_t id = t->id;
+    bool owned = t->owned;
+    /* Freed before the task runs, so that what it spawns reuses the
+     * object while it is still in this thread's cache. */
+    moirai_pool_free(s->task_pool, t);
+
+    /* Relaxed: the flag only decides whether tasks popped from now on
+     * run; destroy does not depend on exactly when workers see it. */
+    if (__builtin_expect(atomic_load_explicit(&s->cancel, memory_order_relaxed) != 0, 0) &&
+        !owned) {
+        if (handle != NULL) {
+            (void)moirai_handle_fail(handle, -ECANCELED);
+            moirai_handle_release(handle);
+        }
+    } else if (__builtin_expect(s->cfg.task_cpu == NULL, 1)) {
+        run_task(fn, arg, handle);
+    } else {
+        uint64_t t0 = 0, t1 = 0;
+        (void)moirai_metrics_thread_cpu_ns(&t0);
+        run_task(fn, arg, handle);
+        (void)moirai_metrics_thread_cpu_ns(&t1);
+        uint64_t cpu = t1 > t0 ? t1 - t0 : 0;
+        moirai__stat_add(&w->stats.task_cpu_ns, cpu);
+        s->cfg.task_cpu(s->cfg.task_cpu_ctx, name, id, cpu);
+    }
+    moirai__worker_job_done(w);
+}
+
+/* ---- Accepting work ---- */
+
+int moirai__sched_gate_enter(moirai_sched_t *s)
+{
+    uint64_t v = atomic_load_explicit(&s->gate, memory_order_relaxed);
+    do {
+        if (v & MOIRAI__GATE_SHUT)
+            return -ESHUTDOWN;
+        /* acq_rel on success: destroy's fetch_or, later in the modification
+         * order of `gate`, reads a count that includes this job. */
+    } while (!atomic_compare_exchange_weak_explicit(&s->gate, &v, v + 1, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    return 0;
+}
+
+/* An accepted external job that is finished (or was never queued). Release:
+ * destroy reads it with acquire before it reads `gate`. */
+static void ext_finished(moirai_sched_t *s)
+{
+    atomic_fetch_add_explicit(&s->ext_finished, 1, memory_order_release);
+}
+
+int moirai__sched_inject(moirai_sched_t *s, moirai__job_t *job, int prio)
+{
+    int rc = moirai__injector_push(&s->inj, job, prio);
+    if (rc != 0)
+        return rc;
+    moirai__sched_notify(s);
+    return 0;
+}
+
+/* The worker whose inbox a locality hint picks, or NULL when no worker is
+ * on that CPU or node. Several candidates take turns. */
+static moirai__worker_t *locality_target(moirai_sched_t *s, const moirai_task_attr_t *attr)
+{
+    int matches = 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        moirai__worker_t *w = &s->workers[i];
+        if (attr->locality == MOIRAI_LOCALITY_CPU ? w->cpu == attr->locality_index
+                                                  : w->node == attr->locality_index)
+            matches++;
+    }
+    if (matches == 0)
+        return NULL;
+    /* Relaxed: only spreads hinted tasks over the candidates. */
+    int k = (int)(atomic_fetch_add_explicit(&s->locality_rr, 1, memory_order_relaxed) %
+                  (uint32_t)matches);
+    for (int i = 0; i < s->nworkers; i++) {
+        moirai__worker_t *w = &s->workers[i];
+        if (attr->locality == MOIRAI_LOCALITY_CPU ? w->cpu == attr->locality_index
+                                                  : w->node == attr->locality_index) {
+            if (k-- == 0)
+                return w;
+        }
+    }
+    return NULL;
+}
+
+/* Queues a job that does not go to the spawning worker's own queues: to
+ * the inbox of a hinted worker, or to the injector. */
+static int route_shared(moirai_sched_t *s, moirai__job_t *job, const moirai_task_attr_t *attr)
+{
+    if (attr->locality != MOIRAI_LOCALITY_ANY) {
+        moirai__worker_t *v = locality_target(s, attr);
+        if (v != NULL) {
+            /* seq_cst, counted before the push: the Dekker half of the idle
+             * protocol, as for the injector. */
+            atomic_fetch_add_explicit(&v->inbox_count, 1, memory_order_seq_cst);
+            if (moirai_queue_push(v->inbox, job) != 0) {
+                atomic_fetch_sub_explicit(&v->inbox_count, 1, memory_order_relaxed);
+                return -ENOMEM;
+            }
+            uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
+            if (MOIRAI__IDLE_SLEEPING(idle) != 0 && MOIRAI__IDLE_SEARCHING(idle) == 0)
+                moirai__sched_wake_one(s, v);
+            return 0;
+        }
+    }
+    return moirai__sched_inject(s, job, (int)attr->priority);
+}
+
+/* Sets a single-writer counter of the calling worker. */
+static void own_counter_add(_Atomic uint64_t *c, int64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)n,
+                          memory_order_relaxed);
+}
+
+/* A NORMAL, unhinted spawn from one of this scheduler's workers: into the
+ * LIFO slot (the previous occupant moves to the deque) or the deque. */
+static int spawn_local(moirai__worker_t *w, sched_task_t *t)
+{
+    moirai_sched_t *s = w->sched;
+    /* Counted before it becomes visible, so that destroy never sees it
+     * finished before it is counted as accepted. */
+    own_counter_add(&w->tasks_in, 1);
+    if (s->cfg.lifo_slot) {
+        /* acq_rel: release publishes the task to a thief that takes the
+         * slot; acquire pairs with our own earlier publication of `prev`. */
+        moirai__job_t *prev = atomic_exchange_explicit(&w->lifo, &t->job, memory_order_acq_rel);
+        if (prev != NULL && moirai__deque_push(w->deque, prev) != 0) {
+            /* Put the previous occupant back. If a thief took our task in
+             * the meantime, the task is accepted after all. */
+            moirai__job_t *cur = atomic_exchange_explicit(&w->lifo, prev, memory_order_acq_rel);
+            if (cur == &t->job) {
+                own_counter_add(&w->tasks_in, -1);
+                return -ENOMEM;
+            }
+        }
+    } else if (moirai__deque_push(w->deque, &t->job) != 0) {
+        own_counter_add(&w->tasks_in, -1);
+        return -ENOMEM;
+    }
+    moirai__stat_add(&w->stats.spawned, 1);
+    moirai__sched_notify(s);
+    return 0;
+}
+
+static int spawn_task(moirai_sched_t *s, moirai_task_fn fn, void *arg,
+                      const moirai_task_attr_t *attr, moirai_handle_t *handle, bool owned)
+{
+    moirai__worker_t *w = moirai__worker_current();
+    bool local = w != NULL && w->sched == s;
+
+    sched_task_t *t;
+    if (moirai_pool_alloc(s->task_pool, (void **)&t) != 0)
+        return -ENOMEM;
+    t->job.execute = task_execute;
+    t->fn = fn;
+    t->arg = arg;
+    t->handle = handle;
+    t->name = attr->name;
+    t->owned = owned;
+    t->id = MOIRAI_TASK_ID_NONE;
+    if (s->cfg.task_cpu != NULL)
+        t->id = handle != NULL ? moirai_handle_id(handle) : moirai_task_id_next();
+
+    int rc;
+    if (local) {
+        if (attr->priority == MOIRAI_PRIORITY_NORMAL && attr->locality == MOIRAI_LOCALITY_ANY)
+            rc = spawn_local(w, t);
+        else {
+            own_counter_add(&w->tasks_in, 1);
+            rc = route_shared(s, &t->job, attr);
+            if (rc != 0)
+                own_counter_add(&w->tasks_in, -1);
+            else
+                moirai__stat_add(&w->stats.spawned, 1);
+        }
+    } else {
+        rc = moirai__sched_gate_enter(s);
+        if (rc == 0) {
+            rc = route_shared(s, &t->job, attr);
+            if (rc != 0)
+                ext_finished(s);
+        }
+    }
+    if (rc != 0)
+        moirai_pool_free(s->task_pool, t);
+    return rc;
+}
+
+static int sched_spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
+                          const moirai_task_attr_t *attr, moirai_handle_t *handle)
+{
+    return spawn_task((moirai_sched_t *)executor, fn, arg, attr, handle, false);
+}
+
+int moirai__sched_spawn_owned(moirai_sched_t *s, moirai_task_fn fn, void *arg,
+                              const moirai_task_attr_t *attr)
+{
+    if (s == NULL || fn == NULL)
+        return -EINVAL;
+    moirai_task_attr_t defaults;
+    if (attr == NULL) {
+        moirai_task_attr_init(&defaults);
+        attr = &defaults;
+    } else if (moirai_task_attr_validate(attr) != 0) {
+        return -EINVAL;
+    }
+    return spawn_task(s, fn, arg, attr, NULL, true);
+}
+
+bool moirai__sched_cancelling(const moirai_sched_t *s)
+{
+    return atomic_load_explicit(&((moirai_sched_t *)s)->cancel, memory_order_relaxed) != 0;
+}
+
+static int blocking_spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
+                             const moirai_task_attr_t *attr, moirai_handle_t *handle)
+{
+    (void)attr; /* priority and locality do not apply there */
+    moirai_sched_t *s =
+        (moirai_sched_t *)((char *)executor - offsetof(moirai_sched_t, blocking_executor));
+    moirai__worker_t *w = moirai__worker_current();
+    if (w != NULL && w->sched == s) {
+        /* The spawning task is itself counted, so the pool is alive until
+         * it finishes. */
+        return moirai__blocking_submit(s->blocking, fn, arg, handle);
+    }
+    /* From outside the pool, the submission is counted like an external
+     * job while it is in flight, so destroy does not free the blocking
+     * pool under it. */
+    int rc = moirai__sched_gate_enter(s);
+    if (rc != 0)
+        return rc;
+    rc = moirai__blocking_submit(s->blocking, fn, arg, handle);
+    ext_finished(s);
+    return rc;
+}
+
+static const moirai_executor_ops_t sched_ops = {.spawn = sched_spawn_op};
+static const moirai_executor_ops_t blocking_ops = {.spawn = blocking_spawn_op};
+
+int moirai_sched_spawn(moirai_sched_t *sched, moirai_task_fn fn, void *arg,
+                       const moirai_task_attr_t *attr, moirai_handle_t *handle)
+{
+    if (sched == NULL)
+        return -EINVAL;
+    return moirai_executor_spawn(&sched->executor, fn, arg, attr, handle);
+}
+
+int moirai_sched_spawn_blocking(moirai_sched_t *sched, moirai_task_fn fn, void *arg,
+                                const moirai_task_attr_t *attr, moirai_handle_t *handle)
+{
+    if (sched == NULL)
+        return -EINVAL;
+    return moirai_executor_spawn(&sched->blocking_executor, fn, arg, attr, handle);
+}
+
+moirai_executor_t *moirai_sched_executor(moirai_sched_t *sched)
+{
+    return sched != NULL ? &sched->executor : NULL;
+}
+
+/* ---- Creation and destruction ---- */
+
+void moirai_sched_config_init(moirai_sched_config_t *cfg)
+{
+    if (cfg != NULL) {
+        moirai_sched_config_t init = MOIRAI_SCHED_CONFIG_INIT;
+        *cfg = init;
+    }
+}
+
+/* Frees everything of a pool whose threads are not running (any more). */
+static void sched_free(moirai_sched_t *s)
+{
+    if (s->workers != NULL) {
+        /* Zeroed entries (not initialised yet) are skipped by each call. */
+        for (int i = 0; i < s->nworkers; i++) {
+            moirai__worker_t *w = &s->workers[i];
+            if (w->deque != NULL)
+                moirai__deque_destroy(w->deque);
+            moirai_queue_destroy(w->inbox);
+            moirai__victims_free(&w->victims);
+        }
+        moirai_free(s->workers);
+    }
+    if (s->blocking != NULL)
+        moirai__blocking_destroy(s->blocking);
+    if (s->task_pool != NULL)
+        moirai_pool_destroy(s->task_pool);
+    if (s->inj.queue[0] != NULL)
+        moirai__injector_fini(&s->inj);
+    moirai_free(s->sleepers);
+    pthread_mutex_destroy(&s->sleep_lock);
+    moirai_free(s);
+}
+
+/* Stops the workers and joins those that were started. */
+static void stop_workers(moirai_sched_t *s)
+{
+    atomic_store_explicit(&s->stop, 1, memory_order_seq_cst);
+    moirai__sched_wake_all(s);
+    for (int i = 0; i < s->nworkers; i++) {
+        if (s->workers[i].thread_started)
+            pthread_join(s->workers[i].thread, NULL);
+    }
+}
+
+static int init_worker(moirai_sched_t *s, int i, int cpu_count)
+{
+    moirai__worker_t *w = &s->workers[i];
+    w->sched = s;
+    w->index = i;
+    w->rng = (uint32_t)(i + 1) * 0x9e3779b9u | 1u;
+    moirai_cpu_info_t info;
+    if (moirai_topology_cpu_at(i % cpu_count, &info) == 0) {
+        w->cpu = info.cpu;
+        w->node = info.node;
+    }
+    atomic_init(&w->lifo, NULL);
+    atomic_init(&w->inbox_count, 0);
+    atomic_init(&w->tasks_in, 0);
+    atomic_init(&w->tasks_out, 0);
+    atomic_init(&w->park_word, 0);
+    atomic_init(&w->listed, false);
+    int rc = moirai__deque_create(&w->deque, DEQUE_CAPACITY_LOG2);
+    if (rc != 0)
+        return rc;
+    if (moirai_queue_create(&w->inbox) != 0)
+        return -ENOMEM;
+    rc = moirai__victims_build(&w->victims, s->nworkers, i, s->cfg.steal);
+    if (rc != 0) {
+        memset(&w->victims, 0, sizeof w->victims);
+        return rc;
+    }
+    return 0;
+}
+
+int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
+{
+    moirai_sched_config_t c;
+    moirai_sched_config_init(&c);
+    if (cfg != NULL)
+        c = *cfg;
+    if (out == NULL || c.workers < 0 || c.workers > MAX_WORKERS ||
+        (c.steal != MOIRAI_STEAL_LOCALITY && c.steal != MOIRAI_STEAL_RANDOM) ||
+        c.blocking_max_threads < 0)
+        return -EINVAL;
+    int cpu_count = moirai_topology_cpu_count();
+    if (c.workers == 0)
+        c.workers = cpu_count < MAX_WORKERS ? cpu_count : MAX_WORKERS;
+    if (c.stack_size == 0)
+        c.stack_size = DEFAULT_STACK;
+    if (c.blocking_max_threads == 0)
+        c.blocking_max_threads = DEFAULT_BLOCKING_MAX;
+    if (c.blocking_keepalive_ns == 0)
+        c.blocking_keepalive_ns = DEFAULT_KEEPALIVE_NS;
+
+    moirai_sched_t *s = moirai_aligned_alloc(MOIRAI__CACHE_LINE, sizeof *s);
+    if (s == NULL)
+        return -ENOMEM;
+    memset(s, 0, sizeof *s);
+    s->executor.ops = &sched_ops;
+    s->blocking_executor.ops = &blocking_ops;
+    s->cfg = c;
+    s->nworkers = c.workers;
+    atomic_init(&s->idle, 0);
+    atomic_init(&s->gate, 0);
+    atomic_init(&s->ext_finished, 0);
+    atomic_init(&s->cancel, 0);
+    atomic_init(&s->stop, 0);
+    atomic_init(&s->started, 0);
+    atomic_init(&s->locality_rr, 0);
+    atomic_init(&s->ext_used, 0);
+    for (int i = 0; i < MOIRAI__EXT_SLOTS; i++)
+        atomic_init(&s->ext_slot[i].job, NULL);
+    pthread_mutex_init(&s->sleep_lock, NULL);
+
+    int rc = -ENOMEM;
+    s->sleepers = moirai_calloc((size_t)c.workers, sizeof *s->sleepers);
+    s->workers = moirai_aligned_alloc(MOIRAI__CACHE_LINE, (size_t)c.workers * sizeof *s->workers);
+    if (s->workers != NULL)
+        memset(s->workers, 0, (size_t)c.workers * sizeof *s->workers);
+    if (s->sleepers == NULL || s->workers == NULL)
+        goto fail;
+    if (moirai__injector_init(&s->inj, c.aging_ns) != 0) {
+        s->inj.queue[0] = NULL;
+        goto fail;
+    }
+    moirai_pool_config_t pc;
+    moirai_pool_config_init(&pc, sizeof(sched_task_t));
+    pc.name = "moirai-sched tasks";
+    if ((rc = moirai_pool_create(&s->task_pool, &pc)) != 0)
+        goto fail;
+    if ((rc = moirai__blocking_create(&s->blocking, c.blocking_max_threads, c.blocking_keepalive_ns,
+                                      c.stack_size)) != 0)
+        goto fail;
+    /* Workers not initialised yet are all zero, which sched_free skips. */
+    for (int i = 0; i < c.workers; i++) {
+        if ((rc = init_worker(s, i, cpu_count)) != 0)
+            goto fail;
+    }
+
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    (void)pthread_attr_setstacksize(&attr, c.stack_size);
+    for (int i = 0; i < c.workers; i++) {
+        moirai__worker_t *w = &s->workers[i];
+        if (pthread_create(&w->thread, &attr, moirai__worker_main, w) != 0) {
+            pthread_attr_destroy(&attr);
+            stop_workers(s);
+            rc = -EAGAIN;
+            goto fail;
+        }
+        w->thread_started = true;
+    }
+    pthread_attr_destroy(&attr);
+    /* Acquire: pairs with each worker's release increment. */
+    for (;;) {
+        uint32_t n = atomic_load_explicit(&s->started, memory_order_acquire);
+        if (n >= (uint32_t)c.workers)
+            break;
+        moirai_park(&s->started, n, MOIRAI_DEADLINE_NEVER);
+    }
+    *out = s;
+    return 0;
+
+fail:
+    sched_free(s);
+    return rc;
+}
+
+/* Waits until every accepted task and external join has finished (see
+ * "Shutdown accounting" in sched_internal.h). Finished counts are read
+ * first (acquire), accepted ones second: a finished job read there was
+ * counted as accepted before, so equal sums mean nothing was running at
+ * the first read, and nothing can be accepted afterwards. */
+static void wait_quiescent(moirai_sched_t *s)
+{
+    long sleep_ns = 10000;
+    for (;;) {
+        uint64_t done = atomic_load_explicit(&s->ext_finished, memory_order_acquire);
+        for (int i = 0; i < s->nworkers; i++)
+            done += atomic_load_explicit(&s->workers[i].tasks_out, memory_order_acquire);
+        uint64_t accepted =
+            atomic_load_explicit(&s->gate, memory_order_acquire) & MOIRAI__GATE_COUNT;
+        for (int i = 0; i < s->nworkers; i++)
+            accepted += atomic_load_explicit(&s->workers[i].tasks_in, memory_order_relaxed);
+        if (done == accepted)
+            return;
+        /* Destroy is rare and its wait is bounded by the work left; a short
+         * sleep, growing to 1 ms, keeps it off the CPU the workers need. */
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < 1000000)
+            sleep_ns *= 2;
+    }
+}
+
+int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how)
+{
+    if (sched == NULL || (how != MOIRAI_SHUTDOWN_DRAIN && how != MOIRAI_SHUTDOWN_CANCEL))
+        return -EINVAL;
+    moirai__worker_t *w = moirai__worker_current();
+    if (w != NULL && w->sched == sched)
+        return -EDEADLK;
+    /* From now on external spawns and joins are refused; the count they
+     * had reached is final. */
+    atomic_fetch_or_explicit(&sched->gate, MOIRAI__GATE_SHUT, memory_order_acq_rel);
+    if (how == MOIRAI_SHUTDOWN_CANCEL)
+        atomic_store_explicit(&sched->cancel, 1, memory_order_relaxed);
+    wait_quiescent(sched);
+    /* No task is left to submit blocking work; the blocking pool runs what
+     * it has queued and its threads are joined. */
+    moirai__blocking_destroy(sched->blocking);
+    sched->blocking = NULL;
+    stop_workers(sched);
+    sched_free(sched);
+    return 0;
+}
+
+/* ---- Queries ---- */
+
+moirai_sched_t *moirai_sched_current(void)
+{
+    moirai__worker_t *w = moirai__worker_current();
+    return w != NULL ? w->sched : NULL;
+}
+
+int moirai_sched_worker_index(void)
+{
+    moirai__worker_t *w = moirai__worker_current();
+    return w != NULL ? w->index : -1;
+}
+
+int moirai_sched_worker_count(const moirai_sched_t *sched)
+{
+    return sched != NULL ? sched->nworkers : -EINVAL;
+}
+
+int moirai_sched_victims(const moirai_sched_t *sched, int worker, int *order, int *tiers, int cap)
+{
+    if (sched == NULL || worker < 0 || worker >= sched->nworkers || cap < 0 ||
+        (order == NULL && cap > 0))
+        return -EINVAL;
+    const moirai__victims_t *v = &sched->workers[worker].victims;
+    int n = v->count < cap ? v->count : cap;
+    for (int i = 0; i < n; i++) {
+        order[i] = v->order[i];
+        if (tiers != NULL)
+            tiers[i] = moirai__victims_tier(v, i);
+    }
+    return n;
+}
+
+static void stats_read(const moirai__worker_t *w, moirai_sched_worker_stats_t *out)
+{
+    /* Relaxed: the counters are a racy snapshot by contract. */
+    moirai__worker_stats_t *st = (moirai__worker_stats_t *)&w->stats;
+    out->spawned = atomic_load_explicit(&st->spawned, memory_order_relaxed);
+    out->executed = atomic_load_explicit(&st->executed, memory_order_relaxed);
+    out->steal_attempts = atomic_load_explicit(&st->steal_attempts, memory_order_relaxed);
+    out->steals = atomic_load_explicit(&st->steals, memory_order_relaxed);
+    out->stolen = atomic_load_explicit(&st->stolen, memory_order_relaxed);
+    out->parks = atomic_load_explicit(&st->parks, memory_order_relaxed);
+    out->task_cpu_ns = atomic_load_explicit(&st->task_cpu_ns, memory_order_relaxed);
+}
+
+int moirai_sched_worker_stats(const moirai_sched_t *sched, int worker,
+                              moirai_sched_worker_stats_t *out)
+{
+    if (sched == NULL || out == NULL || worker < 0 || worker >= sched->nworkers)
+        return -EINVAL;
+    stats_read(&sched->workers[worker], out);
+    return 0;
+}
+
+int moirai_sched_stats(const moirai_sched_t *sched, moirai_sched_worker_stats_t *out)
+{
+    if (sched == NULL || out == NULL)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < sched->nworkers; i++) {
+        moirai_sched_worker_stats_t one;
+        stats_read(&sched->workers[i], &one);
+        out->spawned += one.spawned;
+        out->executed += one.executed;
+        out->steal_attempts += one.steal_attempts;
+        out->steals += one.steals;
+        out->stolen += one.stolen;
+        out->parks += one.parks;
+        out->task_cpu_ns += one.task_cpu_ns;
+    }
+    return 0;
+}

@@ -1,2 +1,430 @@
-/* Placeholder until this file is written. */
-typedef int moirai__placeholder_worker_t;
+/* Workers: the pick order, stealing, searching, sleeping and waking (see
+ * sched.h for the rules and sched_internal.h for the idle protocol). */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
+
+#include <moirai/core/clock.h>
+#include <moirai/core/park.h>
+#include <moirai/core/spin.h>
+
+#include "sched_internal.h"
+
+__thread moirai__worker_t *moirai__tls_worker __attribute__((tls_model("initial-exec")));
+
+/* Most jobs one batch steal takes (it takes up to half of the victim's). */
+#define STEAL_BATCH_MAX 32
+
+/* ---- Local queues ---- */
+
+static moirai__job_t *take_lifo(moirai__worker_t *v)
+{
+    /* Look before the exchange, so that an empty slot costs a load, not
+     * a locked instruction. Acquire: the job's contents were published by
+     * the release half of the pusher's exchange. */
+    if (atomic_load_explicit(&v->lifo, memory_order_relaxed) == NULL)
+        return NULL;
+    return atomic_exchange_explicit(&v->lifo, NULL, memory_order_acquire);
+}
+
+static moirai__job_t *take_inbox(moirai__worker_t *v)
+{
+    if (atomic_load_explicit(&v->inbox_count, memory_order_relaxed) <= 0)
+        return NULL;
+    void *item;
+    if (moirai_queue_try_pop(v->inbox, &item) != 0)
+        return NULL; /* being pushed, or taken by someone else */
+    atomic_fetch_sub_explicit(&v->inbox_count, 1, memory_order_relaxed);
+    return item;
+}
+
+/* Most NORMAL injector jobs a worker takes at once. */
+#define INJECTOR_BATCH 16
+
+/* Takes the injector's most urgent job; from the NORMAL level, a batch:
+ * the first is returned and the rest go to the worker's deque, pushed
+ * newest first so that the owner pops them oldest first (FIFO kept), and
+ * thieves may take them from there. A batch costs one update of the
+ * injector's shared counts instead of one per job, which matters when one
+ * thread feeds the pool from outside. */
+static moirai__job_t *take_injector_batch(moirai__worker_t *w)
+{
+    moirai__job_t *batch[INJECTOR_BATCH];
+    moirai_sched_t *s = w->sched;
+    size_t n = moirai__injector_pop_many(&s->inj, MOIRAI_PRIORITY_COUNT, batch, INJECTOR_BATCH,
+                                         s->nworkers);
+    if (n == 0)
+        return NULL;
+    size_t kept = 1;
+    for (size_t i = n - 1; i >= 1; i--) {
+        if (moirai__deque_push(w->deque, batch[i]) != 0) {
+            /* No room: run the rest here, in order, one by one. */
+            for (size_t k = 1; k <= i; k++)
+                moirai__worker_execute(w, batch[k]);
+            break;
+        }
+        kept++;
+    }
+    if (kept > 1)
+        moirai__sched_notify(s);
+    return batch[0];
+}
+
+/* One pass over the worker's own sources in the documented order: urgent
+ * injector work, LIFO slot, deque, inbox, injector at any level. */
+static moirai__job_t *pick_local(moirai__worker_t *w)
+{
+    moirai_sched_t *s = w->sched;
+    moirai__job_t *job;
+    bool inj = moirai__injector_maybe(&s->inj);
+    if (inj && (job = moirai__injector_pop(&s->inj, MOIRAI_PRIORITY_NORMAL)) != NULL)
+        return job;
+    if ((job = take_lifo(w)) != NULL)
+        return job;
+    if ((job = moirai__deque_pop(w->deque)) != NULL)
+        return job;
+    if ((job = take_inbox(w)) != NULL)
+        return job;
+    if (inj)
+        return take_injector_batch(w);
+    return NULL;
+}
+
+/* ---- Stealing ---- */
+
+static moirai__job_t *steal_from(moirai__worker_t *w, moirai__worker_t *v)
+{
+    moirai_sched_t *s = w->sched;
+    moirai__job_t *job = NULL;
+    moirai__stat_add(&w->stats.steal_attempts, 1);
+    size_t got;
+    if (s->cfg.steal_batch) {
+        moirai__steal_t st;
+        got = moirai__deque_steal_batch(v->deque, w->deque, &job, STEAL_BATCH_MAX, &st);
+    } else {
+        got = moirai__deque_steal(v->deque, &job) == MOIRAI__STEAL_SUCCESS ? 1 : 0;
+    }
+    if (got == 0 && (job = take_lifo(v)) != NULL)
+        got = 1;
+    if (got == 0 && (job = take_inbox(v)) != NULL)
+        got = 1;
+    if (got == 0)
+        return NULL;
+    moirai__stat_add(&w->stats.steals, 1);
+    moirai__stat_add(&w->stats.stolen, got);
+    return job;
+}
+
+/* One round over every victim, tier by tier, each tier from a random
+ * start. */
+static moirai__job_t *steal(moirai__worker_t *w)
+{
+    const moirai__victims_t *vs = &w->victims;
+    int start = 0;
+    for (int t = 0; t < MOIRAI__TIERS; t++) {
+        int end = vs->tier_end[t];
+        int n = end - start;
+        if (n > 0) {
+            int off = (int)(moirai__victims_rand(&w->rng) % (uint32_t)n);
+            for (int i = 0; i < n; i++) {
+                int k = off + i;
+                if (k >= n)
+                    k -= n;
+                moirai__job_t *job = steal_from(w, &w->sched->workers[vs->order[start + k]]);
+                if (job != NULL)
+                    return job;
+            }
+        }
+        start = end;
+    }
+    return NULL;
+}
+
+/* ---- Searching ---- */
+
+static void search_begin(moirai__worker_t *w)
+{
+    if (w->searching)
+        return;
+    w->searching = true;
+    /* Relaxed is enough: being counted as searching only suppresses wakes,
+     * and a searcher re-checks every queue before it sleeps. */
+    atomic_fetch_add_explicit(&w->sched->idle, MOIRAI__IDLE_SEARCHER, memory_order_relaxed);
+}
+
+/* True if w can see work that another worker could take. */
+static bool work_left(moirai__worker_t *w)
+{
+    return moirai__injector_maybe(&w->sched->inj) || moirai__deque_size(w->deque) > 0 ||
+           atomic_load_explicit(&w->lifo, memory_order_relaxed) != NULL;
+}
+
+static void search_end(moirai__worker_t *w)
+{
+    if (!w->searching)
+        return;
+    w->searching = false;
+    /* seq_cst: pairs with a spawner's seq_cst count-then-read. If that
+     * spawner saw this worker searching and so woke nobody, this RMW comes
+     * after its read, and the load of the injector summary below sees its
+     * job. */
+    uint64_t prev =
+        atomic_fetch_sub_explicit(&w->sched->idle, MOIRAI__IDLE_SEARCHER, memory_order_seq_cst);
+    if (MOIRAI__IDLE_SEARCHING(prev) == 1 && MOIRAI__IDLE_SLEEPING(prev) != 0 && work_left(w))
+        moirai__sched_wake_one(w->sched, NULL);
+}
+
+/* Looks for work: the local pick, then searching (stealing) for up to
+ * spin_ns. Returns a job, or NULL (still counted as searching) when
+ * nothing turned up, the latch (if any) was set, or the pool stops. */
+static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
+{
+    moirai__job_t *job = pick_local(w);
+    if (job != NULL) {
+        search_end(w);
+        return job;
+    }
+    moirai_sched_t *s = w->sched;
+    search_begin(w);
+    uint64_t deadline = 0;
+    for (unsigned round = 0;; round++) {
+        if (atomic_load_explicit(&s->ext_used, memory_order_relaxed) > 0 &&
+            (job = moirai__sched_take_ext_slot(s)) != NULL)
+            break;
+        if (w->victims.count > 0 && (job = steal(w)) != NULL)
+            break;
+        if ((job = pick_local(w)) != NULL)
+            break;
+        if (latch != NULL && moirai__latch_probe(latch))
+            return NULL;
+        if (atomic_load_explicit(&s->stop, memory_order_relaxed))
+            return NULL;
+        uint64_t now = moirai_clock_now_ns();
+        if (round == 0)
+            deadline = now + s->cfg.spin_ns;
+        else if (now >= deadline)
+            return NULL;
+        for (int i = 0; i < 8; i++)
+            moirai_cpu_relax();
+    }
+    search_end(w);
+    return job;
+}
+
+/* ---- Sleeping and waking ---- */
+
+/* True if any queue of the pool may hold a job (the re-check before
+ * parking). seq_cst loads of the counts pair with the pushers' seq_cst
+ * RMWs; deques and slots are read as they are. */
+static bool any_work(moirai_sched_t *s)
+{
+    if (moirai__injector_maybe_seq_cst(&s->inj) ||
+        atomic_load_explicit(&s->ext_used, memory_order_seq_cst) > 0)
+        return true;
+    for (int i = 0; i < s->nworkers; i++) {
+        moirai__worker_t *v = &s->workers[i];
+        if (atomic_load_explicit(&v->inbox_count, memory_order_seq_cst) > 0 ||
+            atomic_load_explicit(&v->lifo, memory_order_acquire) != NULL ||
+            moirai__deque_size(v->deque) > 0)
+            return true;
+    }
+    return false;
+}
+
+static void list_remove_locked(moirai_sched_t *s, moirai__worker_t *w)
+{
+    int slot = w->sleep_slot;
+    moirai__worker_t *last = s->sleepers[--s->nsleepers];
+    s->sleepers[slot] = last;
+    last->sleep_slot = slot;
+    atomic_store_explicit(&w->listed, false, memory_order_release);
+}
+
+/* Removes sleeper `w` (under the lock) and counts it as searching, then
+ * makes its park return. */
+static void wake_locked_then_unpark(moirai_sched_t *s, moirai__worker_t *w)
+{
+    list_remove_locked(s, w);
+    _Atomic uint32_t *addr = w->wake_addr;
+    atomic_fetch_add_explicit(&s->idle, MOIRAI__IDLE_SEARCHER - MOIRAI__IDLE_SLEEPER,
+                              memory_order_seq_cst);
+    if (addr == &w->park_word) {
+        atomic_store_explicit(&w->park_word, 0, memory_order_release);
+    } else {
+        /* The worker parks on its latch, whose word must stay unset; turn
+         * SLEEPY back to UNSET so that a park not yet entered returns at
+         * once (the unpark below could come before it). The latch is
+         * still alive: its waiter cannot leave while it is listed, and
+         * only we, holding the lock, unlist it. If the latch was set
+         * meanwhile, the CAS fails and changes nothing. */
+        uint32_t sleepy = MOIRAI__LATCH_SLEEPY;
+        atomic_compare_exchange_strong_explicit(addr, &sleepy, MOIRAI__LATCH_UNSET,
+                                                memory_order_relaxed, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&s->sleep_lock);
+    /* The worker struct outlives the pool's workers; a latch address may
+     * be gone by now, and a futex wake on it is harmless (see latch.h). */
+    if (addr == &w->park_word)
+        moirai_unpark_one(addr);
+    else
+        moirai_unpark_all(addr);
+}
+
+void moirai__sched_wake_one(moirai_sched_t *s, moirai__worker_t *prefer)
+{
+    pthread_mutex_lock(&s->sleep_lock);
+    uint64_t v = atomic_load_explicit(&s->idle, memory_order_relaxed);
+    if (s->nsleepers == 0 || MOIRAI__IDLE_SEARCHING(v) != 0) {
+        pthread_mutex_unlock(&s->sleep_lock);
+        return;
+    }
+    moirai__worker_t *w = s->sleepers[s->nsleepers - 1];
+    if (prefer != NULL && atomic_load_explicit(&prefer->listed, memory_order_relaxed))
+        w = prefer;
+    wake_locked_then_unpark(s, w);
+}
+
+void moirai__sched_wake_all(moirai_sched_t *s)
+{
+    for (;;) {
+        pthread_mutex_lock(&s->sleep_lock);
+        if (s->nsleepers == 0) {
+            pthread_mutex_unlock(&s->sleep_lock);
+            return;
+        }
+        wake_locked_then_unpark(s, s->sleepers[s->nsleepers - 1]);
+    }
+}
+
+/* Sleeps until woken for work (then returns counted as searching), or
+ * until `latch` (if not NULL) is set or the pool stops (then returns not
+ * counted). With a latch, the worker parks on the latch word, which it has
+ * turned SLEEPY, so both the latch's setter and a waker for new work can
+ * end the park. */
+static void sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
+{
+    moirai_sched_t *s = w->sched;
+    _Atomic uint32_t *addr;
+    uint32_t expected;
+    if (latch != NULL) {
+        uint32_t unset = MOIRAI__LATCH_UNSET;
+        /* Acquire on failure: the latch may be set, and then the caller
+         * returns and must see the setter's writes. */
+        if (!atomic_compare_exchange_strong_explicit(&latch->state, &unset, MOIRAI__LATCH_SLEEPY,
+                                                     memory_order_acquire, memory_order_acquire) &&
+            unset == MOIRAI__LATCH_SET)
+            return;
+        addr = &latch->state;
+        expected = MOIRAI__LATCH_SLEEPY;
+    } else {
+        addr = &w->park_word;
+        expected = 1;
+        atomic_store_explicit(&w->park_word, 1, memory_order_relaxed);
+    }
+
+    pthread_mutex_lock(&s->sleep_lock);
+    w->wake_addr = addr;
+    w->sleep_slot = s->nsleepers;
+    s->sleepers[s->nsleepers++] = w;
+    atomic_store_explicit(&w->listed, true, memory_order_relaxed);
+    uint64_t delta = MOIRAI__IDLE_SLEEPER - (w->searching ? MOIRAI__IDLE_SEARCHER : 0);
+    w->searching = false;
+    /* seq_cst: the announcement half of the Dekker pattern; the re-check
+     * below comes after it. */
+    atomic_fetch_add_explicit(&s->idle, delta, memory_order_seq_cst);
+    pthread_mutex_unlock(&s->sleep_lock);
+
+    bool parked = false;
+    for (;;) {
+        if (any_work(s) || atomic_load_explicit(&s->stop, memory_order_acquire) ||
+            (latch != NULL && moirai__latch_probe(latch)))
+            break;
+        if (!parked) {
+            /* Counted before the park, so that a reader sees a parked
+             * worker as parked. */
+            parked = true;
+            moirai__stat_add(&w->stats.parks, 1);
+        }
+        moirai_park_nospin(addr, expected, MOIRAI_DEADLINE_NEVER);
+        /* Acquire: pairs with the waker's release store of `listed`. */
+        if (!atomic_load_explicit(&w->listed, memory_order_acquire)) {
+            /* A waker took us off the list and counted us as searching. */
+            w->searching = true;
+            break;
+        }
+        /* Spurious, or the latch was set: look again. */
+    }
+    if (atomic_load_explicit(&w->listed, memory_order_acquire)) {
+        pthread_mutex_lock(&s->sleep_lock);
+        if (atomic_load_explicit(&w->listed, memory_order_relaxed)) {
+            list_remove_locked(s, w);
+            /* Not woken by anybody: back to searching ourselves. */
+            atomic_fetch_add_explicit(&s->idle, MOIRAI__IDLE_SEARCHER - MOIRAI__IDLE_SLEEPER,
+                                      memory_order_seq_cst);
+        }
+        w->searching = true;
+        pthread_mutex_unlock(&s->sleep_lock);
+    } else {
+        w->searching = true;
+    }
+    /* A latch left SLEEPY costs its setter one futex wake; it is not
+     * turned back here, since another thread may be parked on it too. */
+}
+
+/* ---- Entry points ---- */
+
+void moirai__worker_wait_latch(moirai__worker_t *w, moirai__latch_t *latch)
+{
+    while (!moirai__latch_probe(latch)) {
+        moirai__job_t *job = find_work(w, latch);
+        if (job != NULL) {
+            moirai__worker_execute(w, job);
+            continue;
+        }
+        if (moirai__latch_probe(latch))
+            break;
+        sleep_until_work(w, latch);
+    }
+    /* Not searching any more: it goes back to the job that waited. */
+    search_end(w);
+}
+
+int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job)
+{
+    int rc = moirai__deque_push(w->deque, job);
+    if (rc != 0)
+        return rc;
+    moirai__stat_add(&w->stats.spawned, 1);
+    moirai__sched_notify(w->sched);
+    return 0;
+}
+
+void *moirai__worker_main(void *arg)
+{
+    moirai__worker_t *w = arg;
+    moirai_sched_t *s = w->sched;
+    moirai__tls_worker = w;
+    if (s->cfg.pin_workers) {
+        /* Best effort: a CPU the topology names (for example a synthetic
+         * one) may not exist here; the worker then runs unpinned. */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(w->cpu, &set);
+        (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
+    atomic_fetch_add_explicit(&s->started, 1, memory_order_release);
+    moirai_unpark_all(&s->started);
+
+    while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {
+        moirai__job_t *job = find_work(w, NULL);
+        if (job != NULL) {
+            moirai__worker_execute(w, job);
+            continue;
+        }
+        sleep_until_work(w, NULL);
+    }
+    search_end(w);
+    moirai__tls_worker = NULL;
+    return NULL;
+}

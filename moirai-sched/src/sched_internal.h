@@ -1,0 +1,264 @@
+/* The scheduler's internals shared by sched.c, worker.c, join.c, latch.c
+ * and injector.c (internal; the behaviour users see is in sched.h).
+ *
+ * Layout: a moirai_sched owns an array of workers, the injector, the pool
+ * of heap tasks, the idle state and the sleeper list. Each worker owns a
+ * Chase-Lev deque, a LIFO slot and an inbox (for locality hints).
+ *
+ * Idle protocol (after Go's and Tokio's): `idle` packs the number of
+ * searching workers (low 32 bits) and of sleeping ones (high 32 bits).
+ *   - A worker that finds nothing in its own queues becomes searching
+ *     (steals) for spin_ns, then sleeps: under the sleeper lock it adds
+ *     itself to the sleeper list and moves itself from searching to
+ *     sleeping with one seq_cst read-modify-write of `idle`, then re-checks
+ *     every queue, and only then parks on its own futex word (or on the
+ *     latch it waits for).
+ *   - Whoever makes a job visible (spawn, join push, batch steal leftovers)
+ *     then reads `idle`; if nobody is searching and somebody sleeps, it
+ *     wakes one sleeper, which counts as searching from then on.
+ *   - A searching worker that finds work stops searching; if it was the
+ *     last searcher and work remains visible, it wakes one more sleeper.
+ * Lost wake-ups: a pusher's job is counted by a seq_cst RMW (injector,
+ * inbox) before it reads `idle` with seq_cst, and the sleeper's RMW of
+ * `idle` precedes its seq_cst re-check, so one of the two sees the other.
+ * Deque and LIFO pushes by a worker are plain release stores; a wake
+ * missed there only costs parallelism, since the pushing worker runs its
+ * own jobs itself (see moirai__sched_notify()).
+ *
+ * Shutdown accounting: every heap task and every external join frame is
+ * counted once when accepted (`gate` for external spawns, the worker's own
+ * `tasks_in` for spawns from a worker) and once when finished or discarded
+ * (the executing worker's `tasks_out`, or `ext_finished` when an accepted
+ * external spawn could not be queued). All counts only grow; destroy
+ * reads the finished side first and the accepted side second, and the
+ * pool is quiescent when they are equal (see sched.c). */
+#ifndef MOIRAI_SCHED_SCHED_INTERNAL_H
+#define MOIRAI_SCHED_SCHED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <moirai/core/executor.h>
+#include <moirai/mem/pool.h>
+#include <moirai/sched/sched.h>
+#include <moirai/sync/queue.h>
+
+#include "blocking.h"
+#include "deque.h"
+#include "injector.h"
+#include "job.h"
+#include "latch.h"
+#include "victims.h"
+
+#define MOIRAI__CACHE_LINE 64
+
+/* External join slots per scheduler (see struct moirai_sched). */
+#define MOIRAI__EXT_SLOTS 32
+
+/* `idle` fields. */
+#define MOIRAI__IDLE_SEARCHER     UINT64_C(1)
+#define MOIRAI__IDLE_SLEEPER      (UINT64_C(1) << 32)
+#define MOIRAI__IDLE_SEARCHING(v) ((uint32_t)((v)&0xffffffffu))
+#define MOIRAI__IDLE_SLEEPING(v)  ((uint32_t)((v) >> 32))
+
+/* `gate`: destroy has begun, and the count of accepted external spawns
+ * (tasks and external join frames). */
+#define MOIRAI__GATE_SHUT  (UINT64_C(1) << 63)
+#define MOIRAI__GATE_COUNT (MOIRAI__GATE_SHUT - 1)
+
+/* A worker's counters: written by the worker only (relaxed load plus
+ * store, no read-modify-write), read by anyone. One cache line of its own
+ * so that readers do not disturb the hot fields. */
+typedef struct moirai__worker_stats {
+    alignas(MOIRAI__CACHE_LINE) _Atomic uint64_t spawned;
+    _Atomic uint64_t executed;
+    _Atomic uint64_t steal_attempts;
+    _Atomic uint64_t steals;
+    _Atomic uint64_t stolen;
+    _Atomic uint64_t parks;
+    _Atomic uint64_t task_cpu_ns;
+} moirai__worker_stats_t;
+
+/* Adds `n` to a single-writer counter (the owner is the only writer, so a
+ * relaxed load and store suffice and cost no locked instruction). */
+static inline void moirai__stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+typedef struct moirai__worker {
+    /* What thieves touch. */
+    alignas(MOIRAI__CACHE_LINE) _Atomic(moirai__job_t *) lifo;
+    moirai__deque_t *deque;
+    moirai_queue_t *inbox;
+    _Atomic int64_t inbox_count; /* raised before the push, lowered after the pop */
+
+    /* The owner's. */
+    alignas(MOIRAI__CACHE_LINE) struct moirai_sched *sched;
+    int index;
+    int cpu;  /* kernel CPU number this worker is associated with */
+    int node; /* its NUMA node */
+    uint32_t rng;
+    bool searching; /* this worker counts itself in `idle` as searching */
+    moirai__victims_t victims;
+    pthread_t thread;
+    bool thread_started;
+    /* Heap tasks (and external join frames) accepted by spawns from this
+     * worker, and those this worker finished or discarded. Single writer;
+     * tasks_out is stored with release so that destroy, reading it with
+     * acquire, also sees the accepting increment of every task it counts. */
+    _Atomic uint64_t tasks_in;
+    _Atomic uint64_t tasks_out;
+
+    /* Sleeping. `park_word` is 1 while the worker sleeps on it; `listed` is
+     * true while it is in the sleeper list (written under the sleeper lock,
+     * read by the worker with acquire); `wake_addr` is what a waker
+     * unparks (the park word, or the latch the worker waits for). */
+    alignas(MOIRAI__CACHE_LINE) _Atomic uint32_t park_word;
+    _Atomic bool listed;
+    _Atomic uint32_t *wake_addr; /* under the sleeper lock */
+    int sleep_slot;              /* index in the sleeper list, under the lock */
+
+    moirai__worker_stats_t stats;
+} moirai__worker_t;
+
+struct moirai_sched {
+    moirai_executor_t executor;          /* moirai_sched_executor(); first member */
+    moirai_executor_t blocking_executor; /* what moirai_sched_spawn_blocking() uses */
+    moirai_sched_config_t cfg;           /* with defaults filled in */
+    int nworkers;
+    moirai__worker_t *workers;
+    moirai_pool_t *task_pool;
+    moirai__blocking_t *blocking;
+    moirai__injector_t inj;
+
+    alignas(MOIRAI__CACHE_LINE) _Atomic uint64_t idle; /* see above */
+
+    alignas(MOIRAI__CACHE_LINE) _Atomic uint64_t gate; /* see above */
+    _Atomic uint64_t ext_finished; /* accepted external jobs finished or never queued */
+    _Atomic uint32_t cancel;       /* CANCEL shutdown: discard tasks popped from now on */
+    _Atomic uint32_t stop;         /* workers leave their loops */
+    _Atomic uint32_t started;      /* workers that have started (create waits) */
+    _Atomic uint32_t locality_rr;
+
+    pthread_mutex_t sleep_lock;
+    moirai__worker_t **sleepers; /* `nsleepers` entries, under sleep_lock */
+    int nsleepers;
+
+    /* External join slots (join.c): a thread that is not a worker offers
+     * the `b` half of its join here while it runs `a` itself; a searching
+     * worker may take it (CAS slot -> NULL), else the caller takes it back
+     * the same way. `ext_used` counts occupied slots (raised before the
+     * slot is filled, lowered after it is emptied), so a worker checks all
+     * of them with one load. */
+    alignas(MOIRAI__CACHE_LINE) _Atomic int64_t ext_used;
+    struct {
+        alignas(MOIRAI__CACHE_LINE) _Atomic(moirai__job_t *) job;
+    } ext_slot[MOIRAI__EXT_SLOTS];
+};
+
+/* The worker running on this thread (NULL on any other thread). Set once
+ * by each worker thread at start; initial-exec TLS so that reading it is
+ * one instruction. Defined in worker.c. */
+extern __thread moirai__worker_t *moirai__tls_worker __attribute__((tls_model("initial-exec")));
+
+static inline moirai__worker_t *moirai__worker_current(void)
+{
+    return moirai__tls_worker;
+}
+
+/* The scheduler whose external join the calling thread (not a worker) is
+ * running `a` or `b` of, or NULL: nested joins on that thread go through
+ * the same external slots (see join.c). Defined in join.c. */
+extern __thread struct moirai_sched *moirai__tls_participant
+    __attribute__((tls_model("initial-exec")));
+
+/* Takes a job from an external join slot of `s`, or returns NULL (none,
+ * or lost the race). Any thread; acquire (the frame's contents were
+ * published by the caller's release CAS). Never blocks. */
+moirai__job_t *moirai__sched_take_ext_slot(struct moirai_sched *s);
+
+/* The thread body of worker `arg` (a moirai__worker_t). */
+void *moirai__worker_main(void *arg);
+
+/* Runs `job` on `w` and counts it in w's `executed`. */
+static inline void moirai__worker_execute(moirai__worker_t *w, moirai__job_t *job)
+{
+    moirai__stat_add(&w->stats.executed, 1);
+    job->execute(job, w);
+}
+
+/* Wakes one sleeper of `s`, unless some worker is searching (then that
+ * one will find the work) or nobody sleeps; `prefer` (may be NULL) is
+ * woken if it is among the sleepers. Takes the sleeper lock. Thread-safe. */
+void moirai__sched_wake_one(struct moirai_sched *s, moirai__worker_t *prefer);
+
+/* Wakes every sleeper (shutdown). Thread-safe. */
+void moirai__sched_wake_all(struct moirai_sched *s);
+
+/* Call after making a job visible to other workers. Reads `idle` (one
+ * load) and wakes a sleeper only if nobody searches and somebody sleeps.
+ * The load is seq_cst: after a seq_cst RMW (injector and inbox counts) it
+ * completes the Dekker pattern described at the top of this file. After a
+ * plain deque or LIFO push it may miss a worker that is just going to
+ * sleep; that worker's wake-up is then merely late (the pusher runs the
+ * job itself if nobody steals it), and a fence on every join would cost
+ * more than it saves. Never blocks. Thread-safe. */
+static inline void moirai__sched_notify(struct moirai_sched *s)
+{
+    uint64_t v = atomic_load_explicit(&s->idle, memory_order_seq_cst);
+    if (__builtin_expect(MOIRAI__IDLE_SLEEPING(v) != 0 && MOIRAI__IDLE_SEARCHING(v) == 0, 0))
+        moirai__sched_wake_one(s, NULL);
+}
+
+/* Worker `w` pushes `job` onto its own deque and notifies. Owner thread
+ * only. Returns 0 or -ENOMEM (the deque could not grow; nothing queued). */
+int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job);
+
+/* Queues `job` on `s`'s injector at priority `prio` and notifies. Any
+ * thread. Does not count the job for shutdown (callers that need it do).
+ * Returns 0 or -ENOMEM (nothing queued). */
+int moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
+
+/* Worker `w` waits for `latch`: it runs jobs of its scheduler, in the
+ * usual pick order and stealing, until the latch is set; when it finds no
+ * work for spin_ns it sleeps on the latch (still wakeable for new work).
+ * Blocks (helping). Owner thread only. Acquire (as moirai__latch_wait). */
+void moirai__worker_wait_latch(moirai__worker_t *w, moirai__latch_t *latch);
+
+/* Accepts an external (non-worker) spawn or join for shutdown accounting:
+ * -ESHUTDOWN once destroy has begun, else 0 and the job is counted.
+ * One CAS on `gate` (acq_rel: a destroy that sets the shut bit afterwards
+ * sees the count). */
+int moirai__sched_gate_enter(struct moirai_sched *s);
+
+/* Spawns `fn(arg)` as moirai_sched_spawn() does (same routing, same
+ * errors, no handle), but the task runs even after
+ * moirai_sched_destroy(MOIRAI_SHUTDOWN_CANCEL) has begun: for tasks whose
+ * owner waits for them (scope and pipeline tasks), which check
+ * moirai__sched_cancelling() to skip the user's work. `attr` NULL means
+ * the defaults. Never blocks; thread-safe. Returns 0, -EINVAL (NULL s or
+ * fn, invalid attr), -ENOMEM or -ESHUTDOWN (external caller, destroy has
+ * begun); on error the task will not run. */
+int moirai__sched_spawn_owned(struct moirai_sched *s, moirai_task_fn fn, void *arg,
+                              const moirai_task_attr_t *attr);
+
+/* True once moirai_sched_destroy(MOIRAI_SHUTDOWN_CANCEL) has begun.
+ * Relaxed (a hint: tasks that see it late just run their work). Never
+ * blocks; thread-safe. */
+bool moirai__sched_cancelling(const struct moirai_sched *s);
+
+/* Counts an accepted job as finished on worker `w` (release store; see
+ * tasks_out). Owner thread only. */
+static inline void moirai__worker_job_done(moirai__worker_t *w)
+{
+    atomic_store_explicit(&w->tasks_out,
+                          atomic_load_explicit(&w->tasks_out, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+#endif
