@@ -4,18 +4,28 @@
  * The first stage is the source: it is called with `in` NULL and produces
  * each item in `*out`, returning MOIRAI_PIPELINE_END when the stream ends.
  * Each later stage receives the previous stage's `*out` as `in`; the last
- * stage's `*out` is ignored. A stage's mode says how it may run:
+ * stage's `*out` is ignored. `*out` is NULL when a stage is called. A
+ * stage's mode says how it may run:
  *   - SERIAL_IN_ORDER: one item at a time, in the order the source made them;
  *   - SERIAL_OUT_OF_ORDER: one item at a time, in any order;
  *   - PARALLEL: any number of items at once.
  * The source must be serial. At most `max_in_flight` items are between the
- * source and the end of the last stage at any time; the source is not
- * called while that many are in flight.
+ * source and the end of the last stage at any time (counting from the
+ * source call that makes an item); the source is not called while that
+ * many are in flight. The library keeps one preallocated slot per item in
+ * flight, so values above 1024 act as 1024.
  *
  * A stage that returns a negative errno stops the pipeline: the source is
  * not called again, items already in flight finish every stage (their
  * owners may need to free them), and moirai_pipeline_run() returns the
- * first such error.
+ * first such error. The item the failing stage was given goes no further:
+ * the later stages are not called for it, so that stage must dispose of
+ * its `in` itself.
+ *
+ * If the scheduler is destroyed with MOIRAI_SHUTDOWN_CANCEL while a
+ * pipeline runs, the pipeline stops as if a stage had failed with
+ * -ECANCELED: items in flight drain and moirai_pipeline_run() returns
+ * -ECANCELED.
  *
  * Memory ordering: everything a stage wrote for an item happens before the
  * next stage runs on that item; serial stages see their own previous calls'

@@ -10,6 +10,10 @@
  * with -ECANCELED, tasks that have not started never run, and running
  * tasks see their cancel token fire.
  *
+ * If the scheduler is destroyed with MOIRAI_SHUTDOWN_CANCEL while a scope
+ * waits, the scope is cancelled: its tasks that have not started never run
+ * and moirai_scope_run() still returns.
+ *
  * While it waits, a worker that called moirai_scope_run() runs other work;
  * any other thread parks.
  *
