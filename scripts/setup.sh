@@ -35,6 +35,16 @@ packages=(
     libjemalloc-dev
     libgoogle-perftools-dev
     libmimalloc-dev
+    # Scheduler peers (bench/sched): oneTBB, LLVM's OpenMP runtime and the
+    # clang that builds against it (gcc brings libgomp), g++ for the TBB
+    # module, and Rayon built offline by cargo from Debian's vendored
+    # crates.
+    libtbb-dev
+    libomp-14-dev
+    clang
+    g++
+    librust-rayon-dev
+    cargo
 )
 
 missing=()

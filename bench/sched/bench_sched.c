@@ -1,0 +1,601 @@
+/* moirai-bench, suite "sched": the work-stealing scheduler against Rayon,
+ * oneTBB and OpenMP.
+ *
+ * Every implementation runs the work on 2 pool threads, or on 1 pool
+ * thread and the calling thread where the runtime has the caller take
+ * part. Moirai: a scheduler with 2 workers, created before the clock
+ * starts and destroyed (DRAIN) after it stops; the bench thread is not a
+ * worker. The peers are shared modules loaded with
+ * dlopen(RTLD_LOCAL) (see peer.h for their interface and why they are
+ * modules): "rayon" (a 2-thread ThreadPool entered with install(), so the
+ * bench thread waits as it does for Moirai), "tbb" (a task_arena of 2 that
+ * the bench thread joins with execute(), working beside one TBB worker),
+ * "gomp" and "omp" (OpenMP with gcc's libgomp and with LLVM's libomp; the
+ * bench thread is the master of a team of 2). Each peer builds its pool
+ * before its clock starts and takes it down after, so no idle thread of
+ * one implementation spins into another's round. A peer that was not
+ * built, or whose module cannot be loaded, is reported missing.
+ *
+ * fib30_join
+ *   fib(n) with every call for n >= 2 a fork-join and no cutoff: Moirai
+ *   moirai_join(NULL, ...) on the workers, Rayon rayon::join, TBB
+ *   task_group run + wait, OpenMP task + taskwait. Moirai's top-level call
+ *   is spawned onto a worker (moirai_sched_spawn) and the bench thread
+ *   parks until it is done, as Rayon's install() does: the whole recursion
+ *   runs on the 2 workers. (A moirai_join from the bench thread would make
+ *   it a third working thread, since an external caller runs half of the
+ *   join itself and nested joins on that thread split further.) The
+ *   case's iteration count is n: 30 in a full run (832040, about 1.3
+ *   million joins), 25 with --quick (75025) so that the slowest peer
+ *   (libgomp's tasks) keeps a round in the tens of milliseconds. The
+ *   result is checked. Metric: seconds.
+ *
+ * parallel_for_empty
+ *   One operation is a parallel loop over 2 indices with an empty body,
+ *   called from the bench thread: moirai_parallel_for(sched, 0, 2, 1, ...),
+ *   tbb::parallel_for(0, 2, 1, ...) inside arena.execute(), and
+ *   "#pragma omp parallel for" over 2 indices (gomp and omp). This is the
+ *   latency of one fork-join entered from outside. The designs differ
+ *   here: the calling thread takes part in TBB's and OpenMP's loop, and TBB's
+ *   caller, finding its worker asleep, runs both iterations itself (in a
+ *   check of 100k loops here the TBB worker ran none), so its number is a
+ *   fork-join that never leaves the calling thread. Moirai's caller, not a
+ *   worker, also runs one half of each split itself and offers the other
+ *   to the 2 workers (see moirai/sched/join.h). At most 100k loops a
+ *   round (10k with --quick): on a loaded 2-CPU machine the fork-join
+ *   runtimes can fall into a regime a hundred times slower, where the pool
+ *   thread has lost its CPU at every fork, and the runner only recalibrates
+ *   once, after the warm-up round; the low cap keeps such a round to
+ *   seconds. Metric: ns per loop.
+ *
+ * parallel_reduce_16m
+ *   The sum (64-bit) of 16M int32 values, the array filled before the
+ *   clock starts: moirai_parallel_reduce with automatic grain,
+ *   tbb::parallel_reduce over a blocked_range (auto partitioner), OpenMP
+ *   "parallel for schedule(static) reduction(+)" (gomp and omp). Called
+ *   from the bench thread, which takes part in all of them (for Moirai
+ *   beside its 2 workers, so up to 3 threads on a 2-CPU machine). The sum
+ *   is checked. Metric: seconds per sum.
+ *
+ * spawn_external_1m
+ *   1M empty tasks submitted one by one from the bench thread (not one of
+ *   the pool's), then a wait until all have run. Moirai: detached
+ *   moirai_sched_spawn (no handle) into the 2 workers; TBB:
+ *   task_arena::enqueue into an arena of 2 workers (no slot reserved for
+ *   the bench thread, which only submits). Both tasks count down the same
+ *   kind of atomic counter, the last one waking the bench thread, which
+ *   spins briefly and then sleeps on a futex (moirai_park for Moirai, the
+ *   futex directly in the C++ peer). The protocol is the same on both
+ *   sides so that only the schedulers differ: enqueue has no wait of its
+ *   own, and a moirai_waitgroup_t would count down with a CAS loop where
+ *   the peer uses one fetch_sub. The iteration count is the number of
+ *   tasks: 1M, 100k with --quick.
+ *   Metric: seconds. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <moirai/sched/join.h>
+#include <moirai/sched/parallel.h>
+#include <moirai/sched/sched.h>
+
+#include <moirai/core/park.h>
+
+#include "../bench.h"
+#include "peer.h"
+
+#define THREADS      2
+#define REDUCE_COUNT (16u << 20)
+
+/* ---- common ---- */
+
+static double seconds_since(uint64_t t0)
+{
+    return (double)(bench_now_ns() - t0) * 1e-9;
+}
+
+/* fib(n) computed in a loop, to check the parallel results. */
+static uint64_t fib_expected(int n)
+{
+    uint64_t a = 0, b = 1;
+    for (int i = 0; i < n; i++) {
+        uint64_t t = a + b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* fib's n from the case's iteration count (see fib30_join above). */
+static int fib_n(uint64_t iters)
+{
+    return iters > 40 ? 40 : (int)iters;
+}
+
+/* The reduce case's data: deterministic values in [-2048, 2047], so the
+ * sum exercises signed arithmetic and fits comfortably in 64 bits. */
+typedef struct reduce_data {
+    int32_t *v;
+    int64_t expected;
+} reduce_data_t;
+
+static int reduce_data_make(reduce_data_t *d)
+{
+    d->v = malloc(REDUCE_COUNT * sizeof(*d->v));
+    if (!d->v)
+        return -ENOMEM;
+    int64_t s = 0;
+    for (uint32_t i = 0; i < REDUCE_COUNT; i++) {
+        d->v[i] = (int32_t)((i * 2654435761u) >> 20) - 2048;
+        s += d->v[i];
+    }
+    d->expected = s;
+    return 0;
+}
+
+/* Keeps an empty body from being optimized away; costs no more than the
+ * call. The peers use the same statement. */
+static inline void empty_work(size_t i)
+{
+    __asm__ volatile("" : : "r"(i) : "memory");
+}
+
+/* ---- Moirai ---- */
+
+static int moirai_setup(moirai_sched_t **out)
+{
+    moirai_sched_config_t cfg;
+    moirai_sched_config_init(&cfg);
+    cfg.workers = THREADS;
+    return moirai_sched_create(out, &cfg);
+}
+
+/* Set when a join inside the recursion fails; checked after the run. */
+static _Atomic int fib_failed;
+
+typedef struct fib_frame {
+    int n;
+    uint64_t r;
+} fib_frame_t;
+
+static void fib_moirai_fn(void *arg)
+{
+    fib_frame_t *f = arg;
+    if (f->n < 2) {
+        f->r = (uint64_t)f->n;
+        return;
+    }
+    fib_frame_t a = {f->n - 1, 0}, b = {f->n - 2, 0};
+    if (moirai_join(NULL, fib_moirai_fn, &a, fib_moirai_fn, &b) != 0) {
+        /* Relaxed: read after the top-level join returns, which orders it. */
+        atomic_store_explicit(&fib_failed, 1, memory_order_relaxed);
+        return;
+    }
+    f->r = a.r + b.r;
+}
+
+static void nothing(void *arg)
+{
+    (void)arg;
+}
+
+/* One join before the clock starts, as the peers warm up their pools: the
+ * workers exist already (moirai_sched_create waits for them), so this only
+ * keeps a first-use cost out of the measurement. */
+static int moirai_warm_up(moirai_sched_t *sched)
+{
+    return moirai_join(sched, nothing, NULL, nothing, NULL);
+}
+
+/* The top-level fib, run as a task on a worker so that the whole
+ * recursion stays in the pool (see fib30_join above). */
+typedef struct fib_top {
+    fib_frame_t frame;
+    _Atomic uint32_t done;
+} fib_top_t;
+
+static int fib_top_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    fib_top_t *top = arg;
+    fib_moirai_fn(&top->frame);
+    /* Release: the result is visible to the bench thread's acquire load. */
+    atomic_store_explicit(&top->done, 1, memory_order_release);
+    moirai_unpark_one(&top->done);
+    return 0;
+}
+
+static double fib30_join_moirai(uint64_t iters)
+{
+    int n = fib_n(iters);
+    moirai_sched_t *sched;
+    if (moirai_setup(&sched) != 0)
+        return -1.0;
+    atomic_store_explicit(&fib_failed, 0, memory_order_relaxed);
+    double t = -1.0;
+    if (moirai_warm_up(sched) == 0) {
+        fib_top_t top = {{n, 0}, 0};
+        uint64_t t0 = bench_now_ns();
+        int rc = moirai_sched_spawn(sched, fib_top_task, &top, NULL, NULL);
+        /* Acquire: pairs with the task's release of `done`. */
+        while (rc == 0 && !atomic_load_explicit(&top.done, memory_order_acquire))
+            moirai_park(&top.done, 0, MOIRAI_DEADLINE_NEVER);
+        t = seconds_since(t0);
+        uint64_t r = top.frame.r;
+        if (rc != 0 || atomic_load_explicit(&fib_failed, memory_order_relaxed) ||
+            r != fib_expected(n)) {
+            fprintf(stderr, "sched/fib30_join: moirai: fib(%d) = %llu, rc %d\n", n,
+                    (unsigned long long)r, rc);
+            t = -1.0;
+        }
+    }
+    if (moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    return t;
+}
+
+static void for_empty_body(size_t begin, size_t end, void *arg)
+{
+    (void)arg;
+    for (size_t i = begin; i < end; i++)
+        empty_work(i);
+}
+
+static double parallel_for_empty_moirai(uint64_t iters)
+{
+    moirai_sched_t *sched;
+    if (moirai_setup(&sched) != 0)
+        return -1.0;
+    double t = -1.0;
+    if (moirai_warm_up(sched) == 0) {
+        int rc = 0;
+        uint64_t t0 = bench_now_ns();
+        for (uint64_t k = 0; k < iters && rc == 0; k++)
+            rc = moirai_parallel_for(sched, 0, 2, 1, for_empty_body, NULL);
+        t = (double)(bench_now_ns() - t0) / (double)(iters ? iters : 1);
+        if (rc != 0)
+            t = -1.0;
+    }
+    if (moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    return t;
+}
+
+static void sum_identity(void *acc, void *arg)
+{
+    (void)arg;
+    *(int64_t *)acc = 0;
+}
+
+static void sum_chunk(size_t begin, size_t end, void *acc, void *arg)
+{
+    const int32_t *v = arg;
+    int64_t s = *(int64_t *)acc;
+    for (size_t i = begin; i < end; i++)
+        s += v[i];
+    *(int64_t *)acc = s;
+}
+
+static void sum_combine(void *acc, const void *right, void *arg)
+{
+    (void)arg;
+    *(int64_t *)acc += *(const int64_t *)right;
+}
+
+static double parallel_reduce_16m_moirai(uint64_t iters)
+{
+    static const moirai_reduce_desc_t desc = {sizeof(int64_t), sum_identity, sum_chunk,
+                                              sum_combine};
+    reduce_data_t d;
+    if (reduce_data_make(&d) != 0)
+        return -1.0;
+    moirai_sched_t *sched;
+    if (moirai_setup(&sched) != 0) {
+        free(d.v);
+        return -1.0;
+    }
+    double t = moirai_warm_up(sched) == 0 ? 0.0 : -1.0;
+    for (uint64_t k = 0; k < iters && t >= 0.0; k++) {
+        int64_t sum = 0;
+        uint64_t t0 = bench_now_ns();
+        int rc = moirai_parallel_reduce(sched, 0, REDUCE_COUNT, 0, &desc, d.v, &sum);
+        t += seconds_since(t0);
+        if (rc != 0 || sum != d.expected) {
+            fprintf(stderr, "sched/parallel_reduce_16m: moirai: sum %lld, expected %lld, rc %d\n",
+                    (long long)sum, (long long)d.expected, rc);
+            t = -1.0;
+        }
+    }
+    if (moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    free(d.v);
+    return t;
+}
+
+/* The spawn case's completion counter. TBB's side (peer_tbb.cpp) uses the
+ * same protocol, so the two differ only in their schedulers: each task
+ * decrements `remaining`; the one that brings it to zero sets `done` and
+ * wakes the bench thread, which waits with moirai_park (a short spin, then
+ * a futex). */
+typedef struct countdown {
+    _Atomic uint64_t remaining;
+    _Atomic uint32_t done;
+} countdown_t;
+
+static int spawn_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    countdown_t *c = arg;
+    /* acq_rel: the last decrement must see every other task's release
+     * before it publishes `done` (release) to the waiter. */
+    if (atomic_fetch_sub_explicit(&c->remaining, 1, memory_order_acq_rel) == 1) {
+        atomic_store_explicit(&c->done, 1, memory_order_release);
+        moirai_unpark_one(&c->done);
+    }
+    return 0;
+}
+
+static double spawn_external_1m_moirai(uint64_t iters)
+{
+    moirai_sched_t *sched;
+    if (moirai_setup(&sched) != 0)
+        return -1.0;
+    double t = -1.0;
+    if (moirai_warm_up(sched) == 0) {
+        countdown_t c;
+        atomic_init(&c.remaining, iters);
+        atomic_init(&c.done, iters == 0);
+        uint64_t k = 0;
+        uint64_t t0 = bench_now_ns();
+        for (; k < iters; k++) {
+            if (moirai_sched_spawn(sched, spawn_task, &c, NULL, NULL) != 0)
+                break;
+        }
+        /* A failed spawn: take the tasks that were never submitted off the
+         * count (completing it if the others are done), wait for the rest,
+         * and fail the round. */
+        if (k < iters &&
+            atomic_fetch_sub_explicit(&c.remaining, iters - k, memory_order_acq_rel) == iters - k)
+            atomic_store_explicit(&c.done, 1, memory_order_release);
+        /* Acquire: pairs with the last task's release of `done`. */
+        while (!atomic_load_explicit(&c.done, memory_order_acquire))
+            moirai_park(&c.done, 0, MOIRAI_DEADLINE_NEVER);
+        t = seconds_since(t0);
+        if (k < iters)
+            t = -1.0;
+    }
+    if (moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    return t;
+}
+
+/* ---- the peers ---- */
+
+typedef double (*peer_fib_fn)(int, int, uint64_t *);
+typedef double (*peer_for_fn)(int, uint64_t);
+typedef double (*peer_reduce_fn)(int, const int32_t *, size_t, int64_t *);
+typedef double (*peer_spawn_fn)(int, uint64_t);
+
+typedef struct peer {
+    const char *impl;
+    const char *path;      /* the module, NULL when it was not built */
+    const char *not_built; /* why not, when path is NULL */
+    peer_fib_fn fib;       /* each NULL if the module does not export it */
+    peer_for_fn for_empty;
+    peer_reduce_fn reduce;
+    peer_spawn_fn spawn;
+    char missing[256];
+} peer_t;
+
+enum { PEER_RAYON, PEER_TBB, PEER_GOMP, PEER_OMP, PEER_COUNT };
+
+/* The modules' paths and, for those not built, the reason, come from
+ * bench/meson.build. */
+#ifndef MOIRAI_BENCH_SCHED_RAYON
+#define MOIRAI_BENCH_SCHED_RAYON NULL
+#endif
+#ifndef MOIRAI_BENCH_SCHED_TBB
+#define MOIRAI_BENCH_SCHED_TBB NULL
+#endif
+#ifndef MOIRAI_BENCH_SCHED_GOMP
+#define MOIRAI_BENCH_SCHED_GOMP NULL
+#endif
+#ifndef MOIRAI_BENCH_SCHED_OMP
+#define MOIRAI_BENCH_SCHED_OMP NULL
+#endif
+#ifndef MOIRAI_BENCH_SCHED_RAYON_MISSING
+#define MOIRAI_BENCH_SCHED_RAYON_MISSING "not built"
+#endif
+#ifndef MOIRAI_BENCH_SCHED_TBB_MISSING
+#define MOIRAI_BENCH_SCHED_TBB_MISSING "not built"
+#endif
+#ifndef MOIRAI_BENCH_SCHED_GOMP_MISSING
+#define MOIRAI_BENCH_SCHED_GOMP_MISSING "not built"
+#endif
+#ifndef MOIRAI_BENCH_SCHED_OMP_MISSING
+#define MOIRAI_BENCH_SCHED_OMP_MISSING "not built"
+#endif
+
+static peer_t peers[PEER_COUNT] = {
+    [PEER_RAYON] = {"rayon", MOIRAI_BENCH_SCHED_RAYON, MOIRAI_BENCH_SCHED_RAYON_MISSING},
+    [PEER_TBB] = {"tbb", MOIRAI_BENCH_SCHED_TBB, MOIRAI_BENCH_SCHED_TBB_MISSING},
+    [PEER_GOMP] = {"gomp", MOIRAI_BENCH_SCHED_GOMP, MOIRAI_BENCH_SCHED_GOMP_MISSING},
+    [PEER_OMP] = {"omp", MOIRAI_BENCH_SCHED_OMP, MOIRAI_BENCH_SCHED_OMP_MISSING},
+};
+
+/* Loads one peer's module. On failure sets `missing`. The module stays
+ * loaded for the life of the process: an OpenMP or TBB runtime cannot be
+ * unloaded safely. */
+static void peer_load(peer_t *p)
+{
+    if (!p->path) {
+        snprintf(p->missing, sizeof(p->missing), "%s", p->not_built);
+        return;
+    }
+    void *h = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(p->missing, sizeof(p->missing), "dlopen: %s", dlerror());
+        return;
+    }
+    /* POSIX allows converting dlsym's object pointer to a function
+     * pointer; the cast through uintptr_t keeps -Wpedantic quiet. */
+    p->fib = (peer_fib_fn)(uintptr_t)dlsym(h, "moirai_peer_fib");
+    p->for_empty = (peer_for_fn)(uintptr_t)dlsym(h, "moirai_peer_for_empty");
+    p->reduce = (peer_reduce_fn)(uintptr_t)dlsym(h, "moirai_peer_reduce");
+    p->spawn = (peer_spawn_fn)(uintptr_t)dlsym(h, "moirai_peer_spawn");
+}
+
+static double peer_fib(int which, uint64_t iters)
+{
+    int n = fib_n(iters);
+    uint64_t r = 0;
+    double t = peers[which].fib(THREADS, n, &r);
+    if (t >= 0.0 && r != fib_expected(n)) {
+        fprintf(stderr, "sched/fib30_join: %s: fib(%d) = %llu\n", peers[which].impl, n,
+                (unsigned long long)r);
+        return -1.0;
+    }
+    return t;
+}
+
+static double peer_for_empty(int which, uint64_t iters)
+{
+    return peers[which].for_empty(THREADS, iters);
+}
+
+static double peer_reduce(int which, uint64_t iters)
+{
+    reduce_data_t d;
+    if (reduce_data_make(&d) != 0)
+        return -1.0;
+    double t = 0.0;
+    for (uint64_t k = 0; k < iters && t >= 0.0; k++) {
+        int64_t sum = 0;
+        double one = peers[which].reduce(THREADS, d.v, REDUCE_COUNT, &sum);
+        if (one < 0.0 || sum != d.expected) {
+            fprintf(stderr, "sched/parallel_reduce_16m: %s: sum %lld, expected %lld\n",
+                    peers[which].impl, (long long)sum, (long long)d.expected);
+            t = -1.0;
+        } else {
+            t += one;
+        }
+    }
+    free(d.v);
+    return t;
+}
+
+static double peer_spawn(int which, uint64_t iters)
+{
+    return peers[which].spawn(THREADS, iters);
+}
+
+#define PEER_RUN(name, fn, which)                                                                  \
+    static double name(uint64_t iters)                                                             \
+    {                                                                                              \
+        return fn(which, iters);                                                                   \
+    }
+
+PEER_RUN(fib30_join_rayon, peer_fib, PEER_RAYON)
+PEER_RUN(fib30_join_tbb, peer_fib, PEER_TBB)
+PEER_RUN(fib30_join_gomp, peer_fib, PEER_GOMP)
+PEER_RUN(fib30_join_omp, peer_fib, PEER_OMP)
+PEER_RUN(parallel_for_empty_tbb, peer_for_empty, PEER_TBB)
+PEER_RUN(parallel_for_empty_omp, peer_for_empty, PEER_OMP)
+PEER_RUN(parallel_for_empty_gomp, peer_for_empty, PEER_GOMP)
+PEER_RUN(parallel_reduce_16m_tbb, peer_reduce, PEER_TBB)
+PEER_RUN(parallel_reduce_16m_omp, peer_reduce, PEER_OMP)
+PEER_RUN(parallel_reduce_16m_gomp, peer_reduce, PEER_GOMP)
+PEER_RUN(spawn_external_1m_tbb, peer_spawn, PEER_TBB)
+
+/* ---- the cases ---- */
+
+/* Each peer impl's run is set once its module has loaded (see
+ * bench_sched_cases); `peer` says which module. */
+typedef struct impl_binding {
+    bench_impl_t *impl;
+    int peer;
+    double (*run)(uint64_t);
+} impl_binding_t;
+
+static bench_impl_t fib30_join_impls[] = {
+    {"moirai", fib30_join_moirai, NULL},
+    {"rayon", NULL, NULL},
+    {"tbb", NULL, NULL},
+    {"gomp", NULL, NULL},
+    {"omp", NULL, NULL},
+};
+static bench_impl_t parallel_for_empty_impls[] = {
+    {"moirai", parallel_for_empty_moirai, NULL},
+    {"tbb", NULL, NULL},
+    {"omp", NULL, NULL},
+    {"gomp", NULL, NULL},
+};
+static bench_impl_t parallel_reduce_16m_impls[] = {
+    {"moirai", parallel_reduce_16m_moirai, NULL},
+    {"tbb", NULL, NULL},
+    {"omp", NULL, NULL},
+    {"gomp", NULL, NULL},
+};
+static bench_impl_t spawn_external_1m_impls[] = {
+    {"moirai", spawn_external_1m_moirai, NULL},
+    {"tbb", NULL, NULL},
+};
+
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static const bench_case_t cases[] = {
+    {"sched", "fib30_join", "seconds", 30, 25, fib30_join_impls, COUNT_OF(fib30_join_impls)},
+    {"sched", "parallel_for_empty", "ns_per_op", 100000, 10000, parallel_for_empty_impls,
+     COUNT_OF(parallel_for_empty_impls)},
+    {"sched", "parallel_reduce_16m", "seconds", 1, 1, parallel_reduce_16m_impls,
+     COUNT_OF(parallel_reduce_16m_impls)},
+    {"sched", "spawn_external_1m", "seconds", 1000000, 100000, spawn_external_1m_impls,
+     COUNT_OF(spawn_external_1m_impls)},
+};
+
+const bench_case_t *bench_sched_cases(size_t *count)
+{
+    static bool loaded;
+    if (!loaded) {
+        loaded = true;
+        for (int i = 0; i < PEER_COUNT; i++)
+            peer_load(&peers[i]);
+        const impl_binding_t bindings[] = {
+            {&fib30_join_impls[1], PEER_RAYON, peers[PEER_RAYON].fib ? fib30_join_rayon : NULL},
+            {&fib30_join_impls[2], PEER_TBB, peers[PEER_TBB].fib ? fib30_join_tbb : NULL},
+            {&fib30_join_impls[3], PEER_GOMP, peers[PEER_GOMP].fib ? fib30_join_gomp : NULL},
+            {&fib30_join_impls[4], PEER_OMP, peers[PEER_OMP].fib ? fib30_join_omp : NULL},
+            {&parallel_for_empty_impls[1], PEER_TBB,
+             peers[PEER_TBB].for_empty ? parallel_for_empty_tbb : NULL},
+            {&parallel_for_empty_impls[2], PEER_OMP,
+             peers[PEER_OMP].for_empty ? parallel_for_empty_omp : NULL},
+            {&parallel_for_empty_impls[3], PEER_GOMP,
+             peers[PEER_GOMP].for_empty ? parallel_for_empty_gomp : NULL},
+            {&parallel_reduce_16m_impls[1], PEER_TBB,
+             peers[PEER_TBB].reduce ? parallel_reduce_16m_tbb : NULL},
+            {&parallel_reduce_16m_impls[2], PEER_OMP,
+             peers[PEER_OMP].reduce ? parallel_reduce_16m_omp : NULL},
+            {&parallel_reduce_16m_impls[3], PEER_GOMP,
+             peers[PEER_GOMP].reduce ? parallel_reduce_16m_gomp : NULL},
+            {&spawn_external_1m_impls[1], PEER_TBB,
+             peers[PEER_TBB].spawn ? spawn_external_1m_tbb : NULL},
+        };
+        for (size_t i = 0; i < COUNT_OF(bindings); i++) {
+            const impl_binding_t *b = &bindings[i];
+            b->impl->run = b->run;
+            if (b->run)
+                continue;
+            const peer_t *p = &peers[b->peer];
+            b->impl->missing =
+                p->missing[0] ? p->missing : "the module does not export this case's entry point";
+        }
+    }
+    *count = COUNT_OF(cases);
+    return cases;
+}
