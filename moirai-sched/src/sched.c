@@ -87,14 +87,18 @@ static void task_execute(moirai__job_t *job, moirai__worker_t *w)
 
 int moirai__sched_gate_enter(moirai_sched_t *s)
 {
-    uint64_t v = atomic_load_explicit(&s->gate, memory_order_relaxed);
+    /* Acquire on the loads that may see SHUT: a caller refused with
+     * -ESHUTDOWN has seen destroy's release, so also its earlier store of
+     * `cancel`, and anything it does next (say, let a held task finish)
+     * comes after the pool started cancelling. */
+    uint64_t v = atomic_load_explicit(&s->gate, memory_order_acquire);
     do {
         if (v & MOIRAI__GATE_SHUT)
             return -ESHUTDOWN;
         /* acq_rel on success: destroy's fetch_or, later in the modification
          * order of `gate`, reads a count that includes this job. */
     } while (!atomic_compare_exchange_weak_explicit(&s->gate, &v, v + 1, memory_order_acq_rel,
-                                                    memory_order_relaxed));
+                                                    memory_order_acquire));
     return 0;
 }
 
@@ -525,11 +529,13 @@ int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how)
     moirai__worker_t *w = moirai__worker_current();
     if (w != NULL && w->sched == sched)
         return -EDEADLK;
-    /* From now on external spawns and joins are refused; the count they
-     * had reached is final. */
-    atomic_fetch_or_explicit(&sched->gate, MOIRAI__GATE_SHUT, memory_order_acq_rel);
+    /* Cancelling starts before the gate closes, so that whoever is refused
+     * with -ESHUTDOWN (and acquires the gate) also sees `cancel` set. */
     if (how == MOIRAI_SHUTDOWN_CANCEL)
         atomic_store_explicit(&sched->cancel, 1, memory_order_relaxed);
+    /* From now on external spawns and joins are refused; the count they
+     * had reached is final. Release: publishes `cancel` with it. */
+    atomic_fetch_or_explicit(&sched->gate, MOIRAI__GATE_SHUT, memory_order_acq_rel);
     wait_quiescent(sched);
     /* No task is left to submit blocking work; the blocking pool runs what
      * it has queued and its threads are joined. */

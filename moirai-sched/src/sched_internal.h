@@ -17,7 +17,8 @@
  *     then reads `idle`; if nobody is searching and somebody sleeps, it
  *     wakes one sleeper, which counts as searching from then on.
  *   - A searching worker that finds work stops searching; if it was the
- *     last searcher and work remains visible, it wakes one more sleeper.
+ *     last searcher and somebody sleeps, it wakes one more sleeper (the
+ *     work a spawner left while it searched may sit in any deque).
  * Lost wake-ups: a pusher's job is counted by a seq_cst RMW (injector,
  * inbox) before it reads `idle` with seq_cst, and the sleeper's RMW of
  * `idle` precedes its seq_cst re-check, so one of the two sees the other.

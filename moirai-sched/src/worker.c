@@ -153,25 +153,23 @@ static void search_begin(moirai__worker_t *w)
     atomic_fetch_add_explicit(&w->sched->idle, MOIRAI__IDLE_SEARCHER, memory_order_relaxed);
 }
 
-/* True if w can see work that another worker could take. */
-static bool work_left(moirai__worker_t *w)
-{
-    return moirai__injector_maybe(&w->sched->inj) || moirai__deque_size(w->deque) > 0 ||
-           atomic_load_explicit(&w->lifo, memory_order_relaxed) != NULL;
-}
-
 static void search_end(moirai__worker_t *w)
 {
     if (!w->searching)
         return;
     w->searching = false;
-    /* seq_cst: pairs with a spawner's seq_cst count-then-read. If that
+    /* seq_cst: pairs with a spawner's seq_cst count-then-read: if that
      * spawner saw this worker searching and so woke nobody, this RMW comes
-     * after its read, and the load of the injector summary below sees its
-     * job. */
+     * after its read, and the wake below covers its job. */
     uint64_t prev =
         atomic_fetch_sub_explicit(&w->sched->idle, MOIRAI__IDLE_SEARCHER, memory_order_seq_cst);
-    if (MOIRAI__IDLE_SEARCHING(prev) == 1 && MOIRAI__IDLE_SLEEPING(prev) != 0 && work_left(w))
+    /* The last searcher to find work wakes a sleeper whatever it sees: a
+     * spawner that found it searching woke nobody, and the job that spawner
+     * left may sit in any worker's deque, which this worker cannot cheaply
+     * see (Go's resetspinning and Tokio's transition_worker_from_searching
+     * do the same). The woken worker searches, and sleeps again if it finds
+     * nothing. */
+    if (MOIRAI__IDLE_SEARCHING(prev) == 1 && MOIRAI__IDLE_SLEEPING(prev) != 0)
         moirai__sched_wake_one(w->sched, NULL);
 }
 
