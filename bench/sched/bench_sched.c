@@ -3,9 +3,10 @@
  *
  * Every implementation runs the work on 2 pool threads, or on 1 pool
  * thread and the calling thread where the runtime has the caller take
- * part. Moirai: a scheduler with 2 workers, created before the clock
- * starts and destroyed (DRAIN) after it stops; the bench thread is not a
- * worker. The peers are shared modules loaded with
+ * part. Moirai: a scheduler created before the clock starts and destroyed
+ * (DRAIN) after it stops, with 2 workers for fib30_join and
+ * spawn_external_1m, and 1 worker for the two loop cases, where the bench
+ * thread (not a worker) takes part in the join. The peers are shared modules loaded with
  * dlopen(RTLD_LOCAL) (see peer.h for their interface and why they are
  * modules): "rayon" (a 2-thread ThreadPool entered with install(), so the
  * bench thread waits as it does for Moirai), "tbb" (a task_arena of 2 that
@@ -41,7 +42,7 @@
  *   check of 100k loops here the TBB worker ran none), so its number is a
  *   fork-join that never leaves the calling thread. Moirai's caller, not a
  *   worker, also runs one half of each split itself and offers the other
- *   to the 2 workers (see moirai/sched/join.h). At most 100k loops a
+ *   to its 1 worker (see moirai/sched/join.h). At most 100k loops a
  *   round (10k with --quick): on a loaded 2-CPU machine the fork-join
  *   runtimes can fall into a regime a hundred times slower, where the pool
  *   thread has lost its CPU at every fork, and the runner only recalibrates
@@ -53,8 +54,8 @@
  *   clock starts: moirai_parallel_reduce with automatic grain,
  *   tbb::parallel_reduce over a blocked_range (auto partitioner), OpenMP
  *   "parallel for schedule(static) reduction(+)" (gomp and omp). Called
- *   from the bench thread, which takes part in all of them (for Moirai
- *   beside its 2 workers, so up to 3 threads on a 2-CPU machine). The sum
+ *   from the bench thread, which takes part in all of them beside one pool
+ *   thread (Moirai: 1 worker). The sum
  *   is checked. Metric: seconds per sum.
  *
  * spawn_external_1m
@@ -146,11 +147,15 @@ static inline void empty_work(size_t i)
 
 /* ---- Moirai ---- */
 
-static int moirai_setup(moirai_sched_t **out)
+/* A scheduler with `workers` workers: THREADS where only the pool works,
+ * THREADS - 1 where the bench thread takes part (as TBB's arena of 2 and
+ * OpenMP's team of 2 count their caller), so every implementation computes
+ * on the same number of threads. */
+static int moirai_setup(moirai_sched_t **out, int workers)
 {
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
-    cfg.workers = THREADS;
+    cfg.workers = workers;
     return moirai_sched_create(out, &cfg);
 }
 
@@ -214,7 +219,7 @@ static double fib30_join_moirai(uint64_t iters)
 {
     int n = fib_n(iters);
     moirai_sched_t *sched;
-    if (moirai_setup(&sched) != 0)
+    if (moirai_setup(&sched, THREADS) != 0)
         return -1.0;
     atomic_store_explicit(&fib_failed, 0, memory_order_relaxed);
     double t = -1.0;
@@ -249,7 +254,7 @@ static void for_empty_body(size_t begin, size_t end, void *arg)
 static double parallel_for_empty_moirai(uint64_t iters)
 {
     moirai_sched_t *sched;
-    if (moirai_setup(&sched) != 0)
+    if (moirai_setup(&sched, THREADS - 1) != 0)
         return -1.0;
     double t = -1.0;
     if (moirai_warm_up(sched) == 0) {
@@ -295,7 +300,7 @@ static double parallel_reduce_16m_moirai(uint64_t iters)
     if (reduce_data_make(&d) != 0)
         return -1.0;
     moirai_sched_t *sched;
-    if (moirai_setup(&sched) != 0) {
+    if (moirai_setup(&sched, THREADS - 1) != 0) {
         free(d.v);
         return -1.0;
     }
@@ -344,7 +349,7 @@ static int spawn_task(void *arg, const moirai_cancel_token_t *cancel, void **res
 static double spawn_external_1m_moirai(uint64_t iters)
 {
     moirai_sched_t *sched;
-    if (moirai_setup(&sched) != 0)
+    if (moirai_setup(&sched, THREADS) != 0)
         return -1.0;
     double t = -1.0;
     if (moirai_warm_up(sched) == 0) {
