@@ -30,47 +30,16 @@
 
 #include <moirai/core/alloc.h>
 
-/* Twice the 64-byte line: Intel's adjacent-line prefetcher moves lines in
- * pairs, so the owner's and the thieves' fields must be 128 bytes apart not
- * to share traffic. */
-#define DEQUE_LINE 128
-
 /* The largest capacity_log2 that create accepts, and the largest ring
  * growth may produce on a 64-bit machine before the size computation
  * would overflow (far beyond any real deque). */
 #define DEQUE_MIN_LOG2 1u
 #define DEQUE_MAX_LOG2 30u
 
-/* One ring of 2^k slots. Retired rings are chained through `retired` and
- * are never written again: a thief that loaded one before the switch reads
- * only slots that were filled before the switch (see grow()). */
-typedef struct ring {
-    int64_t mask;         /* capacity - 1; capacity is a power of two */
-    struct ring *retired; /* the next older retired ring (owner only) */
-    _Atomic(struct moirai__job *) slots[];
-} ring_t;
-
-struct moirai__deque {
-    /* Thieves' line: every successful steal writes `top`. */
-    alignas(DEQUE_LINE) _Atomic int64_t top;
-    /* Owner's line: the owner writes `bottom` on every push and pop, and
-     * the thieves read it and `ring` together, so they share one line. */
-    alignas(DEQUE_LINE) _Atomic int64_t bottom;
-    _Atomic(ring_t *) ring;
-    /* Owner only: a value `top` had at some point. `top` only grows, so
-     * bottom - top_cache over-estimates the size; push reloads `top` only
-     * when that estimate says full, which keeps push off the thieves' line. */
-    int64_t top_cache;
-    ring_t *retired; /* rings replaced by growth, newest first */
-};
-
-_Static_assert(sizeof(struct moirai__deque) == 2 * DEQUE_LINE,
-               "top and bottom must sit on separate cache-line pairs");
-
-static ring_t *ring_alloc(unsigned log2)
+static moirai__deque_ring_t *ring_alloc(unsigned log2)
 {
     size_t cap = (size_t)1 << log2;
-    ring_t *r = moirai_malloc(sizeof(*r) + cap * sizeof(r->slots[0]));
+    moirai__deque_ring_t *r = moirai_malloc(sizeof(*r) + cap * sizeof(r->slots[0]));
     if (r == NULL)
         return NULL;
     r->mask = (int64_t)cap - 1;
@@ -84,10 +53,10 @@ int moirai__deque_create(moirai__deque_t **out, unsigned capacity_log2)
 {
     if (out == NULL || capacity_log2 < DEQUE_MIN_LOG2 || capacity_log2 > DEQUE_MAX_LOG2)
         return -EINVAL;
-    moirai__deque_t *d = moirai_aligned_alloc(DEQUE_LINE, sizeof(*d));
+    moirai__deque_t *d = moirai_aligned_alloc(MOIRAI__DEQUE_LINE, sizeof(*d));
     if (d == NULL)
         return -ENOMEM;
-    ring_t *r = ring_alloc(capacity_log2);
+    moirai__deque_ring_t *r = ring_alloc(capacity_log2);
     if (r == NULL) {
         moirai_free(d);
         return -ENOMEM;
@@ -109,8 +78,8 @@ void moirai__deque_destroy(moirai__deque_t *deque)
      * contract), so whatever made that so already ordered their accesses
      * before this. */
     moirai_free(atomic_load_explicit(&deque->ring, memory_order_relaxed));
-    for (ring_t *r = deque->retired; r != NULL;) {
-        ring_t *next = r->retired;
+    for (moirai__deque_ring_t *r = deque->retired; r != NULL;) {
+        moirai__deque_ring_t *next = r->retired;
         moirai_free(r);
         r = next;
     }
@@ -120,13 +89,14 @@ void moirai__deque_destroy(moirai__deque_t *deque)
 /* Owner only. Replaces `old`, which holds the jobs top .. bottom-1, by a
  * ring twice its size holding the same jobs at the same indices. Returns
  * the new ring, or NULL (nothing changed) when out of memory. */
-static ring_t *grow(moirai__deque_t *d, ring_t *old, int64_t top, int64_t bottom)
+static moirai__deque_ring_t *grow(moirai__deque_t *d, moirai__deque_ring_t *old, int64_t top,
+                                  int64_t bottom)
 {
     int64_t cap = old->mask + 1;
-    if ((uint64_t)cap > ((SIZE_MAX - sizeof(ring_t)) / sizeof(old->slots[0])) / 2)
+    if ((uint64_t)cap > ((SIZE_MAX - sizeof(moirai__deque_ring_t)) / sizeof(old->slots[0])) / 2)
         return NULL;
     unsigned log2 = (unsigned)__builtin_ctzll((unsigned long long)cap) + 1;
-    ring_t *r = ring_alloc(log2);
+    moirai__deque_ring_t *r = ring_alloc(log2);
     if (r == NULL)
         return NULL;
     /* Relaxed copies: only the owner writes slots, and the release store
@@ -150,14 +120,11 @@ static ring_t *grow(moirai__deque_t *d, ring_t *old, int64_t top, int64_t bottom
     return r;
 }
 
-/* Owner only. Makes room for `need` more jobs (growing as often as needed)
- * and returns the ring to write to, or NULL when growth failed. */
-static ring_t *reserve(moirai__deque_t *d, int64_t bottom, int64_t need)
+/* Out of line, to keep push small: refreshes the view of `top` and grows
+ * the ring until `need` more jobs fit. */
+moirai__deque_ring_t *moirai__deque_reserve_slow(moirai__deque_t *d, moirai__deque_ring_t *r,
+                                                 int64_t bottom, int64_t need)
 {
-    /* Relaxed: only the owner stores `ring`. */
-    ring_t *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
-    if (bottom - d->top_cache + need <= r->mask + 1)
-        return r;
     /* acquire: pairs with the thieves' seq_cst (hence release) CAS on
      * `top`. A thief reads its slot before that CAS; acquiring the new
      * `top` makes the read happen-before the owner's overwrite of the
@@ -169,67 +136,6 @@ static ring_t *reserve(moirai__deque_t *d, int64_t bottom, int64_t need)
             return NULL;
     }
     return r;
-}
-
-int moirai__deque_push(moirai__deque_t *deque, struct moirai__job *job)
-{
-    /* Relaxed: only the owner stores `bottom`. */
-    int64_t b = atomic_load_explicit(&deque->bottom, memory_order_relaxed);
-    ring_t *r = reserve(deque, b, 1);
-    if (r == NULL)
-        return -ENOMEM;
-    /* Relaxed: the release store of `bottom` publishes it. */
-    atomic_store_explicit(&r->slots[b & r->mask], job, memory_order_relaxed);
-    /* release: a thief that reads the new `bottom` (seq_cst, so acquire)
-     * sees the slot and everything the owner wrote before the push. */
-    atomic_store_explicit(&deque->bottom, b + 1, memory_order_release);
-    return 0;
-}
-
-struct moirai__job *moirai__deque_pop(moirai__deque_t *deque)
-{
-    /* Relaxed: only the owner stores `bottom` and `ring`. */
-    int64_t b = atomic_load_explicit(&deque->bottom, memory_order_relaxed);
-    /* Empty fast path without the locked store: `top` only grows, so any
-     * value read now is a lower bound of the current one, and t >= b
-     * proves the deque empty. Relaxed, since nothing is read on the
-     * strength of it. */
-    if (atomic_load_explicit(&deque->top, memory_order_relaxed) >= b)
-        return NULL;
-    ring_t *r = atomic_load_explicit(&deque->ring, memory_order_relaxed);
-    b--;
-    /* seq_cst store then seq_cst load (the paper's fence): claims slot b
-     * before looking at `top`. A thief loads `top` then `bottom`, both
-     * seq_cst, so in the total order either the thief sees the smaller
-     * `bottom` and leaves slot b alone, or the owner sees the thief's
-     * advanced `top` and, when only one job is left, both go through the
-     * CAS below. */
-    atomic_store_explicit(&deque->bottom, b, memory_order_seq_cst);
-    int64_t t = atomic_load_explicit(&deque->top, memory_order_seq_cst);
-    /* A seq_cst load is an acquire, so `t` may serve as push's cached
-     * view of `top` (see reserve()). */
-    deque->top_cache = t;
-    if (t > b) {
-        /* Empty after all (a thief took the last job). release, not
-         * relaxed: a thief that reads this `bottom` must still synchronize
-         * with the pushes before it (C17 dropped same-thread stores from
-         * release sequences, and TSan follows that). */
-        atomic_store_explicit(&deque->bottom, b + 1, memory_order_release);
-        return NULL;
-    }
-    /* Relaxed: the owner wrote the slot itself. */
-    struct moirai__job *job = atomic_load_explicit(&r->slots[b & r->mask], memory_order_relaxed);
-    if (t < b)
-        return job; /* more than one job: no thief can reach slot b */
-    /* The last job: race the thieves for it with the same CAS they use.
-     * seq_cst keeps it in the total order with their loads (see above);
-     * on failure nothing is read, so relaxed. */
-    if (!atomic_compare_exchange_strong_explicit(&deque->top, &t, t + 1, memory_order_seq_cst,
-                                                 memory_order_relaxed))
-        job = NULL;
-    /* The deque is empty either way: top == b + 1. release as above. */
-    atomic_store_explicit(&deque->bottom, b + 1, memory_order_release);
-    return job;
 }
 
 moirai__steal_t moirai__deque_steal(moirai__deque_t *deque, struct moirai__job **out)
@@ -246,7 +152,7 @@ moirai__steal_t moirai__deque_steal(moirai__deque_t *deque, struct moirai__job *
      * are visible. Loaded after `bottom`: if the job at t was pushed after
      * a growth, the acquire of `bottom` already made the new ring visible;
      * otherwise the job is in the old ring as well. */
-    ring_t *r = atomic_load_explicit(&deque->ring, memory_order_acquire);
+    moirai__deque_ring_t *r = atomic_load_explicit(&deque->ring, memory_order_acquire);
     /* Relaxed: ordered by the acquires above; it may race with the owner
      * overwriting the slot only when `top` has moved on, and then the CAS
      * fails and the value is dropped. */
@@ -282,8 +188,8 @@ size_t moirai__deque_steal_batch(moirai__deque_t *victim, moirai__deque_t *dest,
      * back, so a growth that fails shortens the batch instead. The caller
      * owns `dest`, so nothing else can use up the room. */
     int64_t db = atomic_load_explicit(&dest->bottom, memory_order_relaxed);
-    ring_t *dr = NULL;
-    while (want > 1 && (dr = reserve(dest, db, (int64_t)want - 1)) == NULL)
+    moirai__deque_ring_t *dr = NULL;
+    while (want > 1 && (dr = moirai__deque_reserve(dest, db, (int64_t)want - 1)) == NULL)
         want /= 2;
     moirai__steal_t st = moirai__deque_steal(victim, first);
     if (st != MOIRAI__STEAL_SUCCESS) {
