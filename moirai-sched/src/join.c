@@ -85,10 +85,29 @@ static void cold_frame_execute(moirai__job_t *job, moirai__worker_t *w)
 
 __thread moirai_sched_t *moirai__tls_participant __attribute__((tls_model("initial-exec")));
 
+/* The calling thread's nesting depth of external joins (0 outside any). */
+static __thread uint32_t tls_ext_depth __attribute__((tls_model("initial-exec")));
+
 moirai__job_t *moirai__sched_take_ext_slot(moirai_sched_t *s)
 {
-    for (int i = 0; i < MOIRAI__EXT_SLOTS; i++) {
-        _Atomic(moirai__job_t *) *slot = &s->ext_slot[i].job;
+    /* Two passes at most: a lost race means another thread took the frame
+     * or its caller took it back, and the next shallowest is as good. */
+    for (int pass = 0; pass < 2; pass++) {
+        int best = -1;
+        uint32_t best_depth = UINT32_MAX;
+        for (int i = 0; i < MOIRAI__EXT_SLOTS; i++) {
+            /* Relaxed: only choosing; the CAS below decides. */
+            if (atomic_load_explicit(&s->ext_slot[i].job, memory_order_relaxed) == NULL)
+                continue;
+            uint32_t d = atomic_load_explicit(&s->ext_slot[i].depth, memory_order_relaxed);
+            if (d < best_depth) {
+                best = i;
+                best_depth = d;
+            }
+        }
+        if (best < 0)
+            return NULL;
+        _Atomic(moirai__job_t *) *slot = &s->ext_slot[best].job;
         moirai__job_t *job = atomic_load_explicit(slot, memory_order_relaxed);
         /* Acquire on success: the caller published the frame with a
          * release CAS. Only one CAS can move this frame out of the slot,
@@ -120,8 +139,14 @@ static _Atomic(moirai__job_t *) *offer(moirai_sched_t *s, join_frame_t *f)
          * everything the caller wrote before the join. */
         if (atomic_load_explicit(slot, memory_order_relaxed) == NULL &&
             atomic_compare_exchange_strong_explicit(slot, &expected, &f->job, memory_order_release,
-                                                    memory_order_relaxed))
+                                                    memory_order_relaxed)) {
+            /* Relaxed, and after the frame is visible: the depth only
+             * guides which frame a worker prefers, so a stale one briefly
+             * costs balance, never correctness. */
+            atomic_store_explicit(&s->ext_slot[(start + k) % MOIRAI__EXT_SLOTS].depth,
+                                  tls_ext_depth, memory_order_relaxed);
             return slot;
+        }
     }
     atomic_fetch_sub_explicit(&s->ext_used, 1, memory_order_relaxed);
     return NULL;
@@ -168,6 +193,7 @@ static void join_external(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, 
      * of the same scheduler, so that nested splits stay parallel. */
     moirai_sched_t *outer = moirai__tls_participant;
     moirai__tls_participant = sched;
+    tls_ext_depth++;
     a(arg_a);
     moirai__job_t *expected = &f.job;
     /* Relaxed on success: the frame never left this thread. */
@@ -175,8 +201,10 @@ static void join_external(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, 
                                                 memory_order_relaxed)) {
         atomic_fetch_sub_explicit(&sched->ext_used, 1, memory_order_relaxed);
         b(arg_b);
+        tls_ext_depth--;
         moirai__tls_participant = outer;
     } else {
+        tls_ext_depth--;
         moirai__tls_participant = outer;
         /* A worker took b: wait for it (spin, then park). Acquire. */
         moirai__latch_wait(&f.latch);

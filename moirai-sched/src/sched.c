@@ -434,8 +434,10 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
     atomic_init(&s->started, 0);
     atomic_init(&s->locality_rr, 0);
     atomic_init(&s->ext_used, 0);
-    for (int i = 0; i < MOIRAI__EXT_SLOTS; i++)
+    for (int i = 0; i < MOIRAI__EXT_SLOTS; i++) {
         atomic_init(&s->ext_slot[i].job, NULL);
+        atomic_init(&s->ext_slot[i].depth, 0);
+    }
     pthread_mutex_init(&s->sleep_lock, NULL);
 
     int rc = -ENOMEM;

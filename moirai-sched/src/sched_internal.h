@@ -155,10 +155,13 @@ struct moirai_sched {
      * worker may take it (CAS slot -> NULL), else the caller takes it back
      * the same way. `ext_used` counts occupied slots (raised before the
      * slot is filled, lowered after it is emptied), so a worker checks all
-     * of them with one load. */
+     * of them with one load. `depth` is the join's nesting depth on the
+     * offering thread: a worker takes the shallowest frame, the biggest
+     * piece of work, as a thief takes the oldest job of a deque. */
     alignas(MOIRAI__CACHE_LINE) _Atomic int64_t ext_used;
     struct {
         alignas(MOIRAI__CACHE_LINE) _Atomic(moirai__job_t *) job;
+        _Atomic uint32_t depth;
     } ext_slot[MOIRAI__EXT_SLOTS];
 };
 

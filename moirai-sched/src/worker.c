@@ -143,14 +143,26 @@ static moirai__job_t *steal(moirai__worker_t *w)
 
 /* ---- Searching ---- */
 
-static void search_begin(moirai__worker_t *w)
+/* Counts w as searching, unless half of the workers (at least one)
+ * search already, as Tokio limits it: more thieves than that find nothing
+ * more, and on a machine with fewer CPUs than threads they take CPU time
+ * from the workers and spawners that do have work. Returns whether w
+ * searches. */
+static bool search_begin(moirai__worker_t *w)
 {
     if (w->searching)
-        return;
+        return true;
+    moirai_sched_t *s = w->sched;
+    /* Relaxed: a heuristic; two workers that pass at once both search. */
+    uint64_t v = atomic_load_explicit(&s->idle, memory_order_relaxed);
+    if (2 * (uint64_t)MOIRAI__IDLE_SEARCHING(v) >= (uint64_t)s->nworkers &&
+        MOIRAI__IDLE_SEARCHING(v) != 0)
+        return false;
     w->searching = true;
     /* Relaxed is enough: being counted as searching only suppresses wakes,
      * and a searcher re-checks every queue before it sleeps. */
-    atomic_fetch_add_explicit(&w->sched->idle, MOIRAI__IDLE_SEARCHER, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->idle, MOIRAI__IDLE_SEARCHER, memory_order_relaxed);
+    return true;
 }
 
 static void search_end(moirai__worker_t *w)
@@ -174,8 +186,11 @@ static void search_end(moirai__worker_t *w)
 }
 
 /* Looks for work: the local pick, then searching (stealing) for up to
- * spin_ns. Returns a job, or NULL (still counted as searching) when
- * nothing turned up, the latch (if any) was set, or the pool stops. */
+ * spin_ns, or one look around if enough workers search already (a worker
+ * waiting for a latch always searches: its wait should end without a
+ * wake-up). Returns a job, or NULL (still counted as searching if it
+ * was) when nothing turned up, the latch (if any) was set, or the pool
+ * stops. */
 static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
 {
     moirai__job_t *job = pick_local(w);
@@ -184,7 +199,7 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
         return job;
     }
     moirai_sched_t *s = w->sched;
-    search_begin(w);
+    bool spin = search_begin(w) || latch != NULL;
     uint64_t deadline = 0;
     for (unsigned round = 0;; round++) {
         if (atomic_load_explicit(&s->ext_used, memory_order_relaxed) > 0 &&
@@ -196,7 +211,7 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
             break;
         if (latch != NULL && moirai__latch_probe(latch))
             return NULL;
-        if (atomic_load_explicit(&s->stop, memory_order_relaxed))
+        if (atomic_load_explicit(&s->stop, memory_order_relaxed) || !spin)
             return NULL;
         uint64_t now = moirai_clock_now_ns();
         if (round == 0)
