@@ -8,10 +8,11 @@
  * nearest first (same last-level cache, then same NUMA node, then the rest,
  * each tier in random order), taking up to half of a victim's deque at once.
  * A worker that finds nothing spins for a short while (`spin_ns`), then
- * parks through core's parking layer. A spawn wakes at most one parked
- * worker, and only when no worker is already searching for work, so a
- * burst of spawns does not stampede the pool (the throttle Go and Tokio
- * use). An idle pool uses no CPU.
+ * parks through core's parking layer; at most half of the workers (at
+ * least one) search at a time, the others park at once. A spawn wakes at
+ * most one parked worker, and only when no worker is already searching
+ * for work, so a burst of spawns does not stampede the pool (the throttle
+ * Go and Tokio use). An idle pool uses no CPU.
  *
  * Where a task goes, and which runs next:
  *   - A NORMAL-priority spawn from a worker of the same scheduler goes to
@@ -34,7 +35,9 @@
  * non-empty. So a BACKGROUND task waits at most about 4 * aging_ns plus the
  * run time of the tasks already running before it counts as CRITICAL, and
  * no level starves. With `aging_ns` 0 the levels are strict and lower ones
- * can starve. Work in the workers' own deques counts as NORMAL.
+ * can starve. Work in the workers' own deques counts as NORMAL. Aging is
+ * timed with CLOCK_MONOTONIC_COARSE, so periods are measured to within one
+ * kernel tick (at most 4 ms).
  *
  * Memory ordering: everything a spawner wrote before a successful spawn
  * happens before the task runs; everything a task wrote happens before its
