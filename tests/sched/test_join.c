@@ -15,17 +15,8 @@
 #include <moirai/sched/sched.h>
 
 #include "leak_check.h"
+#include "sched_test_util.h"
 #include "test_scale.h"
-
-static moirai_sched_t *make_sched(int workers)
-{
-    moirai_sched_config_t cfg;
-    moirai_sched_config_init(&cfg);
-    cfg.workers = workers;
-    moirai_sched_t *s = NULL;
-    cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
-    return s;
-}
 
 /* ---- fib ---- */
 
@@ -76,7 +67,7 @@ LEAK_CHECKED_TEST(join, fib25_exact_null_sched_from_worker, .timeout = 120)
     fib_arg_t f = {NULL, 25, 0};
     run_fib_in_task(s, &f);
     cr_assert_eq(f.result, 75025);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 LEAK_CHECKED_TEST(join, fib25_exact_explicit_sched, .timeout = 120)
@@ -89,7 +80,7 @@ LEAK_CHECKED_TEST(join, fib25_exact_explicit_sched, .timeout = 120)
     fib_arg_t g = {s, 25, 0};
     cr_assert_eq(moirai_join(s, fib, &g, nothing, NULL), 0);
     cr_assert_eq(g.result, 75025);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* Started from outside with sched NULL below the top: the nested joins
@@ -102,7 +93,7 @@ LEAK_CHECKED_TEST(join, nested_external_joins, .timeout = 120)
         cr_assert_eq(moirai_join(s, fib, &f, nothing, NULL), 0);
         cr_assert_eq(f.result, 17711);
     }
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 LEAK_CHECKED_TEST(join, fib_on_one_worker, .timeout = 120)
@@ -111,7 +102,7 @@ LEAK_CHECKED_TEST(join, fib_on_one_worker, .timeout = 120)
     fib_arg_t f = {NULL, 20, 0};
     cr_assert_eq(moirai_join(s, fib, &f, nothing, NULL), 0);
     cr_assert_eq(f.result, 6765);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* ---- where the halves run ---- */
@@ -156,33 +147,15 @@ LEAK_CHECKED_TEST(join, external_join_caller_runs_a, .timeout = 60)
     cr_assert_eq(moirai_join(NULL, record, &a, record, &b), 0);
     cr_assert(pthread_equal(b.thread, pthread_self()));
     cr_assert_eq(b.seq, 1);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* b is taken back by the caller when no worker is free to take it. */
-typedef struct gate {
-    _Atomic int open;
-    _Atomic int entered;
-} gate_t;
-
-static int gate_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)cancel;
-    (void)result;
-    gate_t *g = arg;
-    atomic_store(&g->entered, 1);
-    while (!atomic_load(&g->open))
-        sched_yield();
-    return 0;
-}
-
 LEAK_CHECKED_TEST(join, external_join_b_reclaimed_by_caller, .timeout = 60)
 {
     moirai_sched_t *s = make_sched(1);
-    gate_t g = {0, 0};
-    cr_assert_eq(moirai_sched_spawn(s, gate_task, &g, NULL, NULL), 0);
-    while (!atomic_load(&g.entered))
-        sched_yield();
+    hold_t hold;
+    hold_worker(s, &hold);
     _Atomic int clock = 0;
     where_t a = {.clock = &clock}, b = {.clock = &clock};
     cr_assert_eq(moirai_join(s, record, &a, record, &b), 0);
@@ -191,8 +164,8 @@ LEAK_CHECKED_TEST(join, external_join_b_reclaimed_by_caller, .timeout = 60)
     cr_assert(pthread_equal(b.thread, pthread_self()), "b should have been taken back");
     cr_assert_eq(a.seq, 0);
     cr_assert_eq(b.seq, 1);
-    atomic_store(&g.open, 1);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    release_worker(&hold);
+    drop_sched(s);
 }
 
 /* b is taken by an idle worker: a waits (bounded) until b has run, which
@@ -207,7 +180,7 @@ typedef struct handoff {
 static void wait_for_b(void *p)
 {
     handoff_t *h = p;
-    uint64_t deadline = moirai_deadline_after(30 * MOIRAI_NS_PER_S);
+    uint64_t deadline = moirai_deadline_after(WAIT_NS);
     while (!atomic_load(&h->b_ran) && !moirai_deadline_expired(deadline))
         sched_yield();
     atomic_store(&h->a_saw_b, atomic_load(&h->b_ran));
@@ -230,7 +203,7 @@ LEAK_CHECKED_TEST(join, external_join_b_taken_by_worker, .timeout = 60)
     cr_assert_eq(atomic_load(&h.bw.runs), 1);
     cr_assert_eq(h.bw.sched, s);
     cr_assert_eq(h.bw.worker, 0);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 Test(join, null_sched_outside_pool_runs_inline_a_then_b, .timeout = 10)
@@ -282,8 +255,8 @@ LEAK_CHECKED_TEST(join, worker_of_another_scheduler, .timeout = 60)
      * or on a worker of s2. */
     cr_assert_eq(c.a.sched, s1);
     cr_assert(c.b.sched == s1 || c.b.sched == s2);
-    cr_assert_eq(moirai_sched_destroy(s1, MOIRAI_SHUTDOWN_DRAIN), 0);
-    cr_assert_eq(moirai_sched_destroy(s2, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s1);
+    drop_sched(s2);
 }
 
 /* ---- depth ---- */
@@ -328,7 +301,7 @@ LEAK_CHECKED_TEST(join, deep_chain_from_a_task, .timeout = 120)
     cr_assert_eq(moirai_handle_join(h, NULL), 0);
     moirai_handle_release(h);
     cr_assert_eq(atomic_load(&leaves), CHAIN_DEPTH);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 LEAK_CHECKED_TEST(join, deep_chain_from_outside, .timeout = 120)
@@ -338,7 +311,7 @@ LEAK_CHECKED_TEST(join, deep_chain_from_outside, .timeout = 120)
     chain_t c = {CHAIN_DEPTH, &leaves};
     cr_assert_eq(moirai_join(s, chain, &c, leaf, &leaves), 0);
     cr_assert_eq(atomic_load(&leaves), CHAIN_DEPTH + 1);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* ---- every half exactly once ---- */
@@ -384,7 +357,7 @@ LEAK_CHECKED_TEST(join, hundred_thousand_leaves_each_once, .timeout = 120)
     cr_assert_eq(moirai_sched_stats(s, &st), 0);
     cr_assert_leq(st.steals, st.steal_attempts);
     cr_assert_geq(st.stolen, st.steals);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
     free(hits);
 }
 
@@ -414,7 +387,7 @@ LEAK_CHECKED_TEST(join, hundred_thousand_leaves_each_once_from_a_task, .timeout 
     /* n - 1 joins on workers, each a pushed frame, plus the task. */
     cr_assert_geq(st.spawned, n - 1);
     cr_assert_geq(st.executed, n);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
     free(hits);
 }
 
@@ -466,7 +439,7 @@ LEAK_CHECKED_TEST(join, external_threads_concurrently, .timeout = 120)
         cr_assert_eq(atomic_load(&a_runs[i]), joins);
         cr_assert_eq(atomic_load(&b_runs[i]), joins);
     }
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* ---- errors ---- */
@@ -480,44 +453,28 @@ LEAK_CHECKED_TEST(join, einval_runs_nothing, .timeout = 30)
     cr_assert_eq(moirai_join(NULL, NULL, NULL, leaf, &runs), -EINVAL);
     cr_assert_eq(moirai_join(NULL, leaf, &runs, NULL, NULL), -EINVAL);
     cr_assert_eq(atomic_load(&runs), 0);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
-}
-
-typedef struct destroyer {
-    moirai_sched_t *sched;
-    int rc;
-} destroyer_t;
-
-static void *destroy_thread(void *p)
-{
-    destroyer_t *d = p;
-    d->rc = moirai_sched_destroy(d->sched, MOIRAI_SHUTDOWN_DRAIN);
-    return NULL;
+    drop_sched(s);
 }
 
 LEAK_CHECKED_TEST(join, eshutdown_once_destroy_began, .timeout = 60)
 {
-    /* Two workers: one held by the gate task (so destroy has to wait), the
+    /* Two workers: one held by hold_task() (so destroy has to wait), the
      * other runs the joins accepted before destroy began. */
     moirai_sched_t *s = make_sched(2);
-    gate_t g = {0, 0};
-    cr_assert_eq(moirai_sched_spawn(s, gate_task, &g, NULL, NULL), 0);
-    while (!atomic_load(&g.entered))
-        sched_yield();
-    destroyer_t d = {s, 1};
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, destroy_thread, &d), 0);
+    hold_t hold;
+    hold_worker(s, &hold);
+    destroyer_t d;
+    start_destroy(&d, s, MOIRAI_SHUTDOWN_DRAIN);
     _Atomic long runs = 0;
     long accepted = 0;
     int rc;
-    uint64_t deadline = moirai_deadline_after(30 * MOIRAI_NS_PER_S);
+    uint64_t deadline = moirai_deadline_after(WAIT_NS);
     while ((rc = moirai_join(s, leaf, &runs, leaf, &runs)) == 0) {
         accepted++;
         cr_assert(!moirai_deadline_expired(deadline), "destroy never refused a join");
     }
     cr_assert_eq(rc, -ESHUTDOWN);
     cr_assert_eq(atomic_load(&runs), 2 * accepted, "a refused join ran something");
-    atomic_store(&g.open, 1);
-    pthread_join(t, NULL);
-    cr_assert_eq(d.rc, 0);
+    release_worker(&hold);
+    cr_assert_eq(finish_destroy(&d), 0);
 }

@@ -22,47 +22,8 @@
 #include <moirai/core/handle.h>
 #include <moirai/sched/parallel.h>
 
+#include "sched_test_util.h"
 #include "test_scale.h"
-
-#define WAIT_NS (30 * MOIRAI_NS_PER_S)
-
-static moirai_sched_t *make_sched(int workers)
-{
-    moirai_sched_config_t cfg;
-    moirai_sched_config_init(&cfg);
-    cfg.workers = workers;
-    moirai_sched_t *s = NULL;
-    cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
-    return s;
-}
-
-static void drop_sched(moirai_sched_t *s)
-{
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
-}
-
-/* Runs `fn(arg)` as a task of `s` and returns its status. */
-static int run_in_task(moirai_sched_t *s, moirai_task_fn fn, void *arg)
-{
-    moirai_handle_t *h = NULL;
-    cr_assert_eq(moirai_handle_create(&h), 0);
-    cr_assert_eq(moirai_sched_spawn(s, fn, arg, NULL, h), 0);
-    int rc = moirai_handle_join_timed(h, moirai_deadline_after(WAIT_NS), NULL);
-    cr_assert_neq(rc, -ETIMEDOUT, "the task never finished");
-    moirai_handle_release(h);
-    return rc;
-}
-
-static bool await_flag(_Atomic int *flag)
-{
-    uint64_t deadline = moirai_deadline_after(WAIT_NS);
-    while (atomic_load(flag) == 0) {
-        if (moirai_clock_now_ns() > deadline)
-            return false;
-        sched_yield();
-    }
-    return true;
-}
 
 /* ---- parallel_for coverage ---- */
 
@@ -648,62 +609,25 @@ Test(parallel, invoke_with_a_null_entry_runs_nothing, .timeout = 30)
 
 /* ---- -ESHUTDOWN from outside the pool once destroy has begun ---- */
 
-typedef struct shut_ctx {
-    moirai_sched_t *sched;
-    _Atomic int hold_started;
-    _Atomic int release;
-} shut_ctx_t;
-
-static int hold_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)cancel;
-    (void)result;
-    shut_ctx_t *c = arg;
-    atomic_store(&c->hold_started, 1);
-    await_flag(&c->release);
-    return 0;
-}
-
-static int noop_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)arg;
-    (void)cancel;
-    (void)result;
-    return 0;
-}
-
-static void *destroy_thread(void *arg)
-{
-    shut_ctx_t *c = arg;
-    moirai_sched_destroy(c->sched, MOIRAI_SHUTDOWN_DRAIN);
-    return NULL;
-}
-
 Test(parallel, shutdown_is_reported_and_runs_nothing, .timeout = 60)
 {
-    shut_ctx_t c;
-    memset(&c, 0, sizeof(c));
-    c.sched = make_sched(2);
-    cr_assert_eq(moirai_sched_spawn(c.sched, hold_task, &c, NULL, NULL), 0);
-    cr_assert(await_flag(&c.hold_started));
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, destroy_thread, &c), 0);
+    moirai_sched_t *s = make_sched(2);
+    hold_t hold;
+    hold_worker(s, &hold);
+    destroyer_t d;
+    start_destroy(&d, s, MOIRAI_SHUTDOWN_DRAIN);
     /* Destroy waits for the held task; meanwhile spawns are refused. */
-    uint64_t deadline = moirai_deadline_after(WAIT_NS);
-    int probe = 0;
-    while (moirai_clock_now_ns() < deadline &&
-           (probe = moirai_sched_spawn(c.sched, noop_task, NULL, NULL, NULL)) != -ESHUTDOWN)
-        sched_yield();
+    bool began = await_shutdown(s);
     _Atomic int ran = 0;
-    int for_rc = moirai_parallel_for(c.sched, 0, 100, 0, must_not_run, &ran);
+    int for_rc = moirai_parallel_for(s, 0, 100, 0, must_not_run, &ran);
     uint64_t got = 77;
-    int reduce_rc = moirai_parallel_reduce(c.sched, 0, 100, 0, &sum_desc, NULL, &got);
+    int reduce_rc = moirai_parallel_reduce(s, 0, 100, 0, &sum_desc, NULL, &got);
     moirai_join_fn fns[3] = {count_arg, count_arg, count_arg};
     void *args[3] = {&ran, &ran, &ran};
-    int invoke_rc = moirai_parallel_invoke(c.sched, fns, args, 3);
-    atomic_store(&c.release, 1);
-    pthread_join(t, NULL);
-    cr_assert_eq(probe, -ESHUTDOWN, "destroy never began");
+    int invoke_rc = moirai_parallel_invoke(s, fns, args, 3);
+    release_worker(&hold);
+    cr_assert_eq(finish_destroy(&d), 0);
+    cr_assert(began, "destroy never began");
     cr_assert_eq(for_rc, -ESHUTDOWN);
     cr_assert_eq(reduce_rc, -ESHUTDOWN);
     cr_assert_eq(invoke_rc, -ESHUTDOWN);

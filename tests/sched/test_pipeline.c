@@ -23,38 +23,11 @@
 #include <moirai/sched/pipeline.h>
 
 #include "oom.h"
+#include "sched_test_util.h"
 #include "test_scale.h"
-
-#define WAIT_NS (30 * MOIRAI_NS_PER_S)
 
 #define MAX_STAGES 6
 #define NO_FAIL    SIZE_MAX
-
-static moirai_sched_t *make_sched(int workers)
-{
-    moirai_sched_config_t cfg;
-    moirai_sched_config_init(&cfg);
-    cfg.workers = workers;
-    moirai_sched_t *s = NULL;
-    cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
-    return s;
-}
-
-static void drop_sched(moirai_sched_t *s)
-{
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
-}
-
-static bool await_flag(_Atomic int *flag)
-{
-    uint64_t deadline = moirai_deadline_after(WAIT_NS);
-    while (atomic_load(flag) == 0) {
-        if (moirai_clock_now_ns() > deadline)
-            return false;
-        sched_yield();
-    }
-    return true;
-}
 
 /* ---- The instrumented pipeline ---- */
 
@@ -221,6 +194,22 @@ static void pctx_fini(pctx_t *c)
     c->items = NULL;
 }
 
+/* A pctx_t on the heap (it is large), set up by pctx_init(). */
+static pctx_t *pctx_new(const moirai_stage_mode_t *modes, size_t count, size_t n, size_t cap)
+{
+    pctx_t *c = malloc(sizeof(*c));
+    cr_assert_not_null(c);
+    pctx_init(c, modes, count, n, cap);
+    return c;
+}
+
+/* Frees a pctx_t made by pctx_new(). */
+static void pctx_free(pctx_t *c)
+{
+    pctx_fini(c);
+    free(c);
+}
+
 /* The invariants every run keeps, whatever the outcome. */
 static void check_common(const pctx_t *c, size_t max_in_flight)
 {
@@ -272,16 +261,13 @@ static const size_t limits[] = {1, 2, 3, 8, 64, 5000, SIZE_MAX};
 
 static void run_shape(moirai_sched_t *s, const shape_t *sh, size_t limit, size_t n)
 {
-    pctx_t *c = malloc(sizeof(*c));
-    cr_assert_not_null(c);
-    pctx_init(c, sh->modes, sh->count, n, n);
+    pctx_t *c = pctx_new(sh->modes, sh->count, n, n);
     cr_assert_eq(moirai_pipeline_run(s, limit, c->stages, c->count), 0);
     cr_assert_eq(c->produced, n);
     cr_assert_eq(c->source_calls, n + 1, "the source was called after the end");
     check_common(c, limit);
     check_items(c, NO_FAIL, 0);
-    pctx_fini(c);
-    free(c);
+    pctx_free(c);
 }
 
 Test(pipeline, every_item_through_every_stage_in_order, .timeout = 120)
@@ -327,20 +313,13 @@ Test(pipeline, run_from_a_task_helps, .timeout = 120)
     for (int workers = 1; workers <= 2; workers++) {
         moirai_sched_t *s = make_sched(workers);
         size_t n = (size_t)scaled(1000);
-        pctx_t *c = malloc(sizeof(*c));
-        cr_assert_not_null(c);
-        pctx_init(c, shapes[0].modes, shapes[0].count, n, n);
+        pctx_t *c = pctx_new(shapes[0].modes, shapes[0].count, n, n);
         task_run_t t = {c, 4};
-        moirai_handle_t *h = NULL;
-        cr_assert_eq(moirai_handle_create(&h), 0);
-        cr_assert_eq(moirai_sched_spawn(s, pipeline_task, &t, NULL, h), 0);
-        cr_assert_eq(moirai_handle_join_timed(h, moirai_deadline_after(WAIT_NS), NULL), 0);
-        moirai_handle_release(h);
+        cr_assert_eq(run_in_task(s, pipeline_task, &t), 0);
         cr_assert_eq(c->produced, n);
         check_common(c, 4);
         check_items(c, NO_FAIL, 0);
-        pctx_fini(c);
-        free(c);
+        pctx_free(c);
         drop_sched(s);
     }
 }
@@ -353,18 +332,15 @@ Test(pipeline, error_with_one_in_flight_is_exact, .timeout = 60)
 {
     moirai_sched_t *s = make_sched(2);
     for (size_t fs = 1; fs < shapes[0].count; fs++) {
-        pctx_t *c = malloc(sizeof(*c));
-        cr_assert_not_null(c);
         size_t k = 10;
-        pctx_init(c, shapes[0].modes, shapes[0].count, SIZE_MAX, 100000);
+        pctx_t *c = pctx_new(shapes[0].modes, shapes[0].count, SIZE_MAX, 100000);
         c->fail[0] = (fail_spec_t){fs, k, -EIO};
         cr_assert_eq(moirai_pipeline_run(s, 1, c->stages, c->count), -EIO);
         cr_assert_eq(c->produced, k + 1, "failing at stage %zu: %zu items made", fs, c->produced);
         cr_assert_eq(c->source_calls, k + 1, "the source was called after the error");
         check_common(c, 1);
         check_items(c, k, fs);
-        pctx_fini(c);
-        free(c);
+        pctx_free(c);
     }
     drop_sched(s);
 }
@@ -378,9 +354,7 @@ Test(pipeline, error_stops_an_endless_source, .timeout = 120)
         if (shapes[k].count < 2)
             continue;
         for (long r = 0; r < scaled(10); r++) {
-            pctx_t *c = malloc(sizeof(*c));
-            cr_assert_not_null(c);
-            pctx_init(c, shapes[k].modes, shapes[k].count, SIZE_MAX, 100000);
+            pctx_t *c = pctx_new(shapes[k].modes, shapes[k].count, SIZE_MAX, 100000);
             size_t fs = 1 + (size_t)r % (shapes[k].count - 1);
             size_t item = 20 + (size_t)r * 7;
             c->fail[0] = (fail_spec_t){fs, item, -EIO};
@@ -388,8 +362,7 @@ Test(pipeline, error_stops_an_endless_source, .timeout = 120)
             cr_assert_gt(c->produced, item);
             check_common(c, 8);
             check_items(c, item, fs);
-            pctx_fini(c);
-            free(c);
+            pctx_free(c);
         }
     }
     drop_sched(s);
@@ -399,17 +372,14 @@ Test(pipeline, source_error_is_returned, .timeout = 60)
 {
     moirai_sched_t *s = make_sched(2);
     for (size_t l = 0; l < sizeof(limits) / sizeof(limits[0]); l++) {
-        pctx_t *c = malloc(sizeof(*c));
-        cr_assert_not_null(c);
-        pctx_init(c, shapes[0].modes, shapes[0].count, SIZE_MAX, 1000);
+        pctx_t *c = pctx_new(shapes[0].modes, shapes[0].count, SIZE_MAX, 1000);
         c->fail[0] = (fail_spec_t){0, 7, -ENOSPC};
         cr_assert_eq(moirai_pipeline_run(s, limits[l], c->stages, c->count), -ENOSPC);
         cr_assert_eq(c->produced, 7);
         cr_assert_eq(c->source_calls, 8, "the source was called after its own error");
         check_common(c, limits[l]);
         check_items(c, NO_FAIL, 0);
-        pctx_fini(c);
-        free(c);
+        pctx_free(c);
     }
     drop_sched(s);
 }
@@ -420,31 +390,25 @@ Test(pipeline, source_error_is_returned, .timeout = 60)
 Test(pipeline, first_error_wins, .timeout = 60)
 {
     moirai_sched_t *s = make_sched(2);
-    pctx_t *c = malloc(sizeof(*c));
-    cr_assert_not_null(c);
-    pctx_init(c, shapes[0].modes, shapes[0].count, SIZE_MAX, 1000);
+    pctx_t *c = pctx_new(shapes[0].modes, shapes[0].count, SIZE_MAX, 1000);
     c->fail[0] = (fail_spec_t){3, 4, -EPERM};
     c->fail[1] = (fail_spec_t){1, 5, -EIO};
     cr_assert_eq(moirai_pipeline_run(s, 1, c->stages, c->count), -EPERM);
     cr_assert_eq(c->produced, 5);
     check_common(c, 1);
     check_items(c, 4, 3);
-    pctx_fini(c);
-    free(c);
+    pctx_free(c);
 
     /* Many in flight, two failures: the result is one of them, and the
      * pipeline still drains. */
     for (long r = 0; r < scaled(20); r++) {
-        c = malloc(sizeof(*c));
-        cr_assert_not_null(c);
-        pctx_init(c, shapes[1].modes, shapes[1].count, SIZE_MAX, 100000);
+        c = pctx_new(shapes[1].modes, shapes[1].count, SIZE_MAX, 100000);
         c->fail[0] = (fail_spec_t){1, 30, -EPERM};
         c->fail[1] = (fail_spec_t){2, 31, -EIO};
         int rc = moirai_pipeline_run(s, 16, c->stages, c->count);
         cr_assert(rc == -EPERM || rc == -EIO, "rc %d", rc);
         check_common(c, 16);
-        pctx_fini(c);
-        free(c);
+        pctx_free(c);
     }
     drop_sched(s);
 }
@@ -454,9 +418,7 @@ Test(pipeline, first_error_wins, .timeout = 60)
 Test(pipeline, argument_errors, .timeout = 30)
 {
     moirai_sched_t *s = make_sched(1);
-    pctx_t *c = malloc(sizeof(*c));
-    cr_assert_not_null(c);
-    pctx_init(c, shapes[0].modes, shapes[0].count, 10, 10);
+    pctx_t *c = pctx_new(shapes[0].modes, shapes[0].count, 10, 10);
     cr_assert_eq(moirai_pipeline_run(s, 4, NULL, 3), -EINVAL);
     cr_assert_eq(moirai_pipeline_run(s, 4, c->stages, 0), -EINVAL);
     cr_assert_eq(moirai_pipeline_run(s, 0, c->stages, c->count), -EINVAL);
@@ -486,69 +448,28 @@ Test(pipeline, argument_errors, .timeout = 30)
     check_common(c, 4);
     check_items(c, NO_FAIL, 0);
     cr_assert_eq(c->produced, 10);
-    pctx_fini(c);
-    free(c);
+    pctx_free(c);
     drop_sched(s);
 }
 
 /* ---- -ESHUTDOWN once destroy has begun ---- */
 
-typedef struct shut_ctx {
-    moirai_sched_t *sched;
-    _Atomic int hold_started;
-    _Atomic int release;
-} shut_ctx_t;
-
-static int hold_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)cancel;
-    (void)result;
-    shut_ctx_t *c = arg;
-    atomic_store(&c->hold_started, 1);
-    await_flag(&c->release);
-    return 0;
-}
-
-static int noop_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)arg;
-    (void)cancel;
-    (void)result;
-    return 0;
-}
-
-static void *destroy_thread(void *arg)
-{
-    shut_ctx_t *c = arg;
-    moirai_sched_destroy(c->sched, MOIRAI_SHUTDOWN_DRAIN);
-    return NULL;
-}
-
 Test(pipeline, shutdown_is_reported_before_any_stage, .timeout = 60)
 {
-    shut_ctx_t sc;
-    memset(&sc, 0, sizeof(sc));
-    sc.sched = make_sched(1);
-    pctx_t *c = malloc(sizeof(*c));
-    cr_assert_not_null(c);
-    pctx_init(c, shapes[0].modes, shapes[0].count, 10, 10);
-    cr_assert_eq(moirai_sched_spawn(sc.sched, hold_task, &sc, NULL, NULL), 0);
-    cr_assert(await_flag(&sc.hold_started));
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, destroy_thread, &sc), 0);
-    uint64_t deadline = moirai_deadline_after(WAIT_NS);
-    int probe = 0;
-    while (moirai_clock_now_ns() < deadline &&
-           (probe = moirai_sched_spawn(sc.sched, noop_task, NULL, NULL, NULL)) != -ESHUTDOWN)
-        sched_yield();
-    int rc = moirai_pipeline_run(sc.sched, 4, c->stages, c->count);
-    atomic_store(&sc.release, 1);
-    pthread_join(t, NULL);
-    cr_assert_eq(probe, -ESHUTDOWN, "destroy never began");
+    moirai_sched_t *s = make_sched(1);
+    pctx_t *c = pctx_new(shapes[0].modes, shapes[0].count, 10, 10);
+    hold_t hold;
+    hold_worker(s, &hold);
+    destroyer_t d;
+    start_destroy(&d, s, MOIRAI_SHUTDOWN_DRAIN);
+    bool began = await_shutdown(s);
+    int rc = moirai_pipeline_run(s, 4, c->stages, c->count);
+    release_worker(&hold);
+    cr_assert_eq(finish_destroy(&d), 0);
+    cr_assert(began, "destroy never began");
     cr_assert_eq(rc, -ESHUTDOWN);
     cr_assert_eq(c->source_calls, 0, "a stage ran after -ESHUTDOWN");
-    pctx_fini(c);
-    free(c);
+    pctx_free(c);
 }
 
 /* ---- Out of memory ---- */
@@ -592,15 +513,12 @@ Test(pipeline, out_of_memory_sweep, .timeout = 120)
 {
     oom_ctx_t o;
     o.sched = make_sched(2);
-    o.c = malloc(sizeof(*o.c));
-    cr_assert_not_null(o.c);
-    pctx_init(o.c, shapes[0].modes, shapes[0].count, 50, 50);
+    o.c = pctx_new(shapes[0].modes, shapes[0].count, 50, 50);
     moirai_test_oom_install();
     long failures = MOIRAI_TEST_OOM_SWEEP(oom_op, oom_check, &o);
     moirai_test_oom_uninstall();
     cr_assert_geq(failures, 1, "the pipeline state is allocated");
-    pctx_fini(o.c);
-    free(o.c);
+    pctx_free(o.c);
     drop_sched(o.sched);
 }
 
@@ -611,9 +529,7 @@ Test(pipeline, allocation_failures_mid_run_lose_nothing, .timeout = 120)
 {
     oom_ctx_t o;
     o.sched = make_sched(2);
-    o.c = malloc(sizeof(*o.c));
-    cr_assert_not_null(o.c);
-    pctx_init(o.c, shapes[0].modes, shapes[0].count, 50, 50);
+    o.c = pctx_new(shapes[0].modes, shapes[0].count, 50, 50);
     moirai_test_oom_install();
     for (long n = 0; n < 200; n++) {
         moirai_test_oom_fail_at(n);
@@ -624,7 +540,6 @@ Test(pipeline, allocation_failures_mid_run_lose_nothing, .timeout = 120)
             cr_assert_eq(o.c->source_calls, 0, "n=%ld: -ENOMEM after a stage ran", n);
     }
     moirai_test_oom_uninstall();
-    pctx_fini(o.c);
-    free(o.c);
+    pctx_free(o.c);
     drop_sched(o.sched);
 }

@@ -20,6 +20,7 @@
 
 #include "leak_check.h"
 #include "oom.h"
+#include "sched_test_util.h"
 #include "test_scale.h"
 
 static moirai_sched_t *make(const moirai_sched_config_t *cfg)
@@ -28,14 +29,6 @@ static moirai_sched_t *make(const moirai_sched_config_t *cfg)
     cr_assert_eq(moirai_sched_create(&s, cfg), 0);
     cr_assert_not_null(s);
     return s;
-}
-
-static moirai_sched_t *make_n(int workers)
-{
-    moirai_sched_config_t cfg;
-    moirai_sched_config_init(&cfg);
-    cfg.workers = workers;
-    return make(&cfg);
 }
 
 /* ---- counting tasks ---- */
@@ -96,7 +89,7 @@ LEAK_CHECKED_TEST(sched, create_destroy_defaults, .timeout = 30)
     cr_assert_eq(moirai_sched_worker_index(), -1);
     cr_assert_eq(moirai_sched_executor(s), moirai_sched_executor(s));
     cr_assert_not_null(moirai_sched_executor(s));
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 
     moirai_sched_config_t cfg = MOIRAI_SCHED_CONFIG_INIT, init;
     memset(&init, 0xa5, sizeof init);
@@ -121,7 +114,7 @@ static void odd_config(moirai_sched_config_t *cfg)
     moirai_sched_t *s = make(cfg);
     cr_assert_eq(moirai_sched_worker_count(s), cfg->workers);
     run_counted(s, (size_t)scaled(2000), NULL);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 LEAK_CHECKED_TEST(sched, odd_configurations, .timeout = 120)
@@ -167,7 +160,7 @@ LEAK_CHECKED_TEST(sched, einval, .timeout = 30)
     cr_assert_eq(moirai_sched_create(&s, &cfg), -EINVAL);
     cr_assert_eq(s, before);
 
-    s = make_n(2);
+    s = make_sched(2);
     cr_assert_eq(moirai_sched_destroy(NULL, MOIRAI_SHUTDOWN_DRAIN), -EINVAL);
     cr_assert_eq(moirai_sched_destroy(s, (moirai_shutdown_t)5), -EINVAL);
     cr_assert_eq(moirai_sched_spawn(NULL, hit_task, NULL, NULL, NULL), -EINVAL);
@@ -197,12 +190,12 @@ LEAK_CHECKED_TEST(sched, einval, .timeout = 30)
     cr_assert_eq(moirai_sched_victims(s, -1, order, NULL, 4), -EINVAL);
     cr_assert_eq(moirai_sched_victims(s, 0, NULL, NULL, 4), -EINVAL);
     cr_assert_eq(moirai_sched_victims(s, 0, order, NULL, -1), -EINVAL);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 LEAK_CHECKED_TEST(sched, victims, .timeout = 30)
 {
-    moirai_sched_t *s = make_n(4);
+    moirai_sched_t *s = make_sched(4);
     for (int w = 0; w < 4; w++) {
         int order[8], tiers[8];
         cr_assert_eq(moirai_sched_victims(s, w, order, tiers, 8), 3);
@@ -218,7 +211,7 @@ LEAK_CHECKED_TEST(sched, victims, .timeout = 30)
         cr_assert_eq(moirai_sched_victims(s, w, order, NULL, 2), 2);
         cr_assert_eq(moirai_sched_victims(s, w, NULL, NULL, 0), 0);
     }
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* ---- out of memory ---- */
@@ -255,7 +248,7 @@ LEAK_CHECKED_TEST(sched, oom_sweep_create, .timeout = 300)
     cr_assert_gt(failures, 0);
     cr_assert_not_null(c.s);
     run_counted(c.s, 100, NULL);
-    cr_assert_eq(moirai_sched_destroy(c.s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(c.s);
 }
 
 typedef struct spawn_ctx {
@@ -318,7 +311,7 @@ static void oom_spawn_case(moirai_sched_t *s, const moirai_task_attr_t *attr)
 
 LEAK_CHECKED_TEST(sched, oom_sweep_spawn, .timeout = 300)
 {
-    moirai_sched_t *s = make_n(2);
+    moirai_sched_t *s = make_sched(2);
     moirai_task_attr_t attr = MOIRAI_TASK_ATTR_INIT;
     oom_spawn_case(s, &attr);
     attr.priority = MOIRAI_PRIORITY_LOW;
@@ -329,14 +322,14 @@ LEAK_CHECKED_TEST(sched, oom_sweep_spawn, .timeout = 300)
     oom_spawn_case(s, &attr);
     /* Still works. */
     run_counted(s, 1000, NULL);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* ---- every task exactly once ---- */
 
 LEAK_CHECKED_TEST(sched, fifty_thousand_external_tasks_once, .timeout = 120)
 {
-    moirai_sched_t *s = make_n(2);
+    moirai_sched_t *s = make_sched(2);
     size_t n = (size_t)scaled(50000);
     run_counted(s, n, NULL);
     moirai_sched_worker_stats_t st, sum = {0};
@@ -357,7 +350,7 @@ LEAK_CHECKED_TEST(sched, fifty_thousand_external_tasks_once, .timeout = 120)
     cr_assert_eq(sum.spawned, st.spawned);
     cr_assert_eq(sum.steals, st.steals);
     cr_assert_eq(sum.steal_attempts, st.steal_attempts);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* A fan-out tree: each node spawns its two halves from inside a task. */
@@ -402,7 +395,7 @@ static void fan_out(const moirai_sched_config_t *cfg)
     cr_assert_eq(moirai_sched_spawn(s, tree_task, root, NULL, NULL), 0);
     moirai_waitgroup_wait(&c.wg);
     check_once(c.hits, n);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
     free(c.hits);
 }
 
@@ -431,35 +424,9 @@ static int fail_task(void *arg, const moirai_cancel_token_t *cancel, void **resu
     return -EIO;
 }
 
-/* Holds a worker until `open`. */
-typedef struct gate {
-    _Atomic int open;
-    _Atomic int entered;
-} gate_t;
-
-static int gate_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)cancel;
-    (void)result;
-    gate_t *g = arg;
-    atomic_store(&g->entered, 1);
-    while (!atomic_load(&g->open))
-        sched_yield();
-    return 0;
-}
-
-static void hold_worker(moirai_sched_t *s, gate_t *g)
-{
-    atomic_init(&g->open, 0);
-    atomic_init(&g->entered, 0);
-    cr_assert_eq(moirai_sched_spawn(s, gate_task, g, NULL, NULL), 0);
-    while (!atomic_load(&g->entered))
-        sched_yield();
-}
-
 LEAK_CHECKED_TEST(sched, handles, .timeout = 60)
 {
-    moirai_sched_t *s = make_n(1);
+    moirai_sched_t *s = make_sched(1);
     spawn_ctx_t c = {.s = s};
     moirai_handle_t *h;
     void *value = NULL;
@@ -482,8 +449,8 @@ LEAK_CHECKED_TEST(sched, handles, .timeout = 60)
     moirai_handle_release(h);
 
     /* Cancelled before it starts: never runs. The only worker is held. */
-    gate_t g;
-    hold_worker(s, &g);
+    hold_t hold;
+    hold_worker(s, &hold);
     moirai_handle_t *hs[3];
     moirai_task_attr_t attr = MOIRAI_TASK_ATTR_INIT;
     for (int i = 0; i < 3; i++) {
@@ -494,7 +461,7 @@ LEAK_CHECKED_TEST(sched, handles, .timeout = 60)
         cr_assert_eq(moirai_sched_spawn(s, value_task, &c, &attr, hs[i]), 0);
         cr_assert_eq(moirai_handle_cancel(hs[i]), 0);
     }
-    atomic_store(&g.open, 1);
+    release_worker(&hold);
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(moirai_handle_join(hs[i], &value), -ECANCELED);
         moirai_handle_release(hs[i]);
@@ -503,13 +470,13 @@ LEAK_CHECKED_TEST(sched, handles, .timeout = 60)
     cr_assert_eq(moirai_handle_create(&h), 0);
     cr_assert_eq(moirai_sched_spawn(s, value_task, &c, NULL, h), 0);
     moirai_handle_release(h);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
     cr_assert_eq(atomic_load(&c.runs), 2, "a cancelled task ran");
 }
 
 LEAK_CHECKED_TEST(sched, executor_interface, .timeout = 30)
 {
-    moirai_sched_t *s = make_n(2);
+    moirai_sched_t *s = make_sched(2);
     moirai_executor_t *ex = moirai_sched_executor(s);
     spawn_ctx_t c = {.s = s};
     moirai_handle_t *h;
@@ -520,7 +487,7 @@ LEAK_CHECKED_TEST(sched, executor_interface, .timeout = 30)
     cr_assert_eq(value, &c);
     moirai_handle_release(h);
     cr_assert_eq(moirai_executor_spawn(ex, NULL, NULL, NULL, NULL), -EINVAL);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
     cr_assert_eq(atomic_load(&c.runs), 1);
 }
 
@@ -530,7 +497,7 @@ LEAK_CHECKED_TEST(sched, locality_hints_run_once, .timeout = 120)
 {
     int workers[] = {1, 2, 3};
     for (int k = 0; k < 3; k++) {
-        moirai_sched_t *s = make_n(workers[k]);
+        moirai_sched_t *s = make_sched(workers[k]);
         moirai_task_attr_t attr = MOIRAI_TASK_ATTR_INIT;
         for (int i = 0; i < moirai_topology_cpu_count(); i++) {
             moirai_cpu_info_t info;
@@ -545,7 +512,7 @@ LEAK_CHECKED_TEST(sched, locality_hints_run_once, .timeout = 120)
             attr.priority = MOIRAI_PRIORITY_LOW; /* ignored for inboxes */
             run_counted(s, (size_t)scaled(1000), &attr);
         }
-        cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+        drop_sched(s);
     }
 }
 
@@ -575,7 +542,7 @@ LEAK_CHECKED_TEST(sched, pinned_workers_run_on_their_cpu, .timeout = 60)
     int n = (int)scaled(2000);
     for (int i = 0; i < n; i++)
         cr_assert_eq(moirai_sched_spawn(s, pin_task, NULL, NULL, NULL), 0);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
     cr_assert_eq(atomic_load(&pin_checked), n);
     cr_assert_eq(atomic_load(&pin_wrong), 0, "a pinned worker ran on another CPU");
 }
@@ -584,7 +551,7 @@ LEAK_CHECKED_TEST(sched, pinned_workers_run_on_their_cpu, .timeout = 60)
 
 LEAK_CHECKED_TEST(sched, spawn_blocking_runs, .timeout = 60)
 {
-    moirai_sched_t *s = make_n(1);
+    moirai_sched_t *s = make_sched(1);
     spawn_ctx_t c = {.s = s};
     moirai_handle_t *h[8];
     for (int i = 0; i < 8; i++) {
@@ -598,7 +565,7 @@ LEAK_CHECKED_TEST(sched, spawn_blocking_runs, .timeout = 60)
         moirai_handle_release(h[i]);
     }
     cr_assert_eq(atomic_load(&c.runs), 8);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* ---- shutdown ---- */
@@ -624,17 +591,17 @@ static int parent_task(void *arg, const moirai_cancel_token_t *cancel, void **re
 
 typedef struct opener {
     moirai_sched_t *sched;
-    gate_t *gate;
+    hold_t *hold;
     int probe_rc;
 } opener_t;
 
 /* Waits until destroy has begun (an external spawn is refused), checks
- * that refusal, and opens the gate. */
+ * that refusal, and releases the held worker. */
 static void *opener_thread(void *p)
 {
     opener_t *o = p;
     child_ctx_t dummy = {0};
-    uint64_t deadline = moirai_deadline_after(30 * MOIRAI_NS_PER_S);
+    uint64_t deadline = moirai_deadline_after(WAIT_NS);
     for (;;) {
         /* The held worker cannot run what is accepted before destroy
          * begins, but destroy (DRAIN) runs it later; CANCEL discards it. */
@@ -646,15 +613,15 @@ static void *opener_thread(void *p)
         cr_assert(!moirai_deadline_expired(deadline), "destroy never began");
         sched_yield();
     }
-    atomic_store(&o->gate->open, 1);
+    release_worker(o->hold);
     return NULL;
 }
 
 LEAK_CHECKED_TEST(sched, destroy_drain_runs_everything_pending, .timeout = 60)
 {
-    moirai_sched_t *s = make_n(1);
-    gate_t g;
-    hold_worker(s, &g);
+    moirai_sched_t *s = make_sched(1);
+    hold_t hold;
+    hold_worker(s, &hold);
     child_ctx_t c = {0};
     long n = scaled(2000);
     moirai_task_attr_t attr = MOIRAI_TASK_ATTR_INIT;
@@ -662,10 +629,10 @@ LEAK_CHECKED_TEST(sched, destroy_drain_runs_everything_pending, .timeout = 60)
         attr.priority = (moirai_priority_t)(i % MOIRAI_PRIORITY_COUNT);
         cr_assert_eq(moirai_sched_spawn(s, parent_task, &c, &attr, NULL), 0);
     }
-    opener_t o = {s, &g, 0};
+    opener_t o = {s, &hold, 0};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, opener_thread, &o), 0);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
     pthread_join(t, NULL);
     cr_assert_eq(o.probe_rc, -ESHUTDOWN);
     /* Every parent and every child it spawned during the drain. */
@@ -674,9 +641,9 @@ LEAK_CHECKED_TEST(sched, destroy_drain_runs_everything_pending, .timeout = 60)
 
 LEAK_CHECKED_TEST(sched, destroy_cancel_discards_pending, .timeout = 60)
 {
-    moirai_sched_t *s = make_n(1);
-    gate_t g;
-    hold_worker(s, &g);
+    moirai_sched_t *s = make_sched(1);
+    hold_t hold;
+    hold_worker(s, &hold);
     enum { N = 200 };
     spawn_ctx_t c = {.s = s};
     moirai_handle_t *h[N];
@@ -684,7 +651,7 @@ LEAK_CHECKED_TEST(sched, destroy_cancel_discards_pending, .timeout = 60)
         cr_assert_eq(moirai_handle_create(&h[i]), 0);
         cr_assert_eq(moirai_sched_spawn(s, value_task, &c, NULL, h[i]), 0);
     }
-    opener_t o = {s, &g, 0};
+    opener_t o = {s, &hold, 0};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, opener_thread, &o), 0);
     cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_CANCEL), 0);
@@ -706,7 +673,7 @@ LEAK_CHECKED_TEST(sched, destroy_cancel_discards_pending, .timeout = 60)
     cr_assert_eq(ran + cancelled, N);
     cr_assert_eq(ran, atomic_load(&c.runs));
     /* The worker was held until destroy had begun, so nothing queued
-     * behind the gate ran. */
+     * behind the held task ran. */
     cr_assert_eq(ran, 0);
 }
 
@@ -719,7 +686,7 @@ static int destroy_self_task(void *arg, const moirai_cancel_token_t *cancel, voi
 
 LEAK_CHECKED_TEST(sched, destroy_from_worker_is_edeadlk, .timeout = 30)
 {
-    moirai_sched_t *s = make_n(2);
+    moirai_sched_t *s = make_sched(2);
     moirai_handle_t *h;
     cr_assert_eq(moirai_handle_create(&h), 0);
     cr_assert_eq(moirai_sched_spawn(s, destroy_self_task, s, NULL, h), 0);
@@ -727,14 +694,14 @@ LEAK_CHECKED_TEST(sched, destroy_from_worker_is_edeadlk, .timeout = 30)
     moirai_handle_release(h);
     /* Nothing was stopped. */
     run_counted(s, 100, NULL);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }
 
 /* After destroy has begun, external spawns (plain and blocking) and their
  * handles: refused with -ESHUTDOWN, the handle left as it was. */
 typedef struct late {
     moirai_sched_t *sched;
-    gate_t *gate;
+    hold_t *hold;
     int spawn_rc, blocking_rc, reuse_rc;
     _Atomic int runs;
 } late_t;
@@ -752,7 +719,7 @@ static void *late_thread(void *p)
     late_t *l = p;
     moirai_handle_t *h;
     cr_assert_eq(moirai_handle_create(&h), 0);
-    uint64_t deadline = moirai_deadline_after(30 * MOIRAI_NS_PER_S);
+    uint64_t deadline = moirai_deadline_after(WAIT_NS);
     /* Blocking spawns are accepted until destroy begins; they run at once
      * on the blocking pool, so each needs a fresh handle. */
     for (;;) {
@@ -772,19 +739,19 @@ static void *late_thread(void *p)
     l->reuse_rc = moirai_executor_spawn(moirai_executor_inline(), late_count, l, NULL, h);
     cr_assert_eq(moirai_handle_join(h, NULL), 0);
     moirai_handle_release(h);
-    atomic_store(&l->gate->open, 1);
+    release_worker(l->hold);
     return NULL;
 }
 
 LEAK_CHECKED_TEST(sched, eshutdown_once_destroy_began, .timeout = 60)
 {
-    moirai_sched_t *s = make_n(1);
-    gate_t g;
-    hold_worker(s, &g);
-    late_t l = {.sched = s, .gate = &g};
+    moirai_sched_t *s = make_sched(1);
+    hold_t hold;
+    hold_worker(s, &hold);
+    late_t l = {.sched = s, .hold = &hold};
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, late_thread, &l), 0);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
     pthread_join(t, NULL);
     cr_assert_eq(l.blocking_rc, -ESHUTDOWN);
     cr_assert_eq(l.spawn_rc, -ESHUTDOWN);
@@ -827,17 +794,17 @@ LEAK_CHECKED_TEST(sched, task_cpu_callback_once_per_task, .timeout = 60)
     cr_assert_eq(moirai_sched_spawn(s, value_task, &v, NULL, h), 0);
     cr_assert_eq(moirai_handle_join(h, NULL), 0);
     moirai_handle_release(h);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
     cr_assert_eq(atomic_load(&c.calls), n + 1);
     cr_assert_eq(atomic_load(&c.named), n);
 }
 
 LEAK_CHECKED_TEST(sched, no_task_cpu_without_callback, .timeout = 30)
 {
-    moirai_sched_t *s = make_n(2);
+    moirai_sched_t *s = make_sched(2);
     run_counted(s, 100, NULL);
     moirai_sched_worker_stats_t st;
     cr_assert_eq(moirai_sched_stats(s, &st), 0);
     cr_assert_eq(st.task_cpu_ns, 0);
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+    drop_sched(s);
 }

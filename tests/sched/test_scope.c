@@ -26,56 +26,14 @@
 #include <moirai/sched/scope.h>
 
 #include "oom.h"
+#include "sched_test_util.h"
 #include "test_scale.h"
-
-/* Every wait on another thread is bounded by this: long enough for any
- * noisy machine, short enough that a lost wake-up fails instead of hangs. */
-#define WAIT_NS (30 * MOIRAI_NS_PER_S)
-
-static moirai_sched_t *make_sched(int workers)
-{
-    moirai_sched_config_t cfg;
-    moirai_sched_config_init(&cfg);
-    cfg.workers = workers;
-    moirai_sched_t *s = NULL;
-    cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
-    return s;
-}
-
-static void drop_sched(moirai_sched_t *s)
-{
-    cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
-}
-
-/* Waits until `*flag` is non-zero; false if the deadline passed first. */
-static bool await_flag(_Atomic int *flag)
-{
-    uint64_t deadline = moirai_deadline_after(WAIT_NS);
-    while (atomic_load(flag) == 0) {
-        if (moirai_clock_now_ns() > deadline)
-            return false;
-        sched_yield();
-    }
-    return true;
-}
 
 /* A little uneven work, so tasks finish in mixed order. */
 static void spin_a_bit(unsigned n)
 {
     for (volatile unsigned i = 0; i < (n % 7) * 200; i++)
         ;
-}
-
-/* Runs `fn(arg)` as a task of `s` and returns its status. */
-static int run_in_task(moirai_sched_t *s, moirai_task_fn fn, void *arg)
-{
-    moirai_handle_t *h = NULL;
-    cr_assert_eq(moirai_handle_create(&h), 0);
-    cr_assert_eq(moirai_sched_spawn(s, fn, arg, NULL, h), 0);
-    int rc = moirai_handle_join_timed(h, moirai_deadline_after(WAIT_NS), NULL);
-    cr_assert_neq(rc, -ETIMEDOUT, "the task never finished");
-    moirai_handle_release(h);
-    return rc;
 }
 
 /* ---- Borrowing from the caller's stack ---- */
@@ -617,49 +575,10 @@ Test(scope, argument_errors, .timeout = 30)
 
 typedef struct shut_ctx {
     moirai_sched_t *sched;
-    _Atomic int hold_started;
-    _Atomic int release;
+    hold_t hold;
     _Atomic int ran;
     int spawn_rc;
 } shut_ctx_t;
-
-static int hold_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)cancel;
-    (void)result;
-    shut_ctx_t *c = arg;
-    atomic_store(&c->hold_started, 1);
-    await_flag(&c->release);
-    return 0;
-}
-
-static int noop_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)arg;
-    (void)cancel;
-    (void)result;
-    return 0;
-}
-
-static void *destroy_thread(void *arg)
-{
-    shut_ctx_t *c = arg;
-    moirai_sched_destroy(c->sched, MOIRAI_SHUTDOWN_DRAIN);
-    return NULL;
-}
-
-/* Returns once destroy has begun: a spawn from this thread is refused. */
-static bool await_shutdown(moirai_sched_t *s)
-{
-    uint64_t deadline = moirai_deadline_after(WAIT_NS);
-    while (moirai_clock_now_ns() < deadline) {
-        int rc = moirai_sched_spawn(s, noop_task, NULL, NULL, NULL);
-        if (rc == -ESHUTDOWN)
-            return true;
-        sched_yield();
-    }
-    return false;
-}
 
 static int shutdown_body(moirai_scope_t *scope, void *arg)
 {
@@ -667,7 +586,7 @@ static int shutdown_body(moirai_scope_t *scope, void *arg)
     if (!await_shutdown(c->sched))
         return -ETIMEDOUT;
     c->spawn_rc = moirai_scope_spawn(scope, ok_task, &c->ran, NULL);
-    atomic_store(&c->release, 1);
+    release_worker(&c->hold);
     return 0;
 }
 
@@ -678,13 +597,12 @@ Test(scope, spawn_after_destroy_began_is_refused, .timeout = 60)
     c.sched = make_sched(1);
     /* Keep the scheduler alive (destroy waits for this task) while the
      * body, on this thread, spawns into a scope of it. */
-    cr_assert_eq(moirai_sched_spawn(c.sched, hold_task, &c, NULL, NULL), 0);
-    cr_assert(await_flag(&c.hold_started));
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, destroy_thread, &c), 0);
+    hold_worker(c.sched, &c.hold);
+    destroyer_t d;
+    start_destroy(&d, c.sched, MOIRAI_SHUTDOWN_DRAIN);
     int rc = moirai_scope_run(c.sched, shutdown_body, &c);
-    atomic_store(&c.release, 1);
-    pthread_join(t, NULL);
+    release_worker(&c.hold);
+    cr_assert_eq(finish_destroy(&d), 0);
     cr_assert_eq(rc, 0);
     cr_assert_eq(c.spawn_rc, -ESHUTDOWN);
     cr_assert_eq(atomic_load(&c.ran), 0);
@@ -804,32 +722,21 @@ Test(scope, spawn_out_of_memory, .timeout = 30)
  * return, and the queued tasks must not have run. */
 typedef struct cancel_destroy_ctx {
     moirai_sched_t *sched;
-    _Atomic int gate_started;
+    hold_t gate; /* holds the only worker, inside the scope */
     _Atomic int queued;
-    _Atomic int release;
     _Atomic int ran;
     _Atomic int scope_returned;
     int scope_rc;
     int spawned;
 } cancel_destroy_ctx_t;
 
-static int cd_gate(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)cancel;
-    (void)result;
-    cancel_destroy_ctx_t *c = arg;
-    atomic_store(&c->gate_started, 1);
-    await_flag(&c->release);
-    return 0;
-}
-
 static int cd_body(moirai_scope_t *scope, void *arg)
 {
     cancel_destroy_ctx_t *c = arg;
-    int rc = moirai_scope_spawn(scope, cd_gate, c, NULL);
+    int rc = moirai_scope_spawn(scope, hold_task, &c->gate, NULL);
     if (rc != 0)
         return rc;
-    if (!await_flag(&c->gate_started))
+    if (!await_flag(&c->gate.started))
         return -ETIMEDOUT;
     for (int i = 0; i < 8; i++)
         c->spawned += moirai_scope_spawn(scope, ok_task, &c->ran, NULL) == 0;
@@ -845,31 +752,25 @@ static void *cd_scope_thread(void *arg)
     return NULL;
 }
 
-static void *cd_destroy_thread(void *arg)
-{
-    cancel_destroy_ctx_t *c = arg;
-    moirai_sched_destroy(c->sched, MOIRAI_SHUTDOWN_CANCEL);
-    return NULL;
-}
-
 Test(scope, destroy_cancel_completes_a_waiting_scope, .timeout = 60)
 {
     cancel_destroy_ctx_t c;
     memset(&c, 0, sizeof(c));
     c.sched = make_sched(1);
-    pthread_t scope_thread, destroyer;
+    pthread_t scope_thread;
     cr_assert_eq(pthread_create(&scope_thread, NULL, cd_scope_thread, &c), 0);
     cr_assert(await_flag(&c.queued), "the body never queued its tasks");
     cr_assert_eq(c.spawned, 8);
-    cr_assert_eq(pthread_create(&destroyer, NULL, cd_destroy_thread, &c), 0);
+    destroyer_t d;
+    start_destroy(&d, c.sched, MOIRAI_SHUTDOWN_CANCEL);
     /* Once destroy has begun (external spawns refused), let the gate go. */
     cr_assert(await_shutdown(c.sched), "destroy never began");
-    atomic_store(&c.release, 1);
+    release_worker(&c.gate);
     /* Bounded: a scope that never completes fails here instead of hanging. */
     cr_assert(await_flag(&c.scope_returned), "moirai_scope_run() never returned after "
                                              "destroy(CANCEL)");
     pthread_join(scope_thread, NULL);
-    pthread_join(destroyer, NULL);
+    cr_assert_eq(finish_destroy(&d), 0);
     cr_assert(c.scope_rc == 0 || c.scope_rc == -ECANCELED, "rc %d", c.scope_rc);
     cr_assert_eq(atomic_load(&c.ran), 0, "%d queued tasks ran under MOIRAI_SHUTDOWN_CANCEL",
                  atomic_load(&c.ran));
