@@ -133,8 +133,9 @@ MOIRAI_SCHED_API int moirai_sched_create(moirai_sched_t **out, const moirai_sche
  * -ESHUTDOWN from the moment it is called; tasks already accepted may still
  * spawn (DRAIN runs what they spawn, CANCEL discards it). Blocking tasks
  * already accepted always run. Blocks. Returns 0, -EINVAL (NULL sched or an
- * unknown `how`) or -EDEADLK (called from one of the scheduler's own
- * threads); on error nothing is stopped. */
+ * unknown `how`) or -EDEADLK (called from one of the scheduler's
+ * workers); on error nothing is stopped. Called from a task running on the
+ * scheduler's blocking pool it deadlocks (not detected). */
 MOIRAI_SCHED_API int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how);
 
 /* Submits `fn(arg)` (see moirai_task_fn). `attr` NULL means the defaults.
