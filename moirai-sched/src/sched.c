@@ -418,7 +418,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
     if (c.blocking_keepalive_ns == 0)
         c.blocking_keepalive_ns = DEFAULT_KEEPALIVE_NS;
 
-    moirai_sched_t *s = moirai_aligned_alloc(MOIRAI__CACHE_LINE, sizeof *s);
+    moirai_sched_t *s = moirai_aligned_alloc(_Alignof(moirai_sched_t), sizeof *s);
     if (s == NULL)
         return -ENOMEM;
     memset(s, 0, sizeof *s);
