@@ -255,19 +255,21 @@ static int sched_spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *
     return spawn_task((moirai_sched_t *)executor, fn, arg, attr, handle, false);
 }
 
+static int owned_spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
+                          const moirai_task_attr_t *attr, moirai_handle_t *handle)
+{
+    moirai_sched_t *s =
+        (moirai_sched_t *)((char *)executor - offsetof(moirai_sched_t, owned_executor));
+    return spawn_task(s, fn, arg, attr, handle, true);
+}
+
 int moirai__sched_spawn_owned(moirai_sched_t *s, moirai_task_fn fn, void *arg,
                               const moirai_task_attr_t *attr)
 {
-    if (s == NULL || fn == NULL)
+    if (s == NULL)
         return -EINVAL;
-    moirai_task_attr_t defaults;
-    if (attr == NULL) {
-        moirai_task_attr_init(&defaults);
-        attr = &defaults;
-    } else if (moirai_task_attr_validate(attr) != 0) {
-        return -EINVAL;
-    }
-    return spawn_task(s, fn, arg, attr, NULL, true);
+    /* Core checks the arguments and fills in default attributes. */
+    return moirai_executor_spawn(&s->owned_executor, fn, arg, attr, NULL);
 }
 
 bool moirai__sched_cancelling(const moirai_sched_t *s)
@@ -300,6 +302,7 @@ static int blocking_spawn_op(moirai_executor_t *executor, moirai_task_fn fn, voi
 
 static const moirai_executor_ops_t sched_ops = {.spawn = sched_spawn_op};
 static const moirai_executor_ops_t blocking_ops = {.spawn = blocking_spawn_op};
+static const moirai_executor_ops_t owned_ops = {.spawn = owned_spawn_op};
 
 int moirai_sched_spawn(moirai_sched_t *sched, moirai_task_fn fn, void *arg,
                        const moirai_task_attr_t *attr, moirai_handle_t *handle)
@@ -424,6 +427,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
     memset(s, 0, sizeof *s);
     s->executor.ops = &sched_ops;
     s->blocking_executor.ops = &blocking_ops;
+    s->owned_executor.ops = &owned_ops;
     s->cfg = c;
     s->nworkers = c.workers;
     atomic_init(&s->idle, 0);

@@ -130,6 +130,7 @@ typedef struct moirai__worker {
 struct moirai_sched {
     moirai_executor_t executor;          /* moirai_sched_executor(); first member */
     moirai_executor_t blocking_executor; /* what moirai_sched_spawn_blocking() uses */
+    moirai_executor_t owned_executor;    /* what moirai__sched_spawn_owned() uses */
     moirai_sched_config_t cfg;           /* with defaults filled in */
     int nworkers;
     moirai__worker_t *workers;

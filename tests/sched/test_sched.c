@@ -141,6 +141,26 @@ LEAK_CHECKED_TEST(sched, odd_configurations, .timeout = 120)
     odd_config(&cfg);
 }
 
+/* A worker thread that cannot be created: glibc accepts a stack of half
+ * the address space in the attributes, and pthread_create then fails with
+ * EAGAIN because it cannot be mapped. create reports -EAGAIN, stops and
+ * joins the workers it had started, and leaves nothing behind. */
+LEAK_CHECKED_TEST(sched, create_eagain_when_a_worker_cannot_start, .timeout = 30)
+{
+    moirai_sched_config_t cfg;
+    moirai_sched_config_init(&cfg);
+    cfg.workers = 2;
+    cfg.stack_size = SIZE_MAX / 2;
+    moirai_sched_t *s = (moirai_sched_t *)&cfg; /* must stay untouched */
+    moirai_sched_t *const before = s;
+    cr_assert_eq(moirai_sched_create(&s, &cfg), -EAGAIN);
+    cr_assert_eq(s, before);
+    /* The failure left nothing that stops the next scheduler working. */
+    s = make_sched(2);
+    cr_assert_eq(run_in_task(s, noop_task, NULL), 0);
+    drop_sched(s);
+}
+
 LEAK_CHECKED_TEST(sched, einval, .timeout = 30)
 {
     moirai_sched_config_t cfg;
