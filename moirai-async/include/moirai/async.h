@@ -1,0 +1,11 @@
+/* moirai-async: stackful fibers on moirai-sched's workers, waits that park
+ * the fiber and not the thread, and timers on a libuv reactor. Link with
+ * `pkg-config --libs moirai-async`. */
+#ifndef MOIRAI_ASYNC_H
+#define MOIRAI_ASYNC_H
+
+#include <moirai/async/fiber.h>
+#include <moirai/async/runtime.h>
+#include <moirai/async/version.h>
+
+#endif
