@@ -32,9 +32,16 @@
 
 #if defined(__SANITIZE_THREAD__)
 #define HAVE_TSAN 1
-#include <sanitizer/common_interface_defs.h>
-#else
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HAVE_TSAN 1
+#endif
+#endif
+#ifndef HAVE_TSAN
 #define HAVE_TSAN 0
+#endif
+#if HAVE_TSAN
+#include <sanitizer/common_interface_defs.h>
 #endif
 
 static size_t page(void)
