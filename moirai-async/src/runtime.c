@@ -173,5 +173,8 @@ int moirai_runtime_stats(const moirai_runtime_t *rt, moirai_runtime_stats_t *out
     moirai__stack_pool_stats(r->stacks, &ps);
     out->stacks_mapped = ps.mapped;
     out->stacks_cached = ps.cached;
+    moirai_sched_worker_stats_t ws;
+    if (moirai_sched_stats(r->sched, &ws) == 0)
+        out->watchdog_reports = ws.watchdog_reports;
     return 0;
 }
