@@ -179,13 +179,18 @@ bool moirai__stack_check(const moirai__stack_t *s)
     return lowest_nonzero(lo, lo + MOIRAI__STACK_CANARY) == lo + MOIRAI__STACK_CANARY;
 }
 
+/* The window's band below the deepest word seen (see stack.h): the
+ * window pass scans it for nothing but zeros, so its size is the pass's
+ * fixed cost (512 bytes: 64 words); a user that went deeper is caught
+ * unless a hole of at least this size in one of its frames spans it. */
+#define STACK_BAND 512
+
 /* Window passes between two exact ones. */
 #define STACK_EXACT_EVERY 64
 
 size_t moirai__stack_reset(moirai__stack_t *s)
 {
     uintptr_t lo = (uintptr_t)s->lo, hi = (uintptr_t)moirai__stack_hi(s);
-    size_t page = page_size();
     uintptr_t low = hi, resident = 0;
     bool exact = true;
 
@@ -195,7 +200,7 @@ size_t moirai__stack_reset(moirai__stack_t *s)
          * nothing at all was found (every real user leaves its entry
          * frame at the top). */
         low = lowest_nonzero(s->floor, hi);
-        if (low >= s->floor + page && low < hi) {
+        if (low >= s->floor + STACK_BAND && low < hi) {
             exact = false;
             s->window_resets--;
         }
@@ -210,8 +215,8 @@ size_t moirai__stack_reset(moirai__stack_t *s)
     /* Only the dirtied range is re-zeroed: the cost of a reuse follows
      * what the last user used. */
     memset((void *)low, 0, hi - low);
-    uintptr_t low_page = low & ~(uintptr_t)(page - 1);
-    uintptr_t floor = low_page > lo ? low_page - page : lo;
+    uintptr_t low_line = low & ~(uintptr_t)63;
+    uintptr_t floor = low_line > lo + STACK_BAND ? low_line - STACK_BAND : lo;
     if (exact) {
         if (floor > resident && floor - resident > STACK_TRIM_BYTES) {
             /* MADV_DONTNEED on a private anonymous mapping drops the

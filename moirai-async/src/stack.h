@@ -17,19 +17,18 @@
  *   exact: ask the kernel which pages are resident (mincore) and scan
  *     words from the lowest resident page up. About 1-2 us here, nearly
  *     all of it the system call. moirai__stack_used() does this.
- *   window: each stack remembers a floor, one page below the deepest
- *     point of its users since the last exact pass; only [floor, top) is
- *     scanned, with no system call, costing what the previous users used
- *     plus that page. A user that went below the floor has written into
- *     the floor's page unless an unwritten hole of a page or more in one
- *     of its frames (a large, barely used buffer) spans that page; when
- *     the lowest word found lies in the floor's page, the exact pass runs
- *     instead. moirai__stack_reset() uses the window, and the exact pass
- *     on a fresh stack's first reset and on every 64th reset after, so
- *     the one case the window misses (that hole) costs one low figure
- *     and, at most 64 reuses later, one high one, and then heals.
- * A page the kernel has swapped out reads as not resident to the exact
- * pass: under swap the mark may come out low (only a figure is wrong).
+ *   window: each stack remembers a floor, a band of 512 bytes below the
+ *     deepest point of its users since the last exact pass; [floor, top)
+ *     is scanned up to the first non-zero word, with no system call,
+ *     costing the band plus the difference to the previous users. A user
+ *     that went below the floor has written into the band unless an
+ *     unwritten hole of 512 bytes or more in one of its frames (a large,
+ *     barely used buffer) spans it; when the lowest word found lies in
+ *     the band, the exact pass runs instead. moirai__stack_reset() uses the window, and the exact
+ * pass on a fresh stack's first reset and on every 64th reset after, so the one case the window
+ * misses (that hole) costs one low figure and, at most 64 reuses later, one high one, and then
+ * heals. A page the kernel has swapped out reads as not resident to the exact pass: under swap the
+ * mark may come out low (only a figure is wrong).
  *
  * The canary is the lowest MOIRAI__STACK_CANARY bytes of the usable range,
  * which must still hold the zero fill: a non-zero pattern would have to be
@@ -52,7 +51,7 @@ typedef struct moirai__stack {
     void *lo;    /* lowest usable byte (page-aligned); the canary starts here */
     size_t size; /* usable bytes, whole pages */
     void *guard; /* the guard page, just below `lo`: the mapping's start */
-    /* The window's floor (page-aligned; the top when no window is known)
+    /* The window's floor (line-aligned; the top when no window is known)
      * and the resets left before the next exact pass. Private to
      * stack.c. */
     uintptr_t floor;
