@@ -9,6 +9,9 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <moirai/async/runtime.h>
 #include <moirai/core/alloc.h>
@@ -131,20 +134,41 @@ static uintptr_t lowest_resident(uintptr_t lo, uintptr_t hi)
     return hi;
 }
 
-/* The lowest non-zero word in [from, hi), or hi. */
+/* The lowest non-zero word in [from, hi), or hi. `from` is 8-byte
+ * aligned and `hi` page-aligned. */
 static NO_ASAN uintptr_t lowest_nonzero(uintptr_t from, uintptr_t hi)
 {
-    const volatile uint64_t *w = (const uint64_t *)from;
-    const volatile uint64_t *end = (const uint64_t *)hi;
+    const uint64_t *w = (const uint64_t *)from;
+    const uint64_t *end = (const uint64_t *)hi;
 
-    /* Eight words at a time while whole lines are zero. The reads are
-     * volatile so that the compiler keeps them plain loads (no call to an
-     * intercepted memchr-like routine). */
+    /* Single words up to a 64-byte boundary, then whole lines eight words
+     * at a time (the OR of a line vectorises), then the line that holds
+     * the first non-zero word, word by word. */
+    while (((uintptr_t)w & 63) != 0 && w < end) {
+        if (*w != 0)
+            return (uintptr_t)w;
+        w++;
+    }
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
     while (w + 8 <= end) {
-        if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0)
+        const __m128i *v = (const __m128i *)w;
+        __m128i any = _mm_or_si128(_mm_or_si128(_mm_load_si128(v), _mm_load_si128(v + 1)),
+                                   _mm_or_si128(_mm_load_si128(v + 2), _mm_load_si128(v + 3)));
+        if (_mm_movemask_epi8(_mm_cmpeq_epi8(any, zero)) != 0xffff)
             break;
         w += 8;
     }
+#else
+    while (w + 8 <= end) {
+        uint64_t any = 0;
+        for (int i = 0; i < 8; i++)
+            any |= w[i];
+        if (any != 0)
+            break;
+        w += 8;
+    }
+#endif
     for (; w < end; w++)
         if (*w != 0)
             return (uintptr_t)w;
