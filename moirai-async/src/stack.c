@@ -402,9 +402,13 @@ static __thread struct current tls_current __attribute__((tls_model("initial-exe
  * which may move between threads (see fctx.h). */
 MOIRAI__FIBER_TLS_ACCESSOR(struct current, tls_current, current_slot)
 
-static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+/* The handler is installed once per process, under the lock; a failed
+ * attempt (no pthread key left) can be retried. `installed` is read
+ * first without the lock: acquire, pairing with the release store after
+ * installing, so that a thread seeing it also sees the key. */
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool installed;
 static pthread_key_t altstack_key;
-static int handler_error; /* written once under handler_once */
 static struct sigaction previous_segv;
 
 /* Appends `s` to buf at *len (bounded by cap). Async-signal-safe. */
@@ -499,18 +503,26 @@ static void altstack_release(void *mem)
     current_slot()->prepared = false;
 }
 
-static void install_handler(void)
+static int install_handler(void)
 {
-    if (pthread_key_create(&altstack_key, altstack_release) != 0) {
-        handler_error = -EAGAIN;
-        return;
+    int rc = 0;
+
+    pthread_mutex_lock(&install_lock);
+    if (!atomic_load_explicit(&installed, memory_order_relaxed)) {
+        if (pthread_key_create(&altstack_key, altstack_release) != 0) {
+            rc = -EAGAIN;
+        } else {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof(sa));
+            sa.sa_sigaction = on_segv;
+            sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGSEGV, &sa, &previous_segv);
+            atomic_store_explicit(&installed, true, memory_order_release);
+        }
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_segv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &previous_segv);
+    pthread_mutex_unlock(&install_lock);
+    return rc;
 }
 
 int moirai__stack_thread_prepare(void)
@@ -519,9 +531,11 @@ int moirai__stack_thread_prepare(void)
 
     if (cur->prepared)
         return 0;
-    pthread_once(&handler_once, install_handler);
-    if (handler_error != 0)
-        return handler_error;
+    if (!atomic_load_explicit(&installed, memory_order_acquire)) {
+        int rc = install_handler();
+        if (rc != 0)
+            return rc;
+    }
     stack_t have;
     if (sigaltstack(NULL, &have) == 0 && !(have.ss_flags & SS_DISABLE) &&
         have.ss_size >= ALTSTACK_ENOUGH) {

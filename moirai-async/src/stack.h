@@ -160,8 +160,9 @@ void moirai__stack_pool_stats(const moirai__stack_pool_t *p, moirai__stack_pool_
  * Prepares the calling thread: installs the process-wide handler the
  * first time, and an alternate signal stack (64 KiB) for this thread unless one
  * of at least 16 KiB is already installed (ours is unmapped at thread exit by
- * a pthread key destructor). Idempotent. Returns 0, -ENOMEM (no memory
- * for the signal stack) or -EAGAIN (no pthread key). */
+ * a pthread key destructor). Idempotent; after a failure it may be
+ * called again. Returns 0, -ENOMEM (the signal stack could not be mapped)
+ * or -EAGAIN (no pthread key left for the process). */
 int moirai__stack_thread_prepare(void);
 
 /* Registers `s` as the stack the calling thread runs now (NULL: none,
@@ -170,7 +171,9 @@ int moirai__stack_thread_prepare(void);
  * registration). Calls moirai__stack_thread_prepare() the first time on
  * each thread; if that failed, an overflow still kills the process, but
  * by a plain SIGSEGV without the message. Never blocks. Call it before
- * switching onto the fiber, on the thread that will run it. */
+ * switching onto the fiber, on the thread that will run it, and with
+ * NULL when back on the thread's own stack: a fault within 1 MiB below a
+ * registered stack is read as that stack's overflow. */
 void moirai__stack_set_current(const moirai__stack_t *s, const char *name, uint64_t id);
 
 #endif
