@@ -17,14 +17,15 @@
  *   exact: ask the kernel which pages are resident (mincore) and scan
  *     words from the lowest resident page up. About 1-2 us here, nearly
  *     all of it the system call. moirai__stack_used() does this.
- *   window: each stack remembers a floor, one page below the deepest
- *     point of its users since the last exact pass; only [floor, top) is
- *     scanned, with no system call, costing what the previous users used
- *     plus that page. A user that went below the floor has written into
- *     the floor's page unless an unwritten hole of a page or more in one
- *     of its frames (a large, barely used buffer) spans that page; when
- *     the lowest word found lies in the floor's page, the exact pass runs
- *     instead. moirai__stack_reset() uses the window, and the exact pass
+ *   window: each stack remembers a floor, set by the last exact pass one
+ *     page below the deepest page its user reached; only [floor, top) is
+ *     scanned, with no system call (SSE2 on x86-64), costing what that
+ *     user used plus one page. A later user that went below the floor
+ *     has written into the floor's page unless an unwritten hole of a
+ *     page or more in one of its frames (a large, barely used buffer)
+ *     spans that page; when the lowest word found lies in the floor's
+ *     page, or nothing is found at all, the exact pass runs instead (and
+ *     sets the floor lower). moirai__stack_reset() uses the window, and the exact pass
  *     on a fresh stack's first reset and on every 64th reset after, so
  *     the one case the window misses (that hole) costs one low figure
  *     and, at most 64 reuses later, one high one, and then heals.
@@ -36,7 +37,8 @@
  * written at creation, making the bottom page resident in every stack
  * (4 KiB of RSS per fiber, half again what a typical parked fiber
  * touches). A fiber that came within the canary of the guard without
- * touching it is reported by moirai__stack_check(). */
+ * touching it is reported by moirai__stack_check() (one mincore call) or,
+ * for free, by moirai__stack_reset()'s result. */
 #ifndef MOIRAI_ASYNC_STACK_H
 #define MOIRAI_ASYNC_STACK_H
 
@@ -167,7 +169,8 @@ int moirai__stack_thread_prepare(void);
 
 /* Registers `s` as the stack the calling thread runs now (NULL: none,
  * the thread's own stack), with the name and id the overflow message
- * gives (name NULL: "(unnamed)"; the string must outlive the
+ * gives (name NULL: "(unnamed)"; at most 200 bytes of it are written; the
+ * string must outlive the
  * registration). Calls moirai__stack_thread_prepare() the first time on
  * each thread; if that failed, an overflow still kills the process, but
  * by a plain SIGSEGV without the message. Never blocks. Call it before
