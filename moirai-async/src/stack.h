@@ -163,8 +163,8 @@ void moirai__stack_pool_stats(const moirai__stack_pool_t *p, moirai__stack_pool_
  * first time, and an alternate signal stack (64 KiB) for this thread
  * unless one of at least 16 KiB is already installed (ours is unmapped at
  * thread exit by a pthread key destructor). Idempotent; after a failure
- * it may be called again. Returns 0, -ENOMEM (the signal stack could not be mapped)
- * or -EAGAIN (no pthread key left for the process). */
+ * it may be called again. Returns 0, -ENOMEM (the signal stack could not
+ * be mapped) or -EAGAIN (no pthread key left for the process). */
 int moirai__stack_thread_prepare(void);
 
 /* Registers `s` as the stack the calling thread runs now (NULL: none,
@@ -172,8 +172,8 @@ int moirai__stack_thread_prepare(void);
  * gives (name NULL: "(unnamed)"; at most 200 bytes of it are written;
  * the string must outlive the registration). Calls
  * moirai__stack_thread_prepare() the first time on each thread; if that
- * failed, an overflow still kills the process, but
- * by a plain SIGSEGV without the message. Never blocks. Call it before
+ * failed, an overflow still kills the process, but by a plain SIGSEGV
+ * without the message. Never blocks. Call it before
  * switching onto the fiber, on the thread that will run it, and with
  * NULL when back on the thread's own stack: a fault within 1 MiB below a
  * registered stack is read as that stack's overflow. */
