@@ -300,9 +300,14 @@ Test(watchdog, compensating_worker_runs_queued_work_then_retires, .timeout = 60)
     cr_assert(await_flag(&child), "the task left in the stuck worker's slot did not run");
     cr_assert_eq(atomic_load(&sp.finished), 0, "the spinner must still spin here");
     cr_assert_eq(thread_count(), threads + 1, "one compensating thread expected");
-    moirai_sched_worker_stats_t st = totals(s);
-    cr_assert_eq(st.watchdog_reports, 1);
-    cr_assert_eq(st.compensating_started, 1);
+    /* Worker 0's own count: on an overloaded machine the compensating
+     * worker may itself be reported, if the OS leaves it off the CPU in
+     * the middle of a job for longer than the limit (wall time). */
+    moirai_sched_worker_stats_t w0;
+    cr_assert_eq(moirai_sched_worker_stats(s, 0, &w0), 0);
+    cr_assert_eq(w0.watchdog_reports, 1);
+    cr_assert_eq(count_matching("spinner-B", NULL), 1);
+    cr_assert_eq(totals(s).compensating_started, 1);
     /* The compensating worker's slot is the one past the configured one. */
     moirai_sched_worker_stats_t comp;
     cr_assert_eq(moirai_sched_worker_stats(s, 1, &comp), 0);
@@ -355,7 +360,10 @@ Test(watchdog, runtime_job_is_reported_with_its_name, .timeout = 60)
     spawn_spinner(s, &sp, NULL);
     cr_assert(await_report("\"(unnamed)\"", "worker 0"), "the unnamed task was never reported");
     atomic_store(&sp.release, 1);
-    cr_assert_eq(totals(s).watchdog_reports, 2);
+    cr_assert_eq(count_matching("fiber-7", NULL), 1);
+    /* At least the two spinners (more only if the OS left the worker off
+     * the CPU in the middle of a short job for longer than the limit). */
+    cr_assert_geq(totals(s).watchdog_reports, 2);
     drop_sched(s);
     capture_stop();
 }

@@ -57,7 +57,10 @@
  * once the watchdog no longer needs it and it finds no work. Off costs
  * one predictable branch per job; on, one store per job by the worker
  * (the job's name) and no clock read: the watchdog samples the workers'
- * job counters and names. A job's name must stay readable while the
+ * job counters and names. Time is wall time (a worker blocked in a
+ * syscall must be caught), so a worker the OS keeps off the CPU in the
+ * middle of a job looks stuck too: choose watchdog_ns well above the
+ * machine's scheduling delays. A job's name must stay readable while the
  * watchdog may report it: until the scheduler is destroyed (string
  * literals are the usual case).
  *
