@@ -238,6 +238,66 @@ Test(job, exactly_once_under_concurrent_submitters_four_workers, .timeout = 120)
     check_exactly_once(4, true);
 }
 
+/* ---- From a worker of another scheduler ---- */
+
+/* Records which scheduler's worker ran it. */
+typedef struct where_job {
+    moirai_sched_job_t job;
+    moirai_sched_t *ran_on;
+    moirai_waitgroup_t *wg;
+} where_job_t;
+
+static void where_run(moirai_sched_job_t *job)
+{
+    where_job_t *j = container_of(job, where_job_t, job);
+    j->ran_on = moirai_sched_current();
+    moirai_waitgroup_done(j->wg);
+}
+
+#define WHERE_N 64
+
+typedef struct cross {
+    moirai_sched_t *target;
+    where_job_t *jobs;
+    _Atomic int errors;
+} cross_t;
+
+static int cross_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    cross_t *c = arg;
+    for (int i = 0; i < WHERE_N; i++)
+        if (moirai_sched_job_submit(c->target, &c->jobs[i].job, MOIRAI_PRIORITY_NORMAL,
+                                    i % 2 ? MOIRAI_SCHED_JOB_YIELD : 0) != 0)
+            atomic_fetch_add(&c->errors, 1);
+    return 0;
+}
+
+/* A task on scheduler A submits jobs to scheduler B: they are outside
+ * submissions for B and run on B's workers, never in A's queues. */
+Test(job, submit_from_a_worker_of_another_scheduler_runs_there, .timeout = 60)
+{
+    moirai_sched_t *a = make_sched(1);
+    moirai_sched_t *b = make_sched(2);
+    static where_job_t jobs[WHERE_N];
+    moirai_waitgroup_t wg;
+    moirai_waitgroup_init(&wg);
+    for (int i = 0; i < WHERE_N; i++) {
+        moirai_sched_job_init(&jobs[i].job, where_run, NULL);
+        jobs[i].wg = &wg;
+    }
+    cross_t c = {.target = b, .jobs = jobs};
+    cr_assert_eq(moirai_waitgroup_add(&wg, WHERE_N), 0);
+    cr_assert_eq(run_in_task(a, cross_task, &c), 0);
+    cr_assert_eq(moirai_waitgroup_timedwait(&wg, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(atomic_load(&c.errors), 0);
+    for (int i = 0; i < WHERE_N; i++)
+        cr_assert_eq(jobs[i].ran_on, b, "job %d ran on the wrong scheduler", i);
+    drop_sched(a);
+    drop_sched(b);
+}
+
 /* ---- Resubmission from inside run ---- */
 
 Test(job, resubmits_itself_from_its_body, .timeout = 60)
