@@ -29,6 +29,10 @@
 #include <moirai/core/log.h>
 #include <moirai/sched.h>
 
+#include <moirai/core/topology.h>
+
+#include "leak_check.h"
+#include "oom.h"
 #include "sched_test_util.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -248,6 +252,46 @@ Test(watchdog, bad_configurations_are_refused, .timeout = 30)
     cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
     cr_assert_eq(moirai_sched_worker_count(s), 5);
     drop_sched(s);
+}
+
+/* Create with the watchdog and compensation slots fails cleanly with
+ * -ENOMEM at every allocation (the watchdog's own included), storing no
+ * scheduler and leaking nothing, and then succeeds. */
+typedef struct create_ctx {
+    moirai_sched_config_t cfg;
+    moirai_sched_t *s;
+} create_ctx_t;
+
+static int create_op(void *p)
+{
+    create_ctx_t *c = p;
+    return moirai_sched_create(&c->s, &c->cfg);
+}
+
+static void create_unchanged(void *p, long n)
+{
+    (void)n;
+    cr_assert_null(((create_ctx_t *)p)->s, "a failed create stored a scheduler");
+}
+
+LEAK_CHECKED_TEST(watchdog, oom_sweep_create_with_watchdog, .timeout = 300)
+{
+    create_ctx_t c = {.s = NULL};
+    moirai_sched_config_init(&c.cfg);
+    c.cfg.workers = 1;
+    c.cfg.watchdog_ns = LIMIT_NS;
+    c.cfg.watchdog_compensate = 2;
+    /* Loaded once per process: load it now so that the sweep fails the
+     * scheduler's own allocations. */
+    cr_assert_gt(moirai_topology_cpu_count(), 0);
+    moirai_test_oom_install();
+    long failures = MOIRAI_TEST_OOM_SWEEP(create_op, create_unchanged, &c);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(failures, 0);
+    cr_assert_not_null(c.s);
+    cr_assert_eq(moirai_sched_worker_count(c.s), 3);
+    cr_assert_eq(run_in_task(c.s, noop_task, NULL), 0);
+    drop_sched(c.s);
 }
 
 /* ---- Reports ---- */

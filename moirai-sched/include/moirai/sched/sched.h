@@ -139,9 +139,9 @@ typedef struct moirai_sched_config {
  * every watchdog_ns / 2, and a shorter period would make it a busy loop. */
 #define MOIRAI_SCHED_WATCHDOG_MIN_NS 1000000u
 
-/* Per-worker counters. Each is written by its worker only (relaxed) and
- * read racily: a snapshot is approximate while the pool runs and exact once
- * it is idle. */
+/* Per-worker counters. Each is written by one thread only, its worker
+ * or (the last two) the watchdog thread, relaxed, and read racily: a snapshot is approximate while
+ * the pool runs and exact once it is idle. */
 typedef struct moirai_sched_worker_stats {
     uint64_t spawned;        /* tasks, join frames and runtime jobs this worker submitted */
     uint64_t executed;       /* tasks, join frames and runtime jobs this worker ran */
