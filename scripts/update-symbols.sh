@@ -49,7 +49,11 @@ else
         -Dtests=false -Dbenchmarks=false -Dexamples=false -Dmutants=false \
         -Dnuma=enabled >/dev/null
 fi
-meson compile -C "$builddir" >/dev/null
+if ! meson compile -C "$builddir" >"$builddir/compile.log" 2>&1; then
+    tail -n 40 "$builddir/compile.log"
+    echo "update-symbols: the build failed (full log: $builddir/compile.log)" >&2
+    exit 1
+fi
 rm -rf "$dest"
 meson install -C "$builddir" --no-rebuild --quiet --destdir "$dest" >/dev/null
 
