@@ -45,6 +45,12 @@ packages=(
     g++
     librust-rayon-dev
     cargo
+    # Packaging and ABI checks (.ci/run): dpkg-buildpackage (dpkg-dev) with
+    # debhelper's meson support, lintian, and libabigail's abidw/abidiff.
+    dpkg-dev
+    debhelper
+    lintian
+    abigail-tools
 )
 
 missing=()
