@@ -68,8 +68,9 @@ compile_one() {
         "${cmd[@]}" "${fl[@]}" -Wall -Wextra -Werror -I"$incdir" -fsyntax-only - >"$log" 2>&1; then
         echo "ok: $h as $mode ($compiler)"
     else
-        echo "FAIL: $h does not compile alone as $mode ($compiler):"
-        sed 's/^/    /' "$log"
+        # One write, so that the two parallel jobs' reports do not mix.
+        printf 'FAIL: %s does not compile alone as %s (%s):\n%s\n' "$h" "$mode" "$compiler" \
+            "$(sed 's/^/    /' "$log")"
         return 1
     fi
 }
