@@ -49,6 +49,9 @@ for tool in abidw abidiff python3 meson; do
 done
 
 builddir=${MOIRAI_ABI_BUILD_DIR:-$moirai_root/build-abi}
+# Absolute: meson install takes a relative --destdir from the build directory.
+mkdir -p "$builddir"
+builddir=$(cd "$builddir" && pwd)
 dest=$builddir/destdir
 work=$builddir/abi
 if [[ -f "$builddir/meson-private/coredata.dat" ]]; then

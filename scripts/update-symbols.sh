@@ -36,6 +36,9 @@ else
 fi
 
 builddir=${MOIRAI_SYMBOLS_BUILD_DIR:-$moirai_root/build-symbols}
+# Absolute: meson install takes a relative --destdir from the build directory.
+mkdir -p "$builddir"
+builddir=$(cd "$builddir" && pwd)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 version=$(dpkg-parsechangelog -S Version)
 dest=$builddir/destdir
