@@ -21,7 +21,7 @@ static int failures;
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            std::fprintf(stderr, "test_cxx: check failed: %s (line %d)\n", #cond, __LINE__);      \
+            std::fprintf(stderr, "test_cxx: check failed: %s (line %d)\n", #cond, __LINE__);       \
             failures++;                                                                            \
         }                                                                                          \
     } while (0)
