@@ -78,6 +78,7 @@ export -f compile_one
 export work incdir
 
 rc=0
+# shellcheck disable=SC2016 # $1 is expanded by the inner bash, on purpose.
 printf '%s\0' "${jobs[@]}" | xargs -0 -n1 -P2 bash -c 'compile_one "$1"' _ || rc=$?
 echo "${#headers[@]} headers, ${#jobs[@]} compilations"
 if ((rc != 0)); then
