@@ -19,7 +19,10 @@ sudo=()
 if ((EUID != 0)); then
     sudo=(sudo)
 fi
-apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends)
+# Another apt run (an engineer's, unattended upgrades) may hold the dpkg lock
+# for a while: wait for it instead of failing.
+apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q --no-install-recommends
+    -o DPkg::Lock::Timeout=300)
 
 # The library and -dev packages (not the -dbgsym ones).
 mapfile -t debs < <(find "$out" -maxdepth 1 -name 'libmoirai-*.deb' ! -name '*-dbgsym_*' | sort)
