@@ -45,6 +45,11 @@ packages=(
     g++
     librust-rayon-dev
     cargo
+    # moirai-async's aarch64 context switch is cross-compiled and tested
+    # under qemu-user (tests/async/aarch64/run.sh).
+    gcc-aarch64-linux-gnu
+    libc6-dev-arm64-cross
+    qemu-user
     # Packaging and ABI checks (.ci/run): dpkg-buildpackage (dpkg-dev) with
     # debhelper's meson support, lintian, and libabigail's abidw/abidiff.
     dpkg-dev
