@@ -50,6 +50,12 @@ packages=(
     gcc-aarch64-linux-gnu
     libc6-dev-arm64-cross
     qemu-user
+    # Packaging and ABI checks (.ci/run): dpkg-buildpackage (dpkg-dev) with
+    # debhelper's meson support, lintian, and libabigail's abidw/abidiff.
+    dpkg-dev
+    debhelper
+    lintian
+    abigail-tools
 )
 
 missing=()
