@@ -1,0 +1,94 @@
+/* The RT executor's state (internal; shared by executor.c, which runs
+ * workers and dispatch, and admission.c, which decides what may join). */
+#ifndef MOIRAI_RT_EXECUTOR_INTERNAL_H
+#define MOIRAI_RT_EXECUTOR_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <moirai/rt/executor.h>
+
+#include "hist.h"
+
+struct moirai_rt_group {
+    moirai_rt_executor_t *ex;
+    uint64_t budget, period;
+    uint64_t window_start, used, windows, throttles, total;
+    uint64_t throttled_window; /* window number of the last throttle counted (+1) */
+    int members;
+    double member_u; /* utilization of its non-demoted tasks */
+    struct moirai_rt_group *next;
+};
+
+struct moirai_rt_task {
+    moirai_rt_executor_t *ex;
+    uint64_t id;
+    moirai_rt_task_config_t cfg; /* sections point at our copy */
+    moirai_rt_task_section_t *sections;
+    uint64_t deadline;     /* relative, resolved */
+    uint64_t step;         /* longest step, resolved */
+    uint64_t remote_block; /* lock waiting caused by other workers (from admission) */
+    int prio;              /* FIFO/RR priority, resolved */
+    int worker;
+    uint64_t first_release, next_release;
+    uint64_t released, finished; /* job counts; pending = released - finished */
+    /* The job in progress (the oldest pending). */
+    bool job_started, job_overrun;
+    uint64_t job_exec, slice_used, rr_stamp;
+    uint64_t throttle_mark; /* group window + 1 in which a throttle was counted */
+    bool demoted, running, remove_pending;
+    /* Statistics. */
+    uint64_t completed, missed, skipped, overruns, failed, throttled;
+    int64_t lateness_max;
+    moirai__hist_t resp, lat;
+    struct moirai_rt_task *next; /* the worker's list, admission order */
+};
+
+typedef struct moirai__rt_worker {
+    moirai_rt_executor_t *ex;
+    int index;
+    pthread_t thread;
+    bool thread_started;
+    moirai_rt_task_t *tasks;
+    /* Bumped (under the executor's lock) to end the worker's sleep; the
+     * worker reads it under the same lock before sleeping, so the lock
+     * orders it and relaxed accesses suffice. */
+    _Atomic uint32_t wake;
+    uint64_t vtime; /* virtual clock: this worker's own time */
+    uint64_t rr_counter;
+    double u;
+    moirai_rt_os_status_t os;
+} moirai__rt_worker_t;
+
+struct moirai_rt_executor {
+    moirai_rt_executor_config_t cfg;
+    int nworkers;
+    moirai__rt_worker_t *w;
+    int *cpus; /* copy of cfg.cpus, or NULL */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stopping;
+    bool go; /* every worker started: they may run jobs */
+    int started, start_error;
+    int removers; /* threads waiting in remove for a step to end */
+    uint64_t next_id;
+    moirai_rt_clock_t *clock;
+    bool manual;
+    moirai_rt_group_t *groups;
+};
+
+/* Admission (admission.c): with the lock held, finds a worker for `t`
+ * (fully set up except `worker`), or explains why none. Returns the worker
+ * index, or a negative errno (-EBUSY with `why` filled). */
+int moirai__admission_place(moirai_rt_executor_t *ex, moirai_rt_task_t *t,
+                            moirai_rt_analysis_result_t *why);
+
+/* The utilization of one task. */
+static inline double moirai__task_u(const moirai_rt_task_t *t)
+{
+    return (double)t->cfg.wcet_ns / (double)t->cfg.period_ns;
+}
+
+#endif
