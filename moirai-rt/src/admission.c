@@ -164,9 +164,9 @@ static void explain(moirai_rt_analysis_result_t *why, int w, const moirai_rt_tas
     char inner[sizeof(why->reason)];
     memcpy(inner, why->reason, sizeof(inner));
     if (failing)
-        snprintf(why->reason, sizeof(why->reason), "worker %d: task %s%s%s (id %llu) %s: %.120s", w,
+        snprintf(why->reason, sizeof(why->reason), "worker %d: task %s%s%s(id %llu) %s: %.120s", w,
                  failing->cfg.name ? "'" : "", failing->cfg.name ? failing->cfg.name : "",
-                 failing->cfg.name ? "'" : "",
+                 failing->cfg.name ? "' " : "",
                  (unsigned long long)(failing == cand ? 0 : failing->id),
                  failing == cand ? "(the new one) fails" : "would fail", inner);
     else

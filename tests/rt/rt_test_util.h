@@ -30,7 +30,7 @@ static void tracer(void *arg, moirai_rt_event_t ev, uint64_t task, uint64_t job,
 }
 
 /* The tasks (as letters, id 1 = 'A') of every event `ev`, in order. */
-static const char *events(moirai_rt_event_t ev)
+__attribute__((unused)) static const char *events(moirai_rt_event_t ev)
 {
     static char s[LOG_CAP + 1];
     int k = 0;
@@ -42,7 +42,7 @@ static const char *events(moirai_rt_event_t ev)
 }
 
 /* The time of the n-th (0-based) event `ev` of task `task`, or UINT64_MAX. */
-static uint64_t event_time(moirai_rt_event_t ev, uint64_t task, int nth)
+__attribute__((unused)) static uint64_t event_time(moirai_rt_event_t ev, uint64_t task, int nth)
 {
     for (int i = 0; i < log_n; i++)
         if (log_v[i].ev == ev && log_v[i].task == task && nth-- == 0)
@@ -73,7 +73,7 @@ static int work_fn(void *arg, moirai_rt_job_t *job)
 }
 
 /* A virtual-clock executor with the tracer. */
-static moirai_rt_executor_t *make_ex(moirai_rt_clock_t **clock, moirai_rt_policy_t policy,
+__attribute__((unused)) static moirai_rt_executor_t *make_ex(moirai_rt_clock_t **clock, moirai_rt_policy_t policy,
                                      int workers)
 {
     log_n = 0;
@@ -91,7 +91,7 @@ static moirai_rt_executor_t *make_ex(moirai_rt_clock_t **clock, moirai_rt_policy
 
 /* Admits a task of `steps` steps of `step_ns` (C, D, T given), asserting
  * success. */
-static moirai_rt_task_t *add(moirai_rt_executor_t *ex, work_t *w, uint64_t c, uint64_t d,
+__attribute__((unused)) static moirai_rt_task_t *add(moirai_rt_executor_t *ex, work_t *w, uint64_t c, uint64_t d,
                              uint64_t t, uint64_t start, int prio)
 {
     moirai_rt_task_config_t tc;
