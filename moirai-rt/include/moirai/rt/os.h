@@ -41,7 +41,7 @@ typedef struct moirai_rt_os_status {
     moirai_rt_os_policy_t requested;
     moirai_rt_os_policy_t applied; /* what the thread runs under now (NONE: SCHED_OTHER) */
     int error;                     /* 0, or the negative errno that refused the request */
-    char reason[160];              /* one sentence: what was applied, or why not */
+    char reason[256];              /* one sentence: what was applied, or why not */
 } moirai_rt_os_status_t;
 
 #ifdef __cplusplus
