@@ -1,6 +1,7 @@
 /* Energy-aware packing over an injected power model (see
- * moirai/rt/energy.h). Each candidate placement is a first-fit
- * decreasing partition onto the first k CPUs; its energy over the window
+ * moirai/rt/energy.h). The candidate placements are, for each k, the
+ * first-fit decreasing partition onto the first k CPUs (as packed as the
+ * deadlines allow) and the worst-fit one (balanced over those k); its energy over the window
  * is the sum of the awake CPUs' model power at their utilization plus the
  * sleeping CPUs' sleep power. */
 #include <errno.h>
@@ -85,8 +86,10 @@ int moirai_rt_energy_pack(const moirai_rt_analysis_task_t *tasks, size_t n, int 
             energy_of(tasks, n, try, cpus, model, window_ns, load, &rep.cpus_active_spread);
     double best_e = INFINITY;
     int best_awake = 0;
-    for (int k = 1; k <= cpus; k++) {
-        rc = moirai_rt_analysis_partition(tasks, n, k, MOIRAI_RT_FIT_FIRST, test, try, &r);
+    for (int cand = 0; cand < 2 * cpus; cand++) {
+        int k = cand / 2 + 1;
+        moirai_rt_fit_t fit = cand % 2 ? MOIRAI_RT_FIT_WORST : MOIRAI_RT_FIT_FIRST;
+        rc = moirai_rt_analysis_partition(tasks, n, k, fit, test, try, &r);
         if (rc)
             goto out;
         if (!r.schedulable)

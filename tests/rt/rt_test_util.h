@@ -73,8 +73,8 @@ static int work_fn(void *arg, moirai_rt_job_t *job)
 }
 
 /* A virtual-clock executor with the tracer. */
-__attribute__((unused)) static moirai_rt_executor_t *make_ex(moirai_rt_clock_t **clock, moirai_rt_policy_t policy,
-                                     int workers)
+__attribute__((unused)) static moirai_rt_executor_t *make_ex(moirai_rt_clock_t **clock,
+                                                             moirai_rt_policy_t policy, int workers)
 {
     log_n = 0;
     cr_assert_eq(moirai_rt_clock_create_virtual(clock, 0), 0);
@@ -91,8 +91,9 @@ __attribute__((unused)) static moirai_rt_executor_t *make_ex(moirai_rt_clock_t *
 
 /* Admits a task of `steps` steps of `step_ns` (C, D, T given), asserting
  * success. */
-__attribute__((unused)) static moirai_rt_task_t *add(moirai_rt_executor_t *ex, work_t *w, uint64_t c, uint64_t d,
-                             uint64_t t, uint64_t start, int prio)
+__attribute__((unused)) static moirai_rt_task_t *add(moirai_rt_executor_t *ex, work_t *w,
+                                                     uint64_t c, uint64_t d, uint64_t t,
+                                                     uint64_t start, int prio)
 {
     moirai_rt_task_config_t tc;
     moirai_rt_task_config_init(&tc);

@@ -208,10 +208,10 @@ Test(rt_admission, bad_input)
     moirai_rt_task_section_t neg[] = {{-1, 1}}, long_cs[] = {{1, 99}};
     moirai_rt_task_config_t cases[16];
     int n = 0;
-    cases[n] = task(1, 0, 0), n++;                     /* period 0 */
-    cases[n] = task(0, 0, 10), n++;                    /* wcet 0 */
-    cases[n] = task(6, 5, 10), n++;                    /* wcet > deadline */
-    cases[n] = task(1, 11, 10), n++;                   /* deadline > period */
+    cases[n] = task(1, 0, 0), n++;   /* period 0 */
+    cases[n] = task(0, 0, 10), n++;  /* wcet 0 */
+    cases[n] = task(6, 5, 10), n++;  /* wcet > deadline */
+    cases[n] = task(1, 11, 10), n++; /* deadline > period */
     cases[n] = task(1, 0, 10), cases[n].fn = NULL, n++;
     cases[n] = task(1, 0, 10), cases[n].overrun = (moirai_rt_overrun_t)7, n++;
     cases[n] = task(1, 0, 10), cases[n].priority = 100, n++;

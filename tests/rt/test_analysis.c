@@ -207,17 +207,17 @@ Test(rt_analysis, partition_first_fit_packs_worst_fit_strands)
                                       T3(2, 0, 10)};
     int cpu[5];
     moirai_rt_analysis_result_t r;
-    cr_assert_eq(moirai_rt_analysis_partition(ts, 5, 2, MOIRAI_RT_FIT_FIRST, MOIRAI_RT_TEST_EDF,
-                                              cpu, &r),
-                 0);
+    cr_assert_eq(
+        moirai_rt_analysis_partition(ts, 5, 2, MOIRAI_RT_FIT_FIRST, MOIRAI_RT_TEST_EDF, cpu, &r),
+        0);
     cr_assert(r.schedulable, "%s", r.reason);
     int want_ff[] = {0, 1, 0, 1, 1};
     for (int i = 0; i < 5; i++)
         cr_assert_eq(cpu[i], want_ff[i], "task %d on %d", i, cpu[i]);
     cr_assert(strstr(r.reason, "on 2 of 2 CPUs"), "%s", r.reason);
-    cr_assert_eq(moirai_rt_analysis_partition(ts, 5, 2, MOIRAI_RT_FIT_WORST, MOIRAI_RT_TEST_EDF,
-                                              cpu, &r),
-                 0);
+    cr_assert_eq(
+        moirai_rt_analysis_partition(ts, 5, 2, MOIRAI_RT_FIT_WORST, MOIRAI_RT_TEST_EDF, cpu, &r),
+        0);
     cr_assert_not(r.schedulable);
     cr_assert_eq(r.task, 4);
     cr_assert_eq(cpu[4], -1);
@@ -225,9 +225,9 @@ Test(rt_analysis, partition_first_fit_packs_worst_fit_strands)
               r.reason);
     /* Utilization above the number of CPUs is refused with the reason. */
     moirai_rt_analysis_task_t heavy[] = {T3(8, 0, 10), T3(8, 0, 10), T3(8, 0, 10)};
-    cr_assert_eq(moirai_rt_analysis_partition(heavy, 3, 2, MOIRAI_RT_FIT_FIRST,
-                                              MOIRAI_RT_TEST_RTA, cpu, &r),
-                 0);
+    cr_assert_eq(
+        moirai_rt_analysis_partition(heavy, 3, 2, MOIRAI_RT_FIT_FIRST, MOIRAI_RT_TEST_RTA, cpu, &r),
+        0);
     cr_assert_not(r.schedulable);
     cr_assert_eq(r.task, 2);
 }
@@ -262,8 +262,7 @@ Test(rt_analysis, bad_input)
     cr_assert_eq(moirai_rt_analysis_partition(ok, 1, 0, 0, 0, cpu, &r), -EINVAL);
     cr_assert_eq(moirai_rt_analysis_partition(ok, 1, 1025, 0, 0, cpu, &r), -EINVAL);
     cr_assert_eq(moirai_rt_analysis_partition(ok, 1, 1, (moirai_rt_fit_t)9, 0, cpu, &r), -EINVAL);
-    cr_assert_eq(moirai_rt_analysis_partition(ok, 1, 1, 0, (moirai_rt_test_t)9, cpu, &r),
-                 -EINVAL);
+    cr_assert_eq(moirai_rt_analysis_partition(ok, 1, 1, 0, (moirai_rt_test_t)9, cpu, &r), -EINVAL);
     moirai_rt_section_t bad_cs[] = {{3, 0, 1}};
     cr_assert_eq(moirai_rt_analysis_blocking(ok, 1, bad_cs, 1, 0, b), -EINVAL);
     moirai_rt_section_t neg_lock[] = {{0, -1, 1}};

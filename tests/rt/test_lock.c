@@ -323,10 +323,12 @@ Test(rt_lock, inheritance_bounds_the_inversion, .timeout = 30)
     if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
         cr_skip_test("needs two CPUs (one for the scenario, one to watch)");
     /* Critical section 30 ms of CPU, medium spin 400 ms. */
-    scenario_t pi = {.use_pi = true, .cs_cpu_ns = 30 * MOIRAI_NS_PER_MS,
+    scenario_t pi = {.use_pi = true,
+                     .cs_cpu_ns = 30 * MOIRAI_NS_PER_MS,
                      .medium_spin_ns = 400 * MOIRAI_NS_PER_MS};
     run_scenario(&pi);
-    scenario_t plain = {.use_pi = false, .cs_cpu_ns = 30 * MOIRAI_NS_PER_MS,
+    scenario_t plain = {.use_pi = false,
+                        .cs_cpu_ns = 30 * MOIRAI_NS_PER_MS,
                         .medium_spin_ns = 400 * MOIRAI_NS_PER_MS};
     run_scenario(&plain);
     /* With inheritance the low thread ran at the high one's priority (30:

@@ -118,8 +118,8 @@ Test(rt_realtime, beside_a_sched_pool)
     cr_assert_eq(atomic_load(&be_done), spawned, "every best-effort task ran exactly once");
     moirai_rt_task_stats_t st;
     cr_assert_eq(moirai_rt_executor_task_stats(ex, t, &st), 0);
-    cr_log_info("beside the pool: %ld best-effort tasks; RT released %llu, missed %llu",
-                spawned, (unsigned long long)st.released, (unsigned long long)st.missed);
+    cr_log_info("beside the pool: %ld best-effort tasks; RT released %llu, missed %llu", spawned,
+                (unsigned long long)st.released, (unsigned long long)st.missed);
     cr_assert_geq(st.released, 35);
     cr_assert_eq(moirai_rt_executor_destroy(ex), 0);
 }

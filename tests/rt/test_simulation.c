@@ -70,8 +70,7 @@ static bool simulate(const moirai_rt_analysis_task_t *ts, size_t n, bool edf)
         for (size_t i = 0; i < n; i++) {
             if (!remaining[i])
                 continue;
-            if (run < 0 || (edf ? deadline[i] < deadline[run]
-                                : ts[i].priority > ts[run].priority))
+            if (run < 0 || (edf ? deadline[i] < deadline[run] : ts[i].priority > ts[run].priority))
                 run = (int)i;
         }
         if (run >= 0)
@@ -106,9 +105,8 @@ Test(rt_simulation, rta_is_exact_for_deadline_monotonic)
     for (int s = 0; s < SETS; s++) {
         moirai_rt_analysis_task_t ts[MAX_TASKS];
         size_t n = random_set(ts, 1.5);
-        cr_assert_eq(moirai_rt_analysis_assign_priorities(ts, n,
-                                                          MOIRAI_RT_ORDER_DEADLINE_MONOTONIC),
-                     0);
+        cr_assert_eq(
+            moirai_rt_analysis_assign_priorities(ts, n, MOIRAI_RT_ORDER_DEADLINE_MONOTONIC), 0);
         moirai_rt_analysis_result_t r;
         cr_assert_eq(moirai_rt_analysis_rta(ts, n, &r, NULL), 0);
         bool miss = simulate(ts, n, false);
@@ -146,8 +144,8 @@ Test(rt_simulation, partitions_pass_per_cpu)
         size_t n = random_set(ts, 1.8);
         int cpu[MAX_TASKS];
         moirai_rt_analysis_result_t r;
-        cr_assert_eq(moirai_rt_analysis_partition(ts, n, 2, s % 2 ? MOIRAI_RT_FIT_WORST
-                                                                  : MOIRAI_RT_FIT_FIRST,
+        cr_assert_eq(moirai_rt_analysis_partition(ts, n, 2,
+                                                  s % 2 ? MOIRAI_RT_FIT_WORST : MOIRAI_RT_FIT_FIRST,
                                                   MOIRAI_RT_TEST_EDF, cpu, &r),
                      0);
         if (!r.schedulable)

@@ -50,9 +50,11 @@ extern "C" {
 MOIRAI_RT_API int moirai_rt_power_model_linear(moirai_rt_power_model_t *model, double sleep_w,
                                                double idle_w, double busy_w);
 
-/* Chooses, among placements of the set on k = 1..cpus CPUs by first-fit
- * decreasing with `test` per CPU, the one of least model energy over
- * `window_ns` (ties: fewer CPUs), writes each task's CPU into `cpu_of`
+/* Chooses, among placements of the set on k = 1..cpus CPUs (for each k,
+ * first-fit decreasing, which packs, and worst-fit decreasing, which
+ * balances; `test` checks each CPU), the one of least model energy over
+ * `window_ns` (ties: the one found first, fewer CPUs), writes each task's
+ * CPU into `cpu_of`
  * and fills `report`. Never blocks; thread-safe. Returns 0; -EINVAL (NULL
  * arguments, cpus out of 1..1024, window 0, an invalid task or test);
  * -EBUSY (the set fits on no number of CPUs; `cpu_of` untouched);
