@@ -133,18 +133,123 @@ static bool group_exhausted(moirai_rt_group_t *g, uint64_t now)
     return g->used >= g->budget;
 }
 
+/* ---- the release heap and the ready set ---- */
+
+static bool heap_less(const moirai__rt_worker_t *w, int a, int b)
+{
+    const moirai_rt_task_t *x = w->heap[a], *y = w->heap[b];
+    return x->next_release < y->next_release ||
+           (x->next_release == y->next_release && x->id < y->id);
+}
+
+static void heap_swap(moirai__rt_worker_t *w, int a, int b)
+{
+    moirai_rt_task_t *t = w->heap[a];
+    w->heap[a] = w->heap[b];
+    w->heap[b] = t;
+    w->heap[a]->heap_idx = a;
+    w->heap[b]->heap_idx = b;
+}
+
+static void heap_up(moirai__rt_worker_t *w, int i)
+{
+    while (i > 0 && heap_less(w, i, (i - 1) / 2)) {
+        heap_swap(w, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void heap_down(moirai__rt_worker_t *w, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < w->heap_n && heap_less(w, l, m))
+            m = l;
+        if (r < w->heap_n && heap_less(w, r, m))
+            m = r;
+        if (m == i)
+            return;
+        heap_swap(w, i, m);
+        i = m;
+    }
+}
+
+static void heap_push(moirai__rt_worker_t *w, moirai_rt_task_t *t)
+{
+    t->heap_idx = w->heap_n;
+    w->heap[w->heap_n++] = t;
+    heap_up(w, t->heap_idx);
+}
+
+static void heap_remove(moirai__rt_worker_t *w, moirai_rt_task_t *t)
+{
+    int i = t->heap_idx;
+    if (i < 0)
+        return;
+    t->heap_idx = -1;
+    if (--w->heap_n == i)
+        return;
+    w->heap[i] = w->heap[w->heap_n];
+    w->heap[i]->heap_idx = i;
+    heap_up(w, i);
+    heap_down(w, w->heap[i]->heap_idx);
+}
+
+static void ready_add(moirai__rt_worker_t *w, moirai_rt_task_t *t)
+{
+    if (t->ready_idx >= 0)
+        return;
+    t->ready_idx = w->ready_n;
+    w->ready[w->ready_n++] = t;
+}
+
+static void ready_del(moirai__rt_worker_t *w, moirai_rt_task_t *t)
+{
+    int i = t->ready_idx;
+    if (i < 0)
+        return;
+    t->ready_idx = -1;
+    if (--w->ready_n == i)
+        return;
+    w->ready[i] = w->ready[w->ready_n];
+    w->ready[i]->ready_idx = i;
+}
+
+/* Room for `n` tasks on `w`. Returns 0 or -ENOMEM (nothing changed). */
+static int ensure_cap(moirai__rt_worker_t *w, int n)
+{
+    if (n <= w->cap)
+        return 0;
+    int cap = w->cap ? 2 * w->cap : 8;
+    while (cap < n)
+        cap *= 2;
+    moirai_rt_task_t **heap = moirai_realloc(w->heap, (size_t)cap * sizeof(*heap));
+    if (!heap)
+        return -ENOMEM;
+    w->heap = heap;
+    moirai_rt_task_t **ready = moirai_realloc(w->ready, (size_t)cap * sizeof(*ready));
+    if (!ready)
+        return -ENOMEM; /* the larger heap is kept: harmless */
+    w->ready = ready;
+    w->cap = cap;
+    return 0;
+}
+
 /* ---- release and ranking ---- */
 
 static void release_due(moirai_rt_executor_t *ex, moirai__rt_worker_t *w, uint64_t now)
 {
-    for (moirai_rt_task_t *t = w->tasks; t; t = t->next) {
-        while (!t->remove_pending && t->next_release <= now) {
+    while (w->heap_n > 0 && w->heap[0]->next_release <= now) {
+        moirai_rt_task_t *t = w->heap[0];
+        while (t->next_release <= now) {
             if (ex->cfg.policy == MOIRAI_RT_POLICY_RR && t->released == t->finished)
                 t->rr_stamp = ++w->rr_counter;
             trace(ex, MOIRAI_RT_EVENT_RELEASE, t, t->released, t->next_release);
             t->released++;
             t->next_release += t->cfg.period_ns;
         }
+        ready_add(w, t);
+        heap_down(w, 0);
     }
 }
 
@@ -190,8 +295,9 @@ static bool more_urgent(const moirai_rt_executor_t *ex, const moirai_rt_task_t *
 static moirai_rt_task_t *pick(moirai_rt_executor_t *ex, moirai__rt_worker_t *w, uint64_t now)
 {
     moirai_rt_task_t *best = NULL, *background = NULL;
-    for (moirai_rt_task_t *t = w->tasks; t; t = t->next) {
-        if (t->remove_pending || t->released == t->finished)
+    for (int i = 0; i < w->ready_n; i++) {
+        moirai_rt_task_t *t = w->ready[i];
+        if (t->remove_pending)
             continue;
         if (group_exhausted(t->cfg.group, now)) {
             moirai_rt_group_t *g = t->cfg.group;
@@ -220,13 +326,10 @@ static moirai_rt_task_t *pick(moirai_rt_executor_t *ex, moirai__rt_worker_t *w, 
 /* When `w` next has something to do, given that nothing is ready now. */
 static uint64_t next_event(moirai__rt_worker_t *w)
 {
-    uint64_t next = MOIRAI_DEADLINE_NEVER;
-    for (moirai_rt_task_t *t = w->tasks; t; t = t->next) {
-        if (t->remove_pending)
-            continue;
-        if (t->next_release < next)
-            next = t->next_release;
-        if (t->released != t->finished && t->cfg.group) {
+    uint64_t next = w->heap_n > 0 ? w->heap[0]->next_release : MOIRAI_DEADLINE_NEVER;
+    for (int i = 0; i < w->ready_n; i++) {
+        moirai_rt_task_t *t = w->ready[i];
+        if (!t->remove_pending && t->cfg.group) {
             uint64_t end = t->cfg.group->window_start + t->cfg.group->period;
             if (end < next)
                 next = end;
@@ -261,6 +364,8 @@ static void finish_job(moirai_rt_executor_t *ex, moirai__rt_worker_t *w, moirai_
         trace(ex, MOIRAI_RT_EVENT_MISS, t, index, at);
     }
     t->finished++;
+    if (t->finished == t->released)
+        ready_del(w, t);
     t->job_started = false;
     t->job_overrun = false;
     t->job_exec = 0;
@@ -277,6 +382,9 @@ static void unlink_task(moirai_rt_executor_t *ex, moirai_rt_task_t *t)
             *p = t->next;
             break;
         }
+    w->ntasks--;
+    heap_remove(w, t);
+    ready_del(w, t);
     if (!t->demoted) {
         w->u -= moirai__task_u(t);
         if (w->u < 1e-12)
@@ -432,6 +540,10 @@ static void free_all(moirai_rt_executor_t *ex)
         moirai_rt_group_t *g = ex->groups;
         ex->groups = g->next;
         moirai_free(g);
+    }
+    for (int i = 0; i < ex->nworkers; i++) {
+        moirai_free(ex->w[i].heap);
+        moirai_free(ex->w[i].ready);
     }
     pthread_cond_destroy(&ex->cond);
     pthread_mutex_destroy(&ex->lock);
@@ -608,11 +720,15 @@ int moirai_rt_executor_add(moirai_rt_executor_t *ex, const moirai_rt_task_config
     t->step = cfg->max_step_ns ? cfg->max_step_ns : cfg->wcet_ns;
     t->prio = cfg->priority ? cfg->priority : 1;
     t->lateness_max = INT64_MIN;
+    t->heap_idx = -1;
+    t->ready_idx = -1;
     moirai__hist_reset(&t->resp);
     moirai__hist_reset(&t->lat);
 
     pthread_mutex_lock(&ex->lock);
     int w = ex->stopping ? -ESHUTDOWN : moirai__admission_place(ex, t, why);
+    if (w >= 0 && ensure_cap(&ex->w[w], ex->w[w].ntasks + 1) != 0)
+        w = -ENOMEM;
     if (w < 0) {
         pthread_mutex_unlock(&ex->lock);
         moirai_free(t->sections);
@@ -630,6 +746,8 @@ int moirai_rt_executor_add(moirai_rt_executor_t *ex, const moirai_rt_task_config
     while (*p)
         p = &(*p)->next;
     *p = t;
+    ex->w[w].ntasks++;
+    heap_push(&ex->w[w], t);
     ex->w[w].u += moirai__task_u(t);
     if (t->cfg.group) {
         t->cfg.group->members++;
@@ -648,8 +766,11 @@ int moirai_rt_executor_remove(moirai_rt_executor_t *ex, moirai_rt_task_t *task)
         return -EINVAL;
     pthread_mutex_lock(&ex->lock);
     if (in_step == ex && step_task == task) {
-        /* Our own step: the dispatcher frees the task when it returns. */
+        /* Our own step: the dispatcher frees the task when it returns;
+         * until then it is neither released nor ranked. */
         task->remove_pending = true;
+        heap_remove(&ex->w[task->worker], task);
+        ready_del(&ex->w[task->worker], task);
         pthread_mutex_unlock(&ex->lock);
         return 0;
     }

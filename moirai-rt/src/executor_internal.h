@@ -44,6 +44,8 @@ struct moirai_rt_task {
     int64_t lateness_max;
     moirai__hist_t resp, lat;
     struct moirai_rt_task *next; /* the worker's list, admission order */
+    int heap_idx;  /* position in the worker's release heap, or -1 */
+    int ready_idx; /* position in the worker's ready set, or -1 */
 };
 
 typedef struct moirai__rt_worker {
@@ -52,6 +54,13 @@ typedef struct moirai__rt_worker {
     pthread_t thread;
     bool thread_started;
     moirai_rt_task_t *tasks;
+    int ntasks;
+    /* A min-heap of the tasks by next release, so a dispatch finds what is
+     * due in O(log n), and the set of tasks with a pending job, which the
+     * ranking scans (usually a handful, whatever the number of tasks).
+     * Both have room for `cap` tasks. */
+    moirai_rt_task_t **heap, **ready;
+    int heap_n, ready_n, cap;
     /* Bumped (under the executor's lock) to end the worker's sleep; the
      * worker reads it under the same lock before sleeping, so the lock
      * orders it and relaxed accesses suffice. */
