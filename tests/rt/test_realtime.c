@@ -10,6 +10,11 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -204,50 +209,66 @@ Test(rt_realtime, os_deadline_worker)
     check_policy(MOIRAI_RT_OS_DEADLINE, MOIRAI_RT_OS_DEADLINE);
 }
 
+/* Drops CAP_SYS_NICE from the calling thread only (capabilities are per
+ * thread in Linux, and threads it creates inherit them), so the executor's
+ * workers it creates are refused real-time policies as an unprivileged
+ * process's would be. A thread, not a forked child, so that sanitizers
+ * keep working. Returns 0, or the check that failed. */
+static void *unprivileged_checks(void *arg)
+{
+    (void)arg;
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        return (void *)10;
+    data[CAP_SYS_NICE / 32].effective &= ~(1u << (CAP_SYS_NICE % 32));
+    data[CAP_SYS_NICE / 32].permitted &= ~(1u << (CAP_SYS_NICE % 32));
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        return (void *)11;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_RTPRIO, &rl) == 0 && rl.rlim_cur > 0)
+        return (void *)0; /* an RLIMIT_RTPRIO grant would still permit FIFO */
+    moirai_rt_executor_config_t cfg;
+    moirai_rt_executor_config_init(&cfg);
+    cfg.os.policy = MOIRAI_RT_OS_FIFO;
+    moirai_rt_executor_t *ex;
+    if (moirai_rt_executor_create(&ex, &cfg) != 0)
+        return (void *)12;
+    moirai_rt_os_status_t st;
+    moirai_rt_executor_os_status(ex, 0, &st);
+    if (st.error != -EPERM || st.applied != MOIRAI_RT_OS_NONE ||
+        st.requested != MOIRAI_RT_OS_FIFO || !strstr(st.reason, "not permitted") ||
+        !strstr(st.reason, "SCHED_OTHER"))
+        return (void *)13;
+    /* The fallback executor works. */
+    probe_t p = {0};
+    moirai_rt_task_config_t tc;
+    moirai_rt_task_config_init(&tc);
+    tc.fn = probe_fn;
+    tc.arg = &p;
+    tc.period_ns = 5 * MOIRAI_NS_PER_MS;
+    tc.wcet_ns = MOIRAI_NS_PER_MS;
+    if (moirai_rt_executor_add(ex, &tc, NULL, NULL) != 0)
+        return (void *)14;
+    nap_ms(50);
+    if (atomic_load(&p.calls) < 2 || atomic_load(&p.policy) != MOIRAI_RT_OS_NONE)
+        return (void *)15;
+    moirai_rt_executor_destroy(ex);
+    /* Required: create fails with the refusal and leaves nothing. */
+    cfg.os_required = true;
+    ex = NULL;
+    if (moirai_rt_executor_create(&ex, &cfg) != -EPERM || ex)
+        return (void *)16;
+    return (void *)0;
+}
+
 Test(rt_realtime, os_fallback_without_privilege)
 {
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        /* Drop root (if we are root) so the request is refused. */
-        if (getuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
-            _exit(10);
-        moirai_rt_executor_config_t cfg;
-        moirai_rt_executor_config_init(&cfg);
-        cfg.os.policy = MOIRAI_RT_OS_FIFO;
-        moirai_rt_executor_t *ex;
-        if (moirai_rt_executor_create(&ex, &cfg) != 0)
-            _exit(11);
-        moirai_rt_os_status_t st;
-        moirai_rt_executor_os_status(ex, 0, &st);
-        if (st.error != -EPERM || st.applied != MOIRAI_RT_OS_NONE ||
-            st.requested != MOIRAI_RT_OS_FIFO || !strstr(st.reason, "not permitted") ||
-            !strstr(st.reason, "SCHED_OTHER"))
-            _exit(12);
-        /* The fallback executor works. */
-        probe_t p = {0};
-        moirai_rt_task_config_t tc;
-        moirai_rt_task_config_init(&tc);
-        tc.fn = probe_fn;
-        tc.arg = &p;
-        tc.period_ns = 5 * MOIRAI_NS_PER_MS;
-        tc.wcet_ns = MOIRAI_NS_PER_MS;
-        if (moirai_rt_executor_add(ex, &tc, NULL, NULL) != 0)
-            _exit(13);
-        nap_ms(50);
-        if (atomic_load(&p.calls) < 2 || atomic_load(&p.policy) != MOIRAI_RT_OS_NONE)
-            _exit(14);
-        moirai_rt_executor_destroy(ex);
-        /* Required: create fails with the refusal and leaves nothing. */
-        cfg.os_required = true;
-        if (moirai_rt_executor_create(&ex, &cfg) != -EPERM)
-            _exit(15);
-        _exit(0);
-    }
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status));
-    cr_assert_eq(WEXITSTATUS(status), 0, "child check %d failed", WEXITSTATUS(status));
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, unprivileged_checks, NULL), 0);
+    void *rc;
+    pthread_join(th, &rc);
+    cr_assert_eq((intptr_t)rc, 0, "check %d failed", (int)(intptr_t)rc);
 }
 
 Test(rt_realtime, os_request_errors)
