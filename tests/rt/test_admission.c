@@ -340,3 +340,20 @@ Test(rt_admission, create_out_of_memory)
     moirai_test_oom_uninstall();
     cr_assert_null(c);
 }
+
+Test(rt_admission, group_create_out_of_memory)
+{
+    moirai_rt_clock_t *clk;
+    moirai_rt_executor_t *ex = manual(&clk, MOIRAI_RT_POLICY_EDF, 1);
+    moirai_rt_group_t *g = NULL;
+    moirai_rt_group_config_t gc = {2, 10};
+    moirai_test_oom_install();
+    moirai_test_oom_fail_at(0);
+    cr_assert_eq(moirai_rt_group_create(ex, &g, &gc), -ENOMEM);
+    moirai_test_oom_uninstall();
+    cr_assert_null(g);
+    cr_assert_eq(moirai_rt_group_create(ex, &g, &gc), 0);
+    cr_assert_eq(moirai_rt_group_destroy(g), 0);
+    moirai_rt_executor_destroy(ex);
+    moirai_rt_clock_destroy(clk);
+}

@@ -253,3 +253,47 @@ Test(rt_quota, bad_input)
     uint64_t a, b;
     cr_assert_eq(moirai_rt_quota_throttled(NULL, &a, &b), -EINVAL);
 }
+
+static moirai_rt_analysis_task_t energy_set[] = {T3(1, 0, 4), T3(1, 0, 4), T3(2, 0, 4)};
+static int energy_cpu[3] = {-5, -5, -5};
+
+static int energy_op(void *ctx)
+{
+    moirai_rt_power_model_t *m = ctx;
+    moirai_rt_energy_report_t rep;
+    return moirai_rt_energy_pack(energy_set, 3, 2, MOIRAI_RT_TEST_EDF, m, MOIRAI_NS_PER_S,
+                                 energy_cpu, &rep);
+}
+
+static void energy_unchanged(void *ctx, long n)
+{
+    (void)ctx;
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(energy_cpu[i], -5, "failure %ld wrote cpu_of", n);
+}
+
+Test(rt_energy, out_of_memory)
+{
+    moirai_rt_power_model_t m;
+    cr_assert_eq(moirai_rt_power_model_linear(&m, 0.1, 1.0, 3.0), 0);
+    moirai_test_oom_install();
+    long failures = MOIRAI_TEST_OOM_SWEEP(energy_op, energy_unchanged, &m);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(failures, 3);
+    cr_assert_eq(energy_cpu[0], 0);
+}
+
+Test(rt_quota, out_of_memory_touches_nothing)
+{
+    moirai_rt_quota_t *q = NULL;
+    moirai_test_oom_install();
+    moirai_test_oom_fail_at(0);
+    int rc = moirai_rt_quota_create(&q, "moirai-rt-oom", 10 * MOIRAI_NS_PER_MS,
+                                    100 * MOIRAI_NS_PER_MS);
+    moirai_test_oom_uninstall();
+    cr_assert_eq(rc, -ENOMEM);
+    cr_assert_null(q);
+    struct stat sb;
+    cr_assert_neq(stat("/sys/fs/cgroup/cpu/moirai-rt-oom", &sb), 0);
+    cr_assert_neq(stat("/sys/fs/cgroup/moirai-rt-oom", &sb), 0);
+}
