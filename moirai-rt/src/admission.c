@@ -22,6 +22,7 @@
  * part. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <moirai/core/alloc.h>
@@ -83,6 +84,45 @@ static int fp_priority_rank(const moirai_rt_executor_t *ex, const moirai_rt_task
     return t->prio;
 }
 
+/* The urgency order of a worker's tasks. qsort has no context argument,
+ * so the set being sorted is passed per thread. */
+static _Thread_local struct {
+    const moirai_rt_analysis_task_t *set;
+    moirai_rt_policy_t policy;
+} sort_ctx;
+
+static uint64_t urgency_key(const moirai_rt_analysis_task_t *t, moirai_rt_policy_t policy)
+{
+    switch (policy) {
+    case MOIRAI_RT_POLICY_RM:
+        return t->period_ns;
+    case MOIRAI_RT_POLICY_FIFO:
+    case MOIRAI_RT_POLICY_RR:
+        return (uint64_t)(100 - t->priority);
+    default:
+        return t->deadline_ns;
+    }
+}
+
+static int by_urgency(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    uint64_t kx = urgency_key(&sort_ctx.set[x], sort_ctx.policy);
+    uint64_t ky = urgency_key(&sort_ctx.set[y], sort_ctx.policy);
+    if (kx != ky)
+        return kx < ky ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* Whether two tasks are equally urgent for the blocking term: equal
+ * deadlines under EDF, equal priorities otherwise (RM and DM priorities
+ * are distinct ranks by then). */
+static bool same_urgency(const moirai_rt_analysis_task_t *a, const moirai_rt_analysis_task_t *b,
+                         bool edf)
+{
+    return edf ? a->deadline_ns == b->deadline_ns : a->priority == b->priority;
+}
+
 /* Tests worker `w` with the candidate on worker `cw`. Returns 0 with
  * `r` filled, or a negative errno. */
 static int test_worker(moirai_rt_executor_t *ex, int w, moirai_rt_task_t *cand, int cw,
@@ -96,8 +136,9 @@ static int test_worker(moirai_rt_executor_t *ex, int w, moirai_rt_task_t *cand, 
     moirai_rt_analysis_task_t *set = moirai_calloc(n ? n : 1, sizeof(*set));
     moirai_rt_task_t **who = moirai_calloc(n ? n : 1, sizeof(*who));
     uint64_t *remote = moirai_calloc(n ? n : 1, sizeof(*remote));
+    size_t *order = moirai_calloc(n ? n : 1, sizeof(*order));
     int rc = 0;
-    if (!set || !who || !remote) {
+    if (!set || !who || !remote || !order) {
         rc = -ENOMEM;
         goto out;
     }
@@ -126,24 +167,39 @@ static int test_worker(moirai_rt_executor_t *ex, int w, moirai_rt_task_t *cand, 
             goto out;
         }
     }
-    if (ex->cfg.policy == MOIRAI_RT_POLICY_RM)
-        rc = moirai_rt_analysis_assign_priorities(set, n, MOIRAI_RT_ORDER_RATE_MONOTONIC);
-    else if (ex->cfg.policy == MOIRAI_RT_POLICY_DM)
-        rc = moirai_rt_analysis_assign_priorities(set, n, MOIRAI_RT_ORDER_DEADLINE_MONOTONIC);
-    if (rc)
-        goto out;
     bool edf = ex->cfg.policy == MOIRAI_RT_POLICY_EDF;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t np = 0;
-        for (size_t j = 0; j < n; j++) {
-            if (j == i)
-                continue;
-            bool less_urgent =
-                edf ? set[j].deadline_ns > set[i].deadline_ns : set[j].priority < set[i].priority;
-            if (less_urgent && who[j]->step + remote[j] > np)
-                np = who[j]->step + remote[j];
+    /* Indices by decreasing urgency, as the dispatcher ranks them: RM by
+     * period, DM and EDF by relative deadline (EDF's static order for the
+     * blocking term), FIFO and RR by priority; ties by admission order
+     * (the candidate is last in `who`). O(n log n), so admitting into a
+     * large set stays cheap under the lock. */
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    sort_ctx.set = set;
+    sort_ctx.policy = ex->cfg.policy;
+    qsort(order, n, sizeof(*order), by_urgency);
+    if (ex->cfg.policy == MOIRAI_RT_POLICY_RM || ex->cfg.policy == MOIRAI_RT_POLICY_DM)
+        for (size_t k = 0; k < n; k++)
+            set[order[k]].priority = (int)(n - k);
+    /* Non-preemptive blocking: the longest step (plus its remote waits) of
+     * any strictly less urgent task, a running maximum from the least
+     * urgent end, taken over whole groups of equal urgency. */
+    uint64_t below = 0;
+    for (size_t k = n; k > 0;) {
+        size_t first = k - 1;
+        while (first > 0 && same_urgency(&set[order[first - 1]], &set[order[k - 1]], edf))
+            first--;
+        uint64_t group_max = 0;
+        for (size_t q = first; q < k; q++) {
+            size_t i = order[q];
+            set[i].blocking_ns = below + remote[i];
+            uint64_t own = who[i]->step + remote[i];
+            if (own > group_max)
+                group_max = own;
         }
-        set[i].blocking_ns = np + remote[i];
+        if (group_max > below)
+            below = group_max;
+        k = first;
     }
     rc = moirai__analysis_cpu_test(set, n, edf ? MOIRAI_RT_TEST_EDF : MOIRAI_RT_TEST_RTA, r);
     if (rc == 0) {
@@ -154,6 +210,7 @@ out:
     moirai_free(set);
     moirai_free(who);
     moirai_free(remote);
+    moirai_free(order);
     return rc;
 }
 

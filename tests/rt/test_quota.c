@@ -225,7 +225,10 @@ Test(rt_quota, cgroup_quota_limits_a_spinning_thread, .timeout = 30)
                 (unsigned long long)periods);
     /* 20 % of a CPU is ~200 ms; unthrottled it would be ~1000 ms. */
     cr_assert_lt(cpu, 500 * MOIRAI_NS_PER_MS);
-    cr_assert_gt(throttled, 0);
+    /* Throttled at least once, unless the machine was so loaded that the
+     * spinner never reached its quota in any period. */
+    cr_assert(throttled > 0 || cpu < 100 * MOIRAI_NS_PER_MS, "never throttled, yet used %llu ms",
+              (unsigned long long)(cpu / MOIRAI_NS_PER_MS));
     cr_assert_eq(moirai_rt_quota_set(q, 50 * MOIRAI_NS_PER_MS, 100 * MOIRAI_NS_PER_MS), 0);
     char path[512];
     snprintf(path, sizeof(path), "%s", moirai_rt_quota_path(q));
