@@ -130,8 +130,7 @@ static void *floor_thread(void *arg)
     floor_run_t *r = arg;
     uint64_t next = moirai_clock_now_ns() + 10 * MOIRAI_NS_PER_MS;
     for (uint64_t i = 0; i < r->iters; i++, next += JITTER_PERIOD_NS) {
-        struct timespec ts = {(time_t)(next / MOIRAI_NS_PER_S),
-                              (long)(next % MOIRAI_NS_PER_S)};
+        struct timespec ts = {(time_t)(next / MOIRAI_NS_PER_S), (long)(next % MOIRAI_NS_PER_S)};
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
         }
         uint64_t now = moirai_clock_now_ns();

@@ -44,8 +44,8 @@ struct moirai_rt_task {
     int64_t lateness_max;
     moirai__hist_t resp, lat;
     struct moirai_rt_task *next; /* the worker's list, admission order */
-    int heap_idx;  /* position in the worker's release heap, or -1 */
-    int ready_idx; /* position in the worker's ready set, or -1 */
+    int heap_idx;                /* position in the worker's release heap, or -1 */
+    int ready_idx;               /* position in the worker's ready set, or -1 */
 };
 
 typedef struct moirai__rt_worker {

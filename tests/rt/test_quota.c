@@ -291,8 +291,8 @@ Test(rt_quota, out_of_memory_touches_nothing)
     moirai_rt_quota_t *q = NULL;
     moirai_test_oom_install();
     moirai_test_oom_fail_at(0);
-    int rc = moirai_rt_quota_create(&q, "moirai-rt-oom", 10 * MOIRAI_NS_PER_MS,
-                                    100 * MOIRAI_NS_PER_MS);
+    int rc =
+        moirai_rt_quota_create(&q, "moirai-rt-oom", 10 * MOIRAI_NS_PER_MS, 100 * MOIRAI_NS_PER_MS);
     moirai_test_oom_uninstall();
     cr_assert_eq(rc, -ENOMEM);
     cr_assert_null(q);
