@@ -416,3 +416,93 @@ Test(rt_dispatch, clock_and_run_errors)
     cr_assert_str_eq(moirai_rt_policy_name(MOIRAI_RT_POLICY_RR), "rr");
     cr_assert_str_eq(moirai_rt_policy_name((moirai_rt_policy_t)9), "unknown");
 }
+
+static moirai_rt_pi_mutex_t kept = MOIRAI_RT_PI_MUTEX_INIT;
+
+static int keeps_lock(void *arg, moirai_rt_job_t *job)
+{
+    (void)job;
+    moirai_rt_clock_advance(arg, 1);
+    cr_assert_eq(moirai_rt_pi_mutex_lock(&kept), 0);
+    return MOIRAI_RT_JOB_MORE;
+}
+
+Test(rt_dispatch, step_returning_with_a_lock_fails_the_job)
+{
+    moirai_rt_clock_t *clk;
+    moirai_rt_executor_t *ex = make_ex(&clk, MOIRAI_RT_POLICY_EDF, 1);
+    moirai_rt_task_config_t tc;
+    moirai_rt_task_config_init(&tc);
+    tc.fn = keeps_lock;
+    tc.arg = clk;
+    tc.period_ns = 100;
+    tc.wcet_ns = 5;
+    moirai_rt_task_t *t;
+    cr_assert_eq(moirai_rt_executor_add(ex, &tc, &t, NULL), 0);
+    cr_assert_eq(moirai_rt_executor_run_until(ex, 50), 0);
+    moirai_rt_task_stats_t st;
+    cr_assert_eq(moirai_rt_executor_task_stats(ex, t, &st), 0);
+    /* The job ended at its first step, counted failed, not completed. */
+    cr_assert_eq(st.failed, 1);
+    cr_assert_eq(st.completed, 0);
+    cr_assert_str_eq(events(MOIRAI_RT_EVENT_STEP), "A");
+    /* The lock is the caller's to release (the manual executor ran the step
+     * on this thread). */
+    cr_assert_eq(moirai_rt_pi_mutex_unlock(&kept), 0);
+    moirai_rt_executor_destroy(ex);
+    moirai_rt_clock_destroy(clk);
+}
+
+static int failing_step(void *arg, moirai_rt_job_t *job)
+{
+    (void)job;
+    moirai_rt_clock_advance(arg, 1);
+    return -EIO;
+}
+
+static int varying_step(void *arg, moirai_rt_job_t *job)
+{
+    moirai_rt_clock_advance(arg, 1000 + moirai_rt_job_index(job) % 100);
+    cr_assert_eq(moirai_rt_job_budget_left_ns(job), 2000);
+    cr_assert_eq(moirai_rt_job_deadline_ns(job) - moirai_rt_job_release_ns(job), 5000);
+    cr_assert_geq(moirai_rt_job_now_ns(job), moirai_rt_job_release_ns(job));
+    return MOIRAI_RT_JOB_DONE;
+}
+
+Test(rt_dispatch, response_statistics_are_exact)
+{
+    moirai_rt_clock_t *clk;
+    moirai_rt_executor_t *ex = make_ex(&clk, MOIRAI_RT_POLICY_EDF, 1);
+    moirai_rt_task_config_t tc;
+    moirai_rt_task_config_init(&tc);
+    tc.fn = varying_step;
+    tc.arg = clk;
+    tc.period_ns = 5000;
+    tc.wcet_ns = 2000;
+    moirai_rt_task_t *t, *f;
+    cr_assert_eq(moirai_rt_executor_add(ex, &tc, &t, NULL), 0);
+    tc.fn = failing_step;
+    tc.wcet_ns = 1;
+    cr_assert_eq(moirai_rt_executor_add(ex, &tc, &f, NULL), 0);
+    /* 100 jobs with responses 1000 .. 1099. The failing task has the same
+     * deadlines; ties go to the earlier admission, so it runs after each. */
+    cr_assert_eq(moirai_rt_executor_run_until(ex, 500000), 0);
+    moirai_rt_task_stats_t st;
+    cr_assert_eq(moirai_rt_executor_task_stats(ex, t, &st), 0);
+    cr_assert_eq(st.completed, 100);
+    cr_assert_eq(st.response_min_ns, 1000);
+    cr_assert_eq(st.response_max_ns, 1099);
+    cr_assert_eq(st.response_mean_ns, 1049);
+    /* The 99th of 100 sorted values is 1098; the histogram's bucket may
+     * round it up, never past the maximum. */
+    cr_assert(st.response_p99_ns >= 1098 && st.response_p99_ns <= 1099, "p99 %llu",
+              (unsigned long long)st.response_p99_ns);
+    cr_assert_eq(st.lateness_max_ns, 1099 - 5000);
+    cr_assert_eq(moirai_rt_executor_task_stats(ex, f, &st), 0);
+    cr_assert_eq(st.failed, 100);
+    cr_assert_eq(st.completed, 0);
+    cr_assert_eq(st.response_max_ns, 0);
+    cr_assert_eq(st.lateness_max_ns, INT64_MIN);
+    moirai_rt_executor_destroy(ex);
+    moirai_rt_clock_destroy(clk);
+}
