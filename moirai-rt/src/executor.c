@@ -32,8 +32,8 @@ struct moirai_rt_job {
 };
 
 /* The executor whose step this thread is running, and the task. */
-static _Thread_local moirai_rt_executor_t *in_step;
-static _Thread_local moirai_rt_task_t *step_task;
+static __thread moirai_rt_executor_t *in_step __attribute__((tls_model("initial-exec")));
+static __thread moirai_rt_task_t *step_task __attribute__((tls_model("initial-exec")));
 
 /* ---- small accessors ---- */
 

@@ -29,8 +29,17 @@
 _Static_assert(sizeof(moirai_rt_pi_mutex_t) == sizeof(_Atomic uint32_t),
                "the public storage holds the futex word");
 
-static _Thread_local uint32_t cached_tid;
-static _Thread_local int held_count;
+/* The caller's thread id and held-lock count. Initial-exec TLS: a fixed
+ * offset from the thread pointer, instead of a __tls_get_addr call per
+ * access (the default for a shared library), which would cost more than
+ * the uncontended lock itself. The 8 bytes fit glibc's static TLS
+ * reserve even when the library is loaded with dlopen. */
+static __thread struct {
+    uint32_t tid;
+    int held;
+} self __attribute__((tls_model("initial-exec")));
+#define cached_tid self.tid
+#define held_count self.held
 
 uint32_t moirai__lock_tid(void)
 {
