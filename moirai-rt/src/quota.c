@@ -161,6 +161,12 @@ int moirai_rt_quota_create(moirai_rt_quota_t **out, const char *name, uint64_t q
         moirai_free(q);
         return e;
     }
+    /* v2: a threaded cgroup accepts single threads (cgroup.threads); a
+     * domain cgroup only whole processes. Best effort: an older kernel or
+     * a parent that cannot host threaded children keeps it a domain, and
+     * attach then reports the kernel's refusal. */
+    if (q->version == 2 && q->created)
+        (void)write_file(q->path, "cgroup.type", "threaded");
     int rc = moirai_rt_quota_set(q, quota_ns, period_ns);
     if (rc) {
         if (q->created)
@@ -176,13 +182,10 @@ static int move_thread(const char *dir, int version, pid_t tid)
 {
     char text[32];
     snprintf(text, sizeof(text), "%d", tid ? (int)tid : (int)syscall(SYS_gettid));
-    /* v2 moves single threads only within threaded subtrees; a process's
-     * threads move together through cgroup.procs otherwise. */
-    if (version == 2) {
-        int rc = write_file(dir, "cgroup.threads", text);
-        return rc == -EOPNOTSUPP || rc == -EINVAL ? write_file(dir, "cgroup.procs", text) : rc;
-    }
-    return write_file(dir, "tasks", text);
+    /* v2 places single threads only in threaded cgroups (create makes
+     * ours one); writing the id to cgroup.procs instead would move the
+     * whole process, so a refusal is returned as it is. */
+    return write_file(dir, version == 2 ? "cgroup.threads" : "tasks", text);
 }
 
 int moirai_rt_quota_attach_thread(moirai_rt_quota_t *q, pid_t tid)

@@ -41,8 +41,11 @@ MOIRAI_RT_API int moirai_rt_quota_create(moirai_rt_quota_t **out, const char *na
 MOIRAI_RT_API int moirai_rt_quota_set(moirai_rt_quota_t *quota, uint64_t quota_ns,
                                       uint64_t period_ns);
 
-/* Moves thread `tid` (0: the caller) into the cgroup. Returns 0, -EINVAL
- * or the errno of the write (-ESRCH for no such thread). */
+/* Moves thread `tid` (0: the caller) into the cgroup (v1: its `tasks`
+ * file; v2: `cgroup.threads`, create having made the cgroup threaded; a
+ * kernel that refuses that is reported, never worked around by moving
+ * the whole process). Returns 0, -EINVAL or the errno of the write
+ * (-ESRCH for no such thread, -EOPNOTSUPP on a v2 domain cgroup). */
 MOIRAI_RT_API int moirai_rt_quota_attach_thread(moirai_rt_quota_t *quota, pid_t tid);
 
 /* Moves thread `tid` (0: the caller) back to the root cgroup. */
