@@ -49,12 +49,6 @@ void moirai_rt_executor_config_init(moirai_rt_executor_config_t *cfg)
         memset(cfg, 0, sizeof(*cfg));
 }
 
-void moirai_rt_group_config_init(moirai_rt_group_config_t *cfg)
-{
-    if (cfg)
-        memset(cfg, 0, sizeof(*cfg));
-}
-
 const char *moirai_rt_policy_name(moirai_rt_policy_t policy)
 {
     static const char *const names[] = {"edf", "rm", "dm", "fifo", "rr"};
@@ -110,27 +104,6 @@ static void wake_worker(moirai__rt_worker_t *w)
     atomic_fetch_add_explicit(&w->wake, 1, memory_order_relaxed);
     if (!w->ex->manual)
         moirai_unpark_all(&w->wake);
-}
-
-/* ---- groups ---- */
-
-/* Starts the group's windows up to `now`. */
-static void group_roll(moirai_rt_group_t *g, uint64_t now)
-{
-    if (now < g->window_start + g->period)
-        return;
-    uint64_t behind = (now - g->window_start) / g->period;
-    g->window_start += behind * g->period;
-    g->windows += behind;
-    g->used = 0;
-}
-
-static bool group_exhausted(moirai_rt_group_t *g, uint64_t now)
-{
-    if (!g)
-        return false;
-    group_roll(g, now);
-    return g->used >= g->budget;
 }
 
 /* ---- the release heap and the ready set ---- */
@@ -299,7 +272,7 @@ static moirai_rt_task_t *pick(moirai_rt_executor_t *ex, moirai__rt_worker_t *w, 
         moirai_rt_task_t *t = w->ready[i];
         if (t->remove_pending)
             continue;
-        if (group_exhausted(t->cfg.group, now)) {
+        if (moirai__group_exhausted(t->cfg.group, now)) {
             moirai_rt_group_t *g = t->cfg.group;
             if (t->throttle_mark != g->windows + 1) {
                 t->throttle_mark = g->windows + 1;
@@ -447,7 +420,7 @@ static bool dispatch(moirai_rt_executor_t *ex, moirai__rt_worker_t *w, uint64_t 
     t->job_exec += dt;
     t->slice_used += dt;
     if (t->cfg.group) {
-        group_roll(t->cfg.group, t0);
+        moirai__group_roll(t->cfg.group, t0);
         t->cfg.group->used += dt;
         t->cfg.group->total += dt;
     }
@@ -898,62 +871,4 @@ int moirai_rt_executor_active_workers(moirai_rt_executor_t *ex)
 int moirai_rt_executor_worker_count(const moirai_rt_executor_t *ex)
 {
     return ex ? ex->nworkers : -EINVAL;
-}
-
-/* ---- groups ---- */
-
-int moirai_rt_group_create(moirai_rt_executor_t *ex, moirai_rt_group_t **out,
-                           const moirai_rt_group_config_t *cfg)
-{
-    if (!ex || !out || !cfg || cfg->period_ns == 0 || cfg->budget_ns == 0 ||
-        cfg->budget_ns > cfg->period_ns)
-        return -EINVAL;
-    moirai_rt_group_t *g = moirai_calloc(1, sizeof(*g));
-    if (!g)
-        return -ENOMEM;
-    g->ex = ex;
-    g->budget = cfg->budget_ns;
-    g->period = cfg->period_ns;
-    pthread_mutex_lock(&ex->lock);
-    g->window_start = now_of(ex);
-    g->next = ex->groups;
-    ex->groups = g;
-    pthread_mutex_unlock(&ex->lock);
-    *out = g;
-    return 0;
-}
-
-int moirai_rt_group_destroy(moirai_rt_group_t *group)
-{
-    if (!group)
-        return -EINVAL;
-    moirai_rt_executor_t *ex = group->ex;
-    pthread_mutex_lock(&ex->lock);
-    if (group->members) {
-        pthread_mutex_unlock(&ex->lock);
-        return -EBUSY;
-    }
-    for (moirai_rt_group_t **p = &ex->groups; *p; p = &(*p)->next)
-        if (*p == group) {
-            *p = group->next;
-            break;
-        }
-    pthread_mutex_unlock(&ex->lock);
-    moirai_free(group);
-    return 0;
-}
-
-int moirai_rt_group_stats(moirai_rt_group_t *group, moirai_rt_group_stats_t *out)
-{
-    if (!group || !out)
-        return -EINVAL;
-    moirai_rt_executor_t *ex = group->ex;
-    pthread_mutex_lock(&ex->lock);
-    group_roll(group, now_of(ex));
-    out->used_ns = group->used;
-    out->windows = group->windows + 1;
-    out->throttles = group->throttles;
-    out->total_ns = group->total;
-    pthread_mutex_unlock(&ex->lock);
-    return 0;
 }

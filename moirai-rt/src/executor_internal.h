@@ -94,6 +94,12 @@ struct moirai_rt_executor {
 int moirai__admission_place(moirai_rt_executor_t *ex, moirai_rt_task_t *t,
                             moirai_rt_analysis_result_t *why);
 
+/* Quota groups (group.c), with the executor's lock held: start the
+ * windows up to `now`; whether the budget of the current window is spent
+ * (false for NULL). */
+void moirai__group_roll(moirai_rt_group_t *g, uint64_t now);
+bool moirai__group_exhausted(moirai_rt_group_t *g, uint64_t now);
+
 /* The utilization of one task. */
 static inline double moirai__task_u(const moirai_rt_task_t *t)
 {
