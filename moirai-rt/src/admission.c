@@ -1,6 +1,12 @@
 /* Online admission: a new task joins only if the exact test of the
  * executor's policy still passes on a worker with it (see executor.h).
  *
+ * The analysis runs on a snapshot of the admitted set taken under the
+ * executor's lock and is done outside it, so workers keep dispatching
+ * while it runs; the executor commits the result only if the set has not
+ * changed meanwhile (its generation counter), and otherwise takes a new
+ * snapshot and decides again.
+ *
  * The per-worker task set handed to the analysis carries, for each task,
  * a blocking term with two parts:
  *   - non-preemptive blocking: steps never preempt each other, so a job
@@ -30,38 +36,128 @@
 #include "analysis_internal.h"
 #include "executor_internal.h"
 
-/* The remote blocking of task `t` placed on worker `tw`, given the
- * candidate `cand` on worker `cw`. UINT64_MAX when a wait would pass the
- * task's deadline. */
-static uint64_t remote_blocking(moirai_rt_executor_t *ex, const moirai_rt_task_t *t, int tw,
-                                moirai_rt_task_t *cand, int cw)
+/* Bytes of a task's name kept in a snapshot, for the reason. */
+#define NAME_KEEP 32
+
+typedef struct snap_task {
+    uint64_t id; /* 0 for the candidate */
+    uint64_t period, deadline, wcet, step;
+    int prio;
+    int worker; /* the candidate's is set per placement tried */
+    size_t sec_first, sec_count;
+    char name[NAME_KEEP];
+} snap_task_t;
+
+struct moirai__snapshot {
+    moirai_rt_policy_t policy;
+    moirai_rt_placement_t placement;
+    int nworkers;
+    uint64_t generation;
+    size_t n; /* admitted non-demoted tasks, then the candidate at [n] */
+    snap_task_t *tasks;
+    moirai_rt_task_section_t *secs;
+    double *u;  /* per worker */
+    int pinned; /* the candidate's worker + 1, or 0 */
+};
+
+static void snap_fill(snap_task_t *s, const moirai_rt_task_t *t, uint64_t id, int worker,
+                      size_t sec_first)
+{
+    s->id = id;
+    s->period = t->cfg.period_ns;
+    s->deadline = t->deadline;
+    s->wcet = t->cfg.wcet_ns;
+    s->step = t->step;
+    s->prio = t->prio;
+    s->worker = worker;
+    s->sec_first = sec_first;
+    s->sec_count = t->cfg.section_count;
+    /* A bounded copy (names are for the reason only; a long one is cut). */
+    size_t len = t->cfg.name ? strnlen(t->cfg.name, sizeof(s->name) - 1) : 0;
+    memcpy(s->name, t->cfg.name ? t->cfg.name : "", len);
+    s->name[len] = 0;
+}
+
+void moirai__snapshot_free(moirai__snapshot_t *s)
+{
+    if (!s)
+        return;
+    moirai_free(s->tasks);
+    moirai_free(s->secs);
+    moirai_free(s->u);
+    moirai_free(s);
+}
+
+int moirai__snapshot_take(moirai_rt_executor_t *ex, const moirai_rt_task_t *cand,
+                          moirai__snapshot_t **out)
+{
+    size_t n = 0, nsec = cand->cfg.section_count;
+    for (int w = 0; w < ex->nworkers; w++)
+        for (const moirai_rt_task_t *t = ex->w[w].tasks; t; t = t->next)
+            if (!t->demoted) {
+                n++;
+                nsec += t->cfg.section_count;
+            }
+    moirai__snapshot_t *s = moirai_calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->tasks = moirai_calloc(n + 1, sizeof(*s->tasks));
+    s->secs = moirai_calloc(nsec ? nsec : 1, sizeof(*s->secs));
+    s->u = moirai_calloc((size_t)ex->nworkers, sizeof(*s->u));
+    if (!s->tasks || !s->secs || !s->u) {
+        moirai__snapshot_free(s);
+        return -ENOMEM;
+    }
+    s->policy = ex->cfg.policy;
+    s->placement = ex->cfg.placement;
+    s->nworkers = ex->nworkers;
+    s->generation = ex->generation;
+    s->pinned = cand->cfg.worker;
+    size_t k = 0, q = 0;
+    for (int w = 0; w < ex->nworkers; w++) {
+        s->u[w] = ex->w[w].u;
+        for (const moirai_rt_task_t *t = ex->w[w].tasks; t; t = t->next) {
+            if (t->demoted)
+                continue;
+            snap_fill(&s->tasks[k++], t, t->id, w, q);
+            memcpy(&s->secs[q], t->sections, t->cfg.section_count * sizeof(*s->secs));
+            q += t->cfg.section_count;
+        }
+    }
+    snap_fill(&s->tasks[k], cand, 0, -1, q);
+    if (cand->cfg.section_count)
+        memcpy(&s->secs[q], cand->sections, cand->cfg.section_count * sizeof(*s->secs));
+    s->n = n;
+    *out = s;
+    return 0;
+}
+
+/* The remote blocking of task `t`: waits for its sections' locks held by
+ * tasks on other workers. UINT64_MAX when a wait would pass its deadline. */
+static uint64_t remote_blocking(const moirai__snapshot_t *s, const snap_task_t *t)
 {
     uint64_t total = 0;
-    for (size_t s = 0; s < t->cfg.section_count; s++) {
-        int lock = t->sections[s].lock;
+    for (size_t q = 0; q < t->sec_count; q++) {
+        int lock = s->secs[t->sec_first + q].lock;
         uint64_t w = 0, prev;
         /* Fixed point of the wait, starting from one section of each. */
         for (int round = 0; round < 1000; round++) {
             prev = w;
             uint64_t next = 0;
-            for (int k = 0; k <= ex->nworkers; k++) {
-                moirai_rt_task_t *o = k < ex->nworkers ? ex->w[k].tasks : cand;
-                for (; o; o = k < ex->nworkers ? o->next : NULL) {
-                    if (o == t || o->demoted || (k < ex->nworkers && o == cand))
-                        continue;
-                    int ow = o == cand ? cw : o->worker;
-                    if (ow == tw)
-                        continue;
-                    uint64_t cs = 0;
-                    for (size_t q = 0; q < o->cfg.section_count; q++)
-                        if (o->sections[q].lock == lock && o->sections[q].length_ns > cs)
-                            cs = o->sections[q].length_ns;
-                    if (!cs)
-                        continue;
-                    uint64_t n =
-                        (round == 0 ? 0 : (w + o->cfg.period_ns - 1) / o->cfg.period_ns) + 1;
-                    next += n * cs;
+            for (size_t k = 0; k <= s->n; k++) {
+                const snap_task_t *o = &s->tasks[k];
+                if (o == t || o->worker == t->worker)
+                    continue;
+                uint64_t cs = 0;
+                for (size_t r = 0; r < o->sec_count; r++) {
+                    const moirai_rt_task_section_t *sec = &s->secs[o->sec_first + r];
+                    if (sec->lock == lock && sec->length_ns > cs)
+                        cs = sec->length_ns;
                 }
+                if (!cs)
+                    continue;
+                uint64_t jobs = (round == 0 ? 0 : (w + o->period - 1) / o->period) + 1;
+                next += jobs * cs;
             }
             w = next;
             if (w > t->deadline)
@@ -74,14 +170,6 @@ static uint64_t remote_blocking(moirai_rt_executor_t *ex, const moirai_rt_task_t
             return UINT64_MAX;
     }
     return total;
-}
-
-/* Whether a is more urgent than b for the fixed-priority policies (the
- * priority order the analysis uses; matches the dispatcher's ranking). */
-static int fp_priority_rank(const moirai_rt_executor_t *ex, const moirai_rt_task_t *t)
-{
-    (void)ex;
-    return t->prio;
 }
 
 /* The urgency order of a worker's tasks. qsort has no context argument,
@@ -123,38 +211,39 @@ static bool same_urgency(const moirai_rt_analysis_task_t *a, const moirai_rt_ana
     return edf ? a->deadline_ns == b->deadline_ns : a->priority == b->priority;
 }
 
-/* Tests worker `w` with the candidate on worker `cw`. Returns 0 with
- * `r` filled, or a negative errno. */
-static int test_worker(moirai_rt_executor_t *ex, int w, moirai_rt_task_t *cand, int cw,
-                       moirai_rt_analysis_result_t *r, moirai_rt_task_t **failing)
+/* Tests worker `w` with the candidate where the snapshot puts it.
+ * Returns 0 with `r` filled (and `*failing` the failing task, or NULL),
+ * or a negative errno. */
+static int test_worker(const moirai__snapshot_t *s, int w, moirai_rt_analysis_result_t *r,
+                       const snap_task_t **failing)
 {
     size_t n = 0;
-    for (moirai_rt_task_t *t = ex->w[w].tasks; t; t = t->next)
-        n += !t->demoted && t != cand;
-    if (cw == w)
-        n++;
-    moirai_rt_analysis_task_t *set = moirai_calloc(n ? n : 1, sizeof(*set));
-    moirai_rt_task_t **who = moirai_calloc(n ? n : 1, sizeof(*who));
-    uint64_t *remote = moirai_calloc(n ? n : 1, sizeof(*remote));
-    size_t *order = moirai_calloc(n ? n : 1, sizeof(*order));
+    for (size_t k = 0; k <= s->n; k++)
+        n += s->tasks[k].worker == w;
+    size_t cap = n ? n : 1;
+    moirai_rt_analysis_task_t *set = moirai_calloc(cap, sizeof(*set));
+    const snap_task_t **who = moirai_calloc(cap, sizeof(*who));
+    uint64_t *remote = moirai_calloc(cap, sizeof(*remote));
+    size_t *order = moirai_calloc(cap, sizeof(*order));
     int rc = 0;
+    *failing = NULL;
     if (!set || !who || !remote || !order) {
         rc = -ENOMEM;
         goto out;
     }
+    /* Admission order (the candidate, last in the snapshot, comes last),
+     * which is also the dispatcher's tie order. */
     size_t k = 0;
-    for (moirai_rt_task_t *t = ex->w[w].tasks; t; t = t->next)
-        if (!t->demoted && t != cand)
-            who[k++] = t;
-    if (cw == w)
-        who[k++] = cand;
+    for (size_t i = 0; i <= s->n; i++)
+        if (s->tasks[i].worker == w)
+            who[k++] = &s->tasks[i];
     for (size_t i = 0; i < n; i++) {
-        moirai_rt_task_t *t = who[i];
-        set[i].period_ns = t->cfg.period_ns;
+        const snap_task_t *t = who[i];
+        set[i].period_ns = t->period;
         set[i].deadline_ns = t->deadline;
-        set[i].wcet_ns = t->cfg.wcet_ns;
-        set[i].priority = fp_priority_rank(ex, t);
-        remote[i] = remote_blocking(ex, t, w, cand, cw);
+        set[i].wcet_ns = t->wcet;
+        set[i].priority = t->prio;
+        remote[i] = remote_blocking(s, t);
         if (remote[i] == UINT64_MAX) {
             memset(r, 0, sizeof(*r));
             r->task = (int)i;
@@ -167,31 +256,30 @@ static int test_worker(moirai_rt_executor_t *ex, int w, moirai_rt_task_t *cand, 
             goto out;
         }
     }
-    bool edf = ex->cfg.policy == MOIRAI_RT_POLICY_EDF;
+    bool edf = s->policy == MOIRAI_RT_POLICY_EDF;
     /* Indices by decreasing urgency, as the dispatcher ranks them: RM by
      * period, DM and EDF by relative deadline (EDF's static order for the
-     * blocking term), FIFO and RR by priority; ties by admission order
-     * (the candidate is last in `who`). O(n log n), so admitting into a
-     * large set stays cheap under the lock. */
+     * blocking term), FIFO and RR by priority; ties by admission order.
+     * O(n log n). */
     for (size_t i = 0; i < n; i++)
         order[i] = i;
     sort_ctx.set = set;
-    sort_ctx.policy = ex->cfg.policy;
+    sort_ctx.policy = s->policy;
     qsort(order, n, sizeof(*order), by_urgency);
-    if (ex->cfg.policy == MOIRAI_RT_POLICY_RM || ex->cfg.policy == MOIRAI_RT_POLICY_DM)
-        for (size_t k = 0; k < n; k++)
-            set[order[k]].priority = (int)(n - k);
+    if (s->policy == MOIRAI_RT_POLICY_RM || s->policy == MOIRAI_RT_POLICY_DM)
+        for (size_t q = 0; q < n; q++)
+            set[order[q]].priority = (int)(n - q);
     /* Non-preemptive blocking: the longest step (plus its remote waits) of
      * any strictly less urgent task, a running maximum from the least
      * urgent end, taken over whole groups of equal urgency. */
     uint64_t below = 0;
-    for (size_t k = n; k > 0;) {
-        size_t first = k - 1;
-        while (first > 0 && same_urgency(&set[order[first - 1]], &set[order[k - 1]], edf))
+    for (size_t q = n; q > 0;) {
+        size_t first = q - 1;
+        while (first > 0 && same_urgency(&set[order[first - 1]], &set[order[q - 1]], edf))
             first--;
         uint64_t group_max = 0;
-        for (size_t q = first; q < k; q++) {
-            size_t i = order[q];
+        for (size_t p = first; p < q; p++) {
+            size_t i = order[p];
             set[i].blocking_ns = below + remote[i];
             uint64_t own = who[i]->step + remote[i];
             if (own > group_max)
@@ -199,7 +287,7 @@ static int test_worker(moirai_rt_executor_t *ex, int w, moirai_rt_task_t *cand, 
         }
         if (group_max > below)
             below = group_max;
-        k = first;
+        q = first;
     }
     rc = moirai__analysis_cpu_test(set, n, edf ? MOIRAI_RT_TEST_EDF : MOIRAI_RT_TEST_RTA, r);
     if (rc == 0) {
@@ -215,54 +303,38 @@ out:
 }
 
 /* Rewrites the analysis reason in the executor's terms. */
-static void explain(moirai_rt_analysis_result_t *why, int w, const moirai_rt_task_t *failing,
-                    const moirai_rt_task_t *cand)
+static void explain(moirai_rt_analysis_result_t *why, int w, const snap_task_t *failing)
 {
     char inner[sizeof(why->reason)];
     memcpy(inner, why->reason, sizeof(inner));
     if (failing)
-        snprintf(why->reason, sizeof(why->reason), "worker %d: task %s%s%s(id %llu) %s: %.120s", w,
-                 failing->cfg.name ? "'" : "", failing->cfg.name ? failing->cfg.name : "",
-                 failing->cfg.name ? "' " : "",
-                 (unsigned long long)(failing == cand ? 0 : failing->id),
-                 failing == cand ? "(the new one) fails" : "would fail", inner);
+        snprintf(why->reason, sizeof(why->reason), "worker %d: task %s%s%s(id %llu) %s: %.100s", w,
+                 failing->name[0] ? "'" : "", failing->name, failing->name[0] ? "' " : "",
+                 (unsigned long long)failing->id,
+                 failing->id == 0 ? "(the new one) fails" : "would fail", inner);
     else
         snprintf(why->reason, sizeof(why->reason), "worker %d: %.180s", w, inner);
 }
 
-int moirai__admission_place(moirai_rt_executor_t *ex, moirai_rt_task_t *t,
-                            moirai_rt_analysis_result_t *why)
+int moirai__admission_decide(moirai__snapshot_t *s, moirai_rt_analysis_result_t *why)
 {
     moirai_rt_analysis_result_t r, last;
     memset(&last, 0, sizeof(last));
     last.task = -1;
     last.cpu = -1;
-    if (t->cfg.group) {
-        moirai_rt_group_t *g = t->cfg.group;
-        double cap = (double)g->budget / (double)g->period;
-        if (g->member_u + moirai__task_u(t) > cap + 1e-9) {
-            last.utilization = g->member_u + moirai__task_u(t);
-            last.bound = cap;
-            snprintf(last.reason, sizeof(last.reason),
-                     "the group's tasks would need utilization %.4f, above its quota %.4f",
-                     last.utilization, cap);
-            if (why)
-                *why = last;
-            return -EBUSY;
-        }
-    }
+    snap_task_t *cand = &s->tasks[s->n];
     /* Candidate workers in the placement's order. */
     int order[256] = {0};
     int count = 0;
-    if (t->cfg.worker > 0) {
-        order[count++] = t->cfg.worker - 1;
+    if (s->pinned > 0) {
+        order[count++] = s->pinned - 1;
     } else {
-        for (int i = 0; i < ex->nworkers; i++)
+        for (int i = 0; i < s->nworkers; i++)
             order[count++] = i;
-        if (ex->cfg.placement == MOIRAI_RT_PLACE_SPREAD)
+        if (s->placement == MOIRAI_RT_PLACE_SPREAD)
             for (int a = 1; a < count; a++) {
                 int x = order[a], b = a;
-                while (b > 0 && ex->w[order[b - 1]].u > ex->w[x].u) {
+                while (b > 0 && s->u[order[b - 1]] > s->u[x]) {
                     order[b] = order[b - 1];
                     b--;
                 }
@@ -270,22 +342,23 @@ int moirai__admission_place(moirai_rt_executor_t *ex, moirai_rt_task_t *t,
             }
     }
     int last_w = order[0];
-    moirai_rt_task_t *last_failing = NULL;
+    const snap_task_t *last_failing = NULL;
     for (int a = 0; a < count; a++) {
         int w = order[a];
-        moirai_rt_task_t *failing = NULL;
-        int rc = test_worker(ex, w, t, w, &r, &failing);
+        cand->worker = w;
+        const snap_task_t *failing = NULL;
+        int rc = test_worker(s, w, &r, &failing);
         if (rc)
             return rc;
         bool ok = r.schedulable;
         /* Sections on shared locks change the remote blocking of tasks on
          * the other workers: they must still pass too. */
-        if (ok && t->cfg.section_count > 0)
-            for (int o = 0; o < ex->nworkers && ok; o++) {
+        if (ok && cand->sec_count > 0)
+            for (int o = 0; o < s->nworkers && ok; o++) {
                 if (o == w)
                     continue;
                 moirai_rt_analysis_result_t ro;
-                rc = test_worker(ex, o, t, w, &ro, &failing);
+                rc = test_worker(s, o, &ro, &failing);
                 if (rc)
                     return rc;
                 if (!ro.schedulable) {
@@ -305,8 +378,29 @@ int moirai__admission_place(moirai_rt_executor_t *ex, moirai_rt_task_t *t,
         last_w = r.cpu >= 0 ? r.cpu : w;
         last_failing = failing;
     }
-    explain(&last, last_w, last_failing, t);
+    explain(&last, last_w, last_failing);
     if (why)
         *why = last;
+    return -EBUSY;
+}
+
+int moirai__admission_group_check(const moirai_rt_task_t *t, moirai_rt_analysis_result_t *why)
+{
+    moirai_rt_group_t *g = t->cfg.group;
+    if (!g)
+        return 0;
+    double cap = (double)g->budget / (double)g->period;
+    if (g->member_u + moirai__task_u(t) <= cap + 1e-9)
+        return 0;
+    if (why) {
+        memset(why, 0, sizeof(*why));
+        why->task = -1;
+        why->cpu = -1;
+        why->utilization = g->member_u + moirai__task_u(t);
+        why->bound = cap;
+        snprintf(why->reason, sizeof(why->reason),
+                 "the group's tasks would need utilization %.4f, above its quota %.4f",
+                 why->utilization, cap);
+    }
     return -EBUSY;
 }

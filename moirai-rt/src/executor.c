@@ -356,6 +356,7 @@ static void unlink_task(moirai_rt_executor_t *ex, moirai_rt_task_t *t)
             break;
         }
     w->ntasks--;
+    ex->generation++;
     heap_remove(w, t);
     ready_del(w, t);
     if (!t->demoted) {
@@ -375,6 +376,7 @@ static void demote(moirai_rt_executor_t *ex, moirai__rt_worker_t *w, moirai_rt_t
                    uint64_t at)
 {
     t->demoted = true;
+    ex->generation++;
     w->u -= moirai__task_u(t);
     if (w->u < 1e-12)
         w->u = 0;
@@ -699,7 +701,27 @@ int moirai_rt_executor_add(moirai_rt_executor_t *ex, const moirai_rt_task_config
     moirai__hist_reset(&t->lat);
 
     pthread_mutex_lock(&ex->lock);
-    int w = ex->stopping ? -ESHUTDOWN : moirai__admission_place(ex, t, why);
+    int w;
+    for (;;) {
+        if (ex->stopping) {
+            w = -ESHUTDOWN;
+            break;
+        }
+        if ((w = moirai__admission_group_check(t, why)) != 0)
+            break;
+        /* Analyse a snapshot without the lock, so the workers keep
+         * dispatching meanwhile; decide again if the set changed. */
+        moirai__snapshot_t *snap;
+        if ((w = moirai__snapshot_take(ex, t, &snap)) != 0)
+            break;
+        uint64_t generation = ex->generation;
+        pthread_mutex_unlock(&ex->lock);
+        w = moirai__admission_decide(snap, why);
+        moirai__snapshot_free(snap);
+        pthread_mutex_lock(&ex->lock);
+        if (ex->generation == generation || (w < 0 && w != -EBUSY))
+            break;
+    }
     if (w >= 0 && ensure_cap(&ex->w[w], ex->w[w].ntasks + 1) != 0)
         w = -ENOMEM;
     if (w < 0) {
@@ -726,6 +748,7 @@ int moirai_rt_executor_add(moirai_rt_executor_t *ex, const moirai_rt_task_config
         t->cfg.group->members++;
         t->cfg.group->member_u += moirai__task_u(t);
     }
+    ex->generation++;
     wake_worker(&ex->w[w]);
     pthread_mutex_unlock(&ex->lock);
     if (out)

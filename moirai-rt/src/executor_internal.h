@@ -83,16 +83,26 @@ struct moirai_rt_executor {
     int started, start_error;
     int removers; /* threads waiting in remove for a step to end */
     uint64_t next_id;
+    /* Bumped whenever the admitted set changes (add, remove, demote), so
+     * an admission decided outside the lock knows whether it still holds. */
+    uint64_t generation;
     moirai_rt_clock_t *clock;
     bool manual;
     moirai_rt_group_t *groups;
 };
 
-/* Admission (admission.c): with the lock held, finds a worker for `t`
- * (fully set up except `worker`), or explains why none. Returns the worker
- * index, or a negative errno (-EBUSY with `why` filled). */
-int moirai__admission_place(moirai_rt_executor_t *ex, moirai_rt_task_t *t,
-                            moirai_rt_analysis_result_t *why);
+/* Admission (admission.c). With the lock held: moirai__snapshot_take
+ * copies the admitted set and the candidate `t` (fully set up except its
+ * worker); moirai__admission_group_check refuses a task its group's quota
+ * cannot hold (-EBUSY, `why` filled). Without the lock:
+ * moirai__admission_decide returns the worker for the candidate, or a
+ * negative errno (-EBUSY with `why` filled). */
+typedef struct moirai__snapshot moirai__snapshot_t;
+int moirai__snapshot_take(moirai_rt_executor_t *ex, const moirai_rt_task_t *t,
+                          moirai__snapshot_t **out);
+void moirai__snapshot_free(moirai__snapshot_t *s);
+int moirai__admission_decide(moirai__snapshot_t *s, moirai_rt_analysis_result_t *why);
+int moirai__admission_group_check(const moirai_rt_task_t *t, moirai_rt_analysis_result_t *why);
 
 /* Quota groups (group.c), with the executor's lock held: start the
  * windows up to `now`; whether the budget of the current window is spent

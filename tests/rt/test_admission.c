@@ -5,6 +5,8 @@
  * failures are -ENOMEM with nothing changed. */
 #include "rt_test_util.h"
 
+#include <stdatomic.h>
+
 #include "oom.h"
 
 static int noop(void *arg, moirai_rt_job_t *job)
@@ -356,4 +358,57 @@ Test(rt_admission, group_create_out_of_memory)
     cr_assert_eq(moirai_rt_group_destroy(g), 0);
     moirai_rt_executor_destroy(ex);
     moirai_rt_clock_destroy(clk);
+}
+
+/* ---- concurrent admission ---- */
+
+#include <pthread.h>
+
+static moirai_rt_executor_t *race_ex;
+static _Atomic int race_admitted, race_ready, race_go;
+
+static void *race_adder(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&race_ready, 1);
+    while (!atomic_load(&race_go)) {
+    }
+    moirai_rt_task_config_t t = task(1, 0, 100);
+    int rc = moirai_rt_executor_add(race_ex, &t, NULL, NULL);
+    cr_assert(rc == 0 || rc == -EBUSY, "rc %d", rc);
+    if (rc == 0)
+        atomic_fetch_add(&race_admitted, 1);
+    return NULL;
+}
+
+Test(rt_admission, concurrent_adds_never_over_admit)
+{
+    /* 100 identical tasks (C 1, T 100, one step, equal deadlines so no
+     * blocking among them) fill a worker exactly. With 99 admitted, four
+     * threads released together each offer one more, every analysis
+     * running outside the lock on its own snapshot: exactly one is
+     * admitted, round after round. */
+    for (int round = 0; round < 30; round++) {
+        moirai_rt_clock_t *clk;
+        race_ex = manual(&clk, MOIRAI_RT_POLICY_EDF, 1);
+        for (int i = 0; i < 99; i++) {
+            moirai_rt_task_config_t t = task(1, 0, 100);
+            cr_assert_eq(moirai_rt_executor_add(race_ex, &t, NULL, NULL), 0);
+        }
+        atomic_store(&race_admitted, 0);
+        atomic_store(&race_ready, 0);
+        atomic_store(&race_go, 0);
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq(pthread_create(&th[i], NULL, race_adder, NULL), 0);
+        while (atomic_load(&race_ready) < 4) {
+        }
+        atomic_store(&race_go, 1);
+        for (int i = 0; i < 4; i++)
+            pthread_join(th[i], NULL);
+        cr_assert_eq(atomic_load(&race_admitted), 1, "round %d", round);
+        cr_assert_float_eq(moirai_rt_executor_utilization(race_ex, 0), 1.0, 1e-9);
+        moirai_rt_executor_destroy(race_ex);
+        moirai_rt_clock_destroy(clk);
+    }
 }

@@ -124,8 +124,11 @@ MOIRAI_RT_API int moirai_rt_executor_create(moirai_rt_executor_t **out,
 MOIRAI_RT_API int moirai_rt_executor_destroy(moirai_rt_executor_t *ex);
 
 /* Admits a task. With `why` (optional), the analysis result that decided
- * is stored there either way. Never blocks beyond the executor's lock
- * (the analysis runs under it); thread-safe, callable from a job step.
+ * is stored there either way. Never blocks beyond the executor's lock,
+ * which it holds only to copy the admitted set and to commit: the
+ * analysis runs on the copy without it (and again if the set changed
+ * meanwhile), so workers keep dispatching. Thread-safe, callable from a
+ * job step.
  * Returns 0 with `*out` (optional) set; -EINVAL (NULL ex or cfg or fn,
  * period 0, wcet 0, wcet > deadline, deadline > period, unknown overrun,
  * priority outside 0..99, worker out of range, a group of another
