@@ -119,7 +119,8 @@ MOIRAI_RT_API int moirai_rt_executor_create(moirai_rt_executor_t **out,
                                             const moirai_rt_executor_config_t *cfg);
 
 /* Stops the workers (a running step finishes first), joins them and frees
- * every task and group. Blocks. Returns 0, -EINVAL (NULL) or -EDEADLK
+ * every task and group. Blocks. No other call on `ex` may be in flight or
+ * follow (as for any destroy). Returns 0, -EINVAL (NULL) or -EDEADLK
  * (called from a job step). */
 MOIRAI_RT_API int moirai_rt_executor_destroy(moirai_rt_executor_t *ex);
 
@@ -136,7 +137,7 @@ MOIRAI_RT_API int moirai_rt_executor_destroy(moirai_rt_executor_t *ex);
  * max_step_ns > wcet); -EBUSY (the test fails on every allowed worker:
  * `why->reason` says which task misses and by how much; nothing
  * changed); -ENOMEM; -EOVERFLOW / -ERANGE (the analysis could not
- * conclude; nothing changed). */
+ * conclude; nothing changed); -ESHUTDOWN (destroy has begun). */
 MOIRAI_RT_API int moirai_rt_executor_add(moirai_rt_executor_t *ex,
                                          const moirai_rt_task_config_t *cfg, moirai_rt_task_t **out,
                                          moirai_rt_analysis_result_t *why);
