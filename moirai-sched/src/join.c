@@ -163,12 +163,7 @@ static void join_cold(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moir
     f.b = b;
     f.arg_b = arg_b;
     moirai__latch_init(&f.latch);
-    if (moirai__sched_inject(sched, &f.job, MOIRAI_PRIORITY_NORMAL) != 0) {
-        /* No memory to queue it: run it here, which join allows. */
-        a(arg_a);
-        b(arg_b);
-        return;
-    }
+    moirai__sched_inject(sched, &f.job, MOIRAI_PRIORITY_NORMAL);
     moirai__latch_wait(&f.latch);
 }
 

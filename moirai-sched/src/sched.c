@@ -109,13 +109,10 @@ static void ext_finished(moirai_sched_t *s)
     atomic_fetch_add_explicit(&s->ext_finished, 1, memory_order_release);
 }
 
-int moirai__sched_inject(moirai_sched_t *s, moirai__job_t *job, int prio)
+void moirai__sched_inject(moirai_sched_t *s, moirai__job_t *job, int prio)
 {
-    int rc = moirai__injector_push(&s->inj, job, prio);
-    if (rc != 0)
-        return rc;
+    moirai__injector_push(&s->inj, job, prio);
     moirai__sched_notify(s);
-    return 0;
 }
 
 /* The worker whose inbox a locality hint picks, or NULL when no worker is
@@ -165,43 +162,23 @@ static int route_shared(moirai_sched_t *s, moirai__job_t *job, const moirai_task
             return 0;
         }
     }
-    return moirai__sched_inject(s, job, (int)attr->priority);
-}
-
-/* Sets a single-writer counter of the calling worker. */
-static void own_counter_add(_Atomic uint64_t *c, int64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)n,
-                          memory_order_relaxed);
+    moirai__sched_inject(s, job, (int)attr->priority);
+    return 0;
 }
 
 /* A NORMAL, unhinted spawn from one of this scheduler's workers: into the
  * LIFO slot (the previous occupant moves to the deque) or the deque. */
 static int spawn_local(moirai__worker_t *w, sched_task_t *t)
 {
-    moirai_sched_t *s = w->sched;
     /* Counted before it becomes visible, so that destroy never sees it
      * finished before it is counted as accepted. */
-    own_counter_add(&w->tasks_in, 1);
-    if (s->cfg.lifo_slot) {
-        /* acq_rel: release publishes the task to a thief that takes the
-         * slot; acquire pairs with our own earlier publication of `prev`. */
-        moirai__job_t *prev = atomic_exchange_explicit(&w->lifo, &t->job, memory_order_acq_rel);
-        if (prev != NULL && moirai__deque_push(w->deque, prev) != 0) {
-            /* Put the previous occupant back. If a thief took our task in
-             * the meantime, the task is accepted after all. */
-            moirai__job_t *cur = atomic_exchange_explicit(&w->lifo, prev, memory_order_acq_rel);
-            if (cur == &t->job) {
-                own_counter_add(&w->tasks_in, -1);
-                return -ENOMEM;
-            }
-        }
-    } else if (moirai__deque_push(w->deque, &t->job) != 0) {
-        own_counter_add(&w->tasks_in, -1);
+    moirai__worker_count_in(w, 1);
+    if (moirai__worker_push_local(w, &t->job) != 0) {
+        moirai__worker_count_in(w, -1);
         return -ENOMEM;
     }
     moirai__stat_add(&w->stats.spawned, 1);
-    moirai__sched_notify(s);
+    moirai__sched_notify(w->sched);
     return 0;
 }
 
@@ -229,10 +206,10 @@ static int spawn_task(moirai_sched_t *s, moirai_task_fn fn, void *arg,
         if (attr->priority == MOIRAI_PRIORITY_NORMAL && attr->locality == MOIRAI_LOCALITY_ANY)
             rc = spawn_local(w, t);
         else {
-            own_counter_add(&w->tasks_in, 1);
+            moirai__worker_count_in(w, 1);
             rc = route_shared(s, &t->job, attr);
             if (rc != 0)
-                own_counter_add(&w->tasks_in, -1);
+                moirai__worker_count_in(w, -1);
             else
                 moirai__stat_add(&w->stats.spawned, 1);
         }
@@ -353,8 +330,6 @@ static void sched_free(moirai_sched_t *s)
         moirai__blocking_destroy(s->blocking);
     if (s->task_pool != NULL)
         moirai_pool_destroy(s->task_pool);
-    if (s->inj.queue[0] != NULL)
-        moirai__injector_fini(&s->inj);
     moirai_free(s->sleepers);
     pthread_mutex_destroy(&s->sleep_lock);
     moirai_free(s);
@@ -451,10 +426,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
         memset(s->workers, 0, (size_t)c.workers * sizeof *s->workers);
     if (s->sleepers == NULL || s->workers == NULL)
         goto fail;
-    if (moirai__injector_init(&s->inj, c.aging_ns) != 0) {
-        s->inj.queue[0] = NULL;
-        goto fail;
-    }
+    moirai__injector_init(&s->inj, c.aging_ns);
     moirai_pool_config_t pc;
     moirai_pool_config_init(&pc, sizeof(sched_task_t));
     pc.name = "moirai-sched tasks";
@@ -501,11 +473,14 @@ fail:
     return rc;
 }
 
-/* Waits until every accepted task and external join has finished (see
- * "Shutdown accounting" in sched_internal.h). Finished counts are read
- * first (acquire), accepted ones second: a finished job read there was
- * counted as accepted before, so equal sums mean nothing was running at
- * the first read, and nothing can be accepted afterwards. */
+/* Waits until every accepted task, external join and runtime job has
+ * finished (see "Shutdown accounting" in sched_internal.h). Finished
+ * counts are read first (acquire), accepted ones second: a finished job
+ * read there was counted as accepted before, so equal sums mean nothing
+ * was running at the first read; then nothing can be accepted afterwards
+ * but runtime jobs from outside, which job.h forbids from then on (a
+ * submission racing with this check must have been counted before it,
+ * which the runtime guarantees by finishing its submissions first). */
 static void wait_quiescent(moirai_sched_t *s)
 {
     long sleep_ns = 10000;

@@ -22,17 +22,27 @@
  * Lost wake-ups: a pusher's job is counted by a seq_cst RMW (injector,
  * inbox) before it reads `idle` with seq_cst, and the sleeper's RMW of
  * `idle` precedes its seq_cst re-check, so one of the two sees the other.
- * Deque and LIFO pushes by a worker are plain release stores; a wake
- * missed there only costs parallelism, since the pushing worker runs its
- * own jobs itself (see moirai__sched_notify()).
+ * This holds for every pusher onto the injector alike: spawns, cold join
+ * frames and runtime jobs (moirai_sched_job_submit() from any thread goes
+ * through moirai__sched_inject(), which counts, then notifies). Deque and
+ * LIFO pushes by a worker (local spawns, joins, runtime jobs submitted
+ * NORMAL on a worker) are plain release stores; a wake missed there only
+ * costs parallelism, since the pushing worker runs its own jobs itself
+ * (see moirai__sched_notify()).
  *
- * Shutdown accounting: every heap task and every external join frame is
- * counted once when accepted (`gate` for external spawns, the worker's own
- * `tasks_in` for spawns from a worker) and once when finished or discarded
- * (the executing worker's `tasks_out`, or `ext_finished` when an accepted
- * external spawn could not be queued). All counts only grow; destroy
- * reads the finished side first and the accepted side second, and the
- * pool is quiescent when they are equal (see sched.c). */
+ * Shutdown accounting: every heap task, every external join frame and
+ * every runtime job submission is counted once when accepted (`gate` for
+ * external spawns and external job submissions, the worker's own
+ * `tasks_in` for spawns and submissions from a worker) and once when
+ * finished or discarded (the executing worker's `tasks_out`, or
+ * `ext_finished` when an accepted external spawn could not be queued).
+ * All counts only grow; destroy reads the finished side first and the
+ * accepted side second, and the pool is quiescent when they are equal
+ * (see sched.c). External spawns and joins are refused once destroy has
+ * set the gate's SHUT bit, so nothing new arrives from outside after
+ * that; external job submissions are never refused (they add to `gate`
+ * past the SHUT bit), and job.h makes the runtime responsible for
+ * letting every one of them return before destroy does. */
 #ifndef MOIRAI_SCHED_SCHED_INTERNAL_H
 #define MOIRAI_SCHED_SCHED_INTERNAL_H
 
@@ -232,8 +242,25 @@ int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job);
 
 /* Queues `job` on `s`'s injector at priority `prio` and notifies. Any
  * thread. Does not count the job for shutdown (callers that need it do).
- * Returns 0 or -ENOMEM (nothing queued). */
-int moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
+ * Never fails: the injector is intrusive (see injector.h). */
+void moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
+
+/* Worker `w` puts `job` where its local NORMAL spawns go: the LIFO slot
+ * (the previous occupant moves to the deque) when cfg.lifo_slot is on,
+ * else the deque. Does not count or notify. Owner thread only. Returns 0,
+ * or -ENOMEM when the deque could not grow; then `job` is not queued
+ * (unless a thief already took it from the slot: then 0) and everything
+ * else is as before. */
+int moirai__worker_push_local(moirai__worker_t *w, moirai__job_t *job);
+
+/* Adds `n` (possibly negative) to w's count of accepted jobs (tasks_in).
+ * Owner thread only: single writer, relaxed load and store. */
+static inline void moirai__worker_count_in(moirai__worker_t *w, int64_t n)
+{
+    atomic_store_explicit(&w->tasks_in,
+                          atomic_load_explicit(&w->tasks_in, memory_order_relaxed) + (uint64_t)n,
+                          memory_order_relaxed);
+}
 
 /* Worker `w` waits for `latch`: it runs jobs of its scheduler, in the
  * usual pick order and stealing, until the latch is set; when it finds no

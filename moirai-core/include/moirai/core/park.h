@@ -39,7 +39,9 @@
  *                 (for example: the caller is a fiber). Called on every
  *                 park; must be cheap and must not block.
  *   park(...)     same contract as moirai_park(): return 0 when woken or
- *                 when *addr != expected, -ETIMEDOUT at the deadline.
+ *                 when *addr != expected, -ETIMEDOUT at the deadline;
+ *                 may also return -ECANCELED when the waiting fiber was
+ *                 cancelled (moirai_park() passes it on).
  *   unpark(...)   wakes up to `max` waiters that this hook parked on
  *                 `addr` (INT_MAX: all) and returns how many it woke.
  *
@@ -63,7 +65,9 @@ extern "C" {
  * costs 10-20 us on typical VMs while a short spin catches most quick
  * hand-offs.
  * Returns 0 (woken, or the word differed, or spurious: re-check your
- * condition) or -ETIMEDOUT once the deadline has passed. Blocks. */
+ * condition), -ETIMEDOUT once the deadline has passed, or, from a fiber
+ * whose task was cancelled, -ECANCELED once (waits that can fail pass it
+ * on, the others re-check and wait again). Blocks. */
 MOIRAI_CORE_API int moirai_park(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline);
 
 /* As moirai_park() without the initial spin, for callers that have spun

@@ -22,6 +22,10 @@
  *     a thread that is not one of this scheduler's workers) goes to the
  *     injector at its priority level, or to the inbox of a worker on the
  *     hinted CPU or node.
+ *   - Runtime jobs (moirai/sched/job.h) follow the same two rules, with
+ *     no locality hint, and MOIRAI_SCHED_JOB_YIELD sends a NORMAL job
+ *     from a worker to the injector too. Tasks and jobs of one injector
+ *     level share one FIFO.
  *   - A worker looking for its next task takes, in this order: the
  *     injector's most urgent task if that task counts as more urgent than
  *     NORMAL; its LIFO slot; its own deque (newest first); its inbox; the
@@ -70,8 +74,9 @@ typedef enum moirai_shutdown {
     /* Run everything already spawned, and what it spawns in turn, then stop. */
     MOIRAI_SHUTDOWN_DRAIN = 0,
     /* Run no task that has not started: their handles fail with -ECANCELED
-     * and running tasks finish normally. Join frames and scopes still complete,
-     * since their owners are waiting on them. */
+     * and running tasks finish normally. Join frames, scopes and runtime
+     * jobs (moirai/sched/job.h) still complete, since their owners are
+     * waiting on them. */
     MOIRAI_SHUTDOWN_CANCEL = 1,
 } moirai_shutdown_t;
 
@@ -105,8 +110,8 @@ typedef struct moirai_sched_config {
  * read racily: a snapshot is approximate while the pool runs and exact once
  * it is idle. */
 typedef struct moirai_sched_worker_stats {
-    uint64_t spawned;        /* tasks and join frames this worker pushed */
-    uint64_t executed;       /* tasks and join frames this worker ran */
+    uint64_t spawned;        /* tasks, join frames and runtime jobs this worker submitted */
+    uint64_t executed;       /* tasks, join frames and runtime jobs this worker ran */
     uint64_t steal_attempts; /* attempts on another worker's deque or inbox */
     uint64_t steals;         /* attempts that took at least one job */
     uint64_t stolen;         /* jobs taken by those steals */
