@@ -198,6 +198,10 @@ static inline moirai__worker_t *moirai__worker_current(void)
 extern __thread struct moirai_sched *moirai__tls_participant
     __attribute__((tls_model("initial-exec")));
 
+/* The nesting depth of external joins on the calling thread (0 outside
+ * any). Defined in join.c. */
+extern __thread uint32_t moirai__tls_ext_depth __attribute__((tls_model("initial-exec")));
+
 /* Takes a job from an external join slot of `s`, or returns NULL (none,
  * or lost the race). Any thread; acquire (the frame's contents were
  * published by the caller's release CAS). Never blocks. */

@@ -81,7 +81,8 @@ MOIRAI_ASYNC_API int moirai_fiber_yield(void);
 MOIRAI_ASYNC_API int moirai_fiber_sleep(uint64_t ns);
 
 /* As moirai_fiber_sleep() until the absolute `deadline`
- * (moirai_clock_now_ns() scale). A deadline already passed yields. */
+ * (moirai_clock_now_ns() scale). A deadline already passed yields.
+ * -EINVAL for MOIRAI_DEADLINE_NEVER (a sleep must end). */
 MOIRAI_ASYNC_API int moirai_fiber_sleep_until(uint64_t deadline);
 
 /* The cancellation token of the calling fiber (NULL on a plain thread or

@@ -103,6 +103,43 @@ MOIRAI_SCHED_API void moirai_sched_job_init(moirai_sched_job_t *job, moirai_sche
 MOIRAI_SCHED_API int moirai_sched_job_submit(moirai_sched_t *sched, moirai_sched_job_t *job,
                                              moirai_priority_t prio, unsigned flags);
 
+/* ---- Running other stacks on a worker (fibers) ----
+ *
+ * A runtime that switches a worker thread onto stacks of its own must not
+ * let scheduler code running on such a stack act as that worker: a fiber
+ * that calls moirai_join() and parks half-way could resume on another
+ * worker and pop the first worker's deque from the wrong thread. So the
+ * runtime swaps the thread's scheduler context when it switches: while a
+ * fiber runs, the thread looks like an outside thread to the scheduler
+ * (moirai_sched_current() is NULL, joins and scopes wait by parking, which
+ * parks the fiber), and whatever external joins the fiber has in progress
+ * travel with the fiber. */
+
+/* A thread's scheduler context: which worker it is, and the external
+ * joins it takes part in. Zero-initialised it is "an outside thread with
+ * no join in progress", which is what a new fiber starts with. */
+typedef struct moirai_sched_thread_ctx {
+    void *priv[3];
+} moirai_sched_thread_ctx_t;
+
+/* Exchanges the calling thread's scheduler context with `*ctx`: call it
+ * with the fiber's context right after switching onto the fiber's stack
+ * and again right after switching back (then `*ctx` holds the fiber's own
+ * context again). Never blocks; touches only the calling thread's state
+ * and `*ctx`. NULL is ignored. */
+MOIRAI_SCHED_API void moirai_sched_thread_ctx_swap(moirai_sched_thread_ctx_t *ctx);
+
+/* As moirai_sched_job_submit(), submitted as the worker that `ctx` holds
+ * (a worker context swapped out by moirai_sched_thread_ctx_swap() on the
+ * calling thread): a fiber waking another fiber thereby puts it in its
+ * worker's LIFO slot, to run next on a warm cache. If `ctx` holds no worker
+ * of `sched`, or is NULL, this is moirai_sched_job_submit(). Must be called
+ * on the thread whose context `ctx` holds. Same errors. */
+MOIRAI_SCHED_API int moirai_sched_job_submit_from(moirai_sched_t *sched,
+                                                  const moirai_sched_thread_ctx_t *ctx,
+                                                  moirai_sched_job_t *job, moirai_priority_t prio,
+                                                  unsigned flags);
+
 #ifdef __cplusplus
 }
 #endif
