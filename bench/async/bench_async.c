@@ -68,9 +68,9 @@
  *   10 000 fibers with the default stack each block on a wait; the
  *   resident set (/proc/self/statm) once all are blocked, minus the
  *   resident set before the first spawn, divided by 10 000; then all are
- *   released and joined. Moirai: a manual-reset moirai_event_t (the bench
- *   thread waits until the runtime's statistics count every fiber parked);
- *   Go: a channel receive (after runtime.GC and debug.FreeOSMemory, so
+ *   released and joined. Moirai: a manual-reset moirai_event_t, the bench
+ *   thread measuring 20 ms after every fiber has announced itself, just
+ *   before its wait; Go: a channel receive, measured the same way (after runtime.GC and debug.FreeOSMemory, so
  *   that goroutine stacks of earlier rounds are not reused resident);
  *   Boost.Fiber: a boost::fibers::condition_variable. Which memory an
  *   allocator keeps between rounds differs per runtime, so the figure is
@@ -112,6 +112,7 @@
 #define MUTEX_FIBERS    1000
 #define SLEEP_NS        UINT64_C(10000000)
 #define PARK_TIMEOUT_NS UINT64_C(10000000000)
+#define PARK_SETTLE_NS  20000000
 
 /* ---- common ---- */
 
@@ -524,27 +525,28 @@ static int parked_fiber(void *arg, const moirai_cancel_token_t *cancel, void **r
     (void)cancel;
     (void)result;
     parked_arg_t *a = arg;
-    /* Relaxed: only counts, the bench thread's park check orders nothing. */
+    /* Relaxed: only counts; it publishes nothing. */
     atomic_fetch_add_explicit(&a->started, 1, memory_order_relaxed);
     moirai_event_wait(&a->release);
     moirai_waitgroup_done(&a->wg);
     return 0;
 }
 
-/* Waits until the runtime counts `n` more parks than `parks0` (every
- * fiber blocked in its wait, past the event's brief spin). Returns 0 or
- * -ETIMEDOUT. */
-static int wait_parked(moirai_runtime_t *rt, uint64_t parks0, uint64_t n)
+/* Waits until all `n` fibers have started, then a little longer so that
+ * the last ones have got from the event's brief spin into their park (the
+ * runtime's park statistics are summed only when a fiber ends, so they
+ * cannot say when all are parked). Returns 0 or -ETIMEDOUT. */
+static int wait_parked(parked_arg_t *a, uint64_t n)
 {
     uint64_t deadline = moirai_clock_now_ns() + PARK_TIMEOUT_NS;
-    for (;;) {
-        moirai_runtime_stats_t s;
-        if (moirai_runtime_stats(rt, &s) == 0 && s.parks - parks0 >= n)
-            return 0;
+    /* Relaxed: a count; the settling sleep below does the rest. */
+    while (atomic_load_explicit(&a->started, memory_order_relaxed) < n) {
         if (moirai_clock_now_ns() > deadline)
             return -ETIMEDOUT;
         sleep_ns(1000000);
     }
+    sleep_ns(PARK_SETTLE_NS);
+    return 0;
 }
 
 static double parked_rss_moirai(uint64_t iters)
@@ -553,18 +555,15 @@ static double parked_rss_moirai(uint64_t iters)
     if (runtime_create(&rt) != 0)
         return -1.0;
     parked_arg_t *a = malloc(sizeof(*a));
-    moirai_runtime_stats_t s0;
-    if (!a || moirai_runtime_stats(rt, &s0) != 0) {
-        free(a);
+    if (!a)
         return runtime_destroy(rt, -1.0);
-    }
     moirai_event_init(&a->release, MOIRAI_EVENT_MANUAL, false);
     atomic_init(&a->started, 0);
     moirai_waitgroup_init(&a->wg);
     int64_t before = rss_bytes();
     int err = spawn_counted(rt, parked_fiber, a, iters, &a->wg);
     if (err == 0)
-        err = wait_parked(rt, s0.parks, iters);
+        err = wait_parked(a, iters);
     int64_t after = rss_bytes();
     moirai_event_set(&a->release);
     moirai_waitgroup_wait(&a->wg);

@@ -18,7 +18,18 @@
  * of stack_traits::default_size()).
  *
  * Built as a shared module (bench/meson.build) so that moirai-bench stays
- * C; its entry points have C linkage. */
+ * C; its entry points have C linkage.
+ *
+ * Allocation: this module defines the global operators new and delete,
+ * on glibc's malloc and free. moirai-bench's mem suite dlopen()s tcmalloc
+ * (RTLD_LOCAL) before this module is loaded, and tcmalloc needs
+ * libstdc++, which is then relocated against tcmalloc: inside
+ * libstdc++.so, the sized operator delete forwards to tcmalloc's unsized
+ * one, while libstdc++'s operator new takes glibc's malloc. Memory from new
+ * freed by a sized delete then reaches tcmalloc's free, which aborts. The
+ * operators below come first in the lookup scope of this module and of the
+ * Boost libraries it loads, so every allocation of theirs pairs with its
+ * release whatever was loaded before. */
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -31,12 +42,124 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+#include <new>
+
 #include <boost/fiber/algo/work_stealing.hpp>
 #include <boost/fiber/all.hpp>
 
 #include "peer.h"
 
 namespace bf = boost::fibers;
+
+/* ---- allocation (see the top of this file) ---- */
+
+namespace {
+
+void *allocate(std::size_t n) noexcept
+{
+    return std::malloc(n ? n : 1);
+}
+
+void *allocate_aligned(std::size_t n, std::align_val_t al) noexcept
+{
+    std::size_t a = static_cast<std::size_t>(al);
+    if (a < sizeof(void *))
+        a = sizeof(void *);
+    /* aligned_alloc wants a multiple of the alignment. */
+    std::size_t rounded = ((n ? n : 1) + a - 1) / a * a;
+    return std::aligned_alloc(a, rounded);
+}
+
+void *allocate_or_throw(void *p)
+{
+    if (!p)
+        throw std::bad_alloc();
+    return p;
+}
+
+} // namespace
+
+void *operator new(std::size_t n)
+{
+    return allocate_or_throw(allocate(n));
+}
+void *operator new[](std::size_t n)
+{
+    return allocate_or_throw(allocate(n));
+}
+void *operator new(std::size_t n, const std::nothrow_t &) noexcept
+{
+    return allocate(n);
+}
+void *operator new[](std::size_t n, const std::nothrow_t &) noexcept
+{
+    return allocate(n);
+}
+void *operator new(std::size_t n, std::align_val_t a)
+{
+    return allocate_or_throw(allocate_aligned(n, a));
+}
+void *operator new[](std::size_t n, std::align_val_t a)
+{
+    return allocate_or_throw(allocate_aligned(n, a));
+}
+void *operator new(std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept
+{
+    return allocate_aligned(n, a);
+}
+void *operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept
+{
+    return allocate_aligned(n, a);
+}
+void operator delete(void *p) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void *p) noexcept
+{
+    std::free(p);
+}
+void operator delete(void *p, std::size_t) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void *p, std::size_t) noexcept
+{
+    std::free(p);
+}
+void operator delete(void *p, const std::nothrow_t &) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void *p, const std::nothrow_t &) noexcept
+{
+    std::free(p);
+}
+void operator delete(void *p, std::align_val_t) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void *p, std::align_val_t) noexcept
+{
+    std::free(p);
+}
+void operator delete(void *p, std::size_t, std::align_val_t) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void *p, std::size_t, std::align_val_t) noexcept
+{
+    std::free(p);
+}
+void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept
+{
+    std::free(p);
+}
+void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept
+{
+    std::free(p);
+}
 
 namespace {
 

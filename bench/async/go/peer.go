@@ -205,7 +205,7 @@ func moirai_peer_parked_rss(threads C.int, fibers C.int) C.double {
 		for atomic.LoadInt32(&started) < int32(nf) {
 			time.Sleep(100 * time.Microsecond)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 		after := rssBytes()
 		close(release)
 		wg.Wait()
