@@ -45,6 +45,11 @@ packages=(
     g++
     librust-rayon-dev
     cargo
+    # moirai-async's aarch64 context switch is cross-compiled and tested
+    # under qemu-user (tests/async/aarch64/run.sh).
+    gcc-aarch64-linux-gnu
+    libc6-dev-arm64-cross
+    qemu-user
     # Fiber peers (bench/async): Boost.Context and Boost.Fiber (the
     # versioned 1.81 names: the plain libboost-*-dev give 1.74), Go for a
     # c-shared module, and Tokio built offline like Rayon.

@@ -91,7 +91,10 @@ typedef struct moirai__thread {
     void *after_arg;
 } moirai__thread_t;
 
-/* The wait table: buckets of parked fibers, hashed by address. */
+/* The wait table: buckets of parked fibers, hashed by address. It is
+ * process-wide and never freed, like the parking hook (one runtime at a
+ * time): a thread may still be inside an unpark that found the hook just
+ * before the runtime was destroyed, and it only ever touches a bucket. */
 #define MOIRAI__BUCKETS 256
 
 typedef struct moirai__bucket {
@@ -118,7 +121,6 @@ struct moirai_runtime {
     moirai__stack_pool_t *stacks;
     moirai__reactor_t *reactor;
     moirai__timers_t timers;
-    moirai_park_hook_t hook;
 
     /* Live fibers, plus MOIRAI__GATE_SHUT once destroy has begun. */
     _Atomic uint64_t gate;
@@ -130,8 +132,6 @@ struct moirai_runtime {
     _Atomic uint64_t parks;
     _Atomic uint64_t high_water;
     _Atomic uint64_t timers_armed;
-
-    moirai__bucket_t buckets[MOIRAI__BUCKETS];
 };
 
 #define MOIRAI__GATE_SHUT (UINT64_C(1) << 63)
@@ -160,12 +160,12 @@ void moirai__fiber_switch_out(struct moirai_fiber *f, void (*after)(void *), voi
 void moirai__fiber_resume(struct moirai_fiber *f);
 
 /* waitq.c: the parking hook's halves for fibers. */
-int moirai__waitq_park(moirai_runtime_t *rt, struct moirai_fiber *f, _Atomic uint32_t *addr,
-                       uint32_t expected, uint64_t deadline);
-int moirai__waitq_unpark(moirai_runtime_t *rt, _Atomic uint32_t *addr, int max);
+int moirai__waitq_park(struct moirai_fiber *f, _Atomic uint32_t *addr, uint32_t expected,
+                       uint64_t deadline);
+int moirai__waitq_unpark(_Atomic uint32_t *addr, int max);
 /* Wakes `f` from its current wait with -ECANCELED, or makes its next wait
  * return -ECANCELED at once. Any thread; never blocks for long. */
-void moirai__waitq_cancel(moirai_runtime_t *rt, struct moirai_fiber *f);
+void moirai__waitq_cancel(struct moirai_fiber *f);
 /* Called by the timer side under both locks: takes `w` off its bucket. */
 void moirai__waitq_dequeue_locked(moirai__waiter_t *w, int result);
 

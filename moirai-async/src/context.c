@@ -6,8 +6,9 @@
 
 #include "context.h"
 
-/* In the architecture's .S file. */
-void moirai__context_trampoline(void);
+/* In the architecture's .S file: where a fresh context resumes, just
+ * inside the trampoline (see there). */
+void moirai__context_trampoline_resume(void);
 
 #if defined(__x86_64__)
 
@@ -26,13 +27,13 @@ void moirai__context_make(moirai__context_t *ctx, void *stack_lo, size_t size,
     __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
     __asm__ volatile("fnstcw %0" : "=m"(fpucw));
     frame[0] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
-    frame[1] = 0;                                               /* r15 */
-    frame[2] = 0;                                               /* r14 */
-    frame[3] = (uint64_t)(uintptr_t)arg;                        /* r13 */
-    frame[4] = (uint64_t)(uintptr_t)entry;                      /* r12 */
-    frame[5] = 0;                                               /* rbx */
-    frame[6] = 0;                                               /* rbp: ends frame-pointer walks */
-    frame[7] = (uint64_t)(uintptr_t)moirai__context_trampoline; /* resume address */
+    frame[1] = 0;                          /* r15 */
+    frame[2] = 0;                          /* r14 */
+    frame[3] = (uint64_t)(uintptr_t)arg;   /* r13 */
+    frame[4] = (uint64_t)(uintptr_t)entry; /* r12 */
+    frame[5] = 0;                          /* rbx */
+    frame[6] = 0;                          /* rbp: ends frame-pointer walks */
+    frame[7] = (uint64_t)(uintptr_t)moirai__context_trampoline_resume; /* resume address */
     ctx->sp = frame;
 }
 
@@ -53,7 +54,7 @@ void moirai__context_make(moirai__context_t *ctx, void *stack_lo, size_t size,
     frame[0] = (uint64_t)(uintptr_t)entry; /* x19 */
     frame[1] = (uint64_t)(uintptr_t)arg;   /* x20 */
     frame[10] = 0;                         /* x29: ends fp walks */
-    frame[11] = (uint64_t)(uintptr_t)moirai__context_trampoline; /* x30 */
+    frame[11] = (uint64_t)(uintptr_t)moirai__context_trampoline_resume; /* x30 */
     frame[20] = fpcr;
     frame[21] = 0;
     ctx->sp = frame;

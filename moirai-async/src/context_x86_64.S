@@ -104,6 +104,12 @@ moirai__context_switch:
 moirai__context_trampoline:
     .cfi_startproc
     .cfi_undefined rip
+    /* Fresh contexts resume past this nop: an unwinder looks up the
+     * resume address minus one, which must lie in this function too. */
+    nop
+    .globl  moirai__context_trampoline_resume
+    .hidden moirai__context_trampoline_resume
+moirai__context_trampoline_resume:
     LANDING_PAD
     movq    %r13, %rdi
     callq   *%r12

@@ -44,8 +44,15 @@
 #endif
 
 /* Just before the jump from `from` to `to`; `fake_slot` is where ASan
- * keeps from's fake stack, NULL when `from` is finished for good. */
-static inline void before_switch(moirai__fctx_t *from, moirai__fctx_t *to, void **fake_slot)
+ * keeps from's fake stack, NULL when `from` is finished for good.
+ *
+ * Always inlined: ThreadSanitizer instruments every function with entry
+ * and exit hooks on the current fiber's shadow call stack, so a separate
+ * function calling __tsan_switch_to_fiber() would enter on one fiber and
+ * exit on the other, popping a frame the other never pushed (clang 14 at
+ * -O1 did not inline it, and the main fiber's shadow stack underflowed). */
+static inline __attribute__((always_inline)) void
+before_switch(moirai__fctx_t *from, moirai__fctx_t *to, void **fake_slot)
 {
 #if FCTX_ASAN
     to->resumed_from = from;
@@ -62,7 +69,7 @@ static inline void before_switch(moirai__fctx_t *from, moirai__fctx_t *to, void 
 }
 
 /* First thing after `self` resumes (or first runs, with fake == NULL). */
-static inline void after_switch(moirai__fctx_t *self, void *fake)
+static inline __attribute__((always_inline)) void after_switch(moirai__fctx_t *self, void *fake)
 {
 #if FCTX_ASAN
     const void *lo;

@@ -145,7 +145,7 @@ static int fiber_body(void *arg, const moirai_cancel_token_t *cancel, void **res
 static void on_cancel(void *arg)
 {
     struct moirai_fiber *f = arg;
-    moirai__waitq_cancel(f->rt, f);
+    moirai__waitq_cancel(f);
 }
 
 static int fiber_body(void *arg, const moirai_cancel_token_t *cancel, void **result)

@@ -25,13 +25,22 @@ static bool hook_applies(void *ctx)
 
 static int hook_park(void *ctx, _Atomic uint32_t *addr, uint32_t expected, uint64_t deadline)
 {
-    return moirai__waitq_park(ctx, moirai__fiber_self(), addr, expected, deadline);
+    (void)ctx;
+    return moirai__waitq_park(moirai__fiber_self(), addr, expected, deadline);
 }
 
 static int hook_unpark(void *ctx, _Atomic uint32_t *addr, int max)
 {
-    return moirai__waitq_unpark(ctx, addr, max);
+    (void)ctx;
+    return moirai__waitq_unpark(addr, max);
 }
+
+/* Static, like the wait table: a thread that loaded the hook just before
+ * destroy removed it may still call it afterwards. Its functions need no
+ * context: a park comes from a live fiber, which knows its runtime, and an
+ * unpark only touches the wait table until it finds a waiter, whose fiber
+ * (and so runtime) is alive. */
+static const moirai_park_hook_t hook = {hook_applies, hook_park, hook_unpark, NULL};
 
 static const moirai_executor_ops_t runtime_ops = {moirai__fiber_spawn_default};
 
@@ -82,8 +91,6 @@ int moirai_runtime_create(moirai_runtime_t **out, const moirai_runtime_config_t 
     }
     rt->executor.ops = &runtime_ops;
     rt->stack_size = cfg->stack_size != 0 ? cfg->stack_size : MOIRAI_FIBER_STACK_DEFAULT;
-    for (int i = 0; i < MOIRAI__BUCKETS; i++)
-        moirai__lock_init(&rt->buckets[i].lock);
     atomic_init(&rt->gate, 0);
     atomic_init(&rt->drained, 0);
 
@@ -104,11 +111,7 @@ int moirai_runtime_create(moirai_runtime_t **out, const moirai_runtime_config_t 
         atomic_store_explicit(&current, NULL, memory_order_release);
         return rc;
     }
-    rt->hook.applies = hook_applies;
-    rt->hook.park = hook_park;
-    rt->hook.unpark = hook_unpark;
-    rt->hook.ctx = rt;
-    moirai_park_hook_set(&rt->hook);
+    moirai_park_hook_set(&hook);
     *out = rt;
     return 0;
 }

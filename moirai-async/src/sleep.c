@@ -37,7 +37,7 @@ int moirai_fiber_sleep_until(uint64_t deadline)
             return 0;
         }
         /* `f` is still the caller: a fiber only ever runs itself. */
-        int rc = moirai__waitq_park(f->rt, f, &f->sleep_word, 0, deadline);
+        int rc = moirai__waitq_park(f, &f->sleep_word, 0, deadline);
         if (rc == -ETIMEDOUT)
             return 0;
         if (rc == -ECANCELED)

@@ -90,7 +90,8 @@ int moirai__stack_create(moirai__stack_t **out, size_t size)
     s->guard = map;
     s->lo = (char *)map + page;
     s->size = usable;
-    s->zeroed_lo = (uintptr_t)moirai__stack_hi(s);
+    s->floor = (uintptr_t)moirai__stack_hi(s);
+    s->window_resets = 0;
     s->next = NULL;
     *out = s;
     return 0;
@@ -178,12 +179,31 @@ bool moirai__stack_check(const moirai__stack_t *s)
     return lowest_nonzero(lo, lo + MOIRAI__STACK_CANARY) == lo + MOIRAI__STACK_CANARY;
 }
 
+/* Window passes between two exact ones. */
+#define STACK_EXACT_EVERY 64
+
 size_t moirai__stack_reset(moirai__stack_t *s)
 {
-    uintptr_t resident, hi = (uintptr_t)moirai__stack_hi(s);
-    uintptr_t low = deepest(s, &resident);
+    uintptr_t lo = (uintptr_t)s->lo, hi = (uintptr_t)moirai__stack_hi(s);
     size_t page = page_size();
+    uintptr_t low = hi, resident = 0;
+    bool exact = true;
 
+    if (s->window_resets > 0 && s->floor < hi) {
+        /* The window pass: trusted unless the user's lowest word lies in
+         * the floor's page, where a deeper user would have left one, or
+         * nothing at all was found (every real user leaves its entry
+         * frame at the top). */
+        low = lowest_nonzero(s->floor, hi);
+        if (low >= s->floor + page && low < hi) {
+            exact = false;
+            s->window_resets--;
+        }
+    }
+    if (exact) {
+        low = deepest(s, &resident);
+        s->window_resets = STACK_EXACT_EVERY - 1;
+    }
 #if STACK_ASAN
     ASAN_UNPOISON_MEMORY_REGION(s->lo, s->size);
 #endif
@@ -191,13 +211,17 @@ size_t moirai__stack_reset(moirai__stack_t *s)
      * what the last user used. */
     memset((void *)low, 0, hi - low);
     uintptr_t low_page = low & ~(uintptr_t)(page - 1);
-    if (low_page - resident > STACK_TRIM_BYTES) {
-        /* MADV_DONTNEED on a private anonymous mapping drops the pages:
-         * they read as zero again and are no longer resident. */
-        (void)madvise((void *)resident, low_page - resident, MADV_DONTNEED);
-        resident = low_page;
+    uintptr_t floor = low_page > lo ? low_page - page : lo;
+    if (exact) {
+        if (floor > resident && floor - resident > STACK_TRIM_BYTES) {
+            /* MADV_DONTNEED on a private anonymous mapping drops the
+             * pages: they read as zero again and are no longer resident. */
+            (void)madvise((void *)resident, floor - resident, MADV_DONTNEED);
+        }
+        /* The exact pass may raise the floor (the window shrinks back to
+         * what this user needed). */
+        s->floor = floor;
     }
-    s->zeroed_lo = resident;
     return hi - low;
 }
 

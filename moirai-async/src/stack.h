@@ -13,11 +13,23 @@
  * not resident until written; every stack is handed out entirely zero
  * (a reused stack is re-zeroed over the range its last user dirtied), so
  * the lowest non-zero word marks the deepest point any code reached: that
- * is the high-water mark. Finding it asks the kernel which pages are
- * resident (mincore) and scans words from the lowest resident page up,
- * so its cost follows what was used, not the stack's size. A page the
- * kernel has swapped out reads as not resident: under swap the mark may
- * come out low (the only effect is a wrong figure).
+ * is the high-water mark. Two ways to find it:
+ *   exact: ask the kernel which pages are resident (mincore) and scan
+ *     words from the lowest resident page up. About 1-2 us here, nearly
+ *     all of it the system call. moirai__stack_used() does this.
+ *   window: each stack remembers a floor, one page below the deepest
+ *     point of its users since the last exact pass; only [floor, top) is
+ *     scanned, with no system call, costing what the previous users used
+ *     plus that page. A user that went below the floor has written into
+ *     the floor's page unless an unwritten hole of a page or more in one
+ *     of its frames (a large, barely used buffer) spans that page; when
+ *     the lowest word found lies in the floor's page, the exact pass runs
+ *     instead. moirai__stack_reset() uses the window, and the exact pass
+ *     on a fresh stack's first reset and on every 64th reset after, so
+ *     the one case the window misses (that hole) costs one low figure
+ *     and, at most 64 reuses later, one high one, and then heals.
+ * A page the kernel has swapped out reads as not resident to the exact
+ * pass: under swap the mark may come out low (only a figure is wrong).
  *
  * The canary is the lowest MOIRAI__STACK_CANARY bytes of the usable range,
  * which must still hold the zero fill: a non-zero pattern would have to be
@@ -40,10 +52,11 @@ typedef struct moirai__stack {
     void *lo;    /* lowest usable byte (page-aligned); the canary starts here */
     size_t size; /* usable bytes, whole pages */
     void *guard; /* the guard page, just below `lo`: the mapping's start */
-    /* Lowest page that may be resident but zero because an earlier user
-     * dirtied it and it was re-zeroed; the scan for the mark starts no
-     * lower than the lowest resident page. Private to stack.c. */
-    uintptr_t zeroed_lo;
+    /* The window's floor (page-aligned; the top when no window is known)
+     * and the resets left before the next exact pass. Private to
+     * stack.c. */
+    uintptr_t floor;
+    unsigned window_resets;
     struct moirai__stack *next; /* the cache's free list */
 } moirai__stack_t;
 
@@ -81,10 +94,11 @@ static inline void *moirai__stack_hi(const moirai__stack_t *s)
 }
 
 /* The most bytes used below the top since the stack was handed out, to
- * within a word: the distance from the top to the lowest non-zero word.
- * Call it on the fiber running on `s`, or while nothing runs on it (a
- * parked fiber), with the memory ordered by whoever parked it. Never
- * blocks (one mincore system call, then a scan of the used range). */
+ * within a word: the distance from the top to the lowest non-zero word,
+ * found by the exact pass (one mincore system call, then a scan of the
+ * resident range). Call it on the fiber running on `s`, or while nothing
+ * runs on it (a parked fiber), with the memory ordered by whoever parked
+ * it. Never blocks. */
 size_t moirai__stack_used(const moirai__stack_t *s);
 
 /* True while the canary (the lowest MOIRAI__STACK_CANARY usable bytes)
@@ -94,10 +108,13 @@ size_t moirai__stack_used(const moirai__stack_t *s);
 bool moirai__stack_check(const moirai__stack_t *s);
 
 /* Re-zeroes what the last user dirtied, so the stack can be handed out
- * again with its zero fill, and returns the bytes that user had used (as
- * moirai__stack_used()). Resident zero pages left far below by earlier,
- * deeper users are returned to the kernel, so a cached stack keeps the
- * memory its last user touched and no more. Nothing may run on `s`. */
+ * again with its zero fill, and returns the bytes that user had used (the
+ * window pass, falling back to the exact one; see above). A result above
+ * s->size - MOIRAI__STACK_CANARY means the user reached the canary. On an
+ * exact pass, resident zero pages far below what the user touched (left
+ * by earlier, deeper users) are returned to the kernel, so a cached stack
+ * keeps about the memory its recent users touched. No system call on the
+ * window pass. Nothing may run on `s`. */
 size_t moirai__stack_reset(moirai__stack_t *s);
 
 /* Creates a cache of stacks of `stack_size` usable bytes (0: the default;

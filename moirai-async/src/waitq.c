@@ -26,11 +26,14 @@
 
 #include "async_internal.h"
 
-static moirai__bucket_t *bucket_of(moirai_runtime_t *rt, const void *addr)
+/* Zero-initialised static storage: every bucket unlocked and empty. */
+static moirai__bucket_t buckets[MOIRAI__BUCKETS];
+
+static moirai__bucket_t *bucket_of(const void *addr)
 {
     /* Fibonacci hashing of the address without its low (alignment) bits. */
     uint64_t h = ((uint64_t)(uintptr_t)addr >> 2) * UINT64_C(0x9E3779B97F4A7C15);
-    return &rt->buckets[h >> (64 - 8)];
+    return &buckets[h >> (64 - 8)];
 }
 
 _Static_assert(MOIRAI__BUCKETS == 256, "bucket_of() takes the top 8 bits");
@@ -76,8 +79,8 @@ static void release_bucket(void *arg)
     moirai__lock_release(&((moirai__bucket_t *)arg)->lock);
 }
 
-int moirai__waitq_park(moirai_runtime_t *rt, struct moirai_fiber *f, _Atomic uint32_t *addr,
-                       uint32_t expected, uint64_t deadline)
+int moirai__waitq_park(struct moirai_fiber *f, _Atomic uint32_t *addr, uint32_t expected,
+                       uint64_t deadline)
 {
     if (deadline != MOIRAI_DEADLINE_NEVER && moirai_deadline_expired(deadline))
         return -ETIMEDOUT;
@@ -86,7 +89,8 @@ int moirai__waitq_park(moirai_runtime_t *rt, struct moirai_fiber *f, _Atomic uin
         atomic_exchange_explicit(&f->cancel_pending, 0, memory_order_acquire))
         return -ECANCELED;
 
-    moirai__bucket_t *b = bucket_of(rt, addr);
+    moirai_runtime_t *rt = f->rt;
+    moirai__bucket_t *b = bucket_of(addr);
     moirai__waiter_t *w = &f->wait;
     moirai__lock_acquire(&b->lock);
     /* Relaxed: the bucket lock orders this check against the unparker's
@@ -120,9 +124,9 @@ int moirai__waitq_park(moirai_runtime_t *rt, struct moirai_fiber *f, _Atomic uin
     return w->result;
 }
 
-int moirai__waitq_unpark(moirai_runtime_t *rt, _Atomic uint32_t *addr, int max)
+int moirai__waitq_unpark(_Atomic uint32_t *addr, int max)
 {
-    moirai__bucket_t *b = bucket_of(rt, addr);
+    moirai__bucket_t *b = bucket_of(addr);
     moirai__waiter_t *woken = NULL;
     int n = 0;
     moirai__lock_acquire(&b->lock);
@@ -130,7 +134,7 @@ int moirai__waitq_unpark(moirai_runtime_t *rt, _Atomic uint32_t *addr, int max)
     while (w != NULL && n < max) {
         moirai__waiter_t *next = w->next;
         if (w->addr == addr) {
-            moirai__timers_remove(&rt->timers, w);
+            moirai__timers_remove(&w->fiber->rt->timers, w);
             moirai__waitq_dequeue_locked(w, 0);
             /* Chain the woken through `next` (free now) to resume them
              * after the lock is released. */
@@ -159,7 +163,7 @@ int moirai__waitq_unpark(moirai_runtime_t *rt, _Atomic uint32_t *addr, int max)
     return n;
 }
 
-void moirai__waitq_cancel(moirai_runtime_t *rt, struct moirai_fiber *f)
+void moirai__waitq_cancel(struct moirai_fiber *f)
 {
     atomic_store_explicit(&f->cancel_pending, 1, memory_order_seq_cst);
     moirai__bucket_t *b = atomic_load_explicit(&f->wait_bucket, memory_order_seq_cst);
@@ -169,7 +173,7 @@ void moirai__waitq_cancel(moirai_runtime_t *rt, struct moirai_fiber *f)
     moirai__waiter_t *w = &f->wait;
     bool found = w->queued && w->bucket == b;
     if (found) {
-        moirai__timers_remove(&rt->timers, w);
+        moirai__timers_remove(&f->rt->timers, w);
         moirai__waitq_dequeue_locked(w, -ECANCELED);
         /* Delivered: the fiber's next wait blocks normally. */
         atomic_store_explicit(&f->cancel_pending, 0, memory_order_relaxed);

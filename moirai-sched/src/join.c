@@ -23,7 +23,7 @@ typedef struct join_frame {
 /* Runs on a thief only: the owner runs a frame it pops itself inline. */
 static void join_frame_execute(moirai__job_t *job, moirai__worker_t *w)
 {
-    (void)w;
+    moirai__watchdog_job_begin(w, NULL);
     join_frame_t *f = (join_frame_t *)job;
     f->fn(f->arg);
     moirai__latch_set(&f->latch); /* the last touch of the frame */
@@ -78,6 +78,7 @@ typedef struct cold_frame {
 static void cold_frame_execute(moirai__job_t *job, moirai__worker_t *w)
 {
     cold_frame_t *f = (cold_frame_t *)job;
+    moirai__watchdog_job_begin(w, NULL);
     join_on_worker(w, f->a, f->arg_a, f->b, f->arg_b);
     /* The caller counts the join finished for shutdown once this returns. */
     moirai__latch_set(&f->latch);

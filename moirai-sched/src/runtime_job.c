@@ -27,6 +27,7 @@ static void runtime_job_execute(moirai__job_t *header, moirai__worker_t *w)
 {
     moirai_sched_job_t *job = (moirai_sched_job_t *)(void *)header;
     moirai_sched_job_cb run = job->run;
+    moirai__watchdog_job_begin(w, job->name);
     /* Nothing of the job is read after `run` starts: it may be submitted
      * again (and run elsewhere) or freed from inside it. */
     run(job);
