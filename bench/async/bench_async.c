@@ -50,8 +50,13 @@
  *   (K = N / 1000); in the critical section each increments a counter and
  *   yields once, so that the lock is really contended: without the yield a
  *   Go mutex loop mostly runs uncontended, each goroutine finishing its
- *   loop within its time slice. Wall-clock ns per acquisition. The final
- *   counter must be 1000 * K, or the round fails. Moirai moirai_mutex_t
+ *   loop within its time slice. The fibers are spawned before the clock
+ *   starts and wait at a start gate (a manual-reset moirai_event_t, a
+ *   closed Go channel, a Boost.Fiber condition variable) that opens as the
+ *   clock starts, so that K can be small (the runner lowers N to fit the
+ *   slowest implementation) without spawn costs diluting the figure.
+ *   Wall-clock ns per acquisition. The final counter must be 1000 * K, or
+ *   the round fails. Moirai moirai_mutex_t
  *   (which parks the fiber through core's parking hook) +
  *   moirai_fiber_yield, Go sync.Mutex + runtime.Gosched, Boost.Fiber
  *   boost::fibers::mutex + this_fiber::yield.
@@ -70,8 +75,8 @@
  *   resident set before the first spawn, divided by 10 000; then all are
  *   released and joined. Moirai: a manual-reset moirai_event_t, the bench
  *   thread measuring 20 ms after every fiber has announced itself, just
- *   before its wait; Go: a channel receive, measured the same way (after runtime.GC and debug.FreeOSMemory, so
- *   that goroutine stacks of earlier rounds are not reused resident);
+ *   before its wait; Go: a channel receive, measured the same way (after runtime.GC and
+ * debug.FreeOSMemory, so that goroutine stacks of earlier rounds are not reused resident);
  *   Boost.Fiber: a boost::fibers::condition_variable. Which memory an
  *   allocator keeps between rounds differs per runtime, so the figure is
  *   an estimate of the pages a parked fiber keeps resident, not an exact
@@ -404,6 +409,7 @@ static double fiber_yield_2w_moirai(uint64_t iters)
 /* ---- mutex_handoff_fibers ---- */
 
 typedef struct mutex_arg {
+    moirai_event_t start; /* the start gate (see mutex_handoff_fibers) */
     moirai_mutex_t mutex;
     uint64_t count; /* under `mutex` */
     uint64_t per_fiber;
@@ -415,6 +421,7 @@ static int mutex_fiber(void *arg, const moirai_cancel_token_t *cancel, void **re
     (void)cancel;
     (void)result;
     mutex_arg_t *a = arg;
+    moirai_event_wait(&a->start);
     for (uint64_t i = 0; i < a->per_fiber; i++) {
         moirai_mutex_lock(&a->mutex);
         a->count++;
@@ -451,13 +458,15 @@ static double mutex_handoff_fibers_moirai(uint64_t iters)
     mutex_arg_t *a = malloc(sizeof(*a));
     if (!a)
         return runtime_destroy(rt, -1.0);
+    moirai_event_init(&a->start, MOIRAI_EVENT_MANUAL, false);
     moirai_mutex_init(&a->mutex);
     a->count = 0;
     a->per_fiber = acquisitions_per_fiber(iters);
     moirai_waitgroup_init(&a->wg);
     take_error();
-    uint64_t t0 = bench_now_ns();
     int err = spawn_counted(rt, mutex_fiber, a, MUTEX_FIBERS, &a->wg);
+    uint64_t t0 = bench_now_ns();
+    moirai_event_set(&a->start);
     moirai_waitgroup_wait(&a->wg);
     double t = per_op(t0, bench_now_ns(), MUTEX_FIBERS * a->per_fiber);
     if (err == 0)
@@ -469,6 +478,7 @@ static double mutex_handoff_fibers_moirai(uint64_t iters)
         t = -1.0;
     }
     moirai_mutex_destroy(&a->mutex);
+    moirai_event_destroy(&a->start);
     free(a);
     return runtime_destroy(rt, t);
 }

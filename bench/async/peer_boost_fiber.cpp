@@ -335,11 +335,19 @@ extern "C" double moirai_peer_mutex_handoff(int threads, int fibers, uint64_t pe
     in_pool guard(p);
     bf::mutex mu;
     uint64_t count = 0;
+    /* The start gate: the fibers are spawned before the clock starts and
+     * wait here, so that the clock measures the acquisitions only. */
+    bf::mutex gate_mu;
+    bf::condition_variable gate_cv;
+    bool open = false;
     std::vector<bf::fiber> fs;
     fs.reserve(static_cast<size_t>(fibers));
-    auto t0 = clock_type::now();
     for (int f = 0; f < fibers; f++) {
-        fs.emplace_back([per_fiber, &mu, &count] {
+        fs.emplace_back([per_fiber, &mu, &count, &gate_mu, &gate_cv, &open] {
+            {
+                std::unique_lock<bf::mutex> g(gate_mu);
+                gate_cv.wait(g, [&open] { return open; });
+            }
             for (uint64_t i = 0; i < per_fiber; i++) {
                 std::unique_lock<bf::mutex> lk(mu);
                 count++;
@@ -349,6 +357,12 @@ extern "C" double moirai_peer_mutex_handoff(int threads, int fibers, uint64_t pe
             }
         });
     }
+    auto t0 = clock_type::now();
+    {
+        std::unique_lock<bf::mutex> g(gate_mu);
+        open = true;
+    }
+    gate_cv.notify_all();
     for (auto &f : fs)
         f.join();
     double t = ns_per(t0, clock_type::now(), static_cast<uint64_t>(fibers) * per_fiber);

@@ -103,10 +103,14 @@ func moirai_peer_mutex_handoff(threads C.int, fibers C.int, perFiber C.uint64_t,
 	t := withProcs(threads, func() float64 {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
-		t0 := time.Now()
+		// The start gate: the goroutines are spawned before the clock
+		// starts and wait here, so that the clock measures the
+		// acquisitions only.
+		start := make(chan struct{})
 		wg.Add(nf)
 		for f := 0; f < nf; f++ {
 			go func() {
+				<-start
 				for i := uint64(0); i < k; i++ {
 					mu.Lock()
 					count++
@@ -119,6 +123,8 @@ func moirai_peer_mutex_handoff(threads C.int, fibers C.int, perFiber C.uint64_t,
 				wg.Done()
 			}()
 		}
+		t0 := time.Now()
+		close(start)
 		wg.Wait()
 		return perOp(time.Since(t0), uint64(nf)*k)
 	})
