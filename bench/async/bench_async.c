@@ -52,9 +52,11 @@
  *   Go mutex loop mostly runs uncontended, each goroutine finishing its
  *   loop within its time slice. The fibers are spawned before the clock
  *   starts and wait at a start gate (a manual-reset moirai_event_t, a
- *   closed Go channel, a Boost.Fiber condition variable) that opens as the
- *   clock starts, so that K can be small (the runner lowers N to fit the
- *   slowest implementation) without spawn costs diluting the figure.
+ *   closed Go channel, a Boost.Fiber condition variable) until every one
+ *   has reached it; the gate opens as the clock starts. So K can be small
+ *   (the runner lowers N to fit the slowest implementation) without the
+ *   spawns and the fibers' first runs (fresh stacks faulting in) diluting
+ *   the figure.
  *   Wall-clock ns per acquisition. The final counter must be 1000 * K, or
  *   the round fails. Moirai moirai_mutex_t
  *   (which parks the fiber through core's parking hook) +
@@ -409,7 +411,8 @@ static double fiber_yield_2w_moirai(uint64_t iters)
 /* ---- mutex_handoff_fibers ---- */
 
 typedef struct mutex_arg {
-    moirai_event_t start; /* the start gate (see mutex_handoff_fibers) */
+    moirai_event_t start;     /* the start gate (see mutex_handoff_fibers) */
+    _Atomic uint64_t arrived; /* fibers that have reached the gate */
     moirai_mutex_t mutex;
     uint64_t count; /* under `mutex` */
     uint64_t per_fiber;
@@ -421,6 +424,8 @@ static int mutex_fiber(void *arg, const moirai_cancel_token_t *cancel, void **re
     (void)cancel;
     (void)result;
     mutex_arg_t *a = arg;
+    /* Relaxed: a count the bench thread polls; the gate orders the rest. */
+    atomic_fetch_add_explicit(&a->arrived, 1, memory_order_relaxed);
     moirai_event_wait(&a->start);
     for (uint64_t i = 0; i < a->per_fiber; i++) {
         moirai_mutex_lock(&a->mutex);
@@ -464,7 +469,10 @@ static double mutex_handoff_fibers_moirai(uint64_t iters)
     a->per_fiber = acquisitions_per_fiber(iters);
     moirai_waitgroup_init(&a->wg);
     take_error();
+    atomic_init(&a->arrived, 0);
     int err = spawn_counted(rt, mutex_fiber, a, MUTEX_FIBERS, &a->wg);
+    while (err == 0 && atomic_load_explicit(&a->arrived, memory_order_relaxed) < MUTEX_FIBERS)
+        sleep_ns(100000);
     uint64_t t0 = bench_now_ns();
     moirai_event_set(&a->start);
     moirai_waitgroup_wait(&a->wg);

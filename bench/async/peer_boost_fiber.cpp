@@ -336,16 +336,19 @@ extern "C" double moirai_peer_mutex_handoff(int threads, int fibers, uint64_t pe
     bf::mutex mu;
     uint64_t count = 0;
     /* The start gate: the fibers are spawned before the clock starts and
-     * wait here, so that the clock measures the acquisitions only. */
+     * wait here until all have arrived, so that the clock measures the
+     * acquisitions only. */
     bf::mutex gate_mu;
     bf::condition_variable gate_cv;
     bool open = false;
+    int arrived = 0;
     std::vector<bf::fiber> fs;
     fs.reserve(static_cast<size_t>(fibers));
     for (int f = 0; f < fibers; f++) {
-        fs.emplace_back([per_fiber, &mu, &count, &gate_mu, &gate_cv, &open] {
+        fs.emplace_back([per_fiber, &mu, &count, &gate_mu, &gate_cv, &open, &arrived] {
             {
                 std::unique_lock<bf::mutex> g(gate_mu);
+                arrived++;
                 gate_cv.wait(g, [&open] { return open; });
             }
             for (uint64_t i = 0; i < per_fiber; i++) {
@@ -356,6 +359,15 @@ extern "C" double moirai_peer_mutex_handoff(int threads, int fibers, uint64_t pe
                 boost::this_fiber::yield();
             }
         });
+    }
+    /* Every fiber waits at the gate (counted under its mutex, which the
+     * wait releases only once the fiber is suspended). */
+    for (;;) {
+        std::unique_lock<bf::mutex> g(gate_mu);
+        if (arrived == fibers)
+            break;
+        g.unlock();
+        boost::this_fiber::yield();
     }
     auto t0 = clock_type::now();
     {

@@ -104,12 +104,14 @@ func moirai_peer_mutex_handoff(threads C.int, fibers C.int, perFiber C.uint64_t,
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		// The start gate: the goroutines are spawned before the clock
-		// starts and wait here, so that the clock measures the
-		// acquisitions only.
+		// starts and wait here until all have arrived, so that the
+		// clock measures the acquisitions only.
 		start := make(chan struct{})
+		var arrived int32
 		wg.Add(nf)
 		for f := 0; f < nf; f++ {
 			go func() {
+				atomic.AddInt32(&arrived, 1)
 				<-start
 				for i := uint64(0); i < k; i++ {
 					mu.Lock()
@@ -122,6 +124,9 @@ func moirai_peer_mutex_handoff(threads C.int, fibers C.int, perFiber C.uint64_t,
 				}
 				wg.Done()
 			}()
+		}
+		for atomic.LoadInt32(&arrived) < int32(nf) {
+			time.Sleep(100 * time.Microsecond)
 		}
 		t0 := time.Now()
 		close(start)
