@@ -50,6 +50,12 @@ packages=(
     gcc-aarch64-linux-gnu
     libc6-dev-arm64-cross
     qemu-user
+    # Packaging and ABI checks (.ci/run): dpkg-buildpackage (dpkg-dev) with
+    # debhelper's meson support, lintian, and libabigail's abidw/abidiff.
+    dpkg-dev
+    debhelper
+    lintian
+    abigail-tools
     # Fiber peers (bench/async): Boost.Context and Boost.Fiber (the
     # versioned 1.81 names: the plain libboost-*-dev give 1.74), Go for a
     # c-shared module, and Tokio built offline like Rayon.

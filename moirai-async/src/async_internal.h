@@ -87,6 +87,9 @@ typedef struct moirai__thread {
     moirai__fctx_t native;
     bool native_ready;
     struct moirai_fiber *current;
+    /* The worker index of this thread while `current` runs (its scheduler
+     * context is swapped out then): which fiber cache a spawn uses. */
+    int slot;
     void (*after)(void *arg);
     void *after_arg;
 } moirai__thread_t;
@@ -108,10 +111,23 @@ typedef struct moirai__timers {
     moirai__lock_t lock;
     moirai__waiter_t **heap;
     size_t count;
-    size_t capacity;
+    /* Only grows, under the lock; read without it to skip the lock when
+     * there is room already. */
+    _Atomic size_t capacity;
 } moirai__timers_t;
 
 typedef struct moirai__reactor moirai__reactor_t;
+
+/* Finished fibers of the default stack size, kept with their stacks by the
+ * worker they ended on, so that a spawn on that worker (a fiber spawning
+ * and joining a child, the common case) allocates nothing and takes no
+ * lock. Touched only by the thread that is worker `slot`: no atomics. */
+#define MOIRAI__FIBER_CACHE 16
+
+typedef struct moirai__fiber_cache {
+    struct moirai_fiber *fibers[MOIRAI__FIBER_CACHE];
+    int count;
+} __attribute__((aligned(64))) moirai__fiber_cache_t;
 
 struct moirai_runtime {
     moirai_executor_t executor; /* moirai_runtime_executor(); first member */
@@ -121,6 +137,8 @@ struct moirai_runtime {
     moirai__stack_pool_t *stacks;
     moirai__reactor_t *reactor;
     moirai__timers_t timers;
+    moirai__fiber_cache_t *caches; /* one per worker slot of the scheduler */
+    int ncaches;
 
     /* Live fibers, plus MOIRAI__GATE_SHUT once destroy has begun. */
     _Atomic uint64_t gate;
@@ -190,6 +208,9 @@ int moirai__reactor_start(moirai__reactor_t **out, moirai_runtime_t *rt);
 void moirai__reactor_stop(moirai__reactor_t *r);
 /* Tells the reactor a new earliest deadline exists. Any thread. */
 void moirai__reactor_kick(moirai__reactor_t *r);
+
+/* fiber.c: frees the fibers the caches hold (destroy, once all ended). */
+void moirai__fiber_caches_free(moirai_runtime_t *rt);
 
 /* fiber.c: the runtime executor's spawn (default stack size). */
 int moirai__fiber_spawn_default(moirai_executor_t *executor, moirai_task_fn fn, void *arg,

@@ -13,6 +13,25 @@
  * __tsan_switch_to_fiber() just before the jump, which also makes the
  * switch a happens-before edge, and freed by __tsan_destroy_fiber().
  *
+ * The life of a fiber, as the runtime drives it (w = the worker's own
+ * context from moirai__fctx_thread_init(), f = the fiber's):
+ *   spawn:   moirai__stack_pool_get(pool, size, &st);
+ *            moirai__fctx_init(&f, st->lo, st->size, trampoline, fiber);
+ *   run:     moirai__stack_set_current(st, name, id);
+ *            moirai__fctx_switch(&w, &f);          (returns when f parks or ends)
+ *            moirai__stack_set_current(NULL, NULL, 0);
+ *   park:    on f: moirai__fctx_switch(&f, &w);   (then w publishes f, release)
+ *            where w is the context of the worker that resumed f this time:
+ *            the runner stores &w in the fiber before switching in (as
+ *            test_context.c's two-thread test does), never a pointer f
+ *            read from a thread-local before an earlier switch.
+ *   resume:  any worker that took f (acquire) runs it as in "run", with its
+ *            own w; f's code continues after its park switch.
+ *   finish:  on f: moirai__fctx_switch_final(&f, &w);
+ *            on w: moirai__fctx_destroy(&f); moirai__stack_pool_put(pool, st)
+ *            (its result is the fiber's high-water mark; above
+ *            st->size - MOIRAI__STACK_CANARY the canary was reached).
+ *
  * Thread-local variables across a switch: a fiber may resume on another
  * thread than the one it left, but the compiler assumes a function runs
  * on one thread and may keep the address of a thread-local variable it

@@ -84,13 +84,29 @@ static void gate_leave(moirai_runtime_t *rt)
     }
 }
 
+/* The fiber cache of the worker the caller runs on, or NULL. `slot` is
+ * the worker index (from the thread state inside a fiber, whose scheduler
+ * context is swapped out). */
+static moirai__fiber_cache_t *cache_of(moirai_runtime_t *rt, int slot)
+{
+    return slot >= 0 && slot < rt->ncaches ? &rt->caches[slot] : NULL;
+}
+
 static void fiber_finish(void *arg)
 {
     struct moirai_fiber *f = arg;
     moirai_runtime_t *rt = f->rt;
     moirai__fctx_destroy(&f->ctx);
+    /* On the worker's own stack, with its scheduler context back. */
+    moirai__fiber_cache_t *cache = cache_of(rt, moirai_sched_worker_index());
+    size_t used;
+    bool keep = cache != NULL && cache->count < MOIRAI__FIBER_CACHE &&
+                f->stack->size == moirai__stack_pool_stack_size(rt->stacks);
     /* Resetting the stack for reuse measures what the fiber used. */
-    size_t used = moirai__stack_pool_put(rt->stacks, f->stack);
+    if (keep)
+        used = moirai__stack_reset(f->stack);
+    else
+        used = moirai__stack_pool_put(rt->stacks, f->stack);
     uint64_t hw = atomic_load_explicit(&rt->high_water, memory_order_relaxed);
     while (used > hw &&
            !atomic_compare_exchange_weak_explicit(&rt->high_water, &hw, used, memory_order_relaxed,
@@ -100,8 +116,23 @@ static void fiber_finish(void *arg)
     atomic_fetch_add_explicit(&rt->switches, f->switches, memory_order_relaxed);
     atomic_fetch_add_explicit(&rt->parks, f->parks, memory_order_relaxed);
     moirai_handle_release(f->handle);
-    moirai_free(f);
+    if (keep)
+        cache->fibers[cache->count++] = f;
+    else
+        moirai_free(f);
     gate_leave(rt);
+}
+
+void moirai__fiber_caches_free(moirai_runtime_t *rt)
+{
+    for (int i = 0; i < rt->ncaches; i++) {
+        moirai__fiber_cache_t *c = &rt->caches[i];
+        while (c->count > 0) {
+            struct moirai_fiber *f = c->fibers[--c->count];
+            moirai__stack_pool_put(rt->stacks, f->stack);
+            moirai_free(f);
+        }
+    }
 }
 
 static void fiber_job_run(moirai_sched_job_t *job)
@@ -112,6 +143,7 @@ static void fiber_job_run(moirai_sched_job_t *job)
         moirai__fctx_thread_init(&t->native);
         t->native_ready = true;
     }
+    t->slot = moirai_sched_worker_index();
     moirai_sched_thread_ctx_swap(&f->sched_ctx);
     t->current = f;
     f->switches++;
@@ -229,16 +261,26 @@ static int spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
     uint64_t live = atomic_load_explicit(&rt->gate, memory_order_relaxed) & ~MOIRAI__GATE_SHUT;
     rc = moirai__timers_reserve(&rt->timers, (size_t)live);
     struct moirai_fiber *f = NULL;
-    if (rc == 0) {
+    moirai__fiber_cache_t *cache = NULL;
+    if (rc == 0 && ex->stack_size == moirai__stack_pool_stack_size(rt->stacks)) {
+        moirai__thread_t *t = moirai__thread_get();
+        cache = cache_of(rt, t->current != NULL ? t->slot : moirai_sched_worker_index());
+    }
+    if (rc == 0 && cache != NULL && cache->count > 0) {
+        f = cache->fibers[--cache->count];
+        moirai__stack_t *stack = f->stack;
+        memset(f, 0, sizeof(*f));
+        f->stack = stack;
+    } else if (rc == 0) {
         f = moirai_malloc(sizeof(*f));
         if (f == NULL)
             rc = -ENOMEM;
-    }
-    if (rc == 0) {
-        memset(f, 0, sizeof(*f));
-        rc = moirai__stack_pool_get(rt->stacks, ex->stack_size, &f->stack);
-        if (rc != 0)
-            moirai_free(f);
+        if (rc == 0) {
+            memset(f, 0, sizeof(*f));
+            rc = moirai__stack_pool_get(rt->stacks, ex->stack_size, &f->stack);
+            if (rc != 0)
+                moirai_free(f);
+        }
     }
     if (rc != 0) {
         gate_leave(rt);

@@ -64,6 +64,9 @@ static void teardown(moirai_runtime_t *rt)
     moirai__reactor_stop(rt->reactor);
     if (rt->owns_sched && rt->sched != NULL)
         moirai_sched_destroy(rt->sched, MOIRAI_SHUTDOWN_DRAIN);
+    if (rt->caches != NULL)
+        moirai__fiber_caches_free(rt);
+    moirai_free(rt->caches);
     moirai__stack_pool_destroy(rt->stacks);
     moirai__timers_fini(&rt->timers);
     moirai_free(rt);
@@ -103,6 +106,14 @@ int moirai_runtime_create(moirai_runtime_t **out, const moirai_runtime_config_t 
         rt->owns_sched = rc == 0;
     } else if (rc == 0) {
         rt->sched = cfg->sched;
+    }
+    if (rc == 0) {
+        rt->ncaches = moirai_sched_worker_count(rt->sched);
+        rt->caches = moirai_aligned_alloc(64, (size_t)rt->ncaches * sizeof(*rt->caches));
+        if (rt->caches == NULL)
+            rc = -ENOMEM;
+        else
+            memset(rt->caches, 0, (size_t)rt->ncaches * sizeof(*rt->caches));
     }
     if (rc == 0)
         rc = moirai__reactor_start(&rt->reactor, rt);
@@ -173,5 +184,8 @@ int moirai_runtime_stats(const moirai_runtime_t *rt, moirai_runtime_stats_t *out
     moirai__stack_pool_stats(r->stacks, &ps);
     out->stacks_mapped = ps.mapped;
     out->stacks_cached = ps.cached;
+    moirai_sched_worker_stats_t ws;
+    if (moirai_sched_stats(r->sched, &ws) == 0)
+        out->watchdog_reports = ws.watchdog_reports;
     return 0;
 }

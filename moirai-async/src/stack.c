@@ -9,6 +9,9 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <moirai/async/runtime.h>
 #include <moirai/core/alloc.h>
@@ -75,9 +78,11 @@ int moirai__stack_create(moirai__stack_t **out, size_t size)
     if (s == NULL)
         return -ENOMEM;
     /* MAP_NORESERVE: only touched pages count against overcommit, which is
-     * the point of a large default stack. */
+     * the point of a large default stack. MAP_STACK: newer kernels then
+     * keep transparent huge pages off it, which would make one touched
+     * byte cost 2 MiB of a large stack. */
     void *map = mmap(NULL, usable + page, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (map == MAP_FAILED) {
         moirai_free(s);
         return -ENOMEM;
@@ -131,20 +136,41 @@ static uintptr_t lowest_resident(uintptr_t lo, uintptr_t hi)
     return hi;
 }
 
-/* The lowest non-zero word in [from, hi), or hi. */
+/* The lowest non-zero word in [from, hi), or hi. `from` is 8-byte
+ * aligned and `hi` page-aligned. */
 static NO_ASAN uintptr_t lowest_nonzero(uintptr_t from, uintptr_t hi)
 {
-    const volatile uint64_t *w = (const uint64_t *)from;
-    const volatile uint64_t *end = (const uint64_t *)hi;
+    const uint64_t *w = (const uint64_t *)from;
+    const uint64_t *end = (const uint64_t *)hi;
 
-    /* Eight words at a time while whole lines are zero. The reads are
-     * volatile so that the compiler keeps them plain loads (no call to an
-     * intercepted memchr-like routine). */
+    /* Single words up to a 64-byte boundary, then whole lines eight words
+     * at a time (the OR of a line vectorises), then the line that holds
+     * the first non-zero word, word by word. */
+    while (((uintptr_t)w & 63) != 0 && w < end) {
+        if (*w != 0)
+            return (uintptr_t)w;
+        w++;
+    }
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
     while (w + 8 <= end) {
-        if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0)
+        const __m128i *v = (const __m128i *)w;
+        __m128i any = _mm_or_si128(_mm_or_si128(_mm_load_si128(v), _mm_load_si128(v + 1)),
+                                   _mm_or_si128(_mm_load_si128(v + 2), _mm_load_si128(v + 3)));
+        if (_mm_movemask_epi8(_mm_cmpeq_epi8(any, zero)) != 0xffff)
             break;
         w += 8;
     }
+#else
+    while (w + 8 <= end) {
+        uint64_t any = 0;
+        for (int i = 0; i < 8; i++)
+            any |= w[i];
+        if (any != 0)
+            break;
+        w += 8;
+    }
+#endif
     for (; w < end; w++)
         if (*w != 0)
             return (uintptr_t)w;
@@ -179,23 +205,28 @@ bool moirai__stack_check(const moirai__stack_t *s)
     return lowest_nonzero(lo, lo + MOIRAI__STACK_CANARY) == lo + MOIRAI__STACK_CANARY;
 }
 
+/* The window's band below the deepest word seen (see stack.h): the
+ * window pass scans it for nothing but zeros, so its size is the pass's
+ * fixed cost (512 bytes: 64 words); a user that went deeper is caught
+ * unless a hole of at least this size in one of its frames spans it. */
+#define STACK_BAND 512
+
 /* Window passes between two exact ones. */
 #define STACK_EXACT_EVERY 64
 
 size_t moirai__stack_reset(moirai__stack_t *s)
 {
     uintptr_t lo = (uintptr_t)s->lo, hi = (uintptr_t)moirai__stack_hi(s);
-    size_t page = page_size();
     uintptr_t low = hi, resident = 0;
     bool exact = true;
 
     if (s->window_resets > 0 && s->floor < hi) {
         /* The window pass: trusted unless the user's lowest word lies in
-         * the floor's page, where a deeper user would have left one, or
+         * the band above the floor, where a deeper user would have left one, or
          * nothing at all was found (every real user leaves its entry
          * frame at the top). */
         low = lowest_nonzero(s->floor, hi);
-        if (low >= s->floor + page && low < hi) {
+        if (low >= s->floor + STACK_BAND && low < hi) {
             exact = false;
             s->window_resets--;
         }
@@ -210,8 +241,8 @@ size_t moirai__stack_reset(moirai__stack_t *s)
     /* Only the dirtied range is re-zeroed: the cost of a reuse follows
      * what the last user used. */
     memset((void *)low, 0, hi - low);
-    uintptr_t low_page = low & ~(uintptr_t)(page - 1);
-    uintptr_t floor = low_page > lo ? low_page - page : lo;
+    uintptr_t low_line = low & ~(uintptr_t)63;
+    uintptr_t floor = low_line > lo + STACK_BAND ? low_line - STACK_BAND : lo;
     if (exact) {
         if (floor > resident && floor - resident > STACK_TRIM_BYTES) {
             /* MADV_DONTNEED on a private anonymous mapping drops the
@@ -378,9 +409,13 @@ static __thread struct current tls_current __attribute__((tls_model("initial-exe
  * which may move between threads (see fctx.h). */
 MOIRAI__FIBER_TLS_ACCESSOR(struct current, tls_current, current_slot)
 
-static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+/* The handler is installed once per process, under the lock; a failed
+ * attempt (no pthread key left) can be retried. `installed` is read
+ * first without the lock: acquire, pairing with the release store after
+ * installing, so that a thread seeing it also sees the key. */
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool installed;
 static pthread_key_t altstack_key;
-static int handler_error; /* written once under handler_once */
 static struct sigaction previous_segv;
 
 /* Appends `s` to buf at *len (bounded by cap). Async-signal-safe. */
@@ -475,18 +510,26 @@ static void altstack_release(void *mem)
     current_slot()->prepared = false;
 }
 
-static void install_handler(void)
+static int install_handler(void)
 {
-    if (pthread_key_create(&altstack_key, altstack_release) != 0) {
-        handler_error = -EAGAIN;
-        return;
+    int rc = 0;
+
+    pthread_mutex_lock(&install_lock);
+    if (!atomic_load_explicit(&installed, memory_order_relaxed)) {
+        if (pthread_key_create(&altstack_key, altstack_release) != 0) {
+            rc = -EAGAIN;
+        } else {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof(sa));
+            sa.sa_sigaction = on_segv;
+            sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGSEGV, &sa, &previous_segv);
+            atomic_store_explicit(&installed, true, memory_order_release);
+        }
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_segv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &previous_segv);
+    pthread_mutex_unlock(&install_lock);
+    return rc;
 }
 
 int moirai__stack_thread_prepare(void)
@@ -495,9 +538,11 @@ int moirai__stack_thread_prepare(void)
 
     if (cur->prepared)
         return 0;
-    pthread_once(&handler_once, install_handler);
-    if (handler_error != 0)
-        return handler_error;
+    if (!atomic_load_explicit(&installed, memory_order_acquire)) {
+        int rc = install_handler();
+        if (rc != 0)
+            return rc;
+    }
     stack_t have;
     if (sigaltstack(NULL, &have) == 0 && !(have.ss_flags & SS_DISABLE) &&
         have.ss_size >= ALTSTACK_ENOUGH) {

@@ -17,17 +17,19 @@
  *   exact: ask the kernel which pages are resident (mincore) and scan
  *     words from the lowest resident page up. About 1-2 us here, nearly
  *     all of it the system call. moirai__stack_used() does this.
- *   window: each stack remembers a floor, one page below the deepest
- *     point of its users since the last exact pass; only [floor, top) is
- *     scanned, with no system call, costing what the previous users used
- *     plus that page. A user that went below the floor has written into
- *     the floor's page unless an unwritten hole of a page or more in one
- *     of its frames (a large, barely used buffer) spans that page; when
- *     the lowest word found lies in the floor's page, the exact pass runs
- *     instead. moirai__stack_reset() uses the window, and the exact pass
- *     on a fresh stack's first reset and on every 64th reset after, so
- *     the one case the window misses (that hole) costs one low figure
- *     and, at most 64 reuses later, one high one, and then heals.
+ *   window: each stack remembers a floor, set by the last exact pass a
+ *     band of 512 bytes below the deepest word its user wrote; only
+ *     [floor, top) is scanned, up to the first non-zero word, with no
+ *     system call (SSE2 on x86-64), costing the band plus the difference
+ *     to that user. A later user that went below the floor has written
+ *     into the band unless an unwritten hole of 512 bytes or more in one
+ *     of its frames (a large, barely used buffer) spans it; when the
+ *     lowest word found lies in the band, or nothing is found at all, the
+ *     exact pass runs instead (and sets the floor lower).
+ *     moirai__stack_reset() uses the window, and the exact pass on a
+ *     fresh stack's first reset and on every 64th reset after, so the one
+ *     case the window misses (that hole) costs one low figure and, at
+ *     most 64 reuses later, one high one, and then heals.
  * A page the kernel has swapped out reads as not resident to the exact
  * pass: under swap the mark may come out low (only a figure is wrong).
  *
@@ -36,7 +38,8 @@
  * written at creation, making the bottom page resident in every stack
  * (4 KiB of RSS per fiber, half again what a typical parked fiber
  * touches). A fiber that came within the canary of the guard without
- * touching it is reported by moirai__stack_check(). */
+ * touching it is reported by moirai__stack_check() (one mincore call) or,
+ * for free, by moirai__stack_reset()'s result. */
 #ifndef MOIRAI_ASYNC_STACK_H
 #define MOIRAI_ASYNC_STACK_H
 
@@ -52,7 +55,7 @@ typedef struct moirai__stack {
     void *lo;    /* lowest usable byte (page-aligned); the canary starts here */
     size_t size; /* usable bytes, whole pages */
     void *guard; /* the guard page, just below `lo`: the mapping's start */
-    /* The window's floor (page-aligned; the top when no window is known)
+    /* The window's floor (line-aligned; the top when no window is known)
      * and the resets left before the next exact pass. Private to
      * stack.c. */
     uintptr_t floor;
@@ -158,19 +161,23 @@ void moirai__stack_pool_stats(const moirai__stack_pool_t *p, moirai__stack_pool_
  * handler installed before (or the default action).
  *
  * Prepares the calling thread: installs the process-wide handler the
- * first time, and an alternate signal stack (64 KiB) for this thread unless one
- * of at least 16 KiB is already installed (ours is unmapped at thread exit by
- * a pthread key destructor). Idempotent. Returns 0, -ENOMEM (no memory
- * for the signal stack) or -EAGAIN (no pthread key). */
+ * first time, and an alternate signal stack (64 KiB) for this thread
+ * unless one of at least 16 KiB is already installed (ours is unmapped at
+ * thread exit by a pthread key destructor). Idempotent; after a failure
+ * it may be called again. Returns 0, -ENOMEM (the signal stack could not
+ * be mapped) or -EAGAIN (no pthread key left for the process). */
 int moirai__stack_thread_prepare(void);
 
 /* Registers `s` as the stack the calling thread runs now (NULL: none,
  * the thread's own stack), with the name and id the overflow message
- * gives (name NULL: "(unnamed)"; the string must outlive the
- * registration). Calls moirai__stack_thread_prepare() the first time on
- * each thread; if that failed, an overflow still kills the process, but
- * by a plain SIGSEGV without the message. Never blocks. Call it before
- * switching onto the fiber, on the thread that will run it. */
+ * gives (name NULL: "(unnamed)"; at most 200 bytes of it are written;
+ * the string must outlive the registration). Calls
+ * moirai__stack_thread_prepare() the first time on each thread; if that
+ * failed, an overflow still kills the process, but by a plain SIGSEGV
+ * without the message. Never blocks. Call it before
+ * switching onto the fiber, on the thread that will run it, and with
+ * NULL when back on the thread's own stack: a fault within 1 MiB below a
+ * registered stack is read as that stack's overflow. */
 void moirai__stack_set_current(const moirai__stack_t *s, const char *name, uint64_t id);
 
 #endif

@@ -24,8 +24,8 @@ int moirai__timers_init(moirai__timers_t *t)
 {
     moirai__lock_init(&t->lock);
     t->count = 0;
-    t->capacity = 64;
-    t->heap = moirai_calloc(t->capacity, sizeof(*t->heap));
+    atomic_init(&t->capacity, 64);
+    t->heap = moirai_calloc(64, sizeof(*t->heap));
     return t->heap == NULL ? -ENOMEM : 0;
 }
 
@@ -37,9 +37,8 @@ void moirai__timers_fini(moirai__timers_t *t)
 
 int moirai__timers_reserve(moirai__timers_t *t, size_t fibers)
 {
-    moirai__lock_acquire(&t->lock);
-    size_t cap = t->capacity;
-    moirai__lock_release(&t->lock);
+    /* Relaxed: a stale (smaller) capacity only sends us to the lock. */
+    size_t cap = atomic_load_explicit(&t->capacity, memory_order_relaxed);
     if (fibers <= cap)
         return 0;
     size_t want = cap;
@@ -55,12 +54,12 @@ int moirai__timers_reserve(moirai__timers_t *t, size_t fibers)
         return -ENOMEM;
     moirai__lock_acquire(&t->lock);
     moirai__waiter_t **old = NULL;
-    if (want > t->capacity) {
+    if (want > atomic_load_explicit(&t->capacity, memory_order_relaxed)) {
         for (size_t i = 0; i < t->count; i++)
             bigger[i] = t->heap[i];
         old = t->heap;
         t->heap = bigger;
-        t->capacity = want;
+        atomic_store_explicit(&t->capacity, want, memory_order_relaxed);
         bigger = NULL;
     }
     moirai__lock_release(&t->lock);

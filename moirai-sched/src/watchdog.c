@@ -122,6 +122,9 @@ static void compensate(moirai_sched_t *s, int wanted)
         if (k < wanted && state == MOIRAI__COMP_IDLE) {
             atomic_store_explicit(&w->comp_state, MOIRAI__COMP_RUNNING, memory_order_relaxed);
             w->searching = false;
+            /* Counted before the thread exists, so whoever sees the work it
+             * did also sees it counted; taken back if it cannot start. */
+            moirai__stat_add(&w->stats.compensating_started, 1);
             /* The thread's creation orders everything above before it. */
             pthread_attr_t attr;
             int rc = pthread_attr_init(&attr);
@@ -131,13 +134,16 @@ static void compensate(moirai_sched_t *s, int wanted)
                 pthread_attr_destroy(&attr);
             }
             if (rc != 0) {
+                atomic_store_explicit(
+                    &w->stats.compensating_started,
+                    atomic_load_explicit(&w->stats.compensating_started, memory_order_relaxed) - 1,
+                    memory_order_relaxed);
                 atomic_store_explicit(&w->comp_state, MOIRAI__COMP_IDLE, memory_order_relaxed);
                 MOIRAI_LOG(MOIRAI_LOG_WARN,
                            "moirai-sched watchdog: cannot start a compensating worker");
                 break;
             }
             w->thread_started = true;
-            moirai__stat_add(&w->stats.compensating_started, 1);
             MOIRAI_LOG(MOIRAI_LOG_INFO, "moirai-sched watchdog: compensating worker %d started",
                        w->index);
         } else if (k >= wanted && state == MOIRAI__COMP_RUNNING) {

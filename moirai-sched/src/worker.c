@@ -421,24 +421,6 @@ void moirai__worker_wait_latch(moirai__worker_t *w, moirai__latch_t *latch)
         atomic_store_explicit(&w->stats.job_name, waiting, memory_order_relaxed);
 }
 
-int moirai__worker_push_local(moirai__worker_t *w, moirai__job_t *job)
-{
-    if (!w->sched->cfg.lifo_slot)
-        return moirai__deque_push(w->deque, job);
-    /* acq_rel: release publishes the job to a thief that takes the slot;
-     * acquire pairs with our own earlier publication of `prev`. */
-    moirai__job_t *prev = atomic_exchange_explicit(&w->lifo, job, memory_order_acq_rel);
-    if (prev != NULL && moirai__deque_push(w->deque, prev) != 0) {
-        /* Put the previous occupant back. Only thieves take from the slot
-         * meanwhile, so it holds `job` or nothing: if a thief took `job`,
-         * it is queued after all. */
-        moirai__job_t *cur = atomic_exchange_explicit(&w->lifo, prev, memory_order_acq_rel);
-        if (cur == job)
-            return -ENOMEM;
-    }
-    return 0;
-}
-
 int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job)
 {
     int rc = moirai__deque_push(w->deque, job);

@@ -8,6 +8,7 @@
  * threads alternately sees each thread's own thread-local state through
  * the accessor, clean under ThreadSanitizer and AddressSanitizer. */
 #include <criterion/criterion.h>
+#include <execinfo.h>
 #include <fenv.h>
 #include <math.h>
 #include <pthread.h>
@@ -463,5 +464,49 @@ Test(fctx, fiber_resumed_by_two_threads_alternately, .timeout = 60)
     moirai__fctx_destroy(&s.fiber);
     pthread_mutex_destroy(&s.lock);
     pthread_cond_destroy(&s.cond);
+    stack_unmap(stack);
+}
+
+/* ---- unwinding stops at the fiber's entry ---- */
+
+/* Defined in the architecture's .S file. */
+void moirai__context_trampoline(void);
+
+struct unwind {
+    moirai__context_t a, b;
+    int frames;
+    void *outermost;
+};
+
+static __attribute__((noinline)) void unwind_here(struct unwind *u)
+{
+    void *pcs[64];
+    u->frames = backtrace(pcs, 64);
+    u->outermost = u->frames > 0 ? pcs[u->frames - 1] : NULL;
+    __asm__ volatile("" : : : "memory"); /* no tail call */
+}
+
+static void unwind_entry(void *arg)
+{
+    struct unwind *u = arg;
+    unwind_here(u);
+    moirai__context_switch(&u->b, &u->a);
+}
+
+Test(context, backtrace_on_a_fiber_ends_at_its_entry, .timeout = 10)
+{
+    void *stack = stack_map();
+    struct unwind u = {0};
+
+    moirai__context_make(&u.b, stack, STACK_BYTES, unwind_entry, &u);
+    moirai__context_switch(&u.a, &u.b);
+    /* backtrace, unwind_here, unwind_entry, the trampoline: the unwinder
+     * stops at the trampoline, whose return address the CFI marks
+     * undefined, instead of walking above the stack's top. */
+    cr_assert_geq(u.frames, 3);
+    cr_assert_lt(u.frames, 64);
+    uintptr_t t = (uintptr_t)moirai__context_trampoline, pc = (uintptr_t)u.outermost;
+    cr_assert(pc > t && pc < t + 32, "outermost frame %#lx, trampoline at %#lx", (unsigned long)pc,
+              (unsigned long)t);
     stack_unmap(stack);
 }

@@ -671,3 +671,69 @@ Test(stack_overflow, alternate_stack_is_per_thread_and_released, .timeout = 10)
         cr_assert_eq(errno, ENOMEM);
     }
 }
+
+/* Runs `child` in a fork and returns its exit code (asserting it exited). */
+static int run_child(void (*child)(void))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        child();
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "child status %#x", status);
+    return WEXITSTATUS(status);
+}
+
+/* With every pthread key taken, prepare fails with -EAGAIN and installs
+ * nothing; with one freed, it succeeds. Exit 0: as documented. */
+static void no_key_child(void)
+{
+    pthread_key_t keys[2048], k;
+    int n = 0;
+    while (n < 2048 && pthread_key_create(&k, NULL) == 0)
+        keys[n++] = k;
+    if (n == 0 || n == 2048)
+        _exit(2);
+    struct sigaction before, after;
+    sigaction(SIGSEGV, NULL, &before);
+    if (moirai__stack_thread_prepare() != -EAGAIN)
+        _exit(3);
+    sigaction(SIGSEGV, NULL, &after);
+    if (after.sa_handler != before.sa_handler)
+        _exit(4);
+    pthread_key_delete(keys[--n]);
+    _exit(moirai__stack_thread_prepare() == 0 ? 0 : 5);
+}
+
+Test(stack_overflow, prepare_reports_no_pthread_key_and_can_retry, .timeout = 30)
+{
+    cr_assert_eq(run_child(no_key_child), 0);
+}
+
+/* With no address space left, the signal stack cannot be mapped: -ENOMEM.
+ * Exit 0: as documented; 6: a sanitizer had already given the thread a
+ * signal stack, which prepare then uses (nothing to map). */
+static void no_altstack_child(void)
+{
+    stack_t have;
+    if (sigaltstack(NULL, &have) == 0 && !(have.ss_flags & SS_DISABLE))
+        _exit(6);
+    struct rlimit rl = {.rlim_cur = 0, .rlim_max = RLIM_INFINITY};
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+        _exit(2);
+    if (moirai__stack_thread_prepare() != -ENOMEM)
+        _exit(3);
+    if (sigaltstack(NULL, &have) != 0 || !(have.ss_flags & SS_DISABLE))
+        _exit(4);
+    _exit(0);
+}
+
+Test(stack_overflow, prepare_reports_no_memory_for_the_signal_stack, .timeout = 30)
+{
+    int rc = run_child(no_altstack_child);
+    if (rc == 6 && (ANY_ASAN || HAVE_TSAN))
+        cr_skip_test("the sanitizer runtime installed a signal stack of its own");
+    cr_assert_eq(rc, 0);
+}

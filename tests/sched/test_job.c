@@ -25,6 +25,7 @@
 #include <moirai/sync/event.h>
 #include <moirai/sync/waitgroup.h>
 
+#include "oom.h"
 #include "sched_test_util.h"
 #include "test_scale.h"
 
@@ -237,6 +238,66 @@ Test(job, exactly_once_under_concurrent_submitters_four_workers, .timeout = 120)
     check_exactly_once(4, true);
 }
 
+/* ---- From a worker of another scheduler ---- */
+
+/* Records which scheduler's worker ran it. */
+typedef struct where_job {
+    moirai_sched_job_t job;
+    moirai_sched_t *ran_on;
+    moirai_waitgroup_t *wg;
+} where_job_t;
+
+static void where_run(moirai_sched_job_t *job)
+{
+    where_job_t *j = container_of(job, where_job_t, job);
+    j->ran_on = moirai_sched_current();
+    moirai_waitgroup_done(j->wg);
+}
+
+#define WHERE_N 64
+
+typedef struct cross {
+    moirai_sched_t *target;
+    where_job_t *jobs;
+    _Atomic int errors;
+} cross_t;
+
+static int cross_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    cross_t *c = arg;
+    for (int i = 0; i < WHERE_N; i++)
+        if (moirai_sched_job_submit(c->target, &c->jobs[i].job, MOIRAI_PRIORITY_NORMAL,
+                                    i % 2 ? MOIRAI_SCHED_JOB_YIELD : 0) != 0)
+            atomic_fetch_add(&c->errors, 1);
+    return 0;
+}
+
+/* A task on scheduler A submits jobs to scheduler B: they are outside
+ * submissions for B and run on B's workers, never in A's queues. */
+Test(job, submit_from_a_worker_of_another_scheduler_runs_there, .timeout = 60)
+{
+    moirai_sched_t *a = make_sched(1);
+    moirai_sched_t *b = make_sched(2);
+    static where_job_t jobs[WHERE_N];
+    moirai_waitgroup_t wg;
+    moirai_waitgroup_init(&wg);
+    for (int i = 0; i < WHERE_N; i++) {
+        moirai_sched_job_init(&jobs[i].job, where_run, NULL);
+        jobs[i].wg = &wg;
+    }
+    cross_t c = {.target = b, .jobs = jobs};
+    cr_assert_eq(moirai_waitgroup_add(&wg, WHERE_N), 0);
+    cr_assert_eq(run_in_task(a, cross_task, &c), 0);
+    cr_assert_eq(moirai_waitgroup_timedwait(&wg, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(atomic_load(&c.errors), 0);
+    for (int i = 0; i < WHERE_N; i++)
+        cr_assert_eq(jobs[i].ran_on, b, "job %d ran on the wrong scheduler", i);
+    drop_sched(a);
+    drop_sched(b);
+}
+
 /* ---- Resubmission from inside run ---- */
 
 Test(job, resubmits_itself_from_its_body, .timeout = 60)
@@ -257,6 +318,77 @@ Test(job, resubmits_itself_from_its_body, .timeout = 60)
     cr_assert_eq(atomic_load(&c.overlap), 0);
     cr_assert_eq(atomic_load(&c.submit_errors), 0);
     drop_sched(s);
+}
+
+/* ---- A deque that cannot grow ---- */
+
+#define FLOOD 600 /* well past the deque's first 256 slots */
+
+typedef struct flood {
+    moirai_sched_job_t job;
+    moirai_sched_t *s;
+    counted_t *jobs;
+    _Atomic int errors;
+    _Atomic long allocs; /* allocations attempted while submitting */
+} flood_t;
+
+/* On the only worker: submits FLOOD NORMAL jobs locally with every
+ * allocation failing, so the deque cannot grow and the submissions past
+ * its capacity must take the injector. No other thread allocates
+ * meanwhile (the test thread waits), so fail_at() is at a quiet point. */
+static void flood_run(moirai_sched_job_t *job)
+{
+    flood_t *f = container_of(job, flood_t, job);
+    long allocs = 0;
+    for (int i = 0; i < FLOOD; i++) {
+        moirai_test_oom_fail_at(0);
+        if (moirai_sched_job_submit(f->s, &f->jobs[i].job, MOIRAI_PRIORITY_NORMAL, 0) != 0)
+            atomic_fetch_add(&f->errors, 1);
+        allocs += moirai_test_oom_count();
+    }
+    moirai_test_oom_fail_at(-1);
+    atomic_store(&f->allocs, allocs);
+}
+
+static void check_flood(bool lifo)
+{
+    moirai_sched_t *s = make_sched_cfg(1, 0, lifo);
+    static counted_t jobs[FLOOD];
+    static flood_t f;
+    memset(jobs, 0, sizeof jobs);
+    memset(&f, 0, sizeof f);
+    moirai_waitgroup_t wg;
+    moirai_waitgroup_init(&wg);
+    for (int i = 0; i < FLOOD; i++) {
+        moirai_sched_job_init(&jobs[i].job, counted_run, NULL);
+        jobs[i].s = s;
+        jobs[i].target = 1;
+        jobs[i].wg = &wg;
+    }
+    f.s = s;
+    f.jobs = jobs;
+    moirai_sched_job_init(&f.job, flood_run, "flood");
+    cr_assert_eq(moirai_waitgroup_add(&wg, FLOOD), 0);
+    moirai_test_oom_install();
+    cr_assert_eq(moirai_sched_job_submit(s, &f.job, MOIRAI_PRIORITY_NORMAL, 0), 0);
+    cr_assert_eq(moirai_waitgroup_timedwait(&wg, moirai_deadline_after(WAIT_NS)), 0);
+    moirai_test_oom_uninstall();
+    cr_assert_eq(atomic_load(&f.errors), 0, "a submission failed for want of memory");
+    cr_assert_gt(atomic_load(&f.allocs), 0, "the deque never tried to grow: test too small");
+    for (int i = 0; i < FLOOD; i++)
+        cr_assert_eq(atomic_load(&jobs[i].runs), 1, "job %d ran %u times", i,
+                     atomic_load(&jobs[i].runs));
+    drop_sched(s);
+}
+
+Test(job, full_deque_that_cannot_grow_falls_back_to_the_injector, .timeout = 60)
+{
+    check_flood(true);
+}
+
+Test(job, full_deque_that_cannot_grow_falls_back_to_the_injector_without_lifo_slot, .timeout = 60)
+{
+    check_flood(false);
 }
 
 /* ---- Order: levels, FIFO with tasks, yield ---- */

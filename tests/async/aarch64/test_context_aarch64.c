@@ -7,8 +7,10 @@
  * order; x19-x28, x29 (fp) and d8-d15 survive every round trip through a
  * context that loads other values into all of them; FPCR is kept per
  * context (one context rounds toward minus infinity, the other to
- * nearest, and the arithmetic follows each); and a context made while
- * its creator rounds up starts rounding up. */
+ * nearest, and the arithmetic follows each); a context made while its
+ * creator rounds up starts rounding up; and a backtrace taken on a fiber
+ * ends at the trampoline (the CFI marks its return address undefined). */
+#include <execinfo.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,6 +152,27 @@ static void first_entry(void *arg)
     CHECK(0, "a context was resumed after its last switch");
 }
 
+/* ---- unwinding ---- */
+
+void moirai__context_trampoline(void);
+static int bt_frames;
+static uintptr_t bt_outermost;
+
+static __attribute__((noinline)) void unwind_here(void)
+{
+    void *pcs[64];
+    bt_frames = backtrace(pcs, 64);
+    bt_outermost = bt_frames > 0 ? (uintptr_t)pcs[bt_frames - 1] : 0;
+    __asm__ volatile("" : : : "memory");
+}
+
+static void unwind_entry(void *arg)
+{
+    (void)arg;
+    unwind_here();
+    moirai__context_switch(&other_ctx, &main_ctx);
+}
+
 /* ---- values ---- */
 
 static long value;
@@ -213,6 +236,16 @@ int main(void)
     CHECK(seen_sp > (uintptr_t)stack && seen_sp < (uintptr_t)stack + STACK_BYTES,
           "entry did not run on its stack");
     printf("ok: a fresh context runs entry(arg) on its stack, sp 16-byte aligned\n");
+
+    /* Unwinding. */
+    moirai__context_make(&other_ctx, stack, STACK_BYTES, unwind_entry, NULL);
+    moirai__context_switch(&main_ctx, &other_ctx);
+    uintptr_t tramp = (uintptr_t)moirai__context_trampoline;
+    CHECK(bt_frames >= 3 && bt_frames < 64, "backtrace gave %d frames", bt_frames);
+    CHECK(bt_outermost > tramp && bt_outermost < tramp + 32,
+          "outermost frame %#lx, trampoline at %#lx", (unsigned long)bt_outermost,
+          (unsigned long)tramp);
+    printf("ok: a backtrace on a fiber ends at the trampoline (%d frames)\n", bt_frames);
 
     /* Values. */
     moirai__context_make(&other_ctx, stack, STACK_BYTES, value_entry, NULL);

@@ -28,7 +28,11 @@
 typedef struct moirai_fiber moirai_fiber_t;
 
 /* Fiber attributes: the task attributes (name, priority, locality) plus a
- * stack size. Fill with moirai_fiber_attr_init(). */
+ * stack size. Fill with moirai_fiber_attr_init(). The name is borrowed:
+ * it must outlive the fiber, and with the scheduler's watchdog on it must
+ * stay readable until the scheduler is destroyed (the watchdog may report
+ * it a moment after the fiber ended); a string literal is the usual case.
+ * The locality hint places the fiber's first run only. */
 typedef struct moirai_fiber_attr {
     moirai_task_attr_t task;
     size_t stack_size; /* usable bytes; 0: the runtime's default */

@@ -57,7 +57,10 @@
  * once the watchdog no longer needs it and it finds no work. Off costs
  * one predictable branch per job; on, one store per job by the worker
  * (the job's name) and no clock read: the watchdog samples the workers'
- * job counters and names. A job's name must stay readable while the
+ * job counters and names. Time is wall time (a worker blocked in a
+ * syscall must be caught), so a worker the OS keeps off the CPU in the
+ * middle of a job looks stuck too: choose watchdog_ns well above the
+ * machine's scheduling delays. A job's name must stay readable while the
  * watchdog may report it: until the scheduler is destroyed (string
  * literals are the usual case).
  *
@@ -136,9 +139,9 @@ typedef struct moirai_sched_config {
  * every watchdog_ns / 2, and a shorter period would make it a busy loop. */
 #define MOIRAI_SCHED_WATCHDOG_MIN_NS 1000000u
 
-/* Per-worker counters. Each is written by its worker only (relaxed) and
- * read racily: a snapshot is approximate while the pool runs and exact once
- * it is idle. */
+/* Per-worker counters. Each is written by one thread only, its worker
+ * or (the last two) the watchdog thread, relaxed, and read racily: a snapshot is approximate while
+ * the pool runs and exact once it is idle. */
 typedef struct moirai_sched_worker_stats {
     uint64_t spawned;        /* tasks, join frames and runtime jobs this worker submitted */
     uint64_t executed;       /* tasks, join frames and runtime jobs this worker ran */
