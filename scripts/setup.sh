@@ -56,6 +56,13 @@ packages=(
     debhelper
     lintian
     abigail-tools
+    # Fiber peers (bench/async): Boost.Context and Boost.Fiber (the
+    # versioned 1.81 names: the plain libboost-*-dev give 1.74), Go for a
+    # c-shared module, and Tokio built offline like Rayon.
+    libboost-context1.81-dev
+    libboost-fiber1.81-dev
+    golang-go
+    librust-tokio-dev
 )
 
 missing=()
