@@ -26,7 +26,10 @@ void moirai__context_make(moirai__context_t *ctx, void *stack_lo, size_t size,
      * state, as a new thread does. */
     __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
     __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    frame[0] = (uint64_t)mxcsr | ((uint64_t)fpucw << 32);
+    /* Control bits only: the status flags are not part of a context (the
+     * ABI leaves them to the caller), and the switch skips reloading MXCSR
+     * when the control bits already match. */
+    frame[0] = (uint64_t)(mxcsr & ~UINT32_C(0x3f)) | ((uint64_t)fpucw << 32);
     frame[1] = 0;                          /* r15 */
     frame[2] = 0;                          /* r14 */
     frame[3] = (uint64_t)(uintptr_t)arg;   /* r13 */

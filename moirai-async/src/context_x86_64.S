@@ -1,7 +1,13 @@
 /* The x86-64 SysV context switch (see context.h for the contract).
  *
  * A suspended context's stack, from its saved stack pointer upward:
- *    0  MXCSR (4 bytes), x87 control word (2 bytes), 2 bytes unused
+ *    0  MXCSR's control bits (4 bytes; the six status flags are cleared),
+ *       x87 control word (2 bytes), 2 bytes unused
+ * Resuming reloads MXCSR only when its control bits differ from the
+ * running ones: LDMXCSR of a value that differs from the current one
+ * costs about 100 ns here, so two contexts that differ only in a sticky
+ * exception flag (status bits, which the ABI does not preserve across
+ * calls) would pay it on every switch.
  *    8  r15
  *   16  r14
  *   24  r13
@@ -38,6 +44,7 @@ moirai__context_switch:
     .cfi_adjust_cfa_offset 56
     /* The floating-point control state belongs to the context. */
     stmxcsr (%rsp)
+    andl    $~0x3f, (%rsp)
     fnstcw  4(%rsp)
     movq    %r15, 8(%rsp)
     .cfi_rel_offset r15, 8
@@ -64,7 +71,13 @@ moirai__context_switch:
      * rcx is caller-saved and the function returns nothing, so it is
      * free. */
     movq    56(%rsp), %rcx
+    stmxcsr -8(%rsp)
+    movl    -8(%rsp), %eax
+    andl    $~0x3f, %eax
+    cmpl    (%rsp), %eax
+    je      1f
     ldmxcsr (%rsp)
+1:
     fldcw   4(%rsp)
     movq    8(%rsp), %r15
     .cfi_restore r15
