@@ -6,20 +6,21 @@
  * the producer has released its ticket, takes it, sleeps a millisecond on
  * the reactor's timers and records it. The workers never block: while
  * fibers wait, they run the others. Exits 0 only if every ticket was taken
- * exactly once. */
+ * exactly once. An argument runs fewer consumers (at most 10 000). */
 #include <moirai/async.h>
 #include <moirai/core.h>
 #include <moirai/sync.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-enum { CONSUMERS = 10000 };
+enum { MAX_CONSUMERS = 10000 };
+static int consumers_n = MAX_CONSUMERS;
 
 typedef struct shop {
     moirai_mutex_t lock;
     moirai_condvar_t ready;
-    int released;                   /* tickets released so far, under lock */
-    unsigned char taken[CONSUMERS]; /* written by ticket owners only */
+    int released;                       /* tickets released so far, under lock */
+    unsigned char taken[MAX_CONSUMERS]; /* written by ticket owners only */
 } shop_t;
 
 typedef struct consumer {
@@ -46,7 +47,7 @@ static int produce(void *arg, const moirai_cancel_token_t *cancel, void **result
     (void)cancel;
     (void)result;
     shop_t *shop = arg;
-    for (int i = 0; i < CONSUMERS; i += 100) {
+    for (int i = 0; i < consumers_n; i += 100) {
         moirai_mutex_lock(&shop->lock);
         shop->released = i + 100;
         moirai_condvar_broadcast(&shop->ready);
@@ -56,8 +57,10 @@ static int produce(void *arg, const moirai_cancel_token_t *cancel, void **result
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1 && atoi(argv[1]) > 0 && atoi(argv[1]) < MAX_CONSUMERS)
+        consumers_n = atoi(argv[1]);
     moirai_runtime_t *rt;
     int rc = moirai_runtime_create(&rt, NULL); /* its own scheduler, one worker per CPU */
     if (rc != 0) {
@@ -67,10 +70,10 @@ int main(void)
     static shop_t shop;
     moirai_mutex_init(&shop.lock);
     moirai_condvar_init(&shop.ready);
-    static consumer_t consumers[CONSUMERS];
-    static moirai_handle_t *handles[CONSUMERS];
+    static consumer_t consumers[MAX_CONSUMERS];
+    static moirai_handle_t *handles[MAX_CONSUMERS];
     int failed = 0;
-    for (int i = 0; i < CONSUMERS && rc == 0; i++) {
+    for (int i = 0; i < consumers_n && rc == 0; i++) {
         consumers[i] = (consumer_t){&shop, i};
         rc = moirai_handle_create(&handles[i]);
         if (rc == 0)
@@ -78,15 +81,15 @@ int main(void)
     }
     if (rc == 0)
         rc = moirai_fiber_spawn(rt, produce, &shop, NULL, NULL);
-    for (int i = 0; i < CONSUMERS && handles[i] != NULL; i++) {
+    for (int i = 0; i < consumers_n && handles[i] != NULL; i++) {
         if (moirai_handle_join(handles[i], NULL) != 0) /* a plain thread: blocks */
             failed++;
         moirai_handle_release(handles[i]);
     }
     moirai_runtime_destroy(rt);
     int once = 0;
-    for (int i = 0; i < CONSUMERS; i++)
+    for (int i = 0; i < consumers_n; i++)
         once += shop.taken[i] == 1;
-    printf("%d of %d tickets taken exactly once, %d fibers failed\n", once, CONSUMERS, failed);
-    return rc == 0 && failed == 0 && once == CONSUMERS ? 0 : 1;
+    printf("%d of %d tickets taken exactly once, %d fibers failed\n", once, consumers_n, failed);
+    return rc == 0 && failed == 0 && once == consumers_n ? 0 : 1;
 }
