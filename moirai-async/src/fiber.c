@@ -295,14 +295,9 @@ static int spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
     f->name = name;
     f->id = handle != NULL ? moirai_handle_id(handle) : moirai_task_id_next();
     f->priority = attr != NULL ? attr->priority : MOIRAI_PRIORITY_NORMAL;
-    f->locals = NULL;
+    /* The rest is zero from the memset: no locals, no wait, no counts. */
     f->wait.heap_index = MOIRAI__NOT_IN_HEAP;
     f->wait.deadline = MOIRAI_DEADLINE_NEVER;
-    atomic_init(&f->wait_bucket, NULL);
-    atomic_init(&f->cancel_pending, 0);
-    atomic_init(&f->sleep_word, 0);
-    f->switches = 0;
-    f->parks = 0;
     moirai__fctx_init(&f->ctx, f->stack->lo, f->stack->size, fiber_entry, f);
     /* Everything above happens before the fiber runs: the scheduler's
      * submission is a release and its take an acquire. A locality hint

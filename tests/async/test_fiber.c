@@ -401,3 +401,39 @@ Test(fiber, fiber_spawns_and_joins_children_on_one_worker, .timeout = 30)
     cr_assert_geq(st.parks, 1);
     drop_runtime(rt);
 }
+
+/* A locality hint places the first run through the scheduler's routing;
+ * the fiber still runs exactly once and may wait afterwards. */
+static int hinted(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    moirai_fiber_sleep(MOIRAI_NS_PER_MS);
+    *result = arg;
+    return 0;
+}
+
+Test(fiber, locality_hint_places_first_run, .timeout = 30)
+{
+    moirai_runtime_t *rt = make_runtime(2);
+    moirai_handle_t *hs[16];
+    for (int i = 0; i < 16; i++) {
+        moirai_fiber_attr_t attr;
+        moirai_fiber_attr_init(&attr);
+        attr.task.locality = MOIRAI_LOCALITY_CPU;
+        moirai_cpu_info_t cpu;
+        cr_assert_eq(moirai_topology_cpu_at(i % moirai_topology_cpu_count(), &cpu), 0);
+        attr.task.locality_index = cpu.cpu;
+        hs[i] = spawn_with_handle(rt, hinted, (void *)(uintptr_t)(i + 1), &attr);
+    }
+    for (int i = 0; i < 16; i++) {
+        void *v = NULL;
+        cr_assert_eq(join_and_release(hs[i], &v), 0);
+        cr_assert_eq(v, (void *)(uintptr_t)(i + 1));
+    }
+    moirai_fiber_attr_t bad;
+    moirai_fiber_attr_init(&bad);
+    bad.task.locality = MOIRAI_LOCALITY_CPU;
+    bad.task.locality_index = 1 << 20;
+    cr_assert_eq(moirai_fiber_spawn(rt, hinted, NULL, &bad, NULL), -EINVAL);
+    drop_runtime(rt);
+}

@@ -40,12 +40,13 @@ static int return_one(void *arg, const moirai_cancel_token_t *cancel, void **res
 struct spawn_ctx {
     moirai_runtime_t *rt;
     moirai_handle_t *h;
+    const moirai_fiber_attr_t *attr;
 };
 
 static int spawn_once(void *p)
 {
     struct spawn_ctx *c = p;
-    int rc = moirai_fiber_spawn(c->rt, return_one, NULL, NULL, c->h);
+    int rc = moirai_fiber_spawn(c->rt, return_one, NULL, c->attr, c->h);
     if (rc == 0) {
         void *v = NULL;
         rc = moirai_handle_join(c->h, &v);
@@ -72,13 +73,26 @@ Test(fiber_oom, spawn_fails_cleanly_at_every_allocation, .timeout = 300)
     rc.stack_cache = 1;
     moirai_runtime_t *rt = NULL;
     cr_assert_eq(moirai_runtime_create(&rt, &rc), 0);
-    struct spawn_ctx c = {rt, NULL};
-    cr_assert_eq(moirai_handle_create(&c.h), 0);
-    moirai_test_oom_install();
-    long failures = MOIRAI_TEST_OOM_SWEEP(spawn_once, handle_untouched, &c);
-    moirai_test_oom_uninstall();
-    cr_assert_gt(failures, 0);
-    moirai_handle_release(c.h);
+    /* Plain, and with a locality hint (its first run goes through a
+     * scheduler task, one more allocation that can fail). */
+    moirai_fiber_attr_t hinted;
+    moirai_fiber_attr_init(&hinted);
+    hinted.task.locality = MOIRAI_LOCALITY_CPU;
+    moirai_cpu_info_t cpu;
+    cr_assert_eq(moirai_topology_cpu_at(0, &cpu), 0);
+    hinted.task.locality_index = cpu.cpu;
+    const moirai_fiber_attr_t *attrs[2] = {NULL, &hinted};
+    long failures[2];
+    for (int k = 0; k < 2; k++) {
+        struct spawn_ctx c = {rt, NULL, attrs[k]};
+        cr_assert_eq(moirai_handle_create(&c.h), 0);
+        moirai_test_oom_install();
+        failures[k] = MOIRAI_TEST_OOM_SWEEP(spawn_once, handle_untouched, &c);
+        moirai_test_oom_uninstall();
+        moirai_handle_release(c.h);
+    }
+    cr_assert_gt(failures[0], 0);
+    cr_assert_gt(failures[1], failures[0], "the hinted spawn allocates a task too");
     /* Still works. */
     void *v = NULL;
     cr_assert_eq(run_fiber(rt, return_one, NULL, &v), 0);
