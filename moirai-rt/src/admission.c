@@ -120,7 +120,10 @@ int moirai__snapshot_take(moirai_rt_executor_t *ex, const moirai_rt_task_t *cand
             if (t->demoted)
                 continue;
             snap_fill(&s->tasks[k++], t, t->id, w, q);
-            memcpy(&s->secs[q], t->sections, t->cfg.section_count * sizeof(*s->secs));
+            /* A task without sections has a NULL array: memcpy's source
+             * must not be NULL even for zero bytes. */
+            if (t->cfg.section_count)
+                memcpy(&s->secs[q], t->sections, t->cfg.section_count * sizeof(*s->secs));
             q += t->cfg.section_count;
         }
     }
