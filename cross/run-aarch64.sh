@@ -62,7 +62,7 @@ if [[ ! -f "$pcdir/criterion.pc" || ! -e "$libdir/libnanomsg.so.5" ]]; then
 fi
 
 mkdir -p "$build"
-overlay=$build-criterion.ini
+overlay=$sysroot/criterion.ini
 cat >"$overlay" <<INI
 # Written by cross/run-aarch64.sh: arm64 Criterion unpacked in $sysroot.
 [properties]
