@@ -30,9 +30,21 @@ input=()
 for dir in "$root"/moirai-*/include; do
     [[ -d "$dir" ]] && input+=("$dir")
 done
+# The headers the build generates (version.h). Without a configured build
+# directory they are missing and so are their declarations' checks.
+generated=0
+for dir in "$build"/moirai-*/include; do
+    if [[ -d "$dir" ]]; then
+        input+=("$dir")
+        generated=$((generated + 1))
+    fi
+done
+if ((generated == 0)); then
+    echo "api-docs: no configured build in $build: the generated headers (version.h) are not checked" >&2
+fi
 
 rc=0
-MOIRAI_SRC=$root MOIRAI_DOC_OUT=$out MOIRAI_INPUT="${input[*]}" \
+MOIRAI_SRC=$root MOIRAI_BUILD=$build MOIRAI_DOC_OUT=$out MOIRAI_INPUT="${input[*]}" \
     doxygen "$root/docs/Doxyfile" || rc=$?
 if [[ ! -f "$out/html/index.html" ]]; then
     echo "api-docs: doxygen failed (exit $rc) before writing the reference" >&2
@@ -41,17 +53,19 @@ if [[ ! -f "$out/html/index.html" ]]; then
 fi
 # Doxygen exits non-zero for any warning (WARN_AS_ERROR); the comparison
 # with the list of known gaps decides.
-python3 - "$root" "$out/warnings.log" "$root/docs/api-undocumented.txt" <<'PY'
+python3 - "$root" "$build" "$out/warnings.log" "$root/docs/api-undocumented.txt" <<'PY'
 import re, sys
-root, log, known_path = sys.argv[1:]
+root, build, log, known_path = sys.argv[1:]
 def key(line):
-    # "<root>/path:LINE: error: message" -> "path: message"
-    line = line.strip().replace(root + "/", "")
+    # "<root>/path:LINE: error: message" -> "path: message", and a
+    # generated header's path starts with "<build>/" wherever the build is.
+    line = line.strip().replace(build + "/", "<build>/").replace(root + "/", "")
     return re.sub(r"^([^:]+):\d+: (?:error|warning): ", r"\1: ", line)
 warnings = [l.rstrip("\n") for l in open(log) if l.strip()]
 known = {l.strip() for l in open(known_path) if l.strip() and not l.startswith("#")}
 seen = {key(w) for w in warnings}
-new = [w.replace(root + "/", "") for w in warnings if key(w) not in known]
+new = [w.replace(build + "/", "<build>/").replace(root + "/", "") for w in warnings
+       if key(w) not in known]
 gone = sorted(known - seen)
 tolerated = len(seen & known)
 for w in new:
