@@ -62,6 +62,23 @@ packages=(
     libuv1-dev:arm64
     libgit2-1.5:arm64
     libffi8:arm64
+    # moirai-async's aarch64 context switch is cross-compiled and tested
+    # under qemu-user (tests/async/aarch64/run.sh; the compiler and qemu
+    # are listed above).
+    libc6-dev-arm64-cross
+    # Packaging and ABI checks (.ci/run): dpkg-buildpackage (dpkg-dev) with
+    # debhelper's meson support, lintian, and libabigail's abidw/abidiff.
+    dpkg-dev
+    debhelper
+    lintian
+    abigail-tools
+    # Fiber peers (bench/async): Boost.Context and Boost.Fiber (the
+    # versioned 1.81 names: the plain libboost-*-dev give 1.74), Go for a
+    # c-shared module, and Tokio built offline like Rayon.
+    libboost-context1.81-dev
+    libboost-fiber1.81-dev
+    golang-go
+    librust-tokio-dev
 )
 
 missing=()

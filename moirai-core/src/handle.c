@@ -19,13 +19,16 @@
  * The cancellation token is the handle itself, seen through a different
  * pointer type so that a task cannot complete its own handle by accident. */
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
 #include <moirai/core/handle.h>
 #include <moirai/core/park.h>
+#include <moirai/core/spin.h>
 
 #include "handle_internal.h"
 
@@ -49,7 +52,23 @@ struct moirai_handle {
     int error;
     void *value;
     moirai_task_id_t id;
+    /* The cancel watch (moirai_cancel_token_watch): WATCH_* below, and the
+     * callback, written by the registrar before it publishes WATCH_ARMED. */
+    _Atomic uint32_t watch;
+    moirai_cancel_cb watch_cb;
+    void *watch_arg;
 };
+
+/* Life of a cancel watch: EMPTY -> SETTING (the registrar writes the
+ * callback) -> ARMED -> FIRING (whoever moved it there runs the callback)
+ * -> FIRED; unwatch moves ARMED or FIRED back to EMPTY. */
+#define WATCH_EMPTY   UINT32_C(0)
+#define WATCH_SETTING UINT32_C(1)
+#define WATCH_ARMED   UINT32_C(2)
+#define WATCH_FIRING  UINT32_C(3)
+#define WATCH_FIRED   UINT32_C(4)
+
+static void fire_watch(moirai_handle_t *handle);
 
 int moirai_handle_create(moirai_handle_t **out)
 {
@@ -63,6 +82,9 @@ int moirai_handle_create(moirai_handle_t **out)
     atomic_init(&handle->state, STATE_PENDING);
     atomic_init(&handle->refs, 1);
     atomic_init(&handle->bound, 0);
+    atomic_init(&handle->watch, WATCH_EMPTY);
+    handle->watch_cb = NULL;
+    handle->watch_arg = NULL;
     handle->error = 0;
     handle->value = NULL;
     handle->id = moirai_task_id_next();
@@ -237,12 +259,83 @@ int moirai_handle_cancel(moirai_handle_t *handle)
             return -EALREADY;
         if (s & CANCEL_BIT)
             return -EBUSY;
-        /* Release pairs with the token's acquire load, as documented. */
+        /* Release pairs with the token's acquire load, as documented;
+         * seq_cst because it is the canceller's half of the Dekker pair with
+         * moirai_cancel_token_watch() (see fire_watch()). */
         if (atomic_compare_exchange_weak_explicit(&handle->state, &s, s | CANCEL_BIT,
-                                                  memory_order_release, memory_order_relaxed))
+                                                  memory_order_seq_cst, memory_order_relaxed)) {
+            fire_watch(handle);
             return -EBUSY;
+        }
         /* The state moved (started, completed, or a joiner set its bit):
          * decide again from the value just read. */
+    }
+}
+
+/* Runs the armed watch of a cancelled handle, if this caller is the one
+ * that moves it from ARMED to FIRING. Both the canceller (after setting
+ * CANCEL_BIT) and the registrar (after arming) call it, each having done a
+ * seq_cst write before this seq_cst read of the other's word, so at least
+ * one of them sees both and the compare-and-swap picks exactly one. */
+static void fire_watch(moirai_handle_t *handle)
+{
+    uint32_t w = WATCH_ARMED;
+    if (atomic_load_explicit(&handle->watch, memory_order_seq_cst) != WATCH_ARMED ||
+        !atomic_compare_exchange_strong_explicit(&handle->watch, &w, WATCH_FIRING,
+                                                 memory_order_acquire, memory_order_relaxed))
+        return;
+    /* Acquire above pairs with the registrar's release of ARMED: the
+     * callback fields are written. */
+    handle->watch_cb(handle->watch_arg);
+    /* Release: an unwatcher that sees FIRED knows the callback returned. */
+    atomic_store_explicit(&handle->watch, WATCH_FIRED, memory_order_release);
+}
+
+int moirai_cancel_token_watch(const moirai_cancel_token_t *token, moirai_cancel_cb cb, void *arg)
+{
+    if (token == NULL || cb == NULL)
+        return -EINVAL;
+    /* The token is the handle; the watch fields are the only ones a token
+     * holder may write, and only through this function. */
+    moirai_handle_t *handle = (moirai_handle_t *)(uintptr_t)token;
+    uint32_t w = WATCH_EMPTY;
+    /* Relaxed: the slot is only reserved here; ARMED publishes. */
+    if (!atomic_compare_exchange_strong_explicit(&handle->watch, &w, WATCH_SETTING,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return -EBUSY;
+    handle->watch_cb = cb;
+    handle->watch_arg = arg;
+    /* Seq_cst (release included): the registrar's half of the Dekker pair
+     * in fire_watch(). */
+    atomic_store_explicit(&handle->watch, WATCH_ARMED, memory_order_seq_cst);
+    if (atomic_load_explicit(&handle->state, memory_order_seq_cst) & CANCEL_BIT)
+        fire_watch(handle);
+    return 0;
+}
+
+int moirai_cancel_token_unwatch(const moirai_cancel_token_t *token)
+{
+    if (token == NULL)
+        return -EINVAL;
+    moirai_handle_t *handle = (moirai_handle_t *)(uintptr_t)token;
+    for (unsigned spins = 0;; spins++) {
+        /* Acquire: after FIRED, the callback's effects are visible. */
+        uint32_t w = atomic_load_explicit(&handle->watch, memory_order_acquire);
+        if (w == WATCH_EMPTY || w == WATCH_SETTING)
+            return -ENOENT;
+        if (w == WATCH_ARMED || w == WATCH_FIRED) {
+            /* Relaxed: whoever re-arms the slot publishes with its own
+             * seq_cst store. */
+            if (atomic_compare_exchange_strong_explicit(&handle->watch, &w, WATCH_EMPTY,
+                                                        memory_order_relaxed, memory_order_relaxed))
+                return 0;
+            continue;
+        }
+        /* FIRING: the callback runs on the cancelling thread right now and
+         * is documented to be short and non-blocking; wait it out. */
+        moirai_cpu_relax();
+        if ((spins & 255) == 255)
+            sched_yield();
     }
 }
 
@@ -308,8 +401,16 @@ int moirai_handle_join_timed(moirai_handle_t *handle, uint64_t deadline, void **
         }
         /* Returns when the word is no longer `s`, when woken, spuriously, or
          * at the deadline; the loop re-checks all of those. */
-        moirai_park(&handle->state, s, deadline);
+        int rc = moirai_park(&handle->state, s, deadline);
         s = atomic_load_explicit(&handle->state, memory_order_acquire);
+        /* A fiber runtime's park reports that the waiting fiber was
+         * cancelled; a join is a wait that can fail, so it passes that on
+         * unless the result arrived meanwhile. */
+        if (rc == -ECANCELED && (s & STATE_MASK) != STATE_FINISHED) {
+            if (value != NULL)
+                *value = NULL;
+            return -ECANCELED;
+        }
     }
 }
 

@@ -1,9 +1,9 @@
-/* Internal interface of metrics.c, exported only so that tests can reach
- * the error paths of the /proc parser with a file of their choosing. */
+/* Internal interface of metrics.c. Not exported: tests/core compiles
+ * metrics.c into test_core_metrics to reach the error paths of the /proc
+ * parser with a file of its choosing. */
 #ifndef MOIRAI_CORE_METRICS_INTERNAL_H
 #define MOIRAI_CORE_METRICS_INTERNAL_H
 
-#include <moirai/core/export.h>
 #include <moirai/core/metrics.h>
 
 #ifdef __cplusplus
@@ -15,7 +15,7 @@ extern "C" {
  * -EINVAL if an argument is NULL, -ENOSYS if the file cannot be opened or
  * lacks either field (or gives it in a unit other than kB), or -EIO if
  * reading fails. Thread-safe; `*out` is written only on success. */
-MOIRAI_CORE_API int moirai__metrics_rss_read(const char *path, moirai_rss_t *out);
+int moirai__metrics_rss_read(const char *path, moirai_rss_t *out);
 
 #ifdef __cplusplus
 }

@@ -1,10 +1,37 @@
-/* The injector: one lock-free FIFO per priority level, with counts and
+/* The injector: one intrusive FIFO per priority level, with counts and
  * aging time stamps (see injector.h and the priority rules in sched.h). */
-#include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
 #include "injector.h"
+
+/* ThreadSanitizer annotations for the levels' consumer try-lock (the
+ * project's rule for custom locks): TSan then knows it is a lock, lists it
+ * in reports and checks lock order. No-ops in other builds. */
+#if defined(__SANITIZE_THREAD__)
+#define INJECTOR_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define INJECTOR_TSAN 1
+#endif
+#endif
+#ifdef INJECTOR_TSAN
+#include <sanitizer/tsan_interface.h>
+#define tsan_create(a)      __tsan_mutex_create((void *)(a), __tsan_mutex_not_static)
+#define tsan_pre_trylock(a) __tsan_mutex_pre_lock((void *)(a), __tsan_mutex_try_lock)
+#define tsan_post_trylock(a, ok)                                                                   \
+    __tsan_mutex_post_lock((void *)(a),                                                            \
+                           __tsan_mutex_try_lock | ((ok) ? 0u : __tsan_mutex_try_lock_failed), 0)
+#define tsan_pre_unlock(a)  ((void)__tsan_mutex_pre_unlock((void *)(a), 0))
+#define tsan_post_unlock(a) __tsan_mutex_post_unlock((void *)(a), 0)
+#else
+#define tsan_create(a)           ((void)(a))
+#define tsan_pre_trylock(a)      ((void)(a))
+#define tsan_post_trylock(a, ok) ((void)(a), (void)(ok))
+#define tsan_pre_unlock(a)       ((void)(a))
+#define tsan_post_unlock(a)      ((void)(a))
+#endif
 
 /* Aging time, in nanoseconds of CLOCK_MONOTONIC_COARSE: a fifth of the
  * cost of the precise clock (3.7 ns against 20.6 ns here), read on every
@@ -27,31 +54,97 @@ static void restart_clock(moirai__injector_t *inj, int level, uint64_t now)
         atomic_store_explicit(&inj->since[level], now, memory_order_relaxed);
 }
 
-int moirai__injector_init(moirai__injector_t *inj, uint64_t aging_ns)
+void moirai__injector_init(moirai__injector_t *inj, uint64_t aging_ns)
 {
     inj->aging_ns = aging_ns;
     uint64_t now = aging_now();
     for (int l = 0; l < MOIRAI_PRIORITY_COUNT; l++) {
+        moirai__injector_level_t *lv = &inj->level[l];
         atomic_init(&inj->count[l], 0);
         atomic_init(&inj->since[l], now);
-        if (moirai_queue_create(&inj->queue[l]) != 0) {
-            for (int k = 0; k < l; k++) {
-                moirai_queue_destroy(inj->queue[k]);
-                inj->queue[k] = NULL;
-            }
-            return -ENOMEM;
-        }
+        lv->stub.execute = NULL;
+        atomic_init(&lv->stub.next, NULL);
+        atomic_init(&lv->back, &lv->stub);
+        lv->front = &lv->stub;
+        atomic_init(&lv->lock, 0);
+        tsan_create(&lv->lock);
     }
-    return 0;
 }
 
-void moirai__injector_fini(moirai__injector_t *inj)
+/* ---- One level: Vyukov's intrusive MPSC queue ----
+ *
+ * The list runs from `front` (oldest) to `back` (newest) through `next`;
+ * the stub keeps it from ever being empty, so a producer always has a
+ * previous node to link from. A producer makes its job the new back with
+ * one exchange and then links the old back to it; between the two, the
+ * list is cut after the old back, and the consumer sees the jobs before
+ * the cut only (a push in flight, which the level's count still shows). */
+
+static void level_push(moirai__injector_level_t *lv, moirai__job_t *job)
 {
-    for (int l = 0; l < MOIRAI_PRIORITY_COUNT; l++)
-        moirai_queue_destroy(inj->queue[l]);
+    /* Relaxed: published by the release store that links the job in. */
+    atomic_store_explicit(&job->next, NULL, memory_order_relaxed);
+    /* acq_rel: acquire so that our store to prev->next comes after the
+     * previous producer's initialisation of it; release so that the next
+     * producer's store to job->next comes after ours above. */
+    moirai__job_t *prev = atomic_exchange_explicit(&lv->back, job, memory_order_acq_rel);
+    /* Release: the consumer, reading the link with acquire, sees the job
+     * and everything its pusher wrote before the push. */
+    atomic_store_explicit(&prev->next, job, memory_order_release);
 }
 
-int moirai__injector_push(moirai__injector_t *inj, moirai__job_t *job, int prio)
+/* Takes the oldest linked job, or returns NULL (empty, or the next job's
+ * push is in flight). Caller holds the level's lock. A job is returned
+ * only once its own `next` is linked, so no producer writes to it again. */
+static moirai__job_t *level_pop_locked(moirai__injector_level_t *lv)
+{
+    moirai__job_t *front = lv->front;
+    /* Acquire on every link read: pairs with the producers' release. */
+    moirai__job_t *next = atomic_load_explicit(&front->next, memory_order_acquire);
+    if (front == &lv->stub) {
+        if (next == NULL)
+            return NULL;
+        lv->front = next;
+        front = next;
+        next = atomic_load_explicit(&front->next, memory_order_acquire);
+    }
+    if (next != NULL) {
+        lv->front = next;
+        return front;
+    }
+    /* `front` is the last linked job. Unless a push is in flight after it,
+     * it is also the back: put the stub behind it, so that it can leave. */
+    if (front != atomic_load_explicit(&lv->back, memory_order_acquire))
+        return NULL;
+    level_push(lv, &lv->stub);
+    next = atomic_load_explicit(&front->next, memory_order_acquire);
+    if (next != NULL) {
+        lv->front = next;
+        return front;
+    }
+    return NULL; /* another producer got in before the stub, still linking */
+}
+
+/* The level's consumer lock, tried once: a worker that finds it taken
+ * looks elsewhere, as for a push in flight. Acquire on success, release on
+ * unlock: `front` is handed from one consumer to the next. */
+static bool level_trylock(moirai__injector_level_t *lv)
+{
+    tsan_pre_trylock(&lv->lock);
+    bool ok = atomic_load_explicit(&lv->lock, memory_order_relaxed) == 0 &&
+              atomic_exchange_explicit(&lv->lock, 1, memory_order_acquire) == 0;
+    tsan_post_trylock(&lv->lock, ok);
+    return ok;
+}
+
+static void level_unlock(moirai__injector_level_t *lv)
+{
+    tsan_pre_unlock(&lv->lock);
+    atomic_store_explicit(&lv->lock, 0, memory_order_release);
+    tsan_post_unlock(&lv->lock);
+}
+
+void moirai__injector_push(moirai__injector_t *inj, moirai__job_t *job, int prio)
 {
     /* Counted before the push (see injector.h). seq_cst: this is the word
      * the idle protocol's re-check reads. */
@@ -61,11 +154,7 @@ int moirai__injector_push(moirai__injector_t *inj, moirai__job_t *job, int prio)
          * pop may overwrite it with its own, equally recent, time. */
         restart_clock(inj, prio, aging_now());
     }
-    if (moirai_queue_push(inj->queue[prio], job) != 0) { /* release */
-        atomic_fetch_sub_explicit(&inj->count[prio], 1, memory_order_relaxed);
-        return -ENOMEM;
-    }
-    return 0;
+    level_push(&inj->level[prio], job);
 }
 
 moirai__job_t *moirai__injector_pop(moirai__injector_t *inj, int below)
@@ -113,13 +202,17 @@ size_t moirai__injector_pop_many(moirai__injector_t *inj, int below, moirai__job
         int64_t fair = count / (share > 0 ? share : 1) + 1;
         want = fair < (int64_t)max ? (size_t)fair : max;
     }
+    moirai__injector_level_t *lv = &inj->level[best];
+    if (!level_trylock(lv))
+        return 0; /* another worker is taking from this level */
     size_t got = 0;
     while (got < want) {
-        void *item;
-        if (moirai_queue_try_pop(inj->queue[best], &item) != 0)
-            break; /* being pushed, or taken by another worker meanwhile */
-        out[got++] = item;
+        moirai__job_t *job = level_pop_locked(lv);
+        if (job == NULL)
+            break; /* the next one is being pushed */
+        out[got++] = job;
     }
+    level_unlock(lv);
     if (got == 0)
         return 0;
     if (aging != 0) {

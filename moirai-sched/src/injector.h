@@ -1,8 +1,15 @@
 /* The injector: where work from outside the pool, and work with a priority
  * other than NORMAL, waits (internal; the rules users see are in sched.h).
  *
- * One FIFO per priority level (moirai_queue_t, a lock-free MPMC queue),
- * plus per-level counts, all five in one cache line (the summary: a worker
+ * One intrusive FIFO per priority level, linked through each job's own
+ * `next` word (job.h), so pushing never allocates and never fails: a
+ * runtime job's submit (a fiber's wake-up) must not be able to fail. Each
+ * level is Vyukov's intrusive MPSC queue (a stub node, producers exchange
+ * the back pointer and then link the previous back to their job) with its
+ * single consumer side behind a try-lock: producers are wait-free (one
+ * exchange and one store), and a worker that finds the consumer side
+ * taken treats the level as momentarily empty, as a push in flight. Plus
+ * per-level counts, all five in one cache line (the summary: a worker
  * that finds the injector empty reads that one line), and a per-level
  * "served since" time stamp for aging.
  *
@@ -24,9 +31,19 @@
 #include <stdint.h>
 
 #include <moirai/core/task.h>
-#include <moirai/sync/queue.h>
 
 #include "job.h"
+
+/* One level's FIFO. The producers' word and the consumer's fields sit on
+ * separate line pairs (the adjacent-line prefetcher moves lines in pairs). */
+typedef struct moirai__injector_level {
+    /* The newest job (or the stub): producers exchange it. */
+    alignas(128) _Atomic(moirai__job_t *) back;
+    /* The oldest job (or the stub): the consumer's, under `lock`. */
+    alignas(128) moirai__job_t *front;
+    _Atomic uint32_t lock; /* 1 while a worker pops from this level */
+    moirai__job_t stub;    /* keeps the list non-empty (see injector.c) */
+} moirai__injector_level_t;
 
 typedef struct moirai__injector {
     /* Jobs per level, pushed or being pushed and not yet popped. All five
@@ -37,26 +54,21 @@ typedef struct moirai__injector {
      * non-empty (aging). Written by poppers; its own line. */
     alignas(64) _Atomic uint64_t since[MOIRAI_PRIORITY_COUNT];
     /* Read-only after init. */
-    alignas(64) moirai_queue_t *queue[MOIRAI_PRIORITY_COUNT];
-    uint64_t aging_ns; /* 0: strict levels */
+    alignas(64) uint64_t aging_ns; /* 0: strict levels */
+    moirai__injector_level_t level[MOIRAI_PRIORITY_COUNT];
 } moirai__injector_t;
 
-/* Creates the level queues. Returns 0 or -ENOMEM (nothing left allocated). */
-int moirai__injector_init(moirai__injector_t *inj, uint64_t aging_ns);
+/* Makes every level empty. Allocates nothing, cannot fail. */
+void moirai__injector_init(moirai__injector_t *inj, uint64_t aging_ns);
 
-/* Frees the queues. The jobs still queued are not touched (the caller
- * drains them first with moirai__injector_pop()). No other thread may use
- * the injector any more. */
-void moirai__injector_fini(moirai__injector_t *inj);
-
-/* Appends `job` to level `prio` (0 CRITICAL .. 4 BACKGROUND). Never blocks.
- * The count update is a seq_cst read-modify-write: a spawner that then
- * reads the idle state (seq_cst) either sees a worker that announced it is
- * going to sleep, or that worker's re-check sees the count (Dekker).
- * Release: the popper sees everything written before the push. Returns 0
- * or -ENOMEM (the queue needed a segment; nothing was queued and the
- * counts are back where they were). */
-int moirai__injector_push(moirai__injector_t *inj, moirai__job_t *job, int prio);
+/* Appends `job` to level `prio` (0 CRITICAL .. 4 BACKGROUND). Never
+ * blocks, never fails, allocates nothing; `job` must not be queued
+ * anywhere else until a pop returns it. The count update is a seq_cst
+ * read-modify-write: a spawner that then reads the idle state (seq_cst)
+ * either sees a worker that announced it is going to sleep, or that
+ * worker's re-check sees the count (Dekker). Release: the popper sees
+ * everything written before the push. */
+void moirai__injector_push(moirai__injector_t *inj, moirai__job_t *job, int prio);
 
 /* True when the injector may hold a job: relaxed loads of the five
  * counts, all in one cache line (a hint, exact only when no push or pop
@@ -84,7 +96,9 @@ static inline bool moirai__injector_maybe_seq_cst(const moirai__injector_t *inj)
  * priority (see sched.h for aging), but only if that effective priority
  * is more urgent than (numerically below) `below`; pass
  * MOIRAI_PRIORITY_COUNT to take from any level. Returns NULL when there is
- * no such job, or when the job of the chosen level is still being pushed.
+ * no such job, when the job of the chosen level is still being pushed, or
+ * when another worker is popping from that level. Once returned, a job is
+ * never touched by the injector again (its owner may push it anew).
  * Never blocks. Acquire: the caller sees what the pusher wrote. */
 moirai__job_t *moirai__injector_pop(moirai__injector_t *inj, int below);
 

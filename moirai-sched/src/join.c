@@ -23,7 +23,7 @@ typedef struct join_frame {
 /* Runs on a thief only: the owner runs a frame it pops itself inline. */
 static void join_frame_execute(moirai__job_t *job, moirai__worker_t *w)
 {
-    (void)w;
+    moirai__watchdog_job_begin(w, NULL);
     join_frame_t *f = (join_frame_t *)job;
     f->fn(f->arg);
     moirai__latch_set(&f->latch); /* the last touch of the frame */
@@ -78,6 +78,7 @@ typedef struct cold_frame {
 static void cold_frame_execute(moirai__job_t *job, moirai__worker_t *w)
 {
     cold_frame_t *f = (cold_frame_t *)job;
+    moirai__watchdog_job_begin(w, NULL);
     join_on_worker(w, f->a, f->arg_a, f->b, f->arg_b);
     /* The caller counts the join finished for shutdown once this returns. */
     moirai__latch_set(&f->latch);
@@ -86,7 +87,7 @@ static void cold_frame_execute(moirai__job_t *job, moirai__worker_t *w)
 __thread moirai_sched_t *moirai__tls_participant __attribute__((tls_model("initial-exec")));
 
 /* The calling thread's nesting depth of external joins (0 outside any). */
-static __thread uint32_t tls_ext_depth __attribute__((tls_model("initial-exec")));
+__thread uint32_t moirai__tls_ext_depth __attribute__((tls_model("initial-exec")));
 
 moirai__job_t *moirai__sched_take_ext_slot(moirai_sched_t *s)
 {
@@ -144,7 +145,7 @@ static _Atomic(moirai__job_t *) *offer(moirai_sched_t *s, join_frame_t *f)
              * guides which frame a worker prefers, so a stale one briefly
              * costs balance, never correctness. */
             atomic_store_explicit(&s->ext_slot[(start + k) % MOIRAI__EXT_SLOTS].depth,
-                                  tls_ext_depth, memory_order_relaxed);
+                                  moirai__tls_ext_depth, memory_order_relaxed);
             return slot;
         }
     }
@@ -163,12 +164,7 @@ static void join_cold(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moir
     f.b = b;
     f.arg_b = arg_b;
     moirai__latch_init(&f.latch);
-    if (moirai__sched_inject(sched, &f.job, MOIRAI_PRIORITY_NORMAL) != 0) {
-        /* No memory to queue it: run it here, which join allows. */
-        a(arg_a);
-        b(arg_b);
-        return;
-    }
+    moirai__sched_inject(sched, &f.job, MOIRAI_PRIORITY_NORMAL);
     moirai__latch_wait(&f.latch);
 }
 
@@ -193,7 +189,7 @@ static void join_external(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, 
      * of the same scheduler, so that nested splits stay parallel. */
     moirai_sched_t *outer = moirai__tls_participant;
     moirai__tls_participant = sched;
-    tls_ext_depth++;
+    moirai__tls_ext_depth++;
     a(arg_a);
     moirai__job_t *expected = &f.job;
     /* Relaxed on success: the frame never left this thread. */
@@ -201,10 +197,10 @@ static void join_external(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, 
                                                 memory_order_relaxed)) {
         atomic_fetch_sub_explicit(&sched->ext_used, 1, memory_order_relaxed);
         b(arg_b);
-        tls_ext_depth--;
+        moirai__tls_ext_depth--;
         moirai__tls_participant = outer;
     } else {
-        tls_ext_depth--;
+        moirai__tls_ext_depth--;
         moirai__tls_participant = outer;
         /* A worker took b: wait for it (spin, then park). Acquire. */
         moirai__latch_wait(&f.latch);

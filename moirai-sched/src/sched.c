@@ -61,6 +61,7 @@ static void task_execute(moirai__job_t *job, moirai__worker_t *w)
      * object while it is still in this thread's cache. */
     moirai_pool_free(s->task_pool, t);
 
+    moirai__watchdog_job_begin(w, name);
     /* Relaxed: the flag only decides whether tasks popped from now on
      * run; destroy does not depend on exactly when workers see it. */
     if (__builtin_expect(atomic_load_explicit(&s->cancel, memory_order_relaxed) != 0, 0) &&
@@ -109,21 +110,20 @@ static void ext_finished(moirai_sched_t *s)
     atomic_fetch_add_explicit(&s->ext_finished, 1, memory_order_release);
 }
 
-int moirai__sched_inject(moirai_sched_t *s, moirai__job_t *job, int prio)
+void moirai__sched_inject(moirai_sched_t *s, moirai__job_t *job, int prio)
 {
-    int rc = moirai__injector_push(&s->inj, job, prio);
-    if (rc != 0)
-        return rc;
+    moirai__injector_push(&s->inj, job, prio);
     moirai__sched_notify(s);
-    return 0;
 }
 
 /* The worker whose inbox a locality hint picks, or NULL when no worker is
  * on that CPU or node. Several candidates take turns. */
 static moirai__worker_t *locality_target(moirai_sched_t *s, const moirai_task_attr_t *attr)
 {
+    /* Regular workers only: a compensating one may not be running, and
+     * must find its own queues empty when it retires. */
     int matches = 0;
-    for (int i = 0; i < s->nworkers; i++) {
+    for (int i = 0; i < s->nregular; i++) {
         moirai__worker_t *w = &s->workers[i];
         if (attr->locality == MOIRAI_LOCALITY_CPU ? w->cpu == attr->locality_index
                                                   : w->node == attr->locality_index)
@@ -134,7 +134,7 @@ static moirai__worker_t *locality_target(moirai_sched_t *s, const moirai_task_at
     /* Relaxed: only spreads hinted tasks over the candidates. */
     int k = (int)(atomic_fetch_add_explicit(&s->locality_rr, 1, memory_order_relaxed) %
                   (uint32_t)matches);
-    for (int i = 0; i < s->nworkers; i++) {
+    for (int i = 0; i < s->nregular; i++) {
         moirai__worker_t *w = &s->workers[i];
         if (attr->locality == MOIRAI_LOCALITY_CPU ? w->cpu == attr->locality_index
                                                   : w->node == attr->locality_index) {
@@ -165,43 +165,23 @@ static int route_shared(moirai_sched_t *s, moirai__job_t *job, const moirai_task
             return 0;
         }
     }
-    return moirai__sched_inject(s, job, (int)attr->priority);
-}
-
-/* Sets a single-writer counter of the calling worker. */
-static void own_counter_add(_Atomic uint64_t *c, int64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)n,
-                          memory_order_relaxed);
+    moirai__sched_inject(s, job, (int)attr->priority);
+    return 0;
 }
 
 /* A NORMAL, unhinted spawn from one of this scheduler's workers: into the
  * LIFO slot (the previous occupant moves to the deque) or the deque. */
 static int spawn_local(moirai__worker_t *w, sched_task_t *t)
 {
-    moirai_sched_t *s = w->sched;
     /* Counted before it becomes visible, so that destroy never sees it
      * finished before it is counted as accepted. */
-    own_counter_add(&w->tasks_in, 1);
-    if (s->cfg.lifo_slot) {
-        /* acq_rel: release publishes the task to a thief that takes the
-         * slot; acquire pairs with our own earlier publication of `prev`. */
-        moirai__job_t *prev = atomic_exchange_explicit(&w->lifo, &t->job, memory_order_acq_rel);
-        if (prev != NULL && moirai__deque_push(w->deque, prev) != 0) {
-            /* Put the previous occupant back. If a thief took our task in
-             * the meantime, the task is accepted after all. */
-            moirai__job_t *cur = atomic_exchange_explicit(&w->lifo, prev, memory_order_acq_rel);
-            if (cur == &t->job) {
-                own_counter_add(&w->tasks_in, -1);
-                return -ENOMEM;
-            }
-        }
-    } else if (moirai__deque_push(w->deque, &t->job) != 0) {
-        own_counter_add(&w->tasks_in, -1);
+    moirai__worker_count_in(w, 1);
+    if (moirai__worker_push_local(w, &t->job) != 0) {
+        moirai__worker_count_in(w, -1);
         return -ENOMEM;
     }
     moirai__stat_add(&w->stats.spawned, 1);
-    moirai__sched_notify(s);
+    moirai__sched_notify(w->sched);
     return 0;
 }
 
@@ -229,10 +209,10 @@ static int spawn_task(moirai_sched_t *s, moirai_task_fn fn, void *arg,
         if (attr->priority == MOIRAI_PRIORITY_NORMAL && attr->locality == MOIRAI_LOCALITY_ANY)
             rc = spawn_local(w, t);
         else {
-            own_counter_add(&w->tasks_in, 1);
+            moirai__worker_count_in(w, 1);
             rc = route_shared(s, &t->job, attr);
             if (rc != 0)
-                own_counter_add(&w->tasks_in, -1);
+                moirai__worker_count_in(w, -1);
             else
                 moirai__stat_add(&w->stats.spawned, 1);
         }
@@ -353,8 +333,6 @@ static void sched_free(moirai_sched_t *s)
         moirai__blocking_destroy(s->blocking);
     if (s->task_pool != NULL)
         moirai_pool_destroy(s->task_pool);
-    if (s->inj.queue[0] != NULL)
-        moirai__injector_fini(&s->inj);
     moirai_free(s->sleepers);
     pthread_mutex_destroy(&s->sleep_lock);
     moirai_free(s);
@@ -377,6 +355,9 @@ static int init_worker(moirai_sched_t *s, int i, int cpu_count)
     w->sched = s;
     w->index = i;
     w->rng = (uint32_t)(i + 1) * 0x9e3779b9u | 1u;
+    w->watchdog = s->cfg.watchdog_ns != 0;
+    atomic_init(&w->comp_state, MOIRAI__COMP_IDLE);
+    atomic_init(&w->stats.job_name, NULL);
     moirai_cpu_info_t info;
     if (moirai_topology_cpu_at(i % cpu_count, &info) == 0) {
         w->cpu = info.cpu;
@@ -409,11 +390,18 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
         c = *cfg;
     if (out == NULL || c.workers < 0 || c.workers > MAX_WORKERS ||
         (c.steal != MOIRAI_STEAL_LOCALITY && c.steal != MOIRAI_STEAL_RANDOM) ||
-        c.blocking_max_threads < 0)
+        c.blocking_max_threads < 0 ||
+        (c.watchdog_ns != 0 && c.watchdog_ns < MOIRAI_SCHED_WATCHDOG_MIN_NS) ||
+        c.watchdog_compensate < 0 || (c.watchdog_compensate > 0 && c.watchdog_ns == 0) ||
+        c.watchdog_compensate > MAX_WORKERS)
         return -EINVAL;
     int cpu_count = moirai_topology_cpu_count();
     if (c.workers == 0)
         c.workers = cpu_count < MAX_WORKERS ? cpu_count : MAX_WORKERS;
+    if (c.workers + c.watchdog_compensate > MAX_WORKERS)
+        return -EINVAL;
+    /* Slots: the regular workers, then the compensating ones. */
+    int slots = c.workers + c.watchdog_compensate;
     if (c.stack_size == 0)
         c.stack_size = DEFAULT_STACK;
     if (c.blocking_max_threads == 0)
@@ -429,7 +417,9 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
     s->blocking_executor.ops = &blocking_ops;
     s->owned_executor.ops = &owned_ops;
     s->cfg = c;
-    s->nworkers = c.workers;
+    s->nworkers = slots;
+    s->nregular = c.workers;
+    atomic_init(&s->comp_wanted, 0);
     atomic_init(&s->idle, 0);
     atomic_init(&s->gate, 0);
     atomic_init(&s->ext_finished, 0);
@@ -445,16 +435,13 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
     pthread_mutex_init(&s->sleep_lock, NULL);
 
     int rc = -ENOMEM;
-    s->sleepers = moirai_calloc((size_t)c.workers, sizeof *s->sleepers);
-    s->workers = moirai_aligned_alloc(MOIRAI__CACHE_LINE, (size_t)c.workers * sizeof *s->workers);
+    s->sleepers = moirai_calloc((size_t)slots, sizeof *s->sleepers);
+    s->workers = moirai_aligned_alloc(MOIRAI__CACHE_LINE, (size_t)slots * sizeof *s->workers);
     if (s->workers != NULL)
-        memset(s->workers, 0, (size_t)c.workers * sizeof *s->workers);
+        memset(s->workers, 0, (size_t)slots * sizeof *s->workers);
     if (s->sleepers == NULL || s->workers == NULL)
         goto fail;
-    if (moirai__injector_init(&s->inj, c.aging_ns) != 0) {
-        s->inj.queue[0] = NULL;
-        goto fail;
-    }
+    moirai__injector_init(&s->inj, c.aging_ns);
     moirai_pool_config_t pc;
     moirai_pool_config_init(&pc, sizeof(sched_task_t));
     pc.name = "moirai-sched tasks";
@@ -464,7 +451,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
                                       c.stack_size)) != 0)
         goto fail;
     /* Workers not initialised yet are all zero, which sched_free skips. */
-    for (int i = 0; i < c.workers; i++) {
+    for (int i = 0; i < slots; i++) {
         if ((rc = init_worker(s, i, cpu_count)) != 0)
             goto fail;
     }
@@ -493,6 +480,10 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
             break;
         moirai_park(&s->started, n, MOIRAI_DEADLINE_NEVER);
     }
+    if (c.watchdog_ns != 0 && (rc = moirai__watchdog_start(s)) != 0) {
+        stop_workers(s);
+        goto fail;
+    }
     *out = s;
     return 0;
 
@@ -501,11 +492,14 @@ fail:
     return rc;
 }
 
-/* Waits until every accepted task and external join has finished (see
- * "Shutdown accounting" in sched_internal.h). Finished counts are read
- * first (acquire), accepted ones second: a finished job read there was
- * counted as accepted before, so equal sums mean nothing was running at
- * the first read, and nothing can be accepted afterwards. */
+/* Waits until every accepted task, external join and runtime job has
+ * finished (see "Shutdown accounting" in sched_internal.h). Finished
+ * counts are read first (acquire), accepted ones second: a finished job
+ * read there was counted as accepted before, so equal sums mean nothing
+ * was running at the first read; then nothing can be accepted afterwards
+ * but runtime jobs from outside, which job.h forbids from then on (a
+ * submission racing with this check must have been counted before it,
+ * which the runtime guarantees by finishing its submissions first). */
 static void wait_quiescent(moirai_sched_t *s)
 {
     long sleep_ns = 10000;
@@ -547,6 +541,9 @@ int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how)
      * it has queued and its threads are joined. */
     moirai__blocking_destroy(sched->blocking);
     sched->blocking = NULL;
+    /* The watchdog goes before the workers, so that it starts no
+     * compensating worker any more; those running stop with the rest. */
+    moirai__watchdog_stop(sched);
     stop_workers(sched);
     sched_free(sched);
     return 0;
@@ -597,6 +594,9 @@ static void stats_read(const moirai__worker_t *w, moirai_sched_worker_stats_t *o
     out->stolen = atomic_load_explicit(&st->stolen, memory_order_relaxed);
     out->parks = atomic_load_explicit(&st->parks, memory_order_relaxed);
     out->task_cpu_ns = atomic_load_explicit(&st->task_cpu_ns, memory_order_relaxed);
+    out->watchdog_reports = atomic_load_explicit(&st->watchdog_reports, memory_order_relaxed);
+    out->compensating_started =
+        atomic_load_explicit(&st->compensating_started, memory_order_relaxed);
 }
 
 int moirai_sched_worker_stats(const moirai_sched_t *sched, int worker,
@@ -623,6 +623,8 @@ int moirai_sched_stats(const moirai_sched_t *sched, moirai_sched_worker_stats_t 
         out->stolen += one.stolen;
         out->parks += one.parks;
         out->task_cpu_ns += one.task_cpu_ns;
+        out->watchdog_reports += one.watchdog_reports;
+        out->compensating_started += one.compensating_started;
     }
     return 0;
 }

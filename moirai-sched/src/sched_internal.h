@@ -22,17 +22,27 @@
  * Lost wake-ups: a pusher's job is counted by a seq_cst RMW (injector,
  * inbox) before it reads `idle` with seq_cst, and the sleeper's RMW of
  * `idle` precedes its seq_cst re-check, so one of the two sees the other.
- * Deque and LIFO pushes by a worker are plain release stores; a wake
- * missed there only costs parallelism, since the pushing worker runs its
- * own jobs itself (see moirai__sched_notify()).
+ * This holds for every pusher onto the injector alike: spawns, cold join
+ * frames and runtime jobs (moirai_sched_job_submit() from any thread goes
+ * through moirai__sched_inject(), which counts, then notifies). Deque and
+ * LIFO pushes by a worker (local spawns, joins, runtime jobs submitted
+ * NORMAL on a worker) are plain release stores; a wake missed there only
+ * costs parallelism, since the pushing worker runs its own jobs itself
+ * (see moirai__sched_notify()).
  *
- * Shutdown accounting: every heap task and every external join frame is
- * counted once when accepted (`gate` for external spawns, the worker's own
- * `tasks_in` for spawns from a worker) and once when finished or discarded
- * (the executing worker's `tasks_out`, or `ext_finished` when an accepted
- * external spawn could not be queued). All counts only grow; destroy
- * reads the finished side first and the accepted side second, and the
- * pool is quiescent when they are equal (see sched.c). */
+ * Shutdown accounting: every heap task, every external join frame and
+ * every runtime job submission is counted once when accepted (`gate` for
+ * external spawns and external job submissions, the worker's own
+ * `tasks_in` for spawns and submissions from a worker) and once when
+ * finished or discarded (the executing worker's `tasks_out`, or
+ * `ext_finished` when an accepted external spawn could not be queued).
+ * All counts only grow; destroy reads the finished side first and the
+ * accepted side second, and the pool is quiescent when they are equal
+ * (see sched.c). External spawns and joins are refused once destroy has
+ * set the gate's SHUT bit, so nothing new arrives from outside after
+ * that; external job submissions are never refused (they add to `gate`
+ * past the SHUT bit), and job.h makes the runtime responsible for
+ * letting every one of them return before destroy does. */
 #ifndef MOIRAI_SCHED_SCHED_INTERNAL_H
 #define MOIRAI_SCHED_SCHED_INTERNAL_H
 
@@ -65,6 +75,11 @@
 #define MOIRAI__IDLE_SEARCHING(v) ((uint32_t)((v)&0xffffffffu))
 #define MOIRAI__IDLE_SLEEPING(v)  ((uint32_t)((v) >> 32))
 
+/* `comp_state` of a compensating slot. */
+#define MOIRAI__COMP_IDLE    0u /* no thread */
+#define MOIRAI__COMP_RUNNING 1u /* a thread runs in the slot */
+#define MOIRAI__COMP_EXITED  2u /* its thread has returned and awaits pthread_join */
+
 /* `gate`: destroy has begun, and the count of accepted external spawns
  * (tasks and external join frames). */
 #define MOIRAI__GATE_SHUT  (UINT64_C(1) << 63)
@@ -81,6 +96,15 @@ typedef struct moirai__worker_stats {
     _Atomic uint64_t stolen;
     _Atomic uint64_t parks;
     _Atomic uint64_t task_cpu_ns;
+    /* The name of the job the worker runs (never NULL while it runs one:
+     * "(unnamed)" then), or NULL while it looks for work; written only with
+     * the watchdog on (see moirai__watchdog_job_begin()). With `executed`,
+     * what the watchdog samples. On this line, which the worker writes for
+     * every job anyway. */
+    _Atomic(const char *) job_name;
+    /* Written by the watchdog thread only (single writer). */
+    _Atomic uint64_t watchdog_reports;
+    _Atomic uint64_t compensating_started;
 } moirai__worker_stats_t;
 
 /* Adds `n` to a single-writer counter (the owner is the only writer, so a
@@ -105,9 +129,14 @@ typedef struct moirai__worker {
     int node; /* its NUMA node */
     uint32_t rng;
     bool searching; /* this worker counts itself in `idle` as searching */
+    bool watchdog;  /* cfg.watchdog_ns != 0: publish job names (read-only) */
     moirai__victims_t victims;
     pthread_t thread;
+    /* For a compensating slot: written by the watchdog thread (which
+     * starts and joins those), read by destroy after joining it. */
     bool thread_started;
+    /* Compensating slots only: MOIRAI__COMP_* (see watchdog.c). */
+    _Atomic uint32_t comp_state;
     /* Heap tasks (and external join frames) accepted by spawns from this
      * worker, and those this worker finished or discarded. Single writer;
      * tasks_out is stored with release so that destroy, reading it with
@@ -132,7 +161,8 @@ struct moirai_sched {
     moirai_executor_t blocking_executor; /* what moirai_sched_spawn_blocking() uses */
     moirai_executor_t owned_executor;    /* what moirai__sched_spawn_owned() uses */
     moirai_sched_config_t cfg;           /* with defaults filled in */
-    int nworkers;
+    int nworkers;                        /* slots: regular workers, then compensating ones */
+    int nregular;                        /* cfg.workers: the slots started at create */
     moirai__worker_t *workers;
     moirai_pool_t *task_pool;
     moirai__blocking_t *blocking;
@@ -156,6 +186,15 @@ struct moirai_sched {
     pthread_mutex_t sleep_lock;
     moirai__worker_t **sleepers; /* `nsleepers` entries, under sleep_lock */
     int nsleepers;
+
+    /* The watchdog (watchdog.c); NULL when off. */
+    struct moirai__watchdog *watchdog;
+    /* How many compensating workers the watchdog wants running: slot
+     * nregular + k retires when it finds no work and k >= this. Written by
+     * the watchdog thread, read relaxed by compensating workers (a stale
+     * value delays a retirement by one look for work, or keeps one more
+     * worker a little longer). */
+    _Atomic int32_t comp_wanted;
 
     /* External join slots (join.c): a thread that is not a worker offers
      * the `b` half of its join here while it runs `a` itself; a searching
@@ -187,6 +226,10 @@ static inline moirai__worker_t *moirai__worker_current(void)
  * the same external slots (see join.c). Defined in join.c. */
 extern __thread struct moirai_sched *moirai__tls_participant
     __attribute__((tls_model("initial-exec")));
+
+/* The nesting depth of external joins on the calling thread (0 outside
+ * any). Defined in join.c. */
+extern __thread uint32_t moirai__tls_ext_depth __attribute__((tls_model("initial-exec")));
 
 /* Takes a job from an external join slot of `s`, or returns NULL (none,
  * or lost the race). Any thread; acquire (the frame's contents were
@@ -232,8 +275,43 @@ int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job);
 
 /* Queues `job` on `s`'s injector at priority `prio` and notifies. Any
  * thread. Does not count the job for shutdown (callers that need it do).
- * Returns 0 or -ENOMEM (nothing queued). */
-int moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
+ * Never fails: the injector is intrusive (see injector.h). */
+void moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
+
+/* Worker `w` puts `job` where its local NORMAL spawns go: the LIFO slot
+ * (the previous occupant moves to the deque) when cfg.lifo_slot is on,
+ * else the deque. Does not count or notify. Owner thread only. Returns 0,
+ * or -ENOMEM when the deque could not grow; then `job` is not queued
+ * (unless a thief already took it from the slot: then 0) and everything
+ * else is as before. */
+/* Inline: it is most of a local spawn, and a call costs about a tenth of
+ * one (callgrind: 9 more instructions per spawn out of line). */
+static inline int moirai__worker_push_local(moirai__worker_t *w, moirai__job_t *job)
+{
+    if (!w->sched->cfg.lifo_slot)
+        return moirai__deque_push(w->deque, job);
+    /* acq_rel: release publishes the job to a thief that takes the slot;
+     * acquire pairs with our own earlier publication of `prev`. */
+    moirai__job_t *prev = atomic_exchange_explicit(&w->lifo, job, memory_order_acq_rel);
+    if (prev != NULL && moirai__deque_push(w->deque, prev) != 0) {
+        /* Put the previous occupant back. Only thieves take from the slot
+         * meanwhile, so it holds `job` or nothing: if a thief took `job`,
+         * it is queued after all. */
+        moirai__job_t *cur = atomic_exchange_explicit(&w->lifo, prev, memory_order_acq_rel);
+        if (cur == job)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Adds `n` (possibly negative) to w's count of accepted jobs (tasks_in).
+ * Owner thread only: single writer, relaxed load and store. */
+static inline void moirai__worker_count_in(moirai__worker_t *w, int64_t n)
+{
+    atomic_store_explicit(&w->tasks_in,
+                          atomic_load_explicit(&w->tasks_in, memory_order_relaxed) + (uint64_t)n,
+                          memory_order_relaxed);
+}
 
 /* Worker `w` waits for `latch`: it runs jobs of its scheduler, in the
  * usual pick order and stealing, until the latch is set; when it finds no
@@ -262,6 +340,54 @@ int moirai__sched_spawn_owned(struct moirai_sched *s, moirai_task_fn fn, void *a
  * Relaxed (a hint: tasks that see it late just run their work). Never
  * blocks; thread-safe. */
 bool moirai__sched_cancelling(const struct moirai_sched *s);
+
+/* ---- Watchdog (watchdog.c) ---- */
+
+/* The name the watchdog reports for a job without one. */
+extern const char moirai__watchdog_unnamed[];
+
+/* Worker `w` starts a job called `name` (NULL: unnamed). With the watchdog
+ * off this is one predictable branch. On, one store: release, because the
+ * watchdog thread reads the string it points to (on x86-64 a release
+ * store is a plain store). The job sequence the watchdog pairs it with is
+ * w's `executed` counter, which moirai__worker_execute() bumps anyway; no
+ * clock is read here. Owner thread only. */
+static inline void moirai__watchdog_job_begin(moirai__worker_t *w, const char *name)
+{
+    if (__builtin_expect(w->watchdog, 0))
+        atomic_store_explicit(&w->stats.job_name, name != NULL ? name : moirai__watchdog_unnamed,
+                              memory_order_release);
+}
+
+/* Worker `w` has no job to run right now (it searches, sleeps, or waits
+ * for a latch): the watchdog must not count the time against the last
+ * job. Off the per-job path. Owner thread only. */
+static inline void moirai__watchdog_idle(moirai__worker_t *w)
+{
+    if (w->watchdog)
+        atomic_store_explicit(&w->stats.job_name, NULL, memory_order_relaxed);
+}
+
+/* Starts the watchdog thread of `s` (cfg.watchdog_ns != 0). Returns 0,
+ * -ENOMEM or -EAGAIN (nothing started). Called by create, after the
+ * workers have started. */
+int moirai__watchdog_start(struct moirai_sched *s);
+
+/* Stops and joins the watchdog thread, joins every compensating thread it
+ * started that has exited, and frees its state; compensating workers still
+ * running are left to stop_workers(). Idempotent; does nothing when off. */
+void moirai__watchdog_stop(struct moirai_sched *s);
+
+/* The thread body of a compensating worker `arg` (a moirai__worker_t in a
+ * slot at or above nregular): runs work like any worker, and returns once
+ * the pool stops, or once it finds no work and the watchdog no longer
+ * wants it. Defined in worker.c. */
+void *moirai__worker_comp_main(void *arg);
+
+/* Wakes worker `w` if it is in the sleeper list (counting it as
+ * searching), so that it looks again (a compensating worker that may now
+ * retire). Takes the sleeper lock. Thread-safe. */
+void moirai__sched_wake_worker(struct moirai_sched *s, moirai__worker_t *w);
 
 /* Counts an accepted job as finished on worker `w` (release store; see
  * tasks_out). Owner thread only. */

@@ -198,6 +198,8 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
         search_end(w);
         return job;
     }
+    /* No job at hand: from here the time is not the last job's. */
+    moirai__watchdog_idle(w);
     moirai_sched_t *s = w->sched;
     bool spin = search_begin(w) || latch != NULL;
     uint64_t deadline = 0;
@@ -298,6 +300,16 @@ void moirai__sched_wake_one(moirai_sched_t *s, moirai__worker_t *prefer)
     wake_locked_then_unpark(s, w);
 }
 
+void moirai__sched_wake_worker(moirai_sched_t *s, moirai__worker_t *w)
+{
+    pthread_mutex_lock(&s->sleep_lock);
+    if (!atomic_load_explicit(&w->listed, memory_order_relaxed)) {
+        pthread_mutex_unlock(&s->sleep_lock);
+        return;
+    }
+    wake_locked_then_unpark(s, w);
+}
+
 void moirai__sched_wake_all(moirai_sched_t *s)
 {
     for (;;) {
@@ -389,6 +401,10 @@ static void sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
 
 void moirai__worker_wait_latch(moirai__worker_t *w, moirai__latch_t *latch)
 {
+    /* The job that waits; the jobs run meanwhile, and the idle spells,
+     * replace its name for the watchdog, which gets it back below. */
+    const char *waiting =
+        w->watchdog ? atomic_load_explicit(&w->stats.job_name, memory_order_relaxed) : NULL;
     while (!moirai__latch_probe(latch)) {
         moirai__job_t *job = find_work(w, latch);
         if (job != NULL) {
@@ -401,6 +417,8 @@ void moirai__worker_wait_latch(moirai__worker_t *w, moirai__latch_t *latch)
     }
     /* Not searching any more: it goes back to the job that waited. */
     search_end(w);
+    if (w->watchdog)
+        atomic_store_explicit(&w->stats.job_name, waiting, memory_order_relaxed);
 }
 
 int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job)
@@ -439,5 +457,34 @@ void *moirai__worker_main(void *arg)
     }
     search_end(w);
     moirai__tls_worker = NULL;
+    return NULL;
+}
+
+void *moirai__worker_comp_main(void *arg)
+{
+    moirai__worker_t *w = arg;
+    moirai_sched_t *s = w->sched;
+    moirai__tls_worker = w;
+    int k = w->index - s->nregular;
+    while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {
+        moirai__job_t *job = find_work(w, NULL);
+        if (job != NULL) {
+            moirai__worker_execute(w, job);
+            continue;
+        }
+        /* find_work() returns NULL only with the worker's own queues empty
+         * (its deque and LIFO slot are its own, and no hint targets a
+         * compensating slot), so nothing is left behind. Relaxed: see
+         * comp_wanted. */
+        if (k >= atomic_load_explicit(&s->comp_wanted, memory_order_relaxed))
+            break;
+        sleep_until_work(w, NULL);
+    }
+    search_end(w);
+    moirai__watchdog_idle(w);
+    moirai__tls_worker = NULL;
+    /* Release: the watchdog, reading it with acquire, joins the thread and
+     * may start the slot afresh, seeing everything this thread wrote. */
+    atomic_store_explicit(&w->comp_state, MOIRAI__COMP_EXITED, memory_order_release);
     return NULL;
 }

@@ -120,8 +120,14 @@ void moirai__mutex_unlock_raw(moirai_mutex_t *mutex)
      * An exchange rather than a store because we must learn atomically
      * whether someone announced itself as parked. */
     uint32_t old = atomic_exchange_explicit(&mutex->priv_state, FREE, UNLOCK_ORDER);
-    if (old == CONTENDED)
+    if (old == CONTENDED) {
+        /* Every caller is inside an annotated unlock, where TSan ignores
+         * synchronization; the wake-up must be seen: a parking hook hands
+         * the woken fiber to another thread through its own locks. */
+        moirai_tsan_pre_divert(mutex);
         moirai_unpark_one(&mutex->priv_state);
+        moirai_tsan_post_divert(mutex);
+    }
 }
 
 void moirai_mutex_init(moirai_mutex_t *mutex)

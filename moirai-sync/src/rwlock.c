@@ -82,8 +82,13 @@ static void read_retract(moirai_rwlock_t *rw, _Atomic uint32_t *slot)
      * DRAIN_PARKED, then park while the slot is unchanged" (see top). The
      * decrement also releases the read critical section to the writer. */
     atomic_fetch_sub_explicit(slot, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&rw->priv_flags, memory_order_seq_cst) & DRAIN_PARKED)
+    if (atomic_load_explicit(&rw->priv_flags, memory_order_seq_cst) & DRAIN_PARKED) {
+        /* Called inside annotated lock operations only; the wake-up's own
+         * synchronization must stay visible to TSan (see mutex.c). */
+        moirai_tsan_pre_divert(rw);
         moirai_unpark_all(slot);
+        moirai_tsan_post_divert(rw);
+    }
 }
 
 /* Announces a reader; true when no writer is present, else withdrawn. */
@@ -173,8 +178,11 @@ static void write_exit(moirai_rwlock_t *rw)
     /* Release: readers that see flags without WRITER see the write
      * critical section (their seq_cst load acquires). */
     uint32_t old = atomic_exchange_explicit(&rw->priv_flags, 0, memory_order_release);
-    if (old & READERS_PARKED)
+    if (old & READERS_PARKED) {
+        moirai_tsan_pre_divert(rw);
         moirai_unpark_all(&rw->priv_flags);
+        moirai_tsan_post_divert(rw);
+    }
     moirai__mutex_unlock_raw(&rw->priv_writer);
 }
 

@@ -5,6 +5,7 @@
 #define MOIRAI_CORE_H
 
 #include <moirai/core/alloc.h>
+#include <moirai/core/atomic.h>
 #include <moirai/core/clock.h>
 #include <moirai/core/error.h>
 #include <moirai/core/executor.h>

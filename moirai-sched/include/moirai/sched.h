@@ -3,6 +3,7 @@
 #ifndef MOIRAI_SCHED_H
 #define MOIRAI_SCHED_H
 
+#include <moirai/sched/job.h>
 #include <moirai/sched/join.h>
 #include <moirai/sched/parallel.h>
 #include <moirai/sched/pipeline.h>

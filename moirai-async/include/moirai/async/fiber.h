@@ -28,7 +28,11 @@
 typedef struct moirai_fiber moirai_fiber_t;
 
 /* Fiber attributes: the task attributes (name, priority, locality) plus a
- * stack size. Fill with moirai_fiber_attr_init(). */
+ * stack size. Fill with moirai_fiber_attr_init(). The name is borrowed:
+ * it must outlive the fiber, and with the scheduler's watchdog on it must
+ * stay readable until the scheduler is destroyed (the watchdog may report
+ * it a moment after the fiber ended); a string literal is the usual case.
+ * The locality hint places the fiber's first run only. */
 typedef struct moirai_fiber_attr {
     moirai_task_attr_t task;
     size_t stack_size; /* usable bytes; 0: the runtime's default */
@@ -81,7 +85,8 @@ MOIRAI_ASYNC_API int moirai_fiber_yield(void);
 MOIRAI_ASYNC_API int moirai_fiber_sleep(uint64_t ns);
 
 /* As moirai_fiber_sleep() until the absolute `deadline`
- * (moirai_clock_now_ns() scale). A deadline already passed yields. */
+ * (moirai_clock_now_ns() scale). A deadline already passed yields.
+ * -EINVAL for MOIRAI_DEADLINE_NEVER (a sleep must end). */
 MOIRAI_ASYNC_API int moirai_fiber_sleep_until(uint64_t deadline);
 
 /* The cancellation token of the calling fiber (NULL on a plain thread or

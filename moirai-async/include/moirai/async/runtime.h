@@ -62,6 +62,7 @@ typedef struct moirai_runtime_stats {
     uint64_t stacks_cached;    /* of those, cached for reuse */
     uint64_t stack_high_water; /* most stack bytes any finished fiber used */
     uint64_t timers_armed;     /* sleeps and deadline parks handed to the reactor */
+    uint64_t watchdog_reports; /* the scheduler's watchdog reports (its workers' sum) */
 } moirai_runtime_stats_t;
 
 #ifdef __cplusplus

@@ -87,7 +87,9 @@ MOIRAI_CORE_API int moirai_handle_run(moirai_handle_t *handle, moirai_task_fn fn
  * (-ECANCELED, or whatever the task failed with) and stores NULL. Blocks:
  * parks the calling thread (or fiber, under a fiber runtime). Any number of
  * threads may join concurrently, each gets the same result. Returns
- * -EINVAL for a NULL handle. */
+ * -EINVAL for a NULL handle, and -ECANCELED without a result when the
+ * joiner is itself a fiber whose own handle was cancelled while it waited
+ * (the joined handle is left as it was). */
 MOIRAI_CORE_API int moirai_handle_join(moirai_handle_t *handle, void **value);
 
 /* As moirai_handle_join(), but gives up at `deadline` (absolute,

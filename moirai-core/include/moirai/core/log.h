@@ -9,8 +9,7 @@
 #ifndef MOIRAI_CORE_LOG_H
 #define MOIRAI_CORE_LOG_H
 
-#include <stdatomic.h>
-
+#include <moirai/core/atomic.h>
 #include <moirai/core/export.h>
 
 typedef enum moirai_log_level {
@@ -33,7 +32,7 @@ extern "C" {
 
 /* The current threshold. Internal to the MOIRAI_LOG() macro; use
  * moirai_log_level_get() / moirai_log_level_set() instead. */
-MOIRAI_CORE_API extern _Atomic int moirai__log_threshold;
+MOIRAI_CORE_API extern MOIRAI_ATOMIC(int) moirai__log_threshold;
 
 /* Sets the threshold; MOIRAI_LOG_OFF silences everything. Thread-safe;
  * other threads see the change promptly (relaxed: a message racing with the
@@ -65,10 +64,17 @@ MOIRAI_CORE_API void moirai_log_write(moirai_log_level_t level, const char *fmt,
 }
 #endif
 
+/* The threshold, read with a relaxed load in the caller's own language
+ * (a message racing with a change may go either way). Internal to the
+ * macros below. */
+#ifdef __cplusplus
+#define MOIRAI__LOG_THRESHOLD() moirai__log_threshold.load(std::memory_order_relaxed)
+#else
+#define MOIRAI__LOG_THRESHOLD() atomic_load_explicit(&moirai__log_threshold, memory_order_relaxed)
+#endif
+
 /* True when a message at `level` would be delivered. */
-#define MOIRAI_LOG_ENABLED(level)                                                                  \
-    __builtin_expect(                                                                              \
-        (int)(level) >= atomic_load_explicit(&moirai__log_threshold, memory_order_relaxed), 0)
+#define MOIRAI_LOG_ENABLED(level) __builtin_expect((int)(level) >= MOIRAI__LOG_THRESHOLD(), 0)
 
 /* Logs printf-style at `level`; the arguments are evaluated only when the
  * level is enabled. */

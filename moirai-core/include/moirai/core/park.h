@@ -27,10 +27,10 @@
 #define MOIRAI_CORE_PARK_H
 
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/core/export.h>
 
 /* A parking runtime other than the kernel, such as moirai-async's fibers.
@@ -39,7 +39,9 @@
  *                 (for example: the caller is a fiber). Called on every
  *                 park; must be cheap and must not block.
  *   park(...)     same contract as moirai_park(): return 0 when woken or
- *                 when *addr != expected, -ETIMEDOUT at the deadline.
+ *                 when *addr != expected, -ETIMEDOUT at the deadline;
+ *                 may also return -ECANCELED when the waiting fiber was
+ *                 cancelled (moirai_park() passes it on).
  *   unpark(...)   wakes up to `max` waiters that this hook parked on
  *                 `addr` (INT_MAX: all) and returns how many it woke.
  *
@@ -47,8 +49,8 @@
  * whatever count the hook did not use. */
 typedef struct moirai_park_hook {
     bool (*applies)(void *ctx);
-    int (*park)(void *ctx, _Atomic uint32_t *addr, uint32_t expected, uint64_t deadline);
-    int (*unpark)(void *ctx, _Atomic uint32_t *addr, int max);
+    int (*park)(void *ctx, MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected, uint64_t deadline);
+    int (*unpark)(void *ctx, MOIRAI_ATOMIC(uint32_t) *addr, int max);
     void *ctx;
 } moirai_park_hook_t;
 
@@ -63,21 +65,24 @@ extern "C" {
  * costs 10-20 us on typical VMs while a short spin catches most quick
  * hand-offs.
  * Returns 0 (woken, or the word differed, or spurious: re-check your
- * condition) or -ETIMEDOUT once the deadline has passed. Blocks. */
-MOIRAI_CORE_API int moirai_park(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline);
+ * condition), -ETIMEDOUT once the deadline has passed, or, from a fiber
+ * whose task was cancelled, -ECANCELED once (waits that can fail pass it
+ * on, the others re-check and wait again). Blocks. */
+MOIRAI_CORE_API int moirai_park(MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected,
+                                uint64_t deadline);
 
 /* As moirai_park() without the initial spin, for callers that have spun
  * already (an adaptive mutex) or know the wait will be long. */
-MOIRAI_CORE_API int moirai_park_nospin(_Atomic uint32_t *addr, uint32_t expected,
+MOIRAI_CORE_API int moirai_park_nospin(MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected,
                                        uint64_t deadline);
 
 /* Wakes one waiter parked on `addr`, if any. Returns the number woken (0 or
  * 1). Never blocks (costs a system call: keep a "has waiters" flag in the
  * word and skip the call when it is clear). Thread-safe. */
-MOIRAI_CORE_API int moirai_unpark_one(_Atomic uint32_t *addr);
+MOIRAI_CORE_API int moirai_unpark_one(MOIRAI_ATOMIC(uint32_t) *addr);
 
 /* Wakes every waiter parked on `addr`. Returns the number woken. */
-MOIRAI_CORE_API int moirai_unpark_all(_Atomic uint32_t *addr);
+MOIRAI_CORE_API int moirai_unpark_all(MOIRAI_ATOMIC(uint32_t) *addr);
 
 /* Installs `hook` (not copied: it must stay valid until replaced) or, with
  * NULL, removes it. Install before any waiter can use it and remove only

@@ -86,6 +86,27 @@ MOIRAI_CORE_API const char *moirai_priority_name(moirai_priority_t priority);
  * before moirai_handle_cancel() is visible once this returns true. */
 MOIRAI_CORE_API bool moirai_cancel_token_is_cancelled(const moirai_cancel_token_t *token);
 
+/* Called once when a watched token is cancelled, on the cancelling thread
+ * (or on the watcher, if the token was cancelled already). It must be
+ * short and must not block: wake something, set a flag. */
+typedef void (*moirai_cancel_cb)(void *arg);
+
+/* Watches `token`: `cb(arg)` runs exactly once when the task is cancelled
+ * while running, or at once (before this returns) if it already was. One
+ * watch per token at a time; a fiber runtime holds its fibers' tokens'
+ * watches. Never blocks; thread-safe. Seq_cst handshake with
+ * moirai_handle_cancel(): a cancel that happens after this returns always
+ * runs the callback, one before it runs it here. Returns 0, -EINVAL (NULL
+ * token or cb) or -EBUSY (a watch is registered already). */
+MOIRAI_CORE_API int moirai_cancel_token_watch(const moirai_cancel_token_t *token,
+                                              moirai_cancel_cb cb, void *arg);
+
+/* Removes the watch of `token`. If its callback is running on another
+ * thread, waits for it to return (it is short), so afterwards the callback
+ * neither runs nor will run and `arg` may be freed. Returns 0 (removed,
+ * whether it had fired or not), -EINVAL (NULL) or -ENOENT (no watch). */
+MOIRAI_CORE_API int moirai_cancel_token_unwatch(const moirai_cancel_token_t *token);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,10 @@
  *     a thread that is not one of this scheduler's workers) goes to the
  *     injector at its priority level, or to the inbox of a worker on the
  *     hinted CPU or node.
+ *   - Runtime jobs (moirai/sched/job.h) follow the same two rules, with
+ *     no locality hint, and MOIRAI_SCHED_JOB_YIELD sends a NORMAL job
+ *     from a worker to the injector too. Tasks and jobs of one injector
+ *     level share one FIFO.
  *   - A worker looking for its next task takes, in this order: the
  *     injector's most urgent task if that task counts as more urgent than
  *     NORMAL; its LIFO slot; its own deque (newest first); its inbox; the
@@ -38,6 +42,27 @@
  * can starve. Work in the workers' own deques counts as NORMAL. Aging is
  * timed with CLOCK_MONOTONIC_COARSE, so periods are measured to within one
  * kernel tick (at most 4 ms).
+ *
+ * Watchdog (off by default): with `watchdog_ns` set, one thread of the
+ * scheduler wakes every watchdog_ns / 2 (a timed park, no busy loop) and
+ * looks at what each worker runs. A worker that has run the same job (a
+ * task, a stolen join half, a runtime job) for longer than watchdog_ns is
+ * reported once per stuck job through core's logging (moirai/core/log.h)
+ * at warn level, naming the worker, the job's name (the task's attribute
+ * name, the runtime job's name, or "(unnamed)") and how long it has run,
+ * and counted in that worker's `watchdog_reports`. With
+ * `watchdog_compensate` > 0 the watchdog also starts a compensating
+ * worker for each stuck worker (up to that many at once), which runs
+ * queued work so that the pool keeps going; a compensating worker exits
+ * once the watchdog no longer needs it and it finds no work. Off costs
+ * one predictable branch per job; on, one store per job by the worker
+ * (the job's name) and no clock read: the watchdog samples the workers'
+ * job counters and names. Time is wall time (a worker blocked in a
+ * syscall must be caught), so a worker the OS keeps off the CPU in the
+ * middle of a job looks stuck too: choose watchdog_ns well above the
+ * machine's scheduling delays. A job's name must stay readable while the
+ * watchdog may report it: until the scheduler is destroyed (string
+ * literals are the usual case).
  *
  * Memory ordering: everything a spawner wrote before a successful spawn
  * happens before the task runs; everything a task wrote happens before its
@@ -70,8 +95,9 @@ typedef enum moirai_shutdown {
     /* Run everything already spawned, and what it spawns in turn, then stop. */
     MOIRAI_SHUTDOWN_DRAIN = 0,
     /* Run no task that has not started: their handles fail with -ECANCELED
-     * and running tasks finish normally. Join frames and scopes still complete,
-     * since their owners are waiting on them. */
+     * and running tasks finish normally. Join frames, scopes and runtime
+     * jobs (moirai/sched/job.h) still complete, since their owners are
+     * waiting on them. */
     MOIRAI_SHUTDOWN_CANCEL = 1,
 } moirai_shutdown_t;
 
@@ -94,24 +120,39 @@ typedef struct moirai_sched_config {
     void *task_cpu_ctx;
     int blocking_max_threads;       /* spawn_blocking thread cap; 0: 64 */
     uint64_t blocking_keepalive_ns; /* idle blocking threads exit after this; 0: 10 s */
+    /* Blocked-worker watchdog: report a worker that has run the same job
+     * (task, join half, runtime job) for longer than this, once per stuck
+     * job (see "Watchdog" above). 0: off, and it costs one predictable
+     * branch per job; else at least MOIRAI_SCHED_WATCHDOG_MIN_NS. */
+    uint64_t watchdog_ns;
+    /* At most this many compensating workers the watchdog may run at once
+     * while workers are stuck; 0: none. Needs watchdog_ns. */
+    int watchdog_compensate;
 } moirai_sched_config_t;
 
 #define MOIRAI_SCHED_CONFIG_INIT                                                                   \
     {                                                                                              \
-        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0          \
+        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0    \
     }
 
-/* Per-worker counters. Each is written by its worker only (relaxed) and
- * read racily: a snapshot is approximate while the pool runs and exact once
- * it is idle. */
+/* The shortest watchdog_ns accepted (1 ms): the watchdog thread wakes
+ * every watchdog_ns / 2, and a shorter period would make it a busy loop. */
+#define MOIRAI_SCHED_WATCHDOG_MIN_NS 1000000u
+
+/* Per-worker counters. Each is written by one thread only, its worker
+ * or (the last two) the watchdog thread, relaxed, and read racily: a snapshot is approximate while
+ * the pool runs and exact once it is idle. */
 typedef struct moirai_sched_worker_stats {
-    uint64_t spawned;        /* tasks and join frames this worker pushed */
-    uint64_t executed;       /* tasks and join frames this worker ran */
+    uint64_t spawned;        /* tasks, join frames and runtime jobs this worker submitted */
+    uint64_t executed;       /* tasks, join frames and runtime jobs this worker ran */
     uint64_t steal_attempts; /* attempts on another worker's deque or inbox */
     uint64_t steals;         /* attempts that took at least one job */
     uint64_t stolen;         /* jobs taken by those steals */
     uint64_t parks;          /* times the worker parked */
     uint64_t task_cpu_ns;    /* CPU time of spawned tasks, when task_cpu is set */
+    /* Watchdog (written by the watchdog thread): */
+    uint64_t watchdog_reports;     /* jobs this worker was reported stuck in */
+    uint64_t compensating_started; /* times this slot was started as a compensating worker */
 } moirai_sched_worker_stats_t;
 
 #ifdef __cplusplus
@@ -121,9 +162,12 @@ extern "C" {
 /* Sets `*cfg` to MOIRAI_SCHED_CONFIG_INIT. */
 MOIRAI_SCHED_API void moirai_sched_config_init(moirai_sched_config_t *cfg);
 
-/* Creates a scheduler and starts its workers (cfg NULL: the defaults).
- * Blocks until every worker has started. Returns 0, -EINVAL (NULL out,
- * workers < 0 or above 1024, unknown strategy, blocking_max_threads < 0),
+/* Creates a scheduler and starts its workers (cfg NULL: the defaults),
+ * and the watchdog thread when watchdog_ns is set. Blocks until every
+ * worker has started. Returns 0, -EINVAL (NULL out, workers < 0 or above
+ * 1024, unknown strategy, blocking_max_threads < 0, watchdog_ns not 0 and
+ * below MOIRAI_SCHED_WATCHDOG_MIN_NS, watchdog_compensate < 0, or above 0
+ * with the watchdog off, or workers plus watchdog_compensate above 1024),
  * -ENOMEM, or -EAGAIN if a thread cannot be created (nothing is left
  * behind). */
 MOIRAI_SCHED_API int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg);
@@ -167,10 +211,15 @@ MOIRAI_SCHED_API moirai_executor_t *moirai_sched_executor(moirai_sched_t *sched)
 /* The scheduler whose worker is calling, or NULL on any other thread. */
 MOIRAI_SCHED_API moirai_sched_t *moirai_sched_current(void);
 
-/* The calling worker's index (0 .. workers-1), or -1 on any other thread. */
+/* The calling worker's index (0 .. moirai_sched_worker_count()-1; a
+ * compensating worker has an index of the configured workers or above),
+ * or -1 on any other thread. */
 MOIRAI_SCHED_API int moirai_sched_worker_index(void);
 
-/* Number of workers. */
+/* Number of worker slots: the configured workers plus watchdog_compensate
+ * slots for compensating workers (indices workers .. count-1), so that
+ * moirai_sched_worker_index() is always below it. Returns -EINVAL for a
+ * NULL sched. */
 MOIRAI_SCHED_API int moirai_sched_worker_count(const moirai_sched_t *sched);
 
 /* The stealing order of worker `worker`: fills `order` with up to `cap`

@@ -10,16 +10,16 @@
 #ifndef MOIRAI_SYNC_BARRIER_H
 #define MOIRAI_SYNC_BARRIER_H
 
-#include <stdatomic.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
 /* The fields are private: use only the functions below. */
 typedef struct moirai_barrier {
-    _Atomic uint32_t priv_remaining;  /* arrivals still missing in this generation */
-    _Atomic uint32_t priv_generation; /* bumped when a generation completes */
-    uint32_t priv_count;              /* participants per generation */
+    MOIRAI_ATOMIC(uint32_t) priv_remaining;  /* arrivals still missing in this generation */
+    MOIRAI_ATOMIC(uint32_t) priv_generation; /* bumped when a generation completes */
+    uint32_t priv_count;                     /* participants per generation */
 } moirai_barrier_t;
 
 /* Static initializer for a barrier of `count` (>= 1) participants. */

@@ -25,16 +25,16 @@
 #ifndef MOIRAI_SYNC_CONDVAR_H
 #define MOIRAI_SYNC_CONDVAR_H
 
-#include <stdatomic.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 #include <moirai/sync/mutex.h>
 
 /* The fields are private: use only the functions below. */
 typedef struct moirai_condvar {
-    _Atomic uint32_t priv_seq;     /* bumped by every signal and broadcast */
-    _Atomic uint32_t priv_waiters; /* threads between wait's start and its relock */
+    MOIRAI_ATOMIC(uint32_t) priv_seq;     /* bumped by every signal and broadcast */
+    MOIRAI_ATOMIC(uint32_t) priv_waiters; /* threads between wait's start and its relock */
 } moirai_condvar_t;
 
 /* Static initializer; equivalent to moirai_condvar_init(). */

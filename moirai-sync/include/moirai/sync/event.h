@@ -21,10 +21,10 @@
 #ifndef MOIRAI_SYNC_EVENT_H
 #define MOIRAI_SYNC_EVENT_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
 typedef enum moirai_event_mode {
@@ -34,9 +34,9 @@ typedef enum moirai_event_mode {
 
 /* The fields are private: use only the functions below. */
 typedef struct moirai_event {
-    _Atomic uint32_t priv_state;   /* 1 set, 0 not set */
-    _Atomic uint32_t priv_waiters; /* threads about to park or parked */
-    uint32_t priv_mode;            /* moirai_event_mode_t */
+    MOIRAI_ATOMIC(uint32_t) priv_state;   /* 1 set, 0 not set */
+    MOIRAI_ATOMIC(uint32_t) priv_waiters; /* threads about to park or parked */
+    uint32_t priv_mode;                   /* moirai_event_mode_t */
 } moirai_event_t;
 
 /* Static initializers of an event that is not set. */

@@ -25,15 +25,15 @@
 #ifndef MOIRAI_SYNC_MUTEX_H
 #define MOIRAI_SYNC_MUTEX_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
 /* The field is private: use only the functions below. */
 typedef struct moirai_mutex {
-    _Atomic uint32_t priv_state; /* 0 free, 1 locked, 2 locked with possible waiters */
+    MOIRAI_ATOMIC(uint32_t) priv_state; /* 0 free, 1 locked, 2 locked with possible waiters */
 } moirai_mutex_t;
 
 /* Static initializer: `moirai_mutex_t m = MOIRAI_MUTEX_INIT;`. Equivalent

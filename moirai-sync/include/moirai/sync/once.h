@@ -14,15 +14,15 @@
 #ifndef MOIRAI_SYNC_ONCE_H
 #define MOIRAI_SYNC_ONCE_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
 /* The field is private: use only the functions below. */
 typedef struct moirai_once {
-    _Atomic uint32_t priv_state; /* not run, running, running with waiters, done */
+    MOIRAI_ATOMIC(uint32_t) priv_state; /* not run, running, running with waiters, done */
 } moirai_once_t;
 
 /* Static initializer; equivalent to moirai_once_init(). */

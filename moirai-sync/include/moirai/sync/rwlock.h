@@ -28,10 +28,10 @@
 #ifndef MOIRAI_SYNC_RWLOCK_H
 #define MOIRAI_SYNC_RWLOCK_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 #include <moirai/sync/mutex.h>
 
@@ -43,11 +43,11 @@
  * 64 bytes apart, which keeps them on distinct cache lines whatever the
  * alignment of the enclosing object. */
 typedef struct moirai_rwlock {
-    moirai_mutex_t priv_writer;  /* serialises writers */
-    _Atomic uint32_t priv_flags; /* writer present, parked readers, parked writer */
+    moirai_mutex_t priv_writer;         /* serialises writers */
+    MOIRAI_ATOMIC(uint32_t) priv_flags; /* writer present, parked readers, parked writer */
     unsigned char priv_pad[56];
     struct {
-        _Atomic uint32_t count; /* readers announced in this slot */
+        MOIRAI_ATOMIC(uint32_t) count; /* readers announced in this slot */
         unsigned char pad[60];
     } priv_slots[MOIRAI_RWLOCK_READER_SLOTS];
 } moirai_rwlock_t;

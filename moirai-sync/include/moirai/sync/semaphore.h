@@ -13,16 +13,16 @@
 #ifndef MOIRAI_SYNC_SEMAPHORE_H
 #define MOIRAI_SYNC_SEMAPHORE_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
 /* The fields are private: use only the functions below. */
 typedef struct moirai_semaphore {
-    _Atomic uint32_t priv_value;   /* available units */
-    _Atomic uint32_t priv_waiters; /* threads about to park or parked */
+    MOIRAI_ATOMIC(uint32_t) priv_value;   /* available units */
+    MOIRAI_ATOMIC(uint32_t) priv_waiters; /* threads about to park or parked */
 } moirai_semaphore_t;
 
 /* The largest value a semaphore can hold. */

@@ -24,21 +24,21 @@
 #ifndef MOIRAI_SYNC_SPINLOCK_H
 #define MOIRAI_SYNC_SPINLOCK_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
 /* The field is private: use only the functions below. */
 typedef struct moirai_spinlock {
-    _Atomic uint32_t priv_locked;
+    MOIRAI_ATOMIC(uint32_t) priv_locked;
 } moirai_spinlock_t;
 
 /* The fields are private: use only the functions below. */
 typedef struct moirai_ticketlock {
-    _Atomic uint32_t priv_next;    /* next ticket to hand out */
-    _Atomic uint32_t priv_serving; /* ticket allowed in */
+    MOIRAI_ATOMIC(uint32_t) priv_next;    /* next ticket to hand out */
+    MOIRAI_ATOMIC(uint32_t) priv_serving; /* ticket allowed in */
 } moirai_ticketlock_t;
 
 #define MOIRAI_SPINLOCK_INIT                                                                       \

@@ -39,6 +39,7 @@
 
 #include <stdbool.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
 typedef struct moirai_stack moirai_stack_t;
@@ -46,14 +47,14 @@ typedef struct moirai_stack moirai_stack_t;
 /* A link of the intrusive stack: embed it in your object (anywhere) and
  * get back to the object with offsetof. Its content is the stack's. */
 typedef struct moirai_stack_node {
-    struct moirai_stack_node *_Atomic next;
+    MOIRAI_ATOMIC(struct moirai_stack_node *) next;
 } moirai_stack_node_t;
 
 /* The intrusive stack: public fixed-size storage, so it can live in a
  * struct or a static variable. Every push and pop writes it; give it a
  * cache line of its own if other hot data would share its line. */
 typedef struct moirai_node_stack {
-    moirai_stack_node_t *_Atomic top;
+    MOIRAI_ATOMIC(moirai_stack_node_t *) top;
 } moirai_node_stack_t;
 
 /* Static initializer of an empty moirai_node_stack_t. */

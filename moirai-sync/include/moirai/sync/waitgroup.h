@@ -19,14 +19,15 @@
 #ifndef MOIRAI_SYNC_WAITGROUP_H
 #define MOIRAI_SYNC_WAITGROUP_H
 
-#include <stdatomic.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
 /* The field is private: use only the functions below. */
 typedef struct moirai_waitgroup {
-    _Atomic uint32_t priv_state; /* counter in the low 31 bits, "waiters parked" in the top bit */
+    /* The counter in the low 31 bits, "waiters parked" in the top bit. */
+    MOIRAI_ATOMIC(uint32_t) priv_state;
 } moirai_waitgroup_t;
 
 /* Static initializer (counter zero); equivalent to moirai_waitgroup_init(). */

@@ -1,0 +1,3 @@
+module moirai.bench/async/peer
+
+go 1.19

@@ -1,0 +1,48 @@
+#!/bin/sh
+# Builds the Tokio peer of the async suite offline from Debian's vendored
+# crates, for bench/meson.build's custom target.
+#
+# usage: build.sh CARGO CRATE_DIR WORK_DIR OUTPUT
+#
+# As bench/sched/rayon/build.sh: the crate is copied to WORK_DIR/crate so
+# that nothing is written into the source tree (no Cargo.lock, no
+# target/), CARGO_HOME and the target directory live in WORK_DIR too, and
+# a config there replaces crates.io with the directory registry
+# /usr/share/cargo/registry, offline. The cdylib is then copied to OUTPUT.
+set -eu
+cargo=$1
+crate=$2
+work=$3
+output=$4
+
+mkdir -p "$work" "$(dirname "$output")"
+work=$(cd "$work" && pwd)
+output=$(cd "$(dirname "$output")" && pwd)/$(basename "$output")
+rm -rf "$work/crate"
+mkdir -p "$work/crate" "$work/cargo-home"
+cp "$crate/Cargo.toml" "$work/crate/"
+cp -R "$crate/src" "$work/crate/"
+
+config='[source.crates-io]
+replace-with = "debian"
+
+[source.debian]
+directory = "/usr/share/cargo/registry"
+
+[net]
+offline = true
+'
+printf '%s' "$config" >"$work/cargo-home/config.toml"
+mkdir -p "$work/crate/.cargo"
+printf '%s' "$config" >"$work/crate/.cargo/config.toml"
+
+# The rustc that came with this cargo, unless RUSTC names one.
+if [ -z "${RUSTC:-}" ] && [ -x "$(dirname "$cargo")/rustc" ]; then
+    RUSTC=$(dirname "$cargo")/rustc
+    export RUSTC
+fi
+
+cd "$work/crate"
+CARGO_HOME="$work/cargo-home" CARGO_TARGET_DIR="$work/target" \
+    "$cargo" build --release --offline --quiet
+cp "$work/target/release/libmoirai_bench_tokio.so" "$output"
