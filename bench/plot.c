@@ -152,7 +152,7 @@ int plot_write(const char *path, const char *subtitle)
             WIDTH, height, WIDTH, height);
     fprintf(f,
             "<text x=\"%d\" y=\"24\" font-size=\"18\" font-weight=\"bold\">moirai-bench: "
-            "Moirai / peer, median time (lower is better)</text>\n",
+            "Moirai / peer, medians (every metric: lower is better)</text>\n",
             LABEL_X);
     fprintf(f, "<text x=\"%d\" y=\"44\" fill=\"#444\">", LABEL_X);
     xml_text(f, subtitle ? subtitle : "", 200);
