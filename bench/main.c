@@ -21,10 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <moirai/core/clock.h>
 
 #include "bench.h"
+#include "plot.h"
 
 /* Every suite, in module order. A new module adds one line here and its
  * bench/<module>/bench_<module>.c to bench/meson.build. */
@@ -54,8 +56,13 @@ typedef struct options {
     bool list;
     const char *suite; /* NULL: all */
     const char *name;  /* NULL: all */
+    const char *plot;  /* SVG file to write, or NULL */
     int rounds;        /* 0: the default for the mode */
 } options_t;
+
+/* Progress on stderr: the case running now, out of how many, since when. */
+static size_t progress_done, progress_total;
+static uint64_t progress_start_ns;
 
 uint64_t bench_now_ns(void)
 {
@@ -85,10 +92,15 @@ static void usage(FILE *out)
             "                 \"value\", a failed one \"failed\":\"reason\"\n"
             "  --suite NAME   only the cases of suite NAME\n"
             "  --case NAME    only the case NAME\n"
+            "  --plot FILE    also write an SVG chart of the ratios Moirai / peer per\n"
+            "                 case (log scale, 1.0 marked, misses in red) to FILE\n"
             "  --rounds N     measured rounds per implementation (default %d,\n"
             "                 %d with --quick)\n"
             "  --list         list suites, cases and implementations, then exit\n"
             "  --help         this text\n"
+            "\n"
+            "A progress line on stderr names each case as it starts; stdout carries\n"
+            "only the results.\n"
             "\n"
             "exit status: 0 success, 1 an implementation failed, 2 usage error\n",
             QUICK_ROUNDS, DEFAULT_ROUNDS, QUICK_ROUNDS);
@@ -99,8 +111,8 @@ static int parse_options(int argc, char **argv, options_t *opt)
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = NULL;
-        bool takes_value =
-            !strcmp(arg, "--suite") || !strcmp(arg, "--case") || !strcmp(arg, "--rounds");
+        bool takes_value = !strcmp(arg, "--suite") || !strcmp(arg, "--case") ||
+                           !strcmp(arg, "--rounds") || !strcmp(arg, "--plot");
         if (takes_value) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "moirai-bench: %s needs a value\n", arg);
@@ -121,6 +133,8 @@ static int parse_options(int argc, char **argv, options_t *opt)
             opt->suite = value;
         } else if (!strcmp(arg, "--case")) {
             opt->name = value;
+        } else if (!strcmp(arg, "--plot")) {
+            opt->plot = value;
         } else if (!strcmp(arg, "--rounds")) {
             char *end;
             errno = 0;
@@ -237,6 +251,47 @@ static uint64_t calibrate(const options_t *opt, const bench_case_t *c, uint64_t 
     return iters;
 }
 
+/* Whether the progress line can be rewritten in place: stderr is a
+ * terminal that the results on stdout do not share. */
+static bool progress_in_place(void)
+{
+    return isatty(STDERR_FILENO) && !isatty(STDOUT_FILENO);
+}
+
+/* The progress line: which case starts, how many are done, and the time
+ * so far. Rewritten in place when it can be, one line per case otherwise
+ * (a CI log, or a table on the same terminal). */
+static void progress(const bench_case_t *c)
+{
+    double elapsed = (double)(bench_now_ns() - progress_start_ns) / 1e9;
+    bool tty = progress_in_place();
+    fprintf(stderr, "%smoirai-bench: [%zu/%zu] %s/%s (%zu implementations), %.0f s so far%s",
+            tty ? "\r\033[K" : "", progress_done + 1, progress_total, c->suite, c->name,
+            c->impl_count, elapsed, tty ? "" : "\n");
+    fflush(stderr);
+    progress_done++;
+}
+
+/* The progress line's last word, once every case ran. */
+static void progress_end(void)
+{
+    double elapsed = (double)(bench_now_ns() - progress_start_ns) / 1e9;
+    fprintf(stderr, "%smoirai-bench: %zu cases in %.0f s\n", progress_in_place() ? "\r\033[K" : "",
+            progress_done, elapsed);
+}
+
+/* Keeps an outcome for --plot; without memory for it, the plot is dropped
+ * with a message rather than drawn incomplete. */
+static bool plot_ok = true;
+static void record(const options_t *opt, const bench_case_t *c, size_t i, plot_outcome_t outcome,
+                   double value, const char *why)
+{
+    if (opt->plot && plot_ok && plot_record(c, i, outcome, value, why) < 0) {
+        fprintf(stderr, "moirai-bench: out of memory; no plot will be written\n");
+        plot_ok = false;
+    }
+}
+
 /* Runs one case: calibration, a warm-up round, then `rounds` rounds in
  * which every built implementation runs once, the starting one rotating so
  * that no implementation always runs first (after the other's cache and
@@ -255,6 +310,7 @@ static int run_case(const options_t *opt, const bench_case_t *c)
         free(failed);
         return -1;
     }
+    progress(c);
     bool recalibrate = !strcmp(c->metric, "ns_per_op");
     double budget = (double)(opt->quick ? QUICK_ROUND_BUDGET_NS : ROUND_BUDGET_NS);
     double warm_worst = 0.0;
@@ -292,6 +348,7 @@ static int run_case(const options_t *opt, const bench_case_t *c)
         const bench_impl_t *impl = &c->impls[i];
         double *v = &values[i * (size_t)rounds];
         if (!impl->run) {
+            record(opt, c, i, PLOT_MISSING, 0.0, impl->missing ? impl->missing : "not built");
             if (opt->json) {
                 json_head(c, impl->impl);
                 printf(",\"missing\":");
@@ -306,6 +363,7 @@ static int run_case(const options_t *opt, const bench_case_t *c)
         }
         if (failed[i]) {
             status = -1;
+            record(opt, c, i, PLOT_FAILED, 0.0, NULL);
             fprintf(stderr, "moirai-bench: %s/%s: implementation '%s' failed\n", c->suite, c->name,
                     impl->impl);
             if (opt->json) {
@@ -322,6 +380,7 @@ static int run_case(const options_t *opt, const bench_case_t *c)
         double med = median(v, rounds);
         if (i == 0)
             moirai_median = med;
+        record(opt, c, i, PLOT_MEASURED, med, NULL);
         if (opt->json) {
             json_head(c, impl->impl);
             printf(",\"value\":%.6g}\n", med);
@@ -406,8 +465,20 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* A plot that cannot be written fails now, not after the run. */
+    if (opt.plot) {
+        FILE *f = fopen(opt.plot, "w");
+        if (!f) {
+            fprintf(stderr, "moirai-bench: cannot write %s: %s\n", opt.plot, strerror(errno));
+            return 2;
+        }
+        fclose(f);
+    }
+
     if (!opt.json)
         table_header(&opt);
+    progress_total = matched;
+    progress_start_ns = bench_now_ns();
     int status = 0;
     for (size_t s = 0; s < SUITE_COUNT; s++) {
         size_t count = 0;
@@ -416,6 +487,24 @@ int main(int argc, char **argv)
             if (selected(&opt, &cases[c]) && run_case(&opt, &cases[c]) < 0)
                 status = 1;
         }
+    }
+    progress_end();
+    if (opt.plot) {
+        char subtitle[256];
+        time_t now = time(NULL);
+        struct tm tm;
+        char when[32] = "";
+        if (localtime_r(&now, &tm))
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        snprintf(subtitle, sizeof(subtitle),
+                 "%s; %ld CPUs; medians of %d interleaved rounds per implementation%s%s%s%s%s",
+                 when, cpus, opt.rounds, opt.quick ? "; --quick" : "", opt.suite ? "; suite " : "",
+                 opt.suite ? opt.suite : "", opt.name ? "; case " : "", opt.name ? opt.name : "");
+        if (!plot_ok || plot_write(opt.plot, subtitle) < 0)
+            status = 1;
+        else
+            fprintf(stderr, "moirai-bench: plot written to %s\n", opt.plot);
     }
     return status;
 }

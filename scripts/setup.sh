@@ -45,11 +45,27 @@ packages=(
     g++
     librust-rayon-dev
     cargo
-    # moirai-async's aarch64 context switch is cross-compiled and tested
-    # under qemu-user (tests/async/aarch64/run.sh).
+    # The API reference and its check (scripts/api-docs.sh).
+    doxygen
+    # The aarch64 cross build run under qemu-user (cross/run-aarch64.sh):
+    # the cross compiler, qemu with its binfmt_misc registration (Criterion
+    # re-executes the test binary), and the arm64 libraries through Debian
+    # multiarch. libcriterion3:arm64 itself cannot be installed beside the
+    # amd64 Criterion (see cross/run-aarch64.sh); its other dependencies can.
     gcc-aarch64-linux-gnu
-    libc6-dev-arm64-cross
     qemu-user
+    qemu-user-binfmt
+    binfmt-support
+    libc6-dev:arm64
+    liburcu-dev:arm64
+    libnuma-dev:arm64
+    libuv1-dev:arm64
+    libgit2-1.5:arm64
+    libffi8:arm64
+    # moirai-async's aarch64 context switch is cross-compiled and tested
+    # under qemu-user (tests/async/aarch64/run.sh; the compiler and qemu
+    # are listed above).
+    libc6-dev-arm64-cross
     # Packaging and ABI checks (.ci/run): dpkg-buildpackage (dpkg-dev) with
     # debhelper's meson support, lintian, and libabigail's abidw/abidiff.
     dpkg-dev
@@ -66,10 +82,18 @@ packages=(
 )
 
 missing=()
+native=$(dpkg --print-architecture)
 for pkg in "${packages[@]}"; do
     # dpkg-query prints "install ok installed" only for a fully installed
-    # package; anything else (absent, half-configured) gets installed.
-    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    # package; anything else (absent, half-configured) gets installed. A
+    # name without an architecture means the native one (with arm64 added,
+    # a bare name would match both), or an "Architecture: all" package.
+    if [[ "$pkg" == *:* ]]; then
+        status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    else
+        status=$(dpkg-query -W -f='${Status}' "$pkg:$native" 2>/dev/null ||
+            dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    fi
     if [[ "$status" != "install ok installed" ]]; then
         missing+=("$pkg")
     fi
@@ -87,6 +111,13 @@ if ((EUID != 0)); then
         exit 1
     fi
     sudo=(sudo)
+fi
+
+# Packages named <name>:arm64 need the arm64 architecture in dpkg first.
+if [[ " ${missing[*]}" == *":arm64"* ]] &&
+    ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    echo "setup: adding the arm64 architecture (Debian multiarch)"
+    "${sudo[@]}" dpkg --add-architecture arm64
 fi
 
 echo "setup: installing ${missing[*]}"
