@@ -1,6 +1,7 @@
 #!/bin/sh
-# Builds the Rayon peer offline from Debian's vendored crates, for
-# bench/meson.build's custom target.
+# Builds a Rust peer (the Rayon and Tokio modules) offline from Debian's
+# vendored crates, for bench/meson.build's custom targets. The crate must
+# build exactly one cdylib.
 #
 # usage: build.sh CARGO CRATE_DIR WORK_DIR OUTPUT
 #
@@ -50,4 +51,10 @@ fi
 cd "$work/crate"
 CARGO_HOME="$work/cargo-home" CARGO_TARGET_DIR="$work/target" \
     "$cargo" build --release --offline --quiet
-cp "$work/target/release/libmoirai_bench_rayon.so" "$output"
+# The crate's one cdylib, whatever its name.
+set -- "$work"/target/release/lib*.so
+if [ "$#" -ne 1 ] || [ ! -f "$1" ]; then
+    echo "cargo-peer: expected one cdylib in $work/target/release, found: $*" >&2
+    exit 1
+fi
+cp "$1" "$output"
