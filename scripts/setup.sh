@@ -26,6 +26,10 @@ packages=(
     clang-format
     # Test framework.
     libcriterion-dev
+    # What the bundled Criterion (subprojects/criterion.wrap, CI's fallback
+    # stage) takes from the system; libcriterion-dev pulls them in too.
+    libnanomsg-dev
+    libffi-dev
     # Libraries the modules use.
     liburcu-dev
     libuv1-dev
