@@ -26,6 +26,7 @@ declare -A source_package=(
     [nanopb]=nanopb
     [debugbreak]=debugbreak
     [htslib]=htslib
+    [nanomsg]=nanomsg
 )
 
 sudo=()
