@@ -27,8 +27,8 @@ packages=(
     # Test framework.
     libcriterion-dev
     # What the bundled Criterion (subprojects/criterion.wrap, CI's fallback
-    # stage) takes from the system; libcriterion-dev pulls them in too.
-    libnanomsg-dev
+    # stage) takes from the system, for its theories; libcriterion-dev
+    # pulls it in too.
     libffi-dev
     # Libraries the modules use.
     liburcu-dev
