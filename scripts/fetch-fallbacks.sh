@@ -21,6 +21,12 @@ cache=$root/subprojects/packagecache
 declare -A source_package=(
     [libuv]=libuv1
     [liburcu]=liburcu
+    [criterion]=criterion
+    [boxfort]=boxfort
+    [nanopb]=nanopb
+    [debugbreak]=debugbreak
+    [htslib]=htslib
+    [nanomsg]=nanomsg
 )
 
 sudo=()

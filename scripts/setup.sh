@@ -26,6 +26,10 @@ packages=(
     clang-format
     # Test framework.
     libcriterion-dev
+    # What the bundled Criterion (subprojects/criterion.wrap, CI's fallback
+    # stage) takes from the system, for its theories; libcriterion-dev
+    # pulls it in too.
+    libffi-dev
     # Libraries the modules use.
     liburcu-dev
     libuv1-dev
