@@ -21,7 +21,7 @@
 /* Nanoseconds per millisecond. */
 #define MOIRAI_NS_PER_MS UINT64_C(1000000)
 /* Nanoseconds per second. */
-#define MOIRAI_NS_PER_S  UINT64_C(1000000000)
+#define MOIRAI_NS_PER_S UINT64_C(1000000000)
 
 #ifdef __cplusplus
 extern "C" {

@@ -23,7 +23,7 @@
 
 /* Embed this in an object that will be reclaimed after a grace period. */
 typedef struct moirai_rcu_head {
-    struct moirai_rcu_head *next; /* used by liburcu's call_rcu queue */
+    struct moirai_rcu_head *next;               /* used by liburcu's call_rcu queue */
     void (*func)(struct moirai_rcu_head *head); /* the callback, set by moirai_rcu_call() */
 } moirai_rcu_head_t;
 

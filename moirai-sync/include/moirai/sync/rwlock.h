@@ -45,7 +45,7 @@
 typedef struct moirai_rwlock {
     moirai_mutex_t priv_writer;         /* serialises writers */
     MOIRAI_ATOMIC(uint32_t) priv_flags; /* writer present, parked readers, parked writer */
-    unsigned char priv_pad[56]; /* puts the reader slots 64 bytes in */
+    unsigned char priv_pad[56];         /* puts the reader slots 64 bytes in */
     struct {
         MOIRAI_ATOMIC(uint32_t) count; /* readers announced in this slot */
         unsigned char pad[60];
