@@ -55,6 +55,8 @@ typedef struct moirai_rt_task_section {
     uint64_t length_ns;
 } moirai_rt_task_section_t;
 
+/* A quota group of an executor (moirai_rt_group_create() in
+ * moirai/rt/executor.h). Opaque. */
 typedef struct moirai_rt_group moirai_rt_group_t;
 
 /* A task. Initialise with moirai_rt_task_config_init(); a zero field is its
@@ -73,7 +75,7 @@ typedef struct moirai_rt_task_config {
     int worker;                               /* 0: placement chooses; n >= 1: worker n - 1 */
     moirai_rt_group_t *group;                 /* quota group of the same executor, or NULL */
     const moirai_rt_task_section_t *sections; /* copied at admission */
-    size_t section_count;
+    size_t section_count; /* entries in `sections` (which may be NULL only when this is 0) */
 } moirai_rt_task_config_t;
 
 /* What happened to a task's jobs. Times are on the executor's clock. */
