@@ -28,7 +28,8 @@ typedef struct moirai_rt_power_model {
     moirai_rt_power_fn awake; /* required */
     void *arg;                /* passed to `awake` as `arg` */
     double sleep_w;           /* watts of a CPU in its deepest idle state */
-    double idle_w, busy_w;    /* used by the linear model's function */
+    double idle_w,            /* the linear model's watts of an awake CPU at utilization 0 */
+        busy_w;               /* the linear model's watts of an awake CPU at utilization 1 */
 } moirai_rt_power_model_t;
 
 /* What moirai_rt_energy_pack() chose, against the spread placement, over
