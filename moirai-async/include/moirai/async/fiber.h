@@ -25,6 +25,8 @@
 #include <moirai/core/handle.h>
 #include <moirai/core/task.h>
 
+/* A running fiber. Opaque; the runtime owns it, and moirai_fiber_current()
+ * gives the caller's own. */
 typedef struct moirai_fiber moirai_fiber_t;
 
 /* Fiber attributes: the task attributes (name, priority, locality) plus a
@@ -34,8 +36,8 @@ typedef struct moirai_fiber moirai_fiber_t;
  * it a moment after the fiber ended); a string literal is the usual case.
  * The locality hint places the fiber's first run only. */
 typedef struct moirai_fiber_attr {
-    moirai_task_attr_t task;
-    size_t stack_size; /* usable bytes; 0: the runtime's default */
+    moirai_task_attr_t task; /* name, priority, locality (and the rest of the task attributes) */
+    size_t stack_size;       /* usable bytes; 0: the runtime's default */
 } moirai_fiber_attr_t;
 
 /* A fiber-local storage key. */

@@ -26,6 +26,7 @@
 #include <moirai/core/executor.h>
 #include <moirai/sched/sched.h>
 
+/* A fiber runtime (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_runtime moirai_runtime_t;
 
 /* How to build a runtime. Fill it with moirai_runtime_config_init(); a

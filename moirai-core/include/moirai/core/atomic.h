@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 
+/* The atomic type of T as C++ spells it (see above). */
 #define MOIRAI_ATOMIC(T) std::atomic<T>
 
 /* The C library and the C++ caller must agree on the layout of every
@@ -39,6 +40,7 @@ MOIRAI__ATOMIC_SAME_LAYOUT(void *);
 #include <stdatomic.h>
 #include <stdint.h>
 
+/* The atomic type of T as C spells it (see above). */
 #define MOIRAI_ATOMIC(T) _Atomic(T)
 
 /* The C side of the agreement above: a lock-free atomic with the size and

@@ -12,11 +12,16 @@
 
 #include <moirai/core/export.h>
 
+/* The deadline that never arrives: a timed call given it waits as long as
+ * its untimed form would. */
 #define MOIRAI_DEADLINE_NEVER UINT64_MAX
 
+/* Nanoseconds per microsecond. */
 #define MOIRAI_NS_PER_US UINT64_C(1000)
+/* Nanoseconds per millisecond. */
 #define MOIRAI_NS_PER_MS UINT64_C(1000000)
-#define MOIRAI_NS_PER_S  UINT64_C(1000000000)
+/* Nanoseconds per second. */
+#define MOIRAI_NS_PER_S UINT64_C(1000000000)
 
 #ifdef __cplusplus
 extern "C" {

@@ -11,7 +11,7 @@
 
 #include <moirai/core/export.h>
 
-#define MOIRAI_OK        0
+#define MOIRAI_OK        0            /* success (every error is negative) */
 #define MOIRAI_EINVAL    (-EINVAL)    /* invalid argument */
 #define MOIRAI_ENOMEM    (-ENOMEM)    /* allocation failed (or a pool is at capacity) */
 #define MOIRAI_ETIMEDOUT (-ETIMEDOUT) /* a deadline passed before the wait was satisfied */

@@ -19,15 +19,22 @@
 #include <moirai/core/handle.h>
 #include <moirai/core/task.h>
 
+/* An executor: something that runs tasks. Only ever seen through a pointer. */
 typedef struct moirai_executor moirai_executor_t;
 
+/* The operations an executor implements (see "Writing an executor" above). */
 typedef struct moirai_executor_ops {
+    /* Accepts `fn(arg)` for one later run, with its attributes and handle, or
+     * returns a negative errno having kept nothing. Called by
+     * moirai_executor_spawn() after it has checked the arguments. */
     int (*spawn)(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
                  const moirai_task_attr_t *attr, moirai_handle_t *handle);
 } moirai_executor_ops_t;
 
+/* The part every executor starts with: an executor's own struct has this as
+ * its first member, so a pointer to it is a moirai_executor_t pointer. */
 struct moirai_executor {
-    const moirai_executor_ops_t *ops;
+    const moirai_executor_ops_t *ops; /* its operations, shared by all executors of its kind */
 };
 
 #ifdef __cplusplus

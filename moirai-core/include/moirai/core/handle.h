@@ -26,6 +26,7 @@
 #include <moirai/core/export.h>
 #include <moirai/core/task.h>
 
+/* A completion handle (see above). Opaque; reference counted. */
 typedef struct moirai_handle moirai_handle_t;
 
 #ifdef __cplusplus

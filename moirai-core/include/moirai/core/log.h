@@ -12,13 +12,16 @@
 #include <moirai/core/atomic.h>
 #include <moirai/core/export.h>
 
+/* Message severities, least severe first. A message is delivered when its
+ * level is at or above the threshold; MOIRAI_LOG_OFF as the threshold
+ * delivers nothing. */
 typedef enum moirai_log_level {
-    MOIRAI_LOG_TRACE = 0,
-    MOIRAI_LOG_DEBUG = 1,
-    MOIRAI_LOG_INFO = 2,
-    MOIRAI_LOG_WARN = 3,
-    MOIRAI_LOG_ERROR = 4,
-    MOIRAI_LOG_OFF = 5,
+    MOIRAI_LOG_TRACE = 0, /* the most detailed messages */
+    MOIRAI_LOG_DEBUG = 1, /* details for debugging */
+    MOIRAI_LOG_INFO = 2,  /* informational messages */
+    MOIRAI_LOG_WARN = 3,  /* warnings; the default threshold */
+    MOIRAI_LOG_ERROR = 4, /* errors */
+    MOIRAI_LOG_OFF = 5,   /* as a threshold: nothing is delivered */
 } moirai_log_level_t;
 
 /* A sink receives one formatted message (no trailing newline). Calls into

@@ -6,6 +6,7 @@
 
 #include <moirai/core/export.h>
 
+/* The process's resident set size, as moirai_metrics_rss() reports it. */
 typedef struct moirai_rss {
     uint64_t current_bytes; /* resident set now (VmRSS) */
     uint64_t peak_bytes;    /* highest resident set so far (VmHWM) */

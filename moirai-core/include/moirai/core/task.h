@@ -27,6 +27,7 @@ typedef enum moirai_priority {
     MOIRAI_PRIORITY_LOW = 3,
     MOIRAI_PRIORITY_BACKGROUND = 4,
 } moirai_priority_t;
+/* The number of priority levels: priorities are 0 to MOIRAI_PRIORITY_COUNT - 1. */
 #define MOIRAI_PRIORITY_COUNT 5
 
 /* What a locality hint names. */
@@ -47,6 +48,8 @@ typedef struct moirai_task_attr {
     uint64_t deadline;          /* absolute, moirai_clock_now_ns() scale; MOIRAI_DEADLINE_NEVER */
 } moirai_task_attr_t;
 
+/* The default task attributes, as a static initialiser: no name, normal
+ * priority, no locality preference, no deadline. */
 #define MOIRAI_TASK_ATTR_INIT                                                                      \
     {                                                                                              \
         NULL, MOIRAI_PRIORITY_NORMAL, MOIRAI_LOCALITY_ANY, -1, MOIRAI_DEADLINE_NEVER               \

@@ -26,6 +26,7 @@
 
 #include <moirai/core/export.h>
 
+/* Where one logical CPU sits in the topology. */
 typedef struct moirai_cpu_info {
     int cpu;      /* logical CPU number as the kernel names it */
     int core;     /* dense physical-core index (SMT siblings share it) */

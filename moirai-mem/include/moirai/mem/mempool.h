@@ -65,8 +65,8 @@ typedef struct moirai_mempool_config {
 typedef struct moirai_mempool_stats {
     moirai_pool_stats_t small;  /* all classes together (high_water: the sum of theirs) */
     uint64_t large_allocations; /* blocks above the largest class */
-    uint64_t large_frees;
-    uint64_t large_failures;
+    uint64_t large_frees;       /* large blocks freed */
+    uint64_t large_failures;    /* large allocations that failed (-ENOMEM) */
 } moirai_mempool_stats_t;
 
 /* Fills `*cfg` with the defaults. Does nothing when `cfg` is NULL. */

@@ -16,6 +16,7 @@
 
 #include <moirai/rt/export.h>
 
+/* A clock, real or virtual (see above). Opaque; obtained from the functions below. */
 typedef struct moirai_rt_clock moirai_rt_clock_t;
 
 #ifdef __cplusplus

@@ -22,13 +22,18 @@
 /* Watts drawn by awake CPU `cpu` at `utilization` (0..1). */
 typedef double (*moirai_rt_power_fn)(void *arg, int cpu, double utilization);
 
+/* A power model: how many watts a CPU draws, awake (by utilization) or in
+ * its deepest idle state. moirai_rt_power_model_linear() fills a linear one. */
 typedef struct moirai_rt_power_model {
     moirai_rt_power_fn awake; /* required */
-    void *arg;
-    double sleep_w;        /* watts of a CPU in its deepest idle state */
-    double idle_w, busy_w; /* used by the linear model's function */
+    void *arg;                /* passed to `awake` as `arg` */
+    double sleep_w;           /* watts of a CPU in its deepest idle state */
+    double idle_w,            /* the linear model's watts of an awake CPU at utilization 0 */
+        busy_w;               /* the linear model's watts of an awake CPU at utilization 1 */
 } moirai_rt_power_model_t;
 
+/* What moirai_rt_energy_pack() chose, against the spread placement, over
+ * its window. */
 typedef struct moirai_rt_energy_report {
     int cpus_active;               /* awake CPUs in the chosen placement */
     int cpus_active_spread;        /* awake CPUs when spread */

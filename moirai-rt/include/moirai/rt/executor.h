@@ -44,7 +44,9 @@
 #include <moirai/rt/os.h>
 #include <moirai/rt/task.h>
 
+/* An RT executor (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_rt_executor moirai_rt_executor_t;
+/* A task admitted to an executor. Opaque; moirai_rt_executor_add() returns it. */
 typedef struct moirai_rt_task moirai_rt_task_t;
 
 /* Where admission puts a task that does not name a worker. */
@@ -72,6 +74,8 @@ typedef enum moirai_rt_event {
 typedef void (*moirai_rt_trace_cb)(void *arg, moirai_rt_event_t event, uint64_t task_id,
                                    uint64_t job, int worker, uint64_t time_ns);
 
+/* How to build an executor. Initialise with moirai_rt_executor_config_init();
+ * the default of each field is noted on it. */
 typedef struct moirai_rt_executor_config {
     moirai_rt_policy_t policy; /* EDF */
     int workers;               /* 0: 1; at most 256 */
@@ -84,7 +88,7 @@ typedef struct moirai_rt_executor_config {
     bool os_required;          /* fail create when `os` cannot be applied (false: fall back) */
     uint64_t rr_slice_ns;      /* RR time slice; 0: 1 ms */
     moirai_rt_trace_cb trace;  /* NULL: none */
-    void *trace_arg;
+    void *trace_arg;           /* passed to `trace` as `arg` */
 } moirai_rt_executor_config_t;
 
 /* Quota group configuration: the group's tasks together may run at most
@@ -94,6 +98,7 @@ typedef struct moirai_rt_group_config {
     uint64_t period_ns; /* required, > 0 */
 } moirai_rt_group_config_t;
 
+/* The counters of a quota group, as moirai_rt_group_stats() reports them. */
 typedef struct moirai_rt_group_stats {
     uint64_t used_ns;   /* charged in the current window */
     uint64_t windows;   /* windows started so far */

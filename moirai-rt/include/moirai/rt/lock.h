@@ -43,16 +43,18 @@ typedef struct moirai_rt_pi_mutex {
     uint32_t priv_word; /* owner tid | FUTEX_WAITERS, 0 when free */
 } moirai_rt_pi_mutex_t;
 
+/* The static initializer of an unlocked priority-inheritance mutex. */
 #define MOIRAI_RT_PI_MUTEX_INIT                                                                    \
     {                                                                                              \
         0                                                                                          \
     }
 
+/* A priority-ceiling mutex (see above). The fields are private: use only the functions below. */
 typedef struct moirai_rt_ceiling_mutex {
-    moirai_rt_pi_mutex_t priv_lock;
-    int priv_ceiling; /* 1..99 */
-    int priv_saved;   /* owner's priority before the raise */
-    int priv_raised;  /* whether lock raised the owner */
+    moirai_rt_pi_mutex_t priv_lock; /* the lock itself, a PI mutex */
+    int priv_ceiling;               /* 1..99 */
+    int priv_saved;                 /* owner's priority before the raise */
+    int priv_raised;                /* whether lock raised the owner */
 } moirai_rt_ceiling_mutex_t;
 
 #ifdef __cplusplus

@@ -20,6 +20,7 @@
 
 #include <moirai/rt/export.h>
 
+/* A Linux scheduling policy Moirai can ask for a thread. */
 typedef enum moirai_rt_os_policy {
     MOIRAI_RT_OS_NONE = 0,     /* leave the thread as it is (SCHED_OTHER) */
     MOIRAI_RT_OS_FIFO = 1,     /* SCHED_FIFO at `priority` */
@@ -29,19 +30,19 @@ typedef enum moirai_rt_os_policy {
 
 /* What to ask for. Zero fields are defaults. */
 typedef struct moirai_rt_os_request {
-    moirai_rt_os_policy_t policy;
-    int priority;         /* FIFO/RR 1..99; 0: 50 */
-    uint64_t runtime_ns;  /* DEADLINE; 0: 5 ms */
-    uint64_t deadline_ns; /* DEADLINE; 0: the period */
-    uint64_t period_ns;   /* DEADLINE; 0: 10 ms */
+    moirai_rt_os_policy_t policy; /* the policy to apply; NONE */
+    int priority;                 /* FIFO/RR 1..99; 0: 50 */
+    uint64_t runtime_ns;          /* DEADLINE; 0: 5 ms */
+    uint64_t deadline_ns;         /* DEADLINE; 0: the period */
+    uint64_t period_ns;           /* DEADLINE; 0: 10 ms */
 } moirai_rt_os_request_t;
 
 /* What happened. */
 typedef struct moirai_rt_os_status {
-    moirai_rt_os_policy_t requested;
-    moirai_rt_os_policy_t applied; /* what the thread runs under now (NONE: SCHED_OTHER) */
-    int error;                     /* 0, or the negative errno that refused the request */
-    char reason[256];              /* one sentence: what was applied, or why not */
+    moirai_rt_os_policy_t requested; /* the policy the request asked for */
+    moirai_rt_os_policy_t applied;   /* what the thread runs under now (NONE: SCHED_OTHER) */
+    int error;                       /* 0, or the negative errno that refused the request */
+    char reason[256];                /* one sentence: what was applied, or why not */
 } moirai_rt_os_status_t;
 
 #ifdef __cplusplus

@@ -21,6 +21,7 @@
 
 #include <moirai/rt/export.h>
 
+/* A quota cgroup (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_rt_quota moirai_rt_quota_t;
 
 #ifdef __cplusplus

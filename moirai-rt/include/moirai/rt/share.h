@@ -15,6 +15,7 @@
 
 #include <moirai/rt/export.h>
 
+/* A stride scheduler (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_rt_share moirai_rt_share_t;
 
 #ifdef __cplusplus

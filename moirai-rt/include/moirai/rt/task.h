@@ -55,6 +55,8 @@ typedef struct moirai_rt_task_section {
     uint64_t length_ns;
 } moirai_rt_task_section_t;
 
+/* A quota group of an executor (moirai_rt_group_create() in
+ * moirai/rt/executor.h). Opaque. */
 typedef struct moirai_rt_group moirai_rt_group_t;
 
 /* A task. Initialise with moirai_rt_task_config_init(); a zero field is its
@@ -73,7 +75,7 @@ typedef struct moirai_rt_task_config {
     int worker;                               /* 0: placement chooses; n >= 1: worker n - 1 */
     moirai_rt_group_t *group;                 /* quota group of the same executor, or NULL */
     const moirai_rt_task_section_t *sections; /* copied at admission */
-    size_t section_count;
+    size_t section_count; /* entries in `sections` (which may be NULL only when this is 0) */
 } moirai_rt_task_config_t;
 
 /* What happened to a task's jobs. Times are on the executor's clock. */
@@ -88,9 +90,15 @@ typedef struct moirai_rt_task_stats {
     /* Response time (completion - release) of completed jobs. p99 comes
      * from a log-linear histogram: within 1/32 (3%) above the true value,
      * never above the maximum. All 0 before the first completion. */
-    uint64_t response_min_ns, response_mean_ns, response_max_ns, response_p99_ns;
+    uint64_t response_min_ns, /* the shortest response time */
+        response_mean_ns,     /* the mean response time */
+        response_max_ns,      /* the longest response time */
+        response_p99_ns;      /* the 99th-percentile response time (see above) */
     /* Start latency (first step's start - release), the release jitter. */
-    uint64_t latency_min_ns, latency_mean_ns, latency_max_ns, latency_p99_ns;
+    uint64_t latency_min_ns, /* the shortest start latency */
+        latency_mean_ns,     /* the mean start latency */
+        latency_max_ns,      /* the longest start latency */
+        latency_p99_ns;      /* the 99th-percentile start latency (histogram as above) */
     /* Largest completion - deadline over completed jobs (negative: every
      * job finished early); INT64_MIN before the first completion. */
     int64_t lateness_max_ns;

@@ -25,12 +25,13 @@ typedef void (*moirai_for_fn)(size_t begin, size_t end, void *arg);
 /* How parallel_reduce folds. An accumulator is `acc_size` bytes that the
  * library places on its own stack frames (at most MOIRAI_REDUCE_ACC_MAX). */
 typedef struct moirai_reduce_desc {
-    size_t acc_size;
-    void (*identity)(void *acc, void *arg);                        /* acc = neutral value */
+    size_t acc_size;                        /* accumulator bytes, 1 to MOIRAI_REDUCE_ACC_MAX */
+    void (*identity)(void *acc, void *arg); /* acc = neutral value */
     void (*chunk)(size_t begin, size_t end, void *acc, void *arg); /* fold [begin, end) into acc */
     void (*combine)(void *acc, const void *right, void *arg);      /* acc = acc (+) right */
 } moirai_reduce_desc_t;
 
+/* The largest accumulator moirai_parallel_reduce() accepts, in bytes. */
 #define MOIRAI_REDUCE_ACC_MAX 256
 
 #ifdef __cplusplus

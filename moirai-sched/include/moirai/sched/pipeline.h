@@ -38,10 +38,11 @@
 #include <moirai/sched/export.h>
 #include <moirai/sched/sched.h>
 
+/* How a stage may run (see above). */
 typedef enum moirai_stage_mode {
-    MOIRAI_STAGE_SERIAL_IN_ORDER = 0,
-    MOIRAI_STAGE_SERIAL_OUT_OF_ORDER = 1,
-    MOIRAI_STAGE_PARALLEL = 2,
+    MOIRAI_STAGE_SERIAL_IN_ORDER = 0,     /* one item at a time, in source order */
+    MOIRAI_STAGE_SERIAL_OUT_OF_ORDER = 1, /* one item at a time, in any order */
+    MOIRAI_STAGE_PARALLEL = 2,            /* any number of items at once */
 } moirai_stage_mode_t;
 
 /* Returned by the source when the stream ends (no item in *out). */
@@ -51,10 +52,11 @@ typedef enum moirai_stage_mode {
  * negative errno. */
 typedef int (*moirai_stage_fn)(void *in, void **out, void *arg);
 
+/* One stage of a pipeline, as moirai_pipeline_run() takes it. */
 typedef struct moirai_pipeline_stage {
-    moirai_stage_mode_t mode;
-    moirai_stage_fn fn;
-    void *arg;
+    moirai_stage_mode_t mode; /* how the stage may run; serial for the source */
+    moirai_stage_fn fn;       /* called for each item; must not be NULL */
+    void *arg;                /* passed to fn as `arg` */
 } moirai_pipeline_stage_t;
 
 #ifdef __cplusplus

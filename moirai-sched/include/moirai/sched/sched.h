@@ -79,6 +79,7 @@
 #include <moirai/core/task.h>
 #include <moirai/sched/export.h>
 
+/* A work-stealing scheduler (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_sched moirai_sched_t;
 
 /* How a worker picks the victim it steals from. */
@@ -105,6 +106,9 @@ typedef enum moirai_shutdown {
 typedef void (*moirai_task_cpu_cb)(void *ctx, const char *name, moirai_task_id_t id,
                                    uint64_t cpu_ns);
 
+/* Scheduler settings. Initialise with MOIRAI_SCHED_CONFIG_INIT or
+ * moirai_sched_config_init(), then set what you need; a zero means the default
+ * where a field says so. */
 typedef struct moirai_sched_config {
     int workers;                   /* worker threads; 0: one per online CPU */
     moirai_steal_strategy_t steal; /* victim order; MOIRAI_STEAL_LOCALITY */
@@ -117,7 +121,7 @@ typedef struct moirai_sched_config {
     /* Per-task CPU time (thread CPU clock read before and after each spawned
      * task; join halves are not tasks). NULL: off, and nothing is measured. */
     moirai_task_cpu_cb task_cpu;
-    void *task_cpu_ctx;
+    void *task_cpu_ctx;             /* passed to task_cpu as `ctx` */
     int blocking_max_threads;       /* spawn_blocking thread cap; 0: 64 */
     uint64_t blocking_keepalive_ns; /* idle blocking threads exit after this; 0: 10 s */
     /* Blocked-worker watchdog: report a worker that has run the same job
@@ -130,6 +134,8 @@ typedef struct moirai_sched_config {
     int watchdog_compensate;
 } moirai_sched_config_t;
 
+/* The default settings, as a static initialiser: the values noted on each
+ * field, with spin_ns 50 us and aging_ns 10 ms. */
 #define MOIRAI_SCHED_CONFIG_INIT                                                                   \
     {                                                                                              \
         0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0    \

@@ -27,6 +27,7 @@
 
 #include <moirai/sync/export.h>
 
+/* A sharded counter (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_counter moirai_counter_t;
 
 #ifdef __cplusplus

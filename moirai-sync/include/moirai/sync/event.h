@@ -27,6 +27,7 @@
 #include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
+/* How a set event releases waiters. */
 typedef enum moirai_event_mode {
     MOIRAI_EVENT_MANUAL = 0, /* stays set until reset */
     MOIRAI_EVENT_AUTO = 1,   /* each set releases one waiter */
@@ -39,11 +40,12 @@ typedef struct moirai_event {
     uint32_t priv_mode;                   /* moirai_event_mode_t */
 } moirai_event_t;
 
-/* Static initializers of an event that is not set. */
+/* The static initializer of a manual-reset event that is not set. */
 #define MOIRAI_EVENT_INIT_MANUAL                                                                   \
     {                                                                                              \
         .priv_state = 0, .priv_waiters = 0, .priv_mode = MOIRAI_EVENT_MANUAL                       \
     }
+/* The static initializer of an auto-reset event that is not set. */
 #define MOIRAI_EVENT_INIT_AUTO                                                                     \
     {                                                                                              \
         .priv_state = 0, .priv_waiters = 0, .priv_mode = MOIRAI_EVENT_AUTO                         \

@@ -77,6 +77,7 @@
 extern "C" {
 #endif
 
+/* A concurrent hash map (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_map moirai_map_t;
 
 /* A hash function for keys: returns a 64-bit hash of `len` bytes at `key`.

@@ -28,6 +28,7 @@
 
 #include <moirai/sync/export.h>
 
+/* An unbounded MPMC queue (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_queue moirai_queue_t;
 
 #ifdef __cplusplus

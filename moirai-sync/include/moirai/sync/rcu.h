@@ -23,10 +23,12 @@
 
 /* Embed this in an object that will be reclaimed after a grace period. */
 typedef struct moirai_rcu_head {
-    struct moirai_rcu_head *next; /* used by liburcu's call_rcu queue */
-    void (*func)(struct moirai_rcu_head *head);
+    struct moirai_rcu_head *next;               /* used by liburcu's call_rcu queue */
+    void (*func)(struct moirai_rcu_head *head); /* the callback, set by moirai_rcu_call() */
 } moirai_rcu_head_t;
 
+/* A reclamation callback: receives the head given to moirai_rcu_call(), from
+ * which it finds the enclosing object (offsetof) to free it. */
 typedef void (*moirai_rcu_cb)(moirai_rcu_head_t *head);
 
 #ifdef __cplusplus

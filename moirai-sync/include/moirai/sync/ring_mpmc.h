@@ -33,6 +33,7 @@
 
 #include <moirai/sync/export.h>
 
+/* A bounded MPMC ring (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_ring_mpmc moirai_ring_mpmc_t;
 
 /* Largest capacity moirai_ring_mpmc_create() accepts. */

@@ -26,6 +26,7 @@
 
 #include <moirai/sync/export.h>
 
+/* A bounded SPSC ring (see above). Opaque; created and destroyed by the functions below. */
 typedef struct moirai_ring_spsc moirai_ring_spsc_t;
 
 /* Largest capacity moirai_ring_spsc_create() accepts. */

@@ -45,11 +45,11 @@
 typedef struct moirai_rwlock {
     moirai_mutex_t priv_writer;         /* serialises writers */
     MOIRAI_ATOMIC(uint32_t) priv_flags; /* writer present, parked readers, parked writer */
-    unsigned char priv_pad[56];
+    unsigned char priv_pad[56];         /* puts the reader slots 64 bytes in */
     struct {
         MOIRAI_ATOMIC(uint32_t) count; /* readers announced in this slot */
         unsigned char pad[60];
-    } priv_slots[MOIRAI_RWLOCK_READER_SLOTS];
+    } priv_slots[MOIRAI_RWLOCK_READER_SLOTS]; /* one reader counter per 64 bytes */
 } moirai_rwlock_t;
 
 /* Static initializer; equivalent to moirai_rwlock_init(). */

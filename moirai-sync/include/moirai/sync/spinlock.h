@@ -41,10 +41,12 @@ typedef struct moirai_ticketlock {
     MOIRAI_ATOMIC(uint32_t) priv_serving; /* ticket allowed in */
 } moirai_ticketlock_t;
 
+/* The static initializer of an unlocked spinlock. */
 #define MOIRAI_SPINLOCK_INIT                                                                       \
     {                                                                                              \
         .priv_locked = 0                                                                           \
     }
+/* The static initializer of an unlocked ticket lock. */
 #define MOIRAI_TICKETLOCK_INIT                                                                     \
     {                                                                                              \
         .priv_next = 0, .priv_serving = 0                                                          \

@@ -42,6 +42,8 @@
 #include <moirai/core/atomic.h>
 #include <moirai/sync/export.h>
 
+/* A lock-free stack of `void *` items (see above). Opaque; created and destroyed by
+ * the functions below. */
 typedef struct moirai_stack moirai_stack_t;
 
 /* A link of the intrusive stack: embed it in your object (anywhere) and
