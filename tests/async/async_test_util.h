@@ -9,6 +9,8 @@
 #include <criterion/criterion.h>
 
 #include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <moirai/async.h>
@@ -62,6 +64,38 @@ static inline int join_and_release(moirai_handle_t *h, void **value)
 static inline int run_fiber(moirai_runtime_t *rt, moirai_task_fn fn, void *arg, void **value)
 {
     return join_and_release(spawn_with_handle(rt, fn, arg, NULL), value);
+}
+
+/* A fiber that occupies its worker until `release` is set, without ever
+ * parking (it spins on purpose: tests use it to hold the only worker). */
+struct holder {
+    _Atomic int running;
+    _Atomic int release;
+};
+
+static inline int hold_worker(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct holder *h = arg;
+    atomic_store(&h->running, 1);
+    while (!atomic_load(&h->release))
+        ;
+    return 0;
+}
+
+/* Spawns hold_worker and waits until it runs, so that whatever is spawned
+ * next queues behind it rather than racing it to the worker. */
+static inline moirai_handle_t *hold_the_worker(moirai_runtime_t *rt, struct holder *h)
+{
+    atomic_init(&h->running, 0);
+    atomic_init(&h->release, 0);
+    moirai_handle_t *handle = spawn_with_handle(rt, hold_worker, h, NULL);
+    uint64_t until = moirai_deadline_after(WAIT_NS);
+    while (!atomic_load(&h->running) && moirai_clock_now_ns() < until)
+        sched_yield();
+    cr_assert(atomic_load(&h->running), "the holder fiber never ran");
+    return handle;
 }
 
 /* The runtime's statistics once every fiber has ended (a fiber's counts

@@ -178,18 +178,6 @@ static int record_level(void *arg, const moirai_cancel_token_t *cancel, void **r
     return 0;
 }
 
-static int hold_until(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)cancel;
-    (void)result;
-    moirai_event_t *e = arg;
-    /* A thread-style wait would block the worker; a fiber parks. The test
-     * needs the worker busy, so spin on the event instead. */
-    while (!moirai_event_is_set(e))
-        ;
-    return 0;
-}
-
 Test(fiber, fibers_run_by_priority, .timeout = 30)
 {
     moirai_sched_config_t sc;
@@ -201,9 +189,8 @@ Test(fiber, fibers_run_by_priority, .timeout = 30)
     rc.sched_config = &sc;
     moirai_runtime_t *rt = NULL;
     cr_assert_eq(moirai_runtime_create(&rt, &rc), 0);
-    moirai_event_t gate;
-    moirai_event_init(&gate, MOIRAI_EVENT_MANUAL, false);
-    moirai_handle_t *holder = spawn_with_handle(rt, hold_until, &gate, NULL);
+    struct holder hold;
+    moirai_handle_t *holder = hold_the_worker(rt, &hold);
     struct order order = {0};
     struct prio_arg args[5];
     moirai_handle_t *hs[5];
@@ -216,7 +203,7 @@ Test(fiber, fibers_run_by_priority, .timeout = 30)
         attr.task.priority = (moirai_priority_t)level;
         hs[i] = spawn_with_handle(rt, record_level, &args[i], &attr);
     }
-    moirai_event_set(&gate);
+    atomic_store(&hold.release, 1);
     cr_assert_eq(join_and_release(holder, NULL), 0);
     for (int i = 0; i < 5; i++)
         cr_assert_eq(join_and_release(hs[i], NULL), 0);

@@ -16,28 +16,18 @@ static int mark_ran(void *arg, const moirai_cancel_token_t *cancel, void **resul
     return 0;
 }
 
-static int spin_until_set(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)cancel;
-    (void)result;
-    while (!moirai_event_is_set(arg))
-        ;
-    return 0;
-}
-
 Test(fiber_cancel, cancelled_before_first_run_never_runs, .timeout = 30)
 {
     moirai_runtime_t *rt = make_runtime(1);
-    moirai_event_t gate;
-    moirai_event_init(&gate, MOIRAI_EVENT_MANUAL, false);
     /* The only worker is busy, so the next fibers stay queued. */
-    moirai_handle_t *holder = spawn_with_handle(rt, spin_until_set, &gate, NULL);
+    struct holder hold;
+    moirai_handle_t *holder = hold_the_worker(rt, &hold);
     moirai_handle_t *hs[10];
     for (int i = 0; i < 10; i++) {
         hs[i] = spawn_with_handle(rt, mark_ran, NULL, NULL);
         cr_assert_eq(moirai_handle_cancel(hs[i]), 0);
     }
-    moirai_event_set(&gate);
+    atomic_store(&hold.release, 1);
     cr_assert_eq(join_and_release(holder, NULL), 0);
     for (int i = 0; i < 10; i++)
         cr_assert_eq(join_and_release(hs[i], NULL), -ECANCELED);

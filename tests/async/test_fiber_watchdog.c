@@ -31,19 +31,6 @@ static bool logged(const char *needle)
     return found;
 }
 
-static _Atomic int release_spinner;
-
-static int spin(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)arg;
-    (void)cancel;
-    (void)result;
-    /* Blocks its worker on purpose: no Moirai wait, no yield. */
-    while (!atomic_load(&release_spinner))
-        ;
-    return 0;
-}
-
 static int quick(void *arg, const moirai_cancel_token_t *cancel, void **result)
 {
     (void)cancel;
@@ -68,7 +55,14 @@ Test(fiber_watchdog, spinning_fiber_is_reported_and_compensated, .timeout = 60)
     moirai_fiber_attr_t attr;
     moirai_fiber_attr_init(&attr);
     attr.task.name = "spinning-fiber";
-    moirai_handle_t *spinner = spawn_with_handle(rt, spin, NULL, &attr);
+    /* Blocks its worker on purpose: no Moirai wait, no yield. Waited for
+     * until it runs, so the next fiber queues behind it. */
+    struct holder hold;
+    atomic_init(&hold.running, 0);
+    atomic_init(&hold.release, 0);
+    moirai_handle_t *spinner = spawn_with_handle(rt, hold_worker, &hold, &attr);
+    while (!atomic_load(&hold.running))
+        sched_yield();
     /* Queued behind the spinner on the only worker: runs only because the
      * watchdog starts a compensating worker. */
     void *v = NULL;
@@ -82,7 +76,7 @@ Test(fiber_watchdog, spinning_fiber_is_reported_and_compensated, .timeout = 60)
     cr_assert_eq(moirai_runtime_stats(rt, &rs), 0);
     cr_assert_eq(rs.watchdog_reports, st.watchdog_reports);
 
-    atomic_store(&release_spinner, 1);
+    atomic_store(&hold.release, 1);
     cr_assert_eq(join_and_release(spinner, NULL), 0);
     drop_runtime(rt);
     moirai_log_sink_set(NULL, NULL);
