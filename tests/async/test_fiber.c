@@ -255,13 +255,67 @@ static int slow_forgotten(void *arg, const moirai_cancel_token_t *cancel, void *
     return 0;
 }
 
-Test(fiber, destroy_waits_for_every_fiber_then_refuses_spawns, .timeout = 30)
+Test(fiber, destroy_waits_for_every_fiber, .timeout = 30)
 {
     moirai_runtime_t *rt = make_runtime(2);
     for (int i = 0; i < 100; i++)
         cr_assert_eq(moirai_fiber_spawn(rt, slow_forgotten, NULL, NULL, NULL), 0);
     drop_runtime(rt);
     cr_assert_eq(atomic_load(&forgotten_done), 100);
+}
+
+/* While destroy waits for a fiber, spawns from outside are refused with
+ * -ESHUTDOWN and the runtime's own fibers may still spawn. */
+struct shutdown_probe {
+    moirai_runtime_t *rt;
+    moirai_event_t release;
+    _Atomic int child_rc;
+};
+
+static int child_ok(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)arg;
+    (void)cancel;
+    (void)result;
+    return 0;
+}
+
+static int last_fiber(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct shutdown_probe *p = arg;
+    moirai_event_wait(&p->release);
+    atomic_store(&p->child_rc, moirai_fiber_spawn(p->rt, child_ok, NULL, NULL, NULL));
+    return 0;
+}
+
+static void *destroyer(void *arg)
+{
+    return (void *)(intptr_t)moirai_runtime_destroy(arg);
+}
+
+Test(fiber, spawn_during_destroy_is_eshutdown_from_outside_only, .timeout = 60)
+{
+    struct shutdown_probe p;
+    p.rt = make_runtime(2);
+    moirai_event_init(&p.release, MOIRAI_EVENT_MANUAL, false);
+    atomic_init(&p.child_rc, 1);
+    cr_assert_eq(moirai_fiber_spawn(p.rt, last_fiber, &p, NULL, NULL), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, destroyer, p.rt), 0);
+    /* Spawns succeed until destroy has begun; they are waited for too. */
+    int rc = 0;
+    uint64_t until = moirai_deadline_after(WAIT_NS);
+    while ((rc = moirai_fiber_spawn(p.rt, child_ok, NULL, NULL, NULL)) == 0 &&
+           moirai_clock_now_ns() < until)
+        sched_yield();
+    cr_assert_eq(rc, -ESHUTDOWN);
+    moirai_event_set(&p.release);
+    void *destroyed = NULL;
+    pthread_join(t, &destroyed);
+    cr_assert_eq((intptr_t)destroyed, 0);
+    cr_assert_eq(atomic_load(&p.child_rc), 0, "a fiber of the runtime may still spawn");
 }
 
 static int try_destroy_inside(void *arg, const moirai_cancel_token_t *cancel, void **result)

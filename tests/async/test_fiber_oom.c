@@ -101,3 +101,36 @@ Test(fiber_oom, spawn_fails_cleanly_at_every_allocation, .timeout = 300)
     cr_assert_eq(v, (void *)1);
     drop_runtime(rt);
 }
+
+/* The first fiber-local value allocates the fiber's table: -ENOMEM then,
+ * and nothing is set. The single worker runs only this fiber meanwhile,
+ * so the failure lands on that allocation. */
+static int local_set_oom(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    moirai_fiber_key_t *key = arg;
+    moirai_test_oom_fail_at(0);
+    int rc = moirai_fiber_local_set(*key, (void *)1);
+    moirai_test_oom_fail_at(-1);
+    if (rc != -ENOMEM || moirai_fiber_local_get(*key) != NULL)
+        return -EFAULT;
+    if (moirai_fiber_local_set(*key, (void *)1) != 0 || moirai_fiber_local_get(*key) != (void *)1)
+        return -EFAULT;
+    return 0;
+}
+
+Test(fiber_oom, first_local_value_reports_enomem, .timeout = 60)
+{
+    moirai_runtime_t *rt = make_runtime(1);
+    moirai_fiber_key_t key;
+    cr_assert_eq(moirai_fiber_key_create(&key, NULL), 0);
+    /* Installed first: the fiber plans its failure on this allocator. */
+    moirai_test_oom_install();
+    moirai_handle_t *h = spawn_with_handle(rt, local_set_oom, &key, NULL);
+    int rc = join_and_release(h, NULL);
+    moirai_test_oom_uninstall();
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(moirai_fiber_key_delete(key), 0);
+    drop_runtime(rt);
+}

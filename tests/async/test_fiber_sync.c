@@ -169,29 +169,36 @@ Test(fiber_sync, semaphore_serves_threads_and_fibers, .timeout = 60)
 
 /* Wait groups and timed waits from fibers: a timeout is reported, then the
  * real completion. */
+struct wg_user {
+    moirai_waitgroup_t wg;
+    moirai_event_t timed_out; /* set once the timed wait has returned */
+};
+
 static int waitgroup_user(void *arg, const moirai_cancel_token_t *cancel, void **result)
 {
     (void)cancel;
     (void)result;
-    moirai_waitgroup_t *wg = arg;
-    int rc = moirai_waitgroup_timedwait(wg, moirai_deadline_after(5 * MOIRAI_NS_PER_MS));
+    struct wg_user *u = arg;
+    int rc = moirai_waitgroup_timedwait(&u->wg, moirai_deadline_after(5 * MOIRAI_NS_PER_MS));
+    moirai_event_set(&u->timed_out);
     if (rc != -ETIMEDOUT)
         return -EFAULT;
-    moirai_waitgroup_wait(wg);
+    moirai_waitgroup_wait(&u->wg);
     return 0;
 }
 
 Test(fiber_sync, waitgroup_timeout_then_completion, .timeout = 60)
 {
     moirai_runtime_t *rt = make_runtime(2);
-    moirai_waitgroup_t wg;
-    moirai_waitgroup_init(&wg);
-    cr_assert_eq(moirai_waitgroup_add(&wg, 1), 0);
-    moirai_handle_t *h = spawn_with_handle(rt, waitgroup_user, &wg, NULL);
-    /* Let the fiber time out first (its wait is 5 ms; this is generous). */
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    moirai_waitgroup_done(&wg);
+    struct wg_user u;
+    moirai_waitgroup_init(&u.wg);
+    moirai_event_init(&u.timed_out, MOIRAI_EVENT_MANUAL, false);
+    cr_assert_eq(moirai_waitgroup_add(&u.wg, 1), 0);
+    moirai_handle_t *h = spawn_with_handle(rt, waitgroup_user, &u, NULL);
+    /* The count drops only after the fiber's timed wait has returned, so
+     * the timeout cannot be pre-empted by the completion. */
+    moirai_event_wait(&u.timed_out);
+    moirai_waitgroup_done(&u.wg);
     cr_assert_eq(join_and_release(h, NULL), 0);
     drop_runtime(rt);
 }

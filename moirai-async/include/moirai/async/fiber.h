@@ -120,8 +120,9 @@ MOIRAI_ASYNC_API int moirai_fiber_key_delete(moirai_fiber_key_t key);
  * not a created key). Never blocks. */
 MOIRAI_ASYNC_API void *moirai_fiber_local_get(moirai_fiber_key_t key);
 
-/* Sets the calling fiber's value for `key`. Returns 0, -EINVAL (not a
- * created key) or -EPERM (not a fiber). */
+/* Sets the calling fiber's value for `key`. The fiber's first non-NULL
+ * value allocates its table of values. Returns 0, -EINVAL (not a created
+ * key), -EPERM (not a fiber) or -ENOMEM (no table; nothing is set). */
 MOIRAI_ASYNC_API int moirai_fiber_local_set(moirai_fiber_key_t key, void *value);
 
 #ifdef __cplusplus
