@@ -13,6 +13,8 @@
 #include <moirai/core/topology.h>
 #include <moirai/mem/pool.h>
 
+#include <moirai/sched/job.h>
+
 #include "sched_internal.h"
 
 #define MAX_WORKERS          1024
@@ -356,6 +358,7 @@ static int init_worker(moirai_sched_t *s, int i, int cpu_count)
     w->index = i;
     w->rng = (uint32_t)(i + 1) * 0x9e3779b9u | 1u;
     w->watchdog = s->cfg.watchdog_ns != 0;
+    w->hooked = s->cfg.idle_hooks != NULL && i < s->nregular;
     atomic_init(&w->comp_state, MOIRAI__COMP_IDLE);
     atomic_init(&w->stats.job_name, NULL);
     moirai_cpu_info_t info;
@@ -393,7 +396,9 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
         c.blocking_max_threads < 0 ||
         (c.watchdog_ns != 0 && c.watchdog_ns < MOIRAI_SCHED_WATCHDOG_MIN_NS) ||
         c.watchdog_compensate < 0 || (c.watchdog_compensate > 0 && c.watchdog_ns == 0) ||
-        c.watchdog_compensate > MAX_WORKERS)
+        c.watchdog_compensate > MAX_WORKERS ||
+        (c.idle_hooks != NULL && (c.idle_hooks->wait == NULL || c.idle_hooks->wake == NULL ||
+                                  c.idle_hooks->poll == NULL)))
         return -EINVAL;
     int cpu_count = moirai_topology_cpu_count();
     if (c.workers == 0)

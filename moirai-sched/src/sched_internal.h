@@ -152,6 +152,9 @@ typedef struct moirai__worker {
     _Atomic bool listed;
     _Atomic uint32_t *wake_addr; /* under the sleeper lock */
     int sleep_slot;              /* index in the sleeper list, under the lock */
+    /* Idle hooks (cfg.idle_hooks) serve this worker: a regular one. */
+    bool hooked;
+    uint32_t poll_tick; /* jobs run since the last poll hook call (owner only) */
 
     moirai__worker_stats_t stats;
 } moirai__worker_t;

@@ -8,6 +8,7 @@
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
 #include <moirai/core/spin.h>
+#include <moirai/sched/job.h>
 
 #include "sched_internal.h"
 
@@ -280,10 +281,12 @@ static void wake_locked_then_unpark(moirai_sched_t *s, moirai__worker_t *w)
     pthread_mutex_unlock(&s->sleep_lock);
     /* The worker struct outlives the pool's workers; a latch address may
      * be gone by now, and a futex wake on it is harmless (see latch.h). */
-    if (addr == &w->park_word)
-        moirai_unpark_one(addr);
-    else
+    if (addr != &w->park_word)
         moirai_unpark_all(addr);
+    else if (w->hooked)
+        s->cfg.idle_hooks->wake(s->cfg.idle_hooks->arg, w->index);
+    else
+        moirai_unpark_one(addr);
 }
 
 void moirai__sched_wake_one(moirai_sched_t *s, moirai__worker_t *prefer)
@@ -326,9 +329,13 @@ void moirai__sched_wake_all(moirai_sched_t *s)
  * until `latch` (if not NULL) is set or the pool stops (then returns not
  * counted). With a latch, the worker parks on the latch word, which it has
  * turned SLEEPY, so both the latch's setter and a waker for new work can
- * end the park. */
-static void sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
+ * end the park. A hooked worker without a latch waits in the idle hook
+ * instead; it returns true when the hook says outside work is ready, and
+ * then counts as searching, so that the jobs its poll submits wake nobody
+ * else. */
+static bool sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
 {
+    bool outside = false;
     moirai_sched_t *s = w->sched;
     _Atomic uint32_t *addr;
     uint32_t expected;
@@ -339,7 +346,7 @@ static void sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
         if (!atomic_compare_exchange_strong_explicit(&latch->state, &unset, MOIRAI__LATCH_SLEEPY,
                                                      memory_order_acquire, memory_order_acquire) &&
             unset == MOIRAI__LATCH_SET)
-            return;
+            return false;
         addr = &latch->state;
         expected = MOIRAI__LATCH_SLEEPY;
     } else {
@@ -371,7 +378,15 @@ static void sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
             parked = true;
             moirai__stat_add(&w->stats.parks, 1);
         }
-        moirai_park_nospin(addr, expected, MOIRAI_DEADLINE_NEVER);
+        if (latch == NULL && w->hooked) {
+            const moirai_sched_idle_hooks_t *h = s->cfg.idle_hooks;
+            if (h->wait(h->arg, w->index)) {
+                outside = true;
+                break;
+            }
+        } else {
+            moirai_park_nospin(addr, expected, MOIRAI_DEADLINE_NEVER);
+        }
         /* Acquire: pairs with the waker's release store of `listed`. */
         if (!atomic_load_explicit(&w->listed, memory_order_acquire)) {
             /* A waker took us off the list and counted us as searching. */
@@ -395,6 +410,15 @@ static void sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
     }
     /* A latch left SLEEPY costs its setter one futex wake; it is not
      * turned back here, since another thread may be parked on it too. */
+    return outside;
+}
+
+/* Runs the idle hooks' poll on a hooked worker. */
+static void poll_outside(moirai__worker_t *w)
+{
+    const moirai_sched_idle_hooks_t *h = w->sched->cfg.idle_hooks;
+    w->poll_tick = 0;
+    h->poll(h->arg, w->index);
 }
 
 /* ---- Entry points ---- */
@@ -451,9 +475,12 @@ void *moirai__worker_main(void *arg)
         moirai__job_t *job = find_work(w, NULL);
         if (job != NULL) {
             moirai__worker_execute(w, job);
+            if (w->hooked && ++w->poll_tick >= MOIRAI_SCHED_IDLE_POLL_JOBS)
+                poll_outside(w);
             continue;
         }
-        sleep_until_work(w, NULL);
+        if (sleep_until_work(w, NULL))
+            poll_outside(w);
     }
     search_end(w);
     moirai__tls_worker = NULL;

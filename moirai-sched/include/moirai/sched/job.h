@@ -36,6 +36,7 @@
 #ifndef MOIRAI_SCHED_JOB_H
 #define MOIRAI_SCHED_JOB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <moirai/core/task.h>
@@ -70,6 +71,43 @@ struct moirai_sched_job {
  * (FIFO), also on a worker: for a fiber that yields, so that it lets
  * every other waiting item run first. */
 #define MOIRAI_SCHED_JOB_YIELD 1u
+
+/* ---- Idle hooks ----
+ *
+ * A runtime that serves I/O from the scheduler's own workers (moirai-async
+ * polls its sockets from idle workers, so that a fiber woken by I/O
+ * resumes on the thread that saw the event, with no hop) replaces the
+ * futex an idle regular worker parks on with its own wait, through
+ * moirai_sched_config_t.idle_hooks. Compensating workers and workers
+ * waiting inside a join still park on their futex.
+ *
+ *   wait(arg, worker)  blocks regular worker `worker` (0 .. workers - 1)
+ *                      until wake(arg, worker) is called, where a wake
+ *                      that came first counts (an eventfd does this), or
+ *                      until outside work is ready; returns true in the
+ *                      latter case. May return early for no reason.
+ *   wake(arg, worker)  ends that worker's current or next wait. Called
+ *                      from any thread; must not block.
+ *   poll(arg, worker)  runs the outside work that is ready (it may submit
+ *                      jobs, which then go to this worker), without
+ *                      blocking. Called by the worker after a wait
+ *                      returned true, and once every
+ *                      MOIRAI_SCHED_IDLE_POLL_JOBS jobs it runs, so that
+ *                      outside work is not starved while every worker is
+ *                      busy.
+ *
+ * The hooks are called only by the scheduler's own threads (and wake also
+ * by any thread that submits work); they must not call back into the
+ * scheduler except to submit jobs from poll. */
+typedef struct moirai_sched_idle_hooks {
+    bool (*wait)(void *arg, int worker);
+    void (*wake)(void *arg, int worker);
+    void (*poll)(void *arg, int worker);
+    void *arg;
+} moirai_sched_idle_hooks_t;
+
+/* A busy worker calls the poll hook once per this many jobs. */
+#define MOIRAI_SCHED_IDLE_POLL_JOBS 61
 
 #ifdef __cplusplus
 extern "C" {

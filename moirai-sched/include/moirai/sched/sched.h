@@ -106,6 +106,8 @@ typedef enum moirai_shutdown {
 typedef void (*moirai_task_cpu_cb)(void *ctx, const char *name, moirai_task_id_t id,
                                    uint64_t cpu_ns);
 
+struct moirai_sched_idle_hooks; /* moirai/sched/job.h */
+
 /* Scheduler settings. Initialise with MOIRAI_SCHED_CONFIG_INIT or
  * moirai_sched_config_init(), then set what you need; a zero means the default
  * where a field says so. */
@@ -132,13 +134,18 @@ typedef struct moirai_sched_config {
     /* At most this many compensating workers the watchdog may run at once
      * while workers are stuck; 0: none. Needs watchdog_ns. */
     int watchdog_compensate;
+    /* How idle regular workers wait, for a runtime that drives an event
+     * loop from its idle workers (moirai/sched/job.h, "Idle hooks"). Not
+     * copied: it must outlive the scheduler. NULL: workers park on a
+     * futex. */
+    const struct moirai_sched_idle_hooks *idle_hooks;
 } moirai_sched_config_t;
 
 /* The default settings, as a static initialiser: the values noted on each
  * field, with spin_ns 50 us and aging_ns 10 ms. */
 #define MOIRAI_SCHED_CONFIG_INIT                                                                   \
     {                                                                                              \
-        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0    \
+        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0, NULL \
     }
 
 /* The shortest watchdog_ns accepted (1 ms): the watchdog thread wakes

@@ -1,0 +1,29 @@
+/* One wait for every I/O operation (see iowait.h). */
+#include <errno.h>
+
+#include <moirai/core/clock.h>
+#include <moirai/core/park.h>
+
+#include "async_internal.h"
+#include "iowait.h"
+
+int moirai__iowait_check(void)
+{
+    struct moirai_fiber *f = moirai__fiber_self();
+    if (f != NULL && moirai_cancel_token_is_cancelled(moirai_handle_token(f->handle)))
+        return -ECANCELED;
+    return 0;
+}
+
+int moirai__iowait_park(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline)
+{
+    if (moirai_deadline_expired(deadline))
+        return -ETIMEDOUT;
+    /* No spin: an I/O wait is long next to a switch, and a fiber that
+     * spins holds its worker. moirai_park passes a fiber's cancellation
+     * on as -ECANCELED. */
+    int rc = moirai_park_nospin(word, expected, deadline);
+    if (rc == 0 && moirai__iowait_check() != 0)
+        return -ECANCELED;
+    return rc;
+}
