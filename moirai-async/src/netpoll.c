@@ -89,6 +89,10 @@ static void drain(int efd)
 
 static void hook_wake(void *arg, int worker);
 
+/* Set by a wait that returned "outside work", so that the poll that
+ * follows on this thread polls even if another worker took the role. */
+static _Thread_local bool io_pending;
+
 static bool hook_wait(void *arg, int worker)
 {
     moirai__netpoll_t *np = arg;
@@ -120,6 +124,7 @@ static bool hook_wait(void *arg, int worker)
         }
     }
     atomic_store_explicit(&np->role, 0, memory_order_seq_cst);
+    io_pending = io;
     if (woken && !io) {
         /* Off to scheduler work, maybe long: let a sleeper take the role. */
         for (int i = 0; i < np->nworkers; i++) {
@@ -147,8 +152,9 @@ static void hook_poll(void *arg, int worker)
     /* A busy worker's periodic call: an idle worker that holds the role
      * will take the events. Relaxed: a stale value costs one empty
      * epoll_wait or one delayed poll, nothing more. */
-    if (atomic_load_explicit(&np->role, memory_order_relaxed) != 0)
+    if (!io_pending && atomic_load_explicit(&np->role, memory_order_relaxed) != 0)
         return;
+    io_pending = false;
     poll_now(np, 0);
 }
 
