@@ -1,0 +1,9 @@
+/* moirai-transport: channels between threads and fibers, shared-memory
+ * rings between processes, adaptive batching. Link with
+ * `pkg-config --libs moirai-transport`. */
+#ifndef MOIRAI_TRANSPORT_H
+#define MOIRAI_TRANSPORT_H
+
+#include <moirai/transport/version.h>
+
+#endif
