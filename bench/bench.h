@@ -59,6 +59,7 @@ const bench_case_t *bench_mem_cases(size_t *count);
 const bench_case_t *bench_sched_cases(size_t *count);
 const bench_case_t *bench_async_cases(size_t *count);
 const bench_case_t *bench_rt_cases(size_t *count);
+const bench_case_t *bench_transport_cases(size_t *count);
 
 /* Wall-clock nanoseconds (CLOCK_MONOTONIC), for implementations timing
  * their own measured section. */

@@ -38,6 +38,7 @@ static const struct {
     {"sync", bench_sync_map_cases}, {"sync", bench_sync_containers_cases},
     {"mem", bench_mem_cases},       {"sched", bench_sched_cases},
     {"async", bench_async_cases},   {"rt", bench_rt_cases},
+    {"transport", bench_transport_cases},
 };
 
 #define SUITE_COUNT    (sizeof(suites) / sizeof(suites[0]))

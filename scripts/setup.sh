@@ -83,6 +83,10 @@ packages=(
     libboost-fiber1.81-dev
     golang-go
     librust-tokio-dev
+    # Transport peers (bench/transport): ZeroMQ, and crossbeam-channel
+    # built offline like Rayon (libck-dev and Boost.Fiber are listed above).
+    libzmq3-dev
+    librust-crossbeam-channel-dev
 )
 
 missing=()

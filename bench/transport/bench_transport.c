@@ -1,0 +1,771 @@
+/* moirai-bench, suite "transport": moirai-transport's channels, shared-
+ * memory rings and adaptive batcher against crossbeam-channel, Go
+ * channels, Boost.Fiber channels, ZeroMQ, Unix-domain sockets and
+ * Concurrency Kit's ck_ring.
+ *
+ * Every metric is lower-is-better (ns per message or per round trip);
+ * ratio = Moirai / peer. Every implementation checks what it received:
+ * a value lost, duplicated or out of order fails the round.
+ *
+ * chan_bounded_1p1c (threads, 8-byte messages, ns per message)
+ *   One producer thread sends the values 0..N-1 through a bounded channel
+ *   of capacity 1024; one consumer thread receives them and checks their
+ *   order. The consumer is started and waits at a start gate before the
+ *   clock starts. Peers: crossbeam-channel's bounded (a Rust cdylib,
+ *   "crossbeam"), a Go buffered channel between two goroutines on
+ *   GOMAXPROCS 2 ("go").
+ *
+ * chan_pingpong (two threads, rendezvous, ns per round trip)
+ *   Two threads and two rendezvous (capacity 0) channels: one sends i and
+ *   waits for i + 1 on the other, N times. Peers: crossbeam's bounded(0),
+ *   Go unbuffered channels between two goroutines on GOMAXPROCS 2.
+ *
+ * chan_fibers_4p4c (fibers on 2 workers, ns per message)
+ *   4 producer and 4 consumer fibers on 2 worker threads share one
+ *   buffered channel of capacity 1024; producer p sends N/4 values p,
+ *   p+4, ...; the consumers' count and sum must be exact. Peers: Go
+ *   goroutines and a buffered channel (GOMAXPROCS 2), Boost.Fiber's
+ *   buffered_channel under work_stealing on 2 threads.
+ *
+ * shm_ring_stream_64b (two processes, ns per message)
+ *   A child process (fork) sends N 64-byte messages, each carrying its
+ *   sequence number; the parent receives and checks them. The parent's
+ *   clock starts when it tells the ready child to go and stops at the
+ *   last message. Peers: ZeroMQ PUSH/PULL over ipc:// with one zmq_send
+ *   per message ("zmq"); a Unix-domain stream socket with one write(2)
+ *   per message and reads of up to 64 KiB ("unix_socket"); Concurrency
+ *   Kit's SPSC ck_ring of 1024 64-byte slots placed in a shared anonymous
+ *   mapping, the waiting side spinning then yielding, since ck_ring has
+ *   no way to sleep ("ck").
+ *
+ * shm_ring_pingpong (two processes, ns per round trip)
+ *   The parent sends a 64-byte message to a child process, which sends it
+ *   back with its sequence number plus one; N round trips. Peers: a Unix-
+ *   domain stream socket pair ("unix_socket"), ZeroMQ REQ/REP over ipc://
+ *   ("zmq").
+ *
+ * batch_small_msgs (16-byte messages, ns per message)
+ *   A child process sends N 16-byte messages through moirai-transport's
+ *   adaptive batcher (moirai/transport/batch.h) over a transport; the
+ *   parent receives and checks them. Peer "unbatched": the same transport
+ *   with one send per message.
+ *
+ * The Go and Boost.Fiber peers are programs that moirai-bench runs once per
+ * round (see go/peer.go and peer_boost_fiber.cpp for why), timing their own
+ * workload after their start gate. A peer that was not built is reported
+ * missing, never faked; a Moirai side whose moirai-transport API is not in
+ * this tree is reported missing with the reason. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
+#include <zmq.h>
+#endif
+#ifdef MOIRAI_BENCH_HAVE_CK
+#include <ck_pr.h>
+#include <ck_ring.h>
+#endif
+
+#include "../bench.h"
+#include "peer.h"
+#include "transport_moirai.h"
+
+extern char **environ;
+
+#define CHAN_CAPACITY 1024
+#define MSG_BYTES     64
+#define CK_SLOTS      1024
+/* A waiting ck_ring side spins this many times before each sched_yield. */
+#define CK_SPINS 256
+/* How much the Unix-socket stream receiver reads at once. */
+#define STREAM_READ_BYTES (64 * 1024)
+
+/* ---- common ---- */
+
+static double per_op(uint64_t t0, uint64_t t1, uint64_t ops)
+{
+    return (double)(t1 - t0) / (double)(ops ? ops : 1);
+}
+
+/* Writes all of buf, or returns -1. */
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads exactly len bytes, or returns -1 (error or end of file). */
+static int read_all(int fd, void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t r = read(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+/* ---- two processes ----
+ *
+ * A child is forked with two pipes: it does its set-up (connects), says
+ * "ready", and starts its workload when the parent says "go". The parent
+ * starts its clock just before "go". The child leaves with _exit: it must
+ * not run the parent's atexit handlers (the Go runtime's, Boost's). */
+
+typedef struct child {
+    pid_t pid;
+    int go_w;    /* parent -> child */
+    int ready_r; /* child -> parent */
+} child_t;
+
+typedef int (*child_fn)(void *arg, int go_r, int ready_w);
+
+/* In the child: reports ready, then waits for go. */
+static int child_handshake(int go_r, int ready_w)
+{
+    char c = 'r';
+    if (write_all(ready_w, &c, 1) < 0 || read_all(go_r, &c, 1) < 0 || c != 'g')
+        return -1;
+    return 0;
+}
+
+static int child_start(child_t *c, child_fn fn, void *arg)
+{
+    int go[2], ready[2];
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return -1;
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        close(go[0]);
+        close(go[1]);
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(go[0]);
+        close(go[1]);
+        close(ready[0]);
+        close(ready[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(go[1]);
+        close(ready[0]);
+        _exit(fn(arg, go[0], ready[1]) == 0 ? 0 : 1);
+    }
+    close(go[0]);
+    close(ready[1]);
+    c->pid = pid;
+    c->go_w = go[1];
+    c->ready_r = ready[0];
+    return 0;
+}
+
+/* In the parent: waits until the child is ready. */
+static int child_wait_ready(child_t *c)
+{
+    char r;
+    return read_all(c->ready_r, &r, 1) == 0 && r == 'r' ? 0 : -1;
+}
+
+static int child_go(child_t *c)
+{
+    char g = 'g';
+    return write_all(c->go_w, &g, 1);
+}
+
+/* Reaps the child; 0 if it exited with status 0. With `kill_it`, it is
+ * killed first (the parent's side failed). */
+static int child_finish(child_t *c, bool kill_it)
+{
+    if (kill_it)
+        kill(c->pid, SIGKILL);
+    close(c->go_w);
+    close(c->ready_r);
+    int status;
+    while (waitpid(c->pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* A 64-byte message: its sequence number, then a filler derived from it
+ * so that a torn message is noticed too. */
+typedef struct msg64 {
+    uint64_t seq;
+    uint64_t fill[7];
+} msg64_t;
+
+static void msg64_make(msg64_t *m, uint64_t seq)
+{
+    m->seq = seq;
+    for (int i = 0; i < 7; i++)
+        m->fill[i] = seq * 0x9e3779b97f4a7c15ull + (uint64_t)i;
+}
+
+static bool msg64_check(const msg64_t *m, uint64_t seq)
+{
+    if (m->seq != seq)
+        return false;
+    for (int i = 0; i < 7; i++) {
+        if (m->fill[i] != seq * 0x9e3779b97f4a7c15ull + (uint64_t)i)
+            return false;
+    }
+    return true;
+}
+
+/* ---- programs run once per round (Go, Boost.Fiber) ---- */
+
+/* Runs `path arg1 n` and returns the number it prints, or -1 if it cannot
+ * be run, fails, or prints no number. Only the program's own measured
+ * section is in that number. */
+static double run_program(const char *path, const char *arg1, uint64_t n)
+{
+    char count[32];
+    snprintf(count, sizeof(count), "%llu", (unsigned long long)n);
+    char *argv[4] = {(char *)path, NULL, NULL, NULL};
+    if (arg1) {
+        argv[1] = (char *)arg1;
+        argv[2] = count;
+    } else {
+        argv[1] = count;
+    }
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) < 0)
+        return -1.0;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+    pid_t pid;
+    int err = posix_spawn(&pid, path, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    if (err != 0) {
+        fprintf(stderr, "transport: cannot run %s: %s\n", path, strerror(err));
+        close(out[0]);
+        return -1.0;
+    }
+    char buf[128];
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(out[0], buf + len, sizeof(buf) - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len == sizeof(buf) - 1)
+            break;
+    }
+    buf[len] = '\0';
+    close(out[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -1.0;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "transport: %s failed\n", path);
+        return -1.0;
+    }
+    char *end;
+    double v = strtod(buf, &end);
+    if (end == buf)
+        return -1.0;
+    return v;
+}
+
+#ifdef MOIRAI_BENCH_TRANSPORT_GO
+static double go_bounded(uint64_t n)
+{
+    return run_program(MOIRAI_BENCH_TRANSPORT_GO, "chan_bounded_1p1c", n);
+}
+static double go_pingpong(uint64_t n)
+{
+    return run_program(MOIRAI_BENCH_TRANSPORT_GO, "chan_pingpong", n);
+}
+static double go_fibers(uint64_t n)
+{
+    return run_program(MOIRAI_BENCH_TRANSPORT_GO, "chan_fibers_4p4c", n);
+}
+#define GO_RUN(fn) fn
+#define GO_WHY     NULL
+#else
+#define GO_RUN(fn) NULL
+#define GO_WHY     MOIRAI_BENCH_TRANSPORT_GO_MISSING
+#endif
+
+#ifdef MOIRAI_BENCH_TRANSPORT_BOOST_FIBER
+static double boost_fiber_fibers(uint64_t n)
+{
+    return run_program(MOIRAI_BENCH_TRANSPORT_BOOST_FIBER, NULL, n);
+}
+#define BOOST_FIBER_RUN boost_fiber_fibers
+#define BOOST_FIBER_WHY NULL
+#else
+#define BOOST_FIBER_RUN NULL
+#define BOOST_FIBER_WHY MOIRAI_BENCH_TRANSPORT_BOOST_FIBER_MISSING
+#endif
+
+/* ---- crossbeam (a shared module) ---- */
+
+#ifdef MOIRAI_BENCH_TRANSPORT_CROSSBEAM
+static void *crossbeam_handle;
+static bool crossbeam_tried;
+
+/* The entry point `name`, loading the module on first use (it stays
+ * loaded). NULL, with the reason on stderr, if it cannot be found. */
+static void *crossbeam_sym(const char *name)
+{
+    if (!crossbeam_tried) {
+        crossbeam_tried = true;
+        crossbeam_handle = dlopen(MOIRAI_BENCH_TRANSPORT_CROSSBEAM, RTLD_NOW | RTLD_LOCAL);
+        if (!crossbeam_handle)
+            fprintf(stderr, "transport: crossbeam: dlopen: %s\n", dlerror());
+    }
+    if (!crossbeam_handle)
+        return NULL;
+    void *f = dlsym(crossbeam_handle, name);
+    if (!f)
+        fprintf(stderr, "transport: crossbeam: no %s\n", name);
+    return f;
+}
+
+typedef double (*bounded_fn)(uint64_t, uint64_t);
+typedef double (*pingpong_fn)(uint64_t);
+
+static double crossbeam_bounded(uint64_t n)
+{
+    /* POSIX allows converting dlsym's object pointer to a function
+     * pointer; the cast through uintptr_t keeps -Wpedantic quiet. */
+    bounded_fn f = (bounded_fn)(uintptr_t)crossbeam_sym("moirai_peer_chan_bounded_1p1c");
+    return f ? f(n, CHAN_CAPACITY) : -1.0;
+}
+
+static double crossbeam_pingpong(uint64_t n)
+{
+    pingpong_fn f = (pingpong_fn)(uintptr_t)crossbeam_sym("moirai_peer_chan_pingpong");
+    return f ? f(n) : -1.0;
+}
+#define CROSSBEAM_RUN(fn) fn
+#define CROSSBEAM_WHY     NULL
+#else
+#define CROSSBEAM_RUN(fn) NULL
+#define CROSSBEAM_WHY     MOIRAI_BENCH_TRANSPORT_CROSSBEAM_MISSING
+#endif
+
+/* ---- unix_socket ---- */
+
+typedef struct sock_arg {
+    int fd; /* the child's end */
+    uint64_t n;
+} sock_arg_t;
+
+static int unix_stream_child(void *arg, int go_r, int ready_w)
+{
+    sock_arg_t *a = arg;
+    if (child_handshake(go_r, ready_w) < 0)
+        return -1;
+    msg64_t m;
+    for (uint64_t i = 0; i < a->n; i++) {
+        msg64_make(&m, i);
+        if (write_all(a->fd, &m, sizeof(m)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static double unix_stream(uint64_t n)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1.0;
+    char *buf = malloc(STREAM_READ_BYTES);
+    sock_arg_t arg = {sv[1], n};
+    child_t c;
+    if (!buf || child_start(&c, unix_stream_child, &arg) < 0) {
+        free(buf);
+        close(sv[0]);
+        close(sv[1]);
+        return -1.0;
+    }
+    close(sv[1]);
+    bool ok = child_wait_ready(&c) == 0;
+    uint64_t t0 = bench_now_ns();
+    ok = ok && child_go(&c) == 0;
+    uint64_t seq = 0;
+    size_t have = 0; /* bytes of a partial message at buf's start */
+    while (ok && seq < n) {
+        ssize_t r = read(sv[0], buf + have, STREAM_READ_BYTES - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            ok = false;
+            break;
+        }
+        have += (size_t)r;
+        size_t off = 0;
+        for (; off + MSG_BYTES <= have; off += MSG_BYTES) {
+            msg64_t m;
+            memcpy(&m, buf + off, sizeof(m));
+            if (!msg64_check(&m, seq++)) {
+                ok = false;
+                break;
+            }
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+    }
+    uint64_t t1 = bench_now_ns();
+    close(sv[0]);
+    free(buf);
+    if (child_finish(&c, !ok) < 0 || !ok || have != 0)
+        return -1.0;
+    return per_op(t0, t1, n);
+}
+
+static int unix_pingpong_child(void *arg, int go_r, int ready_w)
+{
+    sock_arg_t *a = arg;
+    if (child_handshake(go_r, ready_w) < 0)
+        return -1;
+    msg64_t m;
+    for (uint64_t i = 0; i < a->n; i++) {
+        if (read_all(a->fd, &m, sizeof(m)) < 0 || !msg64_check(&m, 2 * i))
+            return -1;
+        msg64_make(&m, 2 * i + 1);
+        if (write_all(a->fd, &m, sizeof(m)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static double unix_pingpong(uint64_t n)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return -1.0;
+    sock_arg_t arg = {sv[1], n};
+    child_t c;
+    if (child_start(&c, unix_pingpong_child, &arg) < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1.0;
+    }
+    close(sv[1]);
+    bool ok = child_wait_ready(&c) == 0;
+    uint64_t t0 = bench_now_ns();
+    ok = ok && child_go(&c) == 0;
+    msg64_t m;
+    for (uint64_t i = 0; ok && i < n; i++) {
+        msg64_make(&m, 2 * i);
+        ok = write_all(sv[0], &m, sizeof(m)) == 0 && read_all(sv[0], &m, sizeof(m)) == 0 &&
+             msg64_check(&m, 2 * i + 1);
+    }
+    uint64_t t1 = bench_now_ns();
+    close(sv[0]);
+    if (child_finish(&c, !ok) < 0 || !ok)
+        return -1.0;
+    return per_op(t0, t1, n);
+}
+
+/* ---- zmq ---- */
+
+#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
+/* An ipc:// endpoint of this process, unique per round. */
+static void zmq_endpoint(char *buf, size_t len, const char *what)
+{
+    static unsigned round;
+    snprintf(buf, len, "ipc:///tmp/moirai-bench-%ld-%s-%u.ipc", (long)getpid(), what, round++);
+}
+
+typedef struct zmq_arg {
+    const char *endpoint;
+    uint64_t n;
+} zmq_arg_t;
+
+static int zmq_push_child(void *arg, int go_r, int ready_w)
+{
+    zmq_arg_t *a = arg;
+    int rc = -1;
+    void *ctx = zmq_ctx_new();
+    void *s = ctx ? zmq_socket(ctx, ZMQ_PUSH) : NULL;
+    int linger = -1; /* every message is delivered before close returns */
+    if (s && zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger)) == 0 &&
+        zmq_connect(s, a->endpoint) == 0 && child_handshake(go_r, ready_w) == 0) {
+        msg64_t m;
+        rc = 0;
+        for (uint64_t i = 0; i < a->n && rc == 0; i++) {
+            msg64_make(&m, i);
+            if (zmq_send(s, &m, sizeof(m), 0) != (int)sizeof(m))
+                rc = -1;
+        }
+    }
+    if (s)
+        zmq_close(s);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return rc;
+}
+
+static double zmq_stream(uint64_t n)
+{
+    char endpoint[128];
+    zmq_endpoint(endpoint, sizeof(endpoint), "pull");
+    void *ctx = zmq_ctx_new();
+    void *s = ctx ? zmq_socket(ctx, ZMQ_PULL) : NULL;
+    double result = -1.0;
+    if (!s || zmq_bind(s, endpoint) != 0) {
+        if (s)
+            zmq_close(s);
+        if (ctx)
+            zmq_ctx_term(ctx);
+        return -1.0;
+    }
+    zmq_arg_t arg = {endpoint, n};
+    child_t c;
+    if (child_start(&c, zmq_push_child, &arg) == 0) {
+        bool ok = child_wait_ready(&c) == 0;
+        uint64_t t0 = bench_now_ns();
+        ok = ok && child_go(&c) == 0;
+        msg64_t m;
+        for (uint64_t i = 0; ok && i < n; i++)
+            ok = zmq_recv(s, &m, sizeof(m), 0) == (int)sizeof(m) && msg64_check(&m, i);
+        uint64_t t1 = bench_now_ns();
+        if (child_finish(&c, !ok) == 0 && ok)
+            result = per_op(t0, t1, n);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    unlink(endpoint + strlen("ipc://"));
+    return result;
+}
+
+static int zmq_rep_child(void *arg, int go_r, int ready_w)
+{
+    zmq_arg_t *a = arg;
+    int rc = -1;
+    void *ctx = zmq_ctx_new();
+    void *s = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
+    if (s && zmq_connect(s, a->endpoint) == 0 && child_handshake(go_r, ready_w) == 0) {
+        msg64_t m;
+        rc = 0;
+        for (uint64_t i = 0; i < a->n && rc == 0; i++) {
+            if (zmq_recv(s, &m, sizeof(m), 0) != (int)sizeof(m) || !msg64_check(&m, 2 * i)) {
+                rc = -1;
+                break;
+            }
+            msg64_make(&m, 2 * i + 1);
+            if (zmq_send(s, &m, sizeof(m), 0) != (int)sizeof(m))
+                rc = -1;
+        }
+    }
+    if (s)
+        zmq_close(s);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return rc;
+}
+
+static double zmq_pingpong(uint64_t n)
+{
+    char endpoint[128];
+    zmq_endpoint(endpoint, sizeof(endpoint), "req");
+    void *ctx = zmq_ctx_new();
+    void *s = ctx ? zmq_socket(ctx, ZMQ_REQ) : NULL;
+    double result = -1.0;
+    if (!s || zmq_bind(s, endpoint) != 0) {
+        if (s)
+            zmq_close(s);
+        if (ctx)
+            zmq_ctx_term(ctx);
+        return -1.0;
+    }
+    zmq_arg_t arg = {endpoint, n};
+    child_t c;
+    if (child_start(&c, zmq_rep_child, &arg) == 0) {
+        bool ok = child_wait_ready(&c) == 0;
+        uint64_t t0 = bench_now_ns();
+        ok = ok && child_go(&c) == 0;
+        msg64_t m;
+        for (uint64_t i = 0; ok && i < n; i++) {
+            msg64_make(&m, 2 * i);
+            ok = zmq_send(s, &m, sizeof(m), 0) == (int)sizeof(m) &&
+                 zmq_recv(s, &m, sizeof(m), 0) == (int)sizeof(m) && msg64_check(&m, 2 * i + 1);
+        }
+        uint64_t t1 = bench_now_ns();
+        if (child_finish(&c, !ok) == 0 && ok)
+            result = per_op(t0, t1, n);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    unlink(endpoint + strlen("ipc://"));
+    return result;
+}
+#define ZMQ_RUN(fn) fn
+#define ZMQ_WHY     NULL
+#else
+#define ZMQ_RUN(fn) NULL
+#define ZMQ_WHY     "libzmq not found at configure time (libzmq3-dev)"
+#endif
+
+/* ---- ck ---- */
+
+#ifdef MOIRAI_BENCH_HAVE_CK
+/* ck_ring's typed SPSC functions for 64-byte slots. */
+CK_RING_PROTOTYPE(msg64, msg64)
+
+/* The shared mapping: the ring's indices, then its slots. */
+typedef struct ck_shared {
+    ck_ring_t ring;
+    struct msg64 slots[CK_SLOTS];
+} ck_shared_t;
+
+typedef struct ck_arg {
+    ck_shared_t *shm;
+    uint64_t n;
+} ck_arg_t;
+
+/* A waiting side spins briefly, then yields the CPU: ck_ring cannot sleep,
+ * and the two processes share two CPUs with the rest of the machine. */
+static void ck_wait(unsigned *spins)
+{
+    if (++*spins % CK_SPINS == 0)
+        sched_yield();
+    else
+        ck_pr_stall();
+}
+
+static int ck_stream_child(void *arg, int go_r, int ready_w)
+{
+    ck_arg_t *a = arg;
+    if (child_handshake(go_r, ready_w) < 0)
+        return -1;
+    msg64_t m;
+    for (uint64_t i = 0; i < a->n; i++) {
+        msg64_make(&m, i);
+        unsigned spins = 0;
+        while (!ck_ring_enqueue_spsc_msg64(&a->shm->ring, a->shm->slots, &m))
+            ck_wait(&spins);
+    }
+    return 0;
+}
+
+static double ck_stream(uint64_t n)
+{
+    ck_shared_t *shm =
+        mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shm == MAP_FAILED)
+        return -1.0;
+    ck_ring_init(&shm->ring, CK_SLOTS);
+    ck_arg_t arg = {shm, n};
+    child_t c;
+    double result = -1.0;
+    if (child_start(&c, ck_stream_child, &arg) == 0) {
+        bool ok = child_wait_ready(&c) == 0;
+        uint64_t t0 = bench_now_ns();
+        ok = ok && child_go(&c) == 0;
+        msg64_t m;
+        for (uint64_t i = 0; ok && i < n; i++) {
+            unsigned spins = 0;
+            while (!ck_ring_dequeue_spsc_msg64(&shm->ring, shm->slots, &m))
+                ck_wait(&spins);
+            ok = msg64_check(&m, i);
+        }
+        uint64_t t1 = bench_now_ns();
+        if (child_finish(&c, !ok) == 0 && ok)
+            result = per_op(t0, t1, n);
+    }
+    munmap(shm, sizeof(*shm));
+    return result;
+}
+#define CK_RUN(fn) fn
+#define CK_WHY     NULL
+#else
+#define CK_RUN(fn) NULL
+#define CK_WHY     "Concurrency Kit not found at configure time (libck-dev)"
+#endif
+
+/* ---- the cases ---- */
+
+static const bench_impl_t bounded_impls[] = {
+    {"moirai", MOIRAI_CHAN_BOUNDED_RUN, MOIRAI_CHAN_WHY},
+    {"crossbeam", CROSSBEAM_RUN(crossbeam_bounded), CROSSBEAM_WHY},
+    {"go", GO_RUN(go_bounded), GO_WHY},
+};
+
+static const bench_impl_t pingpong_impls[] = {
+    {"moirai", MOIRAI_CHAN_PINGPONG_RUN, MOIRAI_CHAN_WHY},
+    {"crossbeam", CROSSBEAM_RUN(crossbeam_pingpong), CROSSBEAM_WHY},
+    {"go", GO_RUN(go_pingpong), GO_WHY},
+};
+
+static const bench_impl_t fibers_impls[] = {
+    {"moirai", MOIRAI_CHAN_FIBERS_RUN, MOIRAI_CHAN_WHY},
+    {"go", GO_RUN(go_fibers), GO_WHY},
+    {"boost_fiber", BOOST_FIBER_RUN, BOOST_FIBER_WHY},
+};
+
+static const bench_impl_t stream_impls[] = {
+    {"moirai", MOIRAI_RING_STREAM_RUN, MOIRAI_RING_WHY},
+    {"zmq", ZMQ_RUN(zmq_stream), ZMQ_WHY},
+    {"unix_socket", unix_stream, NULL},
+    {"ck", CK_RUN(ck_stream), CK_WHY},
+};
+
+static const bench_impl_t ring_pingpong_impls[] = {
+    {"moirai", MOIRAI_RING_PINGPONG_RUN, MOIRAI_RING_WHY},
+    {"unix_socket", unix_pingpong, NULL},
+    {"zmq", ZMQ_RUN(zmq_pingpong), ZMQ_WHY},
+};
+
+static const bench_impl_t batch_impls[] = {
+    {"moirai", MOIRAI_BATCH_RUN, MOIRAI_BATCH_WHY},
+    {"unbatched", MOIRAI_UNBATCHED_RUN, MOIRAI_BATCH_WHY},
+};
+
+#define IMPLS(a) a, sizeof(a) / sizeof(a[0])
+
+static const bench_case_t cases[] = {
+    {"transport", "chan_bounded_1p1c", "ns_per_op", 10000000, 1000000, IMPLS(bounded_impls)},
+    {"transport", "chan_pingpong", "ns_per_op", 1000000, 100000, IMPLS(pingpong_impls)},
+    {"transport", "chan_fibers_4p4c", "ns_per_op", 10000000, 1000000, IMPLS(fibers_impls)},
+    {"transport", "shm_ring_stream_64b", "ns_per_op", 10000000, 1000000, IMPLS(stream_impls)},
+    {"transport", "shm_ring_pingpong", "ns_per_op", 1000000, 100000, IMPLS(ring_pingpong_impls)},
+    {"transport", "batch_small_msgs", "ns_per_op", 10000000, 1000000, IMPLS(batch_impls)},
+};
+
+const bench_case_t *bench_transport_cases(size_t *count)
+{
+    *count = sizeof(cases) / sizeof(cases[0]);
+    return cases;
+}

@@ -1,0 +1,3 @@
+module moirai.bench/transport/peer
+
+go 1.19
