@@ -82,6 +82,7 @@
 
 #include "../bench.h"
 #include "peer.h"
+#include "proc.h"
 #include "transport_moirai.h"
 
 extern char **environ;
@@ -99,123 +100,6 @@ extern char **environ;
 static double per_op(uint64_t t0, uint64_t t1, uint64_t ops)
 {
     return (double)(t1 - t0) / (double)(ops ? ops : 1);
-}
-
-/* Writes all of buf, or returns -1. */
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Reads exactly len bytes, or returns -1 (error or end of file). */
-static int read_all(int fd, void *buf, size_t len)
-{
-    char *p = buf;
-    while (len > 0) {
-        ssize_t r = read(fd, p, len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
-/* ---- two processes ----
- *
- * A child is forked with two pipes: it does its set-up (connects), says
- * "ready", and starts its workload when the parent says "go". The parent
- * starts its clock just before "go". The child leaves with _exit: it must
- * not run the parent's atexit handlers (the Go runtime's, Boost's). */
-
-typedef struct child {
-    pid_t pid;
-    int go_w;    /* parent -> child */
-    int ready_r; /* child -> parent */
-} child_t;
-
-typedef int (*child_fn)(void *arg, int go_r, int ready_w);
-
-/* In the child: reports ready, then waits for go. */
-static int child_handshake(int go_r, int ready_w)
-{
-    char c = 'r';
-    if (write_all(ready_w, &c, 1) < 0 || read_all(go_r, &c, 1) < 0 || c != 'g')
-        return -1;
-    return 0;
-}
-
-static int child_start(child_t *c, child_fn fn, void *arg)
-{
-    int go[2], ready[2];
-    if (pipe2(go, O_CLOEXEC) < 0)
-        return -1;
-    if (pipe2(ready, O_CLOEXEC) < 0) {
-        close(go[0]);
-        close(go[1]);
-        return -1;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(go[0]);
-        close(go[1]);
-        close(ready[0]);
-        close(ready[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        close(go[1]);
-        close(ready[0]);
-        _exit(fn(arg, go[0], ready[1]) == 0 ? 0 : 1);
-    }
-    close(go[0]);
-    close(ready[1]);
-    c->pid = pid;
-    c->go_w = go[1];
-    c->ready_r = ready[0];
-    return 0;
-}
-
-/* In the parent: waits until the child is ready. */
-static int child_wait_ready(child_t *c)
-{
-    char r;
-    return read_all(c->ready_r, &r, 1) == 0 && r == 'r' ? 0 : -1;
-}
-
-static int child_go(child_t *c)
-{
-    char g = 'g';
-    return write_all(c->go_w, &g, 1);
-}
-
-/* Reaps the child; 0 if it exited with status 0. With `kill_it`, it is
- * killed first (the parent's side failed). */
-static int child_finish(child_t *c, bool kill_it)
-{
-    if (kill_it)
-        kill(c->pid, SIGKILL);
-    close(c->go_w);
-    close(c->ready_r);
-    int status;
-    while (waitpid(c->pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            return -1;
-    }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
 /* A 64-byte message: its sequence number, then a filler derived from it
@@ -393,12 +277,12 @@ typedef struct sock_arg {
 static int unix_stream_child(void *arg, int go_r, int ready_w)
 {
     sock_arg_t *a = arg;
-    if (child_handshake(go_r, ready_w) < 0)
+    if (bench_child_handshake(go_r, ready_w) < 0)
         return -1;
     msg64_t m;
     for (uint64_t i = 0; i < a->n; i++) {
         msg64_make(&m, i);
-        if (write_all(a->fd, &m, sizeof(m)) < 0)
+        if (bench_write_all(a->fd, &m, sizeof(m)) < 0)
             return -1;
     }
     return 0;
@@ -411,17 +295,17 @@ static double unix_stream(uint64_t n)
         return -1.0;
     char *buf = malloc(STREAM_READ_BYTES);
     sock_arg_t arg = {sv[1], n};
-    child_t c;
-    if (!buf || child_start(&c, unix_stream_child, &arg) < 0) {
+    bench_child_t c;
+    if (!buf || bench_child_start(&c, unix_stream_child, &arg) < 0) {
         free(buf);
         close(sv[0]);
         close(sv[1]);
         return -1.0;
     }
     close(sv[1]);
-    bool ok = child_wait_ready(&c) == 0;
+    bool ok = bench_child_wait_ready(&c) == 0;
     uint64_t t0 = bench_now_ns();
-    ok = ok && child_go(&c) == 0;
+    ok = ok && bench_child_go(&c) == 0;
     uint64_t seq = 0;
     size_t have = 0; /* bytes of a partial message at buf's start */
     while (ok && seq < n) {
@@ -448,7 +332,7 @@ static double unix_stream(uint64_t n)
     uint64_t t1 = bench_now_ns();
     close(sv[0]);
     free(buf);
-    if (child_finish(&c, !ok) < 0 || !ok || have != 0)
+    if (bench_child_finish(&c, !ok) < 0 || !ok || have != 0)
         return -1.0;
     return per_op(t0, t1, n);
 }
@@ -456,14 +340,14 @@ static double unix_stream(uint64_t n)
 static int unix_pingpong_child(void *arg, int go_r, int ready_w)
 {
     sock_arg_t *a = arg;
-    if (child_handshake(go_r, ready_w) < 0)
+    if (bench_child_handshake(go_r, ready_w) < 0)
         return -1;
     msg64_t m;
     for (uint64_t i = 0; i < a->n; i++) {
-        if (read_all(a->fd, &m, sizeof(m)) < 0 || !msg64_check(&m, 2 * i))
+        if (bench_read_all(a->fd, &m, sizeof(m)) < 0 || !msg64_check(&m, 2 * i))
             return -1;
         msg64_make(&m, 2 * i + 1);
-        if (write_all(a->fd, &m, sizeof(m)) < 0)
+        if (bench_write_all(a->fd, &m, sizeof(m)) < 0)
             return -1;
     }
     return 0;
@@ -475,25 +359,25 @@ static double unix_pingpong(uint64_t n)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -1.0;
     sock_arg_t arg = {sv[1], n};
-    child_t c;
-    if (child_start(&c, unix_pingpong_child, &arg) < 0) {
+    bench_child_t c;
+    if (bench_child_start(&c, unix_pingpong_child, &arg) < 0) {
         close(sv[0]);
         close(sv[1]);
         return -1.0;
     }
     close(sv[1]);
-    bool ok = child_wait_ready(&c) == 0;
+    bool ok = bench_child_wait_ready(&c) == 0;
     uint64_t t0 = bench_now_ns();
-    ok = ok && child_go(&c) == 0;
+    ok = ok && bench_child_go(&c) == 0;
     msg64_t m;
     for (uint64_t i = 0; ok && i < n; i++) {
         msg64_make(&m, 2 * i);
-        ok = write_all(sv[0], &m, sizeof(m)) == 0 && read_all(sv[0], &m, sizeof(m)) == 0 &&
-             msg64_check(&m, 2 * i + 1);
+        ok = bench_write_all(sv[0], &m, sizeof(m)) == 0 &&
+             bench_read_all(sv[0], &m, sizeof(m)) == 0 && msg64_check(&m, 2 * i + 1);
     }
     uint64_t t1 = bench_now_ns();
     close(sv[0]);
-    if (child_finish(&c, !ok) < 0 || !ok)
+    if (bench_child_finish(&c, !ok) < 0 || !ok)
         return -1.0;
     return per_op(t0, t1, n);
 }
@@ -521,7 +405,7 @@ static int zmq_push_child(void *arg, int go_r, int ready_w)
     void *s = ctx ? zmq_socket(ctx, ZMQ_PUSH) : NULL;
     int linger = -1; /* every message is delivered before close returns */
     if (s && zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger)) == 0 &&
-        zmq_connect(s, a->endpoint) == 0 && child_handshake(go_r, ready_w) == 0) {
+        zmq_connect(s, a->endpoint) == 0 && bench_child_handshake(go_r, ready_w) == 0) {
         msg64_t m;
         rc = 0;
         for (uint64_t i = 0; i < a->n && rc == 0; i++) {
@@ -552,16 +436,16 @@ static double zmq_stream(uint64_t n)
         return -1.0;
     }
     zmq_arg_t arg = {endpoint, n};
-    child_t c;
-    if (child_start(&c, zmq_push_child, &arg) == 0) {
-        bool ok = child_wait_ready(&c) == 0;
+    bench_child_t c;
+    if (bench_child_start(&c, zmq_push_child, &arg) == 0) {
+        bool ok = bench_child_wait_ready(&c) == 0;
         uint64_t t0 = bench_now_ns();
-        ok = ok && child_go(&c) == 0;
+        ok = ok && bench_child_go(&c) == 0;
         msg64_t m;
         for (uint64_t i = 0; ok && i < n; i++)
             ok = zmq_recv(s, &m, sizeof(m), 0) == (int)sizeof(m) && msg64_check(&m, i);
         uint64_t t1 = bench_now_ns();
-        if (child_finish(&c, !ok) == 0 && ok)
+        if (bench_child_finish(&c, !ok) == 0 && ok)
             result = per_op(t0, t1, n);
     }
     zmq_close(s);
@@ -576,7 +460,7 @@ static int zmq_rep_child(void *arg, int go_r, int ready_w)
     int rc = -1;
     void *ctx = zmq_ctx_new();
     void *s = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
-    if (s && zmq_connect(s, a->endpoint) == 0 && child_handshake(go_r, ready_w) == 0) {
+    if (s && zmq_connect(s, a->endpoint) == 0 && bench_child_handshake(go_r, ready_w) == 0) {
         msg64_t m;
         rc = 0;
         for (uint64_t i = 0; i < a->n && rc == 0; i++) {
@@ -611,11 +495,11 @@ static double zmq_pingpong(uint64_t n)
         return -1.0;
     }
     zmq_arg_t arg = {endpoint, n};
-    child_t c;
-    if (child_start(&c, zmq_rep_child, &arg) == 0) {
-        bool ok = child_wait_ready(&c) == 0;
+    bench_child_t c;
+    if (bench_child_start(&c, zmq_rep_child, &arg) == 0) {
+        bool ok = bench_child_wait_ready(&c) == 0;
         uint64_t t0 = bench_now_ns();
-        ok = ok && child_go(&c) == 0;
+        ok = ok && bench_child_go(&c) == 0;
         msg64_t m;
         for (uint64_t i = 0; ok && i < n; i++) {
             msg64_make(&m, 2 * i);
@@ -623,7 +507,7 @@ static double zmq_pingpong(uint64_t n)
                  zmq_recv(s, &m, sizeof(m), 0) == (int)sizeof(m) && msg64_check(&m, 2 * i + 1);
         }
         uint64_t t1 = bench_now_ns();
-        if (child_finish(&c, !ok) == 0 && ok)
+        if (bench_child_finish(&c, !ok) == 0 && ok)
             result = per_op(t0, t1, n);
     }
     zmq_close(s);
@@ -668,7 +552,7 @@ static void ck_wait(unsigned *spins)
 static int ck_stream_child(void *arg, int go_r, int ready_w)
 {
     ck_arg_t *a = arg;
-    if (child_handshake(go_r, ready_w) < 0)
+    if (bench_child_handshake(go_r, ready_w) < 0)
         return -1;
     msg64_t m;
     for (uint64_t i = 0; i < a->n; i++) {
@@ -688,12 +572,12 @@ static double ck_stream(uint64_t n)
         return -1.0;
     ck_ring_init(&shm->ring, CK_SLOTS);
     ck_arg_t arg = {shm, n};
-    child_t c;
+    bench_child_t c;
     double result = -1.0;
-    if (child_start(&c, ck_stream_child, &arg) == 0) {
-        bool ok = child_wait_ready(&c) == 0;
+    if (bench_child_start(&c, ck_stream_child, &arg) == 0) {
+        bool ok = bench_child_wait_ready(&c) == 0;
         uint64_t t0 = bench_now_ns();
-        ok = ok && child_go(&c) == 0;
+        ok = ok && bench_child_go(&c) == 0;
         msg64_t m;
         for (uint64_t i = 0; ok && i < n; i++) {
             unsigned spins = 0;
@@ -702,7 +586,7 @@ static double ck_stream(uint64_t n)
             ok = msg64_check(&m, i);
         }
         uint64_t t1 = bench_now_ns();
-        if (child_finish(&c, !ok) == 0 && ok)
+        if (bench_child_finish(&c, !ok) == 0 && ok)
             result = per_op(t0, t1, n);
     }
     munmap(shm, sizeof(*shm));
