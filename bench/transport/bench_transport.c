@@ -102,31 +102,6 @@ static double per_op(uint64_t t0, uint64_t t1, uint64_t ops)
     return (double)(t1 - t0) / (double)(ops ? ops : 1);
 }
 
-/* A 64-byte message: its sequence number, then a filler derived from it
- * so that a torn message is noticed too. */
-typedef struct msg64 {
-    uint64_t seq;
-    uint64_t fill[7];
-} msg64_t;
-
-static void msg64_make(msg64_t *m, uint64_t seq)
-{
-    m->seq = seq;
-    for (int i = 0; i < 7; i++)
-        m->fill[i] = seq * 0x9e3779b97f4a7c15ull + (uint64_t)i;
-}
-
-static bool msg64_check(const msg64_t *m, uint64_t seq)
-{
-    if (m->seq != seq)
-        return false;
-    for (int i = 0; i < 7; i++) {
-        if (m->fill[i] != seq * 0x9e3779b97f4a7c15ull + (uint64_t)i)
-            return false;
-    }
-    return true;
-}
-
 /* ---- programs run once per round (Go, Boost.Fiber) ---- */
 
 /* Runs `path arg1 n` and returns the number it prints, or -1 if it cannot

@@ -1,28 +1,35 @@
 /* moirai-bench, suite "transport", case batch_small_msgs: the adaptive
  * batcher (moirai/transport/batch.h) against the same transport without
- * batching (see bench_transport.c for the case table).
- *
- * Transport: a Unix-domain stream socket between two processes, because
- * moirai-transport's shared-memory ring is not in this tree yet; when it
- * is, this case moves onto the ring, as the issue asks. A child process
+ * batching (see bench_transport.c for the case table). A child process
  * sends N 16-byte messages (a sequence number and a value derived from
- * it); the parent reads the stream in chunks of up to 64 KiB and walks the
- * frames with moirai_batch_next(), checking every message. Both sides
- * frame each message the same way (a 4-byte length, then the bytes), so
- * the receiver is the same code:
- *   "moirai"    moirai_batch_send() per message; the sink writes the batch
- *               with one write(2); the busy callback asks the socket
- *               whether bytes are still unread (ioctl SIOCOUTQ); default
- *               bounds (4096 bytes, 100 us), the flusher thread on.
- *   "unbatched" one write(2) per framed message.
- * ns per message, from "go" to the parent's last message. */
+ * it); the parent receives and checks every one. ns per message, from
+ * "go" to the parent's last message.
+ *
+ * The transport is moirai-transport's shared-memory ring
+ * (moirai/transport/ring.h, SPSC, 1 MiB) when it is in this tree, and a
+ * Unix-domain stream socket otherwise (then the parent reads the stream in
+ * chunks of up to 64 KiB).
+ *   "moirai"    moirai_batch_send() per message, default bounds (4096
+ *               bytes, 100 us), the flusher thread on. The sink copies the
+ *               batch into one ring record (reserve, copy, commit), or
+ *               writes it with one write(2). The busy callback: on the
+ *               ring, whether the parent has released every batch sunk so
+ *               far (it counts them in a shared word, since the ring has
+ *               no call saying how much is unread); on the socket, whether
+ *               bytes are still unread (ioctl SIOCOUTQ). The parent walks
+ *               each batch with moirai_batch_next().
+ *   "unbatched" on the ring, one record per message, written in place
+ *               (reserve 16 bytes, write, commit); on the socket, one
+ *               write(2) per framed message. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,6 +37,9 @@
 
 #include <moirai/core/error.h>
 #include <moirai/transport/batch.h>
+#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_RING
+#include <moirai/transport/ring.h>
+#endif
 
 #include "../bench.h"
 #include "proc.h"
@@ -50,6 +60,174 @@ static void small_make(small_msg_t *m, uint64_t seq)
     m->seq = seq;
     m->value = seq * 0x9e3779b97f4a7c15ull;
 }
+
+#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_RING
+/* ---- over the ring ---- */
+
+/* The word the parent bumps after releasing each record, in a shared
+ * anonymous mapping: the busy callback's view of the consumer. */
+typedef struct ring_ack {
+    _Atomic uint64_t released;
+} ring_ack_t;
+
+typedef struct ring_batch_arg {
+    int fd;
+    ring_ack_t *ack;
+    uint64_t n;
+    bool batched;
+    moirai_shm_ring_t *ring; /* the child's producer handle */
+    uint64_t sunk;           /* records committed by the sink */
+} ring_batch_arg_t;
+
+static int ring_sink(void *arg, const void *buf, size_t len, uint32_t count)
+{
+    (void)count;
+    ring_batch_arg_t *a = arg;
+    void *dst;
+    int err = moirai_shm_ring_reserve(a->ring, len, &dst);
+    if (err != 0)
+        return err;
+    memcpy(dst, buf, len);
+    a->sunk++;
+    return moirai_shm_ring_commit(a->ring);
+}
+
+static int ring_busy(void *arg)
+{
+    ring_batch_arg_t *a = arg;
+    /* Relaxed: a hint; the ring orders the data itself. */
+    return atomic_load_explicit(&a->ack->released, memory_order_relaxed) != a->sunk;
+}
+
+static int ring_child(void *arg, int go_r, int ready_w)
+{
+    ring_batch_arg_t *a = arg;
+    if (moirai_shm_ring_attach(&a->ring, a->fd, MOIRAI_SHM_RING_PRODUCER) != 0)
+        return -1;
+    int err = 0;
+    small_msg_t m;
+    if (!a->batched) {
+        err = bench_child_handshake(go_r, ready_w);
+        for (uint64_t i = 0; i < a->n && err == 0; i++) {
+            void *dst;
+            err = moirai_shm_ring_reserve(a->ring, sizeof(m), &dst);
+            if (err == 0) {
+                small_make(dst, i);
+                err = moirai_shm_ring_commit(a->ring);
+            }
+        }
+        moirai_shm_ring_detach(a->ring);
+        return err;
+    }
+    moirai_batch_config_t cfg;
+    moirai_batch_config_init(&cfg);
+    cfg.sink = ring_sink;
+    cfg.busy = ring_busy;
+    cfg.arg = a;
+    moirai_batch_t *b;
+    err = moirai_batch_create(&b, &cfg);
+    if (err != 0) {
+        fprintf(stderr, "transport: moirai_batch_create: %s\n", moirai_strerror(err));
+        moirai_shm_ring_detach(a->ring);
+        return -1;
+    }
+    err = bench_child_handshake(go_r, ready_w);
+    for (uint64_t i = 0; i < a->n && err == 0; i++) {
+        small_make(&m, i);
+        err = moirai_batch_send(b, &m, sizeof(m));
+    }
+    if (err == 0)
+        err = moirai_batch_flush(b);
+    int derr = moirai_batch_destroy(b);
+    moirai_shm_ring_detach(a->ring);
+    return err == 0 && derr == 0 ? 0 : -1;
+}
+
+/* Checks one message against the next sequence number. */
+static bool small_check(const void *msg, size_t len, uint64_t *seq)
+{
+    small_msg_t m, want;
+    if (len != SMALL_BYTES)
+        return false;
+    memcpy(&m, msg, sizeof(m));
+    small_make(&want, (*seq)++);
+    return m.seq == want.seq && m.value == want.value;
+}
+
+static double ring_run(uint64_t n, bool batched)
+{
+    int fd = -1;
+    if (moirai_shm_ring_create(&fd, NULL) != 0)
+        return -1.0;
+    ring_ack_t *ack =
+        mmap(NULL, sizeof(*ack), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    moirai_shm_ring_t *in = NULL;
+    if (ack == MAP_FAILED || moirai_shm_ring_attach(&in, fd, MOIRAI_SHM_RING_CONSUMER) != 0) {
+        if (ack != MAP_FAILED)
+            munmap(ack, sizeof(*ack));
+        close(fd);
+        return -1.0;
+    }
+    atomic_init(&ack->released, 0);
+    ring_batch_arg_t arg = {fd, ack, n, batched, NULL, 0};
+    bench_child_t c;
+    if (bench_child_start(&c, ring_child, &arg) < 0) {
+        moirai_shm_ring_detach(in);
+        munmap(ack, sizeof(*ack));
+        close(fd);
+        return -1.0;
+    }
+    close(fd);
+    bool ok = bench_child_wait_ready(&c) == 0;
+    uint64_t t0 = bench_now_ns();
+    ok = ok && bench_child_go(&c) == 0;
+    uint64_t seq = 0;
+    /* A batch is copied out before it is walked: the producer is not
+     * trusted with memory the consumer is parsing. */
+    static unsigned char copy[MOIRAI_BATCH_DEFAULT_MAX_BYTES];
+    while (ok && seq < n) {
+        void *rec;
+        size_t len;
+        if (moirai_shm_ring_peek(in, &rec, &len) != 0) {
+            ok = false;
+            break;
+        }
+        if (!batched) {
+            ok = small_check(rec, len, &seq);
+        } else if (len > sizeof(copy)) {
+            ok = false;
+        } else {
+            memcpy(copy, rec, len);
+            size_t off = 0;
+            const void *msg;
+            size_t mlen;
+            while (ok && moirai_batch_next(copy, len, &off, &msg, &mlen) == 1)
+                ok = small_check(msg, mlen, &seq);
+            ok = ok && off == len;
+        }
+        ok = moirai_shm_ring_release(in) == 0 && ok;
+        /* Relaxed: a hint for the sender's busy callback. */
+        atomic_fetch_add_explicit(&ack->released, 1, memory_order_relaxed);
+    }
+    uint64_t t1 = bench_now_ns();
+    moirai_shm_ring_detach(in);
+    munmap(ack, sizeof(*ack));
+    if (bench_child_finish(&c, !ok) < 0 || !ok || seq != n)
+        return -1.0;
+    return (double)(t1 - t0) / (double)(n ? n : 1);
+}
+
+double moirai_bench_batch(uint64_t n)
+{
+    return ring_run(n, true);
+}
+
+double moirai_bench_unbatched(uint64_t n)
+{
+    return ring_run(n, false);
+}
+#else
+/* ---- over a Unix-domain socket ---- */
 
 typedef struct batch_arg {
     int fd;
@@ -72,7 +250,7 @@ static int socket_busy(void *arg)
     return queued > 0;
 }
 
-static int batch_child(void *arg, int go_r, int ready_w)
+static int socket_child(void *arg, int go_r, int ready_w)
 {
     batch_arg_t *a = arg;
     small_msg_t m;
@@ -115,7 +293,7 @@ static int batch_child(void *arg, int go_r, int ready_w)
     return err == 0 && derr == 0 ? 0 : -1;
 }
 
-static double batch_run(uint64_t n, bool batched)
+static double socket_run(uint64_t n, bool batched)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -123,7 +301,7 @@ static double batch_run(uint64_t n, bool batched)
     unsigned char *buf = malloc(READ_BYTES);
     batch_arg_t arg = {sv[1], n, batched};
     bench_child_t c;
-    if (!buf || bench_child_start(&c, batch_child, &arg) < 0) {
+    if (!buf || bench_child_start(&c, socket_child, &arg) < 0) {
         free(buf);
         close(sv[0]);
         close(sv[1]);
@@ -169,10 +347,11 @@ static double batch_run(uint64_t n, bool batched)
 
 double moirai_bench_batch(uint64_t n)
 {
-    return batch_run(n, true);
+    return socket_run(n, true);
 }
 
 double moirai_bench_unbatched(uint64_t n)
 {
-    return batch_run(n, false);
+    return socket_run(n, false);
 }
+#endif

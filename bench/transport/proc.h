@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct bench_child {
@@ -37,5 +38,30 @@ int bench_child_go(bench_child_t *c);
 /* Reaps the child (killing it first with `kill_it`): 0 if it exited with
  * status 0, else -1. */
 int bench_child_finish(bench_child_t *c, bool kill_it);
+
+/* A 64-byte message: its sequence number, then a filler derived from it
+ * so that a torn message is noticed too. */
+typedef struct msg64 {
+    uint64_t seq;
+    uint64_t fill[7];
+} msg64_t;
+
+static inline void msg64_make(msg64_t *m, uint64_t seq)
+{
+    m->seq = seq;
+    for (int i = 0; i < 7; i++)
+        m->fill[i] = seq * 0x9e3779b97f4a7c15ull + (uint64_t)i;
+}
+
+static inline bool msg64_check(const msg64_t *m, uint64_t seq)
+{
+    if (m->seq != seq)
+        return false;
+    for (int i = 0; i < 7; i++) {
+        if (m->fill[i] != seq * 0x9e3779b97f4a7c15ull + (uint64_t)i)
+            return false;
+    }
+    return true;
+}
 
 #endif
