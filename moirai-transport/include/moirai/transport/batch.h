@@ -57,6 +57,8 @@ typedef int (*moirai_batch_busy_cb)(void *arg);
  * [2^i, 2^(i+1)) messages; the last one counts everything above. */
 #define MOIRAI_BATCH_HIST_BUCKETS 16
 
+/* How to build a batcher. Fill it with moirai_batch_config_init(); a
+ * zeroed field means its default. */
 typedef struct moirai_batch_config {
     /* Receives the batches. Required: NULL is -EINVAL. */
     moirai_batch_sink_cb sink;
@@ -101,6 +103,8 @@ typedef struct moirai_batch_stats {
     uint64_t hist[MOIRAI_BATCH_HIST_BUCKETS]; /* messages per batch */
 } moirai_batch_stats_t;
 
+/* A batcher (see above). Opaque; created and destroyed by the functions
+ * below. */
 typedef struct moirai_batch moirai_batch_t;
 
 #ifdef __cplusplus
