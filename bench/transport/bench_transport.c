@@ -360,6 +360,19 @@ static double unix_pingpong(uint64_t n)
 /* ---- zmq ---- */
 
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
+/* ZeroMQ and fork: the child is forked before the parent makes its
+ * context (a context's threads and descriptors must not be duplicated
+ * into a child), each side makes its own, the parent binds and the child
+ * connects with a 1 ms reconnect interval. One untimed message (a round
+ * trip for REQ/REP) establishes the connection before the clock starts.
+ * The parent's receives time out every second to check that the child is
+ * still alive, so a child that died fails the round instead of hanging
+ * it. The child keeps its socket open until the parent has received
+ * everything (it waits for the end of the go pipe): a PUSH socket closed
+ * with messages still unread by a throttled PULL loses some of them in
+ * libzmq 4.3, linger or not. */
+#define ZMQ_WARM_UP UINT64_C(0xfffffffffffffffe)
+
 /* An ipc:// endpoint of this process, unique per round. */
 static void zmq_endpoint(char *buf, size_t len, const char *what)
 {
@@ -372,61 +385,83 @@ typedef struct zmq_arg {
     uint64_t n;
 } zmq_arg_t;
 
+/* In the child, once its part is done: waits until the parent closes the
+ * go pipe (bench_child_finish), i.e. has received everything. */
+static void zmq_child_linger(int go_r)
+{
+    char c;
+    while (read(go_r, &c, 1) < 0 && errno == EINTR)
+        ;
+}
+
+/* The child's socket of `type`, connected; NULL on failure. */
+static void *zmq_child_socket(void *ctx, int type, const char *endpoint)
+{
+    void *s = zmq_socket(ctx, type);
+    int ivl = 1;     /* ms between connection attempts until the parent binds */
+    int linger = -1; /* close delivers every message first */
+    if (s && zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &ivl, sizeof(ivl)) == 0 &&
+        zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger)) == 0 &&
+        zmq_connect(s, endpoint) == 0)
+        return s;
+    if (s)
+        zmq_close(s);
+    return NULL;
+}
+
+/* The parent's socket of `type`, bound, with a 1 s receive timeout. */
+static void *zmq_parent_socket(void *ctx, int type, const char *endpoint)
+{
+    void *s = zmq_socket(ctx, type);
+    int timeout = 1000;
+    if (s && zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout, sizeof(timeout)) == 0 &&
+        zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof(timeout)) == 0 &&
+        zmq_bind(s, endpoint) == 0)
+        return s;
+    if (s)
+        zmq_close(s);
+    return NULL;
+}
+
+/* Receives one 64-byte message and checks it is `seq`, waiting as long
+ * as the child lives. */
+static bool zmq_recv_check(void *s, bench_child_t *c, uint64_t seq)
+{
+    msg64_t m;
+    for (;;) {
+        int r = zmq_recv(s, &m, sizeof(m), 0);
+        if (r == (int)sizeof(m))
+            return msg64_check(&m, seq);
+        if (r < 0 && (zmq_errno() == EAGAIN || zmq_errno() == EINTR) && !bench_child_exited(c))
+            continue;
+        return false;
+    }
+}
+
+static bool zmq_send_msg(void *s, uint64_t seq)
+{
+    msg64_t m;
+    msg64_make(&m, seq);
+    return zmq_send(s, &m, sizeof(m), 0) == (int)sizeof(m);
+}
+
 static int zmq_push_child(void *arg, int go_r, int ready_w)
 {
     zmq_arg_t *a = arg;
     int rc = -1;
     void *ctx = zmq_ctx_new();
-    void *s = ctx ? zmq_socket(ctx, ZMQ_PUSH) : NULL;
-    int linger = -1; /* every message is delivered before close returns */
-    if (s && zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger)) == 0 &&
-        zmq_connect(s, a->endpoint) == 0 && bench_child_handshake(go_r, ready_w) == 0) {
-        msg64_t m;
+    void *s = ctx ? zmq_child_socket(ctx, ZMQ_PUSH, a->endpoint) : NULL;
+    if (s && zmq_send_msg(s, ZMQ_WARM_UP) && bench_child_handshake(go_r, ready_w) == 0) {
         rc = 0;
-        for (uint64_t i = 0; i < a->n && rc == 0; i++) {
-            msg64_make(&m, i);
-            if (zmq_send(s, &m, sizeof(m), 0) != (int)sizeof(m))
-                rc = -1;
-        }
+        for (uint64_t i = 0; i < a->n && rc == 0; i++)
+            rc = zmq_send_msg(s, i) ? 0 : -1;
+        zmq_child_linger(go_r);
     }
     if (s)
         zmq_close(s);
     if (ctx)
         zmq_ctx_term(ctx);
     return rc;
-}
-
-static double zmq_stream(uint64_t n)
-{
-    char endpoint[128];
-    zmq_endpoint(endpoint, sizeof(endpoint), "pull");
-    void *ctx = zmq_ctx_new();
-    void *s = ctx ? zmq_socket(ctx, ZMQ_PULL) : NULL;
-    double result = -1.0;
-    if (!s || zmq_bind(s, endpoint) != 0) {
-        if (s)
-            zmq_close(s);
-        if (ctx)
-            zmq_ctx_term(ctx);
-        return -1.0;
-    }
-    zmq_arg_t arg = {endpoint, n};
-    bench_child_t c;
-    if (bench_child_start(&c, zmq_push_child, &arg) == 0) {
-        bool ok = bench_child_wait_ready(&c) == 0;
-        uint64_t t0 = bench_now_ns();
-        ok = ok && bench_child_go(&c) == 0;
-        msg64_t m;
-        for (uint64_t i = 0; ok && i < n; i++)
-            ok = zmq_recv(s, &m, sizeof(m), 0) == (int)sizeof(m) && msg64_check(&m, i);
-        uint64_t t1 = bench_now_ns();
-        if (bench_child_finish(&c, !ok) == 0 && ok)
-            result = per_op(t0, t1, n);
-    }
-    zmq_close(s);
-    zmq_ctx_term(ctx);
-    unlink(endpoint + strlen("ipc://"));
-    return result;
 }
 
 static int zmq_rep_child(void *arg, int go_r, int ready_w)
@@ -434,19 +469,18 @@ static int zmq_rep_child(void *arg, int go_r, int ready_w)
     zmq_arg_t *a = arg;
     int rc = -1;
     void *ctx = zmq_ctx_new();
-    void *s = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
-    if (s && zmq_connect(s, a->endpoint) == 0 && bench_child_handshake(go_r, ready_w) == 0) {
-        msg64_t m;
+    void *s = ctx ? zmq_child_socket(ctx, ZMQ_REP, a->endpoint) : NULL;
+    msg64_t m;
+    /* The warm-up round trip, then the measured ones. */
+    if (s && zmq_recv(s, &m, sizeof(m), 0) == (int)sizeof(m) && msg64_check(&m, ZMQ_WARM_UP) &&
+        zmq_send_msg(s, ZMQ_WARM_UP + 1) && bench_child_handshake(go_r, ready_w) == 0) {
         rc = 0;
         for (uint64_t i = 0; i < a->n && rc == 0; i++) {
-            if (zmq_recv(s, &m, sizeof(m), 0) != (int)sizeof(m) || !msg64_check(&m, 2 * i)) {
-                rc = -1;
-                break;
-            }
-            msg64_make(&m, 2 * i + 1);
-            if (zmq_send(s, &m, sizeof(m), 0) != (int)sizeof(m))
+            if (zmq_recv(s, &m, sizeof(m), 0) != (int)sizeof(m) || !msg64_check(&m, 2 * i) ||
+                !zmq_send_msg(s, 2 * i + 1))
                 rc = -1;
         }
+        zmq_child_linger(go_r);
     }
     if (s)
         zmq_close(s);
@@ -455,40 +489,49 @@ static int zmq_rep_child(void *arg, int go_r, int ready_w)
     return rc;
 }
 
-static double zmq_pingpong(uint64_t n)
+/* One round of either case: `pingpong` picks REQ/REP, else PUSH/PULL. */
+static double zmq_run(uint64_t n, bool pingpong)
 {
     char endpoint[128];
-    zmq_endpoint(endpoint, sizeof(endpoint), "req");
-    void *ctx = zmq_ctx_new();
-    void *s = ctx ? zmq_socket(ctx, ZMQ_REQ) : NULL;
-    double result = -1.0;
-    if (!s || zmq_bind(s, endpoint) != 0) {
-        if (s)
-            zmq_close(s);
-        if (ctx)
-            zmq_ctx_term(ctx);
-        return -1.0;
-    }
+    zmq_endpoint(endpoint, sizeof(endpoint), pingpong ? "req" : "pull");
     zmq_arg_t arg = {endpoint, n};
     bench_child_t c;
-    if (bench_child_start(&c, zmq_rep_child, &arg) == 0) {
-        bool ok = bench_child_wait_ready(&c) == 0;
-        uint64_t t0 = bench_now_ns();
-        ok = ok && bench_child_go(&c) == 0;
-        msg64_t m;
-        for (uint64_t i = 0; ok && i < n; i++) {
-            msg64_make(&m, 2 * i);
-            ok = zmq_send(s, &m, sizeof(m), 0) == (int)sizeof(m) &&
-                 zmq_recv(s, &m, sizeof(m), 0) == (int)sizeof(m) && msg64_check(&m, 2 * i + 1);
-        }
-        uint64_t t1 = bench_now_ns();
-        if (bench_child_finish(&c, !ok) == 0 && ok)
-            result = per_op(t0, t1, n);
+    if (bench_child_start(&c, pingpong ? zmq_rep_child : zmq_push_child, &arg) < 0)
+        return -1.0;
+    void *ctx = zmq_ctx_new();
+    void *s = ctx ? zmq_parent_socket(ctx, pingpong ? ZMQ_REQ : ZMQ_PULL, endpoint) : NULL;
+    bool ok = s != NULL;
+    if (ok && pingpong)
+        ok = zmq_send_msg(s, ZMQ_WARM_UP) && zmq_recv_check(s, &c, ZMQ_WARM_UP + 1);
+    else if (ok)
+        ok = zmq_recv_check(s, &c, ZMQ_WARM_UP);
+    ok = ok && bench_child_wait_ready(&c) == 0;
+    uint64_t t0 = bench_now_ns();
+    ok = ok && bench_child_go(&c) == 0;
+    for (uint64_t i = 0; ok && i < n; i++) {
+        if (pingpong)
+            ok = zmq_send_msg(s, 2 * i) && zmq_recv_check(s, &c, 2 * i + 1);
+        else
+            ok = zmq_recv_check(s, &c, i);
     }
-    zmq_close(s);
-    zmq_ctx_term(ctx);
+    uint64_t t1 = bench_now_ns();
+    bool child_ok = bench_child_finish(&c, !ok) == 0;
+    if (s)
+        zmq_close(s);
+    if (ctx)
+        zmq_ctx_term(ctx);
     unlink(endpoint + strlen("ipc://"));
-    return result;
+    return ok && child_ok ? (double)(t1 - t0) / (double)(n ? n : 1) : -1.0;
+}
+
+static double zmq_stream(uint64_t n)
+{
+    return zmq_run(n, false);
+}
+
+static double zmq_pingpong(uint64_t n)
+{
+    return zmq_run(n, true);
 }
 #define ZMQ_RUN(fn) fn
 #define ZMQ_WHY     NULL
@@ -524,6 +567,14 @@ static void ck_wait(unsigned *spins)
         ck_pr_stall();
 }
 
+/* The parent's wait: as ck_wait(), and false once the child has died
+ * (ck_ring cannot tell), checked every CK_SPINS yields. */
+static bool ck_wait_child(unsigned *spins, bench_child_t *c)
+{
+    ck_wait(spins);
+    return *spins % (CK_SPINS * CK_SPINS) != 0 || !bench_child_exited(c);
+}
+
 static int ck_stream_child(void *arg, int go_r, int ready_w)
 {
     ck_arg_t *a = arg;
@@ -556,9 +607,9 @@ static double ck_stream(uint64_t n)
         msg64_t m;
         for (uint64_t i = 0; ok && i < n; i++) {
             unsigned spins = 0;
-            while (!ck_ring_dequeue_spsc_msg64(&shm->ring, shm->slots, &m))
-                ck_wait(&spins);
-            ok = msg64_check(&m, i);
+            while (ok && !ck_ring_dequeue_spsc_msg64(&shm->ring, shm->slots, &m))
+                ok = ck_wait_child(&spins, &c);
+            ok = ok && msg64_check(&m, i);
         }
         uint64_t t1 = bench_now_ns();
         if (bench_child_finish(&c, !ok) == 0 && ok)

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,6 +71,8 @@ int bench_child_start(bench_child_t *c, bench_child_fn fn, void *arg)
         return -1;
     }
     if (pid == 0) {
+        /* The child must not outlive a parent that died. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(go[1]);
         close(ready[0]);
         _exit(fn(arg, go[0], ready[1]) == 0 ? 0 : 1);
@@ -77,6 +80,8 @@ int bench_child_start(bench_child_t *c, bench_child_fn fn, void *arg)
     close(go[0]);
     close(ready[1]);
     c->pid = pid;
+    c->reaped = false;
+    c->status = 0;
     c->go_w = go[1];
     c->ready_r = ready[0];
     return 0;
@@ -97,16 +102,23 @@ int bench_child_go(bench_child_t *c)
 
 /* Reaps the child; 0 if it exited with status 0. With `kill_it`, it is
  * killed first (the parent's side failed). */
+bool bench_child_exited(bench_child_t *c)
+{
+    if (!c->reaped && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+        c->reaped = true;
+    return c->reaped;
+}
+
 int bench_child_finish(bench_child_t *c, bool kill_it)
 {
-    if (kill_it)
+    if (kill_it && !c->reaped)
         kill(c->pid, SIGKILL);
     close(c->go_w);
     close(c->ready_r);
-    int status;
-    while (waitpid(c->pid, &status, 0) < 0) {
+    while (!c->reaped && waitpid(c->pid, &c->status, 0) < 0) {
         if (errno != EINTR)
             return -1;
     }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+    c->reaped = true;
+    return WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0 ? 0 : -1;
 }

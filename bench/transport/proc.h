@@ -18,6 +18,8 @@ typedef struct bench_child {
     pid_t pid;
     int go_w;    /* parent -> child */
     int ready_r; /* child -> parent */
+    bool reaped; /* bench_child_exited() saw it exit */
+    int status;  /* its wait status, once reaped */
 } bench_child_t;
 
 typedef int (*bench_child_fn)(void *arg, int go_r, int ready_w);
@@ -35,6 +37,11 @@ int bench_child_start(bench_child_t *c, bench_child_fn fn, void *arg);
 int bench_child_wait_ready(bench_child_t *c);
 /* In the parent: tells the child to start. 0, or -1. */
 int bench_child_go(bench_child_t *c);
+/* In the parent, polling: true once the child has exited (it is then
+ * reaped, and bench_child_finish() reports its status). A parent loop that
+ * waits on something only the child can provide calls this now and then,
+ * so that a child that died is noticed instead of waited for forever. */
+bool bench_child_exited(bench_child_t *c);
 /* Reaps the child (killing it first with `kill_it`): 0 if it exited with
  * status 0, else -1. */
 int bench_child_finish(bench_child_t *c, bool kill_it);
