@@ -6,9 +6,12 @@
  * with it held, which serializes the sink's calls and keeps the batches in
  * the order their messages were accepted. The flusher thread sleeps on a
  * condition variable: without a deadline while the buffer is empty (idle
- * means idle), until the oldest message's deadline otherwise. A send that
- * leaves a message buffered while the flusher sleeps without a deadline
- * signals it once, so that it arms the deadline. */
+ * means idle, one deadline period after the last message), until the
+ * oldest message's deadline otherwise. A send that leaves a message
+ * buffered while the flusher sleeps without a deadline signals it once, so
+ * that it arms the deadline. The send path reads the clock only when a
+ * batch starts and when it asks the consumer (see the policy below): the
+ * flusher owns the deadline, a send only helps it. */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -116,13 +119,29 @@ static void *flusher_main(void *arg)
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
     moirai_mutex_lock(&b->lock);
     uint64_t retry_at = 0;
+    bool was_empty = false;
     while (!b->stop) {
         if (b->count == 0) {
-            b->flusher_idle = true;
-            moirai_condvar_wait(&b->wake, &b->lock);
-            b->flusher_idle = false;
+            /* Found empty: wait one more deadline period before sleeping
+             * without one. In a stream, batches go out by size and new
+             * ones start all the time; a flusher that slept without a
+             * deadline at every empty moment would need a wake (a futex
+             * call, and a thread switch on a busy CPU) per batch. This
+             * way it wakes at most once per deadline while messages flow,
+             * and sleeps for good one period after they stop. */
+            if (was_empty) {
+                b->flusher_idle = true;
+                moirai_condvar_wait(&b->wake, &b->lock);
+                b->flusher_idle = false;
+                was_empty = false;
+            } else {
+                was_empty = true;
+                moirai_condvar_timedwait(&b->wake, &b->lock,
+                                         moirai_clock_now_ns() + b->deadline_ns);
+            }
             continue;
         }
+        was_empty = false;
         uint64_t due = b->oldest_ns + b->deadline_ns;
         if (retry_at > due)
             due = retry_at;
@@ -218,14 +237,13 @@ int moirai_batch_send(moirai_batch_t *b, const void *msg, size_t len)
             return rc;
         }
     }
-    uint64_t now = moirai_clock_now_ns();
     uint32_t len32 = (uint32_t)len;
     memcpy(b->buf + b->used, &len32, sizeof(len32));
     if (len > 0)
         memcpy(b->buf + b->used + MOIRAI_BATCH_FRAME_HEADER, msg, len);
     b->used += frame;
     if (b->count++ == 0)
-        b->oldest_ns = now;
+        b->oldest_ns = moirai_clock_now_ns();
     b->stats.messages++;
     b->stats.bytes += len;
 
@@ -242,7 +260,7 @@ int moirai_batch_send(moirai_batch_t *b, const void *msg, size_t len)
         flush_locked(b, FLUSH_SIZE);
     else if (ask && b->busy && !b->busy(b->arg))
         flush_locked(b, FLUSH_IDLE);
-    else if (now - b->oldest_ns >= b->deadline_ns)
+    else if (ask && b->count > 1 && moirai_clock_now_ns() - b->oldest_ns >= b->deadline_ns)
         flush_locked(b, FLUSH_DEADLINE);
     bool wake = b->count > 0 && b->flusher_idle;
     if (wake)
