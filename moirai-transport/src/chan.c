@@ -313,7 +313,7 @@ int moirai_chan_create(moirai_chan_t **out, const moirai_chan_config_t *cfg)
     if (cap != MOIRAI_CHAN_UNBOUNDED) {
         size_t bytes;
         if (cap > MOIRAI_CHAN_CAPACITY_MAX || __builtin_mul_overflow(cap, elem, &bytes) ||
-            bytes > MOIRAI_CHAN_BUFFER_MAX)
+            (uint64_t)bytes > MOIRAI_CHAN_BUFFER_MAX)
             return -EINVAL;
     }
     moirai_chan_t *ch = moirai_calloc(1, sizeof *ch);

@@ -22,7 +22,8 @@
  * held only to copy an element and link or unlink a waiter.
  *
  * Blocking goes through core's parking layer (moirai/core/park.h): a
- * blocked fiber parks only itself, a blocked thread sleeps. Waiters are
+ * blocked fiber parks only itself, a blocked thread yields its CPU a few
+ * times, spins briefly and then sleeps. Waiters are
  * served first come, first served, and a sender that finds a receiver
  * waiting copies straight into the receiver's buffer.
  *
@@ -58,7 +59,7 @@ typedef struct moirai_chan moirai_chan_t;
 /* The largest bounded capacity, in elements; the buffer (capacity times
  * element size) must also stay below MOIRAI_CHAN_BUFFER_MAX bytes. */
 #define MOIRAI_CHAN_CAPACITY_MAX ((size_t)1 << 30)
-#define MOIRAI_CHAN_BUFFER_MAX   ((size_t)1 << 34)
+#define MOIRAI_CHAN_BUFFER_MAX   ((uint64_t)1 << 34)
 
 /* How to build a channel. Fill it with moirai_chan_config_init(); a zeroed
  * field means its default. */
@@ -94,8 +95,8 @@ typedef struct moirai_chan_stats {
 
 /* The direction of a select case or arm. */
 typedef enum moirai_chan_dir {
-    MOIRAI_CHAN_SEND = 1,
-    MOIRAI_CHAN_RECV = 2,
+    MOIRAI_CHAN_SEND = 1, /* send an element into the channel */
+    MOIRAI_CHAN_RECV = 2, /* receive an element from the channel */
 } moirai_chan_dir_t;
 
 /* One case of moirai_chan_select(). */
@@ -131,8 +132,9 @@ MOIRAI_TRANSPORT_API int moirai_chan_create(moirai_chan_t **out, const moirai_ch
 /* Frees the channel and any elements still buffered (they are dropped as
  * bytes: pointers in them are not freed). NULL is ignored. Never blocks.
  * Returns 0, or -EBUSY when a sender or receiver is blocked on it (nothing
- * is freed then). No other call on the channel may run concurrently or
- * follow. */
+ * is freed then). Calls that have returned, including those a send or
+ * close completed, are done with the channel; no call may start
+ * concurrently with or after a successful destroy. */
 MOIRAI_TRANSPORT_API int moirai_chan_destroy(moirai_chan_t *ch);
 
 /* The element size, in bytes. Never blocks; thread-safe. 0 for NULL. */
@@ -155,7 +157,7 @@ MOIRAI_TRANSPORT_API int moirai_chan_send_timed(moirai_chan_t *ch, uint64_t dead
 
 /* As moirai_chan_send() without waiting: -EAGAIN when it would wait (a
  * full bounded channel; a rendezvous channel with no receiver waiting).
- * Never blocks. */
+ * Never waits for room or a peer (only, briefly, for the internal lock). */
 MOIRAI_TRANSPORT_API int moirai_chan_try_send(moirai_chan_t *ch, const void *elem);
 
 /* Receives the oldest element into `elem` (elem_size bytes; NULL drops
@@ -170,7 +172,8 @@ MOIRAI_TRANSPORT_API int moirai_chan_recv(moirai_chan_t *ch, void *elem);
 MOIRAI_TRANSPORT_API int moirai_chan_recv_timed(moirai_chan_t *ch, uint64_t deadline, void *elem);
 
 /* As moirai_chan_recv() without waiting: -EAGAIN when empty and open (on
- * a rendezvous channel: no sender waiting). Never blocks. */
+ * a rendezvous channel: no sender waiting). Never waits for an element
+ * or a peer (only, briefly, for the internal lock). */
 MOIRAI_TRANSPORT_API int moirai_chan_try_recv(moirai_chan_t *ch, void *elem);
 
 /* Closes the channel (see the header comment) and wakes every blocked
@@ -219,7 +222,7 @@ MOIRAI_TRANSPORT_API int moirai_chan_select_timed(uint64_t deadline, moirai_chan
                                                   size_t n);
 
 /* As moirai_chan_select() without waiting: -EAGAIN when no case is ready.
- * Never blocks. */
+ * Never waits for a case (only, briefly, for the channels' locks). */
 MOIRAI_TRANSPORT_API int moirai_chan_try_select(moirai_chan_case_t *cases, size_t n);
 
 /* Fills `*arm` with a MOIRAI_SELECT_WORD arm of moirai-async's select
