@@ -422,15 +422,15 @@ static int endpoint(moirai_chan_t *ch, bool senders, int delta)
     wake_t wk = {0};
     int rc = 0;
     moirai_mutex_lock(&ch->lock);
-    uint32_t *n = senders ? &ch->nsenders : &ch->nreceivers;
+    uint64_t *n = senders ? &ch->nsenders : &ch->nreceivers;
     bool close_at_zero = senders ? ch->close_on_last_sender : ch->close_on_last_receiver;
-    if (delta > 0 && *n == UINT32_MAX)
+    if (delta < 0 && *n == 0) {
         rc = -EINVAL;
-    else if (delta < 0 && *n == 0)
-        rc = -EINVAL;
-    else {
-        *n = (uint32_t)((int64_t)*n + delta);
-        if (delta < 0 && *n == 0 && close_at_zero && !is_closed_locked(ch))
+    } else if (delta > 0) {
+        (*n)++;
+    } else {
+        (*n)--;
+        if (*n == 0 && close_at_zero && !is_closed_locked(ch))
             close_locked(ch, &wk);
     }
     moirai_mutex_unlock(&ch->lock);

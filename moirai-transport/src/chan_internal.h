@@ -55,7 +55,7 @@ struct moirai_chan {
     chan_waitq_t receivers; /* blocked receivers (empty buffer) */
     bool oneshot, close_on_last_sender, close_on_last_receiver;
     bool oneshot_sent;
-    uint32_t nsenders, nreceivers; /* endpoint counts, under the lock */
+    uint64_t nsenders, nreceivers; /* endpoint counts, under the lock (never overflow) */
     _Atomic bool closed;           /* written under the lock, read anywhere */
     /* Select words, one per direction: bit 0 says "a select may be
      * watching" (set by moirai_chan_select_arm()), the other bits count

@@ -189,9 +189,9 @@ MOIRAI_TRANSPORT_API bool moirai_chan_is_closed(const moirai_chan_t *ch);
 /* Count senders and receivers, so that the last one leaving can close the
  * channel (config close_on_last_sender / close_on_last_receiver). Counts
  * start at 0; each user adds itself before use and drops itself when done.
- * Never block; thread-safe. add returns 0 or -EINVAL (NULL, or the count
- * would overflow); drop returns 0 or -EINVAL (NULL, or the count is
- * already 0). A drop that closes the channel wakes everyone blocked on it
+ * Never block; thread-safe. add returns 0 or -EINVAL (NULL; the counts
+ * are 64-bit and do not overflow); drop returns 0 or -EINVAL (NULL, or
+ * the count is already 0). A drop that closes the channel wakes everyone blocked on it
  * and, like close, happens before the -EPIPE it causes. */
 MOIRAI_TRANSPORT_API int moirai_chan_sender_add(moirai_chan_t *ch);
 MOIRAI_TRANSPORT_API int moirai_chan_sender_drop(moirai_chan_t *ch);
