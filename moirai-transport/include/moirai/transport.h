@@ -4,6 +4,7 @@
 #ifndef MOIRAI_TRANSPORT_H
 #define MOIRAI_TRANSPORT_H
 
+#include <moirai/transport/ring.h>
 #include <moirai/transport/version.h>
 
 #endif
