@@ -74,6 +74,11 @@ static void write_skip(moirai_shm_ring_t *r, uint64_t pos, uint64_t rec)
 static int try_take(moirai_shm_ring_t *r, uint64_t rec)
 {
     struct ring_shared *sh = r->sh;
+    /* The tail last seen behind the head: a legitimate head passes a
+     * tail only after the tail moved on, so seeing the same tail behind
+     * the head twice means the head is garbage (and retrying would spin
+     * forever on a static lie). */
+    uint64_t stale_tail = UINT64_MAX;
     for (;;) {
         uint64_t tail;
         if (r->mpsc) {
@@ -93,8 +98,12 @@ static int try_take(moirai_shm_ring_t *r, uint64_t rec)
         uint64_t head = r->other;
         if (head > tail || tail - head + need > r->size) {
             int rc = load_head(r, tail, &head);
-            if (rc == 1)
+            if (rc == 1) {
+                if (tail == stale_tail)
+                    return -EPROTO;
+                stale_tail = tail;
                 continue;
+            }
             if (rc < 0)
                 return rc;
             if (head < r->other && !r->mpsc)

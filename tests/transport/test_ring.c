@@ -584,8 +584,9 @@ static void hostile_head(uint64_t head)
     struct ring_shared *sh = map_raw(fd, 4096);
     close(fd);
     void *buf;
+    static const char kilo[1000];
     for (int i = 0; i < 3; i++)
-        send_bytes(p, "0123456789abcdef0123456789abcdef", 1000);
+        send_bytes(p, kilo, sizeof(kilo));
     atomic_store(&sh->head, head);
     cr_assert_eq(moirai_shm_ring_try_reserve(p, 2000, &buf), -EPROTO);
     cr_assert_eq(moirai_shm_ring_try_reserve(p, 1, &buf), -EPROTO, "sticky");
