@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include <moirai/core/clock.h>
-#include <moirai/core/spin.h>
 #include <moirai/transport/ring.h>
 
 #include "ring_internal.h"
@@ -119,8 +118,9 @@ static int try_take(moirai_shm_ring_t *r)
 static int producers_gone(moirai_shm_ring_t *r)
 {
     bool alive = false, dead = false, seen = false;
+    bool probe = moirai__ring_should_probe(r);
     for (uint32_t i = 0; i < r->max_producers; i++) {
-        switch (moirai__ring_peer(&r->sh->producers[i], &r->watch[i])) {
+        switch (moirai__ring_peer(&r->sh->producers[i], &r->watch[i], probe)) {
         case RING_PEER_ABSENT:
             break;
         case RING_PEER_ALIVE:
@@ -174,6 +174,7 @@ static int peek(moirai_shm_ring_t *r, uint64_t deadline, bool try_only, void **b
     int rc = 0;
     if (!r->pending) {
         bool blocked = false;
+        uint64_t spin_start = 0;
         for (int spins = 0;; spins++) {
             rc = try_take(r);
             if (rc != -EAGAIN)
@@ -182,10 +183,8 @@ static int peek(moirai_shm_ring_t *r, uint64_t deadline, bool try_only, void **b
                 blocked = true;
                 r->stats.blocked++;
             }
-            if (!try_only && spins < RING_SPINS) {
-                moirai_cpu_relax();
+            if (!try_only && ring_keep_spinning(spins, &spin_start))
                 continue;
-            }
             rc = check_gone(r);
             if (rc != 0)
                 break;

@@ -7,7 +7,6 @@
 #include <stdatomic.h>
 
 #include <moirai/core/clock.h>
-#include <moirai/core/spin.h>
 #include <moirai/transport/ring.h>
 
 #include "ring_internal.h"
@@ -150,6 +149,7 @@ static int reserve(moirai_shm_ring_t *r, uint64_t deadline, bool try_only, size_
     struct ring_shared *sh = r->sh;
     uint64_t rec = ring_rec_size(len);
     bool blocked = false;
+    uint64_t spin_start = 0;
     for (int spins = 0;; spins++) {
         /* A consumer that detached will never make room nor read. */
         uint32_t st = atomic_load_explicit(&sh->consumer.state, memory_order_acquire);
@@ -166,11 +166,10 @@ static int reserve(moirai_shm_ring_t *r, uint64_t deadline, bool try_only, size_
             blocked = true;
             r->stats.blocked++;
         }
-        if (!try_only && spins < RING_SPINS) {
-            moirai_cpu_relax();
+        if (!try_only && ring_keep_spinning(spins, &spin_start))
             continue;
-        }
-        enum ring_peer cons = moirai__ring_peer(&sh->consumer, &r->watch[0]);
+        enum ring_peer cons =
+            moirai__ring_peer(&sh->consumer, &r->watch[0], moirai__ring_should_probe(r));
         if (cons == RING_PEER_DEAD)
             return -ECONNRESET;
         if (cons == RING_PEER_GONE)

@@ -52,6 +52,7 @@ static bool exited(struct ring_watch *w, uint32_t pid)
         if (w->fd >= 0)
             close(w->fd);
         w->pid = pid;
+        w->dead = false;
         w->fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
         if (w->fd < 0 && errno == ESRCH)
             return true;
@@ -67,7 +68,7 @@ static bool exited(struct ring_watch *w, uint32_t pid)
     return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-enum ring_peer moirai__ring_peer(struct ring_slot *slot, struct ring_watch *w)
+enum ring_peer moirai__ring_peer(struct ring_slot *slot, struct ring_watch *w, bool probe)
 {
     /* Acquire: a DETACHED state comes with everything the peer did
      * before detaching (its last commits or releases). */
@@ -87,7 +88,21 @@ enum ring_peer moirai__ring_peer(struct ring_slot *slot, struct ring_watch *w)
         return RING_PEER_ALIVE; /* between claiming the slot and writing its pid */
     if (pid > RING_PID_MAX)
         return RING_PEER_BAD;
-    return exited(w, pid) ? RING_PEER_DEAD : RING_PEER_ALIVE;
+    if (w->pid == pid && w->dead)
+        return RING_PEER_DEAD;
+    if (!probe)
+        return RING_PEER_ALIVE;
+    w->dead = exited(w, pid);
+    return w->dead ? RING_PEER_DEAD : RING_PEER_ALIVE;
+}
+
+bool moirai__ring_should_probe(moirai_shm_ring_t *r)
+{
+    uint64_t now = moirai_clock_now_ns();
+    if (r->last_probe != 0 && now - r->last_probe < RING_SLICE_NS)
+        return false;
+    r->last_probe = now;
+    return true;
 }
 
 void moirai__ring_unwatch(moirai_shm_ring_t *r)
@@ -97,5 +112,6 @@ void moirai__ring_unwatch(moirai_shm_ring_t *r)
             close(r->watch[i].fd);
         r->watch[i].fd = -1;
         r->watch[i].pid = 0;
+        r->watch[i].dead = false;
     }
 }
