@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -441,6 +443,75 @@ Test(transport_ring_proc, blocked_producer_sleeps, .timeout = 60)
     cr_assert_eq(len, 8);
     cr_assert_eq(moirai_shm_ring_release(c), 0);
     cr_assert_eq(moirai_shm_ring_peek(c, &buf, &len), -EPIPE);
+    expect_exit0(pid);
+    moirai_shm_ring_detach(c);
+}
+
+/* The memfd handed to an unrelated-looking process over a Unix socket
+ * (SCM_RIGHTS): the child closes the fd it inherited and attaches only
+ * the one it received. */
+Test(transport_ring_proc, fd_passed_with_scm_rights, .timeout = 60)
+{
+    uint64_t n = 10000;
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int fd = make(1 << 14, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fd);
+        close(sv[0]);
+        char byte;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } ctl;
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = ctl.buf,
+                             .msg_controllen = sizeof(ctl.buf)};
+        if (recvmsg(sv[1], &msg, 0) != 1)
+            _exit(20);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        if (cm == NULL || cm->cmsg_type != SCM_RIGHTS)
+            _exit(21);
+        int got;
+        memcpy(&got, CMSG_DATA(cm), sizeof(got));
+        moirai_shm_ring_t *r = NULL;
+        if (moirai_shm_ring_attach(&r, got, MOIRAI_SHM_RING_PRODUCER) != 0)
+            _exit(22);
+        close(got);
+        for (uint64_t i = 0; i < n; i++)
+            if (msg_send(r, 0, i) != 0)
+                _exit(23);
+        moirai_shm_ring_detach(r);
+        _exit(0);
+    }
+    close(sv[1]);
+    moirai_shm_ring_t *c = NULL;
+    cr_assert_eq(moirai_shm_ring_attach(&c, fd, MOIRAI_SHM_RING_CONSUMER), 0);
+    char byte = 'r';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct msghdr msg = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(fd));
+    cr_assert_eq(sendmsg(sv[0], &msg, 0), 1);
+    close(fd);
+    close(sv[0]);
+    consume_all(c, 1, n, -EPIPE);
     expect_exit0(pid);
     moirai_shm_ring_detach(c);
 }
