@@ -5,6 +5,7 @@
 #define MOIRAI_TRANSPORT_H
 
 #include <moirai/transport/chan.h>
+#include <moirai/transport/ring.h>
 #include <moirai/transport/version.h>
 
 #endif
