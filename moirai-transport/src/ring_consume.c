@@ -204,7 +204,10 @@ static int peek(moirai_shm_ring_t *r, uint64_t deadline, bool try_only, void **b
             rc = try_take(r);
             if (rc != -EAGAIN)
                 break;
-            moirai__ring_wait_futex(&sh->data_seq, seq, deadline);
+            if (moirai__ring_wait_futex(&sh->data_seq, seq, deadline) != 0) {
+                rc = -ECANCELED;
+                break;
+            }
             r->stats.sleeps++;
         }
     }

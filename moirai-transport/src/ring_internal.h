@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/async/fiber.h>
 #include <moirai/core/clock.h>
 #include <moirai/transport/ring.h>
 
@@ -69,8 +70,10 @@ int moirai__ring_attach_mapped(moirai_shm_ring_t **out, void *base, size_t map_s
 
 /* Sleeps on the shared futex word `word` while it holds `expected`, at
  * most until `deadline` and at most one liveness slice. Process-shared
- * (no FUTEX_PRIVATE_FLAG). */
-void moirai__ring_wait_futex(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline);
+ * (no FUTEX_PRIVATE_FLAG). A fiber does not sleep its worker: the futex
+ * wait runs on the scheduler's blocking pool while the fiber parks.
+ * Returns 0, or -ECANCELED when the calling fiber's task is cancelled. */
+int moirai__ring_wait_futex(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline);
 
 /* Wakes every process sleeping on `word`. */
 void moirai__ring_wake_futex(_Atomic uint32_t *word);
@@ -123,7 +126,11 @@ static inline bool ring_keep_spinning(int spins, uint64_t *start)
         *start = now;
     else if (now - *start >= RING_SPIN_NS)
         return false;
-    sched_yield();
+    /* A fiber yields itself, never its worker thread. */
+    if (moirai_fiber_current() != NULL)
+        moirai_fiber_yield();
+    else
+        sched_yield();
     return true;
 }
 

@@ -194,7 +194,8 @@ static int reserve(moirai_shm_ring_t *r, uint64_t deadline, bool try_only, size_
             r->broken = true;
             return rc;
         }
-        moirai__ring_wait_futex(&sh->space_seq, seq, deadline);
+        if (moirai__ring_wait_futex(&sh->space_seq, seq, deadline) != 0)
+            return -ECANCELED;
         r->stats.sleeps++;
     }
     r->pending = true;

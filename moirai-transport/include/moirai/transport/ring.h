@@ -12,7 +12,11 @@
  * commits it; the consumer peeks at the oldest message in place, then
  * releases it. A handle has at most one reservation (or one peeked
  * message) outstanding. Waiting functions sleep on a futex in the shared
- * page after a short spin, so a waiting process uses no CPU.
+ * page after a short spin, so a waiting process uses no CPU. Called from
+ * a moirai-async fiber they park the fiber, never its worker: the futex
+ * sleep runs on the scheduler's blocking pool (one thread per waiting
+ * fiber, one hop per wake-up), and a cancellation of the fiber's task
+ * ends the wait with -ECANCELED.
  *
  * The other process is not trusted. The consumer validates every index
  * and length it reads from the shared page before using it, and the
@@ -143,7 +147,8 @@ MOIRAI_TRANSPORT_API void moirai_shm_ring_detach(moirai_shm_ring_t *ring);
  * already outstanding), -EMSGSIZE (`len` larger than the ring's size
  * minus 8), -EPIPE (the consumer detached), -ECONNRESET (the consumer
  * died while this waited), -EPROTO (the consumer wrote an impossible
- * index). On error `*buf` is untouched and nothing is reserved. */
+ * index), -ECANCELED (a fiber whose task was cancelled). On error `*buf`
+ * is untouched and nothing is reserved. */
 MOIRAI_TRANSPORT_API int moirai_shm_ring_reserve(moirai_shm_ring_t *ring, size_t len, void **buf);
 
 /* As moirai_shm_ring_reserve() but never blocks: -EAGAIN when the ring
@@ -169,8 +174,9 @@ MOIRAI_TRANSPORT_API int moirai_shm_ring_commit(moirai_shm_ring_t *ring);
  * detached and the ring is drained), -ECONNRESET (a producer died and
  * nothing committed is left before the point it stopped), -EPROTO (a
  * peer wrote an impossible index, record header or length; the handle is
- * unusable from then on: every call returns -EPROTO). Peeking again
- * before release returns the same message. */
+ * unusable from then on: every call returns -EPROTO), -ECANCELED (a fiber
+ * whose task was cancelled). Peeking again before release returns the
+ * same message. */
 MOIRAI_TRANSPORT_API int moirai_shm_ring_peek(moirai_shm_ring_t *ring, void **buf, size_t *len);
 
 /* As moirai_shm_ring_peek() but never blocks: -EAGAIN when empty. */
