@@ -47,6 +47,10 @@ packages=(
     libomp-14-dev
     clang
     g++
+    # The shared-memory ring's fuzz target (tests/transport/fuzz):
+    # libFuzzer is in compiler-rt.
+    clang-14
+    libclang-rt-14-dev
     librust-rayon-dev
     cargo
     # The API reference and its check (scripts/api-docs.sh).

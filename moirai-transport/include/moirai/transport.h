@@ -5,6 +5,8 @@
 #define MOIRAI_TRANSPORT_H
 
 #include <moirai/transport/batch.h>
+#include <moirai/transport/chan.h>
+#include <moirai/transport/ring.h>
 #include <moirai/transport/version.h>
 
 #endif
