@@ -320,7 +320,7 @@ static void *queue_consumer_main(void *arg)
 /* Runs `n` sends through a batcher over a queue consumer; returns the
  * batcher's statistics. */
 static moirai_batch_stats_t run_queue(recorder_t *r, long consumer_sleep_us, long sender_gap_us,
-                                      unsigned n)
+                                      unsigned n, uint64_t deadline_ns)
 {
     queue_consumer_t q;
     memset(&q, 0, sizeof(q));
@@ -337,7 +337,7 @@ static moirai_batch_stats_t run_queue(recorder_t *r, long consumer_sleep_us, lon
     cfg.busy = queue_busy;
     cfg.arg = &q;
     cfg.max_bytes = r->max_bytes;
-    cfg.deadline_ns = 200000; /* 200 us */
+    cfg.deadline_ns = deadline_ns;
     moirai_batch_t *b;
     cr_assert_eq(moirai_batch_create(&b, &cfg), 0);
     for (unsigned i = 0; i < n; i++) {
@@ -368,7 +368,7 @@ Test(batch, batches_grow_under_load, .timeout = 60)
     recorder_t r;
     recorder_init(&r, 1024, 0);
     unsigned n = scale(20000);
-    moirai_batch_stats_t s = run_queue(&r, 200, 0, n);
+    moirai_batch_stats_t s = run_queue(&r, 200, 0, n, 200000);
     cr_assert_eq(r.problems, 0);
     cr_assert_eq(s.sent_messages, n, "nothing lost");
     /* A consumer that sleeps 200 us per batch cannot take 20 000 single
@@ -384,9 +384,11 @@ Test(batch, fast_consumer_mostly_single, .timeout = 60)
     recorder_t r;
     recorder_init(&r, 1024, 0);
     /* The sender pauses 1 ms between messages; a consumer that takes each
-     * batch at once has drained the queue long before the next send. */
+     * batch at once has drained the queue long before the next send. The
+     * deadline is the longest allowed, so only the idle-consumer rule can
+     * send a message on its own. */
     unsigned n = 100;
-    moirai_batch_stats_t s = run_queue(&r, 0, 1000, n);
+    moirai_batch_stats_t s = run_queue(&r, 0, 1000, n, MOIRAI_BATCH_MAX_DEADLINE_NS);
     cr_assert_eq(r.problems, 0);
     cr_assert_eq(s.sent_messages, n);
     cr_assert_gt(2 * s.flush_idle, s.batches, "most batches are single messages (%llu of %llu)",
