@@ -9,8 +9,9 @@
  * (moirai/transport/ring.h, SPSC, 1 MiB) when it is in this tree, and a
  * Unix-domain stream socket otherwise (then the parent reads the stream in
  * chunks of up to 64 KiB).
- *   "moirai"    moirai_batch_send() per message, default bounds (4096
- *               bytes, 100 us), the flusher thread on. The sink copies the
+ *   "moirai"    moirai_batch_send() per message from one thread, with
+ *               cfg.single_sender (sends take no lock), default bounds
+ *               (4096 bytes, 100 us), the flusher thread on. The sink copies the
  *               batch into one ring record (reserve, copy, commit), or
  *               writes it with one write(2). The busy callback: on the
  *               ring, whether the parent has released every batch sunk so
@@ -124,6 +125,7 @@ static int ring_child(void *arg, int go_r, int ready_w)
     cfg.sink = ring_sink;
     cfg.busy = ring_busy;
     cfg.arg = a;
+    cfg.single_sender = true; /* one sending thread: the lock-free path */
     moirai_batch_t *b;
     err = moirai_batch_create(&b, &cfg);
     if (err != 0) {
@@ -273,6 +275,7 @@ static int socket_child(void *arg, int go_r, int ready_w)
     cfg.sink = socket_sink;
     cfg.busy = socket_busy;
     cfg.arg = &a->fd;
+    cfg.single_sender = true; /* one sending thread: the lock-free path */
     moirai_batch_t *b;
     int err = moirai_batch_create(&b, &cfg);
     if (err != 0) {

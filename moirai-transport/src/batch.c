@@ -11,11 +11,31 @@
  * buffered while the flusher sleeps without a deadline signals it once, so
  * that it arms the deadline. The send path reads the clock only when a
  * batch starts and when it asks the consumer (see the policy below): the
- * flusher owns the deadline, a send only helps it. */
+ * flusher owns the deadline, a send only helps it.
+ *
+ * The single-sender fast path (cfg.single_sender): the one sending thread
+ * owns the buffer without taking the lock, in the manner of an asymmetric
+ * Dekker lock. It marks itself `active`, then checks `revoked`; another
+ * thread that needs the buffer (the flusher, flush, poll, stats) takes the
+ * lock, sets `revoked`, runs membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED),
+ * which makes every thread of the process pass a full memory barrier, and
+ * waits until `active` is clear. After the barrier either the sender saw
+ * `revoked` (and takes the lock instead) or the revoker sees `active`
+ * (and waits for the sender to leave): the expensive barrier is paid by
+ * the rare revoker, at most once per deadline period, and the sender pays
+ * two plain stores and a load per message instead of a lock and an
+ * unlock. While the flusher sleeps without a deadline, `revoked` stays set,
+ * so that the send that starts a batch takes the lock and can wake it. */
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
@@ -47,7 +67,11 @@ struct moirai_batch {
     uint64_t oldest_ns; /* when the first buffered message was accepted */
 
     bool has_flusher;
-    bool flusher_idle; /* sleeping without a deadline */
+    bool flusher_idle; /* sleeping without a deadline (under the lock) */
+    bool fast;         /* the single-sender fast path is on */
+    /* The fast path's two words (see the top of this file). */
+    _Atomic uint32_t active;  /* the sender is in its fast path */
+    _Atomic uint32_t revoked; /* the fast path is closed */
     bool stop;
     pthread_t flusher;
 
@@ -68,8 +92,9 @@ static unsigned hist_bucket(uint32_t n)
     return i < MOIRAI_BATCH_HIST_BUCKETS ? i : MOIRAI_BATCH_HIST_BUCKETS - 1;
 }
 
-/* Hands the buffer to the sink; the lock is held. On the sink's error the
- * batch stays as it was. */
+/* Hands the buffer to the sink. The caller owns the buffer: it holds the
+ * lock (and has revoked the fast path), or it is the single sender in its
+ * fast path. On the sink's error the batch stays as it was. */
 static int flush_locked(moirai_batch_t *b, flush_reason_t why)
 {
     if (b->count == 0)
@@ -108,6 +133,41 @@ static int flush_locked(moirai_batch_t *b, flush_reason_t why)
     return 0;
 }
 
+/* Closes the single sender's fast path and waits until the sender is out
+ * of it; the lock is held. Then the caller owns the buffer. */
+static void fast_close(moirai_batch_t *b)
+{
+    if (!b->fast)
+        return;
+    /* Relaxed: the membarrier below orders it before the load of
+     * `active`, and before any later load of it by the sender. */
+    atomic_store_explicit(&b->revoked, 1, memory_order_relaxed);
+    syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+    /* Acquire: pairs with the sender's release of `active`, so that its
+     * writes to the buffer and the statistics are visible here. The sender
+     * may be in the sink, which can block: yield, then sleep briefly. */
+    for (unsigned spins = 0; atomic_load_explicit(&b->active, memory_order_acquire); spins++) {
+        if (spins < 64) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* Reopens the fast path, unless the flusher sleeps without a deadline
+ * (then the send that starts a batch must take the lock to wake it); the
+ * lock is held. */
+static void fast_reopen(moirai_batch_t *b)
+{
+    if (b->fast) {
+        /* Release: the sender's acquire of `revoked` sees what the caller
+         * did to the buffer. */
+        atomic_store_explicit(&b->revoked, b->flusher_idle ? 1u : 0u, memory_order_release);
+    }
+}
+
 /* The flusher thread: sends a batch when its oldest message reaches the
  * deadline. After a sink error it retries one deadline later, so that a
  * failing sink is not called in a loop. */
@@ -121,6 +181,7 @@ static void *flusher_main(void *arg)
     uint64_t retry_at = 0;
     bool was_empty = false;
     while (!b->stop) {
+        fast_close(b);
         if (b->count == 0) {
             /* Found empty: wait one more deadline period before sleeping
              * without one. In a stream, batches go out by size and new
@@ -131,11 +192,13 @@ static void *flusher_main(void *arg)
              * and sleeps for good one period after they stop. */
             if (was_empty) {
                 b->flusher_idle = true;
+                fast_reopen(b);
                 moirai_condvar_wait(&b->wake, &b->lock);
                 b->flusher_idle = false;
                 was_empty = false;
             } else {
                 was_empty = true;
+                fast_reopen(b);
                 moirai_condvar_timedwait(&b->wake, &b->lock,
                                          moirai_clock_now_ns() + b->deadline_ns);
             }
@@ -151,8 +214,10 @@ static void *flusher_main(void *arg)
                 retry_at = moirai_clock_now_ns() + b->deadline_ns;
             continue;
         }
+        fast_reopen(b);
         moirai_condvar_timedwait(&b->wake, &b->lock, due);
     }
+    fast_reopen(b);
     moirai_mutex_unlock(&b->lock);
     return NULL;
 }
@@ -183,6 +248,13 @@ int moirai_batch_create(moirai_batch_t **out, const moirai_batch_config_t *cfg)
     b->max_bytes = max_bytes;
     b->max_messages = cfg->max_messages ? cfg->max_messages : UINT32_MAX;
     b->deadline_ns = deadline;
+    /* The fast path needs the expedited membarrier (Linux 4.14); without
+     * it the single sender takes the lock like any sender. Registering
+     * is idempotent and cheap. */
+    b->fast = cfg->single_sender &&
+              syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    atomic_init(&b->active, 0);
+    atomic_init(&b->revoked, 0);
     if (!cfg->manual_deadline) {
         if (pthread_create(&b->flusher, NULL, flusher_main, b) != 0) {
             moirai_condvar_destroy(&b->wake);
@@ -209,8 +281,10 @@ int moirai_batch_destroy(moirai_batch_t *b)
         pthread_join(b->flusher, NULL);
     }
     /* No other thread uses `b` now; the lock keeps the sink's view the
-     * same as in every other flush. */
+     * same as in every other flush, and revoking makes the sender's last
+     * fast-path writes visible. */
     moirai_mutex_lock(&b->lock);
+    fast_close(b);
     int rc = flush_locked(b, FLUSH_EXPLICIT);
     moirai_mutex_unlock(&b->lock);
     moirai_condvar_destroy(&b->wake);
@@ -220,22 +294,17 @@ int moirai_batch_destroy(moirai_batch_t *b)
     return rc;
 }
 
-int moirai_batch_send(moirai_batch_t *b, const void *msg, size_t len)
+/* Accepts a message into the buffer and applies the policy; the caller
+ * owns the buffer (see flush_locked). Returns 0 or the error of the flush
+ * that had to make room. */
+static int send_owned(moirai_batch_t *b, const void *msg, size_t len)
 {
-    if (!b || (!msg && len > 0))
-        return -EINVAL;
-    if (len > b->max_bytes - MOIRAI_BATCH_FRAME_HEADER || len > UINT32_MAX)
-        return -EMSGSIZE;
     size_t frame = MOIRAI_BATCH_FRAME_HEADER + len;
-
-    moirai_mutex_lock(&b->lock);
     /* Room first: the batch already buffered goes out whole, by size. */
     if (b->used + frame > b->max_bytes) {
         int rc = flush_locked(b, FLUSH_SIZE);
-        if (rc < 0) {
-            moirai_mutex_unlock(&b->lock);
+        if (rc < 0)
             return rc;
-        }
     }
     uint32_t len32 = (uint32_t)len;
     memcpy(b->buf + b->used, &len32, sizeof(len32));
@@ -262,13 +331,43 @@ int moirai_batch_send(moirai_batch_t *b, const void *msg, size_t len)
         flush_locked(b, FLUSH_IDLE);
     else if (ask && b->count > 1 && moirai_clock_now_ns() - b->oldest_ns >= b->deadline_ns)
         flush_locked(b, FLUSH_DEADLINE);
+    return 0;
+}
+
+int moirai_batch_send(moirai_batch_t *b, const void *msg, size_t len)
+{
+    if (!b || (!msg && len > 0))
+        return -EINVAL;
+    if (len > b->max_bytes - MOIRAI_BATCH_FRAME_HEADER || len > UINT32_MAX)
+        return -EMSGSIZE;
+
+    if (b->fast) {
+        /* Relaxed, then a compiler barrier: the revoker's membarrier
+         * supplies the store-load ordering between `active` and
+         * `revoked` (see the top of this file). */
+        atomic_store_explicit(&b->active, 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+        /* Acquire: pairs with fast_reopen()'s release. */
+        if (!atomic_load_explicit(&b->revoked, memory_order_acquire)) {
+            int rc = send_owned(b, msg, len);
+            /* Release: a revoker's acquire of `active` sees the buffer. */
+            atomic_store_explicit(&b->active, 0, memory_order_release);
+            return rc;
+        }
+        atomic_store_explicit(&b->active, 0, memory_order_release);
+    }
+
+    moirai_mutex_lock(&b->lock);
+    int rc = send_owned(b, msg, len);
     bool wake = b->count > 0 && b->flusher_idle;
-    if (wake)
+    if (wake) {
         b->flusher_idle = false; /* one signal is enough */
+        fast_reopen(b);             /* the flusher is on its way */
+    }
     moirai_mutex_unlock(&b->lock);
     if (wake)
         moirai_condvar_signal(&b->wake);
-    return 0;
+    return rc;
 }
 
 int moirai_batch_flush(moirai_batch_t *b)
@@ -276,7 +375,9 @@ int moirai_batch_flush(moirai_batch_t *b)
     if (!b)
         return -EINVAL;
     moirai_mutex_lock(&b->lock);
+    fast_close(b);
     int rc = flush_locked(b, FLUSH_EXPLICIT);
+    fast_reopen(b);
     moirai_mutex_unlock(&b->lock);
     return rc;
 }
@@ -287,10 +388,12 @@ int moirai_batch_poll(moirai_batch_t *b, uint64_t *next)
         return -EINVAL;
     int rc = 0;
     moirai_mutex_lock(&b->lock);
+    fast_close(b);
     if (b->count > 0 && moirai_clock_now_ns() - b->oldest_ns >= b->deadline_ns)
         rc = flush_locked(b, FLUSH_DEADLINE);
     if (next)
         *next = b->count > 0 ? b->oldest_ns + b->deadline_ns : MOIRAI_DEADLINE_NEVER;
+    fast_reopen(b);
     moirai_mutex_unlock(&b->lock);
     return rc;
 }
@@ -300,7 +403,9 @@ int moirai_batch_stats(moirai_batch_t *b, moirai_batch_stats_t *out)
     if (!b || !out)
         return -EINVAL;
     moirai_mutex_lock(&b->lock);
+    fast_close(b);
     *out = b->stats;
+    fast_reopen(b);
     moirai_mutex_unlock(&b->lock);
     return 0;
 }

@@ -147,11 +147,16 @@ static int send_msg(moirai_batch_t *b, uint32_t sender, uint32_t seq, size_t ext
     return moirai_batch_send(b, buf, sizeof(msg) + extra);
 }
 
+/* Set by the single-sender tests: make() then builds batchers with
+ * cfg.single_sender (the lock-free send path). */
+static bool single_sender;
+
 static moirai_batch_t *make(recorder_t *r, size_t max_bytes, uint32_t max_messages,
                             uint64_t deadline_ns, bool manual, bool with_busy)
 {
     moirai_batch_config_t cfg;
     moirai_batch_config_init(&cfg);
+    cfg.single_sender = single_sender;
     cfg.sink = record_sink;
     cfg.busy = with_busy ? record_busy : NULL;
     cfg.arg = r;
@@ -169,7 +174,7 @@ static moirai_batch_t *make(recorder_t *r, size_t max_bytes, uint32_t max_messag
 
 /* ---- the policy ---- */
 
-Test(batch, fast_consumer_gets_single_messages, .timeout = 20)
+static void fast_consumer_gets_single_messages_body(void)
 {
     recorder_t r;
     recorder_init(&r, 4096, 0);
@@ -192,7 +197,18 @@ Test(batch, fast_consumer_gets_single_messages, .timeout = 20)
     recorder_fini(&r);
 }
 
-Test(batch, slow_consumer_gets_full_batches, .timeout = 20)
+Test(batch, fast_consumer_gets_single_messages, .timeout = 20)
+{
+    fast_consumer_gets_single_messages_body();
+}
+
+Test(batch, fast_consumer_gets_single_messages_single_sender, .timeout = 20)
+{
+    single_sender = true;
+    fast_consumer_gets_single_messages_body();
+}
+
+static void slow_consumer_gets_full_batches_body(void)
 {
     /* 10 frames fit in 10 * FRAME bytes. */
     recorder_t r;
@@ -217,6 +233,17 @@ Test(batch, slow_consumer_gets_full_batches, .timeout = 20)
     cr_assert_eq(r.messages, 1001);
     cr_assert_eq(r.problems, 0);
     recorder_fini(&r);
+}
+
+Test(batch, slow_consumer_gets_full_batches, .timeout = 20)
+{
+    slow_consumer_gets_full_batches_body();
+}
+
+Test(batch, slow_consumer_gets_full_batches_single_sender, .timeout = 20)
+{
+    single_sender = true;
+    slow_consumer_gets_full_batches_body();
 }
 
 Test(batch, message_count_bound, .timeout = 20)
@@ -398,7 +425,7 @@ Test(batch, fast_consumer_mostly_single, .timeout = 60)
 
 /* ---- the deadline ---- */
 
-Test(batch, flusher_meets_deadline, .timeout = 60)
+static void flusher_meets_deadline_body(void)
 {
     /* No busy callback: the consumer counts as always behind, so only the
      * deadline can send a lone message. */
@@ -435,7 +462,18 @@ Test(batch, flusher_meets_deadline, .timeout = 60)
     recorder_fini(&r);
 }
 
-Test(batch, manual_poll_names_and_meets_deadline, .timeout = 20)
+Test(batch, flusher_meets_deadline, .timeout = 60)
+{
+    flusher_meets_deadline_body();
+}
+
+Test(batch, flusher_meets_deadline_single_sender, .timeout = 60)
+{
+    single_sender = true;
+    flusher_meets_deadline_body();
+}
+
+static void manual_poll_names_and_meets_deadline_body(void)
 {
     recorder_t r;
     recorder_init(&r, 4096, 0);
@@ -472,6 +510,17 @@ Test(batch, manual_poll_names_and_meets_deadline, .timeout = 20)
     cr_assert_eq(r.messages, 3);
     cr_assert_eq(r.problems, 0);
     recorder_fini(&r);
+}
+
+Test(batch, manual_poll_names_and_meets_deadline, .timeout = 20)
+{
+    manual_poll_names_and_meets_deadline_body();
+}
+
+Test(batch, manual_poll_names_and_meets_deadline_single_sender, .timeout = 20)
+{
+    single_sender = true;
+    manual_poll_names_and_meets_deadline_body();
 }
 
 /* ---- several senders: nothing lost, nothing reordered, bounds kept ---- */
@@ -556,7 +605,7 @@ Test(batch, largest_message_fits_alone, .timeout = 20)
 
 /* ---- the sink's errors ---- */
 
-Test(batch, sink_error_keeps_the_batch, .timeout = 20)
+static void sink_error_keeps_the_batch_body(void)
 {
     recorder_t r;
     recorder_init(&r, 2 * FRAME, 0);
@@ -595,6 +644,17 @@ Test(batch, sink_error_keeps_the_batch, .timeout = 20)
     recorder_fini(&r);
 }
 
+Test(batch, sink_error_keeps_the_batch, .timeout = 20)
+{
+    sink_error_keeps_the_batch_body();
+}
+
+Test(batch, sink_error_keeps_the_batch_single_sender, .timeout = 20)
+{
+    single_sender = true;
+    sink_error_keeps_the_batch_body();
+}
+
 static int failing_sink(void *arg, const void *buf, size_t len, uint32_t count)
 {
     (void)buf;
@@ -622,6 +682,62 @@ Test(batch, flusher_backs_off_a_failing_sink, .timeout = 20)
     cr_assert_geq(c, 1);
     cr_assert_lt(c, 200);
     cr_assert_eq(moirai_batch_destroy(b), -EIO);
+}
+
+/* One sender on the lock-free path while another thread flushes and reads
+ * the statistics all along, and the flusher enforces a short deadline:
+ * every access to the buffer from those threads goes through the
+ * membarrier hand-over. */
+typedef struct meddler_arg {
+    moirai_batch_t *b;
+    _Atomic int stop;
+    unsigned rounds;
+    int errors;
+} meddler_arg_t;
+
+static void *meddler_main(void *arg)
+{
+    meddler_arg_t *m = arg;
+    while (!atomic_load_explicit(&m->stop, memory_order_relaxed)) {
+        moirai_batch_stats_t s;
+        if (moirai_batch_stats(m->b, &s) != 0 || s.sent_messages > s.messages)
+            m->errors++;
+        if (moirai_batch_flush(m->b) != 0)
+            m->errors++;
+        m->rounds++;
+        sleep_us(50);
+    }
+    return NULL;
+}
+
+Test(batch, single_sender_with_other_threads, .timeout = 60)
+{
+    single_sender = true;
+    recorder_t r;
+    recorder_init(&r, 256, 0);
+    moirai_batch_t *b = make(&r, 256, 0, 50000, false, true);
+    meddler_arg_t m = {.b = b, .rounds = 0, .errors = 0};
+    atomic_init(&m.stop, 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, meddler_main, &m), 0);
+    sender_arg_t a = {b, &r, 0, scale(300000), 0};
+    sender_main(&a);
+    atomic_store(&m.stop, 1);
+    pthread_join(t, NULL);
+    cr_assert_eq(a.errors, 0);
+    cr_assert_eq(m.errors, 0);
+    cr_assert_gt(m.rounds, 0);
+    cr_assert_eq(moirai_batch_flush(b), 0);
+    moirai_batch_stats_t s;
+    moirai_batch_stats(b, &s);
+    cr_assert_eq(s.messages, a.n);
+    cr_assert_eq(s.sent_messages, a.n);
+    cr_assert_eq(s.batches, s.flush_idle + s.flush_size + s.flush_deadline + s.flush_explicit);
+    cr_assert_eq(moirai_batch_destroy(b), 0);
+    cr_assert_eq(r.problems, 0, "a bound exceeded, a bad frame, or a message out of order");
+    cr_assert_eq(r.messages, a.n);
+    cr_assert_eq(r.next[0], a.n, "every message exactly once, in order");
+    recorder_fini(&r);
 }
 
 /* ---- the parser ---- */

@@ -13,12 +13,13 @@
  * the host's byte order (uint32_t, unaligned) followed by that many bytes,
  * no padding. moirai_batch_next() walks it.
  *
- * Thread-safety: every function on one batcher is thread-safe; sends from
- * several threads are serialized (a moirai_mutex_t, which parks a fiber
- * rather than its worker), and the sink is called by one thread at a time,
- * with the batcher's lock held, batches in the order their messages were
- * accepted. The sink and the busy callback must not call back into the
- * same batcher. */
+ * Thread-safety: every function on one batcher is thread-safe (sends only
+ * from one thread at a time with cfg.single_sender); sends from several
+ * threads are serialized (a moirai_mutex_t, which parks a fiber rather
+ * than its worker), and the sink is called by one thread at a time
+ * (holding the batcher's lock, or the single sender in its lock-free
+ * path), batches in the order their messages were accepted. The sink and the busy callback must not
+ * call back into the same batcher. */
 #ifndef MOIRAI_TRANSPORT_BATCH_H
 #define MOIRAI_TRANSPORT_BATCH_H
 
@@ -39,9 +40,9 @@ typedef int (*moirai_batch_sink_cb)(void *arg, const void *buf, size_t len, uint
 
 /* Says whether the consumer is behind: nonzero while it has not taken
  * everything the sink handed over (a ring or channel not yet drained, a
- * socket with unread bytes queued). Must not block; called with the
- * batcher's lock held, by a send whose message starts a batch or doubles
- * it (the batch's 1st, 2nd, 4th, 8th, ... message). */
+ * socket with unread bytes queued). Must not block; called by one thread
+ * at a time, by a send whose message starts a batch or doubles it (the
+ * batch's 1st, 2nd, 4th, 8th, ... message). */
 typedef int (*moirai_batch_busy_cb)(void *arg);
 
 /* Default bounds (a zeroed config field means its default). */
@@ -83,6 +84,16 @@ typedef struct moirai_batch_config {
      * caller enforces it by calling moirai_batch_poll() by the time that
      * function (or moirai_batch_next_deadline()) names. */
     bool manual_deadline;
+    /* false (default): any number of threads may send at once; each send
+     * takes the batcher's lock. true: the caller promises that one thread
+     * at a time calls moirai_batch_send() (flush, poll and stats may come
+     * from any thread); sends then take no lock, and the threads that
+     * need the buffer pay for it instead, with a membarrier(2) call, at
+     * most once per deadline period from the flusher. Where the kernel
+     * lacks MEMBARRIER_CMD_PRIVATE_EXPEDITED (before Linux 4.14), sends
+     * take the lock as with false. Two threads sending at once on a
+     * single_sender batcher is a data race. */
+    bool single_sender;
 } moirai_batch_config_t;
 
 /* A snapshot of the batcher's decisions. */
