@@ -61,6 +61,12 @@ const bench_case_t *bench_async_cases(size_t *count);
 const bench_case_t *bench_rt_cases(size_t *count);
 const bench_case_t *bench_transport_cases(size_t *count);
 
+/* The transport suite's two-process cases start their second process as
+ * moirai-bench itself with this first argument (see bench/transport/proc.h);
+ * main() hands such a run to bench_child_main() before anything else. */
+#define BENCH_CHILD_FLAG "--transport-child"
+int bench_child_main(int argc, char **argv);
+
 /* Wall-clock nanoseconds (CLOCK_MONOTONIC), for implementations timing
  * their own measured section. */
 uint64_t bench_now_ns(void);

@@ -424,6 +424,8 @@ static void list_cases(void)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], BENCH_CHILD_FLAG))
+        return bench_child_main(argc, argv);
     options_t opt = {0};
     if (parse_options(argc, argv, &opt) < 0)
         return 2;

@@ -28,13 +28,14 @@
  *   buffered_channel under work_stealing on 2 threads.
  *
  * shm_ring_stream_64b (two processes, ns per message)
- *   A child process (fork) sends N 64-byte messages, each carrying its
+ *   A child process (moirai-bench started again, see proc.h) sends N
+ *   64-byte messages, each carrying its
  *   sequence number; the parent receives and checks them. The parent's
  *   clock starts when it tells the ready child to go and stops at the
  *   last message. Peers: ZeroMQ PUSH/PULL over ipc:// with one zmq_send
  *   per message ("zmq"); a Unix-domain stream socket with one write(2)
  *   per message and reads of up to 64 KiB ("unix_socket"); Concurrency
- *   Kit's SPSC ck_ring of 1024 64-byte slots placed in a shared anonymous
+ *   Kit's SPSC ck_ring of 1024 64-byte slots placed in a shared memfd
  *   mapping, the waiting side spinning then yielding, since ck_ring has
  *   no way to sleep ("ck").
  *
@@ -269,9 +270,8 @@ static double unix_stream(uint64_t n)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -1.0;
     char *buf = malloc(STREAM_READ_BYTES);
-    sock_arg_t arg = {sv[1], n};
     bench_child_t c;
-    if (!buf || bench_child_start(&c, unix_stream_child, &arg) < 0) {
+    if (!buf || bench_child_start(&c, "unix_stream", n, NULL, sv[1], -1) < 0) {
         free(buf);
         close(sv[0]);
         close(sv[1]);
@@ -333,9 +333,8 @@ static double unix_pingpong(uint64_t n)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -1.0;
-    sock_arg_t arg = {sv[1], n};
     bench_child_t c;
-    if (bench_child_start(&c, unix_pingpong_child, &arg) < 0) {
+    if (bench_child_start(&c, "unix_pingpong", n, NULL, sv[1], -1) < 0) {
         close(sv[0]);
         close(sv[1]);
         return -1.0;
@@ -360,9 +359,7 @@ static double unix_pingpong(uint64_t n)
 /* ---- zmq ---- */
 
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
-/* ZeroMQ and fork: the child is forked before the parent makes its
- * context (a context's threads and descriptors must not be duplicated
- * into a child), each side makes its own, the parent binds and the child
+/* ZeroMQ: each side makes its own context, the parent binds and the child
  * connects with a 1 ms reconnect interval. One untimed message (a round
  * trip for REQ/REP) establishes the connection before the clock starts.
  * The parent's receives time out every second to check that the child is
@@ -494,9 +491,8 @@ static double zmq_run(uint64_t n, bool pingpong)
 {
     char endpoint[128];
     zmq_endpoint(endpoint, sizeof(endpoint), pingpong ? "req" : "pull");
-    zmq_arg_t arg = {endpoint, n};
     bench_child_t c;
-    if (bench_child_start(&c, pingpong ? zmq_rep_child : zmq_push_child, &arg) < 0)
+    if (bench_child_start(&c, pingpong ? "zmq_rep" : "zmq_push", n, endpoint, -1, -1) < 0)
         return -1.0;
     void *ctx = zmq_ctx_new();
     void *s = ctx ? zmq_parent_socket(ctx, pingpong ? ZMQ_REQ : ZMQ_PULL, endpoint) : NULL;
@@ -592,15 +588,17 @@ static int ck_stream_child(void *arg, int go_r, int ready_w)
 
 static double ck_stream(uint64_t n)
 {
-    ck_shared_t *shm =
-        mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (shm == MAP_FAILED)
+    void *map;
+    int fd = bench_shared_memory(sizeof(ck_shared_t), &map);
+    if (fd < 0)
         return -1.0;
+    ck_shared_t *shm = map;
     ck_ring_init(&shm->ring, CK_SLOTS);
-    ck_arg_t arg = {shm, n};
     bench_child_t c;
     double result = -1.0;
-    if (bench_child_start(&c, ck_stream_child, &arg) == 0) {
+    int started = bench_child_start(&c, "ck_stream", n, NULL, fd, -1);
+    close(fd);
+    if (started == 0) {
         bool ok = bench_child_wait_ready(&c) == 0;
         uint64_t t0 = bench_now_ns();
         ok = ok && bench_child_go(&c) == 0;
@@ -624,6 +622,66 @@ static double ck_stream(uint64_t n)
 #define CK_RUN(fn) NULL
 #define CK_WHY     "Concurrency Kit not found at configure time (libck-dev)"
 #endif
+
+/* ---- the children's roles (see proc.h) ---- */
+
+static int role_unix_stream(const bench_child_args_t *a)
+{
+    sock_arg_t arg = {a->fd[0], a->n};
+    return unix_stream_child(&arg, a->go_r, a->ready_w);
+}
+
+static int role_unix_pingpong(const bench_child_args_t *a)
+{
+    sock_arg_t arg = {a->fd[0], a->n};
+    return unix_pingpong_child(&arg, a->go_r, a->ready_w);
+}
+
+#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
+static int role_zmq_push(const bench_child_args_t *a)
+{
+    zmq_arg_t arg = {a->text, a->n};
+    return zmq_push_child(&arg, a->go_r, a->ready_w);
+}
+
+static int role_zmq_rep(const bench_child_args_t *a)
+{
+    zmq_arg_t arg = {a->text, a->n};
+    return zmq_rep_child(&arg, a->go_r, a->ready_w);
+}
+#endif
+
+#ifdef MOIRAI_BENCH_HAVE_CK
+static int role_ck_stream(const bench_child_args_t *a)
+{
+    ck_shared_t *shm = bench_shared_map(a->fd[0], sizeof(ck_shared_t));
+    if (!shm)
+        return -1;
+    ck_arg_t arg = {shm, a->n};
+    return ck_stream_child(&arg, a->go_r, a->ready_w);
+}
+#endif
+
+const bench_child_role_t bench_transport_child_roles[] = {
+    {"unix_stream", role_unix_stream},
+    {"unix_pingpong", role_unix_pingpong},
+#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
+    {"zmq_push", role_zmq_push},
+    {"zmq_rep", role_zmq_rep},
+#endif
+#ifdef MOIRAI_BENCH_HAVE_CK
+    {"ck_stream", role_ck_stream},
+#endif
+#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_RING
+    {"ring_stream", moirai_bench_ring_stream_child},
+    {"ring_pingpong", moirai_bench_ring_pingpong_child},
+#endif
+#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_BATCH
+    {"batch", moirai_bench_batch_child},
+    {"unbatched", moirai_bench_unbatched_child},
+#endif
+    {NULL, NULL},
+};
 
 /* ---- the cases ---- */
 

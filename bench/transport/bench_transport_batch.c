@@ -161,25 +161,28 @@ static double ring_run(uint64_t n, bool batched)
     int fd = -1;
     if (moirai_shm_ring_create(&fd, NULL) != 0)
         return -1.0;
-    ring_ack_t *ack =
-        mmap(NULL, sizeof(*ack), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void *map = NULL;
+    int ack_fd = bench_shared_memory(sizeof(ring_ack_t), &map);
+    ring_ack_t *ack = map;
     moirai_shm_ring_t *in = NULL;
-    if (ack == MAP_FAILED || moirai_shm_ring_attach(&in, fd, MOIRAI_SHM_RING_CONSUMER) != 0) {
-        if (ack != MAP_FAILED)
+    if (ack_fd < 0 || moirai_shm_ring_attach(&in, fd, MOIRAI_SHM_RING_CONSUMER) != 0) {
+        if (ack_fd >= 0) {
             munmap(ack, sizeof(*ack));
+            close(ack_fd);
+        }
         close(fd);
         return -1.0;
     }
     atomic_init(&ack->released, 0);
-    ring_batch_arg_t arg = {fd, ack, n, batched, NULL, 0};
     bench_child_t c;
-    if (bench_child_start(&c, ring_child, &arg) < 0) {
+    int started = bench_child_start(&c, batched ? "batch" : "unbatched", n, NULL, fd, ack_fd);
+    close(fd);
+    close(ack_fd);
+    if (started < 0) {
         moirai_shm_ring_detach(in);
         munmap(ack, sizeof(*ack));
-        close(fd);
         return -1.0;
     }
-    close(fd);
     bool ok = bench_child_wait_ready(&c) == 0;
     uint64_t t0 = bench_now_ns();
     ok = ok && bench_child_go(&c) == 0;
@@ -217,6 +220,26 @@ static double ring_run(uint64_t n, bool batched)
     if (bench_child_finish(&c, !ok) < 0 || !ok || seq != n)
         return -1.0;
     return (double)(t1 - t0) / (double)(n ? n : 1);
+}
+
+/* The child's side: fd[0] is the ring, fd[1] the acknowledgement word. */
+static int ring_role(const bench_child_args_t *a, bool batched)
+{
+    ring_ack_t *ack = bench_shared_map(a->fd[1], sizeof(ring_ack_t));
+    if (!ack)
+        return -1;
+    ring_batch_arg_t arg = {a->fd[0], ack, a->n, batched, NULL, 0};
+    return ring_child(&arg, a->go_r, a->ready_w);
+}
+
+int moirai_bench_batch_child(const bench_child_args_t *a)
+{
+    return ring_role(a, true);
+}
+
+int moirai_bench_unbatched_child(const bench_child_args_t *a)
+{
+    return ring_role(a, false);
 }
 
 double moirai_bench_batch(uint64_t n)
@@ -302,9 +325,8 @@ static double socket_run(uint64_t n, bool batched)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -1.0;
     unsigned char *buf = malloc(READ_BYTES);
-    batch_arg_t arg = {sv[1], n, batched};
     bench_child_t c;
-    if (!buf || bench_child_start(&c, socket_child, &arg) < 0) {
+    if (!buf || bench_child_start(&c, batched ? "batch" : "unbatched", n, NULL, sv[1], -1) < 0) {
         free(buf);
         close(sv[0]);
         close(sv[1]);
@@ -346,6 +368,19 @@ static double socket_run(uint64_t n, bool batched)
     if (bench_child_finish(&c, !ok) < 0 || !ok || have != 0)
         return -1.0;
     return (double)(t1 - t0) / (double)(n ? n : 1);
+}
+
+/* The child's side: fd[0] is its end of the socket. */
+int moirai_bench_batch_child(const bench_child_args_t *a)
+{
+    batch_arg_t arg = {a->fd[0], a->n, true};
+    return socket_child(&arg, a->go_r, a->ready_w);
+}
+
+int moirai_bench_unbatched_child(const bench_child_args_t *a)
+{
+    batch_arg_t arg = {a->fd[0], a->n, false};
+    return socket_child(&arg, a->go_r, a->ready_w);
 }
 
 double moirai_bench_batch(uint64_t n)

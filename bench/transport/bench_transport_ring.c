@@ -3,7 +3,7 @@
  * cases and their peers.
  *
  * shm_ring_stream_64b: an SPSC ring on an anonymous memfd of the default
- *   size (1 MiB), made by the parent before the fork; the child attaches
+ *   size (1 MiB), made by the parent before it starts the child; the child attaches
  *   as producer through the inherited descriptor and, for each message,
  *   reserves 64 bytes, writes the message in place and commits; the
  *   parent attaches as consumer and peeks, checks and releases each one.
@@ -99,9 +99,8 @@ double moirai_bench_ring_stream(uint64_t n)
     if (fd < 0)
         return -1.0;
     moirai_shm_ring_t *in = ring_attach(fd, MOIRAI_SHM_RING_CONSUMER);
-    ring_arg_t arg = {fd, -1, n};
     bench_child_t c;
-    if (!in || bench_child_start(&c, stream_child, &arg) < 0) {
+    if (!in || bench_child_start(&c, "ring_stream", n, NULL, fd, -1) < 0) {
         moirai_shm_ring_detach(in);
         close(fd);
         return -1.0;
@@ -147,8 +146,8 @@ double moirai_bench_ring_pingpong(uint64_t n)
     if (pong >= 0) {
         out = ring_attach(ping, MOIRAI_SHM_RING_PRODUCER);
         in = ring_attach(pong, MOIRAI_SHM_RING_CONSUMER);
-        ring_arg_t arg = {pong, ping, n};
-        started = out && in && bench_child_start(&c, pingpong_child, &arg) == 0;
+        /* The child produces into `pong` and consumes from `ping`. */
+        started = out && in && bench_child_start(&c, "ring_pingpong", n, NULL, pong, ping) == 0;
     }
     if (ping >= 0)
         close(ping);
@@ -170,4 +169,16 @@ double moirai_bench_ring_pingpong(uint64_t n)
     if (bench_child_finish(&c, !ok) < 0 || !ok)
         return -1.0;
     return (double)(t1 - t0) / (double)(n ? n : 1);
+}
+
+int moirai_bench_ring_stream_child(const bench_child_args_t *a)
+{
+    ring_arg_t arg = {a->fd[0], -1, a->n};
+    return stream_child(&arg, a->go_r, a->ready_w);
+}
+
+int moirai_bench_ring_pingpong_child(const bench_child_args_t *a)
+{
+    ring_arg_t arg = {a->fd[0], a->fd[1], a->n};
+    return pingpong_child(&arg, a->go_r, a->ready_w);
 }

@@ -1,11 +1,16 @@
 /* moirai-bench, suite "transport": helpers for the cases that run in two
  * processes.
  *
- * A child is forked with two pipes: it does its set-up (connects), says
+ * The child is moirai-bench itself, started afresh (posix_spawn of
+ * /proc/self/exe with BENCH_CHILD_FLAG and a role), not forked: by the time
+ * the transport suite runs, earlier suites have loaded runtimes into the
+ * process (LLVM's OpenMP, whose fork handler asserts in a forked child; the
+ * Go runtime; Boost.Fiber's pool), and a forked child would inherit them.
+ * It gets two pipes and up to two descriptors of the case (a socket, a
+ * memfd) at fixed numbers, does its set-up (attaches, connects), says
  * "ready", and starts its workload when the parent says "go". The parent
- * starts its clock just before "go", so the fork and the child's set-up are
- * not measured. The child leaves with _exit: it must not run the parent's
- * atexit handlers (the Go runtime's, Boost's). */
+ * starts its clock just before "go", so the start and the set-up of the
+ * child are not measured. */
 #ifndef MOIRAI_BENCH_TRANSPORT_PROC_H
 #define MOIRAI_BENCH_TRANSPORT_PROC_H
 
@@ -22,7 +27,23 @@ typedef struct bench_child {
     int status;  /* its wait status, once reaped */
 } bench_child_t;
 
-typedef int (*bench_child_fn)(void *arg, int go_r, int ready_w);
+/* What a child gets: its count, an optional text (an endpoint), the two
+ * pipes and the case's descriptors (-1 when not given). */
+typedef struct bench_child_args {
+    uint64_t n;
+    const char *text;
+    int go_r, ready_w;
+    int fd[2];
+} bench_child_args_t;
+
+/* A child's part of a case, by role name; returns 0 on success. */
+typedef struct bench_child_role {
+    const char *name;
+    int (*run)(const bench_child_args_t *a);
+} bench_child_role_t;
+
+/* Every role, ending with a NULL name (bench_transport.c). */
+extern const bench_child_role_t bench_transport_child_roles[];
 
 /* Writes all of buf: 0, or -1 on an error. */
 int bench_write_all(int fd, const void *buf, size_t len);
@@ -30,9 +51,17 @@ int bench_write_all(int fd, const void *buf, size_t len);
 int bench_read_all(int fd, void *buf, size_t len);
 /* In the child: reports ready, then waits for go. 0, or -1. */
 int bench_child_handshake(int go_r, int ready_w);
-/* Forks a child that runs fn(arg, go_r, ready_w) and exits with status 0
- * when it returned 0. 0, or -1 if the child cannot be started. */
-int bench_child_start(bench_child_t *c, bench_child_fn fn, void *arg);
+/* Starts a child that runs `role` (see bench_child_main) with `n`, `text`
+ * (may be NULL) and the descriptors fd0 and fd1 (-1: none; below 100).
+ * 0, or -1 if the child cannot be started. */
+int bench_child_start(bench_child_t *c, const char *role, uint64_t n, const char *text, int fd0,
+                      int fd1);
+/* Makes a shared-memory object of `size` bytes (a memfd, close-on-exec),
+ * maps it shared into *map, and returns its descriptor, or -1. */
+int bench_shared_memory(size_t size, void **map);
+/* In a child: maps the shared-memory object `fd` of `size` bytes; NULL on
+ * failure. */
+void *bench_shared_map(int fd, size_t size);
 /* In the parent: waits until the child is ready. 0, or -1. */
 int bench_child_wait_ready(bench_child_t *c);
 /* In the parent: tells the child to start. 0, or -1. */

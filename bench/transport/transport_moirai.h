@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "proc.h"
+
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_CHAN
 double moirai_bench_chan_bounded(uint64_t n);
 double moirai_bench_chan_pingpong(uint64_t n);
@@ -30,6 +32,8 @@ double moirai_bench_chan_fibers(uint64_t n);
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_RING
 double moirai_bench_ring_stream(uint64_t n);
 double moirai_bench_ring_pingpong(uint64_t n);
+int moirai_bench_ring_stream_child(const bench_child_args_t *a);
+int moirai_bench_ring_pingpong_child(const bench_child_args_t *a);
 #define MOIRAI_RING_STREAM_RUN   moirai_bench_ring_stream
 #define MOIRAI_RING_PINGPONG_RUN moirai_bench_ring_pingpong
 #define MOIRAI_RING_WHY          NULL
@@ -44,6 +48,8 @@ double moirai_bench_ring_pingpong(uint64_t n);
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_BATCH
 double moirai_bench_batch(uint64_t n);
 double moirai_bench_unbatched(uint64_t n);
+int moirai_bench_batch_child(const bench_child_args_t *a);
+int moirai_bench_unbatched_child(const bench_child_args_t *a);
 #define MOIRAI_BATCH_RUN     moirai_bench_batch
 #define MOIRAI_UNBATCHED_RUN moirai_bench_unbatched
 #define MOIRAI_BATCH_WHY     NULL
