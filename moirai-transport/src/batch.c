@@ -144,15 +144,24 @@ static void fast_close(moirai_batch_t *b)
     atomic_store_explicit(&b->revoked, 1, memory_order_relaxed);
     syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
     /* Acquire: pairs with the sender's release of `active`, so that its
-     * writes to the buffer and the statistics are visible here. The sender
-     * may be in the sink, which can block: yield, then sleep briefly. */
+     * writes to the buffer and the statistics are visible here. A send
+     * leaves its fast path within a few hundred nanoseconds unless it is
+     * in the sink, which can block (a full ring): yield a few times, then
+     * sleep, doubling from 10 us to 1 ms, so that a long-blocked sink costs
+     * this thread at most a thousand wake-ups a second, not a spinning
+     * CPU. (A futex wait would need the sender to check for a waiter after
+     * leaving, which costs it a second store-load fence; see
+     * docs/transport.md.) */
+    long sleep_ns = 10000;
     for (unsigned spins = 0; atomic_load_explicit(&b->active, memory_order_acquire); spins++) {
-        if (spins < 64) {
+        if (spins < 16) {
             sched_yield();
-        } else {
-            struct timespec ts = {0, 20000};
-            nanosleep(&ts, NULL);
+            continue;
         }
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < 1000000)
+            sleep_ns *= 2;
     }
 }
 
@@ -362,7 +371,7 @@ int moirai_batch_send(moirai_batch_t *b, const void *msg, size_t len)
     bool wake = b->count > 0 && b->flusher_idle;
     if (wake) {
         b->flusher_idle = false; /* one signal is enough */
-        fast_reopen(b);             /* the flusher is on its way */
+        fast_reopen(b);          /* the flusher is on its way */
     }
     moirai_mutex_unlock(&b->lock);
     if (wake)

@@ -862,3 +862,69 @@ Test(batch, create_out_of_memory, .timeout = 20)
     cr_assert_eq(moirai_batch_send(oom_batch, "x", 1), 0);
     cr_assert_eq(moirai_batch_destroy(oom_batch), 0);
 }
+
+/* A closer that finds the single sender inside a sink that blocks waits
+ * for it to leave: the statistics it reads include that sink call. */
+typedef struct slow_sink {
+    _Atomic int in_sink;
+    _Atomic int calls;
+    moirai_batch_t *b;
+    moirai_batch_stats_t seen; /* what the reader got */
+} slow_sink_t;
+
+static int blocking_sink(void *arg, const void *buf, size_t len, uint32_t count)
+{
+    (void)buf;
+    (void)len;
+    (void)count;
+    slow_sink_t *k = arg;
+    atomic_store(&k->in_sink, 1);
+    sleep_us(30000);
+    atomic_fetch_add(&k->calls, 1);
+    return 0;
+}
+
+static int never_busy(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* Waits until the sender is inside the sink, then reads the statistics. */
+static void *stats_reader(void *arg)
+{
+    slow_sink_t *k = arg;
+    while (!atomic_load(&k->in_sink))
+        sleep_us(100);
+    moirai_batch_stats(k->b, &k->seen);
+    return NULL;
+}
+
+Test(batch, single_sender_closer_waits_for_sink, .timeout = 30)
+{
+    slow_sink_t k;
+    memset(&k, 0, sizeof(k));
+    atomic_init(&k.in_sink, 0);
+    atomic_init(&k.calls, 0);
+    moirai_batch_config_t cfg;
+    moirai_batch_config_init(&cfg);
+    cfg.sink = blocking_sink;
+    cfg.busy = never_busy;
+    cfg.arg = &k;
+    cfg.manual_deadline = true;
+    cfg.single_sender = true;
+    cr_assert_eq(moirai_batch_create(&k.b, &cfg), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, stats_reader, &k), 0);
+    /* The consumer is idle: the message goes to the sink at once, from the
+     * lock-free path, and the sink blocks 30 ms. */
+    cr_assert_eq(moirai_batch_send(k.b, "abc", 3), 0);
+    pthread_join(t, NULL);
+    cr_assert_eq(atomic_load(&k.calls), 1);
+    /* The reader asked while the send was inside the sink; it could read
+     * only after the send left, so it sees the batch counted. */
+    cr_assert_eq(k.seen.messages, 1);
+    cr_assert_eq(k.seen.batches, 1);
+    cr_assert_eq(k.seen.flush_idle, 1);
+    cr_assert_eq(moirai_batch_destroy(k.b), 0);
+}
