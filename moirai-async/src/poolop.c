@@ -1,0 +1,107 @@
+/* Thread-pool operations a caller can stop waiting for (see poolop.h). */
+#include <errno.h>
+
+#include <moirai/core/clock.h>
+#include <moirai/core/park.h>
+
+#include "iowait.h"
+#include "poolop.h"
+
+static void unref(moirai__poolop_t *op)
+{
+    /* Acq_rel: every holder's writes happen before the last one frees. */
+    if (atomic_fetch_sub_explicit(&op->refs, 1, memory_order_acq_rel) == 1)
+        op->destroy(op);
+}
+
+static void run_start(moirai__reactor_op_t *rop, uv_loop_t *loop)
+{
+    moirai__poolop_t *op = (moirai__poolop_t *)((char *)rop - offsetof(moirai__poolop_t, start_op));
+    op->start(op, loop);
+}
+
+static void run_cancel(moirai__reactor_op_t *rop, uv_loop_t *loop)
+{
+    (void)loop;
+    moirai__poolop_t *op =
+        (moirai__poolop_t *)((char *)rop - offsetof(moirai__poolop_t, cancel_op));
+    /* Reaches the request only while it is still queued in the pool; its
+     * callback then runs with UV_ECANCELED. Work already running on a
+     * pool thread answers UV_EBUSY and completes on its own. */
+    if (!op->completed)
+        (void)uv_cancel(op->req);
+    unref(op);
+}
+
+void moirai__poolop_init(moirai__poolop_t *op, uv_req_t *req,
+                         void (*start)(moirai__poolop_t *op, uv_loop_t *loop),
+                         void (*dispose)(moirai__poolop_t *op),
+                         void (*destroy)(moirai__poolop_t *op))
+{
+    op->start_op.run = run_start;
+    op->cancel_op.run = run_cancel;
+    op->start = start;
+    op->dispose = dispose;
+    op->destroy = destroy;
+    op->req = req;
+    op->completed = false;
+    atomic_init(&op->state, MOIRAI__POOLOP_PENDING);
+    /* The caller's and the completion's. */
+    atomic_init(&op->refs, 2);
+}
+
+int moirai__poolop_wait(moirai_runtime_t *rt, moirai__poolop_t *op, uint64_t deadline,
+                        bool cancellable)
+{
+    moirai__reactor_submit(rt->reactor, &op->start_op);
+    for (;;) {
+        /* Acquire pairs with complete()'s release: the result is visible. */
+        if (atomic_load_explicit(&op->state, memory_order_acquire) == MOIRAI__POOLOP_DONE)
+            return 0;
+        int rc;
+        if (cancellable) {
+            rc = moirai__iowait_park(&op->state, MOIRAI__POOLOP_PENDING, deadline);
+        } else {
+            /* moirai_park reports a cancellation once; this wait ignores
+             * it and waits again (the token stays set for later calls). */
+            rc = moirai_park_nospin(&op->state, MOIRAI__POOLOP_PENDING, deadline);
+            if (rc == -ECANCELED)
+                rc = 0;
+        }
+        if (rc == 0)
+            continue;
+        uint32_t expected = MOIRAI__POOLOP_PENDING;
+        /* Acquire on failure: the completion won, its result is visible.
+         * Release on success: nothing to publish, but the reactor's
+         * reading of `state` in complete() orders after it. */
+        if (!atomic_compare_exchange_strong_explicit(&op->state, &expected, MOIRAI__POOLOP_DETACHED,
+                                                     memory_order_acq_rel, memory_order_acquire))
+            return 0;
+        /* Detached: the cancel takes a reference of its own (ours keeps
+         * `op` alive meanwhile), then ours is dropped. */
+        atomic_fetch_add_explicit(&op->refs, 1, memory_order_relaxed);
+        moirai__reactor_submit(rt->reactor, &op->cancel_op);
+        unref(op);
+        return rc;
+    }
+}
+
+void moirai__poolop_complete(moirai__poolop_t *op)
+{
+    op->completed = true;
+    uint32_t expected = MOIRAI__POOLOP_PENDING;
+    /* Release: the caller that sees DONE sees the result. Acquire on
+     * failure: the detaching caller is done with the operation. */
+    if (atomic_compare_exchange_strong_explicit(&op->state, &expected, MOIRAI__POOLOP_DONE,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        moirai_unpark_all(&op->state);
+    } else if (op->dispose != NULL) {
+        op->dispose(op);
+    }
+    unref(op);
+}
+
+void moirai__poolop_release(moirai__poolop_t *op)
+{
+    unref(op);
+}
