@@ -127,22 +127,23 @@ static void take_listing(moirai__fs_op_t *op)
     size_t cap = head + n * 32;
     size_t used = head;
     char *block = moirai_malloc(cap);
-    if (block == NULL) {
-        op->result = -ENOMEM;
-        return;
-    }
     moirai_fs_dirent_t *arr = (moirai_fs_dirent_t *)block;
     size_t i = 0;
     uv_dirent_t ent;
-    while (i < n && uv_fs_scandir_next(&op->req, &ent) == 0) {
+    /* Always walked to UV_EOF, even after a failure: libuv 1.44's
+     * uv_fs_req_cleanup leaks the last entry of a listing walked to its
+     * last entry but not past it. */
+    while (uv_fs_scandir_next(&op->req, &ent) == 0) {
+        if (block == NULL || i == n)
+            continue;
         size_t l = strlen(ent.name) + 1;
         if (used + l > cap) {
             size_t ncap = cap * 2 > used + l ? cap * 2 : used + l;
             char *nb = moirai_realloc(block, ncap);
             if (nb == NULL) {
                 moirai_free(block);
-                op->result = -ENOMEM;
-                return;
+                block = NULL;
+                continue;
             }
             block = nb;
             arr = (moirai_fs_dirent_t *)block;
@@ -153,6 +154,10 @@ static void take_listing(moirai__fs_op_t *op)
         arr[i].type = dirent_type(ent.type);
         used += l;
         i++;
+    }
+    if (block == NULL) {
+        op->result = -ENOMEM;
+        return;
     }
     for (size_t k = 0; k < i; k++)
         arr[k].name = block + (uintptr_t)arr[k].name;

@@ -30,6 +30,10 @@ static void run_cancel(moirai__reactor_op_t *rop, uv_loop_t *loop)
      * pool thread answers UV_EBUSY and completes on its own. */
     if (!op->completed)
         (void)uv_cancel(op->req);
+    /* Release: the detaching caller returns only after this, so work
+     * that was withdrawn is known never to run once the call returned. */
+    atomic_store_explicit(&op->cancel_done, 1, memory_order_release);
+    moirai_unpark_all(&op->cancel_done);
     unref(op);
 }
 
@@ -46,6 +50,7 @@ void moirai__poolop_init(moirai__poolop_t *op, uv_req_t *req,
     op->req = req;
     op->completed = false;
     atomic_init(&op->state, MOIRAI__POOLOP_PENDING);
+    atomic_init(&op->cancel_done, 0);
     /* The caller's and the completion's. */
     atomic_init(&op->refs, 2);
 }
@@ -78,9 +83,16 @@ int moirai__poolop_wait(moirai_runtime_t *rt, moirai__poolop_t *op, uint64_t dea
                                                      memory_order_acq_rel, memory_order_acquire))
             return 0;
         /* Detached: the cancel takes a reference of its own (ours keeps
-         * `op` alive meanwhile), then ours is dropped. */
+         * `op` alive meanwhile). We wait for it to have tried uv_cancel,
+         * a short hop to the reactor that never waits for the pool, so
+         * that queued work is withdrawn by the time the call returns
+         * (the caller may then reuse what the work would have touched). */
         atomic_fetch_add_explicit(&op->refs, 1, memory_order_relaxed);
         moirai__reactor_submit(rt->reactor, &op->cancel_op);
+        /* Acquire pairs with run_cancel's release. A cancellation
+         * reported by the park is ignored: this wait must end anyway. */
+        while (atomic_load_explicit(&op->cancel_done, memory_order_acquire) == 0)
+            (void)moirai_park_nospin(&op->cancel_done, 0, MOIRAI_DEADLINE_NEVER);
         unref(op);
         return rc;
     }

@@ -18,7 +18,10 @@
  * If the caller's wait ends first (-ECANCELED, -ETIMEDOUT) it moves
  * `state` from PENDING to DETACHED instead and submits a cancel to the
  * reactor thread, which calls uv_cancel() on the request if it has not
- * completed yet. uv_cancel only removes work still queued in the pool;
+ * completed yet; the caller returns once that attempt was made (one hop
+ * to the reactor, which never waits for the pool), so work that was still
+ * queued is withdrawn before the call returns. uv_cancel only removes
+ * work still queued in the pool;
  * work that a pool thread already runs cannot be stopped, so the
  * operation is detached: it owns its memory and its result, and when it
  * completes, `dispose` releases the result (closes a descriptor that a
@@ -55,6 +58,8 @@ struct moirai__poolop {
     uv_req_t *req; /* the request uv_cancel() acts on */
     _Atomic uint32_t state;
     _Atomic uint32_t refs;
+    /* 1 once the reactor has tried uv_cancel for a detaching caller. */
+    _Atomic uint32_t cancel_done;
     /* Reactor thread only: the libuv request has completed (its callback
      * ran, or it was never issued), so uv_cancel must not touch it. */
     bool completed;
