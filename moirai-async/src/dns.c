@@ -103,6 +103,8 @@ int moirai_dns_resolve_timed(moirai_runtime_t *rt, uint64_t deadline, const char
     int rc = moirai__iowait_check();
     if (rc < 0)
         return rc;
+    if (moirai_deadline_expired(deadline))
+        return -ETIMEDOUT; /* nothing started */
     size_t ln = node != NULL ? strlen(node) + 1 : 0;
     size_t ls = service != NULL ? strlen(service) + 1 : 0;
     dns_op_t *op = moirai_malloc(sizeof(*op) + ln + ls);

@@ -303,13 +303,17 @@ static void fs_start(moirai__poolop_t *base, uv_loop_t *loop)
 
 /* ---- the calls -------------------------------------------------------- */
 
-/* Checks shared by every call: the runtime and the caller's own
- * cancellation (a cancelled fiber's operations fail at once). */
-static int enter(moirai_runtime_t *rt)
+/* Checks shared by every call: the runtime, the caller's own
+ * cancellation (a cancelled fiber's operations fail at once) and a
+ * deadline already passed (nothing is started then). */
+static int enter(moirai_runtime_t *rt, uint64_t deadline)
 {
     if (rt == NULL)
         return -EINVAL;
-    return moirai__iowait_check();
+    int rc = moirai__iowait_check();
+    if (rc < 0)
+        return rc;
+    return moirai_deadline_expired(deadline) ? -ETIMEDOUT : 0;
 }
 
 /* Runs an operation that produces only a status or a count. */
@@ -326,7 +330,7 @@ static ssize_t run_simple(moirai_runtime_t *rt, moirai__fs_op_t *op, uint64_t de
 static int path_op(moirai_runtime_t *rt, uint64_t deadline, moirai__fs_kind_t kind,
                    const char *path, const char *path2, int mode)
 {
-    int rc = enter(rt);
+    int rc = enter(rt, deadline);
     if (rc < 0)
         return rc;
     if (path == NULL)
@@ -343,7 +347,7 @@ static int path_op(moirai_runtime_t *rt, uint64_t deadline, moirai__fs_kind_t ki
 int moirai_fs_open_timed(moirai_runtime_t *rt, uint64_t deadline, const char *path, int flags,
                          int mode)
 {
-    int rc = enter(rt);
+    int rc = enter(rt, deadline);
     if (rc < 0)
         return rc;
     if (path == NULL)
@@ -364,7 +368,7 @@ int moirai_fs_open(moirai_runtime_t *rt, const char *path, int flags, int mode)
 ssize_t moirai_fs_read_timed(moirai_runtime_t *rt, uint64_t deadline, int fd, void *buf, size_t len,
                              int64_t offset)
 {
-    int rc = enter(rt);
+    int rc = enter(rt, deadline);
     if (rc < 0)
         return rc;
     if (buf == NULL || len > SSIZE_MAX || offset < -1)
@@ -407,7 +411,7 @@ ssize_t moirai_fs_read(moirai_runtime_t *rt, int fd, void *buf, size_t len, int6
 ssize_t moirai_fs_write_timed(moirai_runtime_t *rt, uint64_t deadline, int fd, const void *buf,
                               size_t len, int64_t offset)
 {
-    int rc = enter(rt);
+    int rc = enter(rt, deadline);
     if (rc < 0)
         return rc;
     if (buf == NULL || len > SSIZE_MAX || offset < -1)
@@ -434,7 +438,12 @@ ssize_t moirai_fs_write(moirai_runtime_t *rt, int fd, const void *buf, size_t le
 
 static int fd_op(moirai_runtime_t *rt, uint64_t deadline, moirai__fs_kind_t kind, int fd)
 {
-    int rc = enter(rt);
+    bool closing = kind == MOIRAI__FS_CLOSE;
+    /* A close is always started, even by a cancelled caller or after its
+     * deadline: the descriptor is released whatever the call returns
+     * (fs.h); -ECANCELED and -ETIMEDOUT then only mean it was not waited
+     * for. */
+    int rc = closing ? (rt == NULL ? -EINVAL : 0) : enter(rt, deadline);
     if (rc < 0)
         return rc;
     if (fd < 0)
@@ -443,6 +452,8 @@ static int fd_op(moirai_runtime_t *rt, uint64_t deadline, moirai__fs_kind_t kind
     if (op == NULL)
         return -ENOMEM;
     op->fd = fd;
+    /* A close the caller gave up on still happens: never withdrawn. */
+    op->base.withdrawable = !closing;
     return (int)run_simple(rt, op, deadline);
 }
 
@@ -490,7 +501,7 @@ static void copy_stat(struct stat *st, const uv_stat_t *u)
 
 int moirai_fs_stat_timed(moirai_runtime_t *rt, uint64_t deadline, const char *path, struct stat *st)
 {
-    int rc = enter(rt);
+    int rc = enter(rt, deadline);
     if (rc < 0)
         return rc;
     if (path == NULL || st == NULL)
@@ -557,7 +568,7 @@ int moirai_fs_rmdir(moirai_runtime_t *rt, const char *path)
 int moirai_fs_scandir_timed(moirai_runtime_t *rt, uint64_t deadline, const char *path,
                             moirai_fs_dirent_t **entries, size_t *count)
 {
-    int rc = enter(rt);
+    int rc = enter(rt, deadline);
     if (rc < 0)
         return rc;
     if (path == NULL || entries == NULL || count == NULL)

@@ -34,6 +34,8 @@ int moirai_fs_dir_open_timed(moirai_runtime_t *rt, uint64_t deadline, moirai_fs_
     int rc = moirai__iowait_check();
     if (rc < 0)
         return rc;
+    if (moirai_deadline_expired(deadline))
+        return -ETIMEDOUT;
     moirai_fs_dir_t *dir = moirai_malloc(sizeof(*dir));
     if (dir == NULL)
         return -ENOMEM;
@@ -67,6 +69,8 @@ int moirai_fs_dir_open_timed(moirai_runtime_t *rt, uint64_t deadline, moirai_fs_
     }
     dir->close_op->dir = dir;
     dir->close_op->base.destroy = close_op_destroy;
+    /* The directory is closed even when the caller stops waiting. */
+    dir->close_op->base.withdrawable = false;
     *out = dir;
     return 0;
 }
@@ -94,6 +98,8 @@ int moirai_fs_dir_read_timed(moirai_runtime_t *rt, uint64_t deadline, moirai_fs_
     int rc = moirai__iowait_check();
     if (rc < 0)
         return rc;
+    if (moirai_deadline_expired(deadline))
+        return -ETIMEDOUT; /* nothing started: the stream stays usable */
     moirai__fs_op_t *op = moirai__fs_op_new(MOIRAI__FS_READDIR, NULL, NULL,
                                             (size_t)MOIRAI__FS_DIR_BATCH * MOIRAI__FS_NAME_SLOT);
     if (op == NULL)

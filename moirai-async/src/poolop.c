@@ -28,7 +28,7 @@ static void run_cancel(moirai__reactor_op_t *rop, uv_loop_t *loop)
     /* Reaches the request only while it is still queued in the pool; its
      * callback then runs with UV_ECANCELED. Work already running on a
      * pool thread answers UV_EBUSY and completes on its own. */
-    if (!op->completed)
+    if (!op->completed && op->withdrawable)
         (void)uv_cancel(op->req);
     /* Release: the detaching caller returns only after this, so work
      * that was withdrawn is known never to run once the call returned. */
@@ -49,6 +49,7 @@ void moirai__poolop_init(moirai__poolop_t *op, uv_req_t *req,
     op->destroy = destroy;
     op->req = req;
     op->completed = false;
+    op->withdrawable = true;
     atomic_init(&op->state, MOIRAI__POOLOP_PENDING);
     atomic_init(&op->cancel_done, 0);
     /* The caller's and the completion's. */

@@ -60,6 +60,10 @@ struct moirai__poolop {
     _Atomic uint32_t refs;
     /* 1 once the reactor has tried uv_cancel for a detaching caller. */
     _Atomic uint32_t cancel_done;
+    /* False for work that must happen even when nobody waits for it
+     * (closing a descriptor or a directory): a cancel then leaves it
+     * queued instead of withdrawing it. Set before the wait. */
+    bool withdrawable;
     /* Reactor thread only: the libuv request has completed (its callback
      * ran, or it was never issued), so uv_cancel must not touch it. */
     bool completed;

@@ -162,6 +162,9 @@ Test(dns, deadline_and_cancel_of_a_queued_lookup, .timeout = 60)
     uint64_t deadline = moirai_deadline_after(20 * MOIRAI_NS_PER_MS);
     cr_assert_eq(moirai_dns_resolve_timed(rt, deadline, "localhost", NULL, NULL, &res), -ETIMEDOUT);
     cr_assert_null(res);
+    /* A deadline already passed: nothing is started. */
+    cr_assert_eq(moirai_dns_resolve_timed(rt, 0, "127.0.0.1", NULL, NULL, &res), -ETIMEDOUT);
+    cr_assert_null(res);
     moirai_handle_t *h = spawn_with_handle(rt, resolve_forever, rt, NULL);
     moirai_fiber_sleep(20 * MOIRAI_NS_PER_MS);
     int crc = moirai_handle_cancel(h);

@@ -573,11 +573,31 @@ Test(fs, deadline_ends_a_blocked_open, .timeout = 60)
     uint64_t deadline = moirai_deadline_after(30 * MOIRAI_NS_PER_MS);
     cr_assert_eq(moirai_fs_open_timed(rt, deadline, fifo, O_RDONLY, 0), -ETIMEDOUT);
     cr_assert_geq(moirai_clock_now_ns(), deadline);
-    /* A deadline already passed still fails, without starting anything. */
+    /* A deadline already passed fails without starting anything, even a
+     * read the page cache would answer; a close still happens. */
     cr_assert_eq(moirai_fs_open_timed(rt, 0, fifo, O_RDONLY, 0), -ETIMEDOUT);
+    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    char byte;
+    cr_assert_eq(pread(fd, &byte, 1, 0), 1);
+    cr_assert_eq(moirai_fs_read_timed(rt, 0, fd, &byte, 1, 0), -ETIMEDOUT);
+    struct stat st;
+    cr_assert_eq(moirai_fs_stat_timed(rt, 0, "/", &st), -ETIMEDOUT);
+    moirai_fs_dir_t *d = NULL;
+    cr_assert_eq(moirai_fs_dir_open_timed(rt, 0, &d, "/"), -ETIMEDOUT);
+    cr_assert_null(d);
+    cr_assert_eq(moirai_fs_dir_open(rt, &d, "/"), 0);
+    moirai_fs_dirent_t e;
+    cr_assert_eq(moirai_fs_dir_read_timed(rt, 0, d, &e), -ETIMEDOUT);
+    cr_assert_eq(moirai_fs_dir_read(rt, d, &e), 1); /* nothing started: still usable */
+    int crc = moirai_fs_dir_close_timed(rt, 0, d);
+    cr_assert(crc == 0 || crc == -ETIMEDOUT, "dir close %d", crc);
+    crc = moirai_fs_close_timed(rt, 0, fd);
+    cr_assert(crc == 0 || crc == -ETIMEDOUT, "close %d", crc);
     int wfd = fifo_release(fifo);
     drop_runtime(rt);
     close(wfd);
+    cr_assert_eq(fcntl(fd, F_GETFD), -1, "a close past its deadline did not happen");
     cr_assert_eq(count_fds(), fds_before);
     moirai_event_destroy(&b.started);
     scratch_remove(dir);
@@ -605,9 +625,25 @@ Test(fs, deadline_withdraws_queued_work, .timeout = 60)
         moirai_event_init(&bs[i].started, MOIRAI_EVENT_MANUAL, false);
         hs[i] = spawn_with_handle(rt, open_fifo, &bs[i], NULL);
     }
+    /* A directory stream opened before the pool fills up. */
+    moirai_fs_dir_t *d = NULL;
+    cr_assert_eq(moirai_fs_dir_open(rt, &d, dir), 0);
+    int doomed = open(file, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    cr_assert_geq(doomed, 0);
     wait_threads_in_openat(pool);
     uint64_t deadline = moirai_deadline_after(20 * MOIRAI_NS_PER_MS);
     cr_assert_eq(moirai_fs_mkdir_timed(rt, deadline, newdir, 0700), -ETIMEDOUT);
+    /* A withdrawn read of the stream: its position is lost. */
+    moirai_fs_dirent_t e;
+    deadline = moirai_deadline_after(20 * MOIRAI_NS_PER_MS);
+    cr_assert_eq(moirai_fs_dir_read_timed(rt, deadline, d, &e), -ETIMEDOUT);
+    cr_assert_eq(moirai_fs_dir_read(rt, d, &e), -EBADFD);
+    /* Closes are never withdrawn: they happen once the pool frees up. */
+    deadline = moirai_deadline_after(20 * MOIRAI_NS_PER_MS);
+    cr_assert_eq(moirai_fs_dir_close_timed(rt, deadline, d), -ETIMEDOUT);
+    deadline = moirai_deadline_after(20 * MOIRAI_NS_PER_MS);
+    cr_assert_eq(moirai_fs_close_timed(rt, deadline, doomed), -ETIMEDOUT);
+    cr_assert_eq(fcntl(doomed, F_GETFD) >= 0, 1, "closed while the pool was full");
     int fd = open(file, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
     cr_assert_geq(fd, 0);
     deadline = moirai_deadline_after(20 * MOIRAI_NS_PER_MS);
@@ -622,6 +658,7 @@ Test(fs, deadline_withdraws_queued_work, .timeout = 60)
     }
     drop_runtime(rt);
     close(wfd);
+    cr_assert_eq(fcntl(doomed, F_GETFD), -1, "a timed-out close was withdrawn");
     struct stat st;
     cr_assert_eq(stat(newdir, &st), -1, "a withdrawn mkdir ran");
     cr_assert_eq(fstat(fd, &st), 0);
@@ -665,6 +702,8 @@ Test(fs, abandoned_read_never_touches_the_buffer, .timeout = 60)
 struct selfc {
     moirai_runtime_t *rt;
     moirai_event_t started;
+    int fd;        /* closed by the cancelled fiber all the same */
+    int close_rc;
 };
 
 static int self_cancelled(void *arg, const moirai_cancel_token_t *cancel, void **result)
@@ -689,21 +728,26 @@ static int self_cancelled(void *arg, const moirai_cancel_token_t *cancel, void *
         moirai_fs_scandir(rt, "/", &ents, &n) != -ECANCELED ||
         moirai_fs_dir_open(rt, &d, "/") != -ECANCELED || moirai_fs_mkdir(rt, "/x", 0) != -ECANCELED)
         return -1;
+    sc->close_rc = moirai_fs_close(rt, sc->fd);
     return 0;
 }
 
 Test(fs, a_cancelled_fiber_fails_at_once, .timeout = 60)
 {
     moirai_runtime_t *rt = make_runtime(1);
-    struct selfc sc = {.rt = rt};
+    struct selfc sc = {.rt = rt, .fd = open("/", O_RDONLY | O_CLOEXEC), .close_rc = 1};
+    cr_assert_geq(sc.fd, 0);
     moirai_event_init(&sc.started, MOIRAI_EVENT_MANUAL, false);
     moirai_handle_t *h = spawn_with_handle(rt, self_cancelled, &sc, NULL);
     moirai_event_wait(&sc.started);
     cr_assert_eq(moirai_handle_cancel(h), -EBUSY);
     /* 0: every call failed with -ECANCELED. */
     cr_assert_eq(join_and_release(h, NULL), 0);
+    /* The close started anyway: waited for (0) or not (-ECANCELED). */
+    cr_assert(sc.close_rc == 0 || sc.close_rc == -ECANCELED, "close %d", sc.close_rc);
     moirai_event_destroy(&sc.started);
-    drop_runtime(rt);
+    drop_runtime(rt); /* waits for a close still in the pool */
+    cr_assert_eq(fcntl(sc.fd, F_GETFD), -1, "the cancelled fiber's close did not happen");
 }
 
 Test(fs, bad_input_gets_an_errno, .timeout = 60)

@@ -35,6 +35,10 @@
 #include <moirai/async/export.h>
 #include <moirai/async/runtime.h>
 
+/* <netdb.h> defines it only with POSIX visible (not under strict ISO C,
+ * where this header still compiles: declare the tag at file scope). */
+struct addrinfo;
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -12,18 +12,21 @@
  * - Blocks: parks a fiber, or sleeps a plain thread, until the operation
  *   completes. The _timed variant also returns -ETIMEDOUT once `deadline`
  *   (absolute, moirai_clock_now_ns() scale; MOIRAI_DEADLINE_NEVER: none)
- *   has passed.
+ *   has passed; a deadline already passed fails at once and starts
+ *   nothing (closes excepted, see moirai_fs_close()).
  * - Cancellation: cancelling the handle of a fiber waiting in a call makes
  *   the call return -ECANCELED promptly, and a fiber already cancelled gets
- *   -ECANCELED at once (the token is sticky). An operation still queued in
- *   the thread pool is withdrawn; one a pool thread already runs cannot be
- *   stopped, so it completes in the background and its result is
- *   discarded: a descriptor a cancelled open returned is closed, a
- *   cancelled write or rename may or may not have been applied, and the
- *   caller's buffer is never touched after the call returned (the slow
- *   path reads and writes through a buffer of its own). A deadline does the
- *   same with -ETIMEDOUT. An operation that completed before the
- *   cancellation reached it returns its result.
+ *   -ECANCELED at once without starting anything (the token is sticky;
+ *   closes excepted). When the call returns -ECANCELED or -ETIMEDOUT, an
+ *   operation that was still queued in the thread pool has been withdrawn
+ *   and never runs; one a pool thread already runs cannot be stopped, so
+ *   it completes in the background and its result is discarded: a
+ *   descriptor a cancelled open returned is closed, a cancelled write,
+ *   rename, unlink, mkdir, rmdir or fsync may or may not have happened,
+ *   and the caller's buffer is never touched after the call returned (the
+ *   slow path reads and writes through a buffer of its own). An
+ *   operation that completed before the cancellation reached it returns
+ *   its result.
  * - Thread-safety: any thread or fiber may call; calls on one descriptor
  *   from several callers behave as the POSIX calls do.
  * - Memory ordering: what the caller wrote before a call happens before
@@ -101,11 +104,13 @@ MOIRAI_ASYNC_API ssize_t moirai_fs_write(moirai_runtime_t *rt, int fd, const voi
 MOIRAI_ASYNC_API ssize_t moirai_fs_write_timed(moirai_runtime_t *rt, uint64_t deadline, int fd,
                                                const void *buf, size_t len, int64_t offset);
 
-/* close(2). The descriptor is released whatever the result, also after
- * -ECANCELED or -ETIMEDOUT (the close then finishes in the background):
- * never use or close it again. Returns 0, -EINVAL (NULL rt), -EBADF (not
- * open), -EIO, -ENOMEM (nothing happened: the descriptor is still open),
- * -ECANCELED, -ETIMEDOUT. */
+/* close(2). The close is always started, also by a cancelled fiber and
+ * past the deadline, and never withdrawn: after any result but -EINVAL
+ * and -ENOMEM the descriptor is released (after -ECANCELED or -ETIMEDOUT
+ * the close finishes in the background, once a pool thread is free):
+ * never use or close it again. Returns 0, -EINVAL (NULL rt), -EBADF (fd
+ * < 0 or not open), -EIO, -ENOMEM (nothing happened: the descriptor is
+ * still open), -ECANCELED, -ETIMEDOUT (not waited for). */
 MOIRAI_ASYNC_API int moirai_fs_close(moirai_runtime_t *rt, int fd);
 MOIRAI_ASYNC_API int moirai_fs_close_timed(moirai_runtime_t *rt, uint64_t deadline, int fd);
 
@@ -183,17 +188,20 @@ MOIRAI_ASYNC_API int moirai_fs_dir_open_timed(moirai_runtime_t *rt, uint64_t dea
  * or the close of `dir`. Entries are fetched in batches, so most calls
  * return without waiting. Returns 1 (an entry), 0 (no more entries), or
  * -EINVAL (NULL rt, dir or entry), -EBADFD (an earlier read of this
- * stream was cancelled or timed out: its position is lost, only
- * moirai_fs_dir_close() remains), -EIO, -ENOMEM, -ECANCELED,
- * -ETIMEDOUT. */
+ * stream was cancelled or timed out after it had started: its position
+ * is lost, only moirai_fs_dir_close() remains), -EIO, -ENOMEM,
+ * -ECANCELED, -ETIMEDOUT (a read refused at once because the fiber was
+ * already cancelled or the deadline had passed leaves the stream
+ * usable). */
 MOIRAI_ASYNC_API int moirai_fs_dir_read(moirai_runtime_t *rt, moirai_fs_dir_t *dir,
                                         moirai_fs_dirent_t *entry);
 MOIRAI_ASYNC_API int moirai_fs_dir_read_timed(moirai_runtime_t *rt, uint64_t deadline,
                                               moirai_fs_dir_t *dir, moirai_fs_dirent_t *entry);
 
-/* Closes `dir` and frees it, whatever the result (after -ECANCELED or
- * -ETIMEDOUT the close finishes in the background, after any read still
- * running). Allocates nothing (the close was prepared by the open), so
+/* Closes `dir` and frees it, whatever the result: like
+ * moirai_fs_close() the close is always started and never withdrawn
+ * (after -ECANCELED or -ETIMEDOUT it finishes in the background, after
+ * any read of the stream still running). Allocates nothing (the close was prepared by the open), so
  * it cannot fail for want of memory. NULL dir is ignored (returns 0).
  * Returns 0, -EINVAL (NULL rt; `dir` is then not closed), -EIO,
  * -ECANCELED, -ETIMEDOUT. */
