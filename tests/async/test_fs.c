@@ -617,6 +617,12 @@ Test(fs, deadline_withdraws_queued_work, .timeout = 60)
     fifo_make(fifo);
     int fds_before = count_fds_baseline();
     moirai_runtime_t *rt = make_runtime(2);
+    /* A directory stream opened before the pool fills up (after, its open
+     * would queue behind the blocked ones). */
+    moirai_fs_dir_t *d = NULL;
+    cr_assert_eq(moirai_fs_dir_open(rt, &d, dir), 0);
+    int doomed = open(file, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    cr_assert_geq(doomed, 0);
     int pool = uv_pool_size();
     struct blocked *bs = calloc((size_t)pool, sizeof(*bs));
     moirai_handle_t **hs = calloc((size_t)pool, sizeof(*hs));
@@ -625,11 +631,6 @@ Test(fs, deadline_withdraws_queued_work, .timeout = 60)
         moirai_event_init(&bs[i].started, MOIRAI_EVENT_MANUAL, false);
         hs[i] = spawn_with_handle(rt, open_fifo, &bs[i], NULL);
     }
-    /* A directory stream opened before the pool fills up. */
-    moirai_fs_dir_t *d = NULL;
-    cr_assert_eq(moirai_fs_dir_open(rt, &d, dir), 0);
-    int doomed = open(file, O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-    cr_assert_geq(doomed, 0);
     wait_threads_in_openat(pool);
     uint64_t deadline = moirai_deadline_after(20 * MOIRAI_NS_PER_MS);
     cr_assert_eq(moirai_fs_mkdir_timed(rt, deadline, newdir, 0700), -ETIMEDOUT);
@@ -702,7 +703,7 @@ Test(fs, abandoned_read_never_touches_the_buffer, .timeout = 60)
 struct selfc {
     moirai_runtime_t *rt;
     moirai_event_t started;
-    int fd;        /* closed by the cancelled fiber all the same */
+    int fd; /* closed by the cancelled fiber all the same */
     int close_rc;
 };
 
