@@ -130,7 +130,7 @@ int moirai_dns_resolve_timed(moirai_runtime_t *rt, uint64_t deadline, const char
         op->has_hints = true;
     }
     moirai__poolop_init(&op->base, (uv_req_t *)&op->req, dns_start, NULL, dns_destroy);
-    rc = moirai__poolop_wait(rt, &op->base, deadline, true);
+    rc = moirai__poolop_wait(rt, &op->base, deadline);
     if (rc < 0)
         return rc;
     rc = op->result;

@@ -82,10 +82,9 @@ moirai__fs_op_t *moirai__fs_op_new(moirai__fs_kind_t kind, const char *path, con
     return op;
 }
 
-int moirai__fs_op_wait(moirai_runtime_t *rt, moirai__fs_op_t *op, uint64_t deadline,
-                       bool cancellable)
+int moirai__fs_op_wait(moirai_runtime_t *rt, moirai__fs_op_t *op, uint64_t deadline)
 {
-    return moirai__poolop_wait(rt, &op->base, deadline, cancellable);
+    return moirai__poolop_wait(rt, &op->base, deadline);
 }
 
 /* ---- the reactor side ------------------------------------------------- */
@@ -319,7 +318,7 @@ static int enter(moirai_runtime_t *rt, uint64_t deadline)
 /* Runs an operation that produces only a status or a count. */
 static ssize_t run_simple(moirai_runtime_t *rt, moirai__fs_op_t *op, uint64_t deadline)
 {
-    int rc = moirai__fs_op_wait(rt, op, deadline, true);
+    int rc = moirai__fs_op_wait(rt, op, deadline);
     if (rc < 0)
         return rc;
     ssize_t r = op->result;
@@ -393,7 +392,7 @@ ssize_t moirai_fs_read_timed(moirai_runtime_t *rt, uint64_t deadline, int fd, vo
         return -ENOMEM;
     op->fd = fd;
     op->offset = offset;
-    rc = moirai__fs_op_wait(rt, op, deadline, true);
+    rc = moirai__fs_op_wait(rt, op, deadline);
     if (rc < 0)
         return rc;
     n = op->result;
@@ -509,7 +508,7 @@ int moirai_fs_stat_timed(moirai_runtime_t *rt, uint64_t deadline, const char *pa
     moirai__fs_op_t *op = moirai__fs_op_new(MOIRAI__FS_STAT, path, NULL, 0);
     if (op == NULL)
         return -ENOMEM;
-    rc = moirai__fs_op_wait(rt, op, deadline, true);
+    rc = moirai__fs_op_wait(rt, op, deadline);
     if (rc < 0)
         return rc;
     rc = (int)op->result;
@@ -576,7 +575,7 @@ int moirai_fs_scandir_timed(moirai_runtime_t *rt, uint64_t deadline, const char 
     moirai__fs_op_t *op = moirai__fs_op_new(MOIRAI__FS_SCANDIR, path, NULL, 0);
     if (op == NULL)
         return -ENOMEM;
-    rc = moirai__fs_op_wait(rt, op, deadline, true);
+    rc = moirai__fs_op_wait(rt, op, deadline);
     if (rc < 0)
         return rc;
     rc = (int)op->result;

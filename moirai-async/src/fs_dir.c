@@ -51,7 +51,7 @@ int moirai_fs_dir_open_timed(moirai_runtime_t *rt, uint64_t deadline, moirai_fs_
         moirai_free(dir);
         return -ENOMEM;
     }
-    rc = moirai__fs_op_wait(rt, op, deadline, true);
+    rc = moirai__fs_op_wait(rt, op, deadline);
     if (rc == 0) {
         rc = (int)op->result;
         if (rc == 0) {
@@ -105,7 +105,7 @@ int moirai_fs_dir_read_timed(moirai_runtime_t *rt, uint64_t deadline, moirai_fs_
     if (op == NULL)
         return -ENOMEM;
     op->dir = dir;
-    rc = moirai__fs_op_wait(rt, op, deadline, true);
+    rc = moirai__fs_op_wait(rt, op, deadline);
     if (rc < 0) {
         /* The read goes on without us and takes its entries with it. */
         dir->broken = true;
@@ -148,7 +148,7 @@ int moirai_fs_dir_close_timed(moirai_runtime_t *rt, uint64_t deadline, moirai_fs
     moirai__fs_op_t *op = dir->close_op;
     /* A cancelled caller still closes: the stream must not leak, and the
      * close waits only for the directory (no cancellation check first). */
-    int rc = moirai__fs_op_wait(rt, op, deadline, true);
+    int rc = moirai__fs_op_wait(rt, op, deadline);
     if (rc < 0)
         return rc; /* the close finishes in the background and frees `dir` */
     rc = (int)op->result;

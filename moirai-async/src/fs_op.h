@@ -71,8 +71,7 @@ moirai__fs_op_t *moirai__fs_op_new(moirai__fs_kind_t kind, const char *path, con
                                    size_t data_len);
 
 /* Runs `op` and waits (see moirai__poolop_wait). */
-int moirai__fs_op_wait(moirai_runtime_t *rt, moirai__fs_op_t *op, uint64_t deadline,
-                       bool cancellable);
+int moirai__fs_op_wait(moirai_runtime_t *rt, moirai__fs_op_t *op, uint64_t deadline);
 
 /* The directory stream; fields after `pos` are the reactor thread's. */
 struct moirai_fs_dir {

@@ -56,24 +56,14 @@ void moirai__poolop_init(moirai__poolop_t *op, uv_req_t *req,
     atomic_init(&op->refs, 2);
 }
 
-int moirai__poolop_wait(moirai_runtime_t *rt, moirai__poolop_t *op, uint64_t deadline,
-                        bool cancellable)
+int moirai__poolop_wait(moirai_runtime_t *rt, moirai__poolop_t *op, uint64_t deadline)
 {
     moirai__reactor_submit(rt->reactor, &op->start_op);
     for (;;) {
         /* Acquire pairs with complete()'s release: the result is visible. */
         if (atomic_load_explicit(&op->state, memory_order_acquire) == MOIRAI__POOLOP_DONE)
             return 0;
-        int rc;
-        if (cancellable) {
-            rc = moirai__iowait_park(&op->state, MOIRAI__POOLOP_PENDING, deadline);
-        } else {
-            /* moirai_park reports a cancellation once; this wait ignores
-             * it and waits again (the token stays set for later calls). */
-            rc = moirai_park_nospin(&op->state, MOIRAI__POOLOP_PENDING, deadline);
-            if (rc == -ECANCELED)
-                rc = 0;
-        }
+        int rc = moirai__iowait_park(&op->state, MOIRAI__POOLOP_PENDING, deadline);
         if (rc == 0)
             continue;
         uint32_t expected = MOIRAI__POOLOP_PENDING;

@@ -84,10 +84,8 @@ void moirai__poolop_init(moirai__poolop_t *op, uv_req_t *req,
  * release), or -ECANCELED / -ETIMEDOUT when the wait ended first: `op`
  * is then detached and no longer the caller's (do not release it). A
  * completion that wins the race with the cancellation is returned as a
- * completion (0). `cancellable` false: only the deadline ends the wait
- * (operations that must finish, such as closing a directory). */
-int moirai__poolop_wait(moirai_runtime_t *rt, moirai__poolop_t *op, uint64_t deadline,
-                        bool cancellable);
+ * completion (0). */
+int moirai__poolop_wait(moirai_runtime_t *rt, moirai__poolop_t *op, uint64_t deadline);
 
 /* Reactor thread: the result is stored; wakes the caller, or disposes of
  * the result when the caller has gone. Call once per operation. */
