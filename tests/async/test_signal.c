@@ -59,21 +59,31 @@ Test(signal, sigusr1_reaches_a_waiting_fiber, .timeout = 30)
     delivered_to_a_fiber(SIGUSR1);
 }
 
-Test(signal, sigint_reaches_a_waiting_plain_thread, .timeout = 30)
+static void delivered_to_a_thread(int signum)
 {
     moirai_runtime_t *rt = make_runtime(1);
     struct waiter w = {.rc = -1};
-    cr_assert_eq(moirai_signal_create(&w.sig, rt, SIGINT), 0);
+    cr_assert_eq(moirai_signal_create(&w.sig, rt, signum), 0);
     moirai_event_init(&w.started, MOIRAI_EVENT_MANUAL, false);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, wait_thread, &w), 0);
     moirai_event_wait(&w.started);
-    cr_assert_eq(raise(SIGINT), 0);
+    cr_assert_eq(raise(signum), 0);
     cr_assert_eq(pthread_join(t, NULL), 0);
     cr_assert_eq(w.rc, 1);
     moirai_signal_destroy(w.sig);
     moirai_event_destroy(&w.started);
     drop_runtime(rt);
+}
+
+Test(signal, sigint_reaches_a_waiting_plain_thread, .timeout = 30)
+{
+    delivered_to_a_thread(SIGINT);
+}
+
+Test(signal, sigterm_reaches_a_waiting_plain_thread, .timeout = 30)
+{
+    delivered_to_a_thread(SIGTERM);
 }
 
 /* Deliveries while nobody waits are kept for the next wait; two watchers
