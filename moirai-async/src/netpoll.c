@@ -1,20 +1,22 @@
 /* The poller (see netpoll.h): the epoll set, the handle slabs, and the
  * two ways the set is waited for.
  *
- * Idle workers. One idle worker at a time holds the poller role and
+ * Idle workers. A worker that has just run a job and finds nothing else
+ * polls the shared set without waiting (moirai-sched calls the poll hook
+ * while it searches), so the fibers the events wake run on this worker,
+ * on a warm cache. The last worker to go idle takes the poller role and
  * waits in an epoll set of its own holding its eventfd (the scheduler's
- * wake) and the shared set; the others wait on their eventfd alone. When
- * the shared set is ready, the role holder's wait returns "outside work",
- * the scheduler counts it as searching and calls poll, which takes the
- * events without waiting and wakes their fibers onto this worker: the
- * worker that saw the event runs the fiber, with no hop, and a single
- * busy connection keeps to one worker as it would on one libuv loop. (A
- * nested epoll set cannot be waited for EPOLLEXCLUSIVE, so letting every
- * idle worker wait for the shared set would wake them all per event.)
- * A role holder woken for scheduler work hands the role to a worker that
- * sleeps on its eventfd alone, if any. A busy worker also polls once per
- * MOIRAI_SCHED_IDLE_POLL_JOBS jobs while nobody holds the role, so I/O is
- * not starved while every worker computes.
+ * wake) and the shared set; the others wait on their eventfd alone, for
+ * ever while the role is held and for PLAIN_SLEEP_MS while it is free
+ * (someone runs), after which they take it: a worker stuck in a long job
+ * leaves I/O unwatched for at most that long while another is idle. (A
+ * nested epoll set cannot be waited for with EPOLLEXCLUSIVE, so letting
+ * every idle worker wait for the shared set would wake them all per
+ * event, and a second worker woken by every event races the first for
+ * it.) When the role holder's wait returns "outside work", the scheduler
+ * counts it as searching and calls poll, which takes the events and
+ * wakes their fibers onto this worker. A busy worker also polls once per
+ * MOIRAI_SCHED_IDLE_POLL_JOBS jobs while nobody holds the role.
  *
  * Poller thread. With a scheduler the runtime did not create, the hooks
  * cannot be installed; a thread then waits for the shared set and wakes
