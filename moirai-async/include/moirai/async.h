@@ -7,8 +7,11 @@
 #include <moirai/async/dns.h>
 #include <moirai/async/fiber.h>
 #include <moirai/async/fs.h>
+#include <moirai/async/net.h>
 #include <moirai/async/runtime.h>
+#include <moirai/async/select.h>
 #include <moirai/async/signal.h>
+#include <moirai/async/timer.h>
 #include <moirai/async/version.h>
 
 #endif
