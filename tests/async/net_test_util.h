@@ -38,6 +38,29 @@ static _Atomic int fcheck_line;
     cr_assert_eq((rc), 0, "returned %d; first failed check at line %d", (int)(rc),                 \
                  atomic_load(&fcheck_line))
 
+/* A runtime on a scheduler it borrows (`*sched`, created here): its
+ * sockets are then polled by a poller thread of the runtime's own instead
+ * of the idle workers. Destroy with drop_borrowed(). */
+static inline moirai_runtime_t *make_borrowed_runtime(int workers, moirai_sched_t **sched)
+{
+    moirai_sched_config_t sc;
+    moirai_sched_config_init(&sc);
+    sc.workers = workers;
+    cr_assert_eq(moirai_sched_create(sched, &sc), 0);
+    moirai_runtime_config_t rc;
+    moirai_runtime_config_init(&rc);
+    rc.sched = *sched;
+    moirai_runtime_t *rt = NULL;
+    cr_assert_eq(moirai_runtime_create(&rt, &rc), 0);
+    return rt;
+}
+
+static inline void drop_borrowed(moirai_runtime_t *rt, moirai_sched_t *sched)
+{
+    cr_assert_eq(moirai_runtime_destroy(rt), 0);
+    cr_assert_eq(moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN), 0);
+}
+
 /* 127.0.0.1:port. */
 static inline struct sockaddr_in loopback(uint16_t port)
 {

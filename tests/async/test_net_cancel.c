@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "test_scale.h"
+
 /* A connected pair of TCP streams and their listener. */
 struct pair {
     moirai_io_t *l, *c, *s;
@@ -255,9 +257,10 @@ static int fill_backlog(struct sockaddr_in *addr, int *probes, int max)
     return n;
 }
 
-static void cancel_one(enum op op, bool from_thread)
+static void cancel_on(enum op op, bool from_thread, bool borrowed)
 {
-    moirai_runtime_t *rt = make_runtime(2);
+    moirai_sched_t *sched = NULL;
+    moirai_runtime_t *rt = borrowed ? make_borrowed_runtime(2, &sched) : make_runtime(2);
     struct pair p;
     pair_open(&p, rt, 1);
     struct sockaddr_in any = loopback(0);
@@ -399,7 +402,15 @@ static void cancel_one(enum op op, bool from_thread)
     moirai_io_close(u);
     moirai_io_close(u2);
     pair_close(&p);
-    drop_runtime(rt);
+    if (borrowed)
+        drop_borrowed(rt, sched);
+    else
+        drop_runtime(rt);
+}
+
+static void cancel_one(enum op op, bool from_thread)
+{
+    cancel_on(op, from_thread, false);
 }
 
 Test(net_cancel, accept_cancelled_from_a_fiber, .timeout = 60)
@@ -450,6 +461,236 @@ Test(net_cancel, write_cancelled_from_a_fiber, .timeout = 60)
 Test(net_cancel, write_cancelled_from_a_thread, .timeout = 60)
 {
     cancel_one(OP_WRITE, true);
+}
+
+/* The same on a borrowed scheduler, where a poller thread of the
+ * runtime's own waits for the sockets. */
+Test(net_cancel, on_a_borrowed_scheduler_read_cancelled_from_a_thread, .timeout = 60)
+{
+    cancel_on(OP_READ, true, true);
+}
+
+Test(net_cancel, on_a_borrowed_scheduler_accept_cancelled_from_a_fiber, .timeout = 60)
+{
+    cancel_on(OP_ACCEPT, false, true);
+}
+
+Test(net_cancel, on_a_borrowed_scheduler_write_cancelled_from_a_thread, .timeout = 60)
+{
+    cancel_on(OP_WRITE, true, true);
+}
+
+Test(net_cancel, on_a_borrowed_scheduler_connect_cancelled_from_a_fiber, .timeout = 60)
+{
+    cancel_on(OP_CONNECT, false, true);
+}
+
+/* ---- Connecting to a full queue: deadlines and cancellation ---- */
+
+Test(net_cancel, tcp_connect_to_a_full_queue_times_out_leaving_nothing, .timeout = 60)
+{
+    moirai_runtime_t *rt = make_runtime(2);
+    struct pair p;
+    pair_open(&p, rt, 1);
+    int probes[64];
+    int nprobes = fill_backlog(&p.addr, probes, 64);
+    int fds = count_fds();
+    moirai_io_t *c = NULL;
+    uint64_t deadline = moirai_deadline_after(50 * MOIRAI_NS_PER_MS);
+    cr_assert_eq(moirai_tcp_connect_timed(&c, rt, deadline, (struct sockaddr *)&p.addr, NULL),
+                 -ETIMEDOUT);
+    cr_assert_geq(moirai_clock_now_ns(), deadline);
+    cr_assert_null(c);
+    cr_assert_eq(count_fds(), fds, "a timed-out connect left its socket open");
+    for (int i = 0; i < nprobes; i++)
+        close(probes[i]);
+    pair_close(&p);
+    drop_runtime(rt);
+}
+
+struct unix_connector {
+    const char *path;
+    int rc;
+};
+
+static int unix_connect_fiber(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct unix_connector *u = arg;
+    moirai_io_t *c = NULL;
+    u->rc = moirai_unix_connect(&c, moirai_runtime_current(), u->path);
+    if (c != NULL)
+        moirai_io_close(c);
+    return 0;
+}
+
+/* A Unix listener whose queue is full answers a non-blocking connect
+ * with EAGAIN and gives no readiness event: the connect retries within
+ * its deadline, and a cancellation ends it. */
+Test(net_cancel, unix_connect_to_a_full_queue_deadline_and_cancel, .timeout = 60)
+{
+    moirai_runtime_t *rt = make_runtime(2);
+    char path[64];
+    snprintf(path, sizeof path, "@moirai-net-full-%d", (int)getpid());
+    moirai_io_t *l = NULL;
+    cr_assert_eq(moirai_unix_listen(&l, rt, path, 1), 0);
+    /* Fill the queue: connects succeed until it is full. */
+    moirai_io_t *queued[16];
+    int nq = 0;
+    for (;;) {
+        cr_assert_lt(nq, 16, "the queue never filled");
+        int rc = moirai_unix_connect_timed(&queued[nq], rt,
+                                           moirai_deadline_after(20 * MOIRAI_NS_PER_MS), path);
+        if (rc == -ETIMEDOUT)
+            break;
+        cr_assert_eq(rc, 0);
+        nq++;
+    }
+    cr_assert_gt(nq, 0);
+    int fds = count_fds();
+    /* A deadline, from a plain thread. */
+    moirai_io_t *c = NULL;
+    uint64_t deadline = moirai_deadline_after(30 * MOIRAI_NS_PER_MS);
+    cr_assert_eq(moirai_unix_connect_timed(&c, rt, deadline, path), -ETIMEDOUT);
+    cr_assert_geq(moirai_clock_now_ns(), deadline);
+    cr_assert_null(c);
+    cr_assert_eq(count_fds(), fds);
+    /* A cancellation, of a fiber. */
+    struct unix_connector u = {path, 1};
+    moirai_handle_t *h = spawn_with_handle(rt, unix_connect_fiber, &u, NULL);
+    usleep(20000); /* it retries every millisecond meanwhile */
+    cr_assert_eq(moirai_handle_cancel(h), -EBUSY);
+    ASSERT_OK(join_and_release(h, NULL));
+    cr_assert_eq(u.rc, -ECANCELED);
+    cr_assert_eq(count_fds(), fds, "a cancelled connect left its socket open");
+    /* Room again: a connect goes through. */
+    moirai_io_t *s = NULL;
+    cr_assert_eq(moirai_stream_accept(l, &s), 0);
+    moirai_io_close(s);
+    cr_assert_eq(moirai_unix_connect_timed(&c, rt, moirai_deadline_after(WAIT_NS), path), 0);
+    moirai_io_close(c);
+    for (int i = 0; i < nq; i++)
+        moirai_io_close(queued[i]);
+    moirai_io_close(l);
+    drop_runtime(rt);
+}
+
+/* ---- Races: a wait ending by readiness and by something else at once.
+ * Whatever wins, no byte is lost or read twice. ---- */
+
+struct racer {
+    moirai_io_t *io;
+    uint64_t deadline; /* MOIRAI_DEADLINE_NEVER: no deadline */
+    ssize_t rc;
+    unsigned char byte;
+    moirai_event_t started;
+};
+
+static int race_reader(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct racer *r = arg;
+    moirai_event_set(&r->started);
+    r->rc = moirai_stream_read_timed(r->io, r->deadline, &r->byte, 1);
+    return 0;
+}
+
+static void spin_ns(uint64_t ns)
+{
+    uint64_t until = moirai_clock_now_ns() + ns;
+    while (moirai_clock_now_ns() < until)
+        ;
+}
+
+/* mode 0: cancel racing the data; 1: the deadline racing the data. */
+static void race_data(int mode)
+{
+    moirai_runtime_t *rt = make_runtime(2);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    moirai_io_t *io = NULL;
+    cr_assert_eq(moirai_pipe_open(&io, rt, sv[0]), 0);
+    long rounds = scaled(2000), data_won = 0, other_won = 0;
+    for (long i = 0; i < rounds; i++) {
+        unsigned char b = (unsigned char)i;
+        struct racer r = {.io = io, .deadline = MOIRAI_DEADLINE_NEVER, .rc = 1};
+        moirai_event_init(&r.started, MOIRAI_EVENT_MANUAL, false);
+        if (mode == 1)
+            r.deadline = moirai_deadline_after((uint64_t)(i % 50) * 2000);
+        moirai_handle_t *h = spawn_with_handle(rt, race_reader, &r, NULL);
+        moirai_event_wait(&r.started);
+        spin_ns((uint64_t)(i % 37) * 1000);
+        cr_assert_eq(write(sv[1], &b, 1), 1);
+        if (mode == 0)
+            moirai_handle_cancel(h);
+        ASSERT_OK(join_and_release(h, NULL));
+        if (r.rc == 1) {
+            cr_assert_eq(r.byte, b, "round %ld: read a wrong byte", i);
+            data_won++;
+        } else {
+            cr_assert_eq(r.rc, mode == 0 ? -ECANCELED : -ETIMEDOUT, "round %ld: %zd", i, r.rc);
+            /* Nothing was consumed: the byte is still there, once. */
+            unsigned char got = 0;
+            cr_assert_eq(moirai_stream_read(io, &got, 1), 1, "round %ld: the byte was lost", i);
+            cr_assert_eq(got, b);
+            other_won++;
+        }
+    }
+    /* Nothing extra is left over. */
+    unsigned char extra;
+    cr_assert_eq(moirai_stream_read_timed(io, moirai_deadline_after(MOIRAI_NS_PER_MS), &extra, 1),
+                 -ETIMEDOUT);
+    cr_log_info("%s vs data: data first %ld times, the other %ld times",
+                mode == 0 ? "cancel" : "deadline", data_won, other_won);
+    moirai_io_close(io);
+    close(sv[1]);
+    drop_runtime(rt);
+}
+
+Test(net_cancel, cancel_racing_data_loses_no_byte, .timeout = 120)
+{
+    race_data(0);
+}
+
+Test(net_cancel, deadline_racing_data_loses_no_byte, .timeout = 120)
+{
+    race_data(1);
+}
+
+/* Close racing a reader (and data): the reader gets the byte or -EBADF,
+ * never anything else, and every descriptor is closed in the end. */
+Test(net_cancel, close_racing_a_reader, .timeout = 120)
+{
+    moirai_runtime_t *rt = make_runtime(2);
+    int fds = count_fds();
+    long rounds = scaled(2000), got_byte = 0;
+    for (long i = 0; i < rounds; i++) {
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        moirai_io_t *io = NULL;
+        cr_assert_eq(moirai_pipe_open(&io, rt, sv[0]), 0);
+        struct racer r = {.io = io, .deadline = MOIRAI_DEADLINE_NEVER, .rc = 1};
+        moirai_event_init(&r.started, MOIRAI_EVENT_MANUAL, false);
+        moirai_handle_t *h = spawn_with_handle(rt, race_reader, &r, NULL);
+        moirai_event_wait(&r.started);
+        spin_ns((uint64_t)(i % 37) * 1000);
+        if (i % 2 == 0)
+            cr_assert_eq(write(sv[1], "x", 1), 1);
+        cr_assert_eq(moirai_io_close(io), 0);
+        ASSERT_OK(join_and_release(h, NULL));
+        if (r.rc == 1) {
+            cr_assert(i % 2 == 0 && r.byte == 'x');
+            got_byte++;
+        } else {
+            cr_assert_eq(r.rc, -EBADF, "round %ld: %zd", i, r.rc);
+        }
+        close(sv[1]);
+    }
+    cr_assert_eq(count_fds(), fds, "descriptors were left open");
+    cr_log_info("close vs read: the byte was read %ld times of %ld", got_byte, rounds);
+    drop_runtime(rt);
 }
 
 /* ---- Close wakes whoever waits ---- */
