@@ -289,6 +289,76 @@ Test(net, writev_walks_every_buffer_in_order, .timeout = 30)
     drop_runtime(rt);
 }
 
+/* Large buffers through a socket buffer far smaller than their sum: the
+ * kernel takes part of a buffer at a time, and the write resumes inside
+ * it, across windows of the vector. */
+struct big_writev {
+    moirai_io_t *io;
+    const unsigned char *data;
+    size_t total;
+};
+
+enum { BIGV_N = 300 };
+
+static int writev_big(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct big_writev *w = arg;
+    struct iovec *iov = malloc(BIGV_N * sizeof *iov);
+    FCHECK(iov != NULL);
+    size_t off = 0;
+    for (int i = 0; i < BIGV_N; i++) {
+        size_t len = (size_t)(i * 7919) % 20011; /* 0 .. 20010, scattered */
+        iov[i] = (struct iovec){(void *)(w->data + off), len};
+        off += len;
+    }
+    FCHECK(off == w->total);
+    FCHECK(moirai_stream_writev(w->io, iov, BIGV_N) == (ssize_t)w->total);
+    free(iov);
+    FCHECK(moirai_stream_shutdown(w->io) == 0);
+    return 0;
+}
+
+Test(net, writev_resumes_inside_a_buffer, .timeout = 30)
+{
+    moirai_runtime_t *rt = make_runtime(2);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int small = 16384;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    moirai_io_t *a = NULL, *b = NULL;
+    cr_assert_eq(moirai_pipe_open(&a, rt, sv[0]), 0);
+    cr_assert_eq(moirai_pipe_open(&b, rt, sv[1]), 0);
+    size_t total = 0;
+    for (int i = 0; i < BIGV_N; i++)
+        total += (size_t)(i * 7919) % 20011;
+    unsigned char *data = malloc(total), *in = malloc(total);
+    cr_assert(data != NULL && in != NULL);
+    fill_pattern(data, total, 17);
+    struct big_writev w = {a, data, total};
+    moirai_handle_t *h = spawn_with_handle(rt, writev_big, &w, NULL);
+    /* Read in small pieces, so the writer waits for room many times. */
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = moirai_stream_read(b, in + got, total - got < 3000 ? total - got : 3000);
+        cr_assert_geq(n, 0);
+        if (n == 0)
+            break;
+        got += (size_t)n;
+        cr_assert_leq(got, total);
+    }
+    ASSERT_OK(join_and_release(h, NULL));
+    cr_assert_eq(got, total);
+    cr_assert(memcmp(in, data, total) == 0, "the bytes differ from the vector's");
+    free(data);
+    free(in);
+    moirai_io_close(a);
+    moirai_io_close(b);
+    drop_runtime(rt);
+}
+
 /* ---- TCP options, as the kernel reports them ---- */
 
 static int sockopt(moirai_io_t *io, int level, int name)

@@ -186,16 +186,8 @@ static int echo_client(void *arg, const moirai_cancel_token_t *cancel, void **re
     return 0;
 }
 
-Test(net_echo, concurrent_clients_every_byte_checked, .timeout = 300)
+static void echo_clients(moirai_runtime_t *rt, int n)
 {
-    /* Two sockets per client in this process; TSan supports only a few
-     * thousand live fibers (MOIRAI_TEST_SCALE divides the count). */
-    long limit = raise_fd_limit();
-    int n = (int)scaled(1000);
-    if (n > (limit - 64) / 2)
-        n = (int)((limit - 64) / 2);
-    cr_log_info("%d clients (descriptor limit %ld)", n, limit);
-    moirai_runtime_t *rt = make_runtime(2);
     static struct server s;
     server_start(&s, rt, n);
     gather.all = n;
@@ -220,6 +212,45 @@ Test(net_echo, concurrent_clients_every_byte_checked, .timeout = 300)
     cr_assert_eq(atomic_load(&s.echoed), expected_bytes);
     free(cls);
     free(hs);
+}
+
+/* How many clients: 1000, divided by MOIRAI_TEST_SCALE under sanitizers
+ * (TSan supports only a few thousand live fibers), and within the
+ * descriptor limit (two sockets per client in this process). */
+static int client_count(long n)
+{
+    long limit = raise_fd_limit();
+    n = scaled(n);
+    if (n > (limit - 64) / 2)
+        n = (limit - 64) / 2;
+    cr_log_info("%ld clients (descriptor limit %ld)", n, limit);
+    return (int)n;
+}
+
+Test(net_echo, concurrent_clients_every_byte_checked, .timeout = 300)
+{
+    int n = client_count(1000);
+    moirai_runtime_t *rt = make_runtime(2);
+    echo_clients(rt, n);
+    drop_runtime(rt);
+}
+
+/* The same on a borrowed scheduler (the runtime's poller thread). */
+Test(net_echo, concurrent_clients_on_a_borrowed_scheduler, .timeout = 300)
+{
+    int n = client_count(300);
+    moirai_sched_t *sched = NULL;
+    moirai_runtime_t *rt = make_borrowed_runtime(2, &sched);
+    echo_clients(rt, n);
+    drop_borrowed(rt, sched);
+}
+
+/* One worker: every client, every server fiber and the poller share it. */
+Test(net_echo, concurrent_clients_on_one_worker, .timeout = 300)
+{
+    int n = client_count(300);
+    moirai_runtime_t *rt = make_runtime(1);
+    echo_clients(rt, n);
     drop_runtime(rt);
 }
 

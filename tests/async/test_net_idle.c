@@ -123,6 +123,7 @@ Test(net_idle, idle_connections_use_no_cpu_on_a_borrowed_scheduler, .timeout = 6
 
 struct busy_pair {
     moirai_io_t *a_io, *b_io;
+    bool a_reads; /* A is woken by I/O; else A is spawned from outside */
     _Atomic int b_done;
     _Atomic int a_gave_up;
     _Atomic int a_running;
@@ -134,7 +135,8 @@ static int computes_after_wake(void *arg, const moirai_cancel_token_t *cancel, v
     (void)result;
     struct busy_pair *p = arg;
     unsigned char b;
-    FCHECK(moirai_stream_read(p->a_io, &b, 1) == 1);
+    if (p->a_reads)
+        FCHECK(moirai_stream_read(p->a_io, &b, 1) == 1);
     atomic_store(&p->a_running, 1);
     uint64_t until = moirai_deadline_after(10 * MOIRAI_NS_PER_S);
     while (!atomic_load(&p->b_done)) {
@@ -159,7 +161,19 @@ static int served_meanwhile(void *arg, const moirai_cancel_token_t *cancel, void
     return 0;
 }
 
-static void serve_while_busy(moirai_runtime_t *rt)
+/* Reads one byte on the A connection and ends: the worker that polled
+ * its event runs it and goes back to sleep last, holding the poller
+ * role again, so that it is the sleeper a spawn from outside wakes. */
+static int read_one_byte(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    unsigned char b;
+    FCHECK(moirai_stream_read(arg, &b, 1) == 1);
+    return 0;
+}
+
+static void serve_while_busy(moirai_runtime_t *rt, bool a_reads)
 {
     struct sockaddr_in any = loopback(0);
     moirai_io_t *l = NULL, *ca = NULL, *cb = NULL;
@@ -167,19 +181,35 @@ static void serve_while_busy(moirai_runtime_t *rt)
     atomic_init(&p.b_done, 0);
     atomic_init(&p.a_gave_up, 0);
     atomic_init(&p.a_running, 0);
+    p.a_reads = a_reads;
     cr_assert_eq(moirai_tcp_listen(&l, rt, (struct sockaddr *)&any, NULL), 0);
     struct sockaddr_in addr = local_of(l);
     cr_assert_eq(moirai_tcp_connect(&ca, rt, (struct sockaddr *)&addr, NULL), 0);
     cr_assert_eq(moirai_stream_accept(l, &p.a_io), 0);
     cr_assert_eq(moirai_tcp_connect(&cb, rt, (struct sockaddr *)&addr, NULL), 0);
     cr_assert_eq(moirai_stream_accept(l, &p.b_io), 0);
-    moirai_handle_t *ha = spawn_with_handle(rt, computes_after_wake, &p, NULL);
+    moirai_handle_t *ha = NULL;
+    if (a_reads)
+        ha = spawn_with_handle(rt, computes_after_wake, &p, NULL);
     moirai_handle_t *hb = spawn_with_handle(rt, served_meanwhile, &p, NULL);
-    cr_assert(wait_armed(&p.a_io->rslot));
+    moirai_handle_t *hp = NULL;
+    if (a_reads)
+        cr_assert(wait_armed(&p.a_io->rslot));
     cr_assert(wait_armed(&p.b_io->rslot));
-    /* Let both workers go idle, then wake A through I/O. */
+    if (!a_reads) {
+        hp = spawn_with_handle(rt, read_one_byte, p.a_io, NULL);
+        cr_assert(wait_armed(&p.a_io->rslot));
+        usleep(20000);
+        cr_assert_eq(moirai_stream_write(ca, "P", 1), 1);
+        ASSERT_OK(join_and_release(hp, NULL));
+    }
+    /* Let both workers go idle (one holds the poller role), then give
+     * one of them A: through I/O, or as a new fiber. */
     usleep(20000);
-    cr_assert_eq(moirai_stream_write(ca, "A", 1), 1);
+    if (a_reads)
+        cr_assert_eq(moirai_stream_write(ca, "A", 1), 1);
+    else
+        ha = spawn_with_handle(rt, computes_after_wake, &p, NULL);
     uint64_t until = moirai_deadline_after(WAIT_NS);
     while (!atomic_load(&p.a_running) && moirai_clock_now_ns() < until)
         usleep(100);
@@ -203,8 +233,8 @@ static void serve_while_busy(moirai_runtime_t *rt)
 Test(net_idle, an_idle_worker_serves_io_while_the_other_computes, .timeout = 120)
 {
     moirai_runtime_t *rt = make_runtime(2);
-    for (int round = 0; round < 5; round++)
-        serve_while_busy(rt);
+    for (int round = 0; round < 10; round++)
+        serve_while_busy(rt, round % 2 == 0);
     drop_runtime(rt);
 }
 
@@ -212,7 +242,7 @@ Test(net_idle, an_idle_worker_serves_io_while_the_other_computes_borrowed, .time
 {
     moirai_sched_t *sched = NULL;
     moirai_runtime_t *rt = make_borrowed_runtime(2, &sched);
-    for (int round = 0; round < 5; round++)
-        serve_while_busy(rt);
+    for (int round = 0; round < 10; round++)
+        serve_while_busy(rt, round % 2 == 0);
     drop_borrowed(rt, sched);
 }
