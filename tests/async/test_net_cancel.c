@@ -659,6 +659,66 @@ Test(net_cancel, deadline_racing_data_loses_no_byte, .timeout = 120)
     race_data(1);
 }
 
+/* Cancel racing data that someone else may take first: a second handle
+ * on the same socket (a dup of its descriptor) steals the byte, so the
+ * reader is sometimes woken by an edge whose data is gone and must wait
+ * again. Whatever happens, the reader returns (the byte or -ECANCELED)
+ * and the byte is read exactly once. */
+Test(net_cancel, cancel_racing_stolen_data_never_hangs, .timeout = 120)
+{
+    moirai_runtime_t *rt = make_runtime(2);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int other = dup(sv[0]);
+    cr_assert_geq(other, 0);
+    moirai_io_t *io = NULL, *thief = NULL;
+    cr_assert_eq(moirai_pipe_open(&io, rt, sv[0]), 0);
+    cr_assert_eq(moirai_pipe_open(&thief, rt, other), 0);
+    long rounds = scaled(3000), by_reader = 0, by_thief = 0, cancelled = 0;
+    for (long i = 0; i < rounds; i++) {
+        unsigned char b = (unsigned char)i;
+        struct racer r = {.io = io, .deadline = MOIRAI_DEADLINE_NEVER, .rc = 1};
+        moirai_event_init(&r.started, MOIRAI_EVENT_MANUAL, false);
+        moirai_handle_t *h = spawn_with_handle(rt, race_reader, &r, NULL);
+        cr_assert(wait_armed(&io->rslot));
+        cr_assert_eq(write(sv[1], &b, 1), 1);
+        spin_ns((uint64_t)(i % 23) * 500);
+        unsigned char got = 0;
+        /* Every other round the thief tries; then the reader is cancelled
+         * (a reader that lost the byte would otherwise wait for ever). */
+        ssize_t t = i % 2 == 0 ? read(other, &got, 1) : -1; /* non-blocking */
+        moirai_handle_cancel(h);
+        int rc = moirai_handle_join_timed(h, moirai_deadline_after(5 * MOIRAI_NS_PER_S), NULL);
+        cr_assert_neq(rc, -ETIMEDOUT, "round %ld: the cancelled reader hung (stolen: %zd)", i, t);
+        moirai_handle_release(h);
+        ASSERT_OK(rc);
+        int owners = (t == 1) + (r.rc == 1);
+        if (owners == 0) {
+            /* Cancelled with the byte still there. */
+            cr_assert_eq(r.rc, -ECANCELED, "round %ld: %zd", i, r.rc);
+            cr_assert_eq(moirai_stream_read(thief, &got, 1), 1);
+            cr_assert_eq(got, b);
+            cancelled++;
+        } else {
+            cr_assert_eq(owners, 1, "round %ld: the byte was read twice", i);
+            if (t == 1) {
+                cr_assert_eq(got, b);
+                cr_assert(r.rc == -ECANCELED || r.rc == 1, "round %ld: %zd", i, r.rc);
+                by_thief++;
+            } else {
+                cr_assert_eq(r.byte, b);
+                by_reader++;
+            }
+        }
+    }
+    cr_log_info("stolen data: reader %ld, thief %ld, cancelled untouched %ld", by_reader, by_thief,
+                cancelled);
+    moirai_io_close(io);
+    moirai_io_close(thief);
+    close(sv[1]);
+    drop_runtime(rt);
+}
+
 /* Close racing a reader (and data): the reader gets the byte or -EBADF,
  * never anything else, and every descriptor is closed in the end. */
 Test(net_cancel, close_racing_a_reader, .timeout = 120)
