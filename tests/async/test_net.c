@@ -359,6 +359,66 @@ Test(net, writev_resumes_inside_a_buffer, .timeout = 30)
     drop_runtime(rt);
 }
 
+/* IPv6: TCP and UDP on [::1], addresses reported as AF_INET6. Skipped
+ * (with a message) where the kernel has no IPv6. */
+Test(net, ipv6_tcp_and_udp_on_loopback, .timeout = 30)
+{
+    int probe = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in6 any;
+    memset(&any, 0, sizeof any);
+    any.sin6_family = AF_INET6;
+    any.sin6_addr = in6addr_loopback;
+    if (probe < 0 || bind(probe, (struct sockaddr *)&any, sizeof any) != 0) {
+        if (probe >= 0)
+            close(probe);
+        cr_skip_test("no IPv6 loopback here");
+    }
+    close(probe);
+    moirai_runtime_t *rt = make_runtime(2);
+    moirai_io_t *l = NULL, *c = NULL, *s = NULL;
+    cr_assert_eq(moirai_tcp_listen(&l, rt, (struct sockaddr *)&any, NULL), 0);
+    struct sockaddr_in6 addr;
+    socklen_t len = sizeof addr;
+    cr_assert_eq(moirai_io_local_addr(l, (struct sockaddr *)&addr, &len), 0);
+    cr_assert_eq(len, sizeof addr);
+    cr_assert_eq(addr.sin6_family, AF_INET6);
+    cr_assert_neq(addr.sin6_port, 0);
+    cr_assert_eq(moirai_tcp_connect(&c, rt, (struct sockaddr *)&addr, NULL), 0);
+    cr_assert_eq(moirai_stream_accept(l, &s), 0);
+    struct sockaddr_in6 peer, mine;
+    len = sizeof peer;
+    cr_assert_eq(moirai_io_peer_addr(s, (struct sockaddr *)&peer, &len), 0);
+    len = sizeof mine;
+    cr_assert_eq(moirai_io_local_addr(c, (struct sockaddr *)&mine, &len), 0);
+    cr_assert_eq(peer.sin6_port, mine.sin6_port);
+    cr_assert(memcmp(&peer.sin6_addr, &in6addr_loopback, sizeof peer.sin6_addr) == 0);
+    cr_assert_eq(moirai_stream_write(c, "six", 3), 3);
+    char buf[8];
+    cr_assert_eq(read_exact(s, buf, 3), 3);
+    cr_assert(memcmp(buf, "six", 3) == 0);
+    moirai_io_close(s);
+    moirai_io_close(c);
+    moirai_io_close(l);
+
+    moirai_io_t *a = NULL, *b = NULL;
+    cr_assert_eq(moirai_udp_bind(&a, rt, (struct sockaddr *)&any), 0);
+    cr_assert_eq(moirai_udp_bind(&b, rt, (struct sockaddr *)&any), 0);
+    struct sockaddr_in6 aa, ba;
+    len = sizeof aa;
+    cr_assert_eq(moirai_io_local_addr(a, (struct sockaddr *)&aa, &len), 0);
+    len = sizeof ba;
+    cr_assert_eq(moirai_io_local_addr(b, (struct sockaddr *)&ba, &len), 0);
+    cr_assert_eq(moirai_udp_send(a, "dgram6", 6, (struct sockaddr *)&ba), 6);
+    struct sockaddr_storage from;
+    cr_assert_eq(moirai_udp_recv(b, buf, sizeof buf, &from), 6);
+    cr_assert(memcmp(buf, "dgram6", 6) == 0);
+    cr_assert_eq(from.ss_family, AF_INET6);
+    cr_assert_eq(((struct sockaddr_in6 *)&from)->sin6_port, aa.sin6_port);
+    moirai_io_close(a);
+    moirai_io_close(b);
+    drop_runtime(rt);
+}
+
 /* ---- TCP options, as the kernel reports them ---- */
 
 static int sockopt(moirai_io_t *io, int level, int name)
