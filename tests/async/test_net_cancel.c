@@ -836,3 +836,45 @@ Test(net_cancel, close_wakes_a_blocked_reader_with_ebadf, .timeout = 60)
     }
     drop_runtime(rt);
 }
+
+/* A close while a writer waits for room: the writer returns the count of
+ * bytes that went out (the peer then reads exactly those, then end of
+ * stream), or -EBADF if none had. */
+struct closing_writer {
+    moirai_io_t *io;
+    unsigned char *data;
+    ssize_t rc;
+};
+
+static int write_until_closed(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct closing_writer *w = arg;
+    w->rc = moirai_stream_write(w->io, w->data, WRITE_LEN);
+    return 0;
+}
+
+Test(net_cancel, close_wakes_a_blocked_writer_with_its_count, .timeout = 60)
+{
+    moirai_runtime_t *rt = make_runtime(2);
+    struct pair p;
+    pair_open(&p, rt, 0);
+    struct closing_writer w = {p.c, malloc(WRITE_LEN), 1};
+    cr_assert_not_null(w.data);
+    fill_pattern(w.data, WRITE_LEN, 31);
+    moirai_handle_t *h = spawn_with_handle(rt, write_until_closed, &w, NULL);
+    cr_assert(wait_armed(&p.c->wslot), "the writer never parked");
+    cr_assert_eq(moirai_io_close(p.c), 0);
+    ASSERT_OK(join_and_release(h, NULL));
+    cr_assert(w.rc > 0 && w.rc < WRITE_LEN, "the writer returned %zd", w.rc);
+    unsigned char *in = malloc(WRITE_LEN);
+    cr_assert_not_null(in);
+    cr_assert_eq(read_to_eof(p.s, in, WRITE_LEN), w.rc, "the peer read a different count");
+    cr_assert(memcmp(in, w.data, (size_t)w.rc) == 0);
+    free(in);
+    free(w.data);
+    cr_assert_eq(moirai_io_close(p.s), 0);
+    cr_assert_eq(moirai_io_close(p.l), 0);
+    drop_runtime(rt);
+}
