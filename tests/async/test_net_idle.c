@@ -246,3 +246,79 @@ Test(net_idle, an_idle_worker_serves_io_while_the_other_computes_borrowed, .time
         serve_while_busy(rt, round % 2 == 0);
     drop_borrowed(rt, sched);
 }
+
+/* ---- I/O while every worker is busy ----
+ *
+ * Yielding fibers keep both workers busy with short jobs, so no worker
+ * ever goes idle to poll; the sockets are then polled by the busy workers
+ * between jobs. A reader parked meanwhile must be served while they still
+ * yield: they yield until it is (or give up after a bound far beyond any
+ * wake-up). */
+
+struct busy_world {
+    _Atomic int reader_done;
+    _Atomic int gave_up;
+    _Atomic int yielding;
+    moirai_io_t *io;
+};
+
+static int keep_yielding(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct busy_world *w = arg;
+    atomic_fetch_add(&w->yielding, 1);
+    uint64_t until = moirai_deadline_after(10 * MOIRAI_NS_PER_S);
+    while (!atomic_load(&w->reader_done)) {
+        if (moirai_clock_now_ns() > until) {
+            atomic_store(&w->gave_up, 1);
+            break;
+        }
+        moirai_fiber_yield();
+    }
+    return 0;
+}
+
+static int read_while_busy(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct busy_world *w = arg;
+    unsigned char b;
+    FCHECK(moirai_stream_read(w->io, &b, 1) == 1);
+    FCHECK(b == 'R');
+    atomic_store(&w->reader_done, 1);
+    return 0;
+}
+
+Test(net_idle, busy_workers_still_poll_between_jobs, .timeout = 120)
+{
+    moirai_runtime_t *rt = make_runtime(2);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct busy_world w;
+    atomic_init(&w.reader_done, 0);
+    atomic_init(&w.gave_up, 0);
+    atomic_init(&w.yielding, 0);
+    cr_assert_eq(moirai_pipe_open(&w.io, rt, sv[0]), 0);
+    moirai_handle_t *hr = spawn_with_handle(rt, read_while_busy, &w, NULL);
+    cr_assert(wait_armed(&w.io->rslot));
+    enum { YIELDERS = 4 };
+    moirai_handle_t *hy[YIELDERS];
+    for (int i = 0; i < YIELDERS; i++)
+        hy[i] = spawn_with_handle(rt, keep_yielding, &w, NULL);
+    uint64_t until = moirai_deadline_after(WAIT_NS);
+    while (atomic_load(&w.yielding) < YIELDERS && moirai_clock_now_ns() < until)
+        usleep(100);
+    cr_assert_eq(atomic_load(&w.yielding), YIELDERS);
+    usleep(20000); /* both workers are busy now: the role holder left for work */
+    cr_assert_eq(write(sv[1], "R", 1), 1);
+    ASSERT_OK(join_and_release(hr, NULL));
+    for (int i = 0; i < YIELDERS; i++)
+        ASSERT_OK(join_and_release(hy[i], NULL));
+    cr_assert_not(atomic_load(&w.gave_up),
+                  "the reader was served only after the workers stopped being busy");
+    moirai_io_close(w.io);
+    close(sv[1]);
+    drop_runtime(rt);
+}
