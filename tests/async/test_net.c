@@ -1305,3 +1305,37 @@ Test(net, enomem_when_the_slab_grows_in_accept_and_connect, .timeout = 60)
     moirai_io_close(l);
     drop_runtime(rt);
 }
+
+/* pipe_create whose second handle needs a new chunk: the first handle
+ * took the chunk's last slot, the second fails, and nothing stays open. */
+Test(net, enomem_on_the_second_handle_of_pipe_create, .timeout = 60)
+{
+    moirai_runtime_t *rt = make_runtime(1);
+    moirai_io_t *ends[254];
+    for (int i = 0; i < 254; i += 2)
+        cr_assert_eq(moirai_pipe_create(rt, &ends[i], &ends[i + 1]), 0);
+    moirai_io_t *one = NULL;
+    struct sockaddr_in any = loopback(0);
+    cr_assert_eq(moirai_udp_bind(&one, rt, (struct sockaddr *)&any), 0); /* 255 */
+    int fds = count_fds();
+    moirai_io_t *rd = NULL, *wr = NULL;
+    moirai_test_oom_install();
+    moirai_test_oom_fail_at(0);
+    int rc = moirai_pipe_create(rt, &rd, &wr);
+    moirai_test_oom_uninstall();
+    cr_assert_eq(rc, -ENOMEM);
+    cr_assert_null(rd);
+    cr_assert_eq(count_fds(), fds, "a failed pipe_create left a descriptor open");
+    /* With memory, it works and the pipe carries data. */
+    cr_assert_eq(moirai_pipe_create(rt, &rd, &wr), 0);
+    cr_assert_eq(moirai_stream_write(wr, "p", 1), 1);
+    char ch;
+    cr_assert_eq(moirai_stream_read(rd, &ch, 1), 1);
+    cr_assert_eq(ch, 'p');
+    moirai_io_close(rd);
+    moirai_io_close(wr);
+    moirai_io_close(one);
+    for (int i = 0; i < 254; i++)
+        moirai_io_close(ends[i]);
+    drop_runtime(rt);
+}
