@@ -1018,6 +1018,10 @@ Test(net, udp_from_a_plain_thread_and_edge_cases, .timeout = 30)
      * -EINVAL. */
     moirai_io_t *s = NULL;
     cr_assert_eq(moirai_stream_accept(b, &s), -EINVAL);
+    /* Nor is it a stream: read, write and shutdown refuse it. */
+    cr_assert_eq(moirai_stream_read(b, in, sizeof in), -EINVAL);
+    cr_assert_eq(moirai_stream_write(b, "x", 1), -EINVAL);
+    cr_assert_eq(moirai_stream_shutdown(b), -EINVAL);
     /* A deadline on a plain thread's receive. */
     cr_assert_eq(
         moirai_udp_recv_timed(b, moirai_deadline_after(MOIRAI_NS_PER_MS), in, sizeof in, NULL),
@@ -1070,6 +1074,7 @@ Test(net, stream_bad_input, .timeout = 30)
      * accept; a stream is not a datagram socket. */
     cr_assert_eq(moirai_stream_read(l, buf, 1), -EINVAL);
     cr_assert_eq(moirai_stream_write(l, buf, 1), -EINVAL);
+    cr_assert_eq(moirai_stream_shutdown(l), -EINVAL);
     cr_assert_eq(moirai_stream_accept(l, NULL), -EINVAL);
     cr_assert_eq(moirai_tcp_connect(&c, rt, (struct sockaddr *)&addr, NULL), 0);
     cr_assert_eq(moirai_stream_accept(l, &s), 0);
