@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -37,7 +38,24 @@ typedef struct counts {
     _Atomic long destroys;
     _Atomic long fail_inits; /* the next this many inits fail with -EIO */
     _Atomic int foreign;     /* a value was used by a thread other than its owner */
+    /* Every value created, and how often destroy saw it (under `lock`). */
+    pthread_mutex_t lock;
+    int nvalues;
+    void *values[64];
+    int destroyed[64];
+    int unknown_destroyed; /* destroy got a value init never made */
 } counts_t;
+
+/* True if every value created was destroyed exactly once. */
+static bool each_destroyed_once(counts_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool ok = c->unknown_destroyed == 0;
+    for (int i = 0; i < c->nvalues; i++)
+        ok = ok && c->destroyed[i] == 1;
+    pthread_mutex_unlock(&c->lock);
+    return ok;
+}
 
 static int counter_init(void *arg, void *value)
 {
@@ -52,6 +70,10 @@ static int counter_init(void *arg, void *value)
     }
     v->owner = pthread_self();
     v->owner_index = moirai_sched_worker_index();
+    pthread_mutex_lock(&c->lock);
+    if (c->nvalues < 64)
+        c->values[c->nvalues++] = value;
+    pthread_mutex_unlock(&c->lock);
     atomic_fetch_add(&c->inits, 1);
     return 0;
 }
@@ -59,7 +81,15 @@ static int counter_init(void *arg, void *value)
 static void counter_destroy(void *arg, void *value)
 {
     counts_t *c = arg;
-    (void)value;
+    pthread_mutex_lock(&c->lock);
+    int i = 0;
+    while (i < c->nvalues && c->values[i] != value)
+        i++;
+    if (i < c->nvalues)
+        c->destroyed[i]++;
+    else
+        c->unknown_destroyed++;
+    pthread_mutex_unlock(&c->lock);
     atomic_fetch_add(&c->destroys, 1);
 }
 
@@ -89,6 +119,7 @@ static void counter_tally(void *arg, void *value)
 static moirai_combinable_t *make_counter(moirai_sched_t *s, counts_t *counts)
 {
     memset(counts, 0, sizeof *counts);
+    pthread_mutex_init(&counts->lock, NULL);
     moirai_combinable_config_t cfg;
     moirai_combinable_config_init(&cfg, sizeof(counter_t));
     cfg.sched = s;
@@ -189,6 +220,7 @@ Test(combinable, parallel_increments_combine_exactly, .timeout = 120)
     cr_assert_eq(atomic_load(&counts.destroys), atomic_load(&counts.inits),
                  "%ld values created, %ld destroyed", atomic_load(&counts.inits),
                  atomic_load(&counts.destroys));
+    cr_assert(each_destroyed_once(&counts), "a value was not destroyed exactly once");
 }
 
 /* Each worker gets one value, the same every time, created on it. */
@@ -242,6 +274,7 @@ Test(combinable, one_value_per_worker, .timeout = 60)
     drop_sched(s);
     moirai_combinable_destroy(c);
     cr_assert_eq(atomic_load(&counts.destroys), atomic_load(&counts.inits));
+    cr_assert(each_destroyed_once(&counts));
 }
 
 /* Plain threads (no scheduler configured): one value each, found again on
@@ -304,6 +337,7 @@ Test(combinable, plain_threads_get_a_value_each, .timeout = 60)
     moirai_combinable_destroy(b);
     cr_assert_eq(atomic_load(&ca.destroys), THREADS);
     cr_assert_eq(atomic_load(&cb.destroys), THREADS);
+    cr_assert(each_destroyed_once(&ca) && each_destroyed_once(&cb));
 }
 
 /* A combinable without callbacks: values start zeroed and are aligned as
@@ -388,6 +422,7 @@ Test(combinable, init_error_keeps_nothing, .timeout = 30)
     moirai_combinable_destroy(c);
     cr_assert_eq(atomic_load(&counts.inits), 2);
     cr_assert_eq(atomic_load(&counts.destroys), 2);
+    cr_assert(each_destroyed_once(&counts));
 }
 
 /* -ENOMEM: create with worker slots, and a thread's first local(). */
@@ -400,6 +435,7 @@ static int oom_op(void *arg)
 {
     oom_ctx_t *o = arg;
     memset(&o->counts, 0, sizeof o->counts);
+    pthread_mutex_init(&o->counts.lock, NULL);
     moirai_combinable_config_t cfg;
     moirai_combinable_config_init(&cfg, sizeof(counter_t));
     cfg.sched = o->sched;
@@ -423,6 +459,7 @@ static void oom_balanced(void *arg, long n)
     oom_ctx_t *o = arg;
     (void)n;
     cr_assert_eq(atomic_load(&o->counts.inits), atomic_load(&o->counts.destroys));
+    cr_assert(each_destroyed_once(&o->counts));
 }
 
 Test(combinable, enomem_leaves_nothing, .timeout = 60)
