@@ -38,6 +38,7 @@ static const struct {
     {"sync", bench_sync_locks_cases},
     {"sync", bench_sync_map_cases},
     {"sync", bench_sync_map_count_cases},
+    {"sync", bench_sync_map_single_cases},
     {"sync", bench_sync_containers_cases},
     {"mem", bench_mem_cases},
     {"sched", bench_sched_cases},
