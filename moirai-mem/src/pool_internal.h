@@ -279,7 +279,17 @@ void moirai__pool_reclaim(struct moirai_pool *pool, pool_tcache_t *self);
  * left them. Held for a few instructions (a flush by a reclaimer, or one
  * allocation or release that may create a magazine or a chunk), so a
  * waiter spins briefly, then yields the CPU. */
-void moirai__pool_guard_lock(pool_tcache_t *c);
+void moirai__pool_guard_wait(pool_tcache_t *c);
+static inline bool moirai__pool_guard_try(pool_tcache_t *c)
+{
+    /* Acquire: pairs with the release in moirai__pool_guard_unlock(). */
+    return atomic_exchange_explicit(&c->guard, 1, memory_order_acquire) == 0;
+}
+static inline void moirai__pool_guard_lock(pool_tcache_t *c)
+{
+    if (__builtin_expect(!moirai__pool_guard_try(c), 0))
+        moirai__pool_guard_wait(c);
+}
 static inline void moirai__pool_guard_unlock(pool_tcache_t *c)
 {
     atomic_store_explicit(&c->guard, 0, memory_order_release);
@@ -349,15 +359,23 @@ static inline void moirai__pool_take_back(struct moirai_pool *pool, void *obj)
  * has none): pop from the loaded magazine. */
 static inline int moirai__pool_alloc_cached(struct moirai_pool *pool, pool_tcache_t *c, void **out)
 {
-    /* Bounded pools take the slow path, which holds the cache's guard. */
-    if (__builtin_expect(c != NULL && pool->capacity == 0, 1)) {
-        uint32_t n = c->n;
-        if (__builtin_expect(n != 0, 1)) {
-            void *obj = c->rounds[n - 1];
-            c->n = n - 1;
-            moirai__pool_count_alloc(c);
-            *out = moirai__pool_handout(pool, obj);
-            return 0;
+    if (__builtin_expect(c != NULL, 1)) {
+        /* A bounded pool's cache is used under its guard, so that another
+         * thread can take its objects back (moirai__pool_reclaim()). */
+        bool bounded = pool->capacity != 0;
+        if (!bounded || moirai__pool_guard_try(c)) {
+            uint32_t n = c->n;
+            if (__builtin_expect(n != 0, 1)) {
+                void *obj = c->rounds[n - 1];
+                c->n = n - 1;
+                moirai__pool_count_alloc(c);
+                if (bounded)
+                    moirai__pool_guard_unlock(c);
+                *out = moirai__pool_handout(pool, obj);
+                return 0;
+            }
+            if (bounded)
+                moirai__pool_guard_unlock(c);
         }
     }
     return moirai__pool_alloc_slow(pool, c, out);
@@ -368,13 +386,21 @@ static inline int moirai__pool_alloc_cached(struct moirai_pool *pool, pool_tcach
 static inline void moirai__pool_free_cached(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
 {
     moirai__pool_take_back(pool, obj);
-    if (__builtin_expect(c != NULL && pool->capacity == 0, 1)) {
-        uint32_t n = c->n;
-        if (__builtin_expect(n < c->cap, 1)) {
-            c->rounds[n] = obj;
-            c->n = n + 1;
-            moirai__pool_count_free(c);
-            return;
+    if (__builtin_expect(c != NULL, 1)) {
+        /* Under the guard in a bounded pool, as in allocation. */
+        bool bounded = pool->capacity != 0;
+        if (!bounded || moirai__pool_guard_try(c)) {
+            uint32_t n = c->n;
+            if (__builtin_expect(n < c->cap, 1)) {
+                c->rounds[n] = obj;
+                c->n = n + 1;
+                moirai__pool_count_free(c);
+                if (bounded)
+                    moirai__pool_guard_unlock(c);
+                return;
+            }
+            if (bounded)
+                moirai__pool_guard_unlock(c);
         }
     }
     moirai__pool_free_slow(pool, c, obj);

@@ -225,17 +225,17 @@ void moirai__pool_sum_caches(struct moirai_pool *pool, moirai_pool_stats_t *out,
     *peak_sum = peaks;
 }
 
-void moirai__pool_guard_lock(pool_tcache_t *c)
+void moirai__pool_guard_wait(pool_tcache_t *c)
 {
-    for (unsigned spins = 0;; spins++) {
-        /* Acquire: pairs with the release in moirai__pool_guard_unlock(). */
-        if (atomic_exchange_explicit(&c->guard, 1, memory_order_acquire) == 0)
-            return;
+    unsigned spins = 0;
+    do {
+        /* Relaxed: only a hint that the guard may be free; the exchange
+         * in moirai__pool_guard_try() acquires. */
         while (atomic_load_explicit(&c->guard, memory_order_relaxed) != 0) {
             if (++spins > 64)
                 sched_yield();
         }
-    }
+    } while (!moirai__pool_guard_try(c));
 }
 
 void moirai__pool_reclaim(struct moirai_pool *pool, pool_tcache_t *self)

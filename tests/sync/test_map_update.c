@@ -140,6 +140,52 @@ Test(map_update, get_or_insert_out_of_memory_disposes_value, .timeout = 30)
     moirai_map_destroy(map);
 }
 
+/* A constructor that, while it runs, has another thread insert the same
+ * key with a plain insert (which takes no stripe lock): the insert wins,
+ * so get_or_insert returns its value and hands the constructed one to
+ * dtor. */
+typedef struct racing {
+    moirai_map_t *map;
+    ctor_state_t st;
+} racing_t;
+
+static void *plain_insert(void *arg)
+{
+    racing_t *r = arg;
+    cr_assert_eq(moirai_map_insert(r->map, SKEY("k"), V(77)), 0);
+    return NULL;
+}
+
+static int ctor_with_rival(void *arg, const void *key, size_t len, void **value)
+{
+    racing_t *r = arg;
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, plain_insert, r), 0);
+    pthread_join(th, NULL);
+    return ctor(&r->st, key, len, value);
+}
+
+static void dtor_rival(void *arg, void *value)
+{
+    racing_t *r = arg;
+    cr_assert_eq(value, V(500), "the constructed value is the one disposed of");
+    dtor(&r->st, value);
+}
+
+Test(map_update, get_or_insert_loses_to_a_plain_insert_and_disposes, .timeout = 30)
+{
+    racing_t r = {.map = new_map(), .st = {.next = 500}};
+    void *v = NULL;
+    cr_assert_eq(moirai_map_get_or_insert(r.map, SKEY("k"), ctor_with_rival, dtor_rival, &r, &v),
+                 0);
+    cr_assert_eq(v, V(77), "the entry that was inserted first wins");
+    cr_assert_eq(atomic_load(&r.st.calls), 1);
+    cr_assert_eq(atomic_load(&r.st.disposed), 1);
+    cr_assert_eq(value_of(r.map, SKEY("k")), V(77));
+    cr_assert_eq(moirai_map_count(r.map), 1);
+    moirai_map_destroy(r.map);
+}
+
 /* ------------------------------------------------------------------------
  * fetch_add. */
 
