@@ -11,6 +11,11 @@
  *   update (both threads together). Implementations:
  *     moirai   moirai_map_fetch_add(): one call per update, no allocation
  *              for an existing key.
+ *     moirai_lookup_insert
+ *              the same map used the way it had to be before fetch_add:
+ *              the value points to a counter; look up and add atomically,
+ *              or allocate a counter, insert_unique, and on -EEXIST free
+ *              it and add to the one that won.
  *     urcu     liburcu's rculfhash used as its documentation shows: look
  *              up under the read lock and add atomically to the node's
  *              counter; for a missing key allocate a node, add_unique, and
@@ -28,6 +33,7 @@
  * outside the measured section: the threads meet at a start line, each
  * times its own loop, and the run reports (latest end - earliest start) /
  * updates. */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -80,7 +86,7 @@ static uint64_t pow2_at_least(uint64_t n)
     return p;
 }
 
-typedef enum impl_kind { K_MOIRAI, K_URCU, K_SHARDED } impl_kind_t;
+typedef enum impl_kind { K_MOIRAI, K_MOIRAI_OLD, K_URCU, K_SHARDED } impl_kind_t;
 
 typedef struct thread_out {
     _Alignas(CACHE_LINE) uint64_t start, end;
@@ -209,11 +215,37 @@ typedef struct run_arg {
     int id;
 } run_arg_t;
 
+/* Counting before moirai_map_fetch_add(): values point to counters. */
+static bool old_count_key(moirai_map_t *map, uint64_t key)
+{
+    void *v;
+    if (moirai_map_lookup(map, &key, sizeof key, &v) == 0) {
+        /* Relaxed: a counter; the map's insert published it. */
+        __atomic_fetch_add((uint64_t *)v, 1, __ATOMIC_RELAXED);
+        return true;
+    }
+    uint64_t *n = malloc(sizeof *n);
+    if (n == NULL)
+        return false;
+    *n = 1;
+    void *existing;
+    int rc = moirai_map_insert_unique(map, &key, sizeof key, n, &existing);
+    if (rc == 0)
+        return true;
+    free(n);
+    if (rc != -EEXIST)
+        return false;
+    __atomic_fetch_add((uint64_t *)existing, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
 static inline bool count_key(run_ctx_t *c, impl_kind_t kind, uint64_t key)
 {
     switch (kind) {
     case K_MOIRAI:
         return moirai_map_fetch_add(c->map, &key, sizeof key, 1, NULL) >= 0;
+    case K_MOIRAI_OLD:
+        return old_count_key(c->map, key);
     case K_URCU:
         return urcu_count_key(c->ht, key);
     default:
@@ -250,7 +282,7 @@ static void *run_thread(void *p)
     /* Registration is a one-time cost per thread: outside the loop. */
     if (c->kind == K_URCU)
         urcu_memb_register_thread();
-    else if (c->kind == K_MOIRAI && moirai_rcu_thread_register() != 0)
+    else if ((c->kind == K_MOIRAI || c->kind == K_MOIRAI_OLD) && moirai_rcu_thread_register() != 0)
         o->bad++;
     /* acq_rel: both threads' set-up happens before either measures. */
     atomic_fetch_add_explicit(&c->ready, 1, memory_order_acq_rel);
@@ -260,6 +292,9 @@ static void *run_thread(void *p)
     switch (c->kind) {
     case K_MOIRAI:
         work(c, o, K_MOIRAI, seed, a->id);
+        break;
+    case K_MOIRAI_OLD:
+        work(c, o, K_MOIRAI_OLD, seed, a->id);
         break;
     case K_URCU:
         work(c, o, K_URCU, seed, a->id);
@@ -272,6 +307,18 @@ static void *run_thread(void *p)
     if (c->kind == K_URCU)
         urcu_memb_unregister_thread();
     return NULL;
+}
+
+/* Sums the counters the values point to, and frees them. */
+static int sum_and_free_counters(const void *key, size_t len, void *value, void *arg)
+{
+    (void)key;
+    (void)len;
+    uint64_t *acc = arg;
+    acc[0] += *(uint64_t *)value;
+    acc[1]++;
+    free(value);
+    return 0;
 }
 
 static int sum_counts(const void *key, size_t len, void *value, void *arg)
@@ -289,13 +336,20 @@ static int sum_counts(const void *key, size_t len, void *value, void *arg)
 static bool setup(run_ctx_t *c, uint64_t final)
 {
     switch (c->kind) {
-    case K_MOIRAI: {
+    case K_MOIRAI:
+    case K_MOIRAI_OLD: {
         moirai_map_config_t cfg = {.initial_buckets = (size_t)pow2_at_least(2 * final)};
         if (moirai_map_create(&c->map, &cfg) != 0)
             return false;
-        for (uint64_t k = 0; k < PREFILL; k++)
-            if (moirai_map_insert(c->map, &k, sizeof k, NULL) != 0)
+        for (uint64_t k = 0; k < PREFILL; k++) {
+            void *v = NULL;
+            if (c->kind == K_MOIRAI_OLD && (v = calloc(1, sizeof(uint64_t))) == NULL)
                 return false;
+            if (moirai_map_insert(c->map, &k, sizeof k, v) != 0) {
+                free(v);
+                return false;
+            }
+        }
         return true;
     }
     case K_URCU:
@@ -339,10 +393,12 @@ static void finish(run_ctx_t *c, uint64_t *sum, uint64_t *entries)
     *sum = 0;
     *entries = 0;
     switch (c->kind) {
-    case K_MOIRAI: {
+    case K_MOIRAI:
+    case K_MOIRAI_OLD: {
         uint64_t acc[2] = {0, 0};
         if (c->map != NULL) {
-            moirai_map_iterate(c->map, sum_counts, acc);
+            moirai_map_iterate(c->map, c->kind == K_MOIRAI ? sum_counts : sum_and_free_counters,
+                               acc);
             moirai_map_destroy(c->map);
         }
         *sum = acc[0];
@@ -423,6 +479,11 @@ static double count_moirai(uint64_t iters)
     return run_case(K_MOIRAI, iters);
 }
 
+static double count_moirai_old(uint64_t iters)
+{
+    return run_case(K_MOIRAI_OLD, iters);
+}
+
 static double count_urcu(uint64_t iters)
 {
     return run_case(K_URCU, iters);
@@ -435,6 +496,7 @@ static double count_sharded(uint64_t iters)
 
 static const bench_impl_t count_impls[] = {
     {"moirai", count_moirai, NULL},
+    {"moirai_lookup_insert", count_moirai_old, NULL},
     {"urcu", count_urcu, NULL},
     {"sharded", count_sharded, NULL},
 };
