@@ -116,7 +116,6 @@ struct moirai_map {
     count_slot_t slots[]; /* slot_mask + 1 of them */
 };
 
-
 /* The value of an unlinked entry (see map_node_t): the address of an
  * object of this library, so no pointer a caller owns equals it; user
  * values equal to it are refused. */
