@@ -114,7 +114,10 @@ typedef void (*moirai_map_value_cb)(void *arg, void *value);
  * called more than once per update (a concurrent update of the same key
  * makes the step retry), so it must compute from its arguments alone and
  * have no side effects that matter if its result is discarded; it must
- * not call into this map. */
+ * not call into this map. It runs inside an RCU read-side critical
+ * section, so it must not block for long (that delays every grace period,
+ * hence memory reclamation, for the whole process) and must not call
+ * moirai_rcu_synchronize() or moirai_rcu_barrier(). */
 typedef int (*moirai_map_update_cb)(void *arg, const void *key, size_t len, void *old, int present,
                                     void **value);
 
@@ -239,9 +242,10 @@ MOIRAI_SYNC_API int moirai_map_remove(moirai_map_t *map, const void *key, size_t
  * acquire on the value it returns (as lookup).
  * Errors: -EINVAL (`map` or `ctor` NULL, `key` NULL with `len` > 0, or
  * `ctor` produced the value the map reserves, see moirai_map_update());
- * -ENOMEM (the entry could not be allocated; the constructed value is
- * passed to `dtor`); any negative errno `ctor` returned. On error the map
- * is unchanged. */
+ * -ENOMEM (the entry could not be allocated, the constructed value is
+ * then passed to `dtor`; or this thread's one-time RCU registration
+ * failed, before `ctor` ran); any negative errno `ctor` returned. On error
+ * the map is unchanged. */
 MOIRAI_SYNC_API int moirai_map_get_or_insert(moirai_map_t *map, const void *key, size_t len,
                                              moirai_map_ctor_cb ctor, moirai_map_value_cb dtor,
                                              void *arg, void **value);
