@@ -71,7 +71,23 @@
  *   own, and a moirai_waitgroup_t would count down with a CAS loop where
  *   the peer uses one fetch_sub. The iteration count is the number of
  *   tasks: 1M, 100k with --quick.
- *   Metric: seconds. */
+ *   Metric: seconds.
+ *
+ * tree_search_external
+ *   A search of the skewed tree of tree.h (450k nodes, 45k with --quick;
+ *   the iteration count is the node count), every node with two non-empty
+ *   subtrees a fork-join with no cutoff; the sum of the node values is
+ *   checked against a serial search. This is fork-join entered from a
+ *   plain thread, the README's own usage. "moirai": the bench thread calls
+ *   moirai_join(sched, ...) itself on a scheduler of 1 worker, and so
+ *   works beside it (as a guest worker: see moirai/sched/join.h), two
+ *   threads in all. "root": the same search spawned as one task onto a
+ *   scheduler of 2 workers while the bench thread parks, so that the
+ *   whole recursion starts inside the pool (the speed "moirai" must reach).
+ *   "tbb": tbb::parallel_invoke recursion run from the bench thread in a
+ *   task_arena of 2 (the bench thread beside one TBB worker). Every
+ *   implementation first searches a 20k-node tree untimed, so that its
+ *   threads are up. Metric: seconds. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -88,6 +104,7 @@
 
 #include "../bench.h"
 #include "peer.h"
+#include "tree.h"
 
 #define THREADS      2
 #define REDUCE_COUNT (16u << 20)
@@ -390,12 +407,132 @@ static double spawn_external_1m_moirai(uint64_t iters)
     return t;
 }
 
+/* ---- tree_search_external ---- */
+
+/* Set when a join inside the search fails; checked after the run. */
+static _Atomic int tree_failed;
+
+typedef struct tree_frame {
+    moirai_sched_t *sched;
+    uint64_t seed, nodes, sum;
+} tree_frame_t;
+
+static void tree_moirai_fn(void *arg)
+{
+    tree_frame_t *f = arg;
+    if (f->nodes == 0) {
+        f->sum = 0;
+        return;
+    }
+    uint64_t rest = f->nodes - 1, left = tree_left_nodes(f->seed, rest);
+    uint64_t v = tree_node_value(f->seed);
+    tree_frame_t a = {f->sched, tree_left_seed(f->seed), left, 0};
+    tree_frame_t b = {f->sched, tree_right_seed(f->seed), rest - left, 0};
+    if (a.nodes == 0 || b.nodes == 0) {
+        /* A single child: nothing to fork. */
+        tree_moirai_fn(&a);
+        tree_moirai_fn(&b);
+    } else if (moirai_join(f->sched, tree_moirai_fn, &a, tree_moirai_fn, &b) != 0) {
+        /* Relaxed: read after the top-level call returns, which orders it. */
+        atomic_store_explicit(&tree_failed, 1, memory_order_relaxed);
+        return;
+    }
+    f->sum = v + a.sum + b.sum;
+}
+
+/* The expected sum for `nodes`, searched serially once (untimed). */
+static uint64_t tree_expected(uint64_t nodes)
+{
+    static uint64_t cached_nodes, cached_sum;
+    if (cached_nodes != nodes) {
+        cached_sum = tree_search_serial(TREE_ROOT_SEED, nodes);
+        cached_nodes = nodes;
+    }
+    return cached_sum;
+}
+
+/* Nodes of the untimed warm-up search. */
+#define TREE_WARM_NODES 20000
+
+/* The root task of impl "root": the whole search inside the pool. */
+typedef struct tree_top {
+    tree_frame_t frame;
+    _Atomic uint32_t done;
+} tree_top_t;
+
+static int tree_top_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    tree_top_t *top = arg;
+    tree_moirai_fn(&top->frame);
+    /* Release: the sum is visible to the bench thread's acquire load. */
+    atomic_store_explicit(&top->done, 1, memory_order_release);
+    moirai_unpark_one(&top->done);
+    return 0;
+}
+
+/* Searches `nodes` from the bench thread (root false) or as a root task
+ * (root true). Returns 0 and the sum, or a negative errno. */
+static int tree_run(moirai_sched_t *sched, bool root, uint64_t nodes, uint64_t *sum)
+{
+    tree_top_t top = {{sched, TREE_ROOT_SEED, nodes, 0}, 0};
+    if (!root) {
+        tree_moirai_fn(&top.frame);
+        *sum = top.frame.sum;
+        return 0;
+    }
+    int rc = moirai_sched_spawn(sched, tree_top_task, &top, NULL, NULL);
+    /* Acquire: pairs with the task's release of `done`. */
+    while (rc == 0 && !atomic_load_explicit(&top.done, memory_order_acquire))
+        moirai_park(&top.done, 0, MOIRAI_DEADLINE_NEVER);
+    *sum = top.frame.sum;
+    return rc;
+}
+
+static double tree_search_moirai_as(bool root, uint64_t nodes)
+{
+    uint64_t expected = tree_expected(nodes);
+    moirai_sched_t *sched;
+    if (moirai_setup(&sched, root ? THREADS : THREADS - 1) != 0)
+        return -1.0;
+    atomic_store_explicit(&tree_failed, 0, memory_order_relaxed);
+    double t = -1.0;
+    uint64_t sum = 0;
+    if (tree_run(sched, root, TREE_WARM_NODES, &sum) == 0) {
+        uint64_t t0 = bench_now_ns();
+        int rc = tree_run(sched, root, nodes, &sum);
+        t = seconds_since(t0);
+        if (rc != 0 || atomic_load_explicit(&tree_failed, memory_order_relaxed) ||
+            sum != expected) {
+            fprintf(stderr, "sched/tree_search_external: %s: sum %llu, expected %llu, rc %d\n",
+                    root ? "root" : "moirai", (unsigned long long)sum, (unsigned long long)expected,
+                    rc);
+            t = -1.0;
+        }
+    }
+    if (moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    return t;
+}
+
+static double tree_search_external_moirai(uint64_t iters)
+{
+    return tree_search_moirai_as(false, iters);
+}
+
+static double tree_search_external_root(uint64_t iters)
+{
+    return tree_search_moirai_as(true, iters);
+}
+
 /* ---- the peers ---- */
 
 typedef double (*peer_fib_fn)(int, int, uint64_t *);
 typedef double (*peer_for_fn)(int, uint64_t);
 typedef double (*peer_reduce_fn)(int, const int32_t *, size_t, int64_t *);
 typedef double (*peer_spawn_fn)(int, uint64_t);
+typedef double (*peer_tree_fn)(int, uint64_t, uint64_t *);
 
 typedef struct peer {
     const char *impl;
@@ -405,6 +542,7 @@ typedef struct peer {
     peer_for_fn for_empty;
     peer_reduce_fn reduce;
     peer_spawn_fn spawn;
+    peer_tree_fn tree;
     char missing[256];
 } peer_t;
 
@@ -464,6 +602,7 @@ static void peer_load(peer_t *p)
     p->for_empty = (peer_for_fn)(uintptr_t)dlsym(h, "moirai_peer_for_empty");
     p->reduce = (peer_reduce_fn)(uintptr_t)dlsym(h, "moirai_peer_reduce");
     p->spawn = (peer_spawn_fn)(uintptr_t)dlsym(h, "moirai_peer_spawn");
+    p->tree = (peer_tree_fn)(uintptr_t)dlsym(h, "moirai_peer_tree");
 }
 
 static double peer_fib(int which, uint64_t iters)
@@ -510,6 +649,18 @@ static double peer_spawn(int which, uint64_t iters)
     return peers[which].spawn(THREADS, iters);
 }
 
+static double peer_tree(int which, uint64_t iters)
+{
+    uint64_t expected = tree_expected(iters), sum = 0;
+    double t = peers[which].tree(THREADS, iters, &sum);
+    if (t >= 0 && sum != expected) {
+        fprintf(stderr, "sched/tree_search_external: %s: sum %llu, expected %llu\n",
+                peers[which].impl, (unsigned long long)sum, (unsigned long long)expected);
+        return -1.0;
+    }
+    return t;
+}
+
 #define PEER_RUN(name, fn, which)                                                                  \
     static double name(uint64_t iters)                                                             \
     {                                                                                              \
@@ -527,6 +678,7 @@ PEER_RUN(parallel_reduce_16m_tbb, peer_reduce, PEER_TBB)
 PEER_RUN(parallel_reduce_16m_omp, peer_reduce, PEER_OMP)
 PEER_RUN(parallel_reduce_16m_gomp, peer_reduce, PEER_GOMP)
 PEER_RUN(spawn_external_1m_tbb, peer_spawn, PEER_TBB)
+PEER_RUN(tree_search_external_tbb, peer_tree, PEER_TBB)
 
 /* ---- the cases ---- */
 
@@ -561,6 +713,11 @@ static bench_impl_t spawn_external_1m_impls[] = {
     {"moirai", spawn_external_1m_moirai, NULL},
     {"tbb", NULL, NULL},
 };
+static bench_impl_t tree_search_external_impls[] = {
+    {"moirai", tree_search_external_moirai, NULL},
+    {"root", tree_search_external_root, NULL},
+    {"tbb", NULL, NULL},
+};
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -572,6 +729,8 @@ static const bench_case_t cases[] = {
      COUNT_OF(parallel_reduce_16m_impls)},
     {"sched", "spawn_external_1m", "seconds", 1000000, 100000, spawn_external_1m_impls,
      COUNT_OF(spawn_external_1m_impls)},
+    {"sched", "tree_search_external", "seconds", 450000, 45000, tree_search_external_impls,
+     COUNT_OF(tree_search_external_impls)},
 };
 
 const bench_case_t *bench_sched_cases(size_t *count)
@@ -600,6 +759,8 @@ const bench_case_t *bench_sched_cases(size_t *count)
              peers[PEER_GOMP].reduce ? parallel_reduce_16m_gomp : NULL},
             {&spawn_external_1m_impls[1], PEER_TBB,
              peers[PEER_TBB].spawn ? spawn_external_1m_tbb : NULL},
+            {&tree_search_external_impls[2], PEER_TBB,
+             peers[PEER_TBB].tree ? tree_search_external_tbb : NULL},
         };
         for (size_t i = 0; i < COUNT_OF(bindings); i++) {
             const impl_binding_t *b = &bindings[i];

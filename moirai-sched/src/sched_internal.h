@@ -69,6 +69,9 @@
 /* External join slots per scheduler (see struct moirai_sched). */
 #define MOIRAI__EXT_SLOTS 32
 
+/* Guest worker slots per scheduler (see struct moirai_sched). */
+#define MOIRAI__GUEST_SLOTS 4
+
 /* `idle` fields. */
 #define MOIRAI__IDLE_SEARCHER     UINT64_C(1)
 #define MOIRAI__IDLE_SLEEPER      (UINT64_C(1) << 32)
@@ -156,6 +159,9 @@ typedef struct moirai__worker {
     bool hooked;
     uint32_t poll_tick; /* jobs run since the last poll hook call (owner only) */
     bool just_ran;      /* the last thing it did was run a job (owner only) */
+    /* Guest slots only: the thread's own identity while it is this guest
+     * (a worker of another scheduler, or NULL), which the queries report. */
+    struct moirai__worker *home;
 
     moirai__worker_stats_t stats;
 } moirai__worker_t;
@@ -167,6 +173,7 @@ struct moirai_sched {
     moirai_sched_config_t cfg;           /* with defaults filled in */
     int nworkers;                        /* slots: regular workers, then compensating ones */
     int nregular;                        /* cfg.workers: the slots started at create */
+    int nslots;                          /* nworkers plus MOIRAI__GUEST_SLOTS guest slots */
     moirai__worker_t *workers;
     moirai_pool_t *task_pool;
     moirai__blocking_t *blocking;
@@ -209,6 +216,17 @@ struct moirai_sched {
      * offering thread: a worker takes the shallowest frame, the biggest
      * piece of work, as a thief takes the oldest job of a deque. */
     alignas(MOIRAI__CACHE_LINE) _Atomic int64_t ext_used;
+
+    /* Guest slots (join.c): workers[nworkers .. nslots-1] are worker
+     * structs without a thread of their own. A thread outside the pool
+     * that joins claims one (CAS on `guest_taken[k]`, 0 -> 1) and acts as
+     * that worker until its outermost join returns: its join halves go
+     * through the slot's deque, which the workers steal from, and while it
+     * waits for a stolen half it runs and steals work like a worker.
+     * `guests_active` counts claimed slots, so a searching worker checks
+     * them all with one load. */
+    _Atomic int32_t guests_active;
+    _Atomic uint32_t guest_taken[MOIRAI__GUEST_SLOTS];
     struct {
         alignas(MOIRAI__CACHE_LINE) _Atomic(moirai__job_t *) job;
         _Atomic uint32_t depth;
@@ -234,6 +252,18 @@ extern __thread struct moirai_sched *moirai__tls_participant
 /* The nesting depth of external joins on the calling thread (0 outside
  * any). Defined in join.c. */
 extern __thread uint32_t moirai__tls_ext_depth __attribute__((tls_model("initial-exec")));
+
+/* Steals a job for `w` from a guest slot of `s` (other than `w`), or
+ * returns NULL. Any worker or guest; acquire as any steal. Never blocks.
+ * Defined in worker.c. */
+moirai__job_t *moirai__worker_steal_guests(moirai__worker_t *w);
+
+/* True if `w` is a guest slot (a thread from outside acting as a worker
+ * for the duration of a join), not one of the pool's own threads. */
+static inline bool moirai__worker_is_guest(const moirai__worker_t *w)
+{
+    return w->index >= w->sched->nworkers;
+}
 
 /* Takes a job from an external join slot of `s`, or returns NULL (none,
  * or lost the race). Any thread; acquire (the frame's contents were

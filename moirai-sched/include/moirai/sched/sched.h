@@ -112,7 +112,10 @@ struct moirai_sched_idle_hooks; /* moirai/sched/job.h */
  * moirai_sched_config_init(), then set what you need; a zero means the default
  * where a field says so. */
 typedef struct moirai_sched_config {
-    int workers;                   /* worker threads; 0: one per online CPU */
+    /* Worker threads; 0: one per online CPU. A thread outside the pool
+     * that calls moirai_join() or a parallel algorithm runs work too (see
+     * callers_wait): with the default, N threads in all is workers = N - 1. */
+    int workers;
     moirai_steal_strategy_t steal; /* victim order; MOIRAI_STEAL_LOCALITY */
     bool steal_batch;              /* take up to half of a victim's deque (true) or one task */
     bool lifo_slot;                /* keep the newest local spawn in a LIFO slot (true) */
@@ -139,13 +142,22 @@ typedef struct moirai_sched_config {
      * copied: it must outlive the scheduler. NULL: workers park on a
      * futex. */
     const struct moirai_sched_idle_hooks *idle_hooks;
+    /* Whether a thread outside the pool that calls moirai_join() (and so
+     * the parallel algorithms) waits without running any of the work.
+     * false (the default): the caller takes part, as a guest worker, so
+     * the work runs on `workers` + 1 threads (workers = 1 plus the caller
+     * is two threads; for exactly N threads set workers = N - 1). true:
+     * the whole join goes to the workers and the caller sleeps until it is
+     * done, so exactly `workers` threads run it. */
+    bool callers_wait;
 } moirai_sched_config_t;
 
 /* The default settings, as a static initialiser: the values noted on each
  * field, with spin_ns 50 us and aging_ns 10 ms. */
 #define MOIRAI_SCHED_CONFIG_INIT                                                                   \
     {                                                                                              \
-        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0, NULL \
+        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0,   \
+            NULL, false                                                                            \
     }
 
 /* The shortest watchdog_ns accepted (1 ms): the watchdog thread wakes
