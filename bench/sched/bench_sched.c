@@ -24,8 +24,8 @@
  *   is spawned onto a worker (moirai_sched_spawn) and the bench thread
  *   parks until it is done, as Rayon's install() does: the whole recursion
  *   runs on the 2 workers. (A moirai_join from the bench thread would make
- *   it a third working thread, since an external caller runs half of the
- *   join itself and nested joins on that thread split further.) The
+ *   it a third working thread, since an outside caller takes part in the
+ *   join as a guest worker; tree_search_external measures that form.) The
  *   case's iteration count is n: 30 in a full run (832040, about 1.3
  *   million joins), 25 with --quick (75025) so that the slowest peer
  *   (libgomp's tasks) keeps a round in the tens of milliseconds. The

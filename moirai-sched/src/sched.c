@@ -358,6 +358,7 @@ static int init_worker(moirai_sched_t *s, int i, int cpu_count)
     w->index = i;
     w->rng = (uint32_t)(i + 1) * 0x9e3779b9u | 1u;
     bool guest = i >= s->nworkers;
+    w->guest = guest;
     /* A guest's thread is not the pool's: the watchdog does not watch it
      * and idle hooks do not serve it. */
     w->watchdog = s->cfg.watchdog_ns != 0 && !guest;

@@ -133,6 +133,7 @@ typedef struct moirai__worker {
     uint32_t rng;
     bool searching; /* this worker counts itself in `idle` as searching */
     bool watchdog;  /* cfg.watchdog_ns != 0: publish job names (read-only) */
+    bool guest;     /* a guest slot (index >= nworkers; read-only) */
     moirai__victims_t victims;
     pthread_t thread;
     /* For a compensating slot: written by the watchdog thread (which
@@ -262,7 +263,7 @@ moirai__job_t *moirai__worker_steal_guests(moirai__worker_t *w);
  * for the duration of a join), not one of the pool's own threads. */
 static inline bool moirai__worker_is_guest(const moirai__worker_t *w)
 {
-    return w->index >= w->sched->nworkers;
+    return w->guest;
 }
 
 /* Takes a job from an external join slot of `s`, or returns NULL (none,
@@ -273,9 +274,22 @@ moirai__job_t *moirai__sched_take_ext_slot(struct moirai_sched *s);
 /* The thread body of worker `arg` (a moirai__worker_t). */
 void *moirai__worker_main(void *arg);
 
-/* Runs `job` on `w` and counts it in w's `executed`. */
+void moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
+
+/* The execute function of runtime jobs (runtime_job.c). */
+void moirai__runtime_job_execute(moirai__job_t *header, moirai__worker_t *w);
+
+/* Runs `job` on `w` and counts it in w's `executed`. A guest does not run
+ * runtime jobs (a fiber runtime's jobs expect one of the pool's own
+ * threads, with its idle hooks and thread context): one that reaches a
+ * guest, stolen from a worker's deque where it counted as NORMAL, goes to
+ * the injector at NORMAL instead. Tasks and join frames run anywhere. */
 static inline void moirai__worker_execute(moirai__worker_t *w, moirai__job_t *job)
 {
+    if (__builtin_expect(w->guest, 0) && job->execute == moirai__runtime_job_execute) {
+        moirai__sched_inject(w->sched, job, MOIRAI_PRIORITY_NORMAL);
+        return;
+    }
     moirai__stat_add(&w->stats.executed, 1);
     job->execute(job, w);
 }

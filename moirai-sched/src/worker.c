@@ -78,7 +78,10 @@ static moirai__job_t *pick_local(moirai__worker_t *w)
 {
     moirai_sched_t *s = w->sched;
     moirai__job_t *job;
-    bool inj = moirai__injector_maybe(&s->inj);
+    /* A guest leaves the injector to the workers: what is queued there
+     * (root tasks, runtime jobs at any level) is theirs, and the outside
+     * caller should return as soon as its own join is done. */
+    bool inj = !w->guest && moirai__injector_maybe(&s->inj);
     if (inj && (job = moirai__injector_pop(&s->inj, MOIRAI_PRIORITY_NORMAL)) != NULL)
         return job;
     if ((job = take_lifo(w)) != NULL)

@@ -12,6 +12,7 @@
 
 #include <moirai/core/clock.h>
 #include <moirai/core/handle.h>
+#include <moirai/sched/job.h>
 #include <moirai/sched/join.h>
 #include <moirai/sched/parallel.h>
 #include <moirai/sched/sched.h>
@@ -272,4 +273,65 @@ LEAK_CHECKED_TEST(join_outside, more_callers_than_guest_slots, .timeout = 120)
         pthread_join(th[i], NULL);
     cr_assert_eq(atomic_load(&m.leaves), 8L * 20 * 256);
     drop_sched(s);
+}
+
+/* ---- runtime jobs stay on the workers ---- */
+
+typedef struct rt_job {
+    moirai_sched_job_t job; /* first: the callback gets this pointer */
+    pthread_t caller;
+    _Atomic int ran;
+    _Atomic int on_caller;
+} rt_job_t;
+
+static void rt_job_run(moirai_sched_job_t *job)
+{
+    rt_job_t *r = (rt_job_t *)(void *)job;
+    atomic_store(&r->on_caller, pthread_equal(pthread_self(), r->caller) ? 1 : 0);
+    atomic_store(&r->ran, 1);
+}
+
+typedef struct rt_case {
+    moirai_sched_t *sched;
+    rt_job_t jobs[64];
+} rt_case_t;
+
+/* Submits runtime jobs from the caller inside the join; a fiber runtime's
+ * jobs expect one of the pool's own threads, never the guest. */
+static void submit_jobs(void *arg)
+{
+    rt_case_t *c = arg;
+    for (int i = 0; i < 64; i++) {
+        moirai_sched_job_init(&c->jobs[i].job, rt_job_run, "rt");
+        cr_assert_eq(moirai_sched_job_submit(c->sched, &c->jobs[i].job, MOIRAI_PRIORITY_NORMAL, 0),
+                     0);
+    }
+}
+
+/* Keeps the caller busy in the join, stealing, while the jobs run. */
+static void spin_tree(void *arg)
+{
+    tree_t *t = arg;
+    tree(t);
+}
+
+LEAK_CHECKED_TEST(join_outside, runtime_jobs_never_run_on_the_caller, .timeout = 60)
+{
+    moirai_sched_t *s = make_sched(1);
+    static rt_case_t c;
+    c.sched = s;
+    for (int i = 0; i < 64; i++) {
+        c.jobs[i].caller = pthread_self();
+        atomic_init(&c.jobs[i].ran, 0);
+        atomic_init(&c.jobs[i].on_caller, 0);
+    }
+    many_t m = {.sched = s};
+    tree_t t = {&m, 10};
+    cr_assert_eq(moirai_join(s, submit_jobs, &c, spin_tree, &t), 0);
+    drop_sched(s);
+    for (int i = 0; i < 64; i++) {
+        cr_assert_eq(atomic_load(&c.jobs[i].ran), 1);
+        cr_assert_eq(atomic_load(&c.jobs[i].on_caller), 0, "job %d ran on the caller", i);
+    }
+    cr_assert_eq(atomic_load(&m.leaves), 1024);
 }

@@ -203,7 +203,9 @@ MOIRAI_SCHED_API int moirai_sched_create(moirai_sched_t **out, const moirai_sche
  * spawn (DRAIN runs what they spawn, CANCEL discards it). Blocking tasks
  * already accepted always run. Blocks. Returns 0, -EINVAL (NULL sched or an
  * unknown `how`) or -EDEADLK (called from one of the scheduler's
- * workers); on error nothing is stopped. Called from a task running on the
+ * workers, or from inside a join on it that an outside thread takes part
+ * in as a guest, which destroy would wait for); on error nothing is
+ * stopped. Called from a task running on the
  * scheduler's blocking pool it deadlocks (not detected). */
 MOIRAI_SCHED_API int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how);
 
@@ -233,12 +235,14 @@ MOIRAI_SCHED_API int moirai_sched_spawn_blocking(moirai_sched_t *sched, moirai_t
  * it behave as moirai_sched_spawn(). Valid until the scheduler is destroyed. */
 MOIRAI_SCHED_API moirai_executor_t *moirai_sched_executor(moirai_sched_t *sched);
 
-/* The scheduler whose worker is calling, or NULL on any other thread. */
+/* The scheduler whose worker is calling, or NULL on any other thread
+ * (also on an outside thread while it takes part in a join as a guest). */
 MOIRAI_SCHED_API moirai_sched_t *moirai_sched_current(void);
 
 /* The calling worker's index (0 .. moirai_sched_worker_count()-1; a
  * compensating worker has an index of the configured workers or above),
- * or -1 on any other thread. */
+ * or -1 on any other thread, including an outside thread taking part in a
+ * join (a guest: it is not one of the workers). */
 MOIRAI_SCHED_API int moirai_sched_worker_index(void);
 
 /* Number of worker slots: the configured workers plus watchdog_compensate
