@@ -87,7 +87,21 @@
  *   "tbb": tbb::parallel_invoke recursion run from the bench thread in a
  *   task_arena of 2 (the bench thread beside one TBB worker). Every
  *   implementation first searches a 20k-node tree untimed, so that its
- *   threads are up. Metric: seconds. */
+ *   threads are up. Metric: seconds.
+ *
+ * fib30_external, mergesort_external
+ *   The same comparison for fine-grained and for memory-bound fork-join.
+ *   fib30_external: fib30_join's recursion (iteration count n, 30; 25 with
+ *   --quick), "moirai" started with moirai_join(sched, fib(n-1), fib(n-2))
+ *   from the bench thread on 1 worker, "root" spawned as one task onto 2
+ *   workers, "tbb" as in fib30_join (task_group recursion run by the bench
+ *   thread in an arena of 2). mergesort_external: a parallel merge sort of
+ *   2M int32 (256k with --quick; the count is the iteration count), a join
+ *   per split down to 4096 elements, which a leaf sorts with qsort(), and
+ *   the merge into a scratch array done by the splitting call; "moirai"
+ *   from the bench thread on 1 worker, "root" as one task onto 2 workers.
+ *   The data (fixed pseudo-random values) is refilled before each round's
+ *   clock starts and checked (sorted, same sum) after. Metric: seconds. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -95,6 +109,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <moirai/sched/join.h>
 #include <moirai/sched/parallel.h>
@@ -516,6 +531,213 @@ static double tree_search_moirai_as(bool root, uint64_t nodes)
     return t;
 }
 
+/* ---- fib30_external, mergesort_external ---- */
+
+/* The root task of impl "root" of the external cases: `fn(arg)` inside the
+ * pool. */
+typedef struct ext_top {
+    moirai_join_fn fn;
+    void *arg;
+    _Atomic uint32_t done;
+} ext_top_t;
+
+static int ext_top_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    ext_top_t *top = arg;
+    top->fn(top->arg);
+    /* Release: the results are visible to the bench thread's acquire. */
+    atomic_store_explicit(&top->done, 1, memory_order_release);
+    moirai_unpark_one(&top->done);
+    return 0;
+}
+
+/* Runs `fn(arg)` as a root task of `sched` and parks until it is done. */
+static int ext_run_root(moirai_sched_t *sched, moirai_join_fn fn, void *arg)
+{
+    ext_top_t top = {fn, arg, 0};
+    int rc = moirai_sched_spawn(sched, ext_top_task, &top, NULL, NULL);
+    /* Acquire: pairs with the task's release of `done`. */
+    while (rc == 0 && !atomic_load_explicit(&top.done, memory_order_acquire))
+        moirai_park(&top.done, 0, MOIRAI_DEADLINE_NEVER);
+    return rc;
+}
+
+/* fib(n) split once at the top with moirai_join(`sched`, ...): from the
+ * bench thread that is the outside join; inside a root task `sched` is the
+ * task's own scheduler, so the same code runs as an ordinary worker join. */
+typedef struct fib_split {
+    moirai_sched_t *sched;
+    int n;
+    uint64_t r;
+    int rc;
+} fib_split_t;
+
+static void fib_split_fn(void *arg)
+{
+    fib_split_t *f = arg;
+    fib_frame_t a = {f->n - 1, 0}, b = {f->n - 2, 0};
+    f->rc = moirai_join(f->sched, fib_moirai_fn, &a, fib_moirai_fn, &b);
+    f->r = a.r + b.r;
+}
+
+static double fib30_external_as(bool root, uint64_t iters)
+{
+    int n = fib_n(iters);
+    if (n < 2)
+        n = 2;
+    moirai_sched_t *sched;
+    if (moirai_setup(&sched, root ? THREADS : THREADS - 1) != 0)
+        return -1.0;
+    atomic_store_explicit(&fib_failed, 0, memory_order_relaxed);
+    double t = -1.0;
+    /* The workload once untimed first, as fib30_join does. */
+    fib_split_t f = {sched, n, 0, 0};
+    int rc = root ? ext_run_root(sched, fib_split_fn, &f) : (fib_split_fn(&f), 0);
+    if (rc == 0 && f.rc == 0) {
+        f = (fib_split_t){sched, n, 0, 0};
+        uint64_t t0 = bench_now_ns();
+        rc = root ? ext_run_root(sched, fib_split_fn, &f) : (fib_split_fn(&f), 0);
+        t = seconds_since(t0);
+        if (rc != 0 || f.rc != 0 || atomic_load_explicit(&fib_failed, memory_order_relaxed) ||
+            f.r != fib_expected(n)) {
+            fprintf(stderr, "sched/fib30_external: %s: fib(%d) = %llu, rc %d/%d\n",
+                    root ? "root" : "moirai", n, (unsigned long long)f.r, rc, f.rc);
+            t = -1.0;
+        }
+    }
+    if (moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    return t;
+}
+
+static double fib30_external_moirai(uint64_t iters)
+{
+    return fib30_external_as(false, iters);
+}
+
+static double fib30_external_root(uint64_t iters)
+{
+    return fib30_external_as(true, iters);
+}
+
+/* Elements a merge sort leaf sorts itself. */
+#define SORT_LEAF 4096
+
+typedef struct sort_frame {
+    moirai_sched_t *sched;
+    int32_t *a, *tmp;
+    size_t n;
+} sort_frame_t;
+
+static _Atomic int sort_failed;
+
+static int cmp_i32(const void *x, const void *y)
+{
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+static void sort_fn(void *arg)
+{
+    sort_frame_t *f = arg;
+    if (f->n <= SORT_LEAF) {
+        qsort(f->a, f->n, sizeof *f->a, cmp_i32);
+        return;
+    }
+    size_t h = f->n / 2;
+    sort_frame_t l = {f->sched, f->a, f->tmp, h};
+    sort_frame_t r = {f->sched, f->a + h, f->tmp + h, f->n - h};
+    if (moirai_join(f->sched, sort_fn, &l, sort_fn, &r) != 0) {
+        /* Relaxed: read after the top-level call returns, which orders it. */
+        atomic_store_explicit(&sort_failed, 1, memory_order_relaxed);
+        return;
+    }
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < f->n)
+        f->tmp[k++] = f->a[i] <= f->a[j] ? f->a[i++] : f->a[j++];
+    while (i < h)
+        f->tmp[k++] = f->a[i++];
+    while (j < f->n)
+        f->tmp[k++] = f->a[j++];
+    memcpy(f->a, f->tmp, f->n * sizeof *f->a);
+}
+
+/* Fills `a` with fixed pseudo-random values; returns their sum. */
+static int64_t sort_fill(int32_t *a, size_t n)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        a[i] = (int32_t)(x >> 32);
+        sum += a[i];
+    }
+    return sum;
+}
+
+static bool sort_check(const int32_t *a, size_t n, int64_t sum)
+{
+    int64_t s = n > 0 ? a[0] : 0;
+    for (size_t i = 1; i < n; i++) {
+        if (a[i - 1] > a[i])
+            return false;
+        s += a[i];
+    }
+    return s == sum;
+}
+
+static double mergesort_external_as(bool root, uint64_t iters)
+{
+    size_t n = (size_t)iters;
+    int32_t *a = malloc(n * sizeof *a), *tmp = malloc(n * sizeof *tmp);
+    moirai_sched_t *sched = NULL;
+    double t = -1.0;
+    if (a == NULL || tmp == NULL || moirai_setup(&sched, root ? THREADS : THREADS - 1) != 0)
+        goto out;
+    atomic_store_explicit(&sort_failed, 0, memory_order_relaxed);
+    /* A small sort untimed first, so that the threads are up. */
+    int64_t sum = sort_fill(a, n < 65536 ? n : 65536);
+    sort_frame_t warm = {sched, a, tmp, n < 65536 ? n : 65536};
+    int rc = root ? ext_run_root(sched, sort_fn, &warm)
+                  : moirai_join(sched, sort_fn, &warm, nothing, NULL);
+    if (rc == 0) {
+        sum = sort_fill(a, n);
+        sort_frame_t f = {sched, a, tmp, n};
+        uint64_t t0 = bench_now_ns();
+        /* From the bench thread the top call is itself a join on `sched`,
+         * so that its own split happens inside the guest. */
+        rc = root ? ext_run_root(sched, sort_fn, &f)
+                  : moirai_join(sched, sort_fn, &f, nothing, NULL);
+        t = seconds_since(t0);
+        if (rc != 0 || atomic_load_explicit(&sort_failed, memory_order_relaxed) ||
+            !sort_check(a, n, sum)) {
+            fprintf(stderr, "sched/mergesort_external: %s: not sorted, rc %d\n",
+                    root ? "root" : "moirai", rc);
+            t = -1.0;
+        }
+    }
+out:
+    if (sched != NULL && moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    free(a);
+    free(tmp);
+    return t;
+}
+
+static double mergesort_external_moirai(uint64_t iters)
+{
+    return mergesort_external_as(false, iters);
+}
+
+static double mergesort_external_root(uint64_t iters)
+{
+    return mergesort_external_as(true, iters);
+}
+
 static double tree_search_external_moirai(uint64_t iters)
 {
     return tree_search_moirai_as(false, iters);
@@ -679,6 +901,7 @@ PEER_RUN(parallel_reduce_16m_omp, peer_reduce, PEER_OMP)
 PEER_RUN(parallel_reduce_16m_gomp, peer_reduce, PEER_GOMP)
 PEER_RUN(spawn_external_1m_tbb, peer_spawn, PEER_TBB)
 PEER_RUN(tree_search_external_tbb, peer_tree, PEER_TBB)
+PEER_RUN(fib30_external_tbb, peer_fib, PEER_TBB)
 
 /* ---- the cases ---- */
 
@@ -713,6 +936,15 @@ static bench_impl_t spawn_external_1m_impls[] = {
     {"moirai", spawn_external_1m_moirai, NULL},
     {"tbb", NULL, NULL},
 };
+static bench_impl_t fib30_external_impls[] = {
+    {"moirai", fib30_external_moirai, NULL},
+    {"root", fib30_external_root, NULL},
+    {"tbb", NULL, NULL},
+};
+static bench_impl_t mergesort_external_impls[] = {
+    {"moirai", mergesort_external_moirai, NULL},
+    {"root", mergesort_external_root, NULL},
+};
 static bench_impl_t tree_search_external_impls[] = {
     {"moirai", tree_search_external_moirai, NULL},
     {"root", tree_search_external_root, NULL},
@@ -731,6 +963,10 @@ static const bench_case_t cases[] = {
      COUNT_OF(spawn_external_1m_impls)},
     {"sched", "tree_search_external", "seconds", 450000, 45000, tree_search_external_impls,
      COUNT_OF(tree_search_external_impls)},
+    {"sched", "fib30_external", "seconds", 30, 25, fib30_external_impls,
+     COUNT_OF(fib30_external_impls)},
+    {"sched", "mergesort_external", "seconds", 2u << 20, 256u << 10, mergesort_external_impls,
+     COUNT_OF(mergesort_external_impls)},
 };
 
 const bench_case_t *bench_sched_cases(size_t *count)
@@ -761,6 +997,7 @@ const bench_case_t *bench_sched_cases(size_t *count)
              peers[PEER_TBB].spawn ? spawn_external_1m_tbb : NULL},
             {&tree_search_external_impls[2], PEER_TBB,
              peers[PEER_TBB].tree ? tree_search_external_tbb : NULL},
+            {&fib30_external_impls[2], PEER_TBB, peers[PEER_TBB].fib ? fib30_external_tbb : NULL},
         };
         for (size_t i = 0; i < COUNT_OF(bindings); i++) {
             const impl_binding_t *b = &bindings[i];
