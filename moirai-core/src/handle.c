@@ -519,7 +519,15 @@ int moirai_cancel_token_unlisten(const moirai_cancel_token_t *token,
         if (st == LST_LISTED) {
             lst_unlink(handle, n);
             n->state = LST_IDLE;
+            /* Cancelled, but the canceller has not reached this listener
+             * yet (it sets the bit before it takes the lock): it will not
+             * find it now, so the callback runs here, once. Acquire: pairs
+             * with the canceller's seq_cst CAS that set the bit. */
+            bool cancelled =
+                (atomic_load_explicit(&handle->state, memory_order_acquire) & CANCEL_BIT) != 0;
             lst_unlock(handle);
+            if (cancelled)
+                n->cb(n->arg);
             return 0;
         }
         if (st == LST_DONE || (st == LST_FIRING && tls_firing == n)) {

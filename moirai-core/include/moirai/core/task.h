@@ -119,7 +119,10 @@ typedef struct moirai_cancel_listener {
 
 /* Listens on `token` with `listener`: `cb(arg)` runs exactly once when the
  * token is cancelled (on the cancelling thread, after the watch's
- * callback), or at once, before this returns, if it was already. Any
+ * callback), or at once, before this returns, if it was already; if the
+ * token is cancelled before moirai_cancel_token_unlisten() returns, the
+ * callback has run exactly once by then (on the unlistening thread if it
+ * got there before the canceller did). Any
  * number of listeners may listen on one token, unlike the one watch; they
  * run in the order they were added. The callback must be short and must
  * not block; it may call listen or unlisten (also on its own listener).
@@ -134,8 +137,10 @@ MOIRAI_CORE_API int moirai_cancel_token_listen(const moirai_cancel_token_t *toke
                                                moirai_cancel_cb cb, void *arg);
 
 /* Removes `listener` from `token`. If its callback runs on another thread
- * right now, waits for it to return (it is short), so afterwards the
- * callback neither runs nor will run, its effects are visible, and the
+ * right now, waits for it to return (it is short); if the token is
+ * cancelled and the callback has not run yet, runs it here. So afterwards
+ * the callback ran exactly once if the token is cancelled and never
+ * otherwise, it will not run again, its effects are visible, and the
  * listener may be reused or freed. Returns 0 (removed, whether it had
  * fired or not), -EINVAL (NULL token or listener) or -ENOENT (not
  * listening: never listed, or removed already). */
