@@ -30,6 +30,12 @@
  * costs parallelism, since the pushing worker runs its own jobs itself
  * (see moirai__sched_notify()).
  *
+ * Guests (join.c): an outside thread inside a join acts as a worker slot
+ * of its own (index nworkers and up), so all of the above applies to it
+ * as to a worker: its pushes are plain deque pushes, it searches and
+ * sleeps on a latch as a waiting worker does, and what it spawns is
+ * counted on its slot's tasks_in, which destroy sums with the workers'.
+ *
  * Shutdown accounting: every heap task, every external join frame and
  * every runtime job submission is counted once when accepted (`gate` for
  * external spawns and external job submissions, the worker's own
