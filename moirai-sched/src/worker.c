@@ -78,7 +78,10 @@ static moirai__job_t *pick_local(moirai__worker_t *w)
 {
     moirai_sched_t *s = w->sched;
     moirai__job_t *job;
-    bool inj = moirai__injector_maybe(&s->inj);
+    /* A guest leaves the injector to the workers: what is queued there
+     * (root tasks, runtime jobs at any level) is theirs, and the outside
+     * caller should return as soon as its own join is done. */
+    bool inj = !w->guest && moirai__injector_maybe(&s->inj);
     if (inj && (job = moirai__injector_pop(&s->inj, MOIRAI_PRIORITY_NORMAL)) != NULL)
         return job;
     if ((job = take_lifo(w)) != NULL)
@@ -115,6 +118,22 @@ static moirai__job_t *steal_from(moirai__worker_t *w, moirai__worker_t *v)
     moirai__stat_add(&w->stats.steals, 1);
     moirai__stat_add(&w->stats.stolen, got);
     return job;
+}
+
+moirai__job_t *moirai__worker_steal_guests(moirai__worker_t *w)
+{
+    moirai_sched_t *s = w->sched;
+    for (int k = 0; k < MOIRAI__GUEST_SLOTS; k++) {
+        moirai__worker_t *g = &s->workers[s->nworkers + k];
+        /* Relaxed: only choosing; an empty or released slot's deque is
+         * empty, and the steal's own CAS decides. */
+        if (g == w || atomic_load_explicit(&s->guest_taken[k], memory_order_relaxed) == 0)
+            continue;
+        moirai__job_t *job = steal_from(w, g);
+        if (job != NULL)
+            return job;
+    }
+    return NULL;
 }
 
 /* One round over every victim, tier by tier, each tier from a random
@@ -218,6 +237,12 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
             break;
         if (w->victims.count > 0 && (job = steal(w)) != NULL)
             break;
+        /* Relaxed: a guest's pushes are plain deque pushes like a
+         * worker's; a guest seen late only costs parallelism, and the guest
+         * runs its own jobs itself. */
+        if (atomic_load_explicit(&s->guests_active, memory_order_relaxed) > 0 &&
+            (job = moirai__worker_steal_guests(w)) != NULL)
+            break;
         if ((job = pick_local(w)) != NULL)
             break;
         /* A hooked worker that has just run a job also looks for outside
@@ -257,7 +282,7 @@ static bool any_work(moirai_sched_t *s)
     if (moirai__injector_maybe_seq_cst(&s->inj) ||
         atomic_load_explicit(&s->ext_used, memory_order_seq_cst) > 0)
         return true;
-    for (int i = 0; i < s->nworkers; i++) {
+    for (int i = 0; i < s->nslots; i++) {
         moirai__worker_t *v = &s->workers[i];
         if (atomic_load_explicit(&v->inbox_count, memory_order_seq_cst) > 0 ||
             atomic_load_explicit(&v->lifo, memory_order_acquire) != NULL ||

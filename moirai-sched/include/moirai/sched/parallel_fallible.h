@@ -5,7 +5,10 @@
  * moirai_parallel_reduce() do (moirai/sched/parallel.h: recursive halving
  * with moirai_join(), grain 0 for about 8 pieces per worker, `sched` NULL
  * for the calling worker's scheduler or, on any other thread, everything
- * on the caller), with two differences:
+ * on the caller; called from outside the pool with a scheduler, the
+ * caller takes part as moirai_join()'s does, so `workers = 1` plus the
+ * caller is two threads unless the scheduler has callers_wait), with two
+ * differences:
  *
  *   - Stopping. A piece's callback returns 0 to go on or a non-zero value
  *     (a negative errno by convention) to stop the loop. The first
