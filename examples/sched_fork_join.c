@@ -60,8 +60,10 @@ int main(void)
         return 1;
     }
 
-    /* The top-level call comes from outside the pool: moirai_join() hands
-     * the whole join to a worker and waits. */
+    /* The top-level call comes from outside the pool: this thread takes
+     * part in the join as a guest worker beside the pool's workers (so the
+     * work runs on one thread more than the workers; see callers_wait in
+     * moirai/sched/sched.h for exactly `workers` threads). */
     fib_call_t left = {24, 0}, right = {23, 0};
     rc = moirai_join(sched, fib, &left, fib, &right);
     uint64_t fib25 = left.result + right.result;

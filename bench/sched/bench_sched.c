@@ -24,8 +24,8 @@
  *   is spawned onto a worker (moirai_sched_spawn) and the bench thread
  *   parks until it is done, as Rayon's install() does: the whole recursion
  *   runs on the 2 workers. (A moirai_join from the bench thread would make
- *   it a third working thread, since an external caller runs half of the
- *   join itself and nested joins on that thread split further.) The
+ *   it a third working thread, since an outside caller takes part in the
+ *   join as a guest worker; tree_search_external measures that form.) The
  *   case's iteration count is n: 30 in a full run (832040, about 1.3
  *   million joins), 25 with --quick (75025) so that the slowest peer
  *   (libgomp's tasks) keeps a round in the tens of milliseconds. The
@@ -71,7 +71,39 @@
  *   own, and a moirai_waitgroup_t would count down with a CAS loop where
  *   the peer uses one fetch_sub. The iteration count is the number of
  *   tasks: 1M, 100k with --quick.
- *   Metric: seconds. */
+ *   Metric: seconds.
+ *
+ * tree_search_external
+ *   A search of the skewed tree of tree.h (450k nodes, 45k with --quick;
+ *   the iteration count is the node count), every node with two non-empty
+ *   subtrees a fork-join with no cutoff; the sum of the node values is
+ *   checked against a serial search. This is fork-join entered from a
+ *   plain thread, the README's own usage. "moirai": the bench thread calls
+ *   moirai_join(sched, ...) itself on a scheduler of 1 worker, and so
+ *   works beside it (as a guest worker: see moirai/sched/join.h), two
+ *   threads in all. "root": the same search spawned as one task onto a
+ *   scheduler of 2 workers while the bench thread parks, so that the
+ *   whole recursion starts inside the pool (the speed "moirai" must reach).
+ *   "tbb": tbb::parallel_invoke recursion run from the bench thread in a
+ *   task_arena of 2 (the bench thread beside one TBB worker). Every
+ *   implementation first searches a 20k-node tree untimed, so that its
+ *   threads are up. Metric: seconds.
+ *
+ * fib30_external, mergesort_external
+ *   The same comparison for fine-grained and for memory-bound fork-join.
+ *   fib30_external: fib30_join's recursion (iteration count n, 30; 25 with
+ *   --quick), "moirai" started with moirai_join(sched, fib(n-1), fib(n-2))
+ *   from the bench thread on 1 worker, "root" spawned as one task onto 2
+ *   workers, "tbb" as in fib30_join (task_group recursion run by the bench
+ *   thread in an arena of 2). mergesort_external: a parallel merge sort of
+ *   2M int32 (256k with --quick; the count is the iteration count), a join
+ *   per split down to 4096 elements, which a leaf sorts with qsort(), and
+ *   the merge into a scratch array done by the splitting call; "moirai"
+ *   called from the bench thread, whose first split is the outside
+ *   moirai_join(sched, ...), on 1 worker; "root" as one task onto 2
+ *   workers.
+ *   The data (fixed pseudo-random values) is refilled before each round's
+ *   clock starts and checked (sorted, same sum) after. Metric: seconds. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -79,6 +111,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <moirai/sched/join.h>
 #include <moirai/sched/parallel.h>
@@ -88,6 +121,7 @@
 
 #include "../bench.h"
 #include "peer.h"
+#include "tree.h"
 
 #define THREADS      2
 #define REDUCE_COUNT (16u << 20)
@@ -390,12 +424,340 @@ static double spawn_external_1m_moirai(uint64_t iters)
     return t;
 }
 
+/* ---- tree_search_external ---- */
+
+/* Set when a join inside the search fails; checked after the run. */
+static _Atomic int tree_failed;
+
+typedef struct tree_frame {
+    moirai_sched_t *sched;
+    uint64_t seed, nodes, sum;
+} tree_frame_t;
+
+static void tree_moirai_fn(void *arg)
+{
+    tree_frame_t *f = arg;
+    if (f->nodes == 0) {
+        f->sum = 0;
+        return;
+    }
+    uint64_t rest = f->nodes - 1, left = tree_left_nodes(f->seed, rest);
+    uint64_t v = tree_node_value(f->seed);
+    tree_frame_t a = {f->sched, tree_left_seed(f->seed), left, 0};
+    tree_frame_t b = {f->sched, tree_right_seed(f->seed), rest - left, 0};
+    if (a.nodes == 0 || b.nodes == 0) {
+        /* A single child: nothing to fork. */
+        tree_moirai_fn(&a);
+        tree_moirai_fn(&b);
+    } else if (moirai_join(f->sched, tree_moirai_fn, &a, tree_moirai_fn, &b) != 0) {
+        /* Relaxed: read after the top-level call returns, which orders it. */
+        atomic_store_explicit(&tree_failed, 1, memory_order_relaxed);
+        return;
+    }
+    f->sum = v + a.sum + b.sum;
+}
+
+/* The expected sum for `nodes`, searched serially once (untimed). */
+static uint64_t tree_expected(uint64_t nodes)
+{
+    static uint64_t cached_nodes, cached_sum;
+    if (cached_nodes != nodes) {
+        cached_sum = tree_search_serial(TREE_ROOT_SEED, nodes);
+        cached_nodes = nodes;
+    }
+    return cached_sum;
+}
+
+/* Nodes of the untimed warm-up search. */
+#define TREE_WARM_NODES 20000
+
+/* The root task of impl "root": the whole search inside the pool. */
+typedef struct tree_top {
+    tree_frame_t frame;
+    _Atomic uint32_t done;
+} tree_top_t;
+
+static int tree_top_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    tree_top_t *top = arg;
+    tree_moirai_fn(&top->frame);
+    /* Release: the sum is visible to the bench thread's acquire load. */
+    atomic_store_explicit(&top->done, 1, memory_order_release);
+    moirai_unpark_one(&top->done);
+    return 0;
+}
+
+/* Searches `nodes` from the bench thread (root false) or as a root task
+ * (root true). Returns 0 and the sum, or a negative errno. */
+static int tree_run(moirai_sched_t *sched, bool root, uint64_t nodes, uint64_t *sum)
+{
+    tree_top_t top = {{sched, TREE_ROOT_SEED, nodes, 0}, 0};
+    if (!root) {
+        tree_moirai_fn(&top.frame);
+        *sum = top.frame.sum;
+        return 0;
+    }
+    int rc = moirai_sched_spawn(sched, tree_top_task, &top, NULL, NULL);
+    /* Acquire: pairs with the task's release of `done`. */
+    while (rc == 0 && !atomic_load_explicit(&top.done, memory_order_acquire))
+        moirai_park(&top.done, 0, MOIRAI_DEADLINE_NEVER);
+    *sum = top.frame.sum;
+    return rc;
+}
+
+static double tree_search_moirai_as(bool root, uint64_t nodes)
+{
+    uint64_t expected = tree_expected(nodes);
+    moirai_sched_t *sched;
+    if (moirai_setup(&sched, root ? THREADS : THREADS - 1) != 0)
+        return -1.0;
+    atomic_store_explicit(&tree_failed, 0, memory_order_relaxed);
+    double t = -1.0;
+    uint64_t sum = 0;
+    if (tree_run(sched, root, TREE_WARM_NODES, &sum) == 0) {
+        uint64_t t0 = bench_now_ns();
+        int rc = tree_run(sched, root, nodes, &sum);
+        t = seconds_since(t0);
+        if (rc != 0 || atomic_load_explicit(&tree_failed, memory_order_relaxed) ||
+            sum != expected) {
+            fprintf(stderr, "sched/tree_search_external: %s: sum %llu, expected %llu, rc %d\n",
+                    root ? "root" : "moirai", (unsigned long long)sum, (unsigned long long)expected,
+                    rc);
+            t = -1.0;
+        }
+    }
+    if (moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    return t;
+}
+
+/* ---- fib30_external, mergesort_external ---- */
+
+/* The root task of impl "root" of the external cases: `fn(arg)` inside the
+ * pool. */
+typedef struct ext_top {
+    moirai_join_fn fn;
+    void *arg;
+    _Atomic uint32_t done;
+} ext_top_t;
+
+static int ext_top_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    ext_top_t *top = arg;
+    top->fn(top->arg);
+    /* Release: the results are visible to the bench thread's acquire. */
+    atomic_store_explicit(&top->done, 1, memory_order_release);
+    moirai_unpark_one(&top->done);
+    return 0;
+}
+
+/* Runs `fn(arg)` as a root task of `sched` and parks until it is done. */
+static int ext_run_root(moirai_sched_t *sched, moirai_join_fn fn, void *arg)
+{
+    ext_top_t top = {fn, arg, 0};
+    int rc = moirai_sched_spawn(sched, ext_top_task, &top, NULL, NULL);
+    /* Acquire: pairs with the task's release of `done`. */
+    while (rc == 0 && !atomic_load_explicit(&top.done, memory_order_acquire))
+        moirai_park(&top.done, 0, MOIRAI_DEADLINE_NEVER);
+    return rc;
+}
+
+/* fib(n) split once at the top with moirai_join(`sched`, ...): from the
+ * bench thread that is the outside join; inside a root task `sched` is the
+ * task's own scheduler, so the same code runs as an ordinary worker join. */
+typedef struct fib_split {
+    moirai_sched_t *sched;
+    int n;
+    uint64_t r;
+    int rc;
+} fib_split_t;
+
+static void fib_split_fn(void *arg)
+{
+    fib_split_t *f = arg;
+    fib_frame_t a = {f->n - 1, 0}, b = {f->n - 2, 0};
+    f->rc = moirai_join(f->sched, fib_moirai_fn, &a, fib_moirai_fn, &b);
+    f->r = a.r + b.r;
+}
+
+static double fib30_external_as(bool root, uint64_t iters)
+{
+    int n = fib_n(iters);
+    if (n < 2)
+        n = 2;
+    moirai_sched_t *sched;
+    if (moirai_setup(&sched, root ? THREADS : THREADS - 1) != 0)
+        return -1.0;
+    atomic_store_explicit(&fib_failed, 0, memory_order_relaxed);
+    double t = -1.0;
+    /* The workload once untimed first, as fib30_join does. */
+    fib_split_t f = {sched, n, 0, 0};
+    int rc = root ? ext_run_root(sched, fib_split_fn, &f) : (fib_split_fn(&f), 0);
+    if (rc == 0 && f.rc == 0) {
+        f = (fib_split_t){sched, n, 0, 0};
+        uint64_t t0 = bench_now_ns();
+        rc = root ? ext_run_root(sched, fib_split_fn, &f) : (fib_split_fn(&f), 0);
+        t = seconds_since(t0);
+        if (rc != 0 || f.rc != 0 || atomic_load_explicit(&fib_failed, memory_order_relaxed) ||
+            f.r != fib_expected(n)) {
+            fprintf(stderr, "sched/fib30_external: %s: fib(%d) = %llu, rc %d/%d\n",
+                    root ? "root" : "moirai", n, (unsigned long long)f.r, rc, f.rc);
+            t = -1.0;
+        }
+    }
+    if (moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    return t;
+}
+
+static double fib30_external_moirai(uint64_t iters)
+{
+    return fib30_external_as(false, iters);
+}
+
+static double fib30_external_root(uint64_t iters)
+{
+    return fib30_external_as(true, iters);
+}
+
+/* Elements a merge sort leaf sorts itself. */
+#define SORT_LEAF 4096
+
+typedef struct sort_frame {
+    moirai_sched_t *sched;
+    int32_t *a, *tmp;
+    size_t n;
+} sort_frame_t;
+
+static _Atomic int sort_failed;
+
+static int cmp_i32(const void *x, const void *y)
+{
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+static void sort_fn(void *arg)
+{
+    sort_frame_t *f = arg;
+    if (f->n <= SORT_LEAF) {
+        qsort(f->a, f->n, sizeof *f->a, cmp_i32);
+        return;
+    }
+    size_t h = f->n / 2;
+    sort_frame_t l = {f->sched, f->a, f->tmp, h};
+    sort_frame_t r = {f->sched, f->a + h, f->tmp + h, f->n - h};
+    if (moirai_join(f->sched, sort_fn, &l, sort_fn, &r) != 0) {
+        /* Relaxed: read after the top-level call returns, which orders it. */
+        atomic_store_explicit(&sort_failed, 1, memory_order_relaxed);
+        return;
+    }
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < f->n)
+        f->tmp[k++] = f->a[i] <= f->a[j] ? f->a[i++] : f->a[j++];
+    while (i < h)
+        f->tmp[k++] = f->a[i++];
+    while (j < f->n)
+        f->tmp[k++] = f->a[j++];
+    memcpy(f->a, f->tmp, f->n * sizeof *f->a);
+}
+
+/* Fills `a` with fixed pseudo-random values; returns their sum. */
+static int64_t sort_fill(int32_t *a, size_t n)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        a[i] = (int32_t)(x >> 32);
+        sum += a[i];
+    }
+    return sum;
+}
+
+static bool sort_check(const int32_t *a, size_t n, int64_t sum)
+{
+    int64_t s = n > 0 ? a[0] : 0;
+    for (size_t i = 1; i < n; i++) {
+        if (a[i - 1] > a[i])
+            return false;
+        s += a[i];
+    }
+    return s == sum;
+}
+
+static double mergesort_external_as(bool root, uint64_t iters)
+{
+    size_t n = (size_t)iters;
+    int32_t *a = malloc(n * sizeof *a), *tmp = malloc(n * sizeof *tmp);
+    moirai_sched_t *sched = NULL;
+    double t = -1.0;
+    if (a == NULL || tmp == NULL || moirai_setup(&sched, root ? THREADS : THREADS - 1) != 0)
+        goto out;
+    atomic_store_explicit(&sort_failed, 0, memory_order_relaxed);
+    /* A small sort untimed first, so that the threads are up. */
+    int64_t sum = sort_fill(a, n < 65536 ? n : 65536);
+    sort_frame_t warm = {sched, a, tmp, n < 65536 ? n : 65536};
+    int rc = root ? ext_run_root(sched, sort_fn, &warm) : (sort_fn(&warm), 0);
+    if (rc == 0) {
+        sum = sort_fill(a, n);
+        sort_frame_t f = {sched, a, tmp, n};
+        uint64_t t0 = bench_now_ns();
+        /* From the bench thread sort_fn's first split is the outside join
+         * (moirai_join(sched, ...), as in the README): the bench thread
+         * becomes a guest there and everything below runs as in the pool.
+         * Wrapping the whole sort in moirai_join(sched, sort_fn, &f,
+         * nothing, NULL) instead measured 1.06x the root task here. */
+        rc = root ? ext_run_root(sched, sort_fn, &f) : (sort_fn(&f), 0);
+        t = seconds_since(t0);
+        if (rc != 0 || atomic_load_explicit(&sort_failed, memory_order_relaxed) ||
+            !sort_check(a, n, sum)) {
+            fprintf(stderr, "sched/mergesort_external: %s: not sorted, rc %d\n",
+                    root ? "root" : "moirai", rc);
+            t = -1.0;
+        }
+    }
+out:
+    if (sched != NULL && moirai_sched_destroy(sched, MOIRAI_SHUTDOWN_DRAIN) != 0)
+        t = -1.0;
+    free(a);
+    free(tmp);
+    return t;
+}
+
+static double mergesort_external_moirai(uint64_t iters)
+{
+    return mergesort_external_as(false, iters);
+}
+
+static double mergesort_external_root(uint64_t iters)
+{
+    return mergesort_external_as(true, iters);
+}
+
+static double tree_search_external_moirai(uint64_t iters)
+{
+    return tree_search_moirai_as(false, iters);
+}
+
+static double tree_search_external_root(uint64_t iters)
+{
+    return tree_search_moirai_as(true, iters);
+}
+
 /* ---- the peers ---- */
 
 typedef double (*peer_fib_fn)(int, int, uint64_t *);
 typedef double (*peer_for_fn)(int, uint64_t);
 typedef double (*peer_reduce_fn)(int, const int32_t *, size_t, int64_t *);
 typedef double (*peer_spawn_fn)(int, uint64_t);
+typedef double (*peer_tree_fn)(int, uint64_t, uint64_t *);
 
 typedef struct peer {
     const char *impl;
@@ -405,6 +767,7 @@ typedef struct peer {
     peer_for_fn for_empty;
     peer_reduce_fn reduce;
     peer_spawn_fn spawn;
+    peer_tree_fn tree;
     char missing[256];
 } peer_t;
 
@@ -464,6 +827,7 @@ static void peer_load(peer_t *p)
     p->for_empty = (peer_for_fn)(uintptr_t)dlsym(h, "moirai_peer_for_empty");
     p->reduce = (peer_reduce_fn)(uintptr_t)dlsym(h, "moirai_peer_reduce");
     p->spawn = (peer_spawn_fn)(uintptr_t)dlsym(h, "moirai_peer_spawn");
+    p->tree = (peer_tree_fn)(uintptr_t)dlsym(h, "moirai_peer_tree");
 }
 
 static double peer_fib(int which, uint64_t iters)
@@ -510,6 +874,18 @@ static double peer_spawn(int which, uint64_t iters)
     return peers[which].spawn(THREADS, iters);
 }
 
+static double peer_tree(int which, uint64_t iters)
+{
+    uint64_t expected = tree_expected(iters), sum = 0;
+    double t = peers[which].tree(THREADS, iters, &sum);
+    if (t >= 0 && sum != expected) {
+        fprintf(stderr, "sched/tree_search_external: %s: sum %llu, expected %llu\n",
+                peers[which].impl, (unsigned long long)sum, (unsigned long long)expected);
+        return -1.0;
+    }
+    return t;
+}
+
 #define PEER_RUN(name, fn, which)                                                                  \
     static double name(uint64_t iters)                                                             \
     {                                                                                              \
@@ -527,6 +903,8 @@ PEER_RUN(parallel_reduce_16m_tbb, peer_reduce, PEER_TBB)
 PEER_RUN(parallel_reduce_16m_omp, peer_reduce, PEER_OMP)
 PEER_RUN(parallel_reduce_16m_gomp, peer_reduce, PEER_GOMP)
 PEER_RUN(spawn_external_1m_tbb, peer_spawn, PEER_TBB)
+PEER_RUN(tree_search_external_tbb, peer_tree, PEER_TBB)
+PEER_RUN(fib30_external_tbb, peer_fib, PEER_TBB)
 
 /* ---- the cases ---- */
 
@@ -561,6 +939,20 @@ static bench_impl_t spawn_external_1m_impls[] = {
     {"moirai", spawn_external_1m_moirai, NULL},
     {"tbb", NULL, NULL},
 };
+static bench_impl_t fib30_external_impls[] = {
+    {"moirai", fib30_external_moirai, NULL},
+    {"root", fib30_external_root, NULL},
+    {"tbb", NULL, NULL},
+};
+static bench_impl_t mergesort_external_impls[] = {
+    {"moirai", mergesort_external_moirai, NULL},
+    {"root", mergesort_external_root, NULL},
+};
+static bench_impl_t tree_search_external_impls[] = {
+    {"moirai", tree_search_external_moirai, NULL},
+    {"root", tree_search_external_root, NULL},
+    {"tbb", NULL, NULL},
+};
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -572,6 +964,12 @@ static const bench_case_t cases[] = {
      COUNT_OF(parallel_reduce_16m_impls)},
     {"sched", "spawn_external_1m", "seconds", 1000000, 100000, spawn_external_1m_impls,
      COUNT_OF(spawn_external_1m_impls)},
+    {"sched", "tree_search_external", "seconds", 450000, 45000, tree_search_external_impls,
+     COUNT_OF(tree_search_external_impls)},
+    {"sched", "fib30_external", "seconds", 30, 25, fib30_external_impls,
+     COUNT_OF(fib30_external_impls)},
+    {"sched", "mergesort_external", "seconds", 2u << 20, 256u << 10, mergesort_external_impls,
+     COUNT_OF(mergesort_external_impls)},
 };
 
 const bench_case_t *bench_sched_cases(size_t *count)
@@ -600,6 +998,9 @@ const bench_case_t *bench_sched_cases(size_t *count)
              peers[PEER_GOMP].reduce ? parallel_reduce_16m_gomp : NULL},
             {&spawn_external_1m_impls[1], PEER_TBB,
              peers[PEER_TBB].spawn ? spawn_external_1m_tbb : NULL},
+            {&tree_search_external_impls[2], PEER_TBB,
+             peers[PEER_TBB].tree ? tree_search_external_tbb : NULL},
+            {&fib30_external_impls[2], PEER_TBB, peers[PEER_TBB].fib ? fib30_external_tbb : NULL},
         };
         for (size_t i = 0; i < COUNT_OF(bindings); i++) {
             const impl_binding_t *b = &bindings[i];

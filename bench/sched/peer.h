@@ -41,6 +41,11 @@ double moirai_peer_reduce(int threads, const int32_t *data, size_t n, int64_t *s
  * pool's) and waits until all have run. Returns seconds. */
 double moirai_peer_spawn(int threads, uint64_t tasks);
 
+/* Searches the skewed tree of tree.h with `nodes` nodes from the calling
+ * thread, a fork-join at every node with two non-empty subtrees, into
+ * `*sum`. Returns seconds. */
+double moirai_peer_tree(int threads, uint64_t nodes, uint64_t *sum);
+
 #ifdef __cplusplus
 }
 #endif

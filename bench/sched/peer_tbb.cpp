@@ -20,6 +20,10 @@
  * would add a context and a wait of TBB's own, and would no longer be the
  * "enqueue from outside" path being measured).
  *
+ * tree case: the same arena of 2 entered with execute() from the bench
+ * thread, and tbb::parallel_invoke at every node with two non-empty
+ * subtrees: the bench thread starts the fork-join and works in it.
+ *
  * Pools: each call attaches a task_scheduler_handle before creating its
  * arena and, once the clock has stopped and the arena is gone, finalizes
  * it, which waits until TBB's worker threads have exited. So no TBB
@@ -38,11 +42,13 @@
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/parallel_invoke.h>
 #include <oneapi/tbb/parallel_reduce.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
 #include "peer.h"
+#include "tree.h"
 
 namespace {
 
@@ -74,6 +80,23 @@ uint64_t fib(int n)
     y = fib(n - 2);
     g.wait();
     return x + y;
+}
+
+/* The skewed tree search (tree.h), one parallel_invoke per fork. */
+uint64_t tree_search(uint64_t seed, uint64_t nodes)
+{
+    if (nodes == 0)
+        return 0;
+    uint64_t rest = nodes - 1, left = tree_left_nodes(seed, rest);
+    uint64_t v = tree_node_value(seed);
+    if (left == 0 || rest - left == 0)
+        return v + tree_search(tree_left_seed(seed), left) +
+               tree_search(tree_right_seed(seed), rest - left);
+    uint64_t a = 0, b = 0;
+    tbb::parallel_invoke(
+        [&a, seed, left] { a = tree_search(tree_left_seed(seed), left); },
+        [&b, seed, rest, left] { b = tree_search(tree_right_seed(seed), rest - left); });
+    return v + a + b;
 }
 
 /* The completion counter of the spawn case, the protocol of bench_sched.c's
@@ -208,6 +231,27 @@ extern "C" double moirai_peer_spawn(int threads, uint64_t tasks)
             arena.enqueue([&c] { countdown_one(c); });
         countdown_wait(c);
         t = now_s() - t0;
+    } catch (...) {
+        t = -1.0;
+    }
+    if (!tbb::finalize(handle, std::nothrow))
+        t = -1.0;
+    return t;
+}
+
+extern "C" double moirai_peer_tree(int threads, uint64_t nodes, uint64_t *sum)
+{
+    double t = -1.0;
+    tbb::task_scheduler_handle handle{tbb::attach{}};
+    try {
+        tbb::task_arena arena(threads);
+        uint64_t r = 0;
+        /* A small search untimed first, as every implementation does. */
+        arena.execute([&r] { r = tree_search(TREE_ROOT_SEED, 20000); });
+        double t0 = now_s();
+        arena.execute([&r, nodes] { r = tree_search(TREE_ROOT_SEED, nodes); });
+        t = now_s() - t0;
+        *sum = r;
     } catch (...) {
         t = -1.0;
     }

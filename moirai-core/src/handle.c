@@ -32,6 +32,26 @@
 
 #include "handle_internal.h"
 
+/* The listener list's lock is a bit with acquire/release atomics, which
+ * ThreadSanitizer models; the annotations let it check the lock as a lock
+ * (lock order, unlocking an unlocked lock) too. */
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define LST_TSAN_CREATE(a)      __tsan_mutex_create((void *)(a), __tsan_mutex_not_static)
+#define LST_TSAN_DESTROY(a)     __tsan_mutex_destroy((void *)(a), __tsan_mutex_not_static)
+#define LST_TSAN_PRE_LOCK(a)    __tsan_mutex_pre_lock((void *)(a), 0)
+#define LST_TSAN_POST_LOCK(a)   __tsan_mutex_post_lock((void *)(a), 0, 0)
+#define LST_TSAN_PRE_UNLOCK(a)  ((void)__tsan_mutex_pre_unlock((void *)(a), 0))
+#define LST_TSAN_POST_UNLOCK(a) __tsan_mutex_post_unlock((void *)(a), 0)
+#else
+#define LST_TSAN_CREATE(a)      ((void)0)
+#define LST_TSAN_DESTROY(a)     ((void)0)
+#define LST_TSAN_PRE_LOCK(a)    ((void)0)
+#define LST_TSAN_POST_LOCK(a)   ((void)0)
+#define LST_TSAN_PRE_UNLOCK(a)  ((void)0)
+#define LST_TSAN_POST_UNLOCK(a) ((void)0)
+#endif
+
 #define STATE_MASK       UINT32_C(0x3)
 #define STATE_PENDING    UINT32_C(0x0)
 #define STATE_RUNNING    UINT32_C(0x1)
@@ -57,7 +77,38 @@ struct moirai_handle {
     _Atomic uint32_t watch;
     moirai_cancel_cb watch_cb;
     void *watch_arg;
+    /* Cancel listeners (moirai_cancel_token_listen): a doubly linked list
+     * of the callers' nodes under `lst_lock`, and whether cancellation has
+     * been delivered to it (then a new listener runs at once). */
+    _Atomic uint32_t lst_lock;
+    bool lst_fired;
+    struct listener *lst_head, *lst_tail;
 };
+
+/* A cancel listener as stored in moirai_cancel_listener_t. Every field is
+ * under the lock of the handle it is listed on. */
+typedef struct listener {
+    struct listener *next, *prev;
+    moirai_cancel_cb cb;
+    void *arg;
+    uintptr_t state; /* LST_* below */
+} listener_t;
+
+_Static_assert(sizeof(listener_t) <= sizeof(moirai_cancel_listener_t),
+               "a listener must fit its public storage");
+_Static_assert(_Alignof(listener_t) <= _Alignof(moirai_cancel_listener_t),
+               "a listener must be aligned in its public storage");
+
+#define LST_IDLE   0u /* not listed (never, removed, or fired and collected) */
+#define LST_LISTED 1u
+#define LST_FIRING 2u /* its callback runs on the cancelling thread */
+#define LST_DONE   3u /* fired; unlisten collects it */
+
+/* The listener whose callback this thread runs, until that callback
+ * unlistens or re-listens it (then NULL): unlisten from inside its own
+ * callback must not wait for itself, and once the callback has let go of
+ * the node the canceller must not touch it again. */
+static __thread listener_t *tls_firing;
 
 /* Life of a cancel watch: EMPTY -> SETTING (the registrar writes the
  * callback) -> ARMED -> FIRING (whoever moved it there runs the callback)
@@ -69,6 +120,7 @@ struct moirai_handle {
 #define WATCH_FIRED   UINT32_C(4)
 
 static void fire_watch(moirai_handle_t *handle);
+static void fire_listeners(moirai_handle_t *handle);
 
 int moirai_handle_create(moirai_handle_t **out)
 {
@@ -85,6 +137,11 @@ int moirai_handle_create(moirai_handle_t **out)
     atomic_init(&handle->watch, WATCH_EMPTY);
     handle->watch_cb = NULL;
     handle->watch_arg = NULL;
+    atomic_init(&handle->lst_lock, 0);
+    LST_TSAN_CREATE(&handle->lst_lock);
+    handle->lst_fired = false;
+    handle->lst_head = NULL;
+    handle->lst_tail = NULL;
     handle->error = 0;
     handle->value = NULL;
     handle->id = moirai_task_id_next();
@@ -110,8 +167,10 @@ void moirai_handle_release(moirai_handle_t *handle)
      * reference sees every other owner's accesses before freeing. Both sit
      * on the decrement itself (acq_rel) rather than in a separate acquire
      * fence on the last reference, which ThreadSanitizer would not see. */
-    if (atomic_fetch_sub_explicit(&handle->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&handle->refs, 1, memory_order_acq_rel) == 1) {
+        LST_TSAN_DESTROY(&handle->lst_lock);
         moirai_free(handle);
+    }
 }
 
 moirai_task_id_t moirai_handle_id(const moirai_handle_t *handle)
@@ -251,6 +310,7 @@ int moirai_handle_cancel(moirai_handle_t *handle)
                 handle->error = -ECANCELED;
                 handle->value = NULL;
                 publish(handle);
+                fire_listeners(handle);
                 return 0;
             }
             continue;
@@ -264,7 +324,13 @@ int moirai_handle_cancel(moirai_handle_t *handle)
          * moirai_cancel_token_watch() (see fire_watch()). */
         if (atomic_compare_exchange_weak_explicit(&handle->state, &s, s | CANCEL_BIT,
                                                   memory_order_seq_cst, memory_order_relaxed)) {
+            /* Waiters on the token (moirai_cancel_token_wait_timed()) and
+             * joiners announced themselves with WAITERS_BIT before parking
+             * on this word: wake them all; joiners re-check and park again. */
+            if (s & WAITERS_BIT)
+                moirai_unpark_all(&handle->state);
             fire_watch(handle);
+            fire_listeners(handle);
             return -EBUSY;
         }
         /* The state moved (started, completed, or a joiner set its bit):
@@ -337,6 +403,215 @@ int moirai_cancel_token_unwatch(const moirai_cancel_token_t *token)
         if ((spins & 255) == 255)
             sched_yield();
     }
+}
+
+/* ---- Cancel listeners ---- */
+
+static void lst_lock(moirai_handle_t *h)
+{
+    LST_TSAN_PRE_LOCK(&h->lst_lock);
+    /* Acquire: the list as the previous holder left it. Test before the
+     * exchange, so that a waiter spins on a shared line. Held only for a
+     * few pointer updates, never across a callback. */
+    for (unsigned spins = 0;; spins++) {
+        if (atomic_load_explicit(&h->lst_lock, memory_order_relaxed) == 0 &&
+            atomic_exchange_explicit(&h->lst_lock, 1, memory_order_acquire) == 0)
+            break;
+        moirai_cpu_relax();
+        if ((spins & 255) == 255)
+            sched_yield();
+    }
+    LST_TSAN_POST_LOCK(&h->lst_lock);
+}
+
+static void lst_unlock(moirai_handle_t *h)
+{
+    LST_TSAN_PRE_UNLOCK(&h->lst_lock);
+    /* Release: publishes the list changes to the next holder. */
+    atomic_store_explicit(&h->lst_lock, 0, memory_order_release);
+    LST_TSAN_POST_UNLOCK(&h->lst_lock);
+}
+
+static void lst_unlink(moirai_handle_t *h, listener_t *n)
+{
+    if (n->prev != NULL)
+        n->prev->next = n->next;
+    else
+        h->lst_head = n->next;
+    if (n->next != NULL)
+        n->next->prev = n->prev;
+    else
+        h->lst_tail = n->prev;
+    n->next = n->prev = NULL;
+}
+
+/* Delivers cancellation to the listeners of a handle whose CANCEL_BIT is
+ * set: each is taken off the list and its callback run, in the order they
+ * were listed, with the lock dropped around each call. Later listeners
+ * run at once (lst_fired). Called once per handle, by the canceller. */
+static void fire_listeners(moirai_handle_t *handle)
+{
+    lst_lock(handle);
+    handle->lst_fired = true;
+    listener_t *n;
+    while ((n = handle->lst_head) != NULL) {
+        lst_unlink(handle, n);
+        n->state = LST_FIRING;
+        lst_unlock(handle);
+        listener_t *outer = tls_firing;
+        tls_firing = n;
+        n->cb(n->arg);
+        bool kept = tls_firing == n;
+        tls_firing = outer;
+        lst_lock(handle);
+        /* After this store (published by the unlock) an unlistener may
+         * free the node: it is not touched again. A callback that let go
+         * of its node may have freed or reused it already. */
+        if (kept)
+            n->state = LST_DONE;
+    }
+    lst_unlock(handle);
+}
+
+int moirai_cancel_token_listen(const moirai_cancel_token_t *token,
+                               moirai_cancel_listener_t *listener, moirai_cancel_cb cb, void *arg)
+{
+    if (token == NULL || listener == NULL || cb == NULL)
+        return -EINVAL;
+    /* The token is the handle; the listener fields are the only ones a
+     * token holder may write, and only under their lock. */
+    moirai_handle_t *handle = (moirai_handle_t *)(uintptr_t)token;
+    listener_t *n = (listener_t *)(void *)listener;
+    if (tls_firing == n)
+        tls_firing = NULL; /* re-listened from its own callback */
+    n->cb = cb;
+    n->arg = arg;
+    n->next = n->prev = NULL;
+    lst_lock(handle);
+    if (handle->lst_fired) {
+        /* Cancelled already: the callback runs here, once. */
+        n->state = LST_DONE;
+        lst_unlock(handle);
+        cb(arg);
+        return 0;
+    }
+    n->state = LST_LISTED;
+    n->prev = handle->lst_tail;
+    if (handle->lst_tail != NULL)
+        handle->lst_tail->next = n;
+    else
+        handle->lst_head = n;
+    handle->lst_tail = n;
+    lst_unlock(handle);
+    return 0;
+}
+
+int moirai_cancel_token_unlisten(const moirai_cancel_token_t *token,
+                                 moirai_cancel_listener_t *listener)
+{
+    if (token == NULL || listener == NULL)
+        return -EINVAL;
+    moirai_handle_t *handle = (moirai_handle_t *)(uintptr_t)token;
+    listener_t *n = (listener_t *)(void *)listener;
+    for (unsigned spins = 0;; spins++) {
+        lst_lock(handle);
+        uintptr_t st = n->state;
+        if (st == LST_LISTED) {
+            lst_unlink(handle, n);
+            n->state = LST_IDLE;
+            /* Cancelled, but the canceller has not reached this listener
+             * yet (it sets the bit before it takes the lock): it will not
+             * find it now, so the callback runs here, once. Acquire: pairs
+             * with the canceller's seq_cst CAS that set the bit. */
+            bool cancelled =
+                (atomic_load_explicit(&handle->state, memory_order_acquire) & CANCEL_BIT) != 0;
+            lst_unlock(handle);
+            if (cancelled)
+                n->cb(n->arg);
+            return 0;
+        }
+        if (st == LST_DONE || (st == LST_FIRING && tls_firing == n)) {
+            /* Fired; or firing, and this is its own callback letting go
+             * of it (the canceller leaves it alone from now on). */
+            n->state = LST_IDLE;
+            if (tls_firing == n)
+                tls_firing = NULL;
+            lst_unlock(handle);
+            return 0;
+        }
+        lst_unlock(handle);
+        if (st == LST_IDLE)
+            return -ENOENT;
+        /* FIRING on another thread: the callback is short and
+         * non-blocking by contract; wait it out. */
+        moirai_cpu_relax();
+        if ((spins & 255) == 255)
+            sched_yield();
+    }
+}
+
+/* ---- Waiting on a token ---- */
+
+/* Parks until `deadline` with nothing to wake it early (a NULL token, or
+ * the task finished uncancelled: it can no longer be cancelled). Through
+ * the park layer, so that a fiber parks instead of blocking its thread.
+ * Returns -ETIMEDOUT, or -ECANCELED from a fiber whose own task was
+ * cancelled. */
+static int sleep_plain(uint64_t deadline)
+{
+    _Atomic uint32_t word = 0;
+    for (;;) {
+        int rc = moirai_park_nospin(&word, 0, deadline);
+        if (rc == -ETIMEDOUT || rc == -ECANCELED)
+            return rc;
+        if (moirai_deadline_expired(deadline))
+            return -ETIMEDOUT;
+    }
+}
+
+int moirai_cancel_token_wait_timed(const moirai_cancel_token_t *token, uint64_t deadline)
+{
+    if (token == NULL)
+        return sleep_plain(deadline);
+    moirai_handle_t *handle = (moirai_handle_t *)(uintptr_t)token;
+    /* Acquire: pairs with the canceller's release of CANCEL_BIT, so that
+     * what it wrote before cancelling is visible once this returns 0. */
+    uint32_t s = atomic_load_explicit(&handle->state, memory_order_acquire);
+    for (;;) {
+        if (s & CANCEL_BIT)
+            return 0;
+        if ((s & STATE_MASK) == STATE_FINISHED)
+            return sleep_plain(deadline);
+        if (moirai_deadline_expired(deadline))
+            return -ETIMEDOUT;
+        if (!(s & WAITERS_BIT)) {
+            /* Announced on the word itself: a cancel (or completion) that
+             * comes later sees the bit in the value it replaces and wakes;
+             * one that came first makes this CAS fail. */
+            if (!atomic_compare_exchange_weak_explicit(&handle->state, &s, s | WAITERS_BIT,
+                                                       memory_order_acquire, memory_order_acquire))
+                continue;
+            s |= WAITERS_BIT;
+        }
+        /* No spin: a cancel is not a quick hand-off. */
+        int rc = moirai_park_nospin(&handle->state, s, deadline);
+        s = atomic_load_explicit(&handle->state, memory_order_acquire);
+        if (rc == -ECANCELED && !(s & CANCEL_BIT))
+            return -ECANCELED;
+    }
+}
+
+int moirai_cancel_token_sleep_until(const moirai_cancel_token_t *token, uint64_t deadline)
+{
+    int rc = moirai_cancel_token_wait_timed(token, deadline);
+    if (rc == 0)
+        return -ECANCELED;
+    return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+int moirai_cancel_token_sleep(const moirai_cancel_token_t *token, uint64_t ns)
+{
+    return moirai_cancel_token_sleep_until(token, moirai_deadline_after(ns));
 }
 
 /* Reports the result of a handle observed FINISHED with acquire. */

@@ -1,8 +1,14 @@
 /* Fork-join (see join.h). On a worker the frame for `b` lives on the
- * caller's stack and goes through the worker's own deque. From any other
- * thread the frame for `b` goes into one of the scheduler's external
- * slots while the caller runs `a` itself; only when every slot is taken
- * is the whole join queued as one "cold" frame on the injector. */
+ * caller's stack and goes through the worker's own deque. A thread outside
+ * the pool takes part: it claims one of the scheduler's guest slots and
+ * acts as that worker until its join returns, so its halves go through
+ * the guest's deque (the workers steal from it) and, while it waits for a
+ * half a worker stole, it runs and steals work like a worker (TBB's arena
+ * entry). With every guest slot taken, the frame for `b` goes into one of
+ * the external slots while the caller runs `a` itself, and only when those
+ * are all taken too is the whole join queued as one "cold" frame on the
+ * injector while the caller waits. With cfg.callers_wait the caller does
+ * not take part: every outside join is a cold frame. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -168,6 +174,69 @@ static void join_cold(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moir
     moirai__latch_wait(&f.latch);
 }
 
+/* Claims a free guest slot of `s`, or returns NULL when all are taken. */
+static moirai__worker_t *guest_claim(moirai_sched_t *s)
+{
+    for (int k = 0; k < MOIRAI__GUEST_SLOTS; k++) {
+        uint32_t expected = 0;
+        /* Acquire on success: pairs with the previous guest's release in
+         * guest_release(), so this thread sees the slot's deque, counters
+         * and single-writer fields as that guest left them. */
+        if (atomic_load_explicit(&s->guest_taken[k], memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong_explicit(&s->guest_taken[k], &expected, 1,
+                                                    memory_order_acquire, memory_order_relaxed)) {
+            /* Relaxed: only tells searching workers to look at the guest
+             * slots (see find_work()); missing it costs parallelism. */
+            atomic_fetch_add_explicit(&s->guests_active, 1, memory_order_relaxed);
+            return &s->workers[s->nworkers + k];
+        }
+    }
+    return NULL;
+}
+
+/* Gives guest slot `g` back. What the guest queued and nobody took yet
+ * (tasks spawned inside the join, injector jobs it took in a batch) goes to
+ * the injector: the caller returns now, and those jobs, already counted
+ * for shutdown on this slot, are run and counted out by the workers. */
+static void guest_release(moirai_sched_t *s, moirai__worker_t *g)
+{
+    /* Acquire: a job in the slot was published with release. */
+    moirai__job_t *job = atomic_exchange_explicit(&g->lifo, NULL, memory_order_acquire);
+    if (job != NULL)
+        moirai__sched_inject(s, job, MOIRAI_PRIORITY_NORMAL);
+    while ((job = moirai__deque_pop(g->deque)) != NULL)
+        moirai__sched_inject(s, job, MOIRAI_PRIORITY_NORMAL);
+    atomic_fetch_sub_explicit(&s->guests_active, 1, memory_order_relaxed);
+    /* Release: the next guest of this slot, claiming it with acquire,
+     * takes over the deque and counters as they are now. */
+    atomic_store_explicit(&s->guest_taken[g->index - s->nworkers], 0, memory_order_release);
+}
+
+/* A join run by the calling thread as a guest worker of `sched`. Returns
+ * false (nothing ran) when every guest slot is taken. */
+static bool join_as_guest(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
+                          void *arg_b)
+{
+    moirai__worker_t *g = guest_claim(sched);
+    if (g == NULL)
+        return false;
+    /* The thread may be a worker (or guest) of another scheduler: that
+     * identity comes back once the join is done. */
+    moirai__worker_t *saved = moirai__tls_worker;
+    g->home = saved;
+    moirai__tls_worker = g;
+    join_on_worker(g, a, arg_a, b, arg_b);
+    moirai__tls_worker = saved;
+    guest_release(sched, g);
+    return true;
+}
+
+/* A join from a thread that is not one of `sched`'s workers: as a guest
+ * worker if a guest slot is free, else through the external slots, or as
+ * one cold frame while the caller waits (cfg.callers_wait). */
+static void join_outside(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
+                         void *arg_b);
+
 /* A join from a thread that is not one of `sched`'s workers: b goes into
  * an external slot and the caller runs a, then takes b back unless a
  * worker took it. */
@@ -184,6 +253,7 @@ static void join_external(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, 
         join_cold(sched, a, arg_a, b, arg_b);
         return;
     }
+    /* (The guest slots were all taken when this thread tried them.) */
     moirai__sched_notify(sched);
     /* While this thread runs a (and b), joins nested in them use the slots
      * of the same scheduler, so that nested splits stay parallel. */
@@ -207,6 +277,15 @@ static void join_external(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, 
     }
 }
 
+static void join_outside(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
+                         void *arg_b)
+{
+    if (sched->cfg.callers_wait)
+        join_cold(sched, a, arg_a, b, arg_b);
+    else if (!join_as_guest(sched, a, arg_a, b, arg_b))
+        join_external(sched, a, arg_a, b, arg_b);
+}
+
 int moirai_join(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b, void *arg_b)
 {
     if (a == NULL || b == NULL)
@@ -227,13 +306,13 @@ int moirai_join(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_joi
     if (sched == outer) {
         /* Nested in an external join already counted for shutdown: it
          * runs even once destroy has begun. */
-        join_external(sched, a, arg_a, b, arg_b);
+        join_outside(sched, a, arg_a, b, arg_b);
         return 0;
     }
     int rc = moirai__sched_gate_enter(sched);
     if (rc != 0)
         return rc;
-    join_external(sched, a, arg_a, b, arg_b);
+    join_outside(sched, a, arg_a, b, arg_b);
     /* Finished: release, as destroy reads it with acquire. */
     atomic_fetch_add_explicit(&sched->ext_finished, 1, memory_order_release);
     return 0;

@@ -9,9 +9,11 @@
  *
  * Where the work runs: on a worker of the target scheduler the recursion
  * starts right there and the worker helps; from any other thread the top
- * split is itself one moirai_join() on the target scheduler, which queues
- * it on the injector and parks the caller until the pool has run it. With
- * no scheduler at all (NULL, caller not a worker) the same recursion runs
+ * split is itself one moirai_join() on the target scheduler, in which the
+ * caller takes part as a guest worker (join.h), running pieces and
+ * stealing beside the workers, unless the scheduler has callers_wait
+ * (then the join runs on the workers while the caller sleeps). With no
+ * scheduler at all (NULL, caller not a worker) the same recursion runs
  * with each join replaced by two plain calls. */
 #include <errno.h>
 #include <stdalign.h>

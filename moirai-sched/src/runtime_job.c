@@ -23,7 +23,7 @@ static inline moirai__job_t *job_header(moirai_sched_job_t *job)
     return (moirai__job_t *)(void *)job->reserved;
 }
 
-static void runtime_job_execute(moirai__job_t *header, moirai__worker_t *w)
+void moirai__runtime_job_execute(moirai__job_t *header, moirai__worker_t *w)
 {
     moirai_sched_job_t *job = (moirai_sched_job_t *)(void *)header;
     moirai_sched_job_cb run = job->run;
@@ -53,10 +53,12 @@ int moirai_sched_job_submit(moirai_sched_t *s, moirai_sched_job_t *job, moirai_p
     moirai__job_t *header = job_header(job);
     /* Plain store: the job is in no queue now (the caller's contract), and
      * the queue that takes it publishes it with release. */
-    header->execute = runtime_job_execute;
+    header->execute = moirai__runtime_job_execute;
 
     moirai__worker_t *w = moirai__worker_current();
-    if (w != NULL && w->sched == s) {
+    /* A guest (an outside thread inside a join) submits as the outside
+     * thread it is: runtime jobs run on the pool's own workers only. */
+    if (w != NULL && w->sched == s && !w->guest) {
         /* Counted before it becomes visible (see "Shutdown accounting" in
          * sched_internal.h); the executing worker counts it out. */
         moirai__worker_count_in(w, 1);

@@ -322,7 +322,7 @@ static void sched_free(moirai_sched_t *s)
 {
     if (s->workers != NULL) {
         /* Zeroed entries (not initialised yet) are skipped by each call. */
-        for (int i = 0; i < s->nworkers; i++) {
+        for (int i = 0; i < s->nslots; i++) {
             moirai__worker_t *w = &s->workers[i];
             if (w->deque != NULL)
                 moirai__deque_destroy(w->deque);
@@ -357,7 +357,11 @@ static int init_worker(moirai_sched_t *s, int i, int cpu_count)
     w->sched = s;
     w->index = i;
     w->rng = (uint32_t)(i + 1) * 0x9e3779b9u | 1u;
-    w->watchdog = s->cfg.watchdog_ns != 0;
+    bool guest = i >= s->nworkers;
+    w->guest = guest;
+    /* A guest's thread is not the pool's: the watchdog does not watch it
+     * and idle hooks do not serve it. */
+    w->watchdog = s->cfg.watchdog_ns != 0 && !guest;
     w->hooked = s->cfg.idle_hooks != NULL && i < s->nregular;
     atomic_init(&w->comp_state, MOIRAI__COMP_IDLE);
     atomic_init(&w->stats.job_name, NULL);
@@ -377,7 +381,11 @@ static int init_worker(moirai_sched_t *s, int i, int cpu_count)
         return rc;
     if (moirai_queue_create(&w->inbox) != 0)
         return -ENOMEM;
-    rc = moirai__victims_build(&w->victims, s->nworkers, i, s->cfg.steal);
+    /* A guest steals from every worker slot (built as one slot more than
+     * the workers, the guest being the last, so none is left out); the
+     * workers reach guests through moirai__worker_steal_guests(). */
+    rc = guest ? moirai__victims_build(&w->victims, s->nworkers + 1, s->nworkers, s->cfg.steal)
+               : moirai__victims_build(&w->victims, s->nworkers, i, s->cfg.steal);
     if (rc != 0) {
         memset(&w->victims, 0, sizeof w->victims);
         return rc;
@@ -397,8 +405,8 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
         (c.watchdog_ns != 0 && c.watchdog_ns < MOIRAI_SCHED_WATCHDOG_MIN_NS) ||
         c.watchdog_compensate < 0 || (c.watchdog_compensate > 0 && c.watchdog_ns == 0) ||
         c.watchdog_compensate > MAX_WORKERS ||
-        (c.idle_hooks != NULL && (c.idle_hooks->wait == NULL || c.idle_hooks->wake == NULL ||
-                                  c.idle_hooks->poll == NULL)))
+        (c.idle_hooks != NULL &&
+         (c.idle_hooks->wait == NULL || c.idle_hooks->wake == NULL || c.idle_hooks->poll == NULL)))
         return -EINVAL;
     int cpu_count = moirai_topology_cpu_count();
     if (c.workers == 0)
@@ -407,6 +415,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
         return -EINVAL;
     /* Slots: the regular workers, then the compensating ones. */
     int slots = c.workers + c.watchdog_compensate;
+    int all_slots = slots + MOIRAI__GUEST_SLOTS;
     if (c.stack_size == 0)
         c.stack_size = DEFAULT_STACK;
     if (c.blocking_max_threads == 0)
@@ -424,6 +433,10 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
     s->cfg = c;
     s->nworkers = slots;
     s->nregular = c.workers;
+    s->nslots = all_slots;
+    atomic_init(&s->guests_active, 0);
+    for (int i = 0; i < MOIRAI__GUEST_SLOTS; i++)
+        atomic_init(&s->guest_taken[i], 0);
     atomic_init(&s->comp_wanted, 0);
     atomic_init(&s->idle, 0);
     atomic_init(&s->gate, 0);
@@ -440,10 +453,10 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
     pthread_mutex_init(&s->sleep_lock, NULL);
 
     int rc = -ENOMEM;
-    s->sleepers = moirai_calloc((size_t)slots, sizeof *s->sleepers);
-    s->workers = moirai_aligned_alloc(MOIRAI__CACHE_LINE, (size_t)slots * sizeof *s->workers);
+    s->sleepers = moirai_calloc((size_t)all_slots, sizeof *s->sleepers);
+    s->workers = moirai_aligned_alloc(MOIRAI__CACHE_LINE, (size_t)all_slots * sizeof *s->workers);
     if (s->workers != NULL)
-        memset(s->workers, 0, (size_t)slots * sizeof *s->workers);
+        memset(s->workers, 0, (size_t)all_slots * sizeof *s->workers);
     if (s->sleepers == NULL || s->workers == NULL)
         goto fail;
     moirai__injector_init(&s->inj, c.aging_ns);
@@ -456,7 +469,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
                                       c.stack_size)) != 0)
         goto fail;
     /* Workers not initialised yet are all zero, which sched_free skips. */
-    for (int i = 0; i < slots; i++) {
+    for (int i = 0; i < all_slots; i++) {
         if ((rc = init_worker(s, i, cpu_count)) != 0)
             goto fail;
     }
@@ -510,11 +523,11 @@ static void wait_quiescent(moirai_sched_t *s)
     long sleep_ns = 10000;
     for (;;) {
         uint64_t done = atomic_load_explicit(&s->ext_finished, memory_order_acquire);
-        for (int i = 0; i < s->nworkers; i++)
+        for (int i = 0; i < s->nslots; i++)
             done += atomic_load_explicit(&s->workers[i].tasks_out, memory_order_acquire);
         uint64_t accepted =
             atomic_load_explicit(&s->gate, memory_order_acquire) & MOIRAI__GATE_COUNT;
-        for (int i = 0; i < s->nworkers; i++)
+        for (int i = 0; i < s->nslots; i++)
             accepted += atomic_load_explicit(&s->workers[i].tasks_in, memory_order_relaxed);
         if (done == accepted)
             return;
@@ -531,9 +544,14 @@ int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how)
 {
     if (sched == NULL || (how != MOIRAI_SHUTDOWN_DRAIN && how != MOIRAI_SHUTDOWN_CANCEL))
         return -EINVAL;
-    moirai__worker_t *w = moirai__worker_current();
-    if (w != NULL && w->sched == sched)
-        return -EDEADLK;
+    /* From a worker of `sched`, or from a thread inside a join on it (a
+     * guest, possibly of another scheduler, whose thread is one of ours),
+     * destroy would wait for its own caller. */
+    for (moirai__worker_t *w = moirai__worker_current(); w != NULL;
+         w = moirai__worker_is_guest(w) ? w->home : NULL) {
+        if (w->sched == sched)
+            return -EDEADLK;
+    }
     /* Cancelling starts before the gate closes, so that whoever is refused
      * with -ESHUTDOWN (and acquires the gate) also sees `cancel` set. */
     if (how == MOIRAI_SHUTDOWN_CANCEL)
@@ -559,12 +577,18 @@ int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how)
 moirai_sched_t *moirai_sched_current(void)
 {
     moirai__worker_t *w = moirai__worker_current();
+    /* A guest (an outside thread inside a join) is not a worker: it
+     * reports what the thread is otherwise. */
+    while (w != NULL && moirai__worker_is_guest(w))
+        w = w->home;
     return w != NULL ? w->sched : NULL;
 }
 
 int moirai_sched_worker_index(void)
 {
     moirai__worker_t *w = moirai__worker_current();
+    while (w != NULL && moirai__worker_is_guest(w))
+        w = w->home;
     return w != NULL ? w->index : -1;
 }
 
@@ -618,7 +642,8 @@ int moirai_sched_stats(const moirai_sched_t *sched, moirai_sched_worker_stats_t 
     if (sched == NULL || out == NULL)
         return -EINVAL;
     memset(out, 0, sizeof *out);
-    for (int i = 0; i < sched->nworkers; i++) {
+    /* Guest slots too: what outside callers ran inside joins. */
+    for (int i = 0; i < sched->nslots; i++) {
         moirai_sched_worker_stats_t one;
         stats_read(&sched->workers[i], &one);
         out->spawned += one.spawned;

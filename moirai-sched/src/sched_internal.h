@@ -30,6 +30,12 @@
  * costs parallelism, since the pushing worker runs its own jobs itself
  * (see moirai__sched_notify()).
  *
+ * Guests (join.c): an outside thread inside a join acts as a worker slot
+ * of its own (index nworkers and up), so all of the above applies to it
+ * as to a worker: its pushes are plain deque pushes, it searches and
+ * sleeps on a latch as a waiting worker does, and what it spawns is
+ * counted on its slot's tasks_in, which destroy sums with the workers'.
+ *
  * Shutdown accounting: every heap task, every external join frame and
  * every runtime job submission is counted once when accepted (`gate` for
  * external spawns and external job submissions, the worker's own
@@ -68,6 +74,9 @@
 
 /* External join slots per scheduler (see struct moirai_sched). */
 #define MOIRAI__EXT_SLOTS 32
+
+/* Guest worker slots per scheduler (see struct moirai_sched). */
+#define MOIRAI__GUEST_SLOTS 4
 
 /* `idle` fields. */
 #define MOIRAI__IDLE_SEARCHER     UINT64_C(1)
@@ -130,6 +139,7 @@ typedef struct moirai__worker {
     uint32_t rng;
     bool searching; /* this worker counts itself in `idle` as searching */
     bool watchdog;  /* cfg.watchdog_ns != 0: publish job names (read-only) */
+    bool guest;     /* a guest slot (index >= nworkers; read-only) */
     moirai__victims_t victims;
     pthread_t thread;
     /* For a compensating slot: written by the watchdog thread (which
@@ -155,6 +165,10 @@ typedef struct moirai__worker {
     /* Idle hooks (cfg.idle_hooks) serve this worker: a regular one. */
     bool hooked;
     uint32_t poll_tick; /* jobs run since the last poll hook call (owner only) */
+    bool just_ran;      /* the last thing it did was run a job (owner only) */
+    /* Guest slots only: the thread's own identity while it is this guest
+     * (a worker of another scheduler, or NULL), which the queries report. */
+    struct moirai__worker *home;
 
     moirai__worker_stats_t stats;
 } moirai__worker_t;
@@ -166,6 +180,7 @@ struct moirai_sched {
     moirai_sched_config_t cfg;           /* with defaults filled in */
     int nworkers;                        /* slots: regular workers, then compensating ones */
     int nregular;                        /* cfg.workers: the slots started at create */
+    int nslots;                          /* nworkers plus MOIRAI__GUEST_SLOTS guest slots */
     moirai__worker_t *workers;
     moirai_pool_t *task_pool;
     moirai__blocking_t *blocking;
@@ -208,6 +223,17 @@ struct moirai_sched {
      * offering thread: a worker takes the shallowest frame, the biggest
      * piece of work, as a thief takes the oldest job of a deque. */
     alignas(MOIRAI__CACHE_LINE) _Atomic int64_t ext_used;
+
+    /* Guest slots (join.c): workers[nworkers .. nslots-1] are worker
+     * structs without a thread of their own. A thread outside the pool
+     * that joins claims one (CAS on `guest_taken[k]`, 0 -> 1) and acts as
+     * that worker until its outermost join returns: its join halves go
+     * through the slot's deque, which the workers steal from, and while it
+     * waits for a stolen half it runs and steals work like a worker.
+     * `guests_active` counts claimed slots, so a searching worker checks
+     * them all with one load. */
+    _Atomic int32_t guests_active;
+    _Atomic uint32_t guest_taken[MOIRAI__GUEST_SLOTS];
     struct {
         alignas(MOIRAI__CACHE_LINE) _Atomic(moirai__job_t *) job;
         _Atomic uint32_t depth;
@@ -234,6 +260,18 @@ extern __thread struct moirai_sched *moirai__tls_participant
  * any). Defined in join.c. */
 extern __thread uint32_t moirai__tls_ext_depth __attribute__((tls_model("initial-exec")));
 
+/* Steals a job for `w` from a guest slot of `s` (other than `w`), or
+ * returns NULL. Any worker or guest; acquire as any steal. Never blocks.
+ * Defined in worker.c. */
+moirai__job_t *moirai__worker_steal_guests(moirai__worker_t *w);
+
+/* True if `w` is a guest slot (a thread from outside acting as a worker
+ * for the duration of a join), not one of the pool's own threads. */
+static inline bool moirai__worker_is_guest(const moirai__worker_t *w)
+{
+    return w->guest;
+}
+
 /* Takes a job from an external join slot of `s`, or returns NULL (none,
  * or lost the race). Any thread; acquire (the frame's contents were
  * published by the caller's release CAS). Never blocks. */
@@ -242,9 +280,22 @@ moirai__job_t *moirai__sched_take_ext_slot(struct moirai_sched *s);
 /* The thread body of worker `arg` (a moirai__worker_t). */
 void *moirai__worker_main(void *arg);
 
-/* Runs `job` on `w` and counts it in w's `executed`. */
+void moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
+
+/* The execute function of runtime jobs (runtime_job.c). */
+void moirai__runtime_job_execute(moirai__job_t *header, moirai__worker_t *w);
+
+/* Runs `job` on `w` and counts it in w's `executed`. A guest does not run
+ * runtime jobs (a fiber runtime's jobs expect one of the pool's own
+ * threads, with its idle hooks and thread context): one that reaches a
+ * guest, stolen from a worker's deque where it counted as NORMAL, goes to
+ * the injector at NORMAL instead. Tasks and join frames run anywhere. */
 static inline void moirai__worker_execute(moirai__worker_t *w, moirai__job_t *job)
 {
+    if (__builtin_expect(w->guest, 0) && job->execute == moirai__runtime_job_execute) {
+        moirai__sched_inject(w->sched, job, MOIRAI_PRIORITY_NORMAL);
+        return;
+    }
     moirai__stat_add(&w->stats.executed, 1);
     job->execute(job, w);
 }

@@ -78,7 +78,10 @@ static moirai__job_t *pick_local(moirai__worker_t *w)
 {
     moirai_sched_t *s = w->sched;
     moirai__job_t *job;
-    bool inj = moirai__injector_maybe(&s->inj);
+    /* A guest leaves the injector to the workers: what is queued there
+     * (root tasks, runtime jobs at any level) is theirs, and the outside
+     * caller should return as soon as its own join is done. */
+    bool inj = !w->guest && moirai__injector_maybe(&s->inj);
     if (inj && (job = moirai__injector_pop(&s->inj, MOIRAI_PRIORITY_NORMAL)) != NULL)
         return job;
     if ((job = take_lifo(w)) != NULL)
@@ -115,6 +118,22 @@ static moirai__job_t *steal_from(moirai__worker_t *w, moirai__worker_t *v)
     moirai__stat_add(&w->stats.steals, 1);
     moirai__stat_add(&w->stats.stolen, got);
     return job;
+}
+
+moirai__job_t *moirai__worker_steal_guests(moirai__worker_t *w)
+{
+    moirai_sched_t *s = w->sched;
+    for (int k = 0; k < MOIRAI__GUEST_SLOTS; k++) {
+        moirai__worker_t *g = &s->workers[s->nworkers + k];
+        /* Relaxed: only choosing; an empty or released slot's deque is
+         * empty, and the steal's own CAS decides. */
+        if (g == w || atomic_load_explicit(&s->guest_taken[k], memory_order_relaxed) == 0)
+            continue;
+        moirai__job_t *job = steal_from(w, g);
+        if (job != NULL)
+            return job;
+    }
+    return NULL;
 }
 
 /* One round over every victim, tier by tier, each tier from a random
@@ -186,6 +205,14 @@ static void search_end(moirai__worker_t *w)
         moirai__sched_wake_one(w->sched, NULL);
 }
 
+/* Runs the idle hooks' poll on a hooked worker. */
+static void poll_outside(moirai__worker_t *w, bool busy)
+{
+    const moirai_sched_idle_hooks_t *h = w->sched->cfg.idle_hooks;
+    w->poll_tick = 0;
+    h->poll(h->arg, w->index, busy);
+}
+
 /* Looks for work: the local pick, then searching (stealing) for up to
  * spin_ns, or one look around if enough workers search already (a worker
  * waiting for a latch always searches: its wait should end without a
@@ -210,8 +237,25 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
             break;
         if (w->victims.count > 0 && (job = steal(w)) != NULL)
             break;
+        /* Relaxed: a guest's pushes are plain deque pushes like a
+         * worker's; a guest seen late only costs parallelism, and the guest
+         * runs its own jobs itself. */
+        if (atomic_load_explicit(&s->guests_active, memory_order_relaxed) > 0 &&
+            (job = moirai__worker_steal_guests(w)) != NULL)
+            break;
         if ((job = pick_local(w)) != NULL)
             break;
+        /* A hooked worker that has just run a job also looks for outside
+         * work while it searches (at once, then every 32 rounds): the I/O
+         * a fiber just parked for may be ready already, and the search
+         * spin would otherwise delay it by up to spin_ns. A worker that
+         * was woken does not: it would take that I/O from the worker that
+         * is running the other end of the exchange, on a warm cache. */
+        if (w->hooked && latch == NULL && w->just_ran && round % 32 == 0) {
+            poll_outside(w, false);
+            if ((job = pick_local(w)) != NULL)
+                break;
+        }
         if (latch != NULL && moirai__latch_probe(latch))
             return NULL;
         if (atomic_load_explicit(&s->stop, memory_order_relaxed) || !spin)
@@ -238,7 +282,7 @@ static bool any_work(moirai_sched_t *s)
     if (moirai__injector_maybe_seq_cst(&s->inj) ||
         atomic_load_explicit(&s->ext_used, memory_order_seq_cst) > 0)
         return true;
-    for (int i = 0; i < s->nworkers; i++) {
+    for (int i = 0; i < s->nslots; i++) {
         moirai__worker_t *v = &s->workers[i];
         if (atomic_load_explicit(&v->inbox_count, memory_order_seq_cst) > 0 ||
             atomic_load_explicit(&v->lifo, memory_order_acquire) != NULL ||
@@ -413,14 +457,6 @@ static bool sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
     return outside;
 }
 
-/* Runs the idle hooks' poll on a hooked worker. */
-static void poll_outside(moirai__worker_t *w)
-{
-    const moirai_sched_idle_hooks_t *h = w->sched->cfg.idle_hooks;
-    w->poll_tick = 0;
-    h->poll(h->arg, w->index);
-}
-
 /* ---- Entry points ---- */
 
 void moirai__worker_wait_latch(moirai__worker_t *w, moirai__latch_t *latch)
@@ -455,6 +491,14 @@ int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job)
     return 0;
 }
 
+/* Runs a worker start or exit hook (cfg.on_worker_start / _exit), if
+ * set, on the worker's own thread. */
+static void worker_hook(moirai__worker_t *w, moirai_sched_worker_cb hook)
+{
+    if (hook != NULL)
+        hook(w->sched->cfg.worker_hook_arg, w->index);
+}
+
 void *moirai__worker_main(void *arg)
 {
     moirai__worker_t *w = arg;
@@ -468,6 +512,10 @@ void *moirai__worker_main(void *arg)
         CPU_SET(w->cpu, &set);
         (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
+    /* The start hook runs before the worker counts as started, so that
+     * create returns only after every regular worker's hook has returned
+     * (the release below publishes what it wrote to create's caller). */
+    worker_hook(w, s->cfg.on_worker_start);
     atomic_fetch_add_explicit(&s->started, 1, memory_order_release);
     moirai_unpark_all(&s->started);
 
@@ -475,14 +523,19 @@ void *moirai__worker_main(void *arg)
         moirai__job_t *job = find_work(w, NULL);
         if (job != NULL) {
             moirai__worker_execute(w, job);
+            w->just_ran = true;
             if (w->hooked && ++w->poll_tick >= MOIRAI_SCHED_IDLE_POLL_JOBS)
-                poll_outside(w);
+                poll_outside(w, true);
             continue;
         }
+        w->just_ran = false;
         if (sleep_until_work(w, NULL))
-            poll_outside(w);
+            poll_outside(w, false);
     }
     search_end(w);
+    /* Still a worker for the hook; destroy joins this thread afterwards,
+     * so the hook's writes happen before destroy returns. */
+    worker_hook(w, s->cfg.on_worker_exit);
     moirai__tls_worker = NULL;
     return NULL;
 }
@@ -492,6 +545,7 @@ void *moirai__worker_comp_main(void *arg)
     moirai__worker_t *w = arg;
     moirai_sched_t *s = w->sched;
     moirai__tls_worker = w;
+    worker_hook(w, s->cfg.on_worker_start);
     int k = w->index - s->nregular;
     while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {
         moirai__job_t *job = find_work(w, NULL);
@@ -509,6 +563,7 @@ void *moirai__worker_comp_main(void *arg)
     }
     search_end(w);
     moirai__watchdog_idle(w);
+    worker_hook(w, s->cfg.on_worker_exit);
     moirai__tls_worker = NULL;
     /* Release: the watchdog, reading it with acquire, joins the thread and
      * may start the slot afresh, seeing everything this thread wrote. */

@@ -55,11 +55,12 @@ static void h_wake(void *arg, int worker)
     (void)r;
 }
 
-static void h_poll(void *arg, int worker)
+static void h_poll(void *arg, int worker, bool busy)
 {
     struct hooks *h = arg;
     (void)worker;
-    atomic_fetch_add(&h->polls, 1);
+    if (busy)
+        atomic_fetch_add(&h->polls, 1);
     uint64_t v;
     /* Non-blocking: the outside eventfd was made with EFD_NONBLOCK. */
     if (read(h->outside, &v, sizeof v) == sizeof v) {

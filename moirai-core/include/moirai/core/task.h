@@ -110,6 +110,69 @@ MOIRAI_CORE_API int moirai_cancel_token_watch(const moirai_cancel_token_t *token
  * whether it had fired or not), -EINVAL (NULL) or -ENOENT (no watch). */
 MOIRAI_CORE_API int moirai_cancel_token_unwatch(const moirai_cancel_token_t *token);
 
+/* Storage for one cancel listener (moirai_cancel_token_listen()), owned
+ * by the caller (on its stack, in its own struct). Its contents are
+ * private; it needs no initialisation. */
+typedef struct moirai_cancel_listener {
+    void *priv[5];
+} moirai_cancel_listener_t;
+
+/* Listens on `token` with `listener`: `cb(arg)` runs exactly once when the
+ * token is cancelled (on the cancelling thread, after the watch's
+ * callback), or at once, before this returns, if it was already; if the
+ * token is cancelled before moirai_cancel_token_unlisten() returns, the
+ * callback has run exactly once by then (on the unlistening thread if it
+ * got there before the canceller did). Any
+ * number of listeners may listen on one token, unlike the one watch; they
+ * run in the order they were added. The callback must be short and must
+ * not block; it may call listen or unlisten (also on its own listener).
+ * `listener` must stay valid, and the token's handle referenced, until
+ * moirai_cancel_token_unlisten() has returned for it. Never blocks (a
+ * short internal lock, never held across a callback); thread-safe.
+ * Ordering: what the canceller wrote before moirai_handle_cancel() happens
+ * before the callback. Returns 0, or -EINVAL (NULL token, listener or cb;
+ * then the callback never runs). */
+MOIRAI_CORE_API int moirai_cancel_token_listen(const moirai_cancel_token_t *token,
+                                               moirai_cancel_listener_t *listener,
+                                               moirai_cancel_cb cb, void *arg);
+
+/* Removes `listener` from `token`. If its callback runs on another thread
+ * right now, waits for it to return (it is short); if the token is
+ * cancelled and the callback has not run yet, runs it here. So afterwards
+ * the callback ran exactly once if the token is cancelled and never
+ * otherwise, it will not run again, its effects are visible, and the
+ * listener may be reused or freed. Returns 0 (removed, whether it had
+ * fired or not), -EINVAL (NULL token or listener) or -ENOENT (not
+ * listening: never listed, or removed already). */
+MOIRAI_CORE_API int moirai_cancel_token_unlisten(const moirai_cancel_token_t *token,
+                                                 moirai_cancel_listener_t *listener);
+
+/* Waits until `token` is cancelled or `deadline` passes (absolute, on
+ * moirai_clock_now_ns(); MOIRAI_DEADLINE_NEVER for none), whichever comes
+ * first; a cancel wakes it at once. Parks through core's park layer, so
+ * on a plain thread (or a scheduler task) it sleeps on a futex and in a
+ * fiber it suspends the fiber. A NULL token (a task spawned without a
+ * handle) is never cancelled, and neither is one whose task has finished
+ * uncancelled: the wait lasts until the deadline. The token must stay
+ * valid throughout (the running task's own token, or a token of a handle
+ * the caller holds a reference to). Blocks; thread-safe. Acquire: what the
+ * canceller wrote before cancelling is visible once this returns 0.
+ * Returns 0 (cancelled; also at once if it already was), -ETIMEDOUT (the
+ * deadline passed first) or, in a fiber whose own task was cancelled
+ * while it waited on another token, -ECANCELED. */
+MOIRAI_CORE_API int moirai_cancel_token_wait_timed(const moirai_cancel_token_t *token,
+                                                   uint64_t deadline);
+
+/* Sleeps until `deadline` (as moirai_cancel_token_wait_timed()), returning
+ * early if `token` is cancelled. Blocks (parks a fiber); thread-safe.
+ * Returns 0 (slept to the deadline) or -ECANCELED (cancelled before or
+ * during the sleep; in a fiber, also when its own task was cancelled). */
+MOIRAI_CORE_API int moirai_cancel_token_sleep_until(const moirai_cancel_token_t *token,
+                                                    uint64_t deadline);
+
+/* moirai_cancel_token_sleep_until() for `ns` nanoseconds from now. */
+MOIRAI_CORE_API int moirai_cancel_token_sleep(const moirai_cancel_token_t *token, uint64_t ns);
+
 #ifdef __cplusplus
 }
 #endif

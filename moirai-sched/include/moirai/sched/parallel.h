@@ -7,7 +7,10 @@
  * for stealing to balance uneven work without paying a join per index.
  *
  * Every function blocks until all the work is done and may be called from
- * a worker (which helps) or from any other thread. `sched` NULL means the
+ * a worker (which helps) or from any other thread, which takes part in
+ * the work as moirai_join()'s outside caller does (so `workers = 1` plus
+ * the caller is two threads), unless the scheduler was created with
+ * callers_wait (then only its workers run it). `sched` NULL means the
  * scheduler of the calling worker; from any other thread a NULL `sched`
  * runs everything on the caller. Memory ordering: as moirai_join(). */
 #ifndef MOIRAI_SCHED_PARALLEL_H
@@ -31,7 +34,9 @@ typedef struct moirai_reduce_desc {
     void (*combine)(void *acc, const void *right, void *arg);      /* acc = acc (+) right */
 } moirai_reduce_desc_t;
 
-/* The largest accumulator moirai_parallel_reduce() accepts, in bytes. */
+/* The largest accumulator moirai_parallel_reduce() accepts, in bytes.
+ * moirai_parallel_reduce_fallible() (moirai/sched/parallel_fallible.h)
+ * takes accumulators of any size, and callbacks that can fail. */
 #define MOIRAI_REDUCE_ACC_MAX 256
 
 #ifdef __cplusplus

@@ -108,11 +108,19 @@ typedef void (*moirai_task_cpu_cb)(void *ctx, const char *name, moirai_task_id_t
 
 struct moirai_sched_idle_hooks; /* moirai/sched/job.h */
 
+/* A worker start or exit hook (cfg.on_worker_start, cfg.on_worker_exit):
+ * `arg` is cfg.worker_hook_arg, `index` the worker's index (what
+ * moirai_sched_worker_index() returns on that thread). */
+typedef void (*moirai_sched_worker_cb)(void *arg, int index);
+
 /* Scheduler settings. Initialise with MOIRAI_SCHED_CONFIG_INIT or
  * moirai_sched_config_init(), then set what you need; a zero means the default
  * where a field says so. */
 typedef struct moirai_sched_config {
-    int workers;                   /* worker threads; 0: one per online CPU */
+    /* Worker threads; 0: one per online CPU. A thread outside the pool
+     * that calls moirai_join() or a parallel algorithm runs work too (see
+     * callers_wait): with the default, N threads in all is workers = N - 1. */
+    int workers;
     moirai_steal_strategy_t steal; /* victim order; MOIRAI_STEAL_LOCALITY */
     bool steal_batch;              /* take up to half of a victim's deque (true) or one task */
     bool lifo_slot;                /* keep the newest local spawn in a LIFO slot (true) */
@@ -139,13 +147,37 @@ typedef struct moirai_sched_config {
      * copied: it must outlive the scheduler. NULL: workers park on a
      * futex. */
     const struct moirai_sched_idle_hooks *idle_hooks;
+    /* Worker hooks (docs/sched.md, "Worker hooks"). on_worker_start runs on
+     * each worker thread once it is a worker (moirai_sched_current() and
+     * moirai_sched_worker_index() answer for it) and before it takes any
+     * job; for the regular workers, before moirai_sched_create() returns.
+     * on_worker_exit runs on the same thread after its last job, before
+     * the thread ends; for the regular workers, before
+     * moirai_sched_destroy() returns (also when create fails after
+     * starting some workers: each started worker runs both). Compensating
+     * workers run both on every thread started in their slot. The start
+     * hook may spawn; the exit hook must not spawn, join or submit to this
+     * scheduler (the pool has stopped: the work would never run), and
+     * neither may destroy it. Both must return. NULL: no call. */
+    moirai_sched_worker_cb on_worker_start;
+    moirai_sched_worker_cb on_worker_exit;
+    void *worker_hook_arg; /* passed to both hooks as `arg` */
+    /* Whether a thread outside the pool that calls moirai_join() (and so
+     * the parallel algorithms) waits without running any of the work.
+     * false (the default): the caller takes part, as a guest worker, so
+     * the work runs on `workers` + 1 threads (workers = 1 plus the caller
+     * is two threads; for exactly N threads set workers = N - 1). true:
+     * the whole join goes to the workers and the caller sleeps until it is
+     * done, so exactly `workers` threads run it. */
+    bool callers_wait;
 } moirai_sched_config_t;
 
 /* The default settings, as a static initialiser: the values noted on each
  * field, with spin_ns 50 us and aging_ns 10 ms. */
 #define MOIRAI_SCHED_CONFIG_INIT                                                                   \
     {                                                                                              \
-        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0, NULL \
+        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0,   \
+            NULL, NULL, NULL, NULL, false                                                          \
     }
 
 /* The shortest watchdog_ns accepted (1 ms): the watchdog thread wakes
@@ -191,7 +223,9 @@ MOIRAI_SCHED_API int moirai_sched_create(moirai_sched_t **out, const moirai_sche
  * spawn (DRAIN runs what they spawn, CANCEL discards it). Blocking tasks
  * already accepted always run. Blocks. Returns 0, -EINVAL (NULL sched or an
  * unknown `how`) or -EDEADLK (called from one of the scheduler's
- * workers); on error nothing is stopped. Called from a task running on the
+ * workers, or from inside a join on it that an outside thread takes part
+ * in as a guest, which destroy would wait for); on error nothing is
+ * stopped. Called from a task running on the
  * scheduler's blocking pool it deadlocks (not detected). */
 MOIRAI_SCHED_API int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how);
 
@@ -221,12 +255,14 @@ MOIRAI_SCHED_API int moirai_sched_spawn_blocking(moirai_sched_t *sched, moirai_t
  * it behave as moirai_sched_spawn(). Valid until the scheduler is destroyed. */
 MOIRAI_SCHED_API moirai_executor_t *moirai_sched_executor(moirai_sched_t *sched);
 
-/* The scheduler whose worker is calling, or NULL on any other thread. */
+/* The scheduler whose worker is calling, or NULL on any other thread
+ * (also on an outside thread while it takes part in a join as a guest). */
 MOIRAI_SCHED_API moirai_sched_t *moirai_sched_current(void);
 
 /* The calling worker's index (0 .. moirai_sched_worker_count()-1; a
  * compensating worker has an index of the configured workers or above),
- * or -1 on any other thread. */
+ * or -1 on any other thread, including an outside thread taking part in a
+ * join (a guest: it is not one of the workers). */
 MOIRAI_SCHED_API int moirai_sched_worker_index(void);
 
 /* Number of worker slots: the configured workers plus watchdog_compensate
