@@ -672,53 +672,49 @@ const bench_child_role_t bench_transport_child_roles[] = {
 #ifdef MOIRAI_BENCH_HAVE_CK
     {"ck_stream", role_ck_stream},
 #endif
-#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_RING
     {"ring_stream", moirai_bench_ring_stream_child},
     {"ring_pingpong", moirai_bench_ring_pingpong_child},
-#endif
-#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_BATCH
     {"batch", moirai_bench_batch_child},
     {"unbatched", moirai_bench_unbatched_child},
-#endif
     {NULL, NULL},
 };
 
 /* ---- the cases ---- */
 
 static const bench_impl_t bounded_impls[] = {
-    {"moirai", MOIRAI_CHAN_BOUNDED_RUN, MOIRAI_CHAN_WHY},
+    {"moirai", moirai_bench_chan_bounded, NULL},
     {"crossbeam", CROSSBEAM_RUN(crossbeam_bounded), CROSSBEAM_WHY},
     {"go", GO_RUN(go_bounded), GO_WHY},
 };
 
 static const bench_impl_t pingpong_impls[] = {
-    {"moirai", MOIRAI_CHAN_PINGPONG_RUN, MOIRAI_CHAN_WHY},
+    {"moirai", moirai_bench_chan_pingpong, NULL},
     {"crossbeam", CROSSBEAM_RUN(crossbeam_pingpong), CROSSBEAM_WHY},
     {"go", GO_RUN(go_pingpong), GO_WHY},
 };
 
 static const bench_impl_t fibers_impls[] = {
-    {"moirai", MOIRAI_CHAN_FIBERS_RUN, MOIRAI_CHAN_WHY},
+    {"moirai", moirai_bench_chan_fibers, NULL},
     {"go", GO_RUN(go_fibers), GO_WHY},
     {"boost_fiber", BOOST_FIBER_RUN, BOOST_FIBER_WHY},
 };
 
 static const bench_impl_t stream_impls[] = {
-    {"moirai", MOIRAI_RING_STREAM_RUN, MOIRAI_RING_WHY},
+    {"moirai", moirai_bench_ring_stream, NULL},
     {"zmq", ZMQ_RUN(zmq_stream), ZMQ_WHY},
     {"unix_socket", unix_stream, NULL},
     {"ck", CK_RUN(ck_stream), CK_WHY},
 };
 
 static const bench_impl_t ring_pingpong_impls[] = {
-    {"moirai", MOIRAI_RING_PINGPONG_RUN, MOIRAI_RING_WHY},
+    {"moirai", moirai_bench_ring_pingpong, NULL},
     {"unix_socket", unix_pingpong, NULL},
     {"zmq", ZMQ_RUN(zmq_pingpong), ZMQ_WHY},
 };
 
 static const bench_impl_t batch_impls[] = {
-    {"moirai", MOIRAI_BATCH_RUN, MOIRAI_BATCH_WHY},
-    {"unbatched", MOIRAI_UNBATCHED_RUN, MOIRAI_BATCH_WHY},
+    {"moirai", moirai_bench_batch, NULL},
+    {"unbatched", moirai_bench_unbatched, NULL},
 };
 
 #define IMPLS(a) a, sizeof(a) / sizeof(a[0])

@@ -38,9 +38,7 @@
 
 #include <moirai/core/error.h>
 #include <moirai/transport/batch.h>
-#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_RING
 #include <moirai/transport/ring.h>
-#endif
 
 #include "../bench.h"
 #include "proc.h"
@@ -62,7 +60,6 @@ static void small_make(small_msg_t *m, uint64_t seq)
     m->value = seq * 0x9e3779b97f4a7c15ull;
 }
 
-#ifdef MOIRAI_BENCH_TRANSPORT_HAVE_RING
 /* ---- over the ring ---- */
 
 /* The word the parent bumps after releasing each record, in a shared
@@ -251,145 +248,3 @@ double moirai_bench_unbatched(uint64_t n)
 {
     return ring_run(n, false);
 }
-#else
-/* ---- over a Unix-domain socket ---- */
-
-typedef struct batch_arg {
-    int fd;
-    uint64_t n;
-    bool batched;
-} batch_arg_t;
-
-static int socket_sink(void *arg, const void *buf, size_t len, uint32_t count)
-{
-    (void)count;
-    return bench_write_all(*(int *)arg, buf, len) == 0 ? 0 : -EPIPE;
-}
-
-/* Busy while the reader has not taken everything written. */
-static int socket_busy(void *arg)
-{
-    int queued = 0;
-    if (ioctl(*(int *)arg, SIOCOUTQ, &queued) < 0)
-        return 1;
-    return queued > 0;
-}
-
-static int socket_child(void *arg, int go_r, int ready_w)
-{
-    batch_arg_t *a = arg;
-    small_msg_t m;
-    if (!a->batched) {
-        unsigned char frame[MOIRAI_BATCH_FRAME_HEADER + SMALL_BYTES];
-        uint32_t len = SMALL_BYTES;
-        memcpy(frame, &len, sizeof(len));
-        if (bench_child_handshake(go_r, ready_w) < 0)
-            return -1;
-        for (uint64_t i = 0; i < a->n; i++) {
-            small_make(&m, i);
-            memcpy(frame + MOIRAI_BATCH_FRAME_HEADER, &m, sizeof(m));
-            if (bench_write_all(a->fd, frame, sizeof(frame)) < 0)
-                return -1;
-        }
-        return 0;
-    }
-    moirai_batch_config_t cfg;
-    moirai_batch_config_init(&cfg);
-    cfg.sink = socket_sink;
-    cfg.busy = socket_busy;
-    cfg.arg = &a->fd;
-    cfg.single_sender = true; /* one sending thread: the lock-free path */
-    moirai_batch_t *b;
-    int err = moirai_batch_create(&b, &cfg);
-    if (err != 0) {
-        fprintf(stderr, "transport: moirai_batch_create: %s\n", moirai_strerror(err));
-        return -1;
-    }
-    if (bench_child_handshake(go_r, ready_w) < 0) {
-        moirai_batch_destroy(b);
-        return -1;
-    }
-    for (uint64_t i = 0; i < a->n && err == 0; i++) {
-        small_make(&m, i);
-        err = moirai_batch_send(b, &m, sizeof(m));
-    }
-    if (err == 0)
-        err = moirai_batch_flush(b);
-    int derr = moirai_batch_destroy(b);
-    return err == 0 && derr == 0 ? 0 : -1;
-}
-
-static double socket_run(uint64_t n, bool batched)
-{
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        return -1.0;
-    unsigned char *buf = malloc(READ_BYTES);
-    bench_child_t c;
-    if (!buf || bench_child_start(&c, batched ? "batch" : "unbatched", n, NULL, sv[1], -1) < 0) {
-        free(buf);
-        close(sv[0]);
-        close(sv[1]);
-        return -1.0;
-    }
-    close(sv[1]);
-    bool ok = bench_child_wait_ready(&c) == 0;
-    uint64_t t0 = bench_now_ns();
-    ok = ok && bench_child_go(&c) == 0;
-    uint64_t seq = 0;
-    size_t have = 0; /* bytes of an incomplete frame at buf's start */
-    while (ok && seq < n) {
-        ssize_t r = read(sv[0], buf + have, READ_BYTES - have);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            ok = false;
-            break;
-        }
-        have += (size_t)r;
-        size_t off = 0;
-        const void *msg;
-        size_t len;
-        while (ok && moirai_batch_next(buf, have, &off, &msg, &len) == 1) {
-            small_msg_t m, want;
-            small_make(&want, seq++);
-            ok = len == SMALL_BYTES;
-            if (ok) {
-                memcpy(&m, msg, sizeof(m));
-                ok = m.seq == want.seq && m.value == want.value;
-            }
-        }
-        memmove(buf, buf + off, have - off);
-        have -= off;
-    }
-    uint64_t t1 = bench_now_ns();
-    close(sv[0]);
-    free(buf);
-    if (bench_child_finish(&c, !ok) < 0 || !ok || have != 0)
-        return -1.0;
-    return (double)(t1 - t0) / (double)(n ? n : 1);
-}
-
-/* The child's side: fd[0] is its end of the socket. */
-int moirai_bench_batch_child(const bench_child_args_t *a)
-{
-    batch_arg_t arg = {a->fd[0], a->n, true};
-    return socket_child(&arg, a->go_r, a->ready_w);
-}
-
-int moirai_bench_unbatched_child(const bench_child_args_t *a)
-{
-    batch_arg_t arg = {a->fd[0], a->n, false};
-    return socket_child(&arg, a->go_r, a->ready_w);
-}
-
-double moirai_bench_batch(uint64_t n)
-{
-    return socket_run(n, true);
-}
-
-double moirai_bench_unbatched(uint64_t n)
-{
-    return socket_run(n, false);
-}
-#endif
