@@ -37,7 +37,8 @@ static const struct {
     {"core", bench_core_cases},     {"sync", bench_sync_locks_cases},
     {"sync", bench_sync_map_cases}, {"sync", bench_sync_containers_cases},
     {"mem", bench_mem_cases},       {"sched", bench_sched_cases},
-    {"async", bench_async_cases},   {"rt", bench_rt_cases},
+    {"async", bench_async_cases},   {"async", bench_async_io_cases},
+    {"rt", bench_rt_cases},
 };
 
 #define SUITE_COUNT    (sizeof(suites) / sizeof(suites[0]))

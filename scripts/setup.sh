@@ -83,6 +83,8 @@ packages=(
     libboost-fiber1.81-dev
     golang-go
     librust-tokio-dev
+    # The load generator of the async suite's http_hello_keepalive.
+    wrk
 )
 
 missing=()

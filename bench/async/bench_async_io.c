@@ -1,0 +1,382 @@
+/* moirai-bench, suite "async", the I/O cases: moirai-async's sockets,
+ * timers and file reads against raw libuv, raw epoll, pread, Go and Tokio.
+ *
+ * Topology: client and server run in this one process for every
+ * implementation (on the reference machine a wake-up across processes
+ * costs 15-20 us and one across the two CPUs 25-35 us, so a round trip
+ * with the server in another process measures something else). The one
+ * exception is http_hello_keepalive, whose client is the separate `wrk`
+ * process for every implementation. All traffic is on 127.0.0.1.
+ *
+ * Moirai: a runtime over a scheduler of 2 workers per measurement,
+ * created before the clock starts and destroyed after it stops, as in
+ * bench_async.c. Go runs with GOMAXPROCS 2, Tokio with a multi-thread
+ * runtime of 2 workers. The libuv peers are single-threaded by design
+ * (one loop, one thread); the epoll server too.
+ *
+ * Every metric is lower-is-better; ratio = Moirai / peer.
+ *
+ * tcp_echo_rtt (us_per_rtt)
+ *   One client, one connection, 64 B request, echoed whole, the next
+ *   request sent once the whole echo is back; us per round trip after 100
+ *   untimed ones. Every echo is checked. "libuv": one loop thread holding
+ *   both client and server (callbacks); "go": a client goroutine and a
+ *   server goroutine, net package; "tokio": a client task and a server
+ *   task. TCP_NODELAY everywhere.
+ *
+ * tcp_echo_100c (ns_per_op)
+ *   100 connections, each with a client doing sequential 64 B request /
+ *   echo round trips (N / 100 each, after 10 untimed ones, all clients
+ *   starting together); wall-clock ns per request overall. "libuv": all
+ *   200 ends on one loop thread; "go": 100 client and 100 server
+ *   goroutines.
+ *
+ * http_hello_keepalive (ns_per_req)
+ *   A keep-alive HTTP/1.1 server answering "Hello, World!" to every
+ *   request, driven by `wrk -t1 -c100 -dNs` (N = the case's iteration
+ *   count: 3 s, 1 s with --quick) on the same 2 CPUs; ns per request =
+ *   1e9 / wrk's requests per second. wrk uses at most one CPU (one
+ *   thread); the server gets the rest. After each round a line on stderr
+ *   gives the CPU each side used: the server's (this process, every
+ *   thread, user + system, from getrusage) and wrk's (wait4), per request
+ *   and as a share of one CPU. "libuv": one loop thread, callbacks;
+ *   "epoll": one thread, level-triggered epoll; "go": net/http with
+ *   GOMAXPROCS 2. The round fails if wrk reports a socket error or a
+ *   non-2xx response.
+ *
+ * timer_churn (ns_per_op)
+ *   1024 timer objects made before the clock starts; a batch arms each at
+ *   a deadline spread over 1-2 s ahead, then disarms each; batches repeat
+ *   to N arm+disarm pairs (1M). ns per pair. "libuv": uv_timer_start +
+ *   uv_timer_stop on the loop's own thread (the calling thread).
+ *
+ * file_read_4k (ns_per_op)
+ *   Random 4 KiB reads of a 64 MiB file (made once per process, unlinked,
+ *   in the page cache), 64 reads in flight; ns per read. Every block read
+ *   is checked. "libuv": uv_fs_read callbacks on libuv's thread pool (4
+ *   threads by default), completions on a loop of the calling thread;
+ *   "pread": plain pread from 2 threads. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../bench.h"
+#include "io_peers.h"
+#include "peer.h"
+
+extern char **environ;
+
+#define THREADS 2
+
+/* ---- the Go and Tokio modules ---- */
+
+#ifndef MOIRAI_BENCH_ASYNC_GO
+#define MOIRAI_BENCH_ASYNC_GO NULL
+#endif
+#ifndef MOIRAI_BENCH_ASYNC_TOKIO
+#define MOIRAI_BENCH_ASYNC_TOKIO NULL
+#endif
+#ifndef MOIRAI_BENCH_ASYNC_GO_MISSING
+#define MOIRAI_BENCH_ASYNC_GO_MISSING "not built"
+#endif
+#ifndef MOIRAI_BENCH_ASYNC_TOKIO_MISSING
+#define MOIRAI_BENCH_ASYNC_TOKIO_MISSING "not built"
+#endif
+#ifndef MOIRAI_BENCH_WRK_MISSING
+#define MOIRAI_BENCH_WRK_MISSING "not built"
+#endif
+
+/* The entry point `name` of the module at `path`. dlopen of a path that
+ * bench_async.c has loaded already returns the same module (the Go runtime
+ * starts once per process). NULL, with the reason on stderr, if it cannot
+ * be loaded. */
+static void *module_sym(const char *path, const char *name)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        fprintf(stderr, "async: dlopen %s: %s\n", path, dlerror());
+        return NULL;
+    }
+    void *f = dlsym(h, name);
+    if (!f)
+        fprintf(stderr, "async: no %s in %s\n", name, path);
+    /* The module stays loaded (the Go runtime cannot be unloaded); this
+     * drops only the reference taken here. */
+    dlclose(h);
+    return f;
+}
+
+#define MODULE_FN(type, path, name) ((type)(uintptr_t)module_sym(path, name))
+
+typedef double (*echo_rtt_fn)(int, uint64_t);
+typedef double (*echo_conns_fn)(int, int, uint64_t);
+typedef int (*http_start_fn)(int, int *);
+typedef int (*http_stop_fn)(void);
+
+static double echo_rtt_go(uint64_t iters)
+{
+    echo_rtt_fn f = MODULE_FN(echo_rtt_fn, MOIRAI_BENCH_ASYNC_GO, "moirai_peer_echo_rtt");
+    return f ? f(THREADS, iters) : -1.0;
+}
+
+static double echo_rtt_tokio(uint64_t iters)
+{
+    echo_rtt_fn f = MODULE_FN(echo_rtt_fn, MOIRAI_BENCH_ASYNC_TOKIO, "moirai_peer_echo_rtt");
+    return f ? f(THREADS, iters) : -1.0;
+}
+
+static double echo_100c_go(uint64_t iters)
+{
+    echo_conns_fn f = MODULE_FN(echo_conns_fn, MOIRAI_BENCH_ASYNC_GO, "moirai_peer_echo_conns");
+    uint64_t per = iters / IO_ECHO_CONNS;
+    return f ? f(THREADS, IO_ECHO_CONNS, per ? per : 1) : -1.0;
+}
+
+static int go_http_start(int *port)
+{
+    http_start_fn f = MODULE_FN(http_start_fn, MOIRAI_BENCH_ASYNC_GO, "moirai_peer_http_start");
+    return f ? f(THREADS, port) : -ENOENT;
+}
+
+static int go_http_stop(void)
+{
+    http_stop_fn f = MODULE_FN(http_stop_fn, MOIRAI_BENCH_ASYNC_GO, "moirai_peer_http_stop");
+    return f ? f() : -ENOENT;
+}
+
+static const io_http_server_t go_http = {go_http_start, go_http_stop};
+
+/* ---- http_hello_keepalive: the wrk driver ---- */
+
+#define WRK_CONNS   "100"
+#define WRK_THREADS "1"
+
+/* The number after `key` in `text`, or -1. */
+static double number_after(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    if (!p)
+        return -1.0;
+    return strtod(p + strlen(key), NULL);
+}
+
+/* Runs wrk for `seconds` against 127.0.0.1:`port`; its standard output
+ * (up to `cap` bytes) in `out`, its CPU time in `*cpu_ns`. Returns 0, or
+ * -1 if it could not run or failed. */
+static int run_wrk(int port, uint64_t seconds, char *out, size_t cap, int64_t *cpu_ns)
+{
+#ifdef MOIRAI_BENCH_WRK
+    char url[64], duration[32];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+    snprintf(duration, sizeof(duration), "%llus", (unsigned long long)seconds);
+    char *argv[] = {(char *)MOIRAI_BENCH_WRK,
+                    "-t" WRK_THREADS,
+                    "-c" WRK_CONNS,
+                    "-d",
+                    duration,
+                    "--timeout",
+                    "5s",
+                    url,
+                    NULL};
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    pid_t pid;
+    int err = posix_spawn(&pid, MOIRAI_BENCH_WRK, &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (err != 0) {
+        close(fds[0]);
+        fprintf(stderr, "async/http_hello_keepalive: cannot run %s: %s\n", MOIRAI_BENCH_WRK,
+                strerror(err));
+        return -1;
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fds[0], out + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len == cap - 1)
+            break;
+    }
+    out[len] = '\0';
+    close(fds[0]);
+    int status;
+    struct rusage ru;
+    while (wait4(pid, &status, 0, &ru) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    *cpu_ns = io_rusage_ns(&ru);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "async/http_hello_keepalive: wrk failed (status %d):\n%s\n", status, out);
+        return -1;
+    }
+    return 0;
+#else
+    (void)port;
+    (void)seconds;
+    (void)out;
+    (void)cap;
+    (void)cpu_ns;
+    return -1;
+#endif
+}
+
+/* One round: start the server, drive it with wrk, stop it. Returns ns per
+ * request and reports the CPU each side used on stderr. */
+static double http_round(const char *impl, const io_http_server_t *srv, uint64_t seconds)
+{
+    int port;
+    int err = srv->start(&port);
+    if (err != 0) {
+        fprintf(stderr, "async/http_hello_keepalive: %s: server start: %s\n", impl, strerror(-err));
+        return -1.0;
+    }
+    static char out[16384];
+    int64_t wrk_cpu = 0;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    uint64_t t0 = bench_now_ns();
+    int wrk = run_wrk(port, seconds, out, sizeof(out), &wrk_cpu);
+    uint64_t t1 = bench_now_ns();
+    getrusage(RUSAGE_SELF, &r1);
+    err = srv->stop();
+    if (wrk != 0)
+        return -1.0;
+    if (err != 0) {
+        fprintf(stderr, "async/http_hello_keepalive: %s: server stop: %s\n", impl, strerror(-err));
+        return -1.0;
+    }
+    double rps = number_after(out, "Requests/sec:");
+    double requests = -1.0;
+    const char *in = strstr(out, " requests in ");
+    if (in) {
+        const char *p = in;
+        while (p > out && p[-1] != '\n')
+            p--;
+        requests = strtod(p, NULL);
+    }
+    if (rps <= 0.0 || requests <= 0.0 || strstr(out, "Socket errors") || strstr(out, "Non-2xx")) {
+        fprintf(stderr, "async/http_hello_keepalive: %s: wrk reports errors or no requests:\n%s\n",
+                impl, out);
+        return -1.0;
+    }
+    double server_cpu = (double)(io_rusage_ns(&r1) - io_rusage_ns(&r0));
+    double wall = (double)(t1 - t0);
+    fprintf(stderr,
+            "async/http_hello_keepalive: %-6s %9.0f req/s; CPU per request: server %6.0f ns "
+            "(%3.0f%% of a CPU), wrk %6.0f ns (%3.0f%%)\n",
+            impl, rps, server_cpu / requests, 100.0 * server_cpu / wall, (double)wrk_cpu / requests,
+            100.0 * (double)wrk_cpu / wall);
+    return 1e9 / rps;
+}
+
+#ifdef MOIRAI_BENCH_WRK
+static double http_libuv(uint64_t seconds)
+{
+    return http_round("libuv", &io_uv_http, seconds);
+}
+
+static double http_epoll(uint64_t seconds)
+{
+    return http_round("epoll", &io_epoll_http, seconds);
+}
+
+static double http_go(uint64_t seconds)
+{
+    return http_round("go", &go_http, seconds);
+}
+#endif
+
+/* ---- the cases ---- */
+
+#define MOIRAI_IO_MISSING "moirai-async has no I/O API in this tree yet"
+
+static bench_impl_t echo_rtt_impls[] = {
+    {"moirai", NULL, MOIRAI_IO_MISSING},
+    {"libuv", io_uv_echo_rtt, NULL},
+    {"go", NULL, NULL},
+    {"tokio", NULL, NULL},
+};
+static bench_impl_t echo_100c_impls[] = {
+    {"moirai", NULL, MOIRAI_IO_MISSING},
+    {"libuv", io_uv_echo_100c, NULL},
+    {"go", NULL, NULL},
+};
+static bench_impl_t http_impls[] = {
+    {"moirai", NULL, MOIRAI_IO_MISSING},
+    {"libuv", NULL, NULL},
+    {"epoll", NULL, NULL},
+    {"go", NULL, NULL},
+};
+static bench_impl_t timer_impls[] = {
+    {"moirai", NULL, MOIRAI_IO_MISSING},
+    {"libuv", io_uv_timer_churn, NULL},
+};
+static bench_impl_t file_impls[] = {
+    {"moirai", NULL, MOIRAI_IO_MISSING},
+    {"libuv", io_uv_file_read, NULL},
+    {"pread", io_pread_file_read, NULL},
+};
+
+#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static const bench_case_t cases[] = {
+    {"async", "tcp_echo_rtt", "us_per_rtt", 20000, 5000, echo_rtt_impls, COUNT_OF(echo_rtt_impls)},
+    {"async", "tcp_echo_100c", "ns_per_op", 2000000, 200000, echo_100c_impls,
+     COUNT_OF(echo_100c_impls)},
+    {"async", "http_hello_keepalive", "ns_per_req", 3, 1, http_impls, COUNT_OF(http_impls)},
+    {"async", "timer_churn", "ns_per_op", 1000000, 1000000, timer_impls, COUNT_OF(timer_impls)},
+    {"async", "file_read_4k", "ns_per_op", 2000000, 500000, file_impls, COUNT_OF(file_impls)},
+};
+
+/* Binds `impl` to `run` when the module at `path` was built, else marks
+ * it missing with `why`. */
+static void bind(bench_impl_t *impl, const char *path, const char *why, double (*run)(uint64_t))
+{
+    if (path)
+        impl->run = run;
+    else
+        impl->missing = why;
+}
+
+const bench_case_t *bench_async_io_cases(size_t *count)
+{
+    static bool bound;
+    if (!bound) {
+        bound = true;
+        bind(&echo_rtt_impls[2], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING, echo_rtt_go);
+        bind(&echo_rtt_impls[3], MOIRAI_BENCH_ASYNC_TOKIO, MOIRAI_BENCH_ASYNC_TOKIO_MISSING,
+             echo_rtt_tokio);
+        bind(&echo_100c_impls[2], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING,
+             echo_100c_go);
+#ifdef MOIRAI_BENCH_WRK
+        http_impls[1].run = http_libuv;
+        http_impls[2].run = http_epoll;
+        bind(&http_impls[3], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING, http_go);
+#else
+        for (size_t i = 0; i < COUNT_OF(http_impls); i++) {
+            http_impls[i].run = NULL;
+            http_impls[i].missing = MOIRAI_BENCH_WRK_MISSING;
+        }
+#endif
+    }
+    *count = COUNT_OF(cases);
+    return cases;
+}
