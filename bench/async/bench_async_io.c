@@ -167,6 +167,391 @@ static int go_http_stop(void)
 
 static const io_http_server_t go_http = {go_http_start, go_http_stop};
 
+/* ---- Moirai ---- */
+
+#if __has_include(<moirai/async/net.h>)
+#define MOIRAI_BENCH_HAVE_NET 1
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+
+#include <moirai/async/fiber.h>
+#include <moirai/async/net.h>
+#include <moirai/async/runtime.h>
+#include <moirai/core/error.h>
+#include <moirai/core/handle.h>
+#include <moirai/sync/event.h>
+#include <moirai/sync/waitgroup.h>
+
+/* A runtime over a scheduler of THREADS workers, created before a clock
+ * starts (as in bench_async.c). */
+static int runtime_create(moirai_runtime_t **out)
+{
+    moirai_sched_config_t sc;
+    moirai_sched_config_init(&sc);
+    sc.workers = THREADS;
+    moirai_runtime_config_t rc;
+    moirai_runtime_config_init(&rc);
+    rc.sched_config = &sc;
+    int err = moirai_runtime_create(out, &rc);
+    if (err != 0)
+        fprintf(stderr, "async: moirai_runtime_create: %s\n", moirai_strerror(err));
+    return err;
+}
+
+static double runtime_destroy(moirai_runtime_t *rt, double t)
+{
+    int err = moirai_runtime_destroy(rt);
+    if (err != 0) {
+        fprintf(stderr, "async: moirai_runtime_destroy: %s\n", moirai_strerror(err));
+        return -1.0;
+    }
+    return t;
+}
+
+/* The first error a fiber met; checked after the joins. Relaxed: the
+ * wait groups' waits order it before the read. */
+static _Atomic int io_error;
+
+static void note(int err, const char *what)
+{
+    if (err == 0)
+        return;
+    int expected = 0;
+    if (atomic_compare_exchange_strong_explicit(&io_error, &expected, err, memory_order_relaxed,
+                                                memory_order_relaxed))
+        fprintf(stderr, "async: moirai: %s: %s\n", what, moirai_strerror(err));
+}
+
+static int take_error(void)
+{
+    return atomic_exchange_explicit(&io_error, 0, memory_order_relaxed);
+}
+
+/* 127.0.0.1, port 0. */
+static struct sockaddr_in loopback_any(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    return a;
+}
+
+/* ---- Moirai: TCP echo ---- */
+
+typedef struct m_echo {
+    moirai_runtime_t *rt;
+    moirai_io_t *listener;
+    struct sockaddr_in addr; /* the listener's */
+    int conns;
+    uint64_t warm, per;
+    moirai_waitgroup_t servers; /* echo fibers and the acceptor */
+    moirai_waitgroup_t warmed;  /* clients done with the warm-up */
+    moirai_waitgroup_t clients; /* clients done */
+    moirai_event_t start;       /* opens as the clock starts */
+} m_echo_t;
+
+/* The server side of one connection: echo everything until end of
+ * stream. */
+static int m_echo_server(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    moirai_io_t *io = arg;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = moirai_stream_read(io, buf, sizeof(buf));
+        if (n <= 0) {
+            if (n < 0)
+                note((int)n, "server read");
+            break;
+        }
+        ssize_t w = moirai_stream_write(io, buf, (size_t)n);
+        if (w != n) {
+            note(w < 0 ? (int)w : -EIO, "server write");
+            break;
+        }
+    }
+    return moirai_io_close(io);
+}
+
+typedef struct m_server_arg {
+    m_echo_t *e;
+} m_server_arg_t;
+
+/* Accepts the run's connections, one echo fiber each. */
+static int m_echo_acceptor(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    m_echo_t *e = arg;
+    for (int i = 0; i < e->conns; i++) {
+        moirai_io_t *c;
+        int err = moirai_stream_accept(e->listener, &c);
+        if (err == 0) {
+            moirai_waitgroup_add(&e->servers, 1);
+            err = moirai_fiber_spawn(e->rt, m_echo_server, c, NULL, NULL);
+            if (err != 0) {
+                moirai_waitgroup_done(&e->servers);
+                moirai_io_close(c);
+            }
+        }
+        if (err != 0) {
+            note(err, "accept");
+            break;
+        }
+    }
+    moirai_waitgroup_done(&e->servers);
+    return 0;
+}
+
+/* `k` sequential round trips of `msg` on `io`, every echo checked. */
+static int m_trips(moirai_io_t *io, const char *msg, uint64_t k)
+{
+    char got[IO_ECHO_BYTES];
+    for (uint64_t i = 0; i < k; i++) {
+        ssize_t w = moirai_stream_write(io, msg, IO_ECHO_BYTES);
+        if (w != IO_ECHO_BYTES)
+            return w < 0 ? (int)w : -EIO;
+        size_t have = 0;
+        while (have < IO_ECHO_BYTES) {
+            ssize_t n = moirai_stream_read(io, got + have, IO_ECHO_BYTES - have);
+            if (n <= 0)
+                return n < 0 ? (int)n : -ECONNRESET;
+            have += (size_t)n;
+        }
+        if (memcmp(got, msg, IO_ECHO_BYTES) != 0)
+            return -EPROTO;
+    }
+    return 0;
+}
+
+typedef struct m_client_arg {
+    m_echo_t *e;
+    int index;
+} m_client_arg_t;
+
+static int m_echo_client(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    m_client_arg_t *a = arg;
+    m_echo_t *e = a->e;
+    char msg[IO_ECHO_BYTES];
+    for (int b = 0; b < IO_ECHO_BYTES; b++)
+        msg[b] = (char)('a' + (a->index + b) % 26);
+    moirai_io_t *io = NULL;
+    int err = moirai_tcp_connect(&io, e->rt, (const struct sockaddr *)&e->addr, NULL);
+    if (err == 0)
+        err = m_trips(io, msg, e->warm);
+    moirai_waitgroup_done(&e->warmed);
+    moirai_event_wait(&e->start);
+    if (err == 0)
+        err = m_trips(io, msg, e->per);
+    note(err, "client");
+    if (io)
+        moirai_io_close(io);
+    moirai_waitgroup_done(&e->clients);
+    return 0;
+}
+
+/* One measurement: `conns` clients, `per` timed round trips each after
+ * `warm` untimed ones. Returns ns per request. */
+static double m_echo(int conns, uint64_t warm, uint64_t per)
+{
+    moirai_runtime_t *rt;
+    if (runtime_create(&rt) != 0)
+        return -1.0;
+    m_echo_t *e = calloc(1, sizeof(*e));
+    m_client_arg_t *args = calloc((size_t)conns, sizeof(*args));
+    if (!e || !args) {
+        free(e);
+        free(args);
+        return runtime_destroy(rt, -1.0);
+    }
+    e->rt = rt;
+    e->conns = conns;
+    e->warm = warm;
+    e->per = per ? per : 1;
+    moirai_waitgroup_init(&e->servers);
+    moirai_waitgroup_init(&e->warmed);
+    moirai_waitgroup_init(&e->clients);
+    moirai_event_init(&e->start, MOIRAI_EVENT_MANUAL, false);
+    take_error();
+    struct sockaddr_in any = loopback_any();
+    socklen_t len = sizeof(e->addr);
+    int err = moirai_tcp_listen(&e->listener, rt, (const struct sockaddr *)&any, NULL);
+    if (err == 0)
+        err = moirai_io_local_addr(e->listener, (struct sockaddr *)&e->addr, &len);
+    double t = -1.0;
+    if (err == 0) {
+        moirai_waitgroup_add(&e->servers, 1);
+        err = moirai_fiber_spawn(rt, m_echo_acceptor, e, NULL, NULL);
+        if (err != 0)
+            moirai_waitgroup_done(&e->servers);
+    }
+    int spawned = 0;
+    for (; spawned < conns && err == 0; spawned++) {
+        args[spawned] = (m_client_arg_t){e, spawned};
+        moirai_waitgroup_add(&e->warmed, 1);
+        moirai_waitgroup_add(&e->clients, 1);
+        err = moirai_fiber_spawn(rt, m_echo_client, &args[spawned], NULL, NULL);
+        if (err != 0) {
+            moirai_waitgroup_done(&e->warmed);
+            moirai_waitgroup_done(&e->clients);
+            spawned--;
+        }
+    }
+    if (err != 0)
+        fprintf(stderr, "async/tcp_echo: moirai: set-up: %s\n", moirai_strerror(err));
+    moirai_waitgroup_wait(&e->warmed);
+    uint64_t t0 = bench_now_ns();
+    moirai_event_set(&e->start);
+    moirai_waitgroup_wait(&e->clients);
+    uint64_t t1 = bench_now_ns();
+    if (err != 0 && spawned < conns && e->listener) {
+        /* The acceptor waits for clients never spawned. */
+        moirai_io_close(e->listener);
+        e->listener = NULL;
+    }
+    moirai_waitgroup_wait(&e->servers);
+    if (e->listener)
+        moirai_io_close(e->listener);
+    if (err == 0)
+        err = take_error();
+    if (err == 0)
+        t = io_per_op(t0, t1, (uint64_t)conns * e->per);
+    moirai_event_destroy(&e->start);
+    free(args);
+    free(e);
+    return runtime_destroy(rt, t);
+}
+
+static double echo_rtt_moirai(uint64_t iters)
+{
+    double ns = m_echo(1, IO_ECHO_WARM_UP, iters);
+    return ns < 0 ? ns : ns / 1000.0;
+}
+
+static double echo_100c_moirai(uint64_t iters)
+{
+    uint64_t per = iters / IO_ECHO_CONNS;
+    return m_echo(IO_ECHO_CONNS, 10, per ? per : 1);
+}
+
+/* ---- Moirai: the HTTP server ---- */
+
+/* The same server as examples/http_hello.c: a fiber per connection reads
+ * into its buffer and answers every complete request with one write. It
+ * runs in this process, on a runtime of THREADS workers, between start
+ * and stop. */
+static struct {
+    moirai_runtime_t *rt;
+    moirai_io_t *listener;
+    moirai_handle_t *acceptor;
+    moirai_waitgroup_t conns;
+} m_http;
+
+static int m_http_conn(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    moirai_io_t *io = arg;
+    static const char one[] = IO_HTTP_RESPONSE;
+    enum { ONE = sizeof(one) - 1, MAX_BATCH = 16 };
+    char buf[16384], out[MAX_BATCH * ONE];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = moirai_stream_read(io, buf + have, sizeof(buf) - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        size_t used;
+        size_t count = io_http_requests(buf, have, &used);
+        int bad = 0;
+        while (count > 0 && !bad) {
+            size_t batch = count < MAX_BATCH ? count : MAX_BATCH;
+            for (size_t i = 0; i < batch; i++)
+                memcpy(out + i * ONE, one, ONE);
+            bad = moirai_stream_write(io, out, batch * ONE) != (ssize_t)(batch * ONE);
+            count -= batch;
+        }
+        memmove(buf, buf + used, have - used);
+        have -= used;
+        if (bad || have == sizeof(buf))
+            break;
+    }
+    moirai_io_close(io);
+    moirai_waitgroup_done(&m_http.conns);
+    return 0;
+}
+
+/* Accepts until cancelled (stop), a fiber per connection. */
+static int m_http_acceptor(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)arg;
+    (void)cancel;
+    (void)result;
+    for (;;) {
+        moirai_io_t *c;
+        int err = moirai_stream_accept(m_http.listener, &c);
+        if (err == -ECANCELED)
+            return 0;
+        if (err != 0)
+            continue; /* -EMFILE and the like: the client sees the error */
+        moirai_waitgroup_add(&m_http.conns, 1);
+        if (moirai_fiber_spawn(m_http.rt, m_http_conn, c, NULL, NULL) != 0) {
+            moirai_io_close(c);
+            moirai_waitgroup_done(&m_http.conns);
+        }
+    }
+}
+
+static int m_http_start(int *port)
+{
+    int err = runtime_create(&m_http.rt);
+    if (err != 0)
+        return err;
+    moirai_waitgroup_init(&m_http.conns);
+    struct sockaddr_in a = loopback_any();
+    socklen_t len = sizeof(a);
+    moirai_tcp_config_t cfg;
+    moirai_tcp_config_init(&cfg);
+    cfg.backlog = 1024;
+    err = moirai_tcp_listen(&m_http.listener, m_http.rt, (const struct sockaddr *)&a, &cfg);
+    if (err == 0)
+        err = moirai_io_local_addr(m_http.listener, (struct sockaddr *)&a, &len);
+    if (err == 0)
+        err = moirai_handle_create(&m_http.acceptor);
+    if (err == 0) {
+        err = moirai_fiber_spawn(m_http.rt, m_http_acceptor, NULL, NULL, m_http.acceptor);
+        if (err != 0)
+            moirai_handle_release(m_http.acceptor);
+    }
+    if (err != 0) {
+        if (m_http.listener)
+            moirai_io_close(m_http.listener);
+        moirai_runtime_destroy(m_http.rt);
+        return err;
+    }
+    *port = ntohs(a.sin_port);
+    return 0;
+}
+
+static int m_http_stop(void)
+{
+    /* wrk has exited: every connection sees end of stream. */
+    moirai_handle_cancel(m_http.acceptor);
+    int err = moirai_handle_join(m_http.acceptor, NULL);
+    moirai_handle_release(m_http.acceptor);
+    moirai_waitgroup_wait(&m_http.conns);
+    moirai_io_close(m_http.listener);
+    int derr = moirai_runtime_destroy(m_http.rt);
+    memset(&m_http, 0, sizeof(m_http));
+    return err != 0 ? err : derr;
+}
+
+static const io_http_server_t moirai_http = {m_http_start, m_http_stop};
+#endif /* net.h */
+
 /* ---- http_hello_keepalive: the wrk driver ---- */
 
 #define WRK_CONNS   "100"
@@ -314,25 +699,44 @@ static double http_go(uint64_t seconds)
 {
     return http_round("go", &go_http, seconds);
 }
+
+#ifdef MOIRAI_BENCH_HAVE_NET
+static double http_moirai(uint64_t seconds)
+{
+    return http_round("moirai", &moirai_http, seconds);
+}
+#endif
 #endif
 
 /* ---- the cases ---- */
 
 #define MOIRAI_IO_MISSING "moirai-async has no I/O API in this tree yet"
 
+#ifdef MOIRAI_BENCH_HAVE_NET
+#define MOIRAI_NET_IMPL                                                                            \
+    {                                                                                              \
+        "moirai", echo_rtt_moirai, NULL                                                            \
+    }
+#else
+#define MOIRAI_NET_IMPL                                                                            \
+    {                                                                                              \
+        "moirai", NULL, "moirai-async has no <moirai/async/net.h> in this tree"                    \
+    }
+#endif
+
 static bench_impl_t echo_rtt_impls[] = {
-    {"moirai", NULL, MOIRAI_IO_MISSING},
+    MOIRAI_NET_IMPL,
     {"libuv", io_uv_echo_rtt, NULL},
     {"go", NULL, NULL},
     {"tokio", NULL, NULL},
 };
 static bench_impl_t echo_100c_impls[] = {
-    {"moirai", NULL, MOIRAI_IO_MISSING},
+    MOIRAI_NET_IMPL,
     {"libuv", io_uv_echo_100c, NULL},
     {"go", NULL, NULL},
 };
 static bench_impl_t http_impls[] = {
-    {"moirai", NULL, MOIRAI_IO_MISSING},
+    {"moirai", NULL, "moirai-async has no <moirai/async/net.h> in this tree"},
     {"libuv", NULL, NULL},
     {"epoll", NULL, NULL},
     {"go", NULL, NULL},
@@ -373,12 +777,19 @@ const bench_case_t *bench_async_io_cases(size_t *count)
     static bool bound;
     if (!bound) {
         bound = true;
+#ifdef MOIRAI_BENCH_HAVE_NET
+        echo_100c_impls[0].run = echo_100c_moirai;
+#endif
         bind(&echo_rtt_impls[2], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING, echo_rtt_go);
         bind(&echo_rtt_impls[3], MOIRAI_BENCH_ASYNC_TOKIO, MOIRAI_BENCH_ASYNC_TOKIO_MISSING,
              echo_rtt_tokio);
         bind(&echo_100c_impls[2], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING,
              echo_100c_go);
 #ifdef MOIRAI_BENCH_WRK
+#ifdef MOIRAI_BENCH_HAVE_NET
+        http_impls[0].run = http_moirai;
+        http_impls[0].missing = NULL;
+#endif
         http_impls[1].run = http_libuv;
         http_impls[2].run = http_epoll;
         bind(&http_impls[3], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING, http_go);
