@@ -136,6 +136,7 @@ struct moirai_runtime {
     size_t stack_size;
     moirai__stack_pool_t *stacks;
     moirai__reactor_t *reactor;
+    struct moirai__netpoll *netpoll; /* sockets and pipes (netpoll.c) */
     moirai__timers_t timers;
     moirai__fiber_cache_t *caches; /* one per worker slot of the scheduler */
     int ncaches;

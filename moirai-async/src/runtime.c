@@ -10,10 +10,12 @@
 #include <string.h>
 
 #include <moirai/core/alloc.h>
+#include <moirai/core/topology.h>
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
 
 #include "async_internal.h"
+#include "netpoll.h"
 
 static _Atomic(moirai_runtime_t *) current = NULL;
 
@@ -64,6 +66,8 @@ static void teardown(moirai_runtime_t *rt)
     moirai__reactor_stop(rt->reactor);
     if (rt->owns_sched && rt->sched != NULL)
         moirai_sched_destroy(rt->sched, MOIRAI_SHUTDOWN_DRAIN);
+    /* After the scheduler: its idle workers wait in the poller's sets. */
+    moirai__netpoll_destroy(rt->netpoll);
     if (rt->caches != NULL)
         moirai__fiber_caches_free(rt);
     moirai_free(rt->caches);
@@ -102,10 +106,26 @@ int moirai_runtime_create(moirai_runtime_t **out, const moirai_runtime_config_t 
         rc = moirai__stack_pool_create(&rt->stacks, rt->stack_size,
                                        cfg->stack_cache != 0 ? cfg->stack_cache : 1024);
     if (rc == 0 && cfg->sched == NULL) {
-        rc = moirai_sched_create(&rt->sched, cfg->sched_config);
-        rt->owns_sched = rc == 0;
+        /* The scheduler's idle workers poll the sockets: the poller needs
+         * one park set per worker, so the count is settled here. */
+        moirai_sched_config_t sc;
+        moirai_sched_config_init(&sc);
+        if (cfg->sched_config != NULL)
+            sc = *cfg->sched_config;
+        if (sc.workers == 0)
+            sc.workers = moirai_topology_cpu_count();
+        if (sc.idle_hooks != NULL || sc.workers < 0)
+            rc = -EINVAL;
+        if (rc == 0)
+            rc = moirai__netpoll_create(&rt->netpoll, sc.workers, false);
+        if (rc == 0) {
+            sc.idle_hooks = moirai__netpoll_hooks(rt->netpoll);
+            rc = moirai_sched_create(&rt->sched, &sc);
+            rt->owns_sched = rc == 0;
+        }
     } else if (rc == 0) {
         rt->sched = cfg->sched;
+        rc = moirai__netpoll_create(&rt->netpoll, 0, true);
     }
     if (rc == 0) {
         rt->ncaches = moirai_sched_worker_count(rt->sched);

@@ -5,6 +5,7 @@
 #define MOIRAI_ASYNC_H
 
 #include <moirai/async/fiber.h>
+#include <moirai/async/net.h>
 #include <moirai/async/runtime.h>
 #include <moirai/async/version.h>
 
