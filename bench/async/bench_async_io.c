@@ -69,6 +69,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Moirai's side of the socket cases needs moirai-async's net.h. */
+#if __has_include(<moirai/async/net.h>)
+#define MOIRAI_BENCH_HAVE_NET 1
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+
+#include <moirai/async/fiber.h>
+#include <moirai/async/net.h>
+#include <moirai/async/runtime.h>
+#include <moirai/core/error.h>
+#include <moirai/core/handle.h>
+#include <moirai/sync/event.h>
+#include <moirai/sync/waitgroup.h>
+#endif
+
 #include "../bench.h"
 #include "io_peers.h"
 #include "peer.h"
@@ -169,19 +185,7 @@ static const io_http_server_t go_http = {go_http_start, go_http_stop};
 
 /* ---- Moirai ---- */
 
-#if __has_include(<moirai/async/net.h>)
-#define MOIRAI_BENCH_HAVE_NET 1
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <stdatomic.h>
-
-#include <moirai/async/fiber.h>
-#include <moirai/async/net.h>
-#include <moirai/async/runtime.h>
-#include <moirai/core/error.h>
-#include <moirai/core/handle.h>
-#include <moirai/sync/event.h>
-#include <moirai/sync/waitgroup.h>
+#ifdef MOIRAI_BENCH_HAVE_NET
 
 /* A runtime over a scheduler of THREADS workers, created before a clock
  * starts (as in bench_async.c). */
@@ -251,11 +255,19 @@ typedef struct m_echo {
 
 /* The server side of one connection: echo everything until end of
  * stream. */
+typedef struct m_server_arg {
+    m_echo_t *e;
+    moirai_io_t *io;
+} m_server_arg_t;
+
 static int m_echo_server(void *arg, const moirai_cancel_token_t *cancel, void **result)
 {
     (void)cancel;
     (void)result;
-    moirai_io_t *io = arg;
+    m_server_arg_t *a = arg;
+    moirai_io_t *io = a->io;
+    m_echo_t *e = a->e;
+    free(a);
     char buf[65536];
     for (;;) {
         ssize_t n = moirai_stream_read(io, buf, sizeof(buf));
@@ -270,12 +282,10 @@ static int m_echo_server(void *arg, const moirai_cancel_token_t *cancel, void **
             break;
         }
     }
-    return moirai_io_close(io);
+    note(moirai_io_close(io), "server close");
+    moirai_waitgroup_done(&e->servers);
+    return 0;
 }
-
-typedef struct m_server_arg {
-    m_echo_t *e;
-} m_server_arg_t;
 
 /* Accepts the run's connections, one echo fiber each. */
 static int m_echo_acceptor(void *arg, const moirai_cancel_token_t *cancel, void **result)
@@ -284,15 +294,23 @@ static int m_echo_acceptor(void *arg, const moirai_cancel_token_t *cancel, void 
     (void)result;
     m_echo_t *e = arg;
     for (int i = 0; i < e->conns; i++) {
-        moirai_io_t *c;
+        moirai_io_t *c = NULL;
         int err = moirai_stream_accept(e->listener, &c);
+        m_server_arg_t *a = NULL;
         if (err == 0) {
+            a = malloc(sizeof(*a));
+            err = a ? 0 : -ENOMEM;
+        }
+        if (err == 0) {
+            *a = (m_server_arg_t){e, c};
             moirai_waitgroup_add(&e->servers, 1);
-            err = moirai_fiber_spawn(e->rt, m_echo_server, c, NULL, NULL);
-            if (err != 0) {
+            err = moirai_fiber_spawn(e->rt, m_echo_server, a, NULL, NULL);
+            if (err != 0)
                 moirai_waitgroup_done(&e->servers);
-                moirai_io_close(c);
-            }
+        }
+        if (err != 0 && c) {
+            free(a);
+            moirai_io_close(c);
         }
         if (err != 0) {
             note(err, "accept");
@@ -764,7 +782,8 @@ static const bench_case_t cases[] = {
 
 /* Binds `impl` to `run` when the module at `path` was built, else marks
  * it missing with `why`. */
-static void bind(bench_impl_t *impl, const char *path, const char *why, double (*run)(uint64_t))
+static void bind_peer(bench_impl_t *impl, const char *path, const char *why,
+                      double (*run)(uint64_t))
 {
     if (path)
         impl->run = run;
@@ -780,11 +799,12 @@ const bench_case_t *bench_async_io_cases(size_t *count)
 #ifdef MOIRAI_BENCH_HAVE_NET
         echo_100c_impls[0].run = echo_100c_moirai;
 #endif
-        bind(&echo_rtt_impls[2], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING, echo_rtt_go);
-        bind(&echo_rtt_impls[3], MOIRAI_BENCH_ASYNC_TOKIO, MOIRAI_BENCH_ASYNC_TOKIO_MISSING,
-             echo_rtt_tokio);
-        bind(&echo_100c_impls[2], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING,
-             echo_100c_go);
+        bind_peer(&echo_rtt_impls[2], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING,
+                  echo_rtt_go);
+        bind_peer(&echo_rtt_impls[3], MOIRAI_BENCH_ASYNC_TOKIO, MOIRAI_BENCH_ASYNC_TOKIO_MISSING,
+                  echo_rtt_tokio);
+        bind_peer(&echo_100c_impls[2], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING,
+                  echo_100c_go);
 #ifdef MOIRAI_BENCH_WRK
 #ifdef MOIRAI_BENCH_HAVE_NET
         http_impls[0].run = http_moirai;
@@ -792,7 +812,7 @@ const bench_case_t *bench_async_io_cases(size_t *count)
 #endif
         http_impls[1].run = http_libuv;
         http_impls[2].run = http_epoll;
-        bind(&http_impls[3], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING, http_go);
+        bind_peer(&http_impls[3], MOIRAI_BENCH_ASYNC_GO, MOIRAI_BENCH_ASYNC_GO_MISSING, http_go);
 #else
         for (size_t i = 0; i < COUNT_OF(http_impls); i++) {
             http_impls[i].run = NULL;
