@@ -48,6 +48,13 @@ typedef struct moirai__waiter {
     size_t heap_index; /* MOIRAI__NOT_IN_HEAP when not in the timer heap */
     int result;        /* 0 (woken), -ETIMEDOUT or -ECANCELED */
     bool queued;
+    /* A watcher (fiber NULL) instead of a parked fiber: called by the
+     * unparker that takes it off, after the bucket lock is released, or
+     * by the timer side for a timer object (see timer_object.c). */
+    void (*notify)(struct moirai__waiter *w);
+    /* Timer objects: 1 while the reactor runs `notify` (set under the
+     * timer lock, cleared after), so their destroy can wait it out. */
+    _Atomic uint32_t busy;
 } moirai__waiter_t;
 
 #define MOIRAI__NOT_IN_HEAP SIZE_MAX
@@ -146,6 +153,7 @@ struct moirai_runtime {
     /* Set to 1 when the last fiber ends after destroy began. */
     _Atomic uint32_t drained;
 
+    _Atomic uint64_t timer_objects; /* moirai_timer_t alive (timer_object.c) */
     _Atomic uint64_t spawned;
     _Atomic uint64_t switches;
     _Atomic uint64_t parks;
@@ -185,6 +193,15 @@ int moirai__waitq_unpark(_Atomic uint32_t *addr, int max);
 /* Wakes `f` from its current wait with -ECANCELED, or makes its next wait
  * return -ECANCELED at once. Any thread; never blocks for long. */
 void moirai__waitq_cancel(struct moirai_fiber *f);
+/* Watchers (select.c): queues `w` (fiber NULL, notify set) on `addr`
+ * unless `*addr != expected` (then returns false and queues nothing).
+ * Every unpark of `addr` takes all its watchers, whatever its count, and
+ * calls their notify: watchers are not waiters, and an unpark_one meant
+ * for a parked fiber still reaches one. */
+bool moirai__waitq_watch(moirai__waiter_t *w, _Atomic uint32_t *addr, uint32_t expected);
+/* Takes `w` back: true if it was still queued; false if an unparker took
+ * it, whose notify then runs (or ran). */
+bool moirai__waitq_unwatch(moirai__waiter_t *w);
 /* Called by the timer side under both locks: takes `w` off its bucket. */
 void moirai__waitq_dequeue_locked(moirai__waiter_t *w, int result);
 
@@ -199,6 +216,21 @@ int moirai__timers_reserve(moirai__timers_t *t, size_t fibers);
 bool moirai__timers_add(moirai__timers_t *t, moirai__waiter_t *w);
 /* Removes `w` if it is in the heap (caller holds w's bucket lock). */
 void moirai__timers_remove(moirai__timers_t *t, moirai__waiter_t *w);
+/* Timer objects (timer_object.c), whose entries have no fiber: replaces
+ * `w`'s deadline (removing it first if it is in the heap; NEVER: only
+ * remove). Returns true when `w` is now the earliest. Runs `and_then(w)`
+ * under the timer lock, so that the reactor sees its effect together
+ * with the entry. */
+/* A timer object's state word: its low bits, and an arming count above. */
+#define MOIRAI__TIMER_IDLE  0u
+#define MOIRAI__TIMER_ARMED 1u
+#define MOIRAI__TIMER_FIRED 2u
+#define MOIRAI__TIMER_MASK  3u
+struct moirai_timer;
+/* The state word of a timer object (timer_object.c). */
+_Atomic uint32_t *moirai__timer_word(struct moirai_timer *timer);
+bool moirai__timers_set(moirai__timers_t *t, moirai__waiter_t *w, uint64_t deadline,
+                        void (*and_then)(moirai__waiter_t *w));
 /* Wakes every waiter whose deadline is at or before `now` with
  * -ETIMEDOUT and returns the earliest deadline left (or
  * MOIRAI_DEADLINE_NEVER). Reactor thread. */

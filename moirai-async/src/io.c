@@ -132,6 +132,11 @@ void moirai__io_disarm(_Atomic uintptr_t *slot, moirai__arm_t *arm)
         return;
     /* A poller swapped it out: it either won the wait (then the caller
      * settles on the word) or it lost and sets `done` as its last touch. */
+    moirai__arm_release(arm);
+}
+
+void moirai__arm_release(moirai__arm_t *arm)
+{
     moirai__wait_t *w = arm->wait;
     for (;;) {
         if (atomic_load_explicit(&arm->done, memory_order_acquire))

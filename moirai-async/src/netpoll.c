@@ -1,20 +1,22 @@
 /* The poller (see netpoll.h): the epoll set, the handle slabs, and the
  * two ways the set is waited for.
  *
- * Idle workers. One idle worker at a time holds the poller role and
+ * Idle workers. A worker that has just run a job and finds nothing else
+ * polls the shared set without waiting (moirai-sched calls the poll hook
+ * while it searches), so the fibers the events wake run on this worker,
+ * on a warm cache. The last worker to go idle takes the poller role and
  * waits in an epoll set of its own holding its eventfd (the scheduler's
- * wake) and the shared set; the others wait on their eventfd alone. When
- * the shared set is ready, the role holder's wait returns "outside work",
- * the scheduler counts it as searching and calls poll, which takes the
- * events without waiting and wakes their fibers onto this worker: the
- * worker that saw the event runs the fiber, with no hop, and a single
- * busy connection keeps to one worker as it would on one libuv loop. (A
- * nested epoll set cannot be waited for EPOLLEXCLUSIVE, so letting every
- * idle worker wait for the shared set would wake them all per event.)
- * A role holder woken for scheduler work hands the role to a worker that
- * sleeps on its eventfd alone, if any. A busy worker also polls once per
- * MOIRAI_SCHED_IDLE_POLL_JOBS jobs while nobody holds the role, so I/O is
- * not starved while every worker computes.
+ * wake) and the shared set; the others wait on their eventfd alone, for
+ * ever while the role is held and for PLAIN_SLEEP_MS while it is free
+ * (someone runs), after which they take it: a worker stuck in a long job
+ * leaves I/O unwatched for at most that long while another is idle. (A
+ * nested epoll set cannot be waited for with EPOLLEXCLUSIVE, so letting
+ * every idle worker wait for the shared set would wake them all per
+ * event, and a second worker woken by every event races the first for
+ * it.) When the role holder's wait returns "outside work", the scheduler
+ * counts it as searching and calls poll, which takes the events and
+ * wakes their fibers onto this worker. A busy worker also polls once per
+ * MOIRAI_SCHED_IDLE_POLL_JOBS jobs while nobody holds the role.
  *
  * Poller thread. With a scheduler the runtime did not create, the hooks
  * cannot be installed; a thread then waits for the shared set and wakes
@@ -40,7 +42,8 @@
 typedef struct park_set {
     int efd; /* the scheduler's wake */
     int pfd; /* epoll over efd and the shared set */
-    /* 1 while the worker waits on efd alone (seq_cst, see hook_wait). */
+    /* How the worker sleeps on efd alone, if it does (seq_cst, see
+     * hook_wait). */
     _Atomic int plain;
 } __attribute__((aligned(64))) park_set_t;
 
@@ -50,6 +53,8 @@ struct moirai__netpoll {
     park_set_t *park;
     /* 1 while an idle worker waits for the shared set (the poller role). */
     _Atomic int role;
+    /* Workers inside hook_wait. */
+    _Atomic int waiting;
     moirai_sched_idle_hooks_t hooks;
 
     bool thread_started;
@@ -89,46 +94,81 @@ static void drain(int efd)
 
 static void hook_wake(void *arg, int worker);
 
-static bool hook_wait(void *arg, int worker)
+/* How long an idle worker that is not the last one sleeps before it
+ * takes the poller role itself (see the top of the file). */
+#define PLAIN_SLEEP_MS 10
+
+/* park_set_t.plain */
+enum { AWAKE = 0, PLAIN_TIMED = 1, PLAIN_FOREVER = 2 };
+
+/* Waits in the shared set as the role holder. Returns whether I/O is
+ * ready; sets *woken when the scheduler's wake came. */
+static bool wait_with_role(moirai__netpoll_t *np, park_set_t *p, bool *woken)
 {
-    moirai__netpoll_t *np = arg;
-    park_set_t *p = &np->park[worker];
-    /* Seq_cst, with the role release below: a worker announces itself as
-     * a plain sleeper before it looks at the role, and a holder frees the
-     * role before it looks for plain sleepers, so either this worker takes
-     * the role or the releaser sees it and hands the role over. */
-    atomic_store_explicit(&p->plain, 1, memory_order_seq_cst);
-    int free_role = 0;
-    if (!atomic_compare_exchange_strong_explicit(&np->role, &free_role, 1, memory_order_seq_cst,
-                                                 memory_order_relaxed)) {
-        struct pollfd pfd = {.fd = p->efd, .events = POLLIN};
-        poll(&pfd, 1, -1);
-        atomic_store_explicit(&p->plain, 0, memory_order_relaxed);
-        drain(p->efd);
-        return false;
-    }
-    atomic_store_explicit(&p->plain, 0, memory_order_relaxed);
     struct epoll_event ev[2];
     int n = epoll_wait(p->pfd, ev, 2, -1);
-    bool io = false, woken = false;
+    bool io = false;
     for (int i = 0; i < n; i++) {
         if (ev[i].data.fd == p->efd) {
             drain(p->efd);
-            woken = true;
+            *woken = true;
         } else {
             io = true;
         }
     }
+    /* Seq_cst, with the sleepers' announcement: see hook_wait. */
     atomic_store_explicit(&np->role, 0, memory_order_seq_cst);
-    if (woken && !io) {
-        /* Off to scheduler work, maybe long: let a sleeper take the role. */
-        for (int i = 0; i < np->nworkers; i++) {
-            if (i != worker && atomic_load_explicit(&np->park[i].plain, memory_order_seq_cst)) {
-                hook_wake(np, i);
-                break;
+    return io;
+}
+
+static bool hook_wait(void *arg, int worker)
+{
+    moirai__netpoll_t *np = arg;
+    park_set_t *p = &np->park[worker];
+    atomic_fetch_add_explicit(&np->waiting, 1, memory_order_seq_cst);
+    bool io = false, woken = false, timed_out = false;
+    for (;;) {
+        bool last = atomic_load_explicit(&np->waiting, memory_order_seq_cst) == np->nworkers;
+        int free_role = 0;
+        if ((last || timed_out) &&
+            atomic_compare_exchange_strong_explicit(&np->role, &free_role, 1, memory_order_seq_cst,
+                                                    memory_order_relaxed)) {
+            io = wait_with_role(np, p, &woken);
+            /* Leaving the role: a sleeper that counted on the holder must
+             * look again. In steady work nobody sleeps for ever (the role
+             * is free then), so this costs nothing on the I/O path. */
+            for (int i = 0; i < np->nworkers; i++) {
+                if (i != worker && atomic_load_explicit(&np->park[i].plain, memory_order_seq_cst) ==
+                                       PLAIN_FOREVER) {
+                    hook_wake(np, i);
+                    break;
+                }
             }
+            break;
         }
+        /* Sleep on the eventfd alone: for ever while another idle worker
+         * holds the role, else for PLAIN_SLEEP_MS, after which this worker
+         * takes the role, so that a worker stuck in a long job does not
+         * leave I/O unwatched. Announce, then re-check the role (seq_cst
+         * both, paired with the holder's release then scan). */
+        bool forever = atomic_load_explicit(&np->role, memory_order_seq_cst) != 0;
+        atomic_store_explicit(&p->plain, forever ? PLAIN_FOREVER : PLAIN_TIMED,
+                              memory_order_seq_cst);
+        if (forever && atomic_load_explicit(&np->role, memory_order_seq_cst) == 0) {
+            forever = false;
+            atomic_store_explicit(&p->plain, PLAIN_TIMED, memory_order_seq_cst);
+        }
+        struct pollfd pfd = {.fd = p->efd, .events = POLLIN};
+        int rc = poll(&pfd, 1, forever ? -1 : PLAIN_SLEEP_MS);
+        atomic_store_explicit(&p->plain, AWAKE, memory_order_relaxed);
+        if (rc == 0) {
+            timed_out = true;
+            continue;
+        }
+        drain(p->efd);
+        break;
     }
+    atomic_fetch_sub_explicit(&np->waiting, 1, memory_order_seq_cst);
     return io;
 }
 
@@ -140,14 +180,16 @@ static void hook_wake(void *arg, int worker)
     (void)r;
 }
 
-static void hook_poll(void *arg, int worker)
+static void hook_poll(void *arg, int worker, bool busy)
 {
     (void)worker;
     moirai__netpoll_t *np = arg;
     /* A busy worker's periodic call: an idle worker that holds the role
      * will take the events. Relaxed: a stale value costs one empty
-     * epoll_wait or one delayed poll, nothing more. */
-    if (atomic_load_explicit(&np->role, memory_order_relaxed) != 0)
+     * epoll_wait or one delayed poll, nothing more. An idle worker polls
+     * anyway: taking a ready event here beats waiting for the role
+     * holder to wake up on another CPU. */
+    if (busy && atomic_load_explicit(&np->role, memory_order_relaxed) != 0)
         return;
     poll_now(np, 0);
 }
@@ -189,6 +231,7 @@ int moirai__netpoll_create(moirai__netpoll_t **out, int workers, bool own_thread
     memset(np, 0, sizeof *np);
     moirai__lock_init(&np->lock);
     atomic_init(&np->role, 0);
+    atomic_init(&np->waiting, 0);
     atomic_init(&np->stop, 0);
     atomic_init(&np->open, 0);
     for (unsigned i = 0; i < MAX_CHUNKS; i++)

@@ -111,6 +111,9 @@ int moirai__io_arm(_Atomic uintptr_t *slot, moirai__arm_t *arm);
 /* Removes `arm` from `slot` if it is still there; otherwise waits until
  * the poller that took it is done with it. */
 void moirai__io_disarm(_Atomic uintptr_t *slot, moirai__arm_t *arm);
+/* Waits until whoever took `arm` out of its source (a poller, an
+ * unparker) is done with it: it set `done`, or it won the wait. */
+void moirai__arm_release(moirai__arm_t *arm);
 /* Claims `wait` for `arm` and wakes its caller; false if another arm won. */
 bool moirai__wait_fire(moirai__arm_t *arm);
 void moirai__wait_init(moirai__wait_t *w);

@@ -143,6 +143,27 @@ void moirai__timers_remove(moirai__timers_t *t, moirai__waiter_t *w)
     moirai__lock_release(&t->lock);
 }
 
+bool moirai__timers_set(moirai__timers_t *t, moirai__waiter_t *w, uint64_t deadline,
+                        void (*and_then)(moirai__waiter_t *w))
+{
+    moirai__lock_acquire(&t->lock);
+    if (w->heap_index != MOIRAI__NOT_IN_HEAP)
+        remove_at(t, w->heap_index);
+    bool earliest = false;
+    w->deadline = deadline;
+    if (deadline != MOIRAI_DEADLINE_NEVER) {
+        /* The capacity covers every timer object (reserved at create). */
+        size_t i = t->count++;
+        place(t, i, w);
+        sift_up(t, i);
+        earliest = t->heap[0] == w;
+    }
+    if (and_then != NULL)
+        and_then(w);
+    moirai__lock_release(&t->lock);
+    return earliest;
+}
+
 uint64_t moirai__timers_expire(moirai_runtime_t *rt, uint64_t now)
 {
     moirai__timers_t *t = &rt->timers;
@@ -157,6 +178,22 @@ uint64_t moirai__timers_expire(moirai_runtime_t *rt, uint64_t now)
             uint64_t next = w->deadline;
             moirai__lock_release(&t->lock);
             return next;
+        }
+        if (w->fiber == NULL) {
+            /* A timer object: its state word (`addr`) changes only under
+             * this lock, so a re-arm racing with the expiry cannot be
+             * fired by it. `busy` covers the notify after the lock. */
+            remove_at(t, 0);
+            uint32_t st = atomic_load_explicit(w->addr, memory_order_relaxed);
+            /* Release: a waiter that reads FIRED with acquire. */
+            atomic_store_explicit(w->addr, (st & ~MOIRAI__TIMER_MASK) | MOIRAI__TIMER_FIRED,
+                                  memory_order_release);
+            atomic_store_explicit(&w->busy, 1, memory_order_relaxed);
+            moirai__lock_release(&t->lock);
+            w->notify(w);
+            /* Release: its destroy, reading it with acquire, may free it. */
+            atomic_store_explicit(&w->busy, 0, memory_order_release);
+            continue;
         }
         moirai__bucket_t *b = w->bucket;
         moirai__lock_release(&t->lock);

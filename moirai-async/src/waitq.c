@@ -71,7 +71,38 @@ void moirai__waitq_dequeue_locked(moirai__waiter_t *w, int result)
     unlink_waiter(w);
     w->result = result;
     /* Seq_cst: the waiter half of the cancellation handshake reads it. */
-    atomic_store_explicit(&w->fiber->wait_bucket, NULL, memory_order_seq_cst);
+    if (w->fiber != NULL)
+        atomic_store_explicit(&w->fiber->wait_bucket, NULL, memory_order_seq_cst);
+}
+
+bool moirai__waitq_watch(moirai__waiter_t *w, _Atomic uint32_t *addr, uint32_t expected)
+{
+    moirai__bucket_t *b = bucket_of(addr);
+    moirai__lock_acquire(&b->lock);
+    /* Relaxed: as in moirai__waitq_park, the bucket lock orders the check
+     * against an unparker's dequeue. */
+    bool queued = atomic_load_explicit(addr, memory_order_relaxed) == expected;
+    if (queued) {
+        w->addr = addr;
+        w->fiber = NULL;
+        w->deadline = MOIRAI_DEADLINE_NEVER;
+        w->heap_index = MOIRAI__NOT_IN_HEAP;
+        w->result = 0;
+        enqueue(b, w);
+    }
+    moirai__lock_release(&b->lock);
+    return queued;
+}
+
+bool moirai__waitq_unwatch(moirai__waiter_t *w)
+{
+    moirai__bucket_t *b = bucket_of(w->addr);
+    moirai__lock_acquire(&b->lock);
+    bool queued = w->queued;
+    if (queued)
+        unlink_waiter(w);
+    moirai__lock_release(&b->lock);
+    return queued;
 }
 
 static void release_bucket(void *arg)
@@ -131,16 +162,18 @@ int moirai__waitq_unpark(_Atomic uint32_t *addr, int max)
     int n = 0;
     moirai__lock_acquire(&b->lock);
     moirai__waiter_t *w = b->head;
-    while (w != NULL && n < max) {
+    while (w != NULL) {
         moirai__waiter_t *next = w->next;
-        if (w->addr == addr) {
-            moirai__timers_remove(&w->fiber->rt->timers, w);
+        if (w->addr == addr && (w->fiber == NULL || n < max)) {
+            if (w->fiber != NULL) {
+                moirai__timers_remove(&w->fiber->rt->timers, w);
+                n++;
+            }
             moirai__waitq_dequeue_locked(w, 0);
             /* Chain the woken through `next` (free now) to resume them
              * after the lock is released. */
             w->next = woken;
             woken = w;
-            n++;
         }
         w = next;
     }
@@ -157,7 +190,12 @@ int moirai__waitq_unpark(_Atomic uint32_t *addr, int max)
     while (fifo != NULL) {
         moirai__waiter_t *next = fifo->next;
         fifo->next = NULL;
-        moirai__fiber_resume(fifo->fiber);
+        /* A watcher's notify may end its owner's wait: `fifo` is not
+         * touched after it. */
+        if (fifo->fiber != NULL)
+            moirai__fiber_resume(fifo->fiber);
+        else
+            fifo->notify(fifo);
         fifo = next;
     }
     return n;

@@ -414,6 +414,28 @@ int moirai_handle_join_timed(moirai_handle_t *handle, uint64_t deadline, void **
     }
 }
 
+_Atomic uint32_t *moirai_handle_wait_word(moirai_handle_t *handle, uint32_t *expected)
+{
+    if (handle == NULL || expected == NULL)
+        return NULL;
+    /* Acquire: as in join, a FINISHED word makes the result readable. */
+    uint32_t s = atomic_load_explicit(&handle->state, memory_order_acquire);
+    for (;;) {
+        if ((s & STATE_MASK) == STATE_FINISHED)
+            return NULL;
+        if (s & WAITERS_BIT)
+            break;
+        /* The same announcement a joiner makes before it parks. */
+        if (atomic_compare_exchange_weak_explicit(&handle->state, &s, s | WAITERS_BIT,
+                                                  memory_order_acquire, memory_order_acquire)) {
+            s |= WAITERS_BIT;
+            break;
+        }
+    }
+    *expected = s;
+    return &handle->state;
+}
+
 int moirai_handle_join(moirai_handle_t *handle, void **value)
 {
     return moirai_handle_join_timed(handle, MOIRAI_DEADLINE_NEVER, value);

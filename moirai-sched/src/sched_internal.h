@@ -155,6 +155,7 @@ typedef struct moirai__worker {
     /* Idle hooks (cfg.idle_hooks) serve this worker: a regular one. */
     bool hooked;
     uint32_t poll_tick; /* jobs run since the last poll hook call (owner only) */
+    bool just_ran;      /* the last thing it did was run a job (owner only) */
 
     moirai__worker_stats_t stats;
 } moirai__worker_t;

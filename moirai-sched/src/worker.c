@@ -186,6 +186,14 @@ static void search_end(moirai__worker_t *w)
         moirai__sched_wake_one(w->sched, NULL);
 }
 
+/* Runs the idle hooks' poll on a hooked worker. */
+static void poll_outside(moirai__worker_t *w, bool busy)
+{
+    const moirai_sched_idle_hooks_t *h = w->sched->cfg.idle_hooks;
+    w->poll_tick = 0;
+    h->poll(h->arg, w->index, busy);
+}
+
 /* Looks for work: the local pick, then searching (stealing) for up to
  * spin_ns, or one look around if enough workers search already (a worker
  * waiting for a latch always searches: its wait should end without a
@@ -212,6 +220,17 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
             break;
         if ((job = pick_local(w)) != NULL)
             break;
+        /* A hooked worker that has just run a job also looks for outside
+         * work while it searches (at once, then every 32 rounds): the I/O
+         * a fiber just parked for may be ready already, and the search
+         * spin would otherwise delay it by up to spin_ns. A worker that
+         * was woken does not: it would take that I/O from the worker that
+         * is running the other end of the exchange, on a warm cache. */
+        if (w->hooked && latch == NULL && w->just_ran && round % 32 == 0) {
+            poll_outside(w, false);
+            if ((job = pick_local(w)) != NULL)
+                break;
+        }
         if (latch != NULL && moirai__latch_probe(latch))
             return NULL;
         if (atomic_load_explicit(&s->stop, memory_order_relaxed) || !spin)
@@ -413,14 +432,6 @@ static bool sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
     return outside;
 }
 
-/* Runs the idle hooks' poll on a hooked worker. */
-static void poll_outside(moirai__worker_t *w)
-{
-    const moirai_sched_idle_hooks_t *h = w->sched->cfg.idle_hooks;
-    w->poll_tick = 0;
-    h->poll(h->arg, w->index);
-}
-
 /* ---- Entry points ---- */
 
 void moirai__worker_wait_latch(moirai__worker_t *w, moirai__latch_t *latch)
@@ -475,12 +486,14 @@ void *moirai__worker_main(void *arg)
         moirai__job_t *job = find_work(w, NULL);
         if (job != NULL) {
             moirai__worker_execute(w, job);
+            w->just_ran = true;
             if (w->hooked && ++w->poll_tick >= MOIRAI_SCHED_IDLE_POLL_JOBS)
-                poll_outside(w);
+                poll_outside(w, true);
             continue;
         }
+        w->just_ran = false;
         if (sleep_until_work(w, NULL))
-            poll_outside(w);
+            poll_outside(w, false);
     }
     search_end(w);
     moirai__tls_worker = NULL;

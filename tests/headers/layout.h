@@ -20,7 +20,9 @@
     X(moirai_ticketlock_t, priv_serving)                                                           \
     X(moirai_stack_node_t, next)                                                                   \
     X(moirai_node_stack_t, top)                                                                    \
-    X(moirai_waitgroup_t, priv_state)
+    X(moirai_waitgroup_t, priv_state)                                                              \
+    X(moirai_select_arm_t, expected)                                                               \
+    X(moirai_sched_idle_hooks_t, arg)
 
 typedef struct moirai_test_layout {
     const char *name;

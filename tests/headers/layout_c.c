@@ -3,6 +3,8 @@
 #include <stddef.h>
 
 #include <moirai/core.h>
+#include <moirai/async.h>
+#include <moirai/sched/job.h>
 #include <moirai/sync.h>
 
 #include "layout.h"

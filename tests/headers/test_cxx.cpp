@@ -6,6 +6,8 @@
 // C++ view of MOIRAI_LOG_ENABLED). A plain program: exit status 0 means
 // every check held.
 #include <moirai/core.h>
+#include <moirai/async.h>
+#include <moirai/sched/job.h>
 #include <moirai/sync.h>
 
 #include <atomic>

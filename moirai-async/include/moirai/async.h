@@ -7,6 +7,8 @@
 #include <moirai/async/fiber.h>
 #include <moirai/async/net.h>
 #include <moirai/async/runtime.h>
+#include <moirai/async/select.h>
+#include <moirai/async/timer.h>
 #include <moirai/async/version.h>
 
 #endif

@@ -99,8 +99,7 @@ MOIRAI_ASYNC_API moirai_executor_t *moirai_runtime_executor(moirai_runtime_t *rt
 MOIRAI_ASYNC_API moirai_runtime_t *moirai_runtime_current(void);
 
 /* Copies the counters into `*out`. Never blocks. Returns 0 or -EINVAL. */
-MOIRAI_ASYNC_API int moirai_runtime_stats(const moirai_runtime_t *rt,
-                                          moirai_runtime_stats_t *out);
+MOIRAI_ASYNC_API int moirai_runtime_stats(const moirai_runtime_t *rt, moirai_runtime_stats_t *out);
 
 #ifdef __cplusplus
 }

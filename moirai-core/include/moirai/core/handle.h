@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/atomic.h>
 #include <moirai/core/export.h>
 #include <moirai/core/task.h>
 
@@ -105,6 +106,18 @@ MOIRAI_CORE_API int moirai_handle_try_join(moirai_handle_t *handle, void **value
 
 /* True once the handle is finished. Never blocks; acquire. */
 MOIRAI_CORE_API bool moirai_handle_is_finished(const moirai_handle_t *handle);
+
+/* For runtimes that wait for several things at once (moirai-async's
+ * select): announces a waiter on `handle`, so that its completion calls
+ * moirai_unpark_all() on the returned word, and returns that word with the
+ * value to park against in `*expected`. The word changes (and is unparked)
+ * when the handle finishes, and may also change for other reasons: re-check
+ * with moirai_handle_is_finished() after a wake. Returns NULL when the
+ * handle has finished already, or for a NULL argument. The word lives as
+ * long as the handle. Never blocks; thread-safe; acquire (a NULL return
+ * makes the result readable, as moirai_handle_is_finished() does). */
+MOIRAI_CORE_API MOIRAI_ATOMIC(uint32_t) *moirai_handle_wait_word(moirai_handle_t *handle,
+                                                                 uint32_t *expected);
 
 /* Requests cancellation. Cancellation is cooperative:
  *   - pending: the handle finishes with -ECANCELED now, joiners wake, and

@@ -88,13 +88,15 @@ struct moirai_sched_job {
  *                      latter case. May return early for no reason.
  *   wake(arg, worker)  ends that worker's current or next wait. Called
  *                      from any thread; must not block.
- *   poll(arg, worker)  runs the outside work that is ready (it may submit
+ *   poll(arg, worker, busy)
+ *                      runs the outside work that is ready (it may submit
  *                      jobs, which then go to this worker), without
  *                      blocking. Called by the worker after a wait
- *                      returned true, and once every
- *                      MOIRAI_SCHED_IDLE_POLL_JOBS jobs it runs, so that
- *                      outside work is not starved while every worker is
- *                      busy.
+ *                      returned true and while it searches for work
+ *                      before sleeping (busy false), and once every
+ *                      MOIRAI_SCHED_IDLE_POLL_JOBS jobs it runs (busy
+ *                      true), so that outside work is not starved while
+ *                      every worker is busy.
  *
  * The hooks are called only by the scheduler's own threads (and wake also
  * by any thread that submits work); they must not call back into the
@@ -102,7 +104,7 @@ struct moirai_sched_job {
 typedef struct moirai_sched_idle_hooks {
     bool (*wait)(void *arg, int worker);
     void (*wake)(void *arg, int worker);
-    void (*poll)(void *arg, int worker);
+    void (*poll)(void *arg, int worker, bool busy);
     void *arg;
 } moirai_sched_idle_hooks_t;
 
