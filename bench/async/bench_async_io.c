@@ -69,7 +69,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Moirai's side of the socket cases needs moirai-async's net.h. */
+/* Moirai's side of the socket cases needs moirai-async's net.h, that of
+ * timer_churn its timer.h. */
+#if __has_include(<moirai/async/timer.h>)
+#define MOIRAI_BENCH_HAVE_TIMER 1
+#include <moirai/async/timer.h>
+#endif
 #if __has_include(<moirai/async/net.h>)
 #define MOIRAI_BENCH_HAVE_NET 1
 #include <arpa/inet.h>
@@ -79,6 +84,7 @@
 #include <moirai/async/fiber.h>
 #include <moirai/async/net.h>
 #include <moirai/async/runtime.h>
+#include <moirai/core/clock.h>
 #include <moirai/core/error.h>
 #include <moirai/core/handle.h>
 #include <moirai/sync/event.h>
@@ -568,6 +574,74 @@ static int m_http_stop(void)
 }
 
 static const io_http_server_t moirai_http = {m_http_start, m_http_stop};
+
+/* ---- Moirai: timer_churn ---- */
+
+#ifdef MOIRAI_BENCH_HAVE_TIMER
+typedef struct m_timers {
+    moirai_timer_t *t[IO_TIMER_OBJECTS];
+    uint64_t iters;
+    double ns;
+} m_timers_t;
+
+/* The churn runs in a fiber of the runtime, as libuv's runs on its loop's
+ * thread; the clock is read once per batch, as libuv's loop time is. */
+static int m_timer_churn(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    m_timers_t *m = arg;
+    int err = 0;
+    uint64_t done = 0;
+    uint64_t t0 = bench_now_ns();
+    while (done < m->iters && !err) {
+        uint64_t n = m->iters - done < IO_TIMER_OBJECTS ? m->iters - done : IO_TIMER_OBJECTS;
+        uint64_t now = moirai_clock_now_ns();
+        for (uint64_t i = 0; i < n && !err; i++) {
+            /* 1 s plus an even spread over the next second. */
+            uint64_t ahead = UINT64_C(1000000000) + i * UINT64_C(1000000000) / IO_TIMER_OBJECTS;
+            err = moirai_timer_arm(m->t[i], now + ahead);
+        }
+        for (uint64_t i = 0; i < n && !err; i++)
+            err = moirai_timer_disarm(m->t[i]); /* 0: it was armed */
+        done += n;
+    }
+    m->ns = io_per_op(t0, bench_now_ns(), m->iters);
+    return err;
+}
+
+static double timer_churn_moirai(uint64_t iters)
+{
+    moirai_runtime_t *rt;
+    if (runtime_create(&rt) != 0)
+        return -1.0;
+    m_timers_t *m = calloc(1, sizeof(*m));
+    int err = m ? 0 : -ENOMEM;
+    int made = 0;
+    for (; made < IO_TIMER_OBJECTS && err == 0; made++)
+        err = moirai_timer_create(&m->t[made], rt);
+    if (err != 0)
+        made--;
+    moirai_handle_t *h = NULL;
+    if (err == 0) {
+        m->iters = iters ? iters : 1;
+        err = moirai_handle_create(&h);
+    }
+    if (err == 0) {
+        err = moirai_fiber_spawn(rt, m_timer_churn, m, NULL, h);
+        if (err == 0)
+            err = moirai_handle_join(h, NULL);
+        moirai_handle_release(h);
+    }
+    double t = err == 0 ? m->ns : -1.0;
+    if (err != 0)
+        fprintf(stderr, "async/timer_churn: moirai: %s\n", moirai_strerror(err));
+    for (int i = 0; m && i < made; i++)
+        moirai_timer_destroy(m->t[i]);
+    free(m);
+    return runtime_destroy(rt, t);
+}
+#endif /* timer.h */
 #endif /* net.h */
 
 /* ---- http_hello_keepalive: the wrk driver ---- */
@@ -760,7 +834,11 @@ static bench_impl_t http_impls[] = {
     {"go", NULL, NULL},
 };
 static bench_impl_t timer_impls[] = {
-    {"moirai", NULL, MOIRAI_IO_MISSING},
+#if defined(MOIRAI_BENCH_HAVE_NET) && defined(MOIRAI_BENCH_HAVE_TIMER)
+    {"moirai", timer_churn_moirai, NULL},
+#else
+    {"moirai", NULL, "moirai-async has no <moirai/async/timer.h> in this tree"},
+#endif
     {"libuv", io_uv_timer_churn, NULL},
 };
 static bench_impl_t file_impls[] = {
