@@ -70,7 +70,11 @@
 #include <unistd.h>
 
 /* Moirai's side of the socket cases needs moirai-async's net.h, that of
- * timer_churn its timer.h. */
+ * timer_churn its timer.h, that of file_read_4k its fs.h. */
+#if __has_include(<moirai/async/fs.h>)
+#define MOIRAI_BENCH_HAVE_FS 1
+#include <moirai/async/fs.h>
+#endif
 #if __has_include(<moirai/async/timer.h>)
 #define MOIRAI_BENCH_HAVE_TIMER 1
 #include <moirai/async/timer.h>
@@ -642,6 +646,85 @@ static double timer_churn_moirai(uint64_t iters)
     return runtime_destroy(rt, t);
 }
 #endif /* timer.h */
+
+/* ---- Moirai: file_read_4k ---- */
+
+#ifdef MOIRAI_BENCH_HAVE_FS
+typedef struct m_files {
+    moirai_runtime_t *rt;
+    int fd;
+    uint64_t per_reader;
+    moirai_waitgroup_t ready, done;
+    moirai_event_t start;
+} m_files_t;
+
+typedef struct m_reader_arg {
+    m_files_t *f;
+    uint64_t rng;
+} m_reader_arg_t;
+
+/* One of the 64 readers: its share of random 4 KiB reads, each checked. */
+static int m_reader(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    m_reader_arg_t *a = arg;
+    m_files_t *f = a->f;
+    unsigned char buf[IO_FILE_BLOCK];
+    moirai_waitgroup_done(&f->ready);
+    moirai_event_wait(&f->start);
+    for (uint64_t i = 0; i < f->per_reader; i++) {
+        uint64_t block = io_rand_next(&a->rng) % IO_FILE_BLOCKS;
+        ssize_t n =
+            moirai_fs_read(f->rt, f->fd, buf, IO_FILE_BLOCK, (int64_t)(block * IO_FILE_BLOCK));
+        if (n != IO_FILE_BLOCK || !io_file_block_ok(buf, block)) {
+            note(n < 0 ? (int)n : -EIO, "file read");
+            break;
+        }
+    }
+    moirai_waitgroup_done(&f->done);
+    return 0;
+}
+
+static double file_read_moirai(uint64_t iters)
+{
+    int fd = io_file_fd();
+    if (fd < 0)
+        return -1.0;
+    moirai_runtime_t *rt;
+    if (runtime_create(&rt) != 0)
+        return -1.0;
+    m_files_t f = {.rt = rt, .fd = fd};
+    f.per_reader = iters / IO_FILE_READERS ? iters / IO_FILE_READERS : 1;
+    m_reader_arg_t args[IO_FILE_READERS];
+    moirai_waitgroup_init(&f.ready);
+    moirai_waitgroup_init(&f.done);
+    moirai_event_init(&f.start, MOIRAI_EVENT_MANUAL, false);
+    take_error();
+    int err = 0;
+    for (int i = 0; i < IO_FILE_READERS && err == 0; i++) {
+        args[i] = (m_reader_arg_t){&f, 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1)};
+        moirai_waitgroup_add(&f.ready, 1);
+        moirai_waitgroup_add(&f.done, 1);
+        err = moirai_fiber_spawn(rt, m_reader, &args[i], NULL, NULL);
+        if (err != 0) {
+            moirai_waitgroup_done(&f.ready);
+            moirai_waitgroup_done(&f.done);
+            fprintf(stderr, "async/file_read_4k: moirai: spawn: %s\n", moirai_strerror(err));
+        }
+    }
+    moirai_waitgroup_wait(&f.ready);
+    uint64_t t0 = bench_now_ns();
+    moirai_event_set(&f.start);
+    moirai_waitgroup_wait(&f.done);
+    uint64_t t1 = bench_now_ns();
+    if (err == 0)
+        err = take_error();
+    moirai_event_destroy(&f.start);
+    double t = err == 0 ? io_per_op(t0, t1, f.per_reader * IO_FILE_READERS) : -1.0;
+    return runtime_destroy(rt, t);
+}
+#endif /* fs.h */
 #endif /* net.h */
 
 /* ---- http_hello_keepalive: the wrk driver ---- */
@@ -802,8 +885,6 @@ static double http_moirai(uint64_t seconds)
 
 /* ---- the cases ---- */
 
-#define MOIRAI_IO_MISSING "moirai-async has no I/O API in this tree yet"
-
 #ifdef MOIRAI_BENCH_HAVE_NET
 #define MOIRAI_NET_IMPL                                                                            \
     {                                                                                              \
@@ -842,7 +923,11 @@ static bench_impl_t timer_impls[] = {
     {"libuv", io_uv_timer_churn, NULL},
 };
 static bench_impl_t file_impls[] = {
-    {"moirai", NULL, MOIRAI_IO_MISSING},
+#if defined(MOIRAI_BENCH_HAVE_NET) && defined(MOIRAI_BENCH_HAVE_FS)
+    {"moirai", file_read_moirai, NULL},
+#else
+    {"moirai", NULL, "moirai-async has no <moirai/async/fs.h> in this tree"},
+#endif
     {"libuv", io_uv_file_read, NULL},
     {"pread", io_pread_file_read, NULL},
 };
