@@ -513,9 +513,10 @@ static int m_http_conn(void *arg, const moirai_cancel_token_t *cancel, void **re
 static int m_http_acceptor(void *arg, const moirai_cancel_token_t *cancel, void **result)
 {
     (void)arg;
-    (void)cancel;
     (void)result;
-    for (;;) {
+    /* The token is checked on every turn: under a storm of connections
+     * accept never has to wait, so it would never see the cancellation. */
+    while (!moirai_cancel_token_is_cancelled(cancel)) {
         moirai_io_t *c;
         int err = moirai_stream_accept(m_http.listener, &c);
         if (err == -ECANCELED)
@@ -528,6 +529,7 @@ static int m_http_acceptor(void *arg, const moirai_cancel_token_t *cancel, void 
             moirai_waitgroup_done(&m_http.conns);
         }
     }
+    return 0;
 }
 
 static int m_http_start(int *port)
