@@ -125,6 +125,17 @@ typedef struct moirai__timers {
 
 typedef struct moirai__reactor moirai__reactor_t;
 
+struct uv_loop_s;
+
+/* An operation handed to the reactor thread: `run(op, loop)` is called
+ * once, on the reactor thread, with the reactor's libuv loop. Intrusive
+ * and owned by the submitter, who must keep it alive until `run` has
+ * started (`run` may free it). */
+typedef struct moirai__reactor_op {
+    struct moirai__reactor_op *next; /* the reactor's, while queued */
+    void (*run)(struct moirai__reactor_op *op, struct uv_loop_s *loop);
+} moirai__reactor_op_t;
+
 /* Finished fibers of the default stack size, kept with their stacks by the
  * worker they ended on, so that a spawn on that worker (a fiber spawning
  * and joining a child, the common case) allocates nothing and takes no
@@ -241,6 +252,13 @@ int moirai__reactor_start(moirai__reactor_t **out, moirai_runtime_t *rt);
 void moirai__reactor_stop(moirai__reactor_t *r);
 /* Tells the reactor a new earliest deadline exists. Any thread. */
 void moirai__reactor_kick(moirai__reactor_t *r);
+/* Queues `op` for the reactor thread and wakes it (a pending wake is
+ * reused). Any thread, never blocks, never fails. Everything the caller
+ * wrote before happens before `op->run` runs (the queue's CAS and
+ * exchange are a release/acquire pair). Operations run in the order they
+ * were submitted; an operation submitted after moirai_runtime_destroy()
+ * began stopping the reactor may never run. */
+void moirai__reactor_submit(moirai__reactor_t *r, moirai__reactor_op_t *op);
 
 /* fiber.c: frees the fibers the caches hold (destroy, once all ended). */
 void moirai__fiber_caches_free(moirai_runtime_t *rt);

@@ -201,8 +201,9 @@ int moirai__io_new(moirai__netpoll_t *np, int fd, int kind, moirai_io_t **out)
         atomic_store_explicit(&io->closed, 1, memory_order_relaxed);
         io->fd = -1;
         moirai__netpoll_free(np, io);
-        /* A descriptor epoll refuses (a regular file) is not a stream. */
-        return err == -EPERM ? -EPERM : err;
+        /* epoll refuses a regular file or directory with -EPERM, which
+         * is also what moirai_pipe_open() reports for them. */
+        return err;
     }
     /* Release: an operation that takes a reference sees the fields. */
     atomic_store_explicit(&io->refs, 1, memory_order_release);

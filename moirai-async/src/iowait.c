@@ -19,10 +19,20 @@ int moirai__iowait_park(_Atomic uint32_t *word, uint32_t expected, uint64_t dead
 {
     if (moirai_deadline_expired(deadline))
         return -ETIMEDOUT;
+    /* Sticky cancellation, checked before every park: the wait table
+     * delivers a cancellation to one park only. When that park's
+     * -ECANCELED loses to readiness that fired at the same moment,
+     * moirai__io_wait reports the readiness and the operation retries its
+     * system call; if that finds EAGAIN (the edge was stale), the
+     * operation waits again, and without this check that second park
+     * would block with the cancellation already consumed. */
+    int rc = moirai__iowait_check();
+    if (rc != 0)
+        return rc;
     /* No spin: an I/O wait is long next to a switch, and a fiber that
      * spins holds its worker. moirai_park passes a fiber's cancellation
      * on as -ECANCELED. */
-    int rc = moirai_park_nospin(word, expected, deadline);
+    rc = moirai_park_nospin(word, expected, deadline);
     if (rc == 0 && moirai__iowait_check() != 0)
         return -ECANCELED;
     return rc;

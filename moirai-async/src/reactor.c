@@ -13,7 +13,13 @@
  * `armed` is the deadline the libuv timer is set for (NEVER when none).
  * A parker whose deadline becomes the heap's earliest writes the eventfd
  * (moirai__reactor_kick), unless a kick is already pending, so a burst of
- * parks costs one system call. */
+ * parks costs one system call.
+ *
+ * Other threads hand work to the loop through a submission queue
+ * (moirai__reactor_submit): an intrusive list pushed with a
+ * compare-and-swap and taken whole by the reactor with one exchange, then
+ * run oldest first. A submission kicks the same eventfd, with the same
+ * coalescing, so a burst of submissions costs one wake. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -37,6 +43,8 @@ struct moirai__reactor {
     pthread_t thread;
     /* 1 while a kick has been written and not yet read. */
     _Atomic uint32_t kicked;
+    /* Submitted operations not yet run, newest first (a LIFO of pushes). */
+    _Atomic(moirai__reactor_op_t *) submitted;
     _Atomic uint32_t stop;
     /* 0 starting, 1 running, -errno failed (create waits on it). */
     _Atomic uint32_t started;
@@ -66,6 +74,40 @@ static void on_timer(uv_timer_t *timer)
     rearm(timer->data);
 }
 
+/* Runs every submitted operation, in submission order. Reactor thread. */
+static void run_submitted(moirai__reactor_t *r)
+{
+    /* Seq_cst pairs with the submitter's push and kick (see
+     * moirai__reactor_submit): taken after `kicked` was cleared, so an
+     * operation whose kick was skipped is in this batch or a later one. */
+    moirai__reactor_op_t *list =
+        atomic_exchange_explicit(&r->submitted, NULL, memory_order_seq_cst);
+    /* The list is newest first: reverse it so operations run in the
+     * order they were submitted (a cancellation after its start). */
+    moirai__reactor_op_t *fifo = NULL;
+    while (list != NULL) {
+        moirai__reactor_op_t *next = list->next;
+        list->next = fifo;
+        fifo = list;
+        list = next;
+    }
+    while (fifo != NULL) {
+        moirai__reactor_op_t *op = fifo;
+        /* Read before running: the operation may free or resubmit itself. */
+        fifo = op->next;
+        op->run(op, &r->loop);
+    }
+}
+
+/* At stop, closes the handles the runtime's users left open (a signal
+ * watcher never destroyed), so the loop can end. */
+static void close_leftover(uv_handle_t *handle, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(handle))
+        uv_close(handle, NULL);
+}
+
 static void on_wake(uv_poll_t *poll, int status, int events)
 {
     (void)status;
@@ -80,9 +122,13 @@ static void on_wake(uv_poll_t *poll, int status, int events)
      * is visible (the timer lock orders it anyway). Cleared before looking
      * at the heap, so a kick after this look is never lost. */
     atomic_store_explicit(&r->kicked, 0, memory_order_seq_cst);
+    run_submitted(r);
     if (atomic_load_explicit(&r->stop, memory_order_acquire)) {
         uv_close((uv_handle_t *)&r->wake, NULL);
         uv_close((uv_handle_t *)&r->timer, NULL);
+        /* The loop then runs until the thread pool's requests still in
+         * flight (detached file operations) have completed. */
+        uv_walk(&r->loop, close_leftover, NULL);
         return;
     }
     rearm(r);
@@ -100,6 +146,21 @@ void moirai__reactor_kick(moirai__reactor_t *r)
         /* Unreachable in practice; the next kick retries. */
         atomic_store_explicit(&r->kicked, 0, memory_order_relaxed);
     }
+}
+
+void moirai__reactor_submit(moirai__reactor_t *r, moirai__reactor_op_t *op)
+{
+    moirai__reactor_op_t *head = atomic_load_explicit(&r->submitted, memory_order_relaxed);
+    do {
+        op->next = head;
+        /* Seq_cst: the push must come before this thread's exchange of
+         * `kicked` in the single total order, so that a kick skipped
+         * because one is pending is followed by the reactor's clear and
+         * then its take of the list, which sees this push. Release alone
+         * would also publish `op`'s fields to the reactor. */
+    } while (!atomic_compare_exchange_weak_explicit(&r->submitted, &head, op, memory_order_seq_cst,
+                                                    memory_order_relaxed));
+    moirai__reactor_kick(r);
 }
 
 static void *reactor_main(void *arg)
@@ -150,6 +211,7 @@ int moirai__reactor_start(moirai__reactor_t **out, moirai_runtime_t *rt)
         return err;
     }
     atomic_init(&r->kicked, 0);
+    atomic_init(&r->submitted, NULL);
     atomic_init(&r->stop, 0);
     atomic_init(&r->started, 0);
     int rc = pthread_create(&r->thread, NULL, reactor_main, r);

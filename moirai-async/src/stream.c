@@ -46,6 +46,11 @@ static ssize_t sys_writev(moirai_io_t *io, const struct iovec *iov, int n)
     return sendmsg(io->fd, &msg, MSG_NOSIGNAL);
 }
 
+bool moirai__stream_is_stream(const moirai_io_t *io)
+{
+    return io->kind == MOIRAI__IO_SOCKET || io->kind == MOIRAI__IO_PIPE;
+}
+
 int moirai__stream_begin(moirai_io_t *io)
 {
     if (io == NULL)
@@ -119,9 +124,9 @@ ssize_t moirai_stream_read_timed(moirai_io_t *io, uint64_t deadline, void *buf, 
     int rc = moirai__stream_begin(io);
     if (rc != 0)
         return rc;
-    ssize_t n = io->kind == MOIRAI__IO_LISTENER ? -EINVAL
-                : len == 0                      ? 0
-                           : moirai__stream_read_locked(io, deadline, buf, len);
+    ssize_t n = !moirai__stream_is_stream(io) ? -EINVAL
+                : len == 0                    ? 0
+                                              : moirai__stream_read_locked(io, deadline, buf, len);
     moirai__io_release(io);
     return n;
 }
@@ -171,7 +176,7 @@ ssize_t moirai_stream_writev_timed(moirai_io_t *io, uint64_t deadline, const str
     int rc = moirai__stream_begin(io);
     if (rc != 0)
         return rc;
-    if (io->kind == MOIRAI__IO_LISTENER) {
+    if (!moirai__stream_is_stream(io)) {
         moirai__io_release(io);
         return -EINVAL;
     }
@@ -250,7 +255,10 @@ int moirai_stream_shutdown(moirai_io_t *io)
     int rc = moirai__io_acquire(io);
     if (rc != 0)
         return rc;
-    rc = shutdown(io->fd, SHUT_WR) == 0 ? 0 : -errno;
+    if (!moirai__stream_is_stream(io))
+        rc = -EINVAL;
+    else
+        rc = shutdown(io->fd, SHUT_WR) == 0 ? 0 : -errno;
     moirai__io_release(io);
     return rc;
 }

@@ -11,6 +11,9 @@
 /* Checks `io` (-EINVAL for NULL), the caller's cancellation, and takes a
  * reference for the operation (-EBADF when closed). */
 int moirai__stream_begin(moirai_io_t *io);
+/* A connected stream (socket or pipe), as opposed to a listener or a
+ * UDP socket. */
+bool moirai__stream_is_stream(const moirai_io_t *io);
 /* Reads with the reference held (len > 0). */
 ssize_t moirai__stream_read_locked(moirai_io_t *io, uint64_t deadline, void *buf, size_t len);
 /* Applies the TCP options of `cfg` to socket `fd` (listener: the listener

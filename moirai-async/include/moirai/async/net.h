@@ -145,8 +145,8 @@ MOIRAI_ASYNC_API int moirai_stream_accept_timed(moirai_io_t *io, uint64_t deadli
 /* Reads up to `len` bytes into `buf`, waiting until at least one is there.
  * Returns the count read (possibly less than len), 0 at end of stream
  * (also for len 0), -EBADF, -EINVAL (NULL buf with len > 0, len over
- * SSIZE_MAX), -EBUSY (another reader waits), -ECONNRESET, -ETIMEDOUT,
- * -ECANCELED. May block. */
+ * SSIZE_MAX, a listener or UDP handle), -EBUSY (another reader waits),
+ * -ECONNRESET, -ETIMEDOUT, -ECANCELED. May block. */
 MOIRAI_ASYNC_API ssize_t moirai_stream_read(moirai_io_t *io, void *buf, size_t len);
 MOIRAI_ASYNC_API ssize_t moirai_stream_read_timed(moirai_io_t *io, uint64_t deadline, void *buf,
                                                   size_t len);
@@ -163,8 +163,9 @@ MOIRAI_ASYNC_API ssize_t moirai_stream_read_pool_timed(moirai_io_t *io, uint64_t
 
 /* Writes all `len` bytes of `buf`, waiting for room as needed. Returns
  * `len`; on an error after some bytes went out, their count (less than
- * len); else -EBADF, -EINVAL, -EBUSY (another writer waits), -EPIPE (the
- * reader closed), -ECONNRESET, -ETIMEDOUT, -ECANCELED. May block. */
+ * len); else -EBADF, -EINVAL (as for read), -EBUSY (another writer
+ * waits), -EPIPE (the reader closed), -ECONNRESET, -ETIMEDOUT,
+ * -ECANCELED. May block. */
 MOIRAI_ASYNC_API ssize_t moirai_stream_write(moirai_io_t *io, const void *buf, size_t len);
 MOIRAI_ASYNC_API ssize_t moirai_stream_write_timed(moirai_io_t *io, uint64_t deadline,
                                                    const void *buf, size_t len);
@@ -177,8 +178,9 @@ MOIRAI_ASYNC_API ssize_t moirai_stream_writev_timed(moirai_io_t *io, uint64_t de
                                                     const struct iovec *iov, int iovcnt);
 
 /* Ends the writing half of a socket stream (the peer reads end of stream)
- * while reading goes on. Never blocks. Returns 0, -EBADF, -ENOTSOCK (a
- * pipe: close its write end instead), -ENOTCONN. */
+ * while reading goes on. Never blocks. Returns 0, -EBADF, -EINVAL (a
+ * listener or UDP handle), -ENOTSOCK (a pipe: close its write end
+ * instead), -ENOTCONN. */
 MOIRAI_ASYNC_API int moirai_stream_shutdown(moirai_io_t *io);
 
 /* ---- UDP ---- */
