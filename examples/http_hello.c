@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,6 +359,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "http_hello: runtime: %s\n", moirai_strerror(err));
         return 1;
     }
+    /* The runtime's threads exist now and keep SIGINT and SIGTERM open;
+     * this thread, which only waits, blocks them, so the kernel hands them
+     * to a runtime thread. (Under ThreadSanitizer a signal that lands on a
+     * thread parked in a futex is held back until that thread runs again,
+     * which here would be never.) */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     struct sockaddr_in addr = {.sin_family = AF_INET,
                                .sin_port = htons((uint16_t)(testing ? 0 : port)),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
