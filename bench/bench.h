@@ -54,6 +54,8 @@ typedef const bench_case_t *(*bench_suite_fn)(size_t *count);
 const bench_case_t *bench_core_cases(size_t *count);
 const bench_case_t *bench_sync_locks_cases(size_t *count);
 const bench_case_t *bench_sync_map_cases(size_t *count);
+const bench_case_t *bench_sync_map_count_cases(size_t *count);
+const bench_case_t *bench_sync_map_single_cases(size_t *count);
 const bench_case_t *bench_sync_containers_cases(size_t *count);
 const bench_case_t *bench_mem_cases(size_t *count);
 const bench_case_t *bench_sched_cases(size_t *count);

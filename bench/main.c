@@ -34,10 +34,16 @@ static const struct {
     const char *name;
     bench_suite_fn cases;
 } suites[] = {
-    {"core", bench_core_cases},     {"sync", bench_sync_locks_cases},
-    {"sync", bench_sync_map_cases}, {"sync", bench_sync_containers_cases},
-    {"mem", bench_mem_cases},       {"sched", bench_sched_cases},
-    {"async", bench_async_cases},   {"async", bench_async_io_cases},
+    {"core", bench_core_cases},
+    {"sync", bench_sync_locks_cases},
+    {"sync", bench_sync_map_cases},
+    {"sync", bench_sync_map_count_cases},
+    {"sync", bench_sync_map_single_cases},
+    {"sync", bench_sync_containers_cases},
+    {"mem", bench_mem_cases},
+    {"sched", bench_sched_cases},
+    {"async", bench_async_cases},
+    {"async", bench_async_io_cases},
     {"rt", bench_rt_cases},
 };
 

@@ -306,6 +306,36 @@ static int refill(struct moirai_pool *pool, pool_tcache_t *c)
     return 0;
 }
 
+/* A bounded pool's allocation. Capacity bounds the objects in use, not
+ * the objects that happen to sit in this thread's cache: when neither this
+ * cache, the depot, the orphans nor the capacity has an object left, the
+ * objects other threads' caches hold are taken back to the depot
+ * (moirai__pool_reclaim()) and the refill is tried once more. -ENOMEM then
+ * means every object was in use, or was freed into a cache after that
+ * cache was reclaimed (a release that did not happen before this call). */
+static int alloc_bounded(struct moirai_pool *pool, pool_tcache_t *c, void **out)
+{
+    moirai__pool_guard_lock(c);
+    if (c->n == 0 && refill(pool, c) != 0) {
+        /* The reclaimer takes other caches' guards one at a time; it must
+         * not hold ours meanwhile, or two reclaimers could wait for each
+         * other. */
+        moirai__pool_guard_unlock(c);
+        moirai__pool_reclaim(pool, c);
+        moirai__pool_guard_lock(c);
+        if (c->n == 0 && refill(pool, c) != 0) {
+            moirai__pool_bump(&c->failures);
+            moirai__pool_guard_unlock(c);
+            return -ENOMEM;
+        }
+    }
+    void *obj = c->rounds[--c->n];
+    moirai__pool_count_alloc(c);
+    moirai__pool_guard_unlock(c);
+    *out = moirai__pool_handout(pool, obj);
+    return 0;
+}
+
 int moirai__pool_alloc_slow(struct moirai_pool *pool, pool_tcache_t *c, void **out)
 {
     if (!c) {
@@ -315,6 +345,8 @@ int moirai__pool_alloc_slow(struct moirai_pool *pool, pool_tcache_t *c, void **o
             return -ENOMEM;
         }
     }
+    if (pool->capacity)
+        return alloc_bounded(pool, c, out);
     if (c->n == 0 && refill(pool, c) != 0) {
         moirai__pool_bump(&c->failures);
         return -ENOMEM;
@@ -330,16 +362,9 @@ int moirai_pool_alloc(moirai_pool_t *pool, void **out)
     return moirai__pool_alloc(pool, out);
 }
 
-void moirai__pool_free_slow(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
+/* Puts `obj` into the cache `c` (its guard held in a bounded pool). */
+static void free_into(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
 {
-    if (!c) {
-        c = moirai__pool_cache_create(pool);
-        if (!c) {
-            moirai__pool_orphan_push(pool, obj);
-            atomic_fetch_add_explicit(&pool->nocache_frees, 1, memory_order_relaxed);
-            return;
-        }
-    }
     if (c->n == c->cap) {
         if (!c->loaded) {
             /* After a flush or at first use: no magazine at all. */
@@ -374,6 +399,25 @@ orphan:
     moirai__pool_count_free(c);
 }
 
+void moirai__pool_free_slow(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
+{
+    if (!c) {
+        c = moirai__pool_cache_create(pool);
+        if (!c) {
+            moirai__pool_orphan_push(pool, obj);
+            atomic_fetch_add_explicit(&pool->nocache_frees, 1, memory_order_relaxed);
+            return;
+        }
+    }
+    if (pool->capacity) {
+        moirai__pool_guard_lock(c);
+        free_into(pool, c, obj);
+        moirai__pool_guard_unlock(c);
+        return;
+    }
+    free_into(pool, c, obj);
+}
+
 void moirai_pool_free(moirai_pool_t *pool, void *obj)
 {
     moirai__pool_free(pool, obj);
@@ -384,8 +428,13 @@ void moirai_pool_flush(moirai_pool_t *pool)
     if (!pool)
         return;
     pool_tcache_t *c = moirai__pool_cache_of(pool);
-    if (c)
-        moirai__pool_cache_flush(c);
+    if (!c)
+        return;
+    if (pool->capacity)
+        moirai__pool_guard_lock(c);
+    moirai__pool_cache_flush(c);
+    if (pool->capacity)
+        moirai__pool_guard_unlock(c);
 }
 
 int moirai_pool_stats(moirai_pool_t *pool, moirai_pool_stats_t *out)

@@ -79,6 +79,11 @@ typedef struct pool_stack {
  * relaxed load + store, no read-modify-write, so they cost plain moves)
  * and read by moirai_pool_stats() on any thread. */
 typedef struct pool_tcache {
+    /* Bounded pools only: held by the owner around every use of the
+     * magazines below, and by another thread that takes them back to the
+     * depot (moirai__pool_reclaim()), so a pool at its capacity can reach
+     * objects freed into other threads' caches. 0 free, 1 held. */
+    _Atomic uint32_t guard;
     void **rounds;             /* loaded magazine's rounds, or NULL */
     uint32_t n;                /* objects in the loaded magazine */
     uint32_t cap;              /* its capacity: mag_size, or 0 when none is loaded */
@@ -264,6 +269,32 @@ void moirai__pool_cache_flush(pool_tcache_t *cache);
 int moirai__pool_register_group(struct moirai_pool **pools, uint32_t n);
 /* Unregisters `pool` and frees every thread's cache of it. */
 void moirai__pool_unregister(struct moirai_pool *pool);
+/* Bounded pools: takes every other thread's cached objects back to the
+ * depot, so that `self`'s next refill can find them. Takes the registry
+ * lock and, one at a time, each cache's guard; the caller holds none. */
+void moirai__pool_reclaim(struct moirai_pool *pool, pool_tcache_t *self);
+
+/* Takes and releases a cache's guard (bounded pools). Acquire and
+ * release: whoever holds it next sees the magazines as the last holder
+ * left them. Held for a few instructions (a flush by a reclaimer, or one
+ * allocation or release that may create a magazine or a chunk), so a
+ * waiter spins briefly, then yields the CPU. */
+void moirai__pool_guard_wait(pool_tcache_t *c);
+static inline bool moirai__pool_guard_try(pool_tcache_t *c)
+{
+    /* Acquire: pairs with the release in moirai__pool_guard_unlock(). */
+    return atomic_exchange_explicit(&c->guard, 1, memory_order_acquire) == 0;
+}
+static inline void moirai__pool_guard_lock(pool_tcache_t *c)
+{
+    if (__builtin_expect(!moirai__pool_guard_try(c), 0))
+        moirai__pool_guard_wait(c);
+}
+static inline void moirai__pool_guard_unlock(pool_tcache_t *c)
+{
+    atomic_store_explicit(&c->guard, 0, memory_order_release);
+}
+
 /* Sums the per-thread counters into `out` (fields the caches own). */
 void moirai__pool_sum_caches(struct moirai_pool *pool, moirai_pool_stats_t *out, int64_t *peak_sum);
 
@@ -329,13 +360,22 @@ static inline void moirai__pool_take_back(struct moirai_pool *pool, void *obj)
 static inline int moirai__pool_alloc_cached(struct moirai_pool *pool, pool_tcache_t *c, void **out)
 {
     if (__builtin_expect(c != NULL, 1)) {
-        uint32_t n = c->n;
-        if (__builtin_expect(n != 0, 1)) {
-            void *obj = c->rounds[n - 1];
-            c->n = n - 1;
-            moirai__pool_count_alloc(c);
-            *out = moirai__pool_handout(pool, obj);
-            return 0;
+        /* A bounded pool's cache is used under its guard, so that another
+         * thread can take its objects back (moirai__pool_reclaim()). */
+        bool bounded = pool->capacity != 0;
+        if (!bounded || moirai__pool_guard_try(c)) {
+            uint32_t n = c->n;
+            if (__builtin_expect(n != 0, 1)) {
+                void *obj = c->rounds[n - 1];
+                c->n = n - 1;
+                moirai__pool_count_alloc(c);
+                if (bounded)
+                    moirai__pool_guard_unlock(c);
+                *out = moirai__pool_handout(pool, obj);
+                return 0;
+            }
+            if (bounded)
+                moirai__pool_guard_unlock(c);
         }
     }
     return moirai__pool_alloc_slow(pool, c, out);
@@ -347,12 +387,20 @@ static inline void moirai__pool_free_cached(struct moirai_pool *pool, pool_tcach
 {
     moirai__pool_take_back(pool, obj);
     if (__builtin_expect(c != NULL, 1)) {
-        uint32_t n = c->n;
-        if (__builtin_expect(n < c->cap, 1)) {
-            c->rounds[n] = obj;
-            c->n = n + 1;
-            moirai__pool_count_free(c);
-            return;
+        /* Under the guard in a bounded pool, as in allocation. */
+        bool bounded = pool->capacity != 0;
+        if (!bounded || moirai__pool_guard_try(c)) {
+            uint32_t n = c->n;
+            if (__builtin_expect(n < c->cap, 1)) {
+                c->rounds[n] = obj;
+                c->n = n + 1;
+                moirai__pool_count_free(c);
+                if (bounded)
+                    moirai__pool_guard_unlock(c);
+                return;
+            }
+            if (bounded)
+                moirai__pool_guard_unlock(c);
         }
     }
     moirai__pool_free_slow(pool, c, obj);

@@ -8,6 +8,7 @@
  * when a thread exits, when a pool is created or destroyed, and when
  * statistics are read, never on the allocation path. */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include <moirai/core/alloc.h>
@@ -178,6 +179,7 @@ pool_tcache_t *moirai__pool_cache_create(struct moirai_pool *pool)
         return NULL;
     memset(c, 0, sizeof(*c));
     c->pool = pool;
+    atomic_init(&c->guard, 0);
     atomic_init(&c->frees, 0);
     atomic_init(&c->live, 0);
     atomic_init(&c->peak, 0);
@@ -221,4 +223,32 @@ void moirai__pool_sum_caches(struct moirai_pool *pool, moirai_pool_stats_t *out,
     out->fresh = fresh;
     out->failures = failures;
     *peak_sum = peaks;
+}
+
+void moirai__pool_guard_wait(pool_tcache_t *c)
+{
+    unsigned spins = 0;
+    do {
+        /* Relaxed: only a hint that the guard may be free; the exchange
+         * in moirai__pool_guard_try() acquires. */
+        while (atomic_load_explicit(&c->guard, memory_order_relaxed) != 0) {
+            if (++spins > 64)
+                sched_yield();
+        }
+    } while (!moirai__pool_guard_try(c));
+}
+
+void moirai__pool_reclaim(struct moirai_pool *pool, pool_tcache_t *self)
+{
+    /* The registry lock keeps every cache of the pool alive (a thread that
+     * exits flushes and frees its caches under it) and the list stable. */
+    pthread_mutex_lock(&registry_lock);
+    for (pool_tcache_t *c = pool->caches; c; c = c->list_next) {
+        if (c == self)
+            continue;
+        moirai__pool_guard_lock(c);
+        moirai__pool_cache_flush(c);
+        moirai__pool_guard_unlock(c);
+    }
+    pthread_mutex_unlock(&registry_lock);
 }

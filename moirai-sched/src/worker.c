@@ -466,6 +466,14 @@ int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job)
     return 0;
 }
 
+/* Runs a worker start or exit hook (cfg.on_worker_start / _exit), if
+ * set, on the worker's own thread. */
+static void worker_hook(moirai__worker_t *w, moirai_sched_worker_cb hook)
+{
+    if (hook != NULL)
+        hook(w->sched->cfg.worker_hook_arg, w->index);
+}
+
 void *moirai__worker_main(void *arg)
 {
     moirai__worker_t *w = arg;
@@ -479,6 +487,10 @@ void *moirai__worker_main(void *arg)
         CPU_SET(w->cpu, &set);
         (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
+    /* The start hook runs before the worker counts as started, so that
+     * create returns only after every regular worker's hook has returned
+     * (the release below publishes what it wrote to create's caller). */
+    worker_hook(w, s->cfg.on_worker_start);
     atomic_fetch_add_explicit(&s->started, 1, memory_order_release);
     moirai_unpark_all(&s->started);
 
@@ -496,6 +508,9 @@ void *moirai__worker_main(void *arg)
             poll_outside(w, false);
     }
     search_end(w);
+    /* Still a worker for the hook; destroy joins this thread afterwards,
+     * so the hook's writes happen before destroy returns. */
+    worker_hook(w, s->cfg.on_worker_exit);
     moirai__tls_worker = NULL;
     return NULL;
 }
@@ -505,6 +520,7 @@ void *moirai__worker_comp_main(void *arg)
     moirai__worker_t *w = arg;
     moirai_sched_t *s = w->sched;
     moirai__tls_worker = w;
+    worker_hook(w, s->cfg.on_worker_start);
     int k = w->index - s->nregular;
     while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {
         moirai__job_t *job = find_work(w, NULL);
@@ -522,6 +538,7 @@ void *moirai__worker_comp_main(void *arg)
     }
     search_end(w);
     moirai__watchdog_idle(w);
+    worker_hook(w, s->cfg.on_worker_exit);
     moirai__tls_worker = NULL;
     /* Release: the watchdog, reading it with acquire, joins the thread and
      * may start the slot afresh, seeing everything this thread wrote. */

@@ -35,6 +35,7 @@
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
+#include <moirai/sync/mutex.h>
 #include <moirai/sync/rcu.h>
 
 /* ThreadSanitizer cannot see the atomics inside liburcu (an uninstrumented
@@ -72,13 +73,20 @@ static inline void read_unlock(void)
 
 #define CACHE_LINE 64
 
+/* Stripes of get_or_insert's insert lock (a power of two). */
+#define STRIPES 64
+
 /* One entry. The rculfhash node comes first so that liburcu's 8-byte
  * alignment requirement (it keeps flags in the low bits of `next`) holds
  * for any malloc'd entry; the key bytes follow inline. */
 typedef struct map_node {
     struct cds_lfht_node lfht;
     moirai_rcu_head_t rcu; /* reclamation; also links entries in destroy */
-    void *value;
+    /* The value. Written in place by fetch_add and update (compare-and-
+     * swap); remove and replace, after unlinking the entry, exchange it
+     * for DEAD, so an update that comes later fails its compare-and-swap
+     * and retries on the current entry instead of being lost. */
+    _Atomic uintptr_t value;
     size_t key_len;
     unsigned char key[];
 } map_node_t;
@@ -103,8 +111,16 @@ struct moirai_map {
     _Atomic uint64_t resizes;  /* resizes done, for moirai_map_stats() */
     _Atomic uint32_t queued;   /* 1 from a resize request until the resizer is done */
     moirai_map_t *resize_next; /* link in the resizer's queue */
-    count_slot_t slots[];      /* slot_mask + 1 of them */
+    /* get_or_insert's insert locks, by hash (see there). */
+    moirai_mutex_t stripes[STRIPES];
+    count_slot_t slots[]; /* slot_mask + 1 of them */
 };
+
+/* The value of an unlinked entry (see map_node_t): the address of an
+ * object of this library, so no pointer a caller owns equals it; user
+ * values equal to it are refused. */
+static const char dead_mark;
+#define DEAD ((uintptr_t)&dead_mark)
 
 /* What the match callback compares an entry with. */
 typedef struct map_key {
@@ -534,7 +550,7 @@ static map_node_t *node_new(const void *key, size_t len, void *value)
     if (node == NULL)
         return NULL;
     cds_lfht_node_init(&node->lfht);
-    node->value = value;
+    atomic_init(&node->value, (uintptr_t)value);
     node->key_len = len;
     if (len > 0)
         memcpy(node->key, key, len);
@@ -614,6 +630,8 @@ int moirai_map_create(moirai_map_t **out, const moirai_map_config_t *cfg)
     atomic_init(&map->resizes, 0);
     atomic_init(&map->queued, 0);
     map->resize_next = NULL;
+    for (size_t i = 0; i < STRIPES; i++)
+        moirai_mutex_init(&map->stripes[i]);
 
     int rc = resizer_acquire();
     if (rc != 0) {
@@ -682,6 +700,24 @@ void moirai_map_destroy(moirai_map_t *map)
 /* ------------------------------------------------------------------------
  * Updates and lookups. */
 
+/* The current value of a published entry, or DEAD once it is unlinked.
+ * Acquire: pairs with the release of the insert (liburcu's barrier, and
+ * atomic_init before it) or of the fetch_add / update that stored it, so
+ * the caller sees what the storing thread wrote before. */
+static inline uintptr_t node_value(map_node_t *node)
+{
+    return atomic_load_explicit(&node->value, memory_order_acquire);
+}
+
+/* Takes the final value of an entry this thread has just unlinked and
+ * marks it DEAD. Acquire-release: every fetch_add or update that succeeded
+ * on the entry before the exchange is part of the value returned, and one
+ * that comes later sees DEAD and retries on the current entry. */
+static inline void *node_seal(map_node_t *node)
+{
+    return (void *)atomic_exchange_explicit(&node->value, DEAD, memory_order_acq_rel);
+}
+
 /* The common start of insert_unique and replace: checks the arguments,
  * hashes the key, builds the new entry and enters a read-side critical
  * section. Returns 0 with `*node` and `*hash` set and the read lock held,
@@ -689,7 +725,7 @@ void moirai_map_destroy(moirai_map_t *map)
 static inline int add_begin(moirai_map_t *map, const void *key, size_t len, void *value,
                             map_node_t **node, unsigned long *hash)
 {
-    if (map == NULL || bad_key(key, len))
+    if (map == NULL || bad_key(key, len) || (uintptr_t)value == DEAD)
         return -EINVAL;
     *hash = node_hash(map, key, len);
     *node = node_new(key, len, value);
@@ -709,6 +745,26 @@ static inline struct cds_lfht_node *find(moirai_map_t *map, unsigned long hash, 
     return cds_lfht_iter_get_node(&iter);
 }
 
+/* The live entry of `mk` and its value, or NULL; under the read lock. An
+ * entry found DEAD was unlinked after the lookup reached it: look again,
+ * which finds its successor or nothing (the unlinked entry is never found
+ * again, so this ends). */
+static inline map_node_t *find_live(moirai_map_t *map, unsigned long hash, const map_key_t *mk,
+                                    uintptr_t *value)
+{
+    for (;;) {
+        struct cds_lfht_node *lnode = find(map, hash, mk);
+        if (lnode == NULL)
+            return NULL;
+        map_node_t *node = caa_container_of(lnode, map_node_t, lfht);
+        uintptr_t v = node_value(node);
+        if (v != DEAD) {
+            *value = v;
+            return node;
+        }
+    }
+}
+
 int moirai_map_insert_unique(moirai_map_t *map, const void *key, size_t len, void *value,
                              void **existing)
 {
@@ -718,21 +774,25 @@ int moirai_map_insert_unique(moirai_map_t *map, const void *key, size_t len, voi
     if (rc != 0)
         return rc;
     map_key_t mk = {key, len};
-    /* add_unique publishes with a full barrier before and after its
-     * commit, or returns the entry that is present. */
-    struct cds_lfht_node *got = cds_lfht_add_unique(map->ht, hash, match_key, &mk, &node->lfht);
-    if (got == &node->lfht) {
+    for (;;) {
+        /* add_unique publishes with a full barrier before and after its
+         * commit, or returns the entry that is present. */
+        struct cds_lfht_node *got = cds_lfht_add_unique(map->ht, hash, match_key, &mk, &node->lfht);
+        if (got == &node->lfht) {
+            read_unlock();
+            count_add(map, 1);
+            return 0;
+        }
+        uintptr_t v = node_value(caa_container_of(got, map_node_t, lfht));
+        if (v == DEAD)
+            continue; /* being removed: try again, it is gone now */
+        if (existing != NULL)
+            *existing = (void *)v;
         read_unlock();
-        count_add(map, 1);
-        return 0;
+        /* Never published: no reader can hold it, free it now. */
+        moirai_free(node);
+        return -EEXIST;
     }
-    map_node_t *cur = caa_container_of(got, map_node_t, lfht);
-    if (existing != NULL)
-        *existing = cur->value;
-    read_unlock();
-    /* Never published: no reader can hold it, free it now. */
-    moirai_free(node);
-    return -EEXIST;
 }
 
 int moirai_map_insert(moirai_map_t *map, const void *key, size_t len, void *value)
@@ -759,8 +819,9 @@ int moirai_map_replace(moirai_map_t *map, const void *key, size_t len, void *val
         return 0;
     }
     map_node_t *prev = caa_container_of(got, map_node_t, lfht);
+    void *pv = node_seal(prev);
     if (old != NULL)
-        *old = prev->value;
+        *old = pv;
     node_retire(prev);
     read_unlock();
     return 1;
@@ -786,8 +847,9 @@ int moirai_map_remove(moirai_map_t *map, const void *key, size_t len, void **old
         /* del fails only if another thread removed or replaced this entry
          * since our lookup; look again to remove what is current. */
         if (cds_lfht_del(map->ht, lnode) == 0) {
+            void *v = node_seal(node);
             if (old != NULL)
-                *old = node->value;
+                *old = v;
             node_retire(node);
             read_unlock();
             count_add(map, -1);
@@ -806,16 +868,216 @@ int moirai_map_lookup(moirai_map_t *map, const void *key, size_t len, void **val
     int rc = read_lock();
     if (rc != 0)
         return rc;
-    struct cds_lfht_node *lnode = find(map, hash, &mk);
-    if (lnode != NULL) {
-        map_node_t *node = caa_container_of(lnode, map_node_t, lfht);
+    uintptr_t v;
+    if (find_live(map, hash, &mk, &v) != NULL) {
         if (value != NULL)
-            *value = node->value;
+            *value = (void *)v;
     } else {
         rc = -ENOENT;
     }
     read_unlock();
     return rc;
+}
+
+/* Inserts a new entry for an absent key with `value`; under the read
+ * lock. Returns 1 with the entry published, or 0 if the key turned out to
+ * be present (the entry is freed, nothing published), or -ENOMEM. */
+static int add_new(moirai_map_t *map, unsigned long hash, const map_key_t *mk, void *value)
+{
+    map_node_t *node = node_new(mk->bytes, mk->len, value);
+    if (node == NULL)
+        return -ENOMEM;
+    for (;;) {
+        struct cds_lfht_node *got = cds_lfht_add_unique(map->ht, hash, match_key, mk, &node->lfht);
+        if (got == &node->lfht) {
+            count_add(map, 1);
+            return 1;
+        }
+        /* A DEAD entry is being removed: adding again finds it gone. */
+        if (node_value(caa_container_of(got, map_node_t, lfht)) != DEAD) {
+            moirai_free(node);
+            return 0;
+        }
+    }
+}
+
+/* The compare-and-swap step of fetch_add and update on a live entry.
+ * Acquire-release: the new value is published to later readers (release)
+ * and a failed or successful step sees the previous writer's data
+ * (acquire), as the header promises. */
+static inline bool value_cas(map_node_t *node, uintptr_t *expected, uintptr_t desired)
+{
+    return atomic_compare_exchange_weak_explicit(&node->value, expected, desired,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+
+int moirai_map_fetch_add(moirai_map_t *map, const void *key, size_t len, intptr_t delta,
+                         intptr_t *old)
+{
+    if (map == NULL || bad_key(key, len))
+        return -EINVAL;
+    if ((uintptr_t)delta == DEAD)
+        return -EOVERFLOW; /* the value an absent key would get */
+    unsigned long hash = node_hash(map, key, len);
+    map_key_t mk = {key, len};
+
+    int rc = read_lock();
+    if (rc != 0)
+        return rc;
+    for (;;) {
+        uintptr_t v;
+        map_node_t *node = find_live(map, hash, &mk, &v);
+        if (node == NULL) {
+            rc = add_new(map, hash, &mk, (void *)(uintptr_t)delta);
+            if (rc == 0)
+                continue; /* someone else inserted it: add to theirs */
+            if (rc == 1 && old != NULL)
+                *old = 0;
+            break;
+        }
+        /* Unsigned arithmetic: wraps like a two's-complement intptr_t
+         * without the undefined behaviour of a signed overflow. */
+        while (v != DEAD) {
+            uintptr_t sum = v + (uintptr_t)delta;
+            if (sum == DEAD) {
+                read_unlock();
+                return -EOVERFLOW;
+            }
+            if (value_cas(node, &v, sum)) {
+                if (old != NULL)
+                    *old = (intptr_t)v;
+                read_unlock();
+                return 0;
+            }
+        }
+        /* The entry was unlinked under us: update its successor. */
+    }
+    read_unlock();
+    return rc;
+}
+
+int moirai_map_update(moirai_map_t *map, const void *key, size_t len, moirai_map_update_cb fn,
+                      void *arg, void **value)
+{
+    if (map == NULL || fn == NULL || bad_key(key, len))
+        return -EINVAL;
+    unsigned long hash = node_hash(map, key, len);
+    map_key_t mk = {key, len};
+
+    int rc = read_lock();
+    if (rc != 0)
+        return rc;
+    for (;;) {
+        uintptr_t v;
+        void *nv = NULL;
+        map_node_t *node = find_live(map, hash, &mk, &v);
+        if (node == NULL) {
+            rc = fn(arg, key, len, NULL, 0, &nv);
+            if (rc == 0 && (uintptr_t)nv == DEAD)
+                rc = -EINVAL;
+            if (rc != 0)
+                break;
+            rc = add_new(map, hash, &mk, nv);
+            if (rc == 0)
+                continue; /* inserted meanwhile: compute from its value */
+            if (rc == 1 && value != NULL)
+                *value = nv;
+            break;
+        }
+        while (v != DEAD) {
+            rc = fn(arg, key, len, (void *)v, 1, &nv);
+            if (rc == 0 && (uintptr_t)nv == DEAD)
+                rc = -EINVAL;
+            if (rc != 0) {
+                read_unlock();
+                return rc;
+            }
+            if (value_cas(node, &v, (uintptr_t)nv)) {
+                if (value != NULL)
+                    *value = nv;
+                read_unlock();
+                return 0;
+            }
+        }
+    }
+    read_unlock();
+    return rc;
+}
+
+int moirai_map_get_or_insert(moirai_map_t *map, const void *key, size_t len,
+                             moirai_map_ctor_cb ctor, moirai_map_value_cb dtor, void *arg,
+                             void **value)
+{
+    if (map == NULL || ctor == NULL || bad_key(key, len))
+        return -EINVAL;
+    unsigned long hash = node_hash(map, key, len);
+    map_key_t mk = {key, len};
+
+    /* Fast path: the key is present, one lock-free lookup. */
+    int rc = read_lock();
+    if (rc != 0)
+        return rc;
+    uintptr_t v = 0;
+    if (find_live(map, hash, &mk, &v) != NULL) {
+        read_unlock();
+        if (value != NULL)
+            *value = (void *)v;
+        return 0;
+    }
+    read_unlock();
+
+    /* Slow path. The stripe lock makes construction exactly-once among
+     * get_or_insert calls: whoever holds it and still finds the key absent
+     * constructs and inserts before releasing it, so every later holder
+     * finds the entry. The constructor runs outside any RCU read-side
+     * critical section (it may block or allocate at length). Stripes by
+     * the hash's high bits, which the bucket index does not use. */
+    moirai_mutex_t *stripe = &map->stripes[(hash >> 26) & (STRIPES - 1)];
+    moirai_mutex_lock(stripe);
+    moirai__rcu_read_lock();
+    bool found = find_live(map, hash, &mk, &v) != NULL;
+    moirai__rcu_read_unlock();
+    if (found) {
+        moirai_mutex_unlock(stripe);
+        if (value != NULL)
+            *value = (void *)v;
+        return 0;
+    }
+    void *nv = NULL;
+    rc = ctor(arg, key, len, &nv);
+    if (rc == 0 && (uintptr_t)nv == DEAD) {
+        if (dtor != NULL)
+            dtor(arg, nv);
+        rc = -EINVAL;
+    }
+    if (rc != 0) {
+        moirai_mutex_unlock(stripe);
+        return rc;
+    }
+    moirai__rcu_read_lock();
+    for (;;) {
+        rc = add_new(map, hash, &mk, nv);
+        if (rc != 0)
+            break;
+        /* A call that does not take the stripe lock added the key after
+         * our check: its entry wins, ours is disposed of. */
+        if (find_live(map, hash, &mk, &v) != NULL)
+            break;
+    }
+    moirai__rcu_read_unlock();
+    moirai_mutex_unlock(stripe);
+    if (rc == 1) {
+        if (value != NULL)
+            *value = nv;
+        return 1;
+    }
+    if (dtor != NULL)
+        dtor(arg, nv);
+    if (rc < 0)
+        return rc;
+    if (value != NULL)
+        *value = (void *)v;
+    return 0;
 }
 
 int moirai_map_iterate(moirai_map_t *map, moirai_map_iter_cb cb, void *arg)
@@ -832,7 +1094,17 @@ int moirai_map_iterate(moirai_map_t *map, moirai_map_iter_cb cb, void *arg)
     {
         map_node_t *node = caa_container_of(lnode, map_node_t, lfht);
         tsan_acquire(node);
-        rc = cb(node->key, node->key_len, node->value, arg);
+        uintptr_t v = node_value(node);
+        if (v == DEAD) {
+            /* Unlinked after the traversal reached it. A replace put its
+             * successor in its place, which the traversal has passed:
+             * report the key's current value, if any (a key removed and
+             * re-inserted may then be visited twice, as documented). */
+            map_key_t mk = {node->key, node->key_len};
+            if (find_live(map, node_hash(map, node->key, node->key_len), &mk, &v) == NULL)
+                continue;
+        }
+        rc = cb(node->key, node->key_len, (void *)v, arg);
         if (rc != 0)
             break;
     }

@@ -66,11 +66,17 @@ typedef struct moirai_pool_config {
     /* Alignment of every object: a power of two up to 4096, or 0 for the
      * default (16 when object_size >= 16, else 8, as malloc would). */
     size_t alignment;
-    /* The most objects the pool ever creates, or 0 for no bound. When all
-     * `capacity` objects exist and none is free in the caller's cache or in
-     * the depot, moirai_pool_alloc() returns -ENOMEM. Objects cached by
-     * other threads are not taken from them (at most 2 * magazine_size per
-     * thread); moirai_pool_flush() returns a thread's cache to the depot. */
+    /* The most objects the pool ever creates, or 0 for no bound. The rule:
+     * moirai_pool_alloc() fails with -ENOMEM only when all `capacity`
+     * objects are in use, that is allocated and not yet released by a
+     * release that happened before the allocation. Objects released on any
+     * thread count as free: when the caller's cache, the depot and the
+     * capacity are exhausted, the allocation takes back the objects other
+     * threads' caches hold before it fails. So `capacity = items in
+     * flight` works for a pipeline whose stages release on other threads.
+     * The price: each allocation and release of a bounded pool takes an
+     * uncontended per-thread lock (one atomic exchange), and the take-back
+     * walks every thread's cache of the pool. */
     size_t capacity;
     /* Objects to create when the pool is created and leave in the depot,
      * so the first allocations need no system allocation. Must not exceed
@@ -139,7 +145,10 @@ MOIRAI_MEM_API void moirai_pool_destroy(moirai_pool_t *pool);
 /* Allocates one object and stores it in `*out`. The object is aligned as
  * configured; its contents are unspecified. Lock-free on the common path
  * (the caller's cache); takes the pool's internal lock only to create
- * objects from a chunk. Thread-safe. The allocation happens-before the
+ * objects from a chunk. In a bounded pool it also takes the caller's
+ * cache lock, and at the capacity it may block briefly while it takes
+ * back the objects other threads' caches hold (see
+ * moirai_pool_config_t.capacity). Thread-safe. The allocation happens-before the
  * matching release on any thread, as the caller hands the object over.
  * Returns 0, -EINVAL for NULL arguments, or -ENOMEM when the capacity is
  * reached (see moirai_pool_config_t.capacity) or memory cannot be had;

@@ -31,7 +31,9 @@ typedef struct moirai_reduce_desc {
     void (*combine)(void *acc, const void *right, void *arg);      /* acc = acc (+) right */
 } moirai_reduce_desc_t;
 
-/* The largest accumulator moirai_parallel_reduce() accepts, in bytes. */
+/* The largest accumulator moirai_parallel_reduce() accepts, in bytes.
+ * moirai_parallel_reduce_fallible() (moirai/sched/parallel_fallible.h)
+ * takes accumulators of any size, and callbacks that can fail. */
 #define MOIRAI_REDUCE_ACC_MAX 256
 
 #ifdef __cplusplus

@@ -108,6 +108,11 @@ typedef void (*moirai_task_cpu_cb)(void *ctx, const char *name, moirai_task_id_t
 
 struct moirai_sched_idle_hooks; /* moirai/sched/job.h */
 
+/* A worker start or exit hook (cfg.on_worker_start, cfg.on_worker_exit):
+ * `arg` is cfg.worker_hook_arg, `index` the worker's index (what
+ * moirai_sched_worker_index() returns on that thread). */
+typedef void (*moirai_sched_worker_cb)(void *arg, int index);
+
 /* Scheduler settings. Initialise with MOIRAI_SCHED_CONFIG_INIT or
  * moirai_sched_config_init(), then set what you need; a zero means the default
  * where a field says so. */
@@ -139,13 +144,29 @@ typedef struct moirai_sched_config {
      * copied: it must outlive the scheduler. NULL: workers park on a
      * futex. */
     const struct moirai_sched_idle_hooks *idle_hooks;
+    /* Worker hooks (docs/sched.md, "Worker hooks"). on_worker_start runs on
+     * each worker thread once it is a worker (moirai_sched_current() and
+     * moirai_sched_worker_index() answer for it) and before it takes any
+     * job; for the regular workers, before moirai_sched_create() returns.
+     * on_worker_exit runs on the same thread after its last job, before
+     * the thread ends; for the regular workers, before
+     * moirai_sched_destroy() returns (also when create fails after
+     * starting some workers: each started worker runs both). Compensating
+     * workers run both on every thread started in their slot. The start
+     * hook may spawn; the exit hook must not spawn, join or submit to this
+     * scheduler (the pool has stopped: the work would never run), and
+     * neither may destroy it. Both must return. NULL: no call. */
+    moirai_sched_worker_cb on_worker_start;
+    moirai_sched_worker_cb on_worker_exit;
+    void *worker_hook_arg; /* passed to both hooks as `arg` */
 } moirai_sched_config_t;
 
 /* The default settings, as a static initialiser: the values noted on each
  * field, with spin_ns 50 us and aging_ns 10 ms. */
 #define MOIRAI_SCHED_CONFIG_INIT                                                                   \
     {                                                                                              \
-        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0, NULL \
+        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0,   \
+            NULL, NULL, NULL, NULL                                                                 \
     }
 
 /* The shortest watchdog_ns accepted (1 ms): the watchdog thread wakes

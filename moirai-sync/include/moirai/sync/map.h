@@ -14,13 +14,16 @@
  * - The map never holds two entries with the same key: every function that
  *   adds an entry either fails on an existing key (insert, insert_unique)
  *   or replaces it atomically (replace).
- * - Entries are immutable once published; replace swaps in a new entry.
- *   A removed or replaced entry is freed after an RCU grace period, so a
- *   concurrent lookup never touches freed memory.
+ * - An entry's key is immutable once published; its value changes in
+ *   place only through moirai_map_fetch_add() and moirai_map_update()
+ *   (an atomic word), and replace swaps in a new entry. A removed or
+ *   replaced entry is freed after an RCU grace period, so a concurrent
+ *   lookup never touches freed memory.
  *
  * Threads. Every function except destroy may be called from any number of
  * threads at once, including foreign threads (they register with RCU on
- * their own, see rcu.h). None of them blocks: lookups and iteration
+ * their own, see rcu.h). None of them blocks, except
+ * moirai_map_get_or_insert() when it inserts (a stripe lock): lookups and iteration
  * are lock-free reads under an RCU read-side critical section, updates are
  * lock-free (compare-and-swap retries).
  *
@@ -91,6 +94,32 @@ typedef uint64_t (*moirai_map_hash_fn)(const void *key, size_t len, void *ctx);
  * the iteration and that value is returned by moirai_map_iterate(). `key`
  * points into the entry and stays valid until the callback returns. */
 typedef int (*moirai_map_iter_cb)(const void *key, size_t len, void *value, void *arg);
+
+/* Builds the value of a key that moirai_map_get_or_insert() did not find:
+ * stores it in `*value` and returns 0, or returns a negative errno, which
+ * get_or_insert returns with nothing inserted. `key` and `len` are the
+ * caller's key. It runs on the calling thread, at most once per call,
+ * with a lock of the map's key stripe held: it must not call back into
+ * this map. */
+typedef int (*moirai_map_ctor_cb)(void *arg, const void *key, size_t len, void **value);
+
+/* Disposes of a value that moirai_map_get_or_insert() constructed but
+ * could not insert (see there). */
+typedef void (*moirai_map_value_cb)(void *arg, void *value);
+
+/* Computes a key's new value for moirai_map_update(): `present` is 1 when
+ * the key has an entry whose value is `old`, 0 when it has none (`old` is
+ * then NULL). Stores the new value in `*value` and returns 0, or returns a
+ * negative errno to leave the map unchanged (update returns it). It may be
+ * called more than once per update (a concurrent update of the same key
+ * makes the step retry), so it must compute from its arguments alone and
+ * have no side effects that matter if its result is discarded; it must
+ * not call into this map. It runs inside an RCU read-side critical
+ * section, so it must not block for long (that delays every grace period,
+ * hence memory reclamation, for the whole process) and must not call
+ * moirai_rcu_synchronize() or moirai_rcu_barrier(). */
+typedef int (*moirai_map_update_cb)(void *arg, const void *key, size_t len, void *old, int present,
+                                    void **value);
 
 /* The largest accepted `initial_buckets`. */
 #define MOIRAI_MAP_MAX_INITIAL_BUCKETS ((size_t)1 << 24)
@@ -194,6 +223,73 @@ MOIRAI_SYNC_API int moirai_map_replace(moirai_map_t *map, const void *key, size_
  * `key` NULL with `len` > 0); -ENOMEM (this thread's one-time RCU
  * registration failed, see rcu.h). */
 MOIRAI_SYNC_API int moirai_map_remove(moirai_map_t *map, const void *key, size_t len, void **old);
+
+/* Returns the value of `key`, inserting one built by `ctor` if the key is
+ * absent: the counting idiom in one call. Stores the value in `*value`
+ * (NULL to discard it) and returns 0 if the key was present, 1 if this
+ * call constructed and inserted it.
+ * Exactly once: among concurrent get_or_insert calls on one key, `ctor`
+ * runs in exactly one of them (the one that returns 1) and all others
+ * return its value. Lookups of a present key are lock-free; the insert of
+ * an absent key serializes with other get_or_insert inserts whose keys
+ * share one of the map's 64 lock stripes, and `ctor` runs inside that lock.
+ * If a concurrent moirai_map_insert(), insert_unique(), replace(),
+ * fetch_add() or update() (which do not take the stripe lock) adds the key
+ * after `ctor` ran, the entry they added wins: `*value` gets its value,
+ * the call returns 0, and the constructed value is passed to `dtor(arg,
+ * value)` (not called when `dtor` is NULL).
+ * May block (the stripe lock, `ctor`). Thread-safe. Release on insert,
+ * acquire on the value it returns (as lookup).
+ * Errors: -EINVAL (`map` or `ctor` NULL, `key` NULL with `len` > 0, or
+ * `ctor` produced the value the map reserves, see moirai_map_update());
+ * -ENOMEM (the entry could not be allocated, the constructed value is
+ * then passed to `dtor`; or this thread's one-time RCU registration
+ * failed, before `ctor` ran); any negative errno `ctor` returned. On error
+ * the map is unchanged. */
+MOIRAI_SYNC_API int moirai_map_get_or_insert(moirai_map_t *map, const void *key, size_t len,
+                                             moirai_map_ctor_cb ctor, moirai_map_value_cb dtor,
+                                             void *arg, void **value);
+
+/* Adds `delta` to the value of `key`, taken as an integer (intptr_t), in
+ * one atomic step, inserting the key with value `delta` when it is
+ * absent. Stores the value before the step in `*old` (0 for an absent key)
+ * when `old` is not NULL. Returns 0 if the key was present, 1 if this call
+ * inserted it. For counters: no lookup, allocation or -EEXIST handling in
+ * the caller, and no allocation at all once the key exists.
+ * Linearizable with every other call on the key: concurrent fetch_adds
+ * never lose an increment, and an increment that races with a remove or
+ * replace is either part of the value they return or applied afterwards
+ * (to the new entry, or a re-inserted key).
+ * Lock-free; never blocks. Acquire-release on the value word (a
+ * read-modify-write that sees the last update's writes).
+ * Errors: -EINVAL (`map` NULL, or `key` NULL with `len` > 0); -EOVERFLOW
+ * (the sum would be the value the map reserves, see moirai_map_update();
+ * in practice never for counts below 2^46); -ENOMEM (the entry of an
+ * absent key could not be allocated, or this thread's one-time RCU
+ * registration failed). On error nothing changes. */
+MOIRAI_SYNC_API int moirai_map_fetch_add(moirai_map_t *map, const void *key, size_t len,
+                                         intptr_t delta, intptr_t *old);
+
+/* Replaces the value of `key` by `fn(arg, key, len, old, present, &new)`
+ * in one atomic step (compute): when the key is present, the value is
+ * swapped by compare-and-swap from the `old` that `fn` saw (retrying with
+ * the current value if another update came first); when it is absent, the
+ * entry is inserted with `fn`'s value for present = 0. Stores the value
+ * now in the map in `*value` when `value` is not NULL. Returns 0 if the
+ * key was present, 1 if this call inserted it.
+ * Linearizable like moirai_map_fetch_add(). The map's one reserved value,
+ * which no value may equal, is the address of an object private to this
+ * library (never a pointer a caller owns, nor an integer below 2^46).
+ * Lock-free with respect to other updates of the key (some update always
+ * succeeds); never blocks except inside `fn`. Acquire-release on the value
+ * word: `fn` sees, through `old`, everything the thread that stored it
+ * wrote before storing it.
+ * Errors: -EINVAL (`map` or `fn` NULL, `key` NULL with `len` > 0, or `fn`
+ * produced the reserved value); -ENOMEM (allocation of an absent key's
+ * entry, or RCU registration, failed); any negative errno `fn` returned.
+ * On error nothing changes. */
+MOIRAI_SYNC_API int moirai_map_update(moirai_map_t *map, const void *key, size_t len,
+                                      moirai_map_update_cb fn, void *arg, void **value);
 
 /* Looks `key` up and copies its value to `*value` (which may be NULL to
  * test presence only). The entry is read inside an RCU read-side critical
