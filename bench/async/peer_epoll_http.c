@@ -2,10 +2,11 @@
  * http_hello_keepalive (see io_peers.h).
  *
  * What a hand-written C server does: one thread, one level-triggered
- * epoll set, non-blocking sockets. On a readable connection the complete requests in its buffer are
- * answered with one write; a response the socket does not take at once is kept and sent on
- * EPOLLOUT. A read that does not fill the buffer is taken to have
- * drained the socket (no extra read to see EAGAIN). An eventfd in the set stops the loop. */
+ * epoll set, non-blocking sockets. On a readable connection the complete
+ * requests in its buffer are answered with one write; a response the
+ * socket does not take at once is kept and sent on EPOLLOUT. A read that
+ * does not fill the buffer is taken to have drained the socket (no extra
+ * read to see EAGAIN). An eventfd in the set stops the loop. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
