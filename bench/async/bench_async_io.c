@@ -19,7 +19,9 @@
  * tcp_echo_rtt (us_per_rtt)
  *   One client, one connection, 64 B request, echoed whole, the next
  *   request sent once the whole echo is back; us per round trip after 100
- *   untimed ones. Every echo is checked. "libuv": one loop thread holding
+ *   untimed ones. Every echo is checked. "moirai": a client fiber
+ *   (moirai_tcp_connect, moirai_stream_write / moirai_stream_read) and a
+ *   server fiber spawned by an accepting fiber; "libuv": one loop thread holding
  *   both client and server (callbacks); "go": a client goroutine and a
  *   server goroutine, net package; "tokio": a client task and a server
  *   task. TCP_NODELAY everywhere.
@@ -27,7 +29,8 @@
  * tcp_echo_100c (ns_per_op)
  *   100 connections, each with a client doing sequential 64 B request /
  *   echo round trips (N / 100 each, after 10 untimed ones, all clients
- *   starting together); wall-clock ns per request overall. "libuv": all
+ *   starting together); wall-clock ns per request overall. "moirai": 100
+ *   client and 100 server fibers; "libuv": all
  *   200 ends on one loop thread; "go": 100 client and 100 server
  *   goroutines.
  *
@@ -39,7 +42,9 @@
  *   thread); the server gets the rest. After each round a line on stderr
  *   gives the CPU each side used: the server's (this process, every
  *   thread, user + system, from getrusage) and wrk's (wait4), per request
- *   and as a share of one CPU. "libuv": one loop thread, callbacks;
+ *   and as a share of one CPU. "moirai": the server of
+ *   examples/http_hello.c (an accepting fiber, a fiber per connection)
+ *   in this process; "libuv": one loop thread, callbacks;
  *   "epoll": one thread, level-triggered epoll; "go": net/http with
  *   GOMAXPROCS 2. The round fails if wrk reports a socket error or a
  *   non-2xx response.
@@ -47,13 +52,15 @@
  * timer_churn (ns_per_op)
  *   1024 timer objects made before the clock starts; a batch arms each at
  *   a deadline spread over 1-2 s ahead, then disarms each; batches repeat
- *   to N arm+disarm pairs (1M). ns per pair. "libuv": uv_timer_start +
+ *   to N arm+disarm pairs (1M). ns per pair. "moirai": moirai_timer_arm
+ *   + moirai_timer_disarm from one fiber; "libuv": uv_timer_start +
  *   uv_timer_stop on the loop's own thread (the calling thread).
  *
  * file_read_4k (ns_per_op)
  *   Random 4 KiB reads of a 64 MiB file (made once per process, unlinked,
  *   in the page cache), 64 reads in flight; ns per read. Every block read
- *   is checked. "libuv": uv_fs_read callbacks on libuv's thread pool (4
+ *   is checked. "moirai": 64 fibers, each making N / 64 moirai_fs_read
+ *   calls; "libuv": uv_fs_read callbacks on libuv's thread pool (4
  *   threads by default), completions on a loop of the calling thread;
  *   "pread": plain pread from 2 threads. */
 #include <dlfcn.h>
