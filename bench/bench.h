@@ -60,6 +60,7 @@ const bench_case_t *bench_sync_containers_cases(size_t *count);
 const bench_case_t *bench_mem_cases(size_t *count);
 const bench_case_t *bench_sched_cases(size_t *count);
 const bench_case_t *bench_async_cases(size_t *count);
+const bench_case_t *bench_async_io_cases(size_t *count);
 const bench_case_t *bench_rt_cases(size_t *count);
 const bench_case_t *bench_transport_cases(size_t *count);
 

@@ -43,6 +43,7 @@ static const struct {
     {"mem", bench_mem_cases},
     {"sched", bench_sched_cases},
     {"async", bench_async_cases},
+    {"async", bench_async_io_cases},
     {"rt", bench_rt_cases},
     {"transport", bench_transport_cases},
 };

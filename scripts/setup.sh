@@ -91,6 +91,8 @@ packages=(
     # built offline like Rayon (libck-dev and Boost.Fiber are listed above).
     libzmq3-dev
     librust-crossbeam-channel-dev
+    # The load generator of the async suite's http_hello_keepalive.
+    wrk
 )
 
 missing=()

@@ -59,6 +59,28 @@ double moirai_peer_sleep(int threads, int fibers, uint64_t sleep_ns);
  * bytes per fiber. */
 double moirai_peer_parked_rss(int threads, int fibers);
 
+/* The I/O cases (bench/async/bench_async_io.c, io_peers.h): client and
+ * server always in this one process. */
+
+/* tcp_echo_rtt: a server and one client on a loopback connection, both
+ * fibers (goroutines, tasks) of a runtime of `threads` threads; 100
+ * untimed round trips of 64 B, then `iters` timed ones, each echo checked.
+ * Returns us per round trip. */
+double moirai_peer_echo_rtt(int threads, uint64_t iters);
+
+/* tcp_echo_100c: `conns` such client/server pairs, each client making 10
+ * untimed round trips, then (once all have) `per_conn` timed ones.
+ * Returns ns per request overall. */
+double moirai_peer_echo_conns(int threads, int conns, uint64_t per_conn);
+
+/* http_hello_keepalive: starts a keep-alive HTTP/1.1 server answering
+ * every request with "Hello, World!" on 127.0.0.1 and an ephemeral port
+ * (set in `*port`) on `threads` threads, and returns 0 (or a negative
+ * errno) while it keeps serving; moirai_peer_http_stop closes it and every
+ * connection. */
+int moirai_peer_http_start(int threads, int *port);
+int moirai_peer_http_stop(void);
+
 #ifdef __cplusplus
 }
 #endif

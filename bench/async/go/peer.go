@@ -20,6 +20,10 @@ package main
 import "C"
 
 import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -225,6 +229,175 @@ func moirai_peer_parked_rss(threads C.int, fibers C.int) C.double {
 		}
 		return float64(after-before) / float64(nf)
 	})
+}
+
+// echoServe echoes everything read on c until the client closes it.
+func echoServe(c net.Conn) {
+	io.Copy(c, c)
+	c.Close()
+}
+
+// echoPairs listens on an ephemeral loopback port, connects n clients to
+// it and starts an echo goroutine on the server side of each; it returns
+// the clients, and a function that closes the listener and every
+// connection. TCP_NODELAY is Go's default for TCP connections.
+func echoPairs(n int) ([]net.Conn, func(), error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	accepted := make(chan net.Conn, n)
+	go func() {
+		for i := 0; i < n; i++ {
+			c, err := l.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+			go echoServe(c)
+		}
+	}()
+	clients := make([]net.Conn, 0, n)
+	closeAll := func() {
+		l.Close()
+		for _, c := range clients {
+			c.Close()
+		}
+	}
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		clients = append(clients, c)
+	}
+	for i := 0; i < n; i++ {
+		if _, ok := <-accepted; !ok {
+			closeAll()
+			return nil, nil, io.ErrUnexpectedEOF
+		}
+	}
+	return clients, closeAll, nil
+}
+
+// echoTrips makes k sequential 64 B round trips on c, checking every echo.
+func echoTrips(c net.Conn, msg []byte, k uint64) bool {
+	got := make([]byte, len(msg))
+	for i := uint64(0); i < k; i++ {
+		if _, err := c.Write(msg); err != nil {
+			return false
+		}
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+			return false
+		}
+	}
+	return true
+}
+
+// echoRun: conns client goroutines, each with its own connection to a
+// server goroutine of this process, each making `warm` untimed round trips
+// and then, once all have, `per` timed ones. Returns ns per request.
+func echoRun(conns int, warm, per uint64) float64 {
+	clients, closeAll, err := echoPairs(conns)
+	if err != nil {
+		return -1
+	}
+	defer closeAll()
+	var warmed, done sync.WaitGroup
+	start := make(chan struct{})
+	var failed int32
+	warmed.Add(conns)
+	done.Add(conns)
+	for i, c := range clients {
+		msg := make([]byte, 64)
+		for b := range msg {
+			msg[b] = byte('a' + (i+b)%26)
+		}
+		go func(c net.Conn, msg []byte) {
+			defer done.Done()
+			ok := echoTrips(c, msg, warm)
+			warmed.Done()
+			<-start
+			if !ok || !echoTrips(c, msg, per) {
+				atomic.StoreInt32(&failed, 1)
+			}
+		}(c, msg)
+	}
+	warmed.Wait()
+	t0 := time.Now()
+	close(start)
+	done.Wait()
+	d := time.Since(t0)
+	if atomic.LoadInt32(&failed) != 0 {
+		return -1
+	}
+	return perOp(d, uint64(conns)*per)
+}
+
+//export moirai_peer_echo_rtt
+func moirai_peer_echo_rtt(threads C.int, iters C.uint64_t) C.double {
+	return withProcs(threads, func() float64 {
+		ns := echoRun(1, 100, uint64(iters))
+		if ns < 0 {
+			return ns
+		}
+		return ns / 1000
+	})
+}
+
+//export moirai_peer_echo_conns
+func moirai_peer_echo_conns(threads C.int, conns C.int, perConn C.uint64_t) C.double {
+	return withProcs(threads, func() float64 {
+		return echoRun(int(conns), 10, uint64(perConn))
+	})
+}
+
+// The net/http server of http_hello_keepalive, between start and stop.
+var (
+	httpServer *http.Server
+	httpDone   chan struct{}
+	httpProcs  int
+)
+
+var helloBody = []byte("Hello, World!")
+
+//export moirai_peer_http_start
+func moirai_peer_http_start(threads C.int, port *C.int) C.int {
+	if threads < 1 || httpServer != nil {
+		return -22 // -EINVAL
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return -98 // -EADDRINUSE, the likely cause
+	}
+	httpProcs = runtime.GOMAXPROCS(int(threads))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(helloBody)
+	})
+	httpServer = &http.Server{Handler: mux}
+	httpDone = make(chan struct{})
+	go func() {
+		httpServer.Serve(l)
+		close(httpDone)
+	}()
+	*port = C.int(l.Addr().(*net.TCPAddr).Port)
+	return 0
+}
+
+//export moirai_peer_http_stop
+func moirai_peer_http_stop() C.int {
+	if httpServer == nil {
+		return -22
+	}
+	httpServer.Close()
+	<-httpDone
+	httpServer = nil
+	runtime.GOMAXPROCS(httpProcs)
+	return 0
 }
 
 // A c-shared build needs a main package with a main function, never run.
