@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <moirai/async/fiber.h>
 #include <moirai/core/clock.h>
 #include <moirai/transport/ring.h>
 
@@ -75,6 +74,15 @@ int moirai__ring_attach_mapped(moirai_shm_ring_t **out, void *base, size_t map_s
  * Returns 0, or -ECANCELED when the calling fiber's task is cancelled. */
 int moirai__ring_wait_futex(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline);
 
+/* A plain thread's part of moirai__ring_wait_futex (ring_wait.c). */
+void moirai__ring_thread_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline);
+
+/* ring_park.c: whether the caller is a moirai-async fiber; a yield of the
+ * fiber (or of the thread); a fiber's wait (blocking pool + park). */
+bool moirai__ring_in_fiber(void);
+void moirai__ring_yield(void);
+int moirai__ring_fiber_wait(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline);
+
 /* Wakes every process sleeping on `word`. */
 void moirai__ring_wake_futex(_Atomic uint32_t *word);
 
@@ -126,11 +134,7 @@ static inline bool ring_keep_spinning(int spins, uint64_t *start)
         *start = now;
     else if (now - *start >= RING_SPIN_NS)
         return false;
-    /* A fiber yields itself, never its worker thread. */
-    if (moirai_fiber_current() != NULL)
-        moirai_fiber_yield();
-    else
-        sched_yield();
+    moirai__ring_yield();
     return true;
 }
 
