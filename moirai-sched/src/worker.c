@@ -205,6 +205,43 @@ static void search_end(moirai__worker_t *w)
         moirai__sched_wake_one(w->sched, NULL);
 }
 
+/* True if a job may wait anywhere but in `w`'s LIFO slot, which `w` is
+ * about to run itself. seq_cst loads, as in any_work(). */
+static bool work_beyond_own_slot(moirai_sched_t *s, moirai__worker_t *w)
+{
+    if (moirai__injector_maybe_seq_cst(&s->inj) ||
+        atomic_load_explicit(&s->ext_used, memory_order_seq_cst) > 0 ||
+        atomic_load_explicit(&s->guests_active, memory_order_seq_cst) > 0)
+        return true;
+    for (int i = 0; i < s->nworkers; i++) {
+        moirai__worker_t *v = &s->workers[i];
+        if (atomic_load_explicit(&v->inbox_count, memory_order_seq_cst) > 0 ||
+            (v != w && atomic_load_explicit(&v->lifo, memory_order_acquire) != NULL) ||
+            moirai__deque_size(v->deque) > 0)
+            return true;
+    }
+    return false;
+}
+
+/* search_end() after a poll of outside work: the fiber the poll woke sits
+ * in this worker's LIFO slot and runs next, on this worker, so a sleeper
+ * is woken only if some other job waits. Without this, every I/O event
+ * would wake a second worker that searches for nothing (spin_ns) and
+ * sleeps again. The Dekker pair of search_end() still holds: the
+ * decrement comes before the look (both seq_cst), so a spawner that saw
+ * this worker searching, and woke nobody, has its job seen here. */
+static void search_end_after_poll(moirai__worker_t *w)
+{
+    if (!w->searching)
+        return;
+    w->searching = false;
+    uint64_t prev =
+        atomic_fetch_sub_explicit(&w->sched->idle, MOIRAI__IDLE_SEARCHER, memory_order_seq_cst);
+    if (MOIRAI__IDLE_SEARCHING(prev) == 1 && MOIRAI__IDLE_SLEEPING(prev) != 0 &&
+        work_beyond_own_slot(w->sched, w))
+        moirai__sched_wake_one(w->sched, NULL);
+}
+
 /* Runs the idle hooks' poll on a hooked worker. */
 static void poll_outside(moirai__worker_t *w, bool busy)
 {
@@ -253,8 +290,10 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
          * is running the other end of the exchange, on a warm cache. */
         if (w->hooked && latch == NULL && w->just_ran && round % 32 == 0) {
             poll_outside(w, false);
-            if ((job = pick_local(w)) != NULL)
-                break;
+            if ((job = pick_local(w)) != NULL) {
+                search_end_after_poll(w);
+                return job;
+            }
         }
         if (latch != NULL && moirai__latch_probe(latch))
             return NULL;
@@ -529,8 +568,10 @@ void *moirai__worker_main(void *arg)
             continue;
         }
         w->just_ran = false;
-        if (sleep_until_work(w, NULL))
+        if (sleep_until_work(w, NULL)) {
             poll_outside(w, false);
+            search_end_after_poll(w);
+        }
     }
     search_end(w);
     /* Still a worker for the hook; destroy joins this thread afterwards,
