@@ -22,51 +22,7 @@
 
 #include <moirai/sched/parallel.h>
 
-/* Pieces per worker with an automatic grain (parallel.h). */
-#define AUTO_PIECES_PER_WORKER 8
-
-/* Runs a(arg_a) and b(arg_b): through moirai_join() on `sched`, or one
- * after the other when there is no scheduler. A join that fails (which
- * documented use on a worker never does) also falls back to plain calls,
- * so no piece is ever lost. */
-static void fork2(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
-                  void *arg_b)
-{
-    if (sched != NULL && moirai_join(sched, a, arg_a, b, arg_b) == 0)
-        return;
-    a(arg_a);
-    b(arg_b);
-}
-
-/* Works out where to run. Returns the scheduler to split on (NULL: split
- * sequentially on the caller) and sets `*outside` when the caller is not
- * one of its workers, so the top level has to go through the injector. */
-static moirai_sched_t *resolve(moirai_sched_t *sched, int *outside)
-{
-    moirai_sched_t *current = moirai_sched_current();
-    if (sched == NULL) {
-        *outside = 0;
-        return current;
-    }
-    *outside = current != sched;
-    return sched;
-}
-
-/* The grain actually used: `grain`, or about AUTO_PIECES_PER_WORKER pieces
- * per worker (at least one index each). */
-static size_t effective_grain(moirai_sched_t *sched, size_t n, size_t grain)
-{
-    if (grain != 0)
-        return grain;
-    size_t workers = 1;
-    if (sched != NULL) {
-        int w = moirai_sched_worker_count(sched);
-        workers = w > 0 ? (size_t)w : 1;
-    }
-    size_t pieces = workers * AUTO_PIECES_PER_WORKER;
-    size_t g = n / pieces + (n % pieces != 0);
-    return g > 0 ? g : 1;
-}
+#include "split.h"
 
 /* ---- parallel_for ---- */
 
@@ -95,7 +51,7 @@ static void for_run(void *p)
     size_t mid = r->begin + (r->end - r->begin) / 2;
     for_range_t left = {ctx, r->begin, mid};
     for_range_t right = {ctx, mid, r->end};
-    fork2(ctx->sched, for_run, &left, for_run, &right);
+    moirai__split_fork2(ctx->sched, for_run, &left, for_run, &right);
 }
 
 static void nothing(void *arg)
@@ -113,7 +69,7 @@ static int run_top(moirai_sched_t *sched, int outside, moirai_join_fn fn, void *
         return moirai_join(sched, fn, r, nothing, NULL);
     }
     if (s != NULL)
-        fork2(sched, fn, r, fn, s);
+        moirai__split_fork2(sched, fn, r, fn, s);
     else
         fn(r);
     return 0;
@@ -127,8 +83,8 @@ int moirai_parallel_for(moirai_sched_t *sched, size_t begin, size_t end, size_t 
     if (begin == end)
         return 0;
     int outside;
-    sched = resolve(sched, &outside);
-    for_ctx_t ctx = {sched, effective_grain(sched, end - begin, grain), body, arg};
+    sched = moirai__split_resolve(sched, &outside);
+    for_ctx_t ctx = {sched, moirai__split_grain(sched, end - begin, grain), body, arg};
     if (end - begin <= ctx.grain) {
         for_range_t all = {&ctx, begin, end};
         return run_top(sched, outside, for_run, &all, NULL);
@@ -175,7 +131,7 @@ static void reduce_run(void *p)
     acc_buf_t right_acc;
     reduce_range_t left = {ctx, r->begin, mid, r->acc};
     reduce_range_t right = {ctx, mid, r->end, right_acc.bytes};
-    fork2(ctx->sched, reduce_run, &left, reduce_run, &right);
+    moirai__split_fork2(ctx->sched, reduce_run, &left, reduce_run, &right);
     desc->combine(r->acc, right_acc.bytes, ctx->arg);
 }
 
@@ -193,8 +149,8 @@ int moirai_parallel_reduce(moirai_sched_t *sched, size_t begin, size_t end, size
         return 0;
     }
     int outside;
-    sched = resolve(sched, &outside);
-    reduce_ctx_t ctx = {sched, effective_grain(sched, end - begin, grain), desc, arg};
+    sched = moirai__split_resolve(sched, &outside);
+    reduce_ctx_t ctx = {sched, moirai__split_grain(sched, end - begin, grain), desc, arg};
     reduce_range_t all = {&ctx, begin, end, acc.bytes};
     /* One frame for the whole reduction: the first split happens inside,
      * on a worker when there is a pool. */
@@ -231,7 +187,7 @@ static void invoke_run(void *p)
     size_t mid = r->begin + (r->end - r->begin) / 2;
     invoke_range_t left = {ctx, r->begin, mid};
     invoke_range_t right = {ctx, mid, r->end};
-    fork2(ctx->sched, invoke_run, &left, invoke_run, &right);
+    moirai__split_fork2(ctx->sched, invoke_run, &left, invoke_run, &right);
 }
 
 int moirai_parallel_invoke(moirai_sched_t *sched, const moirai_join_fn *fns, void *const *args,
@@ -245,7 +201,7 @@ int moirai_parallel_invoke(moirai_sched_t *sched, const moirai_join_fn *fns, voi
     if (n == 0)
         return 0;
     int outside;
-    sched = resolve(sched, &outside);
+    sched = moirai__split_resolve(sched, &outside);
     invoke_ctx_t ctx = {sched, fns, args};
     invoke_range_t all = {&ctx, 0, n};
     return run_top(sched, outside, invoke_run, &all, NULL);

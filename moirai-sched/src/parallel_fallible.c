@@ -28,8 +28,7 @@
 #include <moirai/sched/join.h>
 #include <moirai/sched/parallel_fallible.h>
 
-/* Pieces per worker with an automatic grain (as parallel.c). */
-#define AUTO_PIECES_PER_WORKER 8
+#include "split.h"
 
 /* Accumulators up to this size (and max_align_t's alignment) live on the
  * splitting frames, as moirai_parallel_reduce()'s do. */
@@ -37,48 +36,6 @@
 
 /* The largest acc_align accepted (parallel_fallible.h). */
 #define ACC_ALIGN_MAX 4096
-
-/* ---- Where to run (as parallel.c) ---- */
-
-/* Runs a(arg_a) and b(arg_b): through moirai_join() on `sched`, or one
- * after the other without a scheduler, or if the join fails (which
- * documented use on a worker never makes it do), so no piece is lost. */
-static void fork2(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
-                  void *arg_b)
-{
-    if (sched != NULL && moirai_join(sched, a, arg_a, b, arg_b) == 0)
-        return;
-    a(arg_a);
-    b(arg_b);
-}
-
-/* The scheduler to split on (NULL: sequentially on the caller), and in
- * `*outside` whether the caller is not one of its workers. */
-static moirai_sched_t *resolve(moirai_sched_t *sched, int *outside)
-{
-    moirai_sched_t *current = moirai_sched_current();
-    if (sched == NULL) {
-        *outside = 0;
-        return current;
-    }
-    *outside = current != sched;
-    return sched;
-}
-
-/* `grain`, or about AUTO_PIECES_PER_WORKER pieces per worker. */
-static size_t effective_grain(moirai_sched_t *sched, size_t n, size_t grain)
-{
-    if (grain != 0)
-        return grain;
-    size_t workers = 1;
-    if (sched != NULL) {
-        int w = moirai_sched_worker_count(sched);
-        workers = w > 0 ? (size_t)w : 1;
-    }
-    size_t pieces = workers * AUTO_PIECES_PER_WORKER;
-    size_t g = n / pieces + (n % pieces != 0);
-    return g > 0 ? g : 1;
-}
 
 static void nothing(void *arg)
 {
@@ -156,7 +113,7 @@ static void for_run(void *p)
     size_t mid = r->begin + (r->end - r->begin) / 2;
     for_range_t left = {ctx, r->begin, mid};
     for_range_t right = {ctx, mid, r->end};
-    fork2(ctx->sched, for_run, &left, for_run, &right);
+    moirai__split_fork2(ctx->sched, for_run, &left, for_run, &right);
 }
 
 int moirai_parallel_for_fallible(moirai_sched_t *sched, size_t begin, size_t end, size_t grain,
@@ -168,8 +125,8 @@ int moirai_parallel_for_fallible(moirai_sched_t *sched, size_t begin, size_t end
     if (begin == end)
         return 0;
     int outside;
-    sched = resolve(sched, &outside);
-    for_ctx_t ctx = {sched, effective_grain(sched, end - begin, grain), body, arg, {0, cancel}};
+    sched = moirai__split_resolve(sched, &outside);
+    for_ctx_t ctx = {sched, moirai__split_grain(sched, end - begin, grain), body, arg, {0, cancel}};
     for_range_t all = {&ctx, begin, end};
     int rc = run_top(sched, outside, for_run, &all);
     if (rc != 0)
@@ -235,7 +192,7 @@ static void reduce_run(void *p)
     size_t mid = r->begin + (r->end - r->begin) / 2;
     reduce_range_t left = {ctx, r->begin, mid, r->acc, false};
     reduce_range_t right = {ctx, mid, r->end, right_acc, false};
-    fork2(ctx->sched, reduce_run, &left, reduce_run, &right);
+    moirai__split_fork2(ctx->sched, reduce_run, &left, reduce_run, &right);
     /* Both halves have returned (the join orders their writes, `ready`
      * included, before this). Combining is skipped once the call has
      * failed: its result is thrown away anyway. */
@@ -283,8 +240,8 @@ int moirai_parallel_reduce_fallible(moirai_sched_t *sched, size_t begin, size_t 
             memcpy(result, top, desc->acc_size);
     } else {
         int outside;
-        sched = resolve(sched, &outside);
-        reduce_ctx_t ctx = {sched,      effective_grain(sched, end - begin, grain),
+        sched = moirai__split_resolve(sched, &outside);
+        reduce_ctx_t ctx = {sched,      moirai__split_grain(sched, end - begin, grain),
                             desc,       arg,
                             inline_acc, align,
                             acc_bytes,  {0, cancel}};

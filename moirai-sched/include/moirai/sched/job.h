@@ -98,6 +98,11 @@ struct moirai_sched_job {
  *                      true), so that outside work is not starved while
  *                      every worker is busy.
  *
+ * A worker whose poll left exactly one runnable job, in its own LIFO
+ * slot, runs it without waking another worker (there is nothing for a
+ * second worker to take); with work anywhere else it wakes one, as a
+ * spawn does.
+ *
  * The hooks are called only by the scheduler's own threads (and wake also
  * by any thread that submits work); they must not call back into the
  * scheduler except to submit jobs from poll. */
