@@ -72,15 +72,14 @@ struct moirai__netpoll {
     _Atomic uint64_t open; /* handles taken and not yet freed */
 };
 
-/* Takes the ready events of the shared set without waiting and wakes
- * their waiters; returns how many events there were. */
-static int poll_now(moirai__netpoll_t *np, int timeout_ms)
+/* Takes the ready events of the shared set, waiting at most
+ * `timeout_ms`, and wakes their waiters. */
+static void poll_now(moirai__netpoll_t *np, int timeout_ms)
 {
     struct epoll_event ev[POLL_EVENTS];
     int n = epoll_wait(np->epfd, ev, POLL_EVENTS, timeout_ms);
     for (int i = 0; i < n; i++)
         moirai__io_event(np, ev[i].data.u64, ev[i].events);
-    return n < 0 ? 0 : n;
 }
 
 static void drain(int efd)

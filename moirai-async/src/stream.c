@@ -101,7 +101,8 @@ int moirai_stream_accept(moirai_io_t *io, moirai_io_t **out)
     return moirai_stream_accept_timed(io, MOIRAI_DEADLINE_NEVER, out);
 }
 
-ssize_t moirai__stream_read_locked(moirai_io_t *io, uint64_t deadline, void *buf, size_t len)
+/* Reads with the reference held (len > 0). */
+static ssize_t read_locked(moirai_io_t *io, uint64_t deadline, void *buf, size_t len)
 {
     for (;;) {
         ssize_t n = read(io->fd, buf, len);
@@ -126,7 +127,7 @@ ssize_t moirai_stream_read_timed(moirai_io_t *io, uint64_t deadline, void *buf, 
         return rc;
     ssize_t n = !moirai__stream_is_stream(io) ? -EINVAL
                 : len == 0                    ? 0
-                                              : moirai__stream_read_locked(io, deadline, buf, len);
+                                              : read_locked(io, deadline, buf, len);
     moirai__io_release(io);
     return n;
 }

@@ -14,8 +14,9 @@ int moirai__stream_begin(moirai_io_t *io);
 /* A connected stream (socket or pipe), as opposed to a listener or a
  * UDP socket. */
 bool moirai__stream_is_stream(const moirai_io_t *io);
-/* Reads with the reference held (len > 0). */
-ssize_t moirai__stream_read_locked(moirai_io_t *io, uint64_t deadline, void *buf, size_t len);
+/* The size of an IPv4 or IPv6 address, or 0 for NULL or another family
+ * (tcp.c; UDP uses it too). */
+socklen_t moirai__tcp_inet_len(const struct sockaddr *addr);
 /* Applies the TCP options of `cfg` to socket `fd` (listener: the listener
  * ones too). */
 int moirai__tcp_setup(int fd, const moirai_tcp_config_t *cfg, bool listener);

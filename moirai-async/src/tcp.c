@@ -30,7 +30,7 @@ static int check_config(const moirai_tcp_config_t *cfg)
                                                                                           : 0;
 }
 
-static socklen_t addr_len(const struct sockaddr *addr)
+socklen_t moirai__tcp_inet_len(const struct sockaddr *addr)
 {
     if (addr == NULL)
         return 0;
@@ -72,7 +72,7 @@ int moirai__tcp_setup(int fd, const moirai_tcp_config_t *cfg, bool listener)
 int moirai_tcp_listen(moirai_io_t **out, moirai_runtime_t *rt, const struct sockaddr *addr,
                       const moirai_tcp_config_t *cfg)
 {
-    socklen_t len = addr_len(addr);
+    socklen_t len = moirai__tcp_inet_len(addr);
     if (out == NULL || rt == NULL || len == 0 || check_config(cfg) != 0)
         return -EINVAL;
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -159,7 +159,7 @@ int moirai__connect(moirai_runtime_t *rt, int fd, const struct sockaddr *addr, s
 int moirai_tcp_connect_timed(moirai_io_t **out, moirai_runtime_t *rt, uint64_t deadline,
                              const struct sockaddr *addr, const moirai_tcp_config_t *cfg)
 {
-    socklen_t len = addr_len(addr);
+    socklen_t len = moirai__tcp_inet_len(addr);
     if (out == NULL || rt == NULL || len == 0 || check_config(cfg) != 0)
         return -EINVAL;
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -1,7 +1,6 @@
 /* UDP: bind, send to, receive from. */
 #include <errno.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,20 +10,9 @@
 #include "netpoll.h"
 #include "stream.h"
 
-static socklen_t inet_len(const struct sockaddr *addr)
-{
-    if (addr == NULL)
-        return 0;
-    if (addr->sa_family == AF_INET)
-        return sizeof(struct sockaddr_in);
-    if (addr->sa_family == AF_INET6)
-        return sizeof(struct sockaddr_in6);
-    return 0;
-}
-
 int moirai_udp_bind(moirai_io_t **out, moirai_runtime_t *rt, const struct sockaddr *addr)
 {
-    socklen_t len = inet_len(addr);
+    socklen_t len = moirai__tcp_inet_len(addr);
     if (out == NULL || rt == NULL || len == 0)
         return -EINVAL;
     int fd = socket(addr->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -51,7 +39,7 @@ static int begin_dgram(moirai_io_t *io)
 ssize_t moirai_udp_send_timed(moirai_io_t *io, uint64_t deadline, const void *buf, size_t len,
                               const struct sockaddr *addr)
 {
-    socklen_t alen = inet_len(addr);
+    socklen_t alen = moirai__tcp_inet_len(addr);
     if ((buf == NULL && len > 0) || alen == 0 || len > SSIZE_MAX)
         return -EINVAL;
     int rc = begin_dgram(io);

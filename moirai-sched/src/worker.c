@@ -205,23 +205,7 @@ static void search_end(moirai__worker_t *w)
         moirai__sched_wake_one(w->sched, NULL);
 }
 
-/* True if a job may wait anywhere but in `w`'s LIFO slot, which `w` is
- * about to run itself. seq_cst loads, as in any_work(). */
-static bool work_beyond_own_slot(moirai_sched_t *s, moirai__worker_t *w)
-{
-    if (moirai__injector_maybe_seq_cst(&s->inj) ||
-        atomic_load_explicit(&s->ext_used, memory_order_seq_cst) > 0 ||
-        atomic_load_explicit(&s->guests_active, memory_order_seq_cst) > 0)
-        return true;
-    for (int i = 0; i < s->nworkers; i++) {
-        moirai__worker_t *v = &s->workers[i];
-        if (atomic_load_explicit(&v->inbox_count, memory_order_seq_cst) > 0 ||
-            (v != w && atomic_load_explicit(&v->lifo, memory_order_acquire) != NULL) ||
-            moirai__deque_size(v->deque) > 0)
-            return true;
-    }
-    return false;
-}
+static bool work_queued(moirai_sched_t *s, const moirai__worker_t *skip_lifo);
 
 /* search_end() after a poll of outside work: the fiber the poll woke sits
  * in this worker's LIFO slot and runs next, on this worker, so a sleeper
@@ -237,8 +221,10 @@ static void search_end_after_poll(moirai__worker_t *w)
     w->searching = false;
     uint64_t prev =
         atomic_fetch_sub_explicit(&w->sched->idle, MOIRAI__IDLE_SEARCHER, memory_order_seq_cst);
+    /* A guest's deque is not in work_queued(): it counts as work too. */
     if (MOIRAI__IDLE_SEARCHING(prev) == 1 && MOIRAI__IDLE_SLEEPING(prev) != 0 &&
-        work_beyond_own_slot(w->sched, w))
+        (work_queued(w->sched, w) ||
+         atomic_load_explicit(&w->sched->guests_active, memory_order_seq_cst) > 0))
         moirai__sched_wake_one(w->sched, NULL);
 }
 
@@ -313,10 +299,11 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
 
 /* ---- Sleeping and waking ---- */
 
-/* True if any queue of the pool may hold a job (the re-check before
- * parking). seq_cst loads of the counts pair with the pushers' seq_cst
- * RMWs; deques and slots are read as they are. */
-static bool any_work(moirai_sched_t *s)
+/* True if any queue of the pool may hold a job, not counting the LIFO
+ * slot of `skip_lifo` (NULL: every queue; any_work() is the re-check
+ * before parking). seq_cst loads of the counts pair with the pushers'
+ * seq_cst RMWs; deques and slots are read as they are. */
+static bool work_queued(moirai_sched_t *s, const moirai__worker_t *skip_lifo)
 {
     if (moirai__injector_maybe_seq_cst(&s->inj) ||
         atomic_load_explicit(&s->ext_used, memory_order_seq_cst) > 0)
@@ -324,11 +311,16 @@ static bool any_work(moirai_sched_t *s)
     for (int i = 0; i < s->nslots; i++) {
         moirai__worker_t *v = &s->workers[i];
         if (atomic_load_explicit(&v->inbox_count, memory_order_seq_cst) > 0 ||
-            atomic_load_explicit(&v->lifo, memory_order_acquire) != NULL ||
+            (v != skip_lifo && atomic_load_explicit(&v->lifo, memory_order_acquire) != NULL) ||
             moirai__deque_size(v->deque) > 0)
             return true;
     }
     return false;
+}
+
+static bool any_work(moirai_sched_t *s)
+{
+    return work_queued(s, NULL);
 }
 
 static void list_remove_locked(moirai_sched_t *s, moirai__worker_t *w)

@@ -261,3 +261,13 @@ Test(select, bad_input)
     cr_assert_eq(moirai_select(&arm, 1), -EBADF);
     moirai_io_close(wr);
 }
+
+/* Without a runtime nothing watches handles or words: select refuses. */
+Test(select_no_runtime, needs_a_runtime)
+{
+    cr_assert_null(moirai_runtime_current());
+    _Atomic uint32_t word;
+    atomic_init(&word, 0);
+    moirai_select_arm_t arm = {.kind = MOIRAI_SELECT_WORD, .word = &word, .expected = 0};
+    cr_assert_eq(moirai_select_timed(moirai_deadline_after(WAIT_NS), &arm, 1), -EPERM);
+}
