@@ -12,8 +12,12 @@
  * and an implementation whose work failed as
  *   {"suite":"...","case":"...","impl":"...","metric":"ns_per_op","failed":"reason"}
  *
+ * With --baseline DIR, each ratio is compared with the band stored in
+ * DIR/<suite>.txt (see baseline.h); what got worse is reported on stderr.
+ *
  * Exit status: 0 when every selected implementation that was built ran, 1
- * when one failed, 2 for a usage error. */
+ * when one failed, 2 for a usage error or an unreadable baseline, 3 when a
+ * ratio regressed beyond the baseline's fail factor (and nothing failed). */
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -25,6 +29,7 @@
 
 #include <moirai/core/clock.h>
 
+#include "baseline.h"
 #include "bench.h"
 #include "plot.h"
 
@@ -62,10 +67,12 @@ typedef struct options {
     bool quick;
     bool json;
     bool list;
-    const char *suite; /* NULL: all */
-    const char *name;  /* NULL: all */
-    const char *plot;  /* SVG file to write, or NULL */
-    int rounds;        /* 0: the default for the mode */
+    const char *suite;          /* NULL: all */
+    const char *name;           /* NULL: all */
+    const char *plot;           /* SVG file to write, or NULL */
+    const char *baseline;       /* directory of baselines to compare with, or NULL */
+    const char *write_baseline; /* directory of baselines to widen, or NULL */
+    int rounds;                 /* 0: the default for the mode */
 } options_t;
 
 /* Progress on stderr: the case running now, out of how many, since when. */
@@ -104,14 +111,22 @@ static void usage(FILE *out)
             "                 case (log scale, 1.0 marked, misses in red) to FILE\n"
             "  --rounds N     measured rounds per implementation (default %d,\n"
             "                 %d with --quick)\n"
+            "  --baseline DIR compare each ratio Moirai / peer with the band stored in\n"
+            "                 DIR/<suite>.txt; report on stderr each one more than\n"
+            "                 %.1fx worse than the band's worst, and fail (exit 3) when\n"
+            "                 the median of three measurements is more than %.1fx worse\n"
+            "  --write-baseline DIR\n"
+            "                 widen the bands in DIR/<suite>.txt by this run's ratios\n"
+            "                 (run it several times to record the noise)\n"
             "  --list         list suites, cases and implementations, then exit\n"
             "  --help         this text\n"
             "\n"
             "A progress line on stderr names each case as it starts; stdout carries\n"
             "only the results.\n"
             "\n"
-            "exit status: 0 success, 1 an implementation failed, 2 usage error\n",
-            QUICK_ROUNDS, DEFAULT_ROUNDS, QUICK_ROUNDS);
+            "exit status: 0 success, 1 an implementation failed, 2 usage error or\n"
+            "unreadable baseline, 3 a ratio regressed beyond the baseline\n",
+            QUICK_ROUNDS, DEFAULT_ROUNDS, QUICK_ROUNDS, BASELINE_WARN_FACTOR, BASELINE_FAIL_FACTOR);
 }
 
 static int parse_options(int argc, char **argv, options_t *opt)
@@ -120,7 +135,8 @@ static int parse_options(int argc, char **argv, options_t *opt)
         const char *arg = argv[i];
         const char *value = NULL;
         bool takes_value = !strcmp(arg, "--suite") || !strcmp(arg, "--case") ||
-                           !strcmp(arg, "--rounds") || !strcmp(arg, "--plot");
+                           !strcmp(arg, "--rounds") || !strcmp(arg, "--plot") ||
+                           !strcmp(arg, "--baseline") || !strcmp(arg, "--write-baseline");
         if (takes_value) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "moirai-bench: %s needs a value\n", arg);
@@ -143,6 +159,10 @@ static int parse_options(int argc, char **argv, options_t *opt)
             opt->name = value;
         } else if (!strcmp(arg, "--plot")) {
             opt->plot = value;
+        } else if (!strcmp(arg, "--baseline")) {
+            opt->baseline = value;
+        } else if (!strcmp(arg, "--write-baseline")) {
+            opt->write_baseline = value;
         } else if (!strcmp(arg, "--rounds")) {
             char *end;
             errno = 0;
@@ -300,12 +320,19 @@ static void record(const options_t *opt, const bench_case_t *c, size_t i, plot_o
     }
 }
 
-/* Runs one case: calibration, a warm-up round, then `rounds` rounds in
+/* One implementation's result in one measurement of a case. */
+typedef struct outcome {
+    bool failed;
+    double median, min, max; /* valid when built and not failed */
+} outcome_t;
+
+/* Measures one case: calibration, a warm-up round, then `rounds` rounds in
  * which every built implementation runs once, the starting one rotating so
  * that no implementation always runs first (after the other's cache and
- * frequency effects). Prints the results. Returns 0, or -1 if an
- * implementation failed. */
-static int run_case(const options_t *opt, const bench_case_t *c)
+ * frequency effects). Fills out[i] for each implementation and `*iters`
+ * with the count per round. Returns 0, or -1 when out of memory. */
+static int measure_case(const options_t *opt, const bench_case_t *c, outcome_t *out,
+                        uint64_t *iters_out)
 {
     size_t n = c->impl_count;
     int rounds = opt->rounds;
@@ -318,7 +345,6 @@ static int run_case(const options_t *opt, const bench_case_t *c)
         free(failed);
         return -1;
     }
-    progress(c);
     bool recalibrate = !strcmp(c->metric, "ns_per_op");
     double budget = (double)(opt->quick ? QUICK_ROUND_BUDGET_NS : ROUND_BUDGET_NS);
     double warm_worst = 0.0;
@@ -349,12 +375,29 @@ static int run_case(const options_t *opt, const bench_case_t *c)
             iters = fit > 1 ? fit : 1;
         }
     }
-
-    int status = 0;
-    double moirai_median = NAN;
     for (size_t i = 0; i < n; i++) {
-        const bench_impl_t *impl = &c->impls[i];
         double *v = &values[i * (size_t)rounds];
+        out[i] = (outcome_t){.failed = failed[i]};
+        if (c->impls[i].run && !failed[i]) {
+            out[i].median = median(v, rounds);
+            out[i].min = v[0];
+            out[i].max = v[rounds - 1];
+        }
+    }
+    *iters_out = iters;
+    free(values);
+    free(failed);
+    return 0;
+}
+
+/* Prints one case's results (and records them for --plot). Returns 0, or
+ * -1 if an implementation failed. */
+static int print_case(const options_t *opt, const bench_case_t *c, const outcome_t *out,
+                      uint64_t iters)
+{
+    int status = 0;
+    for (size_t i = 0; i < c->impl_count; i++) {
+        const bench_impl_t *impl = &c->impls[i];
         if (!impl->run) {
             record(opt, c, i, PLOT_MISSING, 0.0, impl->missing ? impl->missing : "not built");
             if (opt->json) {
@@ -369,7 +412,7 @@ static int run_case(const options_t *opt, const bench_case_t *c)
             }
             continue;
         }
-        if (failed[i]) {
+        if (out[i].failed) {
             status = -1;
             record(opt, c, i, PLOT_FAILED, 0.0, NULL);
             fprintf(stderr, "moirai-bench: %s/%s: implementation '%s' failed\n", c->suite, c->name,
@@ -385,27 +428,117 @@ static int run_case(const options_t *opt, const bench_case_t *c)
             }
             continue;
         }
-        double med = median(v, rounds);
-        if (i == 0)
-            moirai_median = med;
+        double med = out[i].median;
         record(opt, c, i, PLOT_MEASURED, med, NULL);
         if (opt->json) {
             json_head(c, impl->impl);
             printf(",\"value\":%.6g}\n", med);
         } else {
             printf("%-6s %-*s %-*s %-10s %12.6g %12.6g %12.6g", c->suite, case_width, c->name,
-                   impl_width, impl->impl, c->metric, med, v[0], v[rounds - 1]);
-            if (i > 0 && !isnan(moirai_median) && med > 0.0)
-                printf(" %8.2f", moirai_median / med);
+                   impl_width, impl->impl, c->metric, med, out[i].min, out[i].max);
+            if (i > 0 && c->impls[0].run && !out[0].failed && med > 0.0)
+                printf(" %8.2f", out[0].median / med);
             else
                 printf(" %8s", "");
             printf(" %10llu\n", (unsigned long long)iters);
         }
     }
     fflush(stdout);
-    free(values);
-    free(failed);
     return status;
+}
+
+/* The ratio Moirai / impl i of one measurement, or NAN when either side
+ * did not run. */
+static double ratio_of(const bench_case_t *c, const outcome_t *out, size_t i)
+{
+    if (!c->impls[0].run || out[0].failed || !c->impls[i].run || out[i].failed ||
+        !(out[i].median > 0.0))
+        return NAN;
+    return out[0].median / out[i].median;
+}
+
+/* Counts for the closing line of --baseline. */
+static unsigned baseline_compared, baseline_warned, baseline_regressed;
+
+/* Compares the case's ratios with the baseline (and widens it with
+ * --write-baseline). A ratio beyond the fail factor is measured twice more
+ * and judged on the median of the three, so one noisy measurement cannot
+ * fail a run. Returns 1 when a ratio regressed, 0 when none did, -1 when
+ * out of memory. */
+static int judge_case(const options_t *opt, const bench_case_t *c, const outcome_t *out)
+{
+    int regressed = 0;
+    for (size_t i = 1; i < c->impl_count; i++) {
+        const char *impl = c->impls[i].impl;
+        double ratio = ratio_of(c, out, i), worse;
+        if (isnan(ratio))
+            continue;
+        if (opt->write_baseline && baseline_update(c, impl, ratio) < 0) {
+            fprintf(stderr, "moirai-bench: out of memory\n");
+            return -1;
+        }
+        if (!opt->baseline)
+            continue;
+        baseline_verdict_t verdict = baseline_judge(c, impl, ratio, &worse);
+        baseline_compared += worse > 0.0;
+        if (verdict == BASELINE_SUSPECT) {
+            double ratios[3] = {ratio, NAN, NAN};
+            outcome_t *again = calloc(c->impl_count, sizeof(*again));
+            uint64_t iters;
+            for (int k = 1; k < 3 && again; k++) {
+                if (measure_case(opt, c, again, &iters) == 0)
+                    ratios[k] = ratio_of(c, again, i);
+            }
+            free(again);
+            if (isnan(ratios[1]) || isnan(ratios[2])) {
+                fprintf(stderr, "moirai-bench: %s/%s vs %s: could not measure again\n", c->suite,
+                        c->name, impl);
+                return -1;
+            }
+            double first = ratio;
+            ratio = median(ratios, 3);
+            verdict = baseline_judge(c, impl, ratio, &worse);
+            if (verdict == BASELINE_SUSPECT) {
+                baseline_regressed++;
+                regressed = 1;
+                fprintf(stderr,
+                        "moirai-bench: REGRESSION %s/%s vs %s: ratio %.3g (median of three "
+                        "measurements) is %.2fx the baseline's worst; fail factor %.1f\n",
+                        c->suite, c->name, impl, ratio, worse, BASELINE_FAIL_FACTOR);
+                continue;
+            }
+            fprintf(stderr,
+                    "moirai-bench: %s/%s vs %s: ratio %.3g was beyond the fail factor, "
+                    "measured twice more: median %.3g\n",
+                    c->suite, c->name, impl, first, ratio);
+        }
+        if (verdict != BASELINE_FINE) {
+            baseline_warned++;
+            fprintf(stderr,
+                    "moirai-bench: worse %s/%s vs %s: ratio %.3g is %.2fx the baseline's "
+                    "worst (warn factor %.1f, not a failure)\n",
+                    c->suite, c->name, impl, ratio, worse, BASELINE_WARN_FACTOR);
+        }
+    }
+    return regressed;
+}
+
+/* Runs one case: measures, prints, and judges it against the baseline.
+ * Returns 0, -1 if an implementation failed (or memory ran out), 1 if a
+ * ratio regressed. */
+static int run_case(const options_t *opt, const bench_case_t *c)
+{
+    outcome_t *out = calloc(c->impl_count, sizeof(*out));
+    uint64_t iters;
+    progress(c);
+    if (!out || measure_case(opt, c, out, &iters) < 0) {
+        free(out);
+        return -1;
+    }
+    int status = print_case(opt, c, out, iters);
+    int judged = judge_case(opt, c, out);
+    free(out);
+    return status < 0 || judged < 0 ? -1 : judged;
 }
 
 static void list_cases(void)
@@ -485,20 +618,49 @@ int main(int argc, char **argv)
         fclose(f);
     }
 
+    /* Baselines are read before the run, so a malformed file fails at once.
+     * --write-baseline reads its files first to widen their bands; judging
+     * and widening in one run would judge against half-widened bands. */
+    if (opt.baseline && opt.write_baseline) {
+        fprintf(stderr, "moirai-bench: --baseline and --write-baseline do not combine\n");
+        return 2;
+    }
+    const char *names[SUITE_COUNT];
+    for (size_t s = 0; s < SUITE_COUNT; s++)
+        names[s] = suites[s].name;
+    if (opt.baseline && baseline_load(opt.baseline, names, SUITE_COUNT) < 0)
+        return 2;
+    if (opt.write_baseline && baseline_load(opt.write_baseline, names, SUITE_COUNT) < 0)
+        return 2;
+
     if (!opt.json)
         table_header(&opt);
     progress_total = matched;
     progress_start_ns = bench_now_ns();
     int status = 0;
+    bool regressed = false;
     for (size_t s = 0; s < SUITE_COUNT; s++) {
         size_t count = 0;
         const bench_case_t *cases = suites[s].cases(&count);
         for (size_t c = 0; c < count; c++) {
-            if (selected(&opt, &cases[c]) && run_case(&opt, &cases[c]) < 0)
+            if (!selected(&opt, &cases[c]))
+                continue;
+            int rc = run_case(&opt, &cases[c]);
+            if (rc < 0)
                 status = 1;
+            else if (rc > 0)
+                regressed = true;
         }
     }
     progress_end();
+    if (opt.baseline)
+        fprintf(stderr,
+                "moirai-bench: baseline %s: %u ratios compared, %u worse beyond the warn "
+                "factor, %u regressed\n",
+                opt.baseline, baseline_compared, baseline_warned, baseline_regressed);
+    if (opt.write_baseline && baseline_write(opt.write_baseline) < 0)
+        status = 1;
+    baseline_free();
     if (opt.plot) {
         char subtitle[256];
         time_t now = time(NULL);
@@ -516,5 +678,5 @@ int main(int argc, char **argv)
         else
             fprintf(stderr, "moirai-bench: plot written to %s\n", opt.plot);
     }
-    return status;
+    return status ? status : regressed ? 3 : 0;
 }
