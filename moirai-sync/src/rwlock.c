@@ -32,6 +32,7 @@
 #include <moirai/core/park.h>
 
 #include "lock_internal.h"
+#include "lockstat_internal.h"
 #include "tsan.h"
 
 enum {
@@ -135,9 +136,22 @@ static int read_slow(moirai_rwlock_t *rw, _Atomic uint32_t *slot, uint64_t deadl
     }
 }
 
+/* read_slow(), timed for the contention statistics when they are on. */
+static int read_contended(moirai_rwlock_t *rw, _Atomic uint32_t *slot, uint64_t deadline)
+{
+    uint64_t t0 = moirai__lockstat_start();
+    int rc = read_slow(rw, slot, deadline);
+    if (rc == 0)
+        moirai__lockstat_acquired(rw, MOIRAI_LOCK_KIND_RWLOCK_READ, t0);
+    return rc;
+}
+
 /* Called with the writer mutex held: raises WRITER and waits for every
- * slot to drain. -ETIMEDOUT at deadline, with WRITER still up. */
-static int write_drain(moirai_rwlock_t *rw, uint64_t deadline)
+ * slot to drain. -ETIMEDOUT at deadline, with WRITER still up. If the
+ * drain must wait and `*t0` is 0 (the writer lock came without a wait), it
+ * starts the contention statistics' clock in `*t0` (which stays 0 when
+ * they are off). */
+static int write_drain(moirai_rwlock_t *rw, uint64_t deadline, uint64_t *t0)
 {
     /* Seq_cst: the writer half of the Dekker pair with read_enter(). */
     atomic_store_explicit(&rw->priv_flags, WRITER, memory_order_seq_cst);
@@ -148,6 +162,8 @@ static int write_drain(moirai_rwlock_t *rw, uint64_t deadline)
         /* Seq_cst loads: the Dekker pair again; reading 0 is also the
          * acquire that pairs with the readers' releasing decrements. */
         while ((c = atomic_load_explicit(slot, memory_order_seq_cst)) != 0) {
+            if (*t0 == 0)
+                *t0 = moirai__lockstat_start();
             if (spins < MOIRAI__SPIN_PAUSES) {
                 spins++;
                 moirai_cpu_relax();
@@ -199,6 +215,7 @@ void moirai_rwlock_init(moirai_rwlock_t *rwlock)
 
 void moirai_rwlock_destroy(moirai_rwlock_t *rwlock)
 {
+    moirai__lockstat_forget_if_known(rwlock);
     moirai_tsan_destroy(rwlock, MOIRAI_TSAN_NOT_STATIC);
 }
 
@@ -207,7 +224,7 @@ void moirai_rwlock_rdlock(moirai_rwlock_t *rwlock)
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_READ);
     _Atomic uint32_t *slot = my_slot(rwlock);
     if (!read_enter(rwlock, slot))
-        (void)read_slow(rwlock, slot, MOIRAI_DEADLINE_NEVER);
+        (void)read_contended(rwlock, slot, MOIRAI_DEADLINE_NEVER);
     moirai_tsan_post_lock(rwlock, MOIRAI_TSAN_READ);
 }
 
@@ -224,7 +241,7 @@ int moirai_rwlock_timedrdlock(moirai_rwlock_t *rwlock, uint64_t deadline)
 {
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_READ | MOIRAI_TSAN_TRY);
     _Atomic uint32_t *slot = my_slot(rwlock);
-    int rc = read_enter(rwlock, slot) ? 0 : read_slow(rwlock, slot, deadline);
+    int rc = read_enter(rwlock, slot) ? 0 : read_contended(rwlock, slot, deadline);
     moirai_tsan_post_lock(rwlock, MOIRAI_TSAN_READ | MOIRAI_TSAN_TRY |
                                       (rc == 0 ? 0u : MOIRAI_TSAN_TRY_FAIL));
     return rc;
@@ -240,8 +257,15 @@ void moirai_rwlock_rdunlock(moirai_rwlock_t *rwlock)
 void moirai_rwlock_wrlock(moirai_rwlock_t *rwlock)
 {
     moirai_tsan_pre_lock(rwlock, 0);
-    (void)moirai__mutex_lock_raw(&rwlock->priv_writer, MOIRAI_DEADLINE_NEVER);
-    (void)write_drain(rwlock, MOIRAI_DEADLINE_NEVER);
+    /* The first attempt on the writer lock is the fast path; only its
+     * failure (or a drain that must wait) starts the statistics' clock. */
+    uint64_t t0 = 0;
+    if (!moirai__mutex_trylock_raw(&rwlock->priv_writer)) {
+        t0 = moirai__lockstat_start();
+        (void)moirai__mutex_lock_raw(&rwlock->priv_writer, MOIRAI_DEADLINE_NEVER);
+    }
+    (void)write_drain(rwlock, MOIRAI_DEADLINE_NEVER, &t0);
+    moirai__lockstat_acquired(rwlock, MOIRAI_LOCK_KIND_RWLOCK_WRITE, t0);
     moirai_tsan_post_lock(rwlock, 0);
 }
 
@@ -264,11 +288,18 @@ bool moirai_rwlock_trywrlock(moirai_rwlock_t *rwlock)
 int moirai_rwlock_timedwrlock(moirai_rwlock_t *rwlock, uint64_t deadline)
 {
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_TRY);
-    int rc = moirai__mutex_lock_raw(&rwlock->priv_writer, deadline);
+    uint64_t t0 = 0;
+    int rc = 0;
+    if (!moirai__mutex_trylock_raw(&rwlock->priv_writer)) {
+        t0 = moirai__lockstat_start();
+        rc = moirai__mutex_lock_raw(&rwlock->priv_writer, deadline);
+    }
     if (rc == 0) {
-        rc = write_drain(rwlock, deadline);
+        rc = write_drain(rwlock, deadline, &t0);
         if (rc != 0)
             write_exit(rwlock);
+        else
+            moirai__lockstat_acquired(rwlock, MOIRAI_LOCK_KIND_RWLOCK_WRITE, t0);
     }
     moirai_tsan_post_lock(rwlock, MOIRAI_TSAN_TRY | (rc == 0 ? 0u : MOIRAI_TSAN_TRY_FAIL));
     return rc;
