@@ -697,3 +697,117 @@ Test(lockstat, oom_foreach, .timeout = 30)
     cr_assert_eq(calls, 1);
     moirai_mutex_destroy(&m);
 }
+
+/* ---- recording and reading concurrently ---- */
+
+typedef struct hammer {
+    moirai_mutex_t m;
+    moirai_rwlock_t rw;
+    moirai_spinlock_t sl;
+    moirai_ticketlock_t tl;
+    long iters;
+    long plain; /* incremented under `m` only (the other locks nest around it) */
+    _Atomic long running;
+} hammer_t;
+
+static void *hammer_worker(void *arg, int index)
+{
+    hammer_t *h = arg;
+    for (long i = 0; i < h->iters; i++) {
+        switch ((i + index) % 5) {
+        case 0:
+            moirai_mutex_lock(&h->m);
+            h->plain++;
+            moirai_mutex_unlock(&h->m);
+            break;
+        case 1:
+            moirai_rwlock_wrlock(&h->rw);
+            moirai_mutex_lock(&h->m);
+            h->plain++;
+            moirai_mutex_unlock(&h->m);
+            moirai_rwlock_wrunlock(&h->rw);
+            break;
+        case 2:
+            moirai_rwlock_rdlock(&h->rw);
+            moirai_rwlock_rdunlock(&h->rw);
+            moirai_mutex_lock(&h->m);
+            h->plain++;
+            moirai_mutex_unlock(&h->m);
+            break;
+        case 3:
+            moirai_spinlock_lock(&h->sl);
+            moirai_mutex_lock(&h->m);
+            h->plain++;
+            moirai_mutex_unlock(&h->m);
+            moirai_spinlock_unlock(&h->sl);
+            break;
+        default:
+            moirai_ticketlock_lock(&h->tl);
+            moirai_mutex_lock(&h->m);
+            h->plain++;
+            moirai_mutex_unlock(&h->m);
+            moirai_ticketlock_unlock(&h->tl);
+            break;
+        }
+    }
+    atomic_fetch_sub(&h->running, 1);
+    return NULL;
+}
+
+static int check_record(void *arg, const moirai_lock_stats_t *s)
+{
+    (void)arg;
+    check_consistent(s);
+    return 0;
+}
+
+static void *hammer_reader(void *arg)
+{
+    hammer_t *h = arg;
+    long round = 0;
+    while (atomic_load(&h->running) > 0) {
+        moirai_lock_stats_t s;
+        cr_assert_eq(moirai_lock_stats_foreach(check_record, NULL), 0);
+        if (moirai_lock_stats_get(&h->m, MOIRAI_LOCK_KIND_MUTEX, &s) == 0)
+            check_consistent(&s);
+        if (moirai_lock_stats_get_name("hammer", MOIRAI_LOCK_KIND_RWLOCK_WRITE, &s) == 0)
+            check_consistent(&s);
+        if (++round % 16 == 0)
+            moirai_lock_stats_reset();
+        if (round % 7 == 0)
+            cr_assert_eq(moirai_lock_stats_name(&h->rw, round % 14 ? "hammer" : "hammer2"), 0);
+        if (round % 11 == 0)
+            moirai_lock_stats_forget(&h->sl);
+        moirai_lock_stats_enable(round % 5 != 0);
+        sched_yield();
+    }
+    return NULL;
+}
+
+Test(lockstat, concurrent_recording_and_reading, .timeout = 60)
+{
+    moirai_lock_stats_enable(true);
+    static hammer_t h;
+    moirai_mutex_init(&h.m);
+    moirai_rwlock_init(&h.rw);
+    moirai_spinlock_init(&h.sl);
+    moirai_ticketlock_init(&h.tl);
+    h.iters = test_iters(20000, 500);
+    int n = test_threads();
+    atomic_store(&h.running, n);
+    pthread_t reader = test_spawn(hammer_reader, &h);
+    test_run_threads(n, hammer_worker, &h);
+    cr_assert_eq(pthread_join(reader, NULL), 0);
+    cr_assert_eq(h.plain, h.iters * n, "every locked increment is there");
+    /* Whatever was recorded is consistent, and no more than happened. */
+    moirai_lock_stats_t s;
+    if (moirai_lock_stats_get(&h.m, MOIRAI_LOCK_KIND_MUTEX, &s) == 0) {
+        check_consistent(&s);
+        cr_assert_leq(s.contended, (uint64_t)(h.iters * n));
+    }
+    cr_assert_eq(moirai_lock_stats_dropped(), 0);
+    moirai_mutex_destroy(&h.m);
+    moirai_rwlock_destroy(&h.rw);
+    moirai_spinlock_destroy(&h.sl);
+    moirai_ticketlock_destroy(&h.tl);
+}
