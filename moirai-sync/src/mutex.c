@@ -42,6 +42,7 @@
 #include <moirai/core/park.h>
 
 #include "lock_internal.h"
+#include "lockstat_internal.h"
 #include "tsan.h"
 
 enum { FREE = 0, LOCKED = 1, CONTENDED = 2 };
@@ -107,6 +108,19 @@ static int lock_slow(moirai_mutex_t *mutex, uint64_t deadline)
     return 0;
 }
 
+/* The contended path of the public lock and timedlock: lock_slow(), timed
+ * for the contention statistics when they are on (lockstat_internal.h).
+ * Internal users of the raw mutex (the rwlock's writer lock) record under
+ * their own kind instead. */
+static int lock_contended(moirai_mutex_t *mutex, uint64_t deadline)
+{
+    uint64_t t0 = moirai__lockstat_start();
+    int rc = lock_slow(mutex, deadline);
+    if (rc == 0)
+        moirai__lockstat_acquired(mutex, MOIRAI_LOCK_KIND_MUTEX, t0);
+    return rc;
+}
+
 int moirai__mutex_lock_raw(moirai_mutex_t *mutex, uint64_t deadline)
 {
     if (moirai__mutex_trylock_raw(mutex))
@@ -138,6 +152,7 @@ void moirai_mutex_init(moirai_mutex_t *mutex)
 
 void moirai_mutex_destroy(moirai_mutex_t *mutex)
 {
+    moirai__lockstat_forget_if_known(mutex);
     moirai_tsan_destroy(mutex, MOIRAI_TSAN_NOT_STATIC);
 }
 
@@ -145,7 +160,7 @@ void moirai_mutex_lock(moirai_mutex_t *mutex)
 {
     moirai_tsan_pre_lock(mutex, 0);
     if (!moirai__mutex_trylock_raw(mutex))
-        (void)lock_slow(mutex, MOIRAI_DEADLINE_NEVER);
+        (void)lock_contended(mutex, MOIRAI_DEADLINE_NEVER);
     moirai_tsan_post_lock(mutex, 0);
 }
 
@@ -162,7 +177,7 @@ int moirai_mutex_timedlock(moirai_mutex_t *mutex, uint64_t deadline)
     /* TSan sees a timed lock as a try: it may fail, and a failure must not
      * count as a lock for its deadlock detector. */
     moirai_tsan_pre_lock(mutex, MOIRAI_TSAN_TRY);
-    int rc = moirai__mutex_lock_raw(mutex, deadline);
+    int rc = moirai__mutex_trylock_raw(mutex) ? 0 : lock_contended(mutex, deadline);
     moirai_tsan_post_lock(mutex,
                           rc == 0 ? MOIRAI_TSAN_TRY : MOIRAI_TSAN_TRY | MOIRAI_TSAN_TRY_FAIL);
     return rc;

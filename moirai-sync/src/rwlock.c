@@ -32,6 +32,7 @@
 #include <moirai/core/park.h>
 
 #include "lock_internal.h"
+#include "lockstat_internal.h"
 #include "tsan.h"
 
 enum {
@@ -135,13 +136,40 @@ static int read_slow(moirai_rwlock_t *rw, _Atomic uint32_t *slot, uint64_t deadl
     }
 }
 
-/* Called with the writer mutex held: raises WRITER and waits for every
- * slot to drain. -ETIMEDOUT at deadline, with WRITER still up. */
-static int write_drain(moirai_rwlock_t *rw, uint64_t deadline)
+/* read_slow(), timed for the contention statistics when they are on. */
+static int read_contended(moirai_rwlock_t *rw, _Atomic uint32_t *slot, uint64_t deadline)
 {
-    /* Seq_cst: the writer half of the Dekker pair with read_enter(). */
-    atomic_store_explicit(&rw->priv_flags, WRITER, memory_order_seq_cst);
-    for (int i = 0; i < MOIRAI_RWLOCK_READER_SLOTS; i++) {
+    uint64_t t0 = moirai__lockstat_start();
+    int rc = read_slow(rw, slot, deadline);
+    if (rc == 0)
+        moirai__lockstat_acquired(rw, MOIRAI_LOCK_KIND_RWLOCK_READ, t0);
+    return rc;
+}
+
+/* Lowers WRITER, wakes parked readers and hands the writer mutex on. */
+static void write_exit(moirai_rwlock_t *rw)
+{
+    /* Release: readers that see flags without WRITER see the write
+     * critical section (their seq_cst load acquires). */
+    uint32_t old = atomic_exchange_explicit(&rw->priv_flags, 0, memory_order_release);
+    if (old & READERS_PARKED) {
+        moirai_tsan_pre_divert(rw);
+        moirai_unpark_all(&rw->priv_flags);
+        moirai_tsan_post_divert(rw);
+    }
+    moirai__mutex_unlock_raw(&rw->priv_writer);
+}
+
+/* The waiting part of write_drain(), from slot `i`, the first one it
+ * found non-zero: waits for that slot and every later one to drain. On
+ * success it records the contended write acquisition, whose wait began at
+ * `t0` (the writer lock's own wait) or, when that is 0, now; returns 1.
+ * -ETIMEDOUT at deadline, with WRITER still up. */
+static int drain_wait(moirai_rwlock_t *rw, int i, uint64_t deadline, uint64_t t0)
+{
+    if (t0 == 0)
+        t0 = moirai__lockstat_start();
+    for (; i < MOIRAI_RWLOCK_READER_SLOTS; i++) {
         _Atomic uint32_t *slot = &rw->priv_slots[i].count;
         int spins = 0;
         uint32_t c;
@@ -169,21 +197,47 @@ static int write_drain(moirai_rwlock_t *rw, uint64_t deadline)
     }
     /* Relaxed: only saves later readers a needless wake-up call. */
     atomic_fetch_and_explicit(&rw->priv_flags, ~(uint32_t)DRAIN_PARKED, memory_order_relaxed);
+    moirai__lockstat_acquired(rw, MOIRAI_LOCK_KIND_RWLOCK_WRITE, t0);
+    return 1;
+}
+
+/* Called with the writer mutex held: raises WRITER and waits for every
+ * slot to drain. Returns 0 when no reader was in (nothing recorded), 1
+ * when it had to wait (drain_wait() recorded the acquisition, its wait
+ * starting at `t0` when that is not 0), -ETIMEDOUT at deadline with WRITER
+ * still up. */
+static int write_drain(moirai_rwlock_t *rw, uint64_t deadline, uint64_t t0)
+{
+    /* Seq_cst: the writer half of the Dekker pair with read_enter(). */
+    atomic_store_explicit(&rw->priv_flags, WRITER, memory_order_seq_cst);
+    for (int i = 0; i < MOIRAI_RWLOCK_READER_SLOTS; i++) {
+        /* Seq_cst loads: the Dekker pair again; reading 0 is also the
+         * acquire that pairs with the readers' releasing decrements. */
+        if (atomic_load_explicit(&rw->priv_slots[i].count, memory_order_seq_cst) != 0)
+            return drain_wait(rw, i, deadline, t0);
+    }
+    /* Relaxed: only saves later readers a needless wake-up call. */
+    atomic_fetch_and_explicit(&rw->priv_flags, ~(uint32_t)DRAIN_PARKED, memory_order_relaxed);
     return 0;
 }
 
-/* Lowers WRITER, wakes parked readers and hands the writer mutex on. */
-static void write_exit(moirai_rwlock_t *rw)
+/* The contended path of wrlock and timedwrlock, after a failed first try
+ * of the writer mutex: timed for the contention statistics when they are
+ * on. Returns 0 with the write lock held, or -ETIMEDOUT without it. */
+static int write_lock_slow(moirai_rwlock_t *rw, uint64_t deadline)
 {
-    /* Release: readers that see flags without WRITER see the write
-     * critical section (their seq_cst load acquires). */
-    uint32_t old = atomic_exchange_explicit(&rw->priv_flags, 0, memory_order_release);
-    if (old & READERS_PARKED) {
-        moirai_tsan_pre_divert(rw);
-        moirai_unpark_all(&rw->priv_flags);
-        moirai_tsan_post_divert(rw);
+    uint64_t t0 = moirai__lockstat_start();
+    int rc = moirai__mutex_lock_raw(&rw->priv_writer, deadline);
+    if (rc != 0)
+        return rc;
+    rc = write_drain(rw, deadline, t0);
+    if (rc == 0)
+        moirai__lockstat_acquired(rw, MOIRAI_LOCK_KIND_RWLOCK_WRITE, t0);
+    if (rc < 0) {
+        write_exit(rw);
+        return rc;
     }
-    moirai__mutex_unlock_raw(&rw->priv_writer);
+    return 0;
 }
 
 void moirai_rwlock_init(moirai_rwlock_t *rwlock)
@@ -199,6 +253,7 @@ void moirai_rwlock_init(moirai_rwlock_t *rwlock)
 
 void moirai_rwlock_destroy(moirai_rwlock_t *rwlock)
 {
+    moirai__lockstat_forget_if_known(rwlock);
     moirai_tsan_destroy(rwlock, MOIRAI_TSAN_NOT_STATIC);
 }
 
@@ -207,7 +262,7 @@ void moirai_rwlock_rdlock(moirai_rwlock_t *rwlock)
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_READ);
     _Atomic uint32_t *slot = my_slot(rwlock);
     if (!read_enter(rwlock, slot))
-        (void)read_slow(rwlock, slot, MOIRAI_DEADLINE_NEVER);
+        (void)read_contended(rwlock, slot, MOIRAI_DEADLINE_NEVER);
     moirai_tsan_post_lock(rwlock, MOIRAI_TSAN_READ);
 }
 
@@ -224,7 +279,7 @@ int moirai_rwlock_timedrdlock(moirai_rwlock_t *rwlock, uint64_t deadline)
 {
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_READ | MOIRAI_TSAN_TRY);
     _Atomic uint32_t *slot = my_slot(rwlock);
-    int rc = read_enter(rwlock, slot) ? 0 : read_slow(rwlock, slot, deadline);
+    int rc = read_enter(rwlock, slot) ? 0 : read_contended(rwlock, slot, deadline);
     moirai_tsan_post_lock(rwlock, MOIRAI_TSAN_READ | MOIRAI_TSAN_TRY |
                                       (rc == 0 ? 0u : MOIRAI_TSAN_TRY_FAIL));
     return rc;
@@ -240,8 +295,12 @@ void moirai_rwlock_rdunlock(moirai_rwlock_t *rwlock)
 void moirai_rwlock_wrlock(moirai_rwlock_t *rwlock)
 {
     moirai_tsan_pre_lock(rwlock, 0);
-    (void)moirai__mutex_lock_raw(&rwlock->priv_writer, MOIRAI_DEADLINE_NEVER);
-    (void)write_drain(rwlock, MOIRAI_DEADLINE_NEVER);
+    /* A failed first try of the writer mutex, or readers to drain, take
+     * the slow paths, which alone look at the contention statistics. */
+    if (moirai__mutex_trylock_raw(&rwlock->priv_writer))
+        (void)write_drain(rwlock, MOIRAI_DEADLINE_NEVER, 0);
+    else
+        (void)write_lock_slow(rwlock, MOIRAI_DEADLINE_NEVER);
     moirai_tsan_post_lock(rwlock, 0);
 }
 
@@ -264,11 +323,15 @@ bool moirai_rwlock_trywrlock(moirai_rwlock_t *rwlock)
 int moirai_rwlock_timedwrlock(moirai_rwlock_t *rwlock, uint64_t deadline)
 {
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_TRY);
-    int rc = moirai__mutex_lock_raw(&rwlock->priv_writer, deadline);
-    if (rc == 0) {
-        rc = write_drain(rwlock, deadline);
-        if (rc != 0)
+    int rc;
+    if (moirai__mutex_trylock_raw(&rwlock->priv_writer)) {
+        rc = write_drain(rwlock, deadline, 0);
+        if (rc < 0)
             write_exit(rwlock);
+        else
+            rc = 0;
+    } else {
+        rc = write_lock_slow(rwlock, deadline);
     }
     moirai_tsan_post_lock(rwlock, MOIRAI_TSAN_TRY | (rc == 0 ? 0u : MOIRAI_TSAN_TRY_FAIL));
     return rc;

@@ -12,6 +12,7 @@
 #include <sched.h>
 
 #include "lock_internal.h"
+#include "lockstat_internal.h"
 #include "tsan.h"
 
 /* Backoff limits, in pause instructions. */
@@ -48,6 +49,7 @@ void moirai_spinlock_init(moirai_spinlock_t *lock)
 
 void moirai_spinlock_destroy(moirai_spinlock_t *lock)
 {
+    moirai__lockstat_forget_if_known(lock);
     moirai_tsan_destroy(lock, MOIRAI_TSAN_NOT_STATIC);
 }
 
@@ -60,18 +62,28 @@ static inline bool spin_try(moirai_spinlock_t *lock)
            atomic_exchange_explicit(&lock->priv_locked, 1, memory_order_acquire) == 0;
 }
 
-void moirai_spinlock_lock(moirai_spinlock_t *lock)
+/* The contended path of moirai_spinlock_lock(), after a failed first try;
+ * timed for the contention statistics when they are on. */
+static void spin_slow(moirai_spinlock_t *lock)
 {
-    moirai_tsan_pre_lock(lock, 0);
+    uint64_t t0 = moirai__lockstat_start();
     uint32_t backoff = BACKOFF_MIN, spent = 0;
-    while (!spin_try(lock)) {
+    do {
         /* Test: wait for the lock to look free, reading only. */
         while (atomic_load_explicit(&lock->priv_locked, memory_order_relaxed) != 0) {
             spin_wait(backoff, &spent);
             if (backoff < BACKOFF_MAX)
                 backoff *= 2;
         }
-    }
+    } while (!spin_try(lock));
+    moirai__lockstat_acquired(lock, MOIRAI_LOCK_KIND_SPIN, t0);
+}
+
+void moirai_spinlock_lock(moirai_spinlock_t *lock)
+{
+    moirai_tsan_pre_lock(lock, 0);
+    if (!spin_try(lock))
+        spin_slow(lock);
     moirai_tsan_post_lock(lock, 0);
 }
 
@@ -100,6 +112,7 @@ void moirai_ticketlock_init(moirai_ticketlock_t *lock)
 
 void moirai_ticketlock_destroy(moirai_ticketlock_t *lock)
 {
+    moirai__lockstat_forget_if_known(lock);
     moirai_tsan_destroy(lock, MOIRAI_TSAN_NOT_STATIC);
 }
 
@@ -110,17 +123,26 @@ void moirai_ticketlock_lock(moirai_ticketlock_t *lock)
      * `serving` that admits us. */
     uint32_t ticket = atomic_fetch_add_explicit(&lock->priv_next, 1, memory_order_relaxed);
     uint32_t spent = 0;
+    /* The statistics' clock starts when the first look finds another
+     * ticket served (the contended path); 0 while not started or off. */
+    uint64_t t0 = 0;
+    bool first = true;
     for (;;) {
         /* Acquire: pairs with the release store of the unlock that serves
          * our ticket. */
         uint32_t serving = atomic_load_explicit(&lock->priv_serving, memory_order_acquire);
         if (serving == ticket)
             break;
+        if (first) {
+            first = false;
+            t0 = moirai__lockstat_start();
+        }
         /* Proportional backoff: the further back in line, the longer the
          * wait, so the line is not polled by everyone at once. Unsigned
          * subtraction handles wrap-around. */
         spin_wait((ticket - serving) * BACKOFF_MIN, &spent);
     }
+    moirai__lockstat_acquired(lock, MOIRAI_LOCK_KIND_TICKET, t0);
     moirai_tsan_post_lock(lock, 0);
 }
 

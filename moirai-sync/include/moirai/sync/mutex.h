@@ -52,8 +52,10 @@ extern "C" {
 MOIRAI_SYNC_API void moirai_mutex_init(moirai_mutex_t *mutex);
 
 /* Ends the life of an unlocked `mutex` that no thread is using or waiting
- * for; the memory may then be reused. Needed only to tell the
- * ThreadSanitizer build that the lock is gone; it releases nothing. */
+ * for; the memory may then be reused. Needed to tell the ThreadSanitizer
+ * build that the lock is gone, and to drop the lock's contention
+ * statistics (moirai/sync/lockstat.h) if it has any; it releases nothing
+ * else. */
 MOIRAI_SYNC_API void moirai_mutex_destroy(moirai_mutex_t *mutex);
 
 /* Acquires `mutex`, spinning briefly and then parking (blocks) until it is

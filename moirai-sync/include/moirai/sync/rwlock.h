@@ -66,7 +66,8 @@ extern "C" {
 MOIRAI_SYNC_API void moirai_rwlock_init(moirai_rwlock_t *rwlock);
 
 /* Ends the life of an unlocked, unused `rwlock` (for the ThreadSanitizer
- * build; releases nothing). */
+ * build, and to drop its contention statistics, moirai/sync/lockstat.h;
+ * releases nothing else). */
 MOIRAI_SYNC_API void moirai_rwlock_destroy(moirai_rwlock_t *rwlock);
 
 /* Acquires `rwlock` for reading, together with other readers. Blocks

@@ -60,7 +60,8 @@ extern "C" {
 MOIRAI_SYNC_API void moirai_spinlock_init(moirai_spinlock_t *lock);
 
 /* Ends the life of an unlocked, unused `lock` (for the ThreadSanitizer
- * build; releases nothing). */
+ * build, and to drop its contention statistics, moirai/sync/lockstat.h;
+ * releases nothing else). */
 MOIRAI_SYNC_API void moirai_spinlock_destroy(moirai_spinlock_t *lock);
 
 /* Acquires `lock`, spinning (never parking) until it is free. Acquire
@@ -79,7 +80,8 @@ MOIRAI_SYNC_API void moirai_spinlock_unlock(moirai_spinlock_t *lock);
 MOIRAI_SYNC_API void moirai_ticketlock_init(moirai_ticketlock_t *lock);
 
 /* Ends the life of an unlocked, unused `lock` (for the ThreadSanitizer
- * build; releases nothing). */
+ * build, and to drop its contention statistics, moirai/sync/lockstat.h;
+ * releases nothing else). */
 MOIRAI_SYNC_API void moirai_ticketlock_destroy(moirai_ticketlock_t *lock);
 
 /* Draws a ticket and spins (never parks) until it is served: lockers get
