@@ -564,8 +564,7 @@ static void free_node_rcu(moirai_rcu_head_t *head)
 {
     map_node_t *node = caa_container_of(head, map_node_t, rcu);
     /* The grace period has ended: every read-side critical section that
-     * could see this entry happened before (modelled for TSan). */
-    MOIRAI__RCU_TSAN_ACQUIRE();
+     * could see this entry happened before (moirai_rcu_call() told TSan). */
     moirai_free(node);
 }
 

@@ -78,8 +78,7 @@ static segment_t *segment_new(void)
 
 static void segment_reclaim(moirai_rcu_head_t *head)
 {
-    /* A grace period has passed (see rcu_internal.h for the model). */
-    MOIRAI__RCU_TSAN_ACQUIRE();
+    /* A grace period has passed (moirai_rcu_call() told TSan so). */
     moirai_free((char *)head - offsetof(segment_t, rcu));
 }
 

@@ -11,10 +11,10 @@
 #include <moirai/core/alloc.h>
 #include <moirai/sync/rcu.h>
 
-/* moirai_rcu_head_t is handed to liburcu as a struct rcu_head, so the two
- * must have the same layout: a wfcqueue link and the callback. */
-_Static_assert(sizeof(moirai_rcu_head_t) == sizeof(struct rcu_head),
-               "moirai_rcu_head_t must match struct rcu_head");
+/* moirai_rcu_head_t is handed to liburcu as a struct rcu_head, so it must
+ * begin with the same layout: a wfcqueue link and liburcu's callback. */
+_Static_assert(sizeof(moirai_rcu_head_t) >= sizeof(struct rcu_head),
+               "moirai_rcu_head_t must contain struct rcu_head");
 _Static_assert(_Alignof(moirai_rcu_head_t) == _Alignof(struct rcu_head),
                "moirai_rcu_head_t must match struct rcu_head");
 _Static_assert(offsetof(moirai_rcu_head_t, next) == offsetof(struct rcu_head, next),
@@ -130,14 +130,24 @@ void moirai_rcu_synchronize(void)
     MOIRAI__RCU_TSAN_ACQUIRE();
 }
 
+/* What liburcu calls for a moirai_rcu_call(): the grace period is over,
+ * which ThreadSanitizer cannot see through liburcu (uninstrumented), so it
+ * is told here, before the caller's callback frees what readers used. */
+static void rcu_trampoline(struct rcu_head *rh)
+{
+    moirai_rcu_head_t *head = (moirai_rcu_head_t *)rh;
+    MOIRAI__RCU_TSAN_ACQUIRE();
+    head->cb(head);
+}
+
 void moirai_rcu_call(moirai_rcu_head_t *head, moirai_rcu_cb fn)
 {
     /* liburcu's call_rcu() enters a read-side critical section itself. */
     register_or_abort();
+    head->cb = fn;
     MOIRAI__RCU_TSAN_RELEASE();
-    /* The layouts match (asserted above), so the callback may be called
-     * with the struct rcu_head that is our head. */
-    urcu_memb_call_rcu((struct rcu_head *)head, (void (*)(struct rcu_head *))fn);
+    /* The head begins with a struct rcu_head (asserted above). */
+    urcu_memb_call_rcu((struct rcu_head *)head, rcu_trampoline);
 }
 
 void moirai_rcu_barrier(void)

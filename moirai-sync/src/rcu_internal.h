@@ -83,7 +83,7 @@ typedef struct moirai__node {
     void *item;
     struct moirai__node *link;
     union {
-        moirai_rcu_head_t rcu;
+        struct rcu_head rcu; /* liburcu's own head: the batch reclaim needs no trampoline */
         struct {
             struct moirai__node *tail;
             size_t count;

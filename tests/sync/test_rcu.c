@@ -6,6 +6,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <moirai/sync/rcu.h>
@@ -184,4 +186,64 @@ Test(rcu, foreign_threads_may_register_explicitly, .timeout = 60)
         pthread_join(t[i], NULL);
     cr_assert_eq(atomic_load(&ok), 8);
     moirai_rcu_synchronize();
+}
+
+/* A callback frees an object that another thread read just before queuing
+ * it, and nothing but the grace period orders the two: the callback's
+ * free must happen-after the read. ThreadSanitizer cannot see that order
+ * through liburcu (uninstrumented), so moirai_rcu_call() states it. The
+ * TSan build runs this suite a second time without the liburcu
+ * suppressions (tests/sync/meson.build), where a missing statement is
+ * reported on every run; it avoids moirai_rcu_barrier(), whose own
+ * internals TSan would report there. The reader stays alive until the
+ * callback has run, so that its unregistration (which takes a lock the
+ * grace period also takes) cannot order them by accident. */
+typedef struct owned {
+    moirai_rcu_head_t head;
+    int value;
+} owned_t;
+
+static _Atomic int owned_freed, warm_ran;
+
+static void free_owned(moirai_rcu_head_t *head)
+{
+    free((char *)head - offsetof(owned_t, head));
+    atomic_store_explicit(&owned_freed, 1, memory_order_relaxed);
+}
+
+static void warm_cb(moirai_rcu_head_t *head)
+{
+    (void)head;
+    atomic_store_explicit(&warm_ran, 1, memory_order_relaxed);
+}
+
+static void *read_then_retire(void *p)
+{
+    owned_t *o = p;
+    moirai_rcu_read_lock();
+    int v = o->value;
+    moirai_rcu_read_unlock();
+    moirai_rcu_call(&o->head, free_owned);
+    while (!atomic_load_explicit(&owned_freed, memory_order_relaxed))
+        usleep(1000);
+    return (void *)(intptr_t)v;
+}
+
+Test(rcu_tsan, callback_free_happens_after_the_readers_read, .timeout = 30)
+{
+    /* Start liburcu's call_rcu thread now, so that creating it does not
+     * order the reader before the callback. */
+    static moirai_rcu_head_t warm;
+    moirai_rcu_call(&warm, warm_cb);
+    while (!atomic_load_explicit(&warm_ran, memory_order_relaxed))
+        usleep(1000);
+    owned_t *o = malloc(sizeof(*o));
+    cr_assert_not_null(o);
+    o->value = 42;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, read_then_retire, o), 0);
+    void *v;
+    pthread_join(t, &v);
+    cr_assert_eq((intptr_t)v, 42);
+    cr_assert_eq(atomic_load(&owned_freed), 1);
 }

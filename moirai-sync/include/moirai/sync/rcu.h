@@ -21,10 +21,12 @@
 
 #include <moirai/sync/export.h>
 
-/* Embed this in an object that will be reclaimed after a grace period. */
+/* Embed this in an object that will be reclaimed after a grace period. Its
+ * fields belong to moirai_rcu_call() until the callback runs. */
 typedef struct moirai_rcu_head {
-    struct moirai_rcu_head *next;               /* used by liburcu's call_rcu queue */
-    void (*func)(struct moirai_rcu_head *head); /* the callback, set by moirai_rcu_call() */
+    struct moirai_rcu_head *next;               /* liburcu's call_rcu queue link */
+    void (*func)(struct moirai_rcu_head *head); /* what liburcu calls: Moirai's trampoline */
+    void (*cb)(struct moirai_rcu_head *head);   /* the caller's callback */
 } moirai_rcu_head_t;
 
 /* A reclamation callback: receives the head given to moirai_rcu_call(), from
@@ -54,7 +56,11 @@ MOIRAI_SYNC_API void moirai_rcu_read_unlock(void);
 MOIRAI_SYNC_API void moirai_rcu_synchronize(void);
 
 /* Calls `fn(head)` on liburcu's call_rcu thread after a grace period.
- * Never blocks (may allocate inside liburcu on first use per thread). */
+ * Never blocks (may allocate inside liburcu on first use per thread).
+ * Memory ordering: everything the calling thread did before this call, and
+ * every read-side critical section that ended before the grace period,
+ * happens-before `fn` runs (ThreadSanitizer is told so too, so a callback
+ * that frees the object is not reported as racing with its readers). */
 MOIRAI_SYNC_API void moirai_rcu_call(moirai_rcu_head_t *head, moirai_rcu_cb fn);
 
 /* Waits until every callback queued with moirai_rcu_call() before this
