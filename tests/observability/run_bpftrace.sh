@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# Attaches bpftrace to libmoirai-sched's USDT probes, runs probe_spawn
-# (exactly N tasks) under it, and checks that task_spawn, task_start and
-# task_end each fired exactly N times in that process, with a worker index
-# in range on task_start.
+# Attaches bpftrace to Moirai's USDT probes, runs a test program under it
+# and checks the exact counts the program implies, per mode:
 #
-#   run_bpftrace.sh HAVE_PROBES BPFTRACE LIBMOIRAI_SCHED PROBE_SPAWN N
+#   tasks   probe_spawn N, libmoirai-sched: task_spawn, task_start and
+#           task_end each fire exactly N times in that process, task_start
+#           with a worker index in range (the scheduler has 2 workers).
+#   fibers  probe_fibers N, libmoirai-async and libmoirai-transport: the
+#           fibers end exactly N times (fiber_switch_out with arg2 = 1),
+#           switch in exactly as often as they switch out, and the
+#           rendezvous channel fires chan_block exactly N/2 times and
+#           chan_wake (outcome 1, done) exactly N/2 times.
+#
+#   run_bpftrace.sh MODE HAVE_PROBES BPFTRACE PROGRAM N LIBRARY...
 #
 # Skips (exit 77) with the reason when the build has no probes, bpftrace
 # is missing, the caller is not root, or bpftrace cannot load a BPF
 # program or attach a uprobe here (no BPF in a container or sandbox),
 # which is checked first on the program's main(). A probe that does not
-# attach, a wrong count, or a program that failed fails the test. bpftrace is bounded by
-# `timeout`; it detaches its probes when it exits.
+# attach, a wrong count, or a program that failed fails the test.
+# bpftrace is bounded by `timeout` and stopped (it then detaches its
+# probes) before the script ends.
 set -uo pipefail
 
-have=$1 bpftrace=$2 lib=$3 prog=$4 n=$5
+mode=$1 have=$2 bpftrace=$3 prog=$4 n=$5
+shift 5
+libs=("$@")
 
 if [[ "$have" != 1 ]]; then
     echo "SKIP: built without USDT probes (no <sys/sdt.h>, or -Dprobes=disabled)"
@@ -29,8 +39,10 @@ if [[ $(id -u) != 0 ]]; then
     exit 77
 fi
 
-# bpftrace resolves the library path itself: make both absolute.
-lib=$(readlink -f "$lib")
+# bpftrace resolves the library paths itself: make them absolute.
+for i in "${!libs[@]}"; do
+    libs[$i]=$(readlink -f "${libs[$i]}")
+done
 prog=$(readlink -f "$prog")
 out=$(mktemp)
 err=$(mktemp)
@@ -59,13 +71,48 @@ fi
 # library, which fails for a library's USDT probes. Every failure from
 # here on is Moirai's: the checks above showed that bpftrace works here (a
 # probe missing from the library fails to attach).
-script="
-usdt:$lib:moirai:task_start /@seen[pid] == 0/ { @seen[pid] = 1; printf(\"seen %d\\n\", pid); }
+# checks: "map expected" lines, expected a number or another map's name.
+case "$mode" in
+tasks)
+    lib=${libs[0]}
+    first="usdt:$lib:moirai:task_start"
+    script="
 usdt:$lib:moirai:task_spawn { @spawn[pid] = count(); }
 usdt:$lib:moirai:task_start { @start[pid] = count(); }
 usdt:$lib:moirai:task_start /arg2 >= 0 && arg2 < 2/ { @start_in_range[pid] = count(); }
 usdt:$lib:moirai:task_end { @end[pid] = count(); }
 "
+    checks="spawn $n
+start $n
+start_in_range $n
+end $n"
+    ;;
+fibers)
+    async=${libs[0]} transport=${libs[1]}
+    first="usdt:$async:moirai:fiber_switch_in"
+    script="
+usdt:$async:moirai:fiber_switch_in { @switch_in[pid] = count(); }
+usdt:$async:moirai:fiber_switch_out { @switch_out[pid] = count(); }
+usdt:$async:moirai:fiber_switch_out /arg2 == 1/ { @ended[pid] = count(); }
+usdt:$transport:moirai:chan_block { @block[pid] = count(); }
+usdt:$transport:moirai:chan_wake { @wake[pid] = count(); }
+usdt:$transport:moirai:chan_wake /arg1 == 1/ { @wake_done[pid] = count(); }
+"
+    checks="ended $n
+switch_in switch_out
+block $((n / 2))
+wake $((n / 2))
+wake_done $((n / 2))"
+    ;;
+*)
+    echo "usage: run_bpftrace.sh tasks|fibers HAVE_PROBES BPFTRACE PROGRAM N LIBRARY..." >&2
+    exit 2
+    ;;
+esac
+# The first event of each process prints its pid: how the script knows
+# that the tracer is attached.
+script="$first /@seen[pid] == 0/ { @seen[pid] = 1; printf(\"seen %d\\n\", pid); }
+$script"
 timeout -k 10 100 "$bpftrace" -e "$script" >"$out" 2>"$err" &
 tracer=$!
 stop_tracer() {
@@ -91,7 +138,7 @@ for _ in $(seq 60); do
 done
 if [[ $ready != 1 ]]; then
     stop_tracer
-    echo "FAIL: bpftrace did not attach to $lib"
+    echo "FAIL: bpftrace did not attach to ${libs[*]}"
     cat "$out" "$err"
     exit 1
 fi
@@ -112,15 +159,20 @@ rm -f "$out.prog"
 value() { sed -n "s/^@$1\\[$traced\\]: \\([0-9]*\\)\$/\\1/p" "$out"; }
 
 status=0
-for map in spawn start start_in_range end; do
+while read -r map expected; do
     got=$(value "$map")
-    if [[ "$got" != "$n" ]]; then
-        echo "FAIL: @$map = ${got:-none}, expected $n"
+    if [[ "$expected" =~ ^[0-9]+$ ]]; then
+        want=$expected
+    else
+        want=$(value "$expected")
+    fi
+    if [[ -z "$got" || "$got" != "$want" ]]; then
+        echo "FAIL: @$map = ${got:-none}, expected ${want:-none} ($expected)"
         status=1
     else
-        echo "@$map = $got"
+        echo "@$map = $got ($expected)"
     fi
-done
+done <<<"$checks"
 if [[ $status != 0 ]]; then
     echo "--- bpftrace output"
     cat "$out" "$err"
