@@ -34,6 +34,10 @@ packages=(
     liburcu-dev
     libuv1-dev
     libnuma-dev
+    # USDT probes (<sys/sdt.h>, option 'probes'), and bpftrace for the
+    # observability suite's test that attaches to them.
+    systemtap-sdt-dev
+    bpftrace
     # Benchmark peers (moirai-bench reports a peer as missing if absent).
     libck-dev
     libjemalloc-dev

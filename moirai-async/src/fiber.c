@@ -23,6 +23,7 @@
 #include <moirai/core/log.h>
 
 #include "async_internal.h"
+#include "moirai_probe.h"
 
 static __thread moirai__thread_t tls_thread __attribute__((tls_model("initial-exec")));
 
@@ -147,10 +148,12 @@ static void fiber_job_run(moirai_sched_job_t *job)
     moirai_sched_thread_ctx_swap(&f->sched_ctx);
     t->current = f;
     f->switches++;
+    MOIRAI_PROBE3(fiber_switch_in, f, f->id, t->slot);
     moirai__stack_set_current(f->stack, f->name, f->id);
     moirai__fctx_switch(&t->native, &f->ctx);
     /* Back on this worker's own stack: `f` may already be running again
      * elsewhere once `after` has run, so touch it no more. */
+    MOIRAI_PROBE3(fiber_switch_out, f, t->slot, t->after == fiber_finish);
     moirai__stack_set_current(NULL, NULL, 0);
     t->current = NULL;
     moirai_sched_thread_ctx_swap(&f->sched_ctx);

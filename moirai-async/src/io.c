@@ -16,6 +16,7 @@
 
 #include "async_internal.h"
 #include "iowait.h"
+#include "moirai_probe.h"
 #include "netpoll.h"
 
 #define WAIT_CLOSED INT32_MAX
@@ -163,6 +164,7 @@ int moirai__io_wait(moirai_io_t *io, _Atomic uintptr_t *slot, uint64_t deadline)
         return -EBADF;
     }
     rc = 0;
+    MOIRAI_PROBE2(io_wait, io->fd, slot == &io->wslot);
     while (atomic_load_explicit(&w.word, memory_order_acquire) == 0) {
         rc = moirai__iowait_park(&w.word, 0, deadline);
         if (rc != 0)
@@ -174,6 +176,7 @@ int moirai__io_wait(moirai_io_t *io, _Atomic uintptr_t *slot, uint64_t deadline)
         moirai__io_disarm(slot, &arm);
     else
         moirai__wait_settle(&w);
+    MOIRAI_PROBE3(io_ready, io->fd, slot == &io->wslot, rc);
     if (rc == 0 && atomic_load_explicit(&io->closed, memory_order_acquire))
         return -EBADF;
     return rc;

@@ -5,6 +5,7 @@
 #include <moirai/core/park.h>
 
 #include "iowait.h"
+#include "moirai_probe.h"
 #include "poolop.h"
 
 static void unref(moirai__poolop_t *op)
@@ -58,6 +59,7 @@ void moirai__poolop_init(moirai__poolop_t *op, uv_req_t *req,
 
 int moirai__poolop_wait(moirai_runtime_t *rt, moirai__poolop_t *op, uint64_t deadline)
 {
+    MOIRAI_PROBE2(io_submit, op, deadline);
     moirai__reactor_submit(rt->reactor, &op->start_op);
     for (;;) {
         /* Acquire pairs with complete()'s release: the result is visible. */
@@ -92,6 +94,7 @@ int moirai__poolop_wait(moirai_runtime_t *rt, moirai__poolop_t *op, uint64_t dea
 void moirai__poolop_complete(moirai__poolop_t *op)
 {
     op->completed = true;
+    MOIRAI_PROBE1(io_complete, op);
     uint32_t expected = MOIRAI__POOLOP_PENDING;
     /* Release: the caller that sees DONE sees the result. Acquire on
      * failure: the detaching caller is done with the operation. */

@@ -19,6 +19,8 @@
 #include <moirai/core/park.h>
 #include <moirai/core/spin.h>
 
+#include "moirai_probe.h"
+
 /* How long moirai_park() spins before sleeping. A cross-CPU futex wake
  * costs 10-20 us on the VMs Moirai is developed on; a few microseconds of
  * spinning catch hand-offs that complete within that time at a fraction of
@@ -99,6 +101,7 @@ static int futex_wait(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadli
         timeout = &ts;
     }
     _Atomic uint32_t *count = sleepers_of(addr);
+    MOIRAI_PROBE3(park, addr, expected, deadline);
     atomic_fetch_add_explicit(count, 1, memory_order_seq_cst);
     long rc = syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected,
                       timeout, NULL, FUTEX_BITSET_MATCH_ANY);
@@ -121,6 +124,7 @@ static int futex_wake(_Atomic uint32_t *addr, int count)
         return 0;
     long rc =
         syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count, NULL, NULL, 0);
+    MOIRAI_PROBE2(unpark, addr, rc);
     return rc > 0 ? (int)rc : 0;
 }
 

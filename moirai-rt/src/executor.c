@@ -17,6 +17,7 @@
 
 #include "clock_internal.h"
 #include "executor_internal.h"
+#include "moirai_probe.h"
 
 /* A worker whose next release is further away than this parks on its wake
  * word (so admission and stop reach it) until PARK_MARGIN_NS before the
@@ -334,6 +335,7 @@ static void finish_job(moirai_rt_executor_t *ex, moirai__rt_worker_t *w, moirai_
     }
     if (at > deadline) {
         t->missed++;
+        MOIRAI_PROBE4(deadline_miss, t->id, index, at - deadline, (int)how);
         trace(ex, MOIRAI_RT_EVENT_MISS, t, index, at);
     }
     t->finished++;

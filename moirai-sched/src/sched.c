@@ -15,6 +15,7 @@
 
 #include <moirai/sched/job.h>
 
+#include "moirai_probe.h"
 #include "sched_internal.h"
 
 #define MAX_WORKERS          1024
@@ -59,6 +60,7 @@ static void task_execute(moirai__job_t *job, moirai__worker_t *w)
     const char *name = t->name;
     moirai_task_id_t id = t->id;
     bool owned = t->owned;
+    MOIRAI_PROBE3(task_start, s, job, w->index);
     /* Freed before the task runs, so that what it spawns reuses the
      * object while it is still in this thread's cache. */
     moirai_pool_free(s->task_pool, t);
@@ -83,6 +85,7 @@ static void task_execute(moirai__job_t *job, moirai__worker_t *w)
         moirai__stat_add(&w->stats.task_cpu_ns, cpu);
         s->cfg.task_cpu(s->cfg.task_cpu_ctx, name, id, cpu);
     }
+    MOIRAI_PROBE3(task_end, s, job, w->index);
     moirai__worker_job_done(w);
 }
 
@@ -206,6 +209,7 @@ static int spawn_task(moirai_sched_t *s, moirai_task_fn fn, void *arg,
     if (s->cfg.task_cpu != NULL)
         t->id = handle != NULL ? moirai_handle_id(handle) : moirai_task_id_next();
 
+    MOIRAI_PROBE4(task_spawn, s, &t->job, attr->name, local ? w->index : -1);
     int rc;
     if (local) {
         if (attr->priority == MOIRAI_PRIORITY_NORMAL && attr->locality == MOIRAI_LOCALITY_ANY)

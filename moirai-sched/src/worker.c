@@ -10,6 +10,7 @@
 #include <moirai/core/spin.h>
 #include <moirai/sched/job.h>
 
+#include "moirai_probe.h"
 #include "sched_internal.h"
 
 __thread moirai__worker_t *moirai__tls_worker __attribute__((tls_model("initial-exec")));
@@ -115,6 +116,7 @@ static moirai__job_t *steal_from(moirai__worker_t *w, moirai__worker_t *v)
         got = 1;
     if (got == 0)
         return NULL;
+    MOIRAI_PROBE3(steal, w->index, v->index, got);
     moirai__stat_add(&w->stats.steals, 1);
     moirai__stat_add(&w->stats.stolen, got);
     return job;
@@ -337,6 +339,7 @@ static void list_remove_locked(moirai_sched_t *s, moirai__worker_t *w)
 static void wake_locked_then_unpark(moirai_sched_t *s, moirai__worker_t *w)
 {
     list_remove_locked(s, w);
+    MOIRAI_PROBE2(worker_wake, s, w->index);
     _Atomic uint32_t *addr = w->wake_addr;
     atomic_fetch_add_explicit(&s->idle, MOIRAI__IDLE_SEARCHER - MOIRAI__IDLE_SLEEPER,
                               memory_order_seq_cst);
@@ -452,6 +455,7 @@ static bool sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
              * worker as parked. */
             parked = true;
             moirai__stat_add(&w->stats.parks, 1);
+            MOIRAI_PROBE2(worker_sleep, s, w->index);
         }
         if (latch == NULL && w->hooked) {
             const moirai_sched_idle_hooks_t *h = s->cfg.idle_hooks;

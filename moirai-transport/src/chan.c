@@ -29,6 +29,7 @@
 #include <moirai/transport/chan.h>
 
 #include "chan_internal.h"
+#include "moirai_probe.h"
 
 /* How many times a blocked thread yields its CPU before parking. A
  * channel's peer often answers within microseconds (a ping-pong), but on
@@ -97,6 +98,7 @@ static void count(uint64_t *c)
  * is visible once the waiter sees the new state. */
 static void complete(chan_waiter_t *w, uint32_t state)
 {
+    MOIRAI_PROBE2(chan_wake, w, state);
     atomic_store_explicit(&w->state, state, memory_order_release);
 }
 
@@ -226,6 +228,7 @@ static int op(moirai_chan_t *ch, moirai_chan_dir_t dir, void *elem, uint64_t dea
     chan_waitq_t *q = dir == MOIRAI_CHAN_SEND ? &ch->senders : &ch->receivers;
     q_push(q, &w);
     count(dir == MOIRAI_CHAN_SEND ? &ch->blocked_sends : &ch->blocked_recvs);
+    MOIRAI_PROBE3(chan_block, ch, dir, &w);
     /* On a rendezvous channel a waiting sender is what makes receiving
      * ready (and the other way round): tell selects. On a ring the other
      * direction is ready already whenever anyone has to wait. */

@@ -16,6 +16,7 @@
 
 #include <moirai/core/clock.h>
 
+#include "moirai_probe.h"
 #include "ring_internal.h"
 
 /* The largest pid Linux hands out (PID_MAX_LIMIT on 64-bit). */
@@ -41,6 +42,7 @@ void moirai__ring_thread_wait(_Atomic uint32_t *word, uint32_t expected, uint64_
 
 int moirai__ring_wait_futex(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline)
 {
+    MOIRAI_PROBE3(ring_wait, word, expected, deadline);
     if (moirai__ring_in_fiber())
         return moirai__ring_fiber_wait(word, expected, deadline);
     moirai__ring_thread_wait(word, expected, deadline);
@@ -49,6 +51,7 @@ int moirai__ring_wait_futex(_Atomic uint32_t *word, uint32_t expected, uint64_t 
 
 void moirai__ring_wake_futex(_Atomic uint32_t *word)
 {
+    MOIRAI_PROBE1(ring_wake, word);
     (void)syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 

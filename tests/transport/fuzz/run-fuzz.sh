@@ -33,7 +33,7 @@ t=$src/moirai-transport
 core=$src/moirai-core
 "$cc" -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I"$t/include" -I"$t/src" -I"$core/include" \
+    -I"$t/include" -I"$t/src" -I"$core/include" -I"$src/common" \
     "$src/tests/transport/fuzz/fuzz_ring.c" \
     "$t/src/ring.c" "$t/src/ring_consume.c" "$t/src/ring_produce.c" "$t/src/ring_wait.c" \
     "$core/src/alloc.c" "$core/src/clock.c" \
