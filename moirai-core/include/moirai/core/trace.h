@@ -80,10 +80,10 @@ MOIRAI_CORE_API void moirai_trace_config_init(moirai_trace_config_t *cfg);
 
 /* Starts a recording session with `cfg` (NULL: defaults). The events of
  * the previous session, if any, are discarded first (as by
- * moirai_trace_reset()). Never blocks beyond a short internal lock;
- * thread-safe. Threads see the start promptly (relaxed: an event racing
- * with it may be recorded or not). Returns 0; -EALREADY while a session is
- * recording; -EINVAL for an out-of-range field (nothing changes). */
+ * moirai_trace_reset()). Takes the recorder's lock, which a writer holds
+ * for the length of a write, so it may wait for one; thread-safe. Threads see the start promptly
+ * (relaxed: an event racing with it may be recorded or not). Returns 0; -EALREADY while a session
+ * is recording; -EINVAL for an out-of-range field (nothing changes). */
 MOIRAI_CORE_API int moirai_trace_start(const moirai_trace_config_t *cfg);
 
 /* Stops recording; the events stay in their buffers for
@@ -112,15 +112,16 @@ MOIRAI_CORE_API int moirai_trace_write_json(FILE *out);
  * is NULL and the negated errno of fopen() or fclose(). */
 MOIRAI_CORE_API int moirai_trace_write_json_path(const char *path);
 
-/* Copies the session's counts into `*out`. Never blocks beyond a short
- * internal lock; thread-safe; while recording, the counts are a snapshot
+/* Copies the session's counts into `*out`. Takes the recorder's lock (so
+ * it may wait for a write in progress); thread-safe; while recording, the counts are a snapshot
  * (acquire: every event counted in `recorded` is complete). Returns 0, or
  * -EINVAL if `out` is NULL. */
 MOIRAI_CORE_API int moirai_trace_stats(moirai_trace_stats_t *out);
 
 /* Discards the recorded events and frees the buffers of threads that have
  * exited; a live thread keeps its buffer for its next session and frees
- * it when it exits. Thread-safe. Returns 0, or -EBUSY while recording. */
+ * it when it exits. Takes the recorder's lock (may wait for a write in
+ * progress); thread-safe. Returns 0, or -EBUSY while recording. */
 MOIRAI_CORE_API int moirai_trace_reset(void);
 
 /* Records one event on the calling thread, when recording: `phase`, a
