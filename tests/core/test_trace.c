@@ -3,6 +3,8 @@
  * once, and the written JSON checked against the trace-event rules. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,5 +491,68 @@ Test(trace, a_thread_exiting_between_sessions_frees_its_buffer, .timeout = 10)
     cr_assert_eq(moirai_trace_start(NULL), 0);
     cr_assert_eq(stats().threads, 0);
     cr_assert_eq(moirai_trace_stop(), 0);
+    cr_assert_eq(moirai_trace_reset(), 0);
+}
+
+/* ---- Sessions starting and stopping under recording threads ---- */
+
+#define CYCLES 30
+
+typedef struct churn {
+    atomic_bool quit;
+    pthread_barrier_t *go;
+} churn_t;
+
+static void *record_until_quit(void *arg)
+{
+    churn_t *c = arg;
+    pthread_barrier_wait(c->go);
+    /* Relaxed: the flag only ends the loop; join orders the rest. */
+    while (!atomic_load_explicit(&c->quit, memory_order_relaxed)) {
+        moirai_trace_begin("outer");
+        moirai_trace_begin("inner");
+        moirai_trace_instant("mark");
+        moirai_trace_end();
+        moirai_trace_end();
+    }
+    return NULL;
+}
+
+Test(trace, sessions_start_stop_and_write_while_threads_record, .timeout = 120)
+{
+    /* Threads record without pause while sessions start and stop under
+     * them (tiny buffers, so drops happen too) and each stopped session is
+     * written: every file must be well formed, however the events raced
+     * with the start and the stop. ThreadSanitizer checks the hand-offs. */
+    churn_t c;
+    atomic_init(&c.quit, false);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, THREADS + 1);
+    c.go = &go;
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, record_until_quit, &c), 0);
+    pthread_barrier_wait(&go);
+    moirai_trace_config_t cfg;
+    moirai_trace_config_init(&cfg);
+    uint64_t total = 0;
+    for (int k = 0; k < CYCLES; k++) {
+        cfg.events_per_thread = k % 2 ? 64 : 1000; /* resized every session */
+        cr_assert_eq(moirai_trace_start(&cfg), 0);
+        usleep(1000);
+        cr_assert_eq(moirai_trace_stop(), 0);
+        char *text = write_to_string();
+        trace_check_t tc;
+        const char *why = trace_check(text, &tc);
+        cr_assert_null(why, "cycle %d: %s", k, why);
+        cr_assert_leq(tc.recorded, (double)THREADS * cfg.events_per_thread);
+        total += (uint64_t)tc.recorded;
+        free(text);
+    }
+    atomic_store_explicit(&c.quit, true, memory_order_relaxed);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
+    cr_assert_gt(total, 0, "the threads recorded something");
     cr_assert_eq(moirai_trace_reset(), 0);
 }
