@@ -21,6 +21,7 @@
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
 #include <moirai/core/log.h>
+#include <moirai/core/trace.h>
 
 #include "async_internal.h"
 #include "moirai_probe.h"
@@ -150,7 +151,10 @@ static void fiber_job_run(moirai_sched_job_t *job)
     f->switches++;
     MOIRAI_PROBE3(fiber_switch_in, f, f->id, t->slot);
     moirai__stack_set_current(f->stack, f->name, f->id);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "async", f->name != NULL ? f->name : "fiber", "id",
+                 (int64_t)f->id);
     moirai__fctx_switch(&t->native, &f->ctx);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "async", NULL, NULL, 0);
     /* Back on this worker's own stack: `f` may already be running again
      * elsewhere once `after` has run, so touch it no more. */
     MOIRAI_PROBE3(fiber_switch_out, f, t->slot, t->after == fiber_finish);

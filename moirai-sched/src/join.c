@@ -31,7 +31,9 @@ static void join_frame_execute(moirai__job_t *job, moirai__worker_t *w)
 {
     moirai__watchdog_job_begin(w, NULL);
     join_frame_t *f = (join_frame_t *)job;
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "join", NULL, 0);
     f->fn(f->arg);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
     moirai__latch_set(&f->latch); /* the last touch of the frame */
 }
 
@@ -85,7 +87,9 @@ static void cold_frame_execute(moirai__job_t *job, moirai__worker_t *w)
 {
     cold_frame_t *f = (cold_frame_t *)job;
     moirai__watchdog_job_begin(w, NULL);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "join", NULL, 0);
     join_on_worker(w, f->a, f->arg_a, f->b, f->arg_b);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
     /* The caller counts the join finished for shutdown once this returns. */
     moirai__latch_set(&f->latch);
 }

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include <moirai/core/trace.h>
 #include <moirai/sched/parallel.h>
 
 #include "split.h"
@@ -45,7 +46,9 @@ static void for_run(void *p)
     const for_range_t *r = p;
     const for_ctx_t *ctx = r->ctx;
     if (r->end - r->begin <= ctx->grain) {
+        MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "parallel_for", "begin", (int64_t)r->begin);
         ctx->body(r->begin, r->end, ctx->arg);
+        MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
         return;
     }
     size_t mid = r->begin + (r->end - r->begin) / 2;

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include <moirai/core/alloc.h>
+#include <moirai/core/trace.h>
 #include <moirai/sched/join.h>
 #include <moirai/sched/parallel_fallible.h>
 
@@ -105,7 +106,9 @@ static void for_run(void *p)
     if (stopped(&ctx->stop))
         return;
     if (r->end - r->begin <= ctx->grain) {
+        MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "parallel_for", "begin", (int64_t)r->begin);
         int rc = ctx->body(r->begin, r->end, ctx->arg);
+        MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
         if (rc != 0)
             record(&ctx->stop, rc);
         return;

@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include <moirai/core/alloc.h>
+#include <moirai/core/trace.h>
 #include <moirai/sched/pipeline.h>
 #include <moirai/sync/mutex.h>
 
@@ -152,7 +153,9 @@ static void run_stage(pipe_t *p, item_t *item, size_t s)
         return;
     const moirai_pipeline_stage_t *st = &p->stages[s];
     void *out = NULL;
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "stage", "stage", (int64_t)s);
     int rc = st->fn(item->data, &out, st->arg);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
     if (rc < 0) {
         item->failed = true;
         item->data = NULL;
@@ -278,7 +281,9 @@ static void run_source(pipe_t *p, todo_t *todo)
 
     const moirai_pipeline_stage_t *src = &p->stages[0];
     void *out = NULL;
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "source", "item", (int64_t)item->ticket);
     int rc = src->fn(NULL, &out, src->arg);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
 
     moirai_mutex_lock(&p->lock);
     if (rc < 0 || rc == MOIRAI_PIPELINE_END) {

@@ -28,9 +28,11 @@ void moirai__runtime_job_execute(moirai__job_t *header, moirai__worker_t *w)
     moirai_sched_job_t *job = (moirai_sched_job_t *)(void *)header;
     moirai_sched_job_cb run = job->run;
     moirai__watchdog_job_begin(w, job->name);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", job->name != NULL ? job->name : "job", NULL, 0);
     /* Nothing of the job is read after `run` starts: it may be submitted
      * again (and run elsewhere) or freed from inside it. */
     run(job);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
     /* Counted as finished only now, so destroy waits for the body. */
     moirai__worker_job_done(w);
 }

@@ -66,6 +66,7 @@ static void task_execute(moirai__job_t *job, moirai__worker_t *w)
     moirai_pool_free(s->task_pool, t);
 
     moirai__watchdog_job_begin(w, name);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", name != NULL ? name : "task", NULL, 0);
     /* Relaxed: the flag only decides whether tasks popped from now on
      * run; destroy does not depend on exactly when workers see it. */
     if (__builtin_expect(atomic_load_explicit(&s->cancel, memory_order_relaxed) != 0, 0) &&
@@ -86,6 +87,7 @@ static void task_execute(moirai__job_t *job, moirai__worker_t *w)
         s->cfg.task_cpu(s->cfg.task_cpu_ctx, name, id, cpu);
     }
     MOIRAI_PROBE3(task_end, s, job, w->index);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
     moirai__worker_job_done(w);
 }
 

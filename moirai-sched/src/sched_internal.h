@@ -59,6 +59,7 @@
 #include <stdint.h>
 
 #include <moirai/core/executor.h>
+#include <moirai/core/trace.h>
 #include <moirai/mem/pool.h>
 #include <moirai/sched/sched.h>
 #include <moirai/sync/queue.h>

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
@@ -119,6 +120,7 @@ static moirai__job_t *steal_from(moirai__worker_t *w, moirai__worker_t *v)
     MOIRAI_PROBE3(steal, w->index, v->index, got);
     moirai__stat_add(&w->stats.steals, 1);
     moirai__stat_add(&w->stats.stolen, got);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_INSTANT, "sched", "steal", "jobs", (int64_t)got);
     return job;
 }
 
@@ -526,6 +528,17 @@ int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job)
     return 0;
 }
 
+/* Names the calling worker's thread "moirai-w<index>" (a compensating
+ * one "moirai-c<index>"), so that top -H, gdb and the lanes of a trace
+ * (docs/observability.md) tell workers apart. Best effort: the kernel
+ * limits names to 15 bytes, and a failure changes nothing else. */
+static void name_thread(const moirai__worker_t *w, char kind)
+{
+    char name[16];
+    snprintf(name, sizeof name, "moirai-%c%d", kind, w->index);
+    (void)pthread_setname_np(pthread_self(), name);
+}
+
 /* Runs a worker start or exit hook (cfg.on_worker_start / _exit), if
  * set, on the worker's own thread. */
 static void worker_hook(moirai__worker_t *w, moirai_sched_worker_cb hook)
@@ -539,6 +552,7 @@ void *moirai__worker_main(void *arg)
     moirai__worker_t *w = arg;
     moirai_sched_t *s = w->sched;
     moirai__tls_worker = w;
+    name_thread(w, 'w');
     if (s->cfg.pin_workers) {
         /* Best effort: a CPU the topology names (for example a synthetic
          * one) may not exist here; the worker then runs unpinned. */
@@ -582,6 +596,7 @@ void *moirai__worker_comp_main(void *arg)
     moirai__worker_t *w = arg;
     moirai_sched_t *s = w->sched;
     moirai__tls_worker = w;
+    name_thread(w, 'c');
     worker_hook(w, s->cfg.on_worker_start);
     int k = w->index - s->nregular;
     while (!atomic_load_explicit(&s->stop, memory_order_acquire)) {

@@ -2,8 +2,9 @@
 // struct has the layout the C library was compiled with, the static
 // initializers work, and atomic words cross the language boundary both
 // ways (a std::atomic word parked on by the C library, a C mutex taken by
-// C++ threads, the log threshold the C library writes read inline by the
-// C++ view of MOIRAI_LOG_ENABLED). A plain program: exit status 0 means
+// C++ threads, the log threshold and the trace session the C library
+// writes read inline by the C++ views of MOIRAI_LOG_ENABLED and
+// MOIRAI_TRACE_ENABLED). A plain program: exit status 0 means
 // every check held.
 #include <moirai/core.h>
 #include <moirai/async.h>
@@ -119,6 +120,19 @@ int main()
     CHECK(MOIRAI_LOG_ENABLED(MOIRAI_LOG_ERROR));
     CHECK(moirai_log_level_set(MOIRAI_LOG_WARN) == 0);
     CHECK(MOIRAI_LOG_ENABLED(MOIRAI_LOG_WARN));
+
+    // Likewise the trace session number behind MOIRAI_TRACE_ENABLED(), and
+    // the recorder used through the C++ view of MOIRAI_TRACE().
+    CHECK(!MOIRAI_TRACE_ENABLED());
+    CHECK(moirai_trace_start(nullptr) == 0);
+    CHECK(MOIRAI_TRACE_ENABLED());
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "cxx", "span", "n", 1);
+    MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "cxx", nullptr, nullptr, 0);
+    CHECK(moirai_trace_stop() == 0);
+    CHECK(!MOIRAI_TRACE_ENABLED());
+    moirai_trace_stats_t trace_stats;
+    CHECK(moirai_trace_stats(&trace_stats) == 0);
+    CHECK(trace_stats.recorded == 2 && trace_stats.dropped == 0);
 
     if (failures) {
         std::fprintf(stderr, "test_cxx: %d check(s) failed\n", failures);

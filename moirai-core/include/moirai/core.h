@@ -1,6 +1,7 @@
 /* moirai-core: errors, version, clock, topology, metrics, logging, the
- * allocation hook, the task model, completion handles, the parking layer
- * and the executor interface. Link with `pkg-config --libs moirai-core`. */
+ * allocation hook, the task model, completion handles, the parking layer,
+ * the executor interface and the trace recorder. Link with
+ * `pkg-config --libs moirai-core`. */
 #ifndef MOIRAI_CORE_H
 #define MOIRAI_CORE_H
 
@@ -16,6 +17,7 @@
 #include <moirai/core/spin.h>
 #include <moirai/core/task.h>
 #include <moirai/core/topology.h>
+#include <moirai/core/trace.h>
 #include <moirai/core/version.h>
 
 #endif
