@@ -7,19 +7,20 @@
 #include <moirai/sched/metrics.h>
 #include <moirai/sched/sched.h>
 
-/* One counter of moirai_sched_worker_stats_t; `scale` 0 writes the field
- * as an exact integer, otherwise as field * scale (nanoseconds to
- * seconds, the base unit Prometheus names prefer). */
+/* One counter of moirai_sched_worker_stats_t; `divisor` 0 writes the
+ * field as an exact integer, otherwise as field / divisor (nanoseconds to
+ * seconds, the base unit Prometheus names prefer; a division, because it
+ * rounds once where multiplying by an inexact 1e-9 rounds twice). */
 typedef struct field {
     const char *name;
     const char *help;
     size_t offset;
-    double scale;
+    double divisor;
 } field_t;
 
-#define FIELD(name, help, member, scale)                                                           \
+#define FIELD(name, help, member, divisor)                                                         \
     {                                                                                              \
-        name, help, offsetof(moirai_sched_worker_stats_t, member), scale                           \
+        name, help, offsetof(moirai_sched_worker_stats_t, member), divisor                         \
     }
 
 static const field_t fields[] = {
@@ -33,7 +34,7 @@ static const field_t fields[] = {
     FIELD("moirai_sched_stolen_jobs_total", "Jobs taken by steals.", stolen, 0),
     FIELD("moirai_sched_parks_total", "Times the worker parked.", parks, 0),
     FIELD("moirai_sched_task_cpu_seconds_total",
-          "CPU time of spawned tasks (when the scheduler's task_cpu is set).", task_cpu_ns, 1e-9),
+          "CPU time of spawned tasks (when the scheduler's task_cpu is set).", task_cpu_ns, 1e9),
     FIELD("moirai_sched_watchdog_reports_total", "Jobs this worker was reported stuck in.",
           watchdog_reports, 0),
     FIELD("moirai_sched_compensating_started_total",
@@ -49,8 +50,9 @@ static int emit_worker(moirai_prom_writer_t *w, const moirai_sched_worker_stats_
         if (id < 0)
             return id;
         uint64_t v = *(const uint64_t *)((const char *)st + f->offset);
-        int err = f->scale != 0 ? moirai_prom_writer_sample(w, id, labels, 2, (double)v * f->scale)
-                                : moirai_prom_writer_sample_u64(w, id, labels, 2, v);
+        int err = f->divisor != 0
+                      ? moirai_prom_writer_sample(w, id, labels, 2, (double)v / f->divisor)
+                      : moirai_prom_writer_sample_u64(w, id, labels, 2, v);
         if (err)
             return err;
     }

@@ -162,7 +162,7 @@ static int emit_batch(moirai_prom_writer_t *w, const moirai_batch_stats_t *st, c
     id = moirai_prom_writer_family(
         w, "moirai_batch_max_wait_seconds", MOIRAI_PROM_GAUGE,
         "The longest a message waited from its send to the sink call that took it.");
-    err = id < 0 ? id : moirai_prom_writer_sample(w, id, labels, 1, (double)st->max_wait_ns * 1e-9);
+    err = id < 0 ? id : moirai_prom_writer_sample(w, id, labels, 1, (double)st->max_wait_ns / 1e9);
     if (err)
         return err;
     /* Bucket i of the batcher's histogram counts batches of [2^i, 2^(i+1))

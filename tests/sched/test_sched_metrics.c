@@ -82,7 +82,7 @@ Test(sched_metrics, executed_counts_exactly_the_tasks_run, .timeout = 60)
         cr_assert_eq(prom_value(&d, "moirai_sched_steals_total", l), (double)st.steals);
         cr_assert_eq(prom_value(&d, "moirai_sched_stolen_jobs_total", l), (double)st.stolen);
         cr_assert_eq(prom_value(&d, "moirai_sched_task_cpu_seconds_total", l),
-                     (double)st.task_cpu_ns * 1e-9);
+                     (double)st.task_cpu_ns / 1e9);
         cr_assert_eq(prom_value(&d, "moirai_sched_watchdog_reports_total", l),
                      (double)st.watchdog_reports);
         cr_assert_eq(prom_value(&d, "moirai_sched_compensating_started_total", l),

@@ -151,7 +151,7 @@ Test(transport_metrics, batch_counters_and_histogram, .timeout = 30)
     cr_assert_eq(prom_value(&d, "moirai_batch_batches_total", l), (double)st.batches);
     cr_assert_eq(prom_value(&d, "moirai_batch_sink_errors_total", l), 0);
     cr_assert_eq(prom_value(&d, "moirai_batch_max_batch_messages", l), 4);
-    cr_assert_eq(prom_value(&d, "moirai_batch_max_wait_seconds", l), (double)st.max_wait_ns * 1e-9);
+    cr_assert_eq(prom_value(&d, "moirai_batch_max_wait_seconds", l), (double)st.max_wait_ns / 1e9);
     /* Batches of at most 4 through a size bound, the rest flushed explicitly. */
     cr_assert_eq(prom_value(&d, "moirai_batch_flushes_total", PROM_LABELS("reason", "size")),
                  (double)st.flush_size);
