@@ -3,6 +3,7 @@
  * moirai_runtime_stats() once the runtime is idle; collected from a fiber
  * too. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -133,5 +134,80 @@ Test(async_metrics, bad_arguments_and_oom, .timeout = 60)
     moirai_prom_writer_destroy(w);
     /* Idle: the counters hold still while the sweep compares texts. */
     cr_assert_gt(prom_test_oom_sweep(moirai_runtime_metrics_collect, rt), 0);
+    cr_assert_eq(moirai_runtime_destroy(rt), 0);
+}
+
+/* ---- the registry's lock from fibers ---- */
+
+enum { WRITERS = 4, WRITES = 20 };
+static atomic_int inside, most_inside, collect_calls;
+
+/* A collector that parks its fiber while the registry's lock is held, so
+ * the fiber may resume (and unlock) on another worker. */
+static int sleepy_collect(void *arg, moirai_prom_writer_t *w, const char *name)
+{
+    (void)arg;
+    int now = atomic_fetch_add_explicit(&inside, 1, memory_order_relaxed) + 1;
+    int most = atomic_load_explicit(&most_inside, memory_order_relaxed);
+    while (now > most && !atomic_compare_exchange_weak_explicit(
+                             &most_inside, &most, now, memory_order_relaxed, memory_order_relaxed))
+        ;
+    moirai_fiber_sleep(100000);
+    atomic_fetch_add_explicit(&inside, -1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&collect_calls, 1, memory_order_relaxed);
+    moirai_prom_label_t l[] = {{"name", name}};
+    int f = moirai_prom_writer_family(w, "sleepy", MOIRAI_PROM_GAUGE, NULL);
+    return f < 0 ? f : moirai_prom_writer_sample(w, f, l, 1, 1);
+}
+
+static int fiber_writer(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    moirai_metrics_registry_t *reg = arg;
+    moirai_prom_writer_t *w;
+    int err = moirai_prom_writer_create(&w);
+    for (int i = 0; i < WRITES && !err; i++) {
+        moirai_prom_writer_reset(w);
+        err = moirai_metrics_registry_write(reg, w);
+        const char *text;
+        size_t len;
+        if (!err)
+            err = moirai_prom_writer_render(w, &text, &len);
+        prom_doc_t d = {0};
+        if (!err && (!prom_parse(text, len, &d) || d.nsamples != 1))
+            err = -EPROTO;
+        prom_doc_free(&d);
+    }
+    moirai_prom_writer_destroy(w);
+    return err;
+}
+
+Test(async_metrics, registry_lock_parks_fibers, .timeout = 120)
+{
+    moirai_runtime_config_t cfg;
+    moirai_runtime_config_init(&cfg);
+    moirai_sched_config_t sc;
+    moirai_sched_config_init(&sc);
+    sc.workers = 2;
+    cfg.sched_config = &sc;
+    moirai_runtime_t *rt;
+    cr_assert_eq(moirai_runtime_create(&rt, &cfg), 0);
+    moirai_metrics_registry_t *reg;
+    cr_assert_eq(moirai_metrics_registry_create(&reg), 0);
+    cr_assert_eq(moirai_metrics_registry_add(reg, "s", sleepy_collect, NULL), 0);
+    moirai_handle_t *h[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        cr_assert_eq(moirai_handle_create(&h[i]), 0);
+        cr_assert_eq(moirai_fiber_spawn(rt, fiber_writer, reg, NULL, h[i]), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) {
+        cr_assert_eq(moirai_handle_join(h[i], NULL), 0);
+        moirai_handle_release(h[i]);
+    }
+    /* Every write ran the collector exactly once, one at a time. */
+    cr_assert_eq(atomic_load(&collect_calls), WRITERS * WRITES);
+    cr_assert_eq(atomic_load(&most_inside), 1);
+    moirai_metrics_registry_destroy(reg);
     cr_assert_eq(moirai_runtime_destroy(rt), 0);
 }

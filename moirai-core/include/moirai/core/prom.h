@@ -184,26 +184,29 @@ MOIRAI_CORE_API void moirai_metrics_registry_destroy(moirai_metrics_registry_t *
  * moirai_metrics_registry_write(), after the collectors added before it.
  * `name` (copied) labels the object's samples; two objects of one kind
  * need different names. `arg` must stay valid until
- * moirai_metrics_registry_remove() has returned. May block briefly (the
- * registry's lock, held through a write in progress). Thread-safe.
+ * moirai_metrics_registry_remove() has returned. May block while a write
+ * is in progress (the registry's lock, held through it; a fiber of
+ * moirai-async parks instead of blocking its worker). Thread-safe.
  * Returns 0, -EINVAL (`reg`, `name` or `collect` NULL), -EEXIST (`collect`
  * is registered already with this `name` or with this `arg`) or -ENOMEM;
  * on error nothing is registered. */
 MOIRAI_CORE_API int moirai_metrics_registry_add(moirai_metrics_registry_t *reg, const char *name,
                                                 moirai_metrics_collect_cb collect, void *arg);
 
-/* Unregisters the collector `collect` of `arg`. Blocks while a write in
- * progress runs, so once it returns the collector never runs again and
+/* Unregisters the collector `collect` of `arg`. Blocks (or parks a
+ * fiber) while a write in progress runs, so once it returns the collector never runs again and
  * `arg` may be destroyed. Thread-safe. Returns 0, -EINVAL (`reg` or
  * `collect` NULL) or -ENOENT (not registered). */
 MOIRAI_CORE_API int moirai_metrics_registry_remove(moirai_metrics_registry_t *reg,
                                                    moirai_metrics_collect_cb collect, void *arg);
 
 /* Runs every registered collector, in the order added, into `w`. Holds
- * the registry's lock throughout (adds and removes wait), and blocks as
- * long as the collectors do (each module's collector takes its object's
- * lock briefly). Thread-safe for the registry; `w` must not be used by
- * another thread meanwhile. Returns 0, -EINVAL (`reg` or `w` NULL), or the
+ * the registry's lock throughout (adds, removes and other writes wait),
+ * and blocks as long as the collectors do (each module's collector takes
+ * its object's lock briefly). May run on a fiber of moirai-async: the
+ * lock parks the fiber, not its worker, and may be released on another
+ * worker than the one that took it. Thread-safe for the registry; `w`
+ * must not be used by another thread meanwhile. Returns 0, -EINVAL (`reg` or `w` NULL), or the
  * first error of a collector (-ENOMEM, ...), in which case `w` is left as
  * it was before the call. */
 MOIRAI_CORE_API int moirai_metrics_registry_write(moirai_metrics_registry_t *reg,
