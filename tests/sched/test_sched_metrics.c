@@ -60,15 +60,22 @@ Test(sched_metrics, executed_counts_exactly_the_tasks_run, .timeout = 60)
     enum { N = 137 };
     moirai_sched_t *s = make_sched(2);
     run_tasks(s, N);
+    moirai_sched_worker_stats_t before[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(moirai_sched_worker_stats(s, i, &before[i]), 0);
     prom_doc_t d;
     prom_test_collect(moirai_sched_metrics_collect, s, "main", &d);
     /* Every job joined happened before its handle completed, so the
      * counts are exact now. */
     cr_assert_eq(sum_of(&d, "moirai_sched_executed_total", "main"), N);
     int workers = moirai_sched_worker_count(s);
+    cr_assert_eq(workers, 2);
     cr_assert_eq(prom_value(&d, "moirai_sched_workers", PROM_LABELS("name", "main")), workers);
     cr_assert_eq(prom_count(&d, "moirai_sched_executed_total"), workers);
-    /* Every worker's every counter equals what moirai_sched_worker_stats reads. */
+    /* Every worker's counters against moirai_sched_worker_stats(): those
+     * that move only while jobs run are exact now; idle workers may still
+     * search and park (steal attempts, steals, parks), so those lie
+     * between a read before the collection and one after it. */
     for (int i = 0; i < workers; i++) {
         moirai_sched_worker_stats_t st;
         cr_assert_eq(moirai_sched_worker_stats(s, i, &st), 0);
@@ -77,16 +84,23 @@ Test(sched_metrics, executed_counts_exactly_the_tasks_run, .timeout = 60)
         const char **l = PROM_LABELS("name", "main", "worker", idx);
         cr_assert_eq(prom_value(&d, "moirai_sched_executed_total", l), (double)st.executed);
         cr_assert_eq(prom_value(&d, "moirai_sched_spawned_total", l), (double)st.spawned);
-        cr_assert_eq(prom_value(&d, "moirai_sched_steal_attempts_total", l),
-                     (double)st.steal_attempts);
-        cr_assert_eq(prom_value(&d, "moirai_sched_steals_total", l), (double)st.steals);
-        cr_assert_eq(prom_value(&d, "moirai_sched_stolen_jobs_total", l), (double)st.stolen);
         cr_assert_eq(prom_value(&d, "moirai_sched_task_cpu_seconds_total", l),
                      (double)st.task_cpu_ns / 1e9);
         cr_assert_eq(prom_value(&d, "moirai_sched_watchdog_reports_total", l),
                      (double)st.watchdog_reports);
         cr_assert_eq(prom_value(&d, "moirai_sched_compensating_started_total", l),
                      (double)st.compensating_started);
+        cr_assert_leq(prom_value(&d, "moirai_sched_steal_attempts_total", l),
+                      (double)st.steal_attempts);
+        cr_assert_geq(prom_value(&d, "moirai_sched_steal_attempts_total", l),
+                      (double)before[i].steal_attempts);
+        cr_assert_leq(prom_value(&d, "moirai_sched_steals_total", l), (double)st.steals);
+        cr_assert_geq(prom_value(&d, "moirai_sched_steals_total", l), (double)before[i].steals);
+        cr_assert_leq(prom_value(&d, "moirai_sched_stolen_jobs_total", l), (double)st.stolen);
+        cr_assert_geq(prom_value(&d, "moirai_sched_stolen_jobs_total", l),
+                      (double)before[i].stolen);
+        cr_assert_leq(prom_value(&d, "moirai_sched_parks_total", l), (double)st.parks);
+        cr_assert_geq(prom_value(&d, "moirai_sched_parks_total", l), (double)before[i].parks);
     }
     for (int f = 0; f < d.nfamilies; f++)
         cr_assert(!strcmp(d.families[f].type, "counter") ||
