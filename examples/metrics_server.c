@@ -473,7 +473,9 @@ static int self_test(void *arg, const moirai_cancel_token_t *cancel, void **resu
             err = check(!strncmp(body, "# HELP ", 7) && body[len - 1] == '\n',
                         "the body is not exposition text");
         if (err == 0)
-            err = check(sample(body, "moirai_runtime_fibers_spawned_total{name=\"server\"}") >= 3,
+            /* The logger and the acceptor at least (a fiber's spawn is
+             * counted as its spawn call returns, maybe after it ran). */
+            err = check(sample(body, "moirai_runtime_fibers_spawned_total{name=\"server\"}") >= 2,
                         "no runtime counters");
         if (err == 0)
             err = check(sample(body, "moirai_pool_allocations_total{name=\"connections\"}") == 1,

@@ -40,6 +40,7 @@ typedef struct prom_sample {
 typedef struct prom_family {
     char name[128];
     char type[16];
+    char kind;      /* the type's first letter: 'c', 'g' or 'h' (0 before TYPE) */
     char help[512]; /* unescaped; "" without HELP */
     bool has_help;
 } prom_family_t;
@@ -155,6 +156,15 @@ static inline bool prom_check_histograms(prom_doc_t *d, int f)
     return !open ? true : prom_fail(d, 0, "histogram without a +Inf bucket");
 }
 
+/* realloc, or abort: the parser's own memory is not under test. */
+static inline void *prom_grow(void *p, size_t size)
+{
+    void *q = realloc(p, size);
+    if (!q)
+        abort();
+    return q;
+}
+
 /* Parses `text` (len bytes) into `d`. Returns true, or false with
  * d->error saying why. Free with prom_doc_free(). */
 static inline bool prom_parse(const char *text, size_t len, prom_doc_t *d)
@@ -163,6 +173,8 @@ static inline bool prom_parse(const char *text, size_t len, prom_doc_t *d)
     int cap_f = 16, cap_s = 64;
     d->families = calloc((size_t)cap_f, sizeof(*d->families));
     d->samples = calloc((size_t)cap_s, sizeof(*d->samples));
+    if (!d->families || !d->samples)
+        return prom_fail(d, 0, "out of memory");
     if (len > 0 && text[len - 1] != '\n')
         return prom_fail(d, 0, "text does not end with a newline");
     const char *p = text, *end = text + len;
@@ -190,7 +202,7 @@ static inline bool prom_parse(const char *text, size_t len, prom_doc_t *d)
                     return prom_fail(d, line, "HELP for a family already seen");
                 if (d->nfamilies == cap_f) {
                     cap_f *= 2;
-                    d->families = realloc(d->families, (size_t)cap_f * sizeof(*d->families));
+                    d->families = prom_grow(d->families, (size_t)cap_f * sizeof(*d->families));
                 }
                 prom_family_t *fam = &d->families[d->nfamilies++];
                 memset(fam, 0, sizeof(*fam));
@@ -222,20 +234,21 @@ static inline bool prom_parse(const char *text, size_t len, prom_doc_t *d)
                 if (f < 0) {
                     if (d->nfamilies == cap_f) {
                         cap_f *= 2;
-                        d->families = realloc(d->families, (size_t)cap_f * sizeof(*d->families));
+                        d->families = prom_grow(d->families, (size_t)cap_f * sizeof(*d->families));
                     }
                     f = d->nfamilies++;
                     memset(&d->families[f], 0, sizeof(d->families[f]));
                     snprintf(d->families[f].name, sizeof(d->families[f].name), "%s", name);
                 }
                 snprintf(d->families[f].type, sizeof(d->families[f].type), "%s", type);
+                d->families[f].kind = type[0];
                 current = f;
                 current_has_samples = false;
             }
         } else {
             if (d->nsamples == cap_s) {
                 cap_s *= 2;
-                d->samples = realloc(d->samples, (size_t)cap_s * sizeof(*d->samples));
+                d->samples = prom_grow(d->samples, (size_t)cap_s * sizeof(*d->samples));
             }
             prom_sample_t *s = &d->samples[d->nsamples];
             memset(s, 0, sizeof(*s));
@@ -296,7 +309,7 @@ static inline bool prom_parse(const char *text, size_t len, prom_doc_t *d)
             const prom_family_t *fam = &d->families[current];
             size_t fl = strlen(fam->name);
             bool ok;
-            if (!strcmp(fam->type, "histogram"))
+            if (fam->kind == 'h')
                 ok = !strncmp(s->name, fam->name, fl) &&
                      (!strcmp(s->name + fl, "_bucket") || !strcmp(s->name + fl, "_sum") ||
                       !strcmp(s->name + fl, "_count"));
@@ -304,7 +317,7 @@ static inline bool prom_parse(const char *text, size_t len, prom_doc_t *d)
                 ok = !strcmp(s->name, fam->name);
             if (!ok)
                 return prom_fail(d, line, "sample outside its family (families not contiguous)");
-            if (!strcmp(fam->type, "counter") && !(s->value >= 0))
+            if (fam->kind == 'c' && !(s->value >= 0))
                 return prom_fail(d, line, "counter below 0 or NaN");
             s->family = current;
             current_has_samples = true;
