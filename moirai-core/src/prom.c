@@ -5,9 +5,13 @@
  * header (the family id and the text's length) followed by the sample's
  * finished text lines. Appending only means that a mark is two lengths and
  * a rollback is two truncations, so marks nest without allocating.
- * Rendering walks the log once per family and copies that family's
- * records: O(families x records), a few thousand header reads for the
- * tens of families and hundreds of samples an exporter holds. */
+ *
+ * Families are found by name through an open-addressing hash index (a
+ * collector declares its families again for every object it writes, so
+ * the lookup is the hot path), and each family counts the bytes of its
+ * records. Rendering is then two linear passes and no allocation beyond
+ * the text: the counts give every family its place in the text, and one
+ * walk of the log copies each record to its family's place. */
 #include <errno.h>
 #include <locale.h>
 #include <math.h>
@@ -25,6 +29,9 @@ typedef struct family {
     char *name;
     char *help; /* NULL: no HELP line */
     moirai_prom_type_t type;
+    uint32_t hash;  /* of the name, for the index */
+    size_t bytes;   /* text bytes of this family's records in the log */
+    size_t out_pos; /* during a render: where its next record goes */
 } family_t;
 
 /* The header in front of each record's text in the log. */
@@ -36,6 +43,10 @@ typedef struct record_head {
 struct moirai_prom_writer {
     family_t *families;
     size_t nfamilies, families_cap;
+    /* The hash index: family ids, -1 for an empty slot; a power of two
+     * at least twice the families, or 0 slots before the first. */
+    int32_t *index;
+    size_t index_cap;
     char *log; /* records: header, text, header, text, ... */
     size_t log_len, log_cap;
     char *text; /* the last render */
@@ -146,6 +157,23 @@ static size_t format_double(char *buf, double v)
     return (size_t)n;
 }
 
+/* Writes `v` in decimal into buf (at least 21 bytes, NUL added); returns
+ * its length. Counters are most samples: this is snprintf's work without
+ * its format parsing. */
+static size_t format_u64(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return n;
+}
+
 /* ---- storage ---- */
 
 /* Makes room for `more` bytes in the log. */
@@ -165,6 +193,65 @@ static int log_reserve(moirai_prom_writer_t *w, size_t more)
     w->log = log;
     w->log_cap = cap;
     return 0;
+}
+
+/* FNV-1a: short names, no adversary (the names are the program's own). */
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void index_insert(int32_t *index, size_t cap, uint32_t hash, int32_t id)
+{
+    size_t i = hash & (cap - 1);
+    while (index[i] >= 0)
+        i = (i + 1) & (cap - 1);
+    index[i] = id;
+}
+
+/* Refills the index from the families (after a rollback or a reset). */
+static void index_rebuild(moirai_prom_writer_t *w)
+{
+    for (size_t i = 0; i < w->index_cap; i++)
+        w->index[i] = -1;
+    for (size_t f = 0; f < w->nfamilies; f++)
+        index_insert(w->index, w->index_cap, w->families[f].hash, (int32_t)f);
+}
+
+/* Makes room in the index for one more family: a bigger table, filled
+ * before it replaces the old one, so a failure changes nothing. */
+static int index_reserve(moirai_prom_writer_t *w)
+{
+    if ((w->nfamilies + 1) * 2 <= w->index_cap)
+        return 0;
+    size_t cap = w->index_cap ? w->index_cap * 2 : 64;
+    int32_t *index = moirai_malloc(cap * sizeof(*index));
+    if (!index)
+        return -ENOMEM;
+    for (size_t i = 0; i < cap; i++)
+        index[i] = -1;
+    for (size_t f = 0; f < w->nfamilies; f++)
+        index_insert(index, cap, w->families[f].hash, (int32_t)f);
+    moirai_free(w->index);
+    w->index = index;
+    w->index_cap = cap;
+    return 0;
+}
+
+/* The id of the family `name` (hash `hash`), or -1. */
+static int index_find(const moirai_prom_writer_t *w, const char *name, uint32_t hash)
+{
+    if (w->index_cap == 0)
+        return -1;
+    for (size_t i = hash & (w->index_cap - 1); w->index[i] >= 0; i = (i + 1) & (w->index_cap - 1)) {
+        const family_t *f = &w->families[w->index[i]];
+        if (f->hash == hash && strcmp(f->name, name) == 0)
+            return w->index[i];
+    }
+    return -1;
 }
 
 static char *dup_str(const char *s)
@@ -202,6 +289,7 @@ void moirai_prom_writer_destroy(moirai_prom_writer_t *w)
         return;
     families_truncate(w, 0);
     moirai_free(w->families);
+    moirai_free(w->index);
     moirai_free(w->log);
     moirai_free(w->text);
     moirai_free(w);
@@ -212,6 +300,7 @@ void moirai_prom_writer_reset(moirai_prom_writer_t *w)
     if (!w)
         return;
     families_truncate(w, 0);
+    index_rebuild(w);
     w->log_len = 0;
 }
 
@@ -223,17 +312,26 @@ static bool same_help(const char *a, const char *b)
 int moirai_prom_writer_family(moirai_prom_writer_t *w, const char *name, moirai_prom_type_t type,
                               const char *help)
 {
-    if (!w || !metric_name_ok(name) ||
+    if (!w || !name)
+        return -EINVAL;
+    /* A name found in the index was checked when it was declared: only a
+     * new one is validated (a collector declares its families again for
+     * every object it writes). */
+    uint32_t hash = name_hash(name);
+    int found = index_find(w, name, hash);
+    if (found >= 0) {
+        const family_t *f = &w->families[found];
+        return f->type == type && same_help(f->help, help) ? found : -EINVAL;
+    }
+    if (!metric_name_ok(name) ||
         (type != MOIRAI_PROM_COUNTER && type != MOIRAI_PROM_GAUGE && type != MOIRAI_PROM_HISTOGRAM))
         return -EINVAL;
-    for (size_t i = 0; i < w->nfamilies; i++) {
-        family_t *f = &w->families[i];
-        if (strcmp(f->name, name) == 0)
-            return f->type == type && same_help(f->help, help) ? (int)i : -EINVAL;
-    }
     /* Ids are ints and record headers hold 32 bits: far beyond any use. */
     if (w->nfamilies >= INT32_MAX)
         return -ENOMEM;
+    /* Room first (the array and the index), then the copies: growing
+     * either changes no contents, so a failure anywhere leaves the writer
+     * as it was. */
     if (w->nfamilies == w->families_cap) {
         size_t cap = w->families_cap ? w->families_cap * 2 : 16;
         family_t *fs = moirai_realloc(w->families, cap * sizeof(*fs));
@@ -242,13 +340,16 @@ int moirai_prom_writer_family(moirai_prom_writer_t *w, const char *name, moirai_
         w->families = fs;
         w->families_cap = cap;
     }
-    family_t f = {dup_str(name), help ? dup_str(help) : NULL, type};
+    if (index_reserve(w) != 0)
+        return -ENOMEM;
+    family_t f = {dup_str(name), help ? dup_str(help) : NULL, type, hash, 0, 0};
     if (!f.name || (help && !f.help)) {
         moirai_free(f.name);
         moirai_free(f.help);
         return -ENOMEM;
     }
     w->families[w->nfamilies] = f;
+    index_insert(w->index, w->index_cap, hash, (int32_t)w->nfamilies);
     return (int)w->nfamilies++;
 }
 
@@ -352,6 +453,7 @@ static int add_line(moirai_prom_writer_t *w, int family, const moirai_prom_label
     char *p = record_start(w, family, len);
     put_line(p, f, "", labels, n, NULL, value, value_len);
     w->log_len += sizeof(record_head_t) + len;
+    w->families[family].bytes += len;
     return 0;
 }
 
@@ -374,8 +476,8 @@ int moirai_prom_writer_sample_u64(moirai_prom_writer_t *w, int family,
     if (!sample_family(w, family, false) || labels_ok(labels, nlabels, false) != 0)
         return -EINVAL;
     char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)value);
-    return add_line(w, family, labels, nlabels, buf, (size_t)n);
+    size_t n = format_u64(buf, value);
+    return add_line(w, family, labels, nlabels, buf, n);
 }
 
 int moirai_prom_writer_histogram(moirai_prom_writer_t *w, int family,
@@ -408,10 +510,10 @@ int moirai_prom_writer_histogram(moirai_prom_writer_t *w, int family,
             format_double(le, bounds[i]);
         else
             strcpy(le, "+Inf");
-        size_t vlen = (size_t)snprintf(value, sizeof(value), "%llu", (unsigned long long)cum);
+        size_t vlen = format_u64(value, cum);
         len += line_len(f, "_bucket", labels, nlabels, le, vlen);
     }
-    size_t count_len = (size_t)snprintf(value, sizeof(value), "%llu", (unsigned long long)total);
+    size_t count_len = format_u64(value, total);
     len += line_len(f, "_sum", labels, nlabels, NULL, sum_len);
     len += line_len(f, "_count", labels, nlabels, NULL, count_len);
     if (len > UINT32_MAX)
@@ -428,13 +530,14 @@ int moirai_prom_writer_histogram(moirai_prom_writer_t *w, int family,
             format_double(le, bounds[i]);
         else
             strcpy(le, "+Inf");
-        size_t vlen = (size_t)snprintf(value, sizeof(value), "%llu", (unsigned long long)cum);
+        size_t vlen = format_u64(value, cum);
         p = put_line(p, f, "_bucket", labels, nlabels, le, value, vlen);
     }
     p = put_line(p, f, "_sum", labels, nlabels, NULL, sum_text, sum_len);
-    snprintf(value, sizeof(value), "%llu", (unsigned long long)total);
+    format_u64(value, total);
     put_line(p, f, "_count", labels, nlabels, NULL, value, count_len);
     w->log_len += sizeof(record_head_t) + len;
+    w->families[family].bytes += len;
     return 0;
 }
 
@@ -470,6 +573,16 @@ void moirai_prom_writer_rollback(moirai_prom_writer_t *w, moirai_prom_mark_t mar
         return;
     w->log_len = mark.records;
     families_truncate(w, mark.families);
+    index_rebuild(w);
+    /* The byte counts of the families that remain, from what remains. */
+    for (size_t f = 0; f < w->nfamilies; f++)
+        w->families[f].bytes = 0;
+    for (off = 0; off < w->log_len;) {
+        record_head_t h;
+        memcpy(&h, w->log + off, sizeof(h));
+        w->families[h.family].bytes += h.len;
+        off += sizeof(h) + h.len;
+    }
 }
 
 /* ---- rendering ---- */
@@ -516,10 +629,10 @@ int moirai_prom_writer_render(moirai_prom_writer_t *w, const char **text, size_t
 {
     if (!w || !text || !len)
         return -EINVAL;
-    /* Every record's text once, plus each family's header. */
-    size_t total = w->log_len;
+    /* Each family's place: its header, then its records' bytes. */
+    size_t total = 0;
     for (size_t i = 0; i < w->nfamilies; i++)
-        total += family_head(&w->families[i], NULL);
+        total += family_head(&w->families[i], NULL) + w->families[i].bytes;
     if (total > w->text_cap || !w->text) {
         char *t = moirai_realloc(w->text, total ? total : 1);
         if (!t)
@@ -527,19 +640,23 @@ int moirai_prom_writer_render(moirai_prom_writer_t *w, const char **text, size_t
         w->text = t;
         w->text_cap = total ? total : 1;
     }
-    char *p = w->text;
+    size_t pos = 0;
     for (size_t i = 0; i < w->nfamilies; i++) {
-        p += family_head(&w->families[i], p);
-        size_t off = 0;
-        while (off < w->log_len) {
-            record_head_t h;
-            memcpy(&h, w->log + off, sizeof(h));
-            if (h.family == i)
-                p = put(p, w->log + off + sizeof(h), h.len);
-            off += sizeof(h) + h.len;
-        }
+        pos += family_head(&w->families[i], w->text + pos);
+        w->families[i].out_pos = pos;
+        pos += w->families[i].bytes;
+    }
+    /* One walk of the log, each record to its family's next place: the
+     * records of a family keep their order. */
+    for (size_t off = 0; off < w->log_len;) {
+        record_head_t h;
+        memcpy(&h, w->log + off, sizeof(h));
+        family_t *f = &w->families[h.family];
+        memcpy(w->text + f->out_pos, w->log + off + sizeof(h), h.len);
+        f->out_pos += h.len;
+        off += sizeof(h) + h.len;
     }
     *text = w->text;
-    *len = (size_t)(p - w->text);
+    *len = total;
     return 0;
 }

@@ -9,17 +9,22 @@
 #include <moirai/mem/metrics.h>
 #include <moirai/mem/pool.h>
 
-/* One field of moirai_pool_stats_t, as the family "<prefix>_<suffix>". */
+/* One field of moirai_pool_stats_t, with its family's name for an object
+ * pool and for a memory pool's classes (spelled out, not formatted on
+ * every scrape). */
 typedef struct field {
-    const char *suffix;
+    const char *names[2]; /* indexed by POOL, MEMPOOL */
     moirai_prom_type_t type;
     const char *help;
     size_t offset;
 } field_t;
 
+enum { POOL = 0, MEMPOOL = 1 };
+
 #define FIELD(suffix, type, help, member)                                                          \
     {                                                                                              \
-        suffix, type, help, offsetof(moirai_pool_stats_t, member)                                  \
+        {"moirai_pool_" suffix, "moirai_mempool_" suffix}, type, help,                             \
+            offsetof(moirai_pool_stats_t, member)                                                  \
     }
 
 static const field_t pool_fields[] = {
@@ -40,16 +45,13 @@ static const field_t pool_fields[] = {
           "The peak of in_use (an upper bound when several threads use the pool).", high_water),
 };
 
-/* Writes `st` as the families <prefix>_<suffix> with `labels`. */
-static int emit_pool_stats(moirai_prom_writer_t *w, const char *prefix,
-                           const moirai_pool_stats_t *st, const moirai_prom_label_t *labels,
-                           size_t nlabels)
+/* Writes `st` as the families of `kind` (POOL or MEMPOOL) with `labels`. */
+static int emit_pool_stats(moirai_prom_writer_t *w, int kind, const moirai_pool_stats_t *st,
+                           const moirai_prom_label_t *labels, size_t nlabels)
 {
     for (size_t i = 0; i < sizeof(pool_fields) / sizeof(pool_fields[0]); i++) {
         const field_t *f = &pool_fields[i];
-        char name[64];
-        snprintf(name, sizeof(name), "%s_%s", prefix, f->suffix);
-        int id = moirai_prom_writer_family(w, name, f->type, f->help);
+        int id = moirai_prom_writer_family(w, f->names[kind], f->type, f->help);
         if (id < 0)
             return id;
         uint64_t v = *(const uint64_t *)((const char *)st + f->offset);
@@ -70,7 +72,7 @@ int moirai_pool_metrics_collect(void *pool, moirai_prom_writer_t *w, const char 
         return err;
     moirai_prom_mark_t mark = moirai_prom_writer_mark(w);
     moirai_prom_label_t labels[] = {{"name", name}};
-    err = emit_pool_stats(w, "moirai_pool", &st, labels, 1);
+    err = emit_pool_stats(w, POOL, &st, labels, 1);
     if (err)
         moirai_prom_writer_rollback(w, mark);
     return err;
@@ -95,7 +97,7 @@ static int emit_mempool(moirai_mempool_t *mp, moirai_prom_writer_t *w, const cha
         char size[24];
         snprintf(size, sizeof(size), "%zu", moirai_mempool_class_size(mp, i));
         labels[1].value = size;
-        err = emit_pool_stats(w, "moirai_mempool", &st, labels, 2);
+        err = emit_pool_stats(w, MEMPOOL, &st, labels, 2);
         if (err)
             return err;
     }

@@ -361,6 +361,13 @@ Test(prom, marks_nest_and_roll_back, .timeout = 10)
     free(text);
     cr_assert_eq(moirai_prom_writer_sample(w, c, NULL, 0, 4), -EINVAL, "c was rolled back");
     cr_assert_eq(moirai_prom_writer_sample(w, b, NULL, 0, 6), 0, "b survives");
+    /* The index forgot c and still finds a and b. */
+    cr_assert_eq(moirai_prom_writer_family(w, "b", MOIRAI_PROM_GAUGE, NULL), b);
+    cr_assert_eq(moirai_prom_writer_family(w, "a", MOIRAI_PROM_GAUGE, NULL), a);
+    moirai_prom_mark_t again = moirai_prom_writer_mark(w);
+    cr_assert_eq(moirai_prom_writer_family(w, "c", MOIRAI_PROM_COUNTER, NULL), c,
+                 "c is new again, under the id it had, with another type");
+    moirai_prom_writer_rollback(w, again);
     moirai_prom_writer_rollback(w, outer);
     text = render_copy(w);
     cr_assert_str_eq(text, base);
@@ -521,6 +528,37 @@ Test(prom, oom_family_sample_histogram, .timeout = 60)
         cr_assert_gt(failures, 0, "op %zu allocates", i);
         oom_teardown(&ctx);
     }
+}
+
+Test(prom, oom_family_growing_the_array_and_the_index, .timeout = 60)
+{
+    /* 32 families fill the array (16, then 32 entries) and half the
+     * 64-slot index: the 33rd grows both, then copies its name and help.
+     * Run 0 fails the array's growth, run 1 the index's (the array keeps
+     * its new capacity, which is no content), run 2 the help's copy (the
+     * index kept its capacity; a failing name copy is in
+     * oom_family_sample_histogram); none changes the contents. */
+    oom_ctx_t ctx;
+    oom_setup(&ctx);
+    for (int i = 1; i < 32; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "g%d", i);
+        cr_assert_eq(moirai_prom_writer_family(ctx.w, name, MOIRAI_PROM_GAUGE, NULL), i);
+    }
+    free(ctx.before);
+    ctx.before = render_copy(ctx.w);
+    moirai_test_oom_install();
+    long failures = MOIRAI_TEST_OOM_SWEEP(op_family, assert_unchanged, &ctx);
+    moirai_test_oom_uninstall();
+    cr_assert_eq(failures, 3, "%ld", failures);
+    /* Every family is still found under its id, the new one too. */
+    for (int i = 1; i < 32; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "g%d", i);
+        cr_assert_eq(moirai_prom_writer_family(ctx.w, name, MOIRAI_PROM_GAUGE, NULL), i);
+    }
+    cr_assert_eq(moirai_prom_writer_family(ctx.w, "fresh_family", MOIRAI_PROM_GAUGE, "Fresh."), 32);
+    oom_teardown(&ctx);
 }
 
 static int op_create(void *arg)
