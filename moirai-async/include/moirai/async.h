@@ -7,6 +7,7 @@
 #include <moirai/async/dns.h>
 #include <moirai/async/fiber.h>
 #include <moirai/async/fs.h>
+#include <moirai/async/metrics.h>
 #include <moirai/async/net.h>
 #include <moirai/async/runtime.h>
 #include <moirai/async/select.h>

@@ -1,7 +1,7 @@
-/* moirai-core: errors, version, clock, topology, metrics, logging, the
- * allocation hook, the task model, completion handles, the parking layer,
- * the executor interface and the trace recorder. Link with
- * `pkg-config --libs moirai-core`. */
+/* moirai-core: errors, version, clock, topology, metrics and their
+ * Prometheus export, logging, the allocation hook, the task model,
+ * completion handles, the parking layer, the executor interface and the
+ * trace recorder. Link with `pkg-config --libs moirai-core`. */
 #ifndef MOIRAI_CORE_H
 #define MOIRAI_CORE_H
 
@@ -14,6 +14,7 @@
 #include <moirai/core/log.h>
 #include <moirai/core/metrics.h>
 #include <moirai/core/park.h>
+#include <moirai/core/prom.h>
 #include <moirai/core/spin.h>
 #include <moirai/core/task.h>
 #include <moirai/core/topology.h>

@@ -6,6 +6,7 @@
 #include <moirai/mem/align.h>
 #include <moirai/mem/arena.h>
 #include <moirai/mem/mempool.h>
+#include <moirai/mem/metrics.h>
 #include <moirai/mem/numa.h>
 #include <moirai/mem/numa_pool.h>
 #include <moirai/mem/pool.h>

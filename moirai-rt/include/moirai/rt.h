@@ -11,6 +11,7 @@
 #include <moirai/rt/energy.h>
 #include <moirai/rt/executor.h>
 #include <moirai/rt/lock.h>
+#include <moirai/rt/metrics.h>
 #include <moirai/rt/os.h>
 #include <moirai/rt/quota.h>
 #include <moirai/rt/share.h>

@@ -6,6 +6,7 @@
 #include <moirai/sched/combinable.h>
 #include <moirai/sched/job.h>
 #include <moirai/sched/join.h>
+#include <moirai/sched/metrics.h>
 #include <moirai/sched/parallel.h>
 #include <moirai/sched/parallel_fallible.h>
 #include <moirai/sched/pipeline.h>

@@ -6,6 +6,7 @@
 
 #include <moirai/transport/batch.h>
 #include <moirai/transport/chan.h>
+#include <moirai/transport/metrics.h>
 #include <moirai/transport/ring.h>
 #include <moirai/transport/version.h>
 
