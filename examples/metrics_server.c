@@ -320,6 +320,13 @@ int metrics_server_start(uint16_t port, uint16_t *bound)
     if (err == 0)
         err = moirai_metrics_registry_add(registry, "access_log", moirai_chan_metrics_collect,
                                           access_log);
+    /* The process's lock contention statistics: one collector for every
+     * lock, so no object to pass. They cost nothing until switched on. */
+    if (err == 0)
+        err = moirai_metrics_registry_add(registry, "process", moirai_lock_stats_metrics_collect,
+                                          NULL);
+    if (err == 0)
+        moirai_lock_stats_enable(true);
     struct sockaddr_in addr = {
         .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof(addr);

@@ -23,6 +23,7 @@
 
 #include "lock_test_util.h"
 #include "oom.h"
+#include "prom_test.h"
 
 /* ---- the schedule ---- */
 
@@ -810,4 +811,66 @@ Test(lockstat, concurrent_recording_and_reading, .timeout = 60)
     moirai_rwlock_destroy(&h.rw);
     moirai_spinlock_destroy(&h.sl);
     moirai_ticketlock_destroy(&h.tl);
+}
+
+/* ---- the Prometheus collector (moirai/sync/metrics.h) ---- */
+
+Test(lockstat, metrics_collect_writes_each_record, .timeout = 30)
+{
+    moirai_lock_stats_enable(true);
+    moirai_mutex_t named, unnamed;
+    moirai_mutex_init(&named);
+    moirai_mutex_init(&unnamed);
+    cr_assert_eq(moirai_lock_stats_name(&named, "db \"pool\""), 0);
+    contend_mutex(&named);
+    contend_mutex(&named);
+    contend_mutex(&unnamed);
+
+    prom_doc_t d;
+    prom_test_collect(moirai_lock_stats_metrics_collect, NULL, "proc", &d);
+    moirai_lock_stats_t s;
+    cr_assert_eq(moirai_lock_stats_get_name("db \"pool\"", MOIRAI_LOCK_KIND_MUTEX, &s), 0);
+    cr_assert_eq(s.contended, 2);
+    const char **db = PROM_LABELS("name", "proc", "lock", "db \"pool\"", "kind", "mutex");
+    cr_assert_eq(prom_value(&d, "moirai_lock_contended_total", db), 2.0);
+    cr_assert_eq(prom_value(&d, "moirai_lock_wait_seconds_count", db), 2.0);
+    cr_assert_float_eq(prom_value(&d, "moirai_lock_wait_seconds_sum", db),
+                       (double)s.total_wait_ns / 1e9, 1e-12);
+    cr_assert_float_eq(prom_value(&d, "moirai_lock_wait_max_seconds", db),
+                       (double)s.max_wait_ns / 1e9, 1e-12);
+    /* The bucket holding the longest wait counts both waits cumulatively
+     * only from its own upper bound on. */
+    cr_assert_eq(prom_value(&d, "moirai_lock_wait_seconds_bucket",
+                            PROM_LABELS("name", "proc", "lock", "db \"pool\"", "kind", "mutex",
+                                        "le", "+Inf")),
+                 2.0);
+
+    char address[32];
+    snprintf(address, sizeof(address), "%p", (void *)&unnamed);
+    cr_assert_eq(prom_value(&d, "moirai_lock_contended_total",
+                            PROM_LABELS("name", "proc", "lock", address, "kind", "mutex")),
+                 1.0);
+    cr_assert_eq(prom_count(&d, "moirai_lock_contended_total"), 2, "one series per record");
+    cr_assert_eq(prom_value(&d, "moirai_lock_stats_dropped_total", PROM_LABELS("name", "proc")),
+                 0.0);
+    prom_doc_free(&d);
+    moirai_mutex_destroy(&named);
+    moirai_mutex_destroy(&unnamed);
+}
+
+Test(lockstat, metrics_collect_errors, .timeout = 60)
+{
+    moirai_prom_writer_t *w;
+    cr_assert_eq(moirai_prom_writer_create(&w), 0);
+    cr_assert_eq(moirai_lock_stats_metrics_collect(NULL, NULL, "x"), -EINVAL);
+    cr_assert_eq(moirai_lock_stats_metrics_collect(NULL, w, NULL), -EINVAL);
+    moirai_prom_writer_destroy(w);
+
+    /* Every allocation failure leaves the writer as it was. */
+    moirai_lock_stats_enable(true);
+    moirai_mutex_t m;
+    moirai_mutex_init(&m);
+    contend_mutex(&m);
+    cr_assert_gt(prom_test_oom_sweep(moirai_lock_stats_metrics_collect, NULL), 0);
+    moirai_mutex_destroy(&m);
 }

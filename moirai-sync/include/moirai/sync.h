@@ -8,6 +8,7 @@
 #include <moirai/sync/counter.h>
 #include <moirai/sync/event.h>
 #include <moirai/sync/lockstat.h>
+#include <moirai/sync/metrics.h>
 #include <moirai/sync/map.h>
 #include <moirai/sync/mutex.h>
 #include <moirai/sync/once.h>
