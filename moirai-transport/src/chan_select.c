@@ -184,7 +184,7 @@ static int select_impl(uint64_t deadline, moirai_chan_case_t *cases, size_t n, b
             atomic_fetch_add_explicit(&global_selectors, 1, memory_order_seq_cst);
             continue;
         }
-        rc = moirai_park_for(&global_word, g, deadline, "channel select");
+        rc = moirai_park(&global_word, g, deadline);
         if (rc != 0)
             break;
     }
