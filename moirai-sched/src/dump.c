@@ -178,16 +178,9 @@ static void report_worker(report_t *r, moirai_sched_t *s, int i, uint64_t now, u
         report_backtrace(r, w);
 }
 
-int moirai_sched_dump(moirai_sched_t *sched, FILE *out, unsigned flags)
+/* The report of `s`, under registry_lock. */
+static int dump_locked(moirai_sched_t *s, FILE *out, unsigned flags)
 {
-    if (sched == NULL || out == NULL || (flags & ~MOIRAI_SCHED_DUMP_BACKTRACES) != 0)
-        return -EINVAL;
-    pthread_mutex_lock(&registry_lock);
-    if (!registered(sched)) {
-        pthread_mutex_unlock(&registry_lock);
-        return -ESHUTDOWN;
-    }
-    moirai_sched_t *s = sched;
     report_t r = {out, 0};
     uint64_t now = moirai_clock_now_ns();
     emit(&r, "moirai-sched dump: scheduler %p at %" PRIu64 " ms\n", (void *)s,
@@ -205,6 +198,29 @@ int moirai_sched_dump(moirai_sched_t *sched, FILE *out, unsigned flags)
     emit(&r, "end of scheduler dump\n");
     if (r.err == 0 && fflush(out) != 0)
         r.err = -EIO;
-    pthread_mutex_unlock(&registry_lock);
     return r.err;
+}
+
+int moirai_sched_dump(moirai_sched_t *sched, FILE *out, unsigned flags)
+{
+    if (sched == NULL || out == NULL || (flags & ~MOIRAI_SCHED_DUMP_BACKTRACES) != 0)
+        return -EINVAL;
+    pthread_mutex_lock(&registry_lock);
+    int rc = registered(sched) ? dump_locked(sched, out, flags) : -ESHUTDOWN;
+    pthread_mutex_unlock(&registry_lock);
+    return rc;
+}
+
+int moirai__dump_all(FILE *out, unsigned flags)
+{
+    pthread_mutex_lock(&registry_lock);
+    int rc = 0, n = 0;
+    for (moirai_sched_t *s = registry; s != NULL && rc == 0; s = s->dump_next, n++)
+        rc = dump_locked(s, out, flags);
+    if (rc == 0 && fprintf(out, "moirai-sched: %d live schedulers dumped\n", n) < 0)
+        rc = -EIO;
+    if (rc == 0 && fflush(out) != 0)
+        rc = -EIO;
+    pthread_mutex_unlock(&registry_lock);
+    return rc;
 }

@@ -54,6 +54,7 @@
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -408,6 +409,10 @@ void moirai__dump_register(struct moirai_sched *s);
  * from its return, every dump of `s` returns -ESHUTDOWN. Destroy calls it
  * first, once its argument checks passed. */
 void moirai__dump_unregister(struct moirai_sched *s);
+
+/* Dumps every live scheduler to `out`, one after the other, under the
+ * registry lock, then a line with their number. Returns 0 or -EIO. */
+int moirai__dump_all(FILE *out, unsigned flags);
 
 /* ---- Watchdog (watchdog.c) ---- */
 

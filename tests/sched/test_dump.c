@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <moirai/core/clock.h>
 #include <moirai/core/log.h>
@@ -434,4 +436,80 @@ Test(sched_dump, during_destroy_is_shutdown)
     void *trc;
     cr_assert_eq(pthread_join(t, &trc), 0);
     cr_assert_eq((int)(intptr_t)trc, -ESHUTDOWN);
+}
+
+/* ---- Dumps on a signal ---- */
+
+/* The whole content of the file behind `fd`. */
+static char *read_all(int fd)
+{
+    static char buf[1 << 16];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+static int count_of(const char *text, const char *what)
+{
+    int n = 0;
+    for (const char *p = strstr(text, what); p != NULL; p = strstr(p + 1, what))
+        n++;
+    return n;
+}
+
+Test(sched_dump, on_signal_dumps_every_live_scheduler)
+{
+    moirai_sched_t *a = make_sched(1, 0);
+    moirai_sched_t *b = make_sched(2, 0);
+    int fd = memfd_create("dump", 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR2, fd, 0), 0);
+    cr_assert_eq(raise(SIGUSR2), 0);
+    /* The dedicated thread writes one round: both schedulers, then the count. */
+    while (count_of(read_all(fd), "moirai-sched: 2 live schedulers dumped\n") < 1)
+        sleep_ms(1);
+    const char *text = read_all(fd);
+    char head[128];
+    snprintf(head, sizeof head, "moirai-sched dump: scheduler %p at ", (void *)a);
+    cr_assert_not_null(strstr(text, head), "%s", text);
+    snprintf(head, sizeof head, "moirai-sched dump: scheduler %p at ", (void *)b);
+    cr_assert_not_null(strstr(text, head), "%s", text);
+    cr_assert_eq(count_of(text, "end of scheduler dump\n"), 2, "%s", text);
+    /* After a destroy, the next round has one scheduler fewer. */
+    cr_assert_eq(moirai_sched_destroy(a, MOIRAI_SHUTDOWN_DRAIN), 0);
+    cr_assert_eq(raise(SIGUSR2), 0);
+    while (count_of(read_all(fd), "moirai-sched: 1 live schedulers dumped\n") < 1)
+        sleep_ms(1);
+    /* Once on, for good. */
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR2, fd, 0), -EBUSY);
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR1, fd, 0), -EBUSY);
+    cr_assert_eq(moirai_sched_destroy(b, MOIRAI_SHUTDOWN_DRAIN), 0);
+}
+
+Test(sched_dump, on_signal_bad_arguments)
+{
+    cr_assert_eq(moirai_sched_dump_on_signal(0, 2, 0), -EINVAL);
+    cr_assert_eq(moirai_sched_dump_on_signal(NSIG, 2, 0), -EINVAL);
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGKILL, 2, 0), -EINVAL);
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGSTOP, 2, 0), -EINVAL);
+    cr_assert_eq(moirai_sched_dump_on_signal(MOIRAI_SCHED_DUMP_SIGNAL, 2, 0), -EINVAL);
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR2, -1, 0), -EINVAL);
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR2, 2, 2), -EINVAL);
+    /* A descriptor that is not open. */
+    int fd = memfd_create("closed", 0);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR2, fd, 0), -EINVAL);
+    /* A signal the process handles itself. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = foreign_handler;
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR2, 2, 0), -EBUSY);
+    struct sigaction now;
+    cr_assert_eq(sigaction(SIGUSR2, NULL, &now), 0);
+    cr_assert(now.sa_handler == foreign_handler);
+    /* Nothing was installed by the failures: another signal still works. */
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR1, 2, 0), 0);
 }

@@ -82,6 +82,27 @@ extern "C" {
  * written). */
 MOIRAI_SCHED_API int moirai_sched_dump(moirai_sched_t *sched, FILE *out, unsigned flags);
 
+/* Makes signal `signo` (SIGUSR2, say; `kill -USR2 <pid>`) dump every live
+ * scheduler, with `flags` as moirai_sched_dump() takes them, to file
+ * descriptor `fd` (STDERR_FILENO, say), followed by a line
+ * "moirai-sched: N live schedulers dumped". The handler only writes one
+ * byte to a pipe; a dedicated thread (started here, blocked on that pipe
+ * while nothing is asked, so it costs no CPU) writes the dumps, so a
+ * dump never runs inside a signal handler. Signals that arrive while a
+ * dump is being written are merged into one more dump. Fibers are not
+ * included: a program with a fiber runtime calls moirai_runtime_dump()
+ * (moirai/async/dump.h) from its own signal-watching thread instead. For
+ * the rest of the process: there is no uninstall, and the pipe and the
+ * thread stay. `fd` is not closed and must stay open. Never blocks
+ * (beyond starting the thread). Thread-safe. Returns 0, -EINVAL (signo
+ * not a catchable signal, or MOIRAI_SCHED_DUMP_SIGNAL; fd < 0; unknown
+ * flags; fd not open), -EBUSY (already installed, or the process has its own handler
+ * for `signo`), -EMFILE or -ENFILE (no descriptor for the pipe or the
+ * duplicate of `fd`), -ENOMEM,
+ * or -EAGAIN (the thread cannot be created); on error nothing is
+ * installed. */
+MOIRAI_SCHED_API int moirai_sched_dump_on_signal(int signo, int fd, unsigned flags);
+
 #ifdef __cplusplus
 }
 #endif
