@@ -67,7 +67,13 @@ static void on_signal(int sig)
         atomic_compare_exchange_strong_explicit(&slot.state, &st,
                                                 (st & ~PHASE_MASK) | PHASE_WRITING,
                                                 memory_order_acquire, memory_order_relaxed)) {
-        slot.count = backtrace(slot.frames, MOIRAI__BACKTRACE_FRAMES);
+        /* Frame 0 is this handler: left out, the trace starts at the
+         * signal frame over the interrupted code. */
+        void *raw[MOIRAI__BACKTRACE_FRAMES + 1];
+        int n = backtrace(raw, MOIRAI__BACKTRACE_FRAMES + 1);
+        slot.count = n > 0 ? n - 1 : 0;
+        for (int i = 1; i < n; i++)
+            slot.frames[i - 1] = raw[i];
         /* Release: the dump, reading DONE with acquire, sees the frames. */
         atomic_store_explicit(&slot.state, (st & ~PHASE_MASK) | PHASE_DONE, memory_order_release);
         syscall(SYS_futex, &slot.state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);

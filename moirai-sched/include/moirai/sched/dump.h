@@ -36,6 +36,9 @@
  *   - a process that installed its own handler for the signal: the dump
  *     never replaces it;
  *   - idle and parked workers, which run nothing worth a backtrace.
+ * A signalled worker's trace starts at the signal frame (the kernel's
+ * return trampoline in libc, the first "??" line) over the interrupted
+ * code; for a worker running a fiber it ends at the fiber's first frame.
  * Symbol names come from dladdr(), so only exported (dynamic) symbols are
  * named; other frames print as an address inside their object, which
  * `addr2line -e <object> <offset>` resolves.
