@@ -81,12 +81,15 @@ int moirai_sched_dump_on_signal(int signo, int fd, unsigned flags)
                (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)) {
         rc = -EBUSY;
     }
-    /* The caller's descriptor first, before the pipe could take a number
+    /* Everything is built in locals and published only on success: on
+     * error (an installed dump included) the installed state is untouched.
+     * The caller's descriptor first, before the pipe could take a number
      * that was free. */
+    FILE *file = NULL;
     int dup_fd = -1;
     if (rc == 0 && (dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
         rc = errno == EBADF ? -EINVAL : -errno;
-    if (rc == 0 && (out_file = fdopen(dup_fd, "w")) == NULL) {
+    if (rc == 0 && (file = fdopen(dup_fd, "w")) == NULL) {
         rc = -ENOMEM;
         close(dup_fd);
     }
@@ -96,6 +99,9 @@ int moirai_sched_dump_on_signal(int signo, int fd, unsigned flags)
     if (rc == 0 && fcntl(fds[1], F_SETFL, O_NONBLOCK) != 0)
         rc = -errno;
     if (rc == 0) {
+        /* Written before the thread exists (its creation orders them
+         * before its first read) and before the handler is installed. */
+        out_file = file;
         request_fd = fds[1];
         wait_fd = fds[0];
         dump_flags = flags;
@@ -116,15 +122,19 @@ int moirai_sched_dump_on_signal(int signo, int fd, unsigned flags)
         (void)sigaction(signo, &sa, NULL);
         installed = true;
     } else {
-        /* The thread was not started: nothing uses the pipe or the FILE. */
-        if (out_file != NULL)
-            fclose(out_file);
-        out_file = NULL;
+        /* No thread was started: nothing uses the pipe or the FILE. The
+         * globals were only written when `installed` was false, and no
+         * handler reads them then. */
+        if (file != NULL)
+            fclose(file);
         if (fds[0] >= 0) {
             close(fds[0]);
             close(fds[1]);
         }
-        request_fd = wait_fd = -1;
+        if (!installed) {
+            out_file = NULL;
+            request_fd = wait_fd = -1;
+        }
     }
     pthread_mutex_unlock(&install_lock);
     return rc;
