@@ -91,15 +91,18 @@ struct moirai_fiber {
      * (dump.c) while the fiber is in its runtime's registry, which is
      * from its allocation to its free, cached or not. */
     moirai__stack_t *stack;
-    /* MOIRAI__FIBER_*: written relaxed by whoever moves the fiber (the
+    /* MOIRAI__FIBER_*: written by whoever moves the fiber (spawn, the
      * fiber before it parks, its waker before it resubmits it, its worker
-     * before it switches in), release where the fields below go with it;
-     * dumps read it with acquire. Stores of one fiber are ordered by the
-     * hand-offs between them, so the latest is what a dump sees. */
+     * before it switches in), always with release: every store carries
+     * what came before it in the fiber's history (the name and id of its
+     * spawn, the wait record of its park), since a dump that reads any
+     * state with acquire must see those; a release store is a plain store
+     * on x86-64. Stores of one fiber are ordered by the hand-offs between
+     * them, so the latest is what a dump sees. */
     _Atomic uint32_t dump_state;
     _Atomic(const char *) dump_what; /* what it parked on (moirai_park_what()) */
     _Atomic uintptr_t dump_addr;     /* the address it parked on */
-    _Atomic uint64_t dump_since;     /* moirai_clock_now_ns() when it parked */
+    _Atomic uint64_t dump_since;     /* CLOCK_MONOTONIC_COARSE ns when it parked */
     _Atomic(const char *) dump_name; /* its name, or NULL */
     _Atomic uint64_t dump_id;        /* its task id */
     /* The runtime's registry of fibers (dump.c), under rt->fibers_lock. */
@@ -113,10 +116,10 @@ struct moirai_fiber {
 #define MOIRAI__FIBER_RUNNING  2u /* on a worker */
 #define MOIRAI__FIBER_PARKED   3u /* in the wait table */
 
-/* Records that `f` is now in `state` (relaxed: see dump_state). */
+/* Records that `f` is now in `state` (release: see dump_state). */
 static inline void moirai__fiber_state(struct moirai_fiber *f, uint32_t state)
 {
-    atomic_store_explicit(&f->dump_state, state, memory_order_relaxed);
+    atomic_store_explicit(&f->dump_state, state, memory_order_release);
 }
 
 /* What a worker thread keeps while it runs fibers (thread-local). */

@@ -117,13 +117,15 @@ __attribute__((format(printf, 2, 3))) static void emit(report_t *r, const char *
 /* One fiber's entry; returns false for an ended (cached) fiber. */
 static bool report_fiber(report_t *r, struct moirai_fiber *f, uint64_t now, unsigned flags)
 {
-    /* Acquire: pairs with the release of PARKED (moirai__fiber_parking()). */
+    /* Acquire: pairs with the release of every state store, so the name
+     * and id of the fiber's spawn, and the wait record of a PARKED, are
+     * seen (see dump_state). */
     uint32_t state = atomic_load_explicit(&f->dump_state, memory_order_acquire);
     if (state == MOIRAI__FIBER_ENDED)
         return false;
     uint64_t id = atomic_load_explicit(&f->dump_id, memory_order_relaxed);
-    /* Acquire: pairs with spawn's release, so the string may be read. */
-    const char *name = atomic_load_explicit(&f->dump_name, memory_order_acquire);
+    /* Relaxed: published by the state read above (the string too). */
+    const char *name = atomic_load_explicit(&f->dump_name, memory_order_relaxed);
     if (name != NULL)
         emit(r, "fiber %" PRIu64 " \"%s\": ", id, name);
     else

@@ -306,10 +306,11 @@ static int spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
     /* The rest is zero from the memset: no locals, no wait, no counts. */
     f->wait.heap_index = MOIRAI__NOT_IN_HEAP;
     f->wait.deadline = MOIRAI_DEADLINE_NEVER;
+    /* For dumps: relaxed, published by the state's release store after
+     * them (a dump that sees the fiber runnable sees its name and id). */
     atomic_store_explicit(&f->dump_id, f->id, memory_order_relaxed);
+    atomic_store_explicit(&f->dump_name, name, memory_order_relaxed);
     moirai__fiber_state(f, MOIRAI__FIBER_RUNNABLE);
-    /* Release: a dump that reads the name with acquire may read the string. */
-    atomic_store_explicit(&f->dump_name, name, memory_order_release);
     moirai__fctx_init(&f->ctx, f->stack->lo, f->stack->size, fiber_entry, f);
     /* Everything above happens before the fiber runs: the scheduler's
      * submission is a release and its take an acquire. A locality hint
