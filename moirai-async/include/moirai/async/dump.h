@@ -13,11 +13,12 @@
  *   - "running": on a worker now (the scheduler section names the worker
  *     and, with the watchdog on, for how long);
  *   - "runnable": queued on the scheduler (spawned, woken or yielded);
- *   - "parked on <what> <address> for N ms": in the wait table. <what> is
+ *   - "parked on WHAT ADDRESS for N ms": in the wait table. WHAT is
  *     what the parking call said it waits for: "mutex", "rwlock",
  *     "condvar", "event", "semaphore", "barrier", "waitgroup", "once"
- *     (moirai-sync), "channel", "channel select" (moirai-transport),
- *     "join", "cancel token", "sleep", "I/O", "select" (moirai-async), or
+ *     (moirai-sync), "channel" (moirai-transport), "join", "cancel
+ *     token" (core), "sleep", "I/O", "select" (moirai-async; a fiber's
+ *     channel select waits as a "select"), or
  *     "unspecified" for a plain moirai_park() (core's moirai_park_for()
  *     is how a caller says it). N is counted on CLOCK_MONOTONIC_COARSE,
  *     to within one kernel tick (at most 4 ms).

@@ -41,7 +41,7 @@
  * code; for a worker running a fiber it ends at the fiber's first frame.
  * Symbol names come from dladdr(), so only exported (dynamic) symbols are
  * named; other frames print as an address inside their object, which
- * `addr2line -e <object> <offset>` resolves.
+ * `addr2line -e OBJECT OFFSET` resolves.
  *
  * Shutdown: from the moment moirai_sched_destroy() has begun (after its
  * argument checks passed), a dump returns -ESHUTDOWN; a dump that began
@@ -85,7 +85,7 @@ extern "C" {
  * written). */
 MOIRAI_SCHED_API int moirai_sched_dump(moirai_sched_t *sched, FILE *out, unsigned flags);
 
-/* Makes signal `signo` (SIGUSR2, say; `kill -USR2 <pid>`) dump every live
+/* Makes signal `signo` (SIGUSR2, say; `kill -USR2 PID`) dump every live
  * scheduler, with `flags` as moirai_sched_dump() takes them, to file
  * descriptor `fd` (STDERR_FILENO, say), followed by a line
  * "moirai-sched: N live schedulers dumped". The handler only writes one
