@@ -187,7 +187,9 @@ int moirai_unpark_all(_Atomic uint32_t *addr)
  * it, through noinline accessors with a compiler barrier: a fiber may
  * come back from the hook on another thread, and the address of this
  * thread-local must then be computed afresh, never reused. */
-static __thread const char *park_what;
+/* Initial-exec: one instruction to reach, instead of a __tls_get_addr
+ * call per park (the general-dynamic model of a shared library). */
+static __thread const char *park_what __attribute__((tls_model("initial-exec")));
 
 __attribute__((noinline)) static void park_what_set(const char *what)
 {
