@@ -65,7 +65,6 @@ struct moirai_fiber {
      * worker's while it runs (see fiber.c). */
     moirai_sched_thread_ctx_t sched_ctx;
     moirai__fctx_t ctx;
-    moirai__stack_t *stack;
     moirai_runtime_t *rt;
     moirai_task_fn fn;
     void *arg;
@@ -87,7 +86,41 @@ struct moirai_fiber {
      * statistics when it ends. */
     uint64_t switches;
     uint64_t parks;
+    /* From here on, kept when a cached fiber is reused (its spawn clears
+     * only what comes before `stack`): the stack, and what dumps read
+     * (dump.c) while the fiber is in its runtime's registry, which is
+     * from its allocation to its free, cached or not. */
+    moirai__stack_t *stack;
+    /* MOIRAI__FIBER_*: written by whoever moves the fiber (spawn, the
+     * fiber before it parks, its waker before it resubmits it, its worker
+     * before it switches in), always with release: every store carries
+     * what came before it in the fiber's history (the name and id of its
+     * spawn, the wait record of its park), since a dump that reads any
+     * state with acquire must see those; a release store is a plain store
+     * on x86-64. Stores of one fiber are ordered by the hand-offs between
+     * them, so the latest is what a dump sees. */
+    _Atomic uint32_t dump_state;
+    _Atomic(const char *) dump_what; /* what it parked on (moirai_park_what()) */
+    _Atomic uintptr_t dump_addr;     /* the address it parked on */
+    _Atomic uint64_t dump_since;     /* CLOCK_MONOTONIC_COARSE ns when it parked */
+    _Atomic(const char *) dump_name; /* its name, or NULL */
+    _Atomic uint64_t dump_id;        /* its task id */
+    /* The runtime's registry of fibers (dump.c), under rt->fibers_lock. */
+    struct moirai_fiber *reg_prev, *reg_next;
 };
+
+/* `dump_state` of a fiber. Zero is ENDED, the state of a fresh or cached
+ * fiber struct. */
+#define MOIRAI__FIBER_ENDED    0u
+#define MOIRAI__FIBER_RUNNABLE 1u /* queued on the scheduler */
+#define MOIRAI__FIBER_RUNNING  2u /* on a worker */
+#define MOIRAI__FIBER_PARKED   3u /* in the wait table */
+
+/* Records that `f` is now in `state` (release: see dump_state). */
+static inline void moirai__fiber_state(struct moirai_fiber *f, uint32_t state)
+{
+    atomic_store_explicit(&f->dump_state, state, memory_order_release);
+}
 
 /* What a worker thread keeps while it runs fibers (thread-local). */
 typedef struct moirai__thread {
@@ -170,6 +203,12 @@ struct moirai_runtime {
     _Atomic uint64_t parks;
     _Atomic uint64_t high_water;
     _Atomic uint64_t timers_armed;
+
+    /* Every allocated fiber, running, parked or cached (dump.c). A mutex:
+     * a dump holds it while it writes, and fibers are allocated and freed
+     * rarely (the caches reuse them). */
+    pthread_mutex_t fibers_lock;
+    struct moirai_fiber *fibers;
 };
 
 #define MOIRAI__GATE_SHUT (UINT64_C(1) << 63)
@@ -266,6 +305,22 @@ void moirai__fiber_caches_free(moirai_runtime_t *rt);
 /* fiber.c: the runtime executor's spawn (default stack size). */
 int moirai__fiber_spawn_default(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
                                 const moirai_task_attr_t *attr, moirai_handle_t *handle);
+
+/* dump.c: records that `f` parks on `addr` now, and on what (the hooked
+ * call's moirai_park_what(), or "sleep" for its own sleep word). Called
+ * by the fiber just before it switches out to park. A coarse clock read
+ * and four relaxed or release stores. */
+void moirai__fiber_parking(struct moirai_fiber *f, _Atomic uint32_t *addr);
+
+/* dump.c: adds a freshly allocated fiber to its runtime's registry, or
+ * takes one out before its stack and memory are freed. Any thread. */
+void moirai__fiber_register(moirai_runtime_t *rt, struct moirai_fiber *f);
+void moirai__fiber_unregister(moirai_runtime_t *rt, struct moirai_fiber *f);
+
+/* dump.c: makes `rt` the runtime moirai_runtime_dump() accepts (create,
+ * last), or no runtime (destroy, first: waits for a dump in progress). */
+void moirai__runtime_dump_open(moirai_runtime_t *rt);
+void moirai__runtime_dump_close(moirai_runtime_t *rt);
 
 /* fls.c: runs the destructors of `f`'s values and frees them. */
 void moirai__fls_clear(struct moirai_fiber *f);

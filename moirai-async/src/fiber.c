@@ -59,6 +59,7 @@ void moirai__fiber_switch_out(struct moirai_fiber *f, void (*after)(void *), voi
 void moirai__fiber_resume(struct moirai_fiber *f)
 {
     struct moirai_fiber *self = moirai__fiber_self();
+    moirai__fiber_state(f, MOIRAI__FIBER_RUNNABLE);
     /* Cannot fail: arguments are valid and the job is embedded. From a
      * fiber, `self->sched_ctx` holds its worker's context. */
     moirai_sched_job_submit_from(f->rt->sched, self != NULL ? &self->sched_ctx : NULL, &f->job,
@@ -68,6 +69,7 @@ void moirai__fiber_resume(struct moirai_fiber *f)
 static void resubmit_yield(void *arg)
 {
     struct moirai_fiber *f = arg;
+    moirai__fiber_state(f, MOIRAI__FIBER_RUNNABLE);
     moirai_sched_job_submit(f->rt->sched, &f->job, f->priority, MOIRAI_SCHED_JOB_YIELD);
 }
 
@@ -98,6 +100,7 @@ static void fiber_finish(void *arg)
 {
     struct moirai_fiber *f = arg;
     moirai_runtime_t *rt = f->rt;
+    moirai__fiber_state(f, MOIRAI__FIBER_ENDED);
     moirai__fctx_destroy(&f->ctx);
     /* On the worker's own stack, with its scheduler context back. */
     moirai__fiber_cache_t *cache = cache_of(rt, moirai_sched_worker_index());
@@ -105,6 +108,8 @@ static void fiber_finish(void *arg)
     bool keep = cache != NULL && cache->count < MOIRAI__FIBER_CACHE &&
                 f->stack->size == moirai__stack_pool_stack_size(rt->stacks);
     /* Resetting the stack for reuse measures what the fiber used. */
+    if (!keep)
+        moirai__fiber_unregister(rt, f); /* before its stack goes */
     if (keep)
         used = moirai__stack_reset(f->stack);
     else
@@ -131,6 +136,7 @@ void moirai__fiber_caches_free(moirai_runtime_t *rt)
         moirai__fiber_cache_t *c = &rt->caches[i];
         while (c->count > 0) {
             struct moirai_fiber *f = c->fibers[--c->count];
+            moirai__fiber_unregister(rt, f);
             moirai__stack_pool_put(rt->stacks, f->stack);
             moirai_free(f);
         }
@@ -150,6 +156,7 @@ static void fiber_job_run(moirai_sched_job_t *job)
     t->current = f;
     f->switches++;
     MOIRAI_PROBE3(fiber_switch_in, f, f->id, t->slot);
+    moirai__fiber_state(f, MOIRAI__FIBER_RUNNING);
     moirai__stack_set_current(f->stack, f->name, f->id);
     MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "async", f->name != NULL ? f->name : "fiber", "id",
                  (int64_t)f->id);
@@ -275,9 +282,8 @@ static int spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
     }
     if (rc == 0 && cache != NULL && cache->count > 0) {
         f = cache->fibers[--cache->count];
-        moirai__stack_t *stack = f->stack;
-        memset(f, 0, sizeof(*f));
-        f->stack = stack;
+        /* Up to `stack`: the rest stays for the registry (see the struct). */
+        memset(f, 0, offsetof(struct moirai_fiber, stack));
     } else if (rc == 0) {
         f = moirai_malloc(sizeof(*f));
         if (f == NULL)
@@ -287,6 +293,8 @@ static int spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
             rc = moirai__stack_pool_get(rt->stacks, ex->stack_size, &f->stack);
             if (rc != 0)
                 moirai_free(f);
+            else
+                moirai__fiber_register(rt, f);
         }
     }
     if (rc != 0) {
@@ -305,6 +313,11 @@ static int spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
     /* The rest is zero from the memset: no locals, no wait, no counts. */
     f->wait.heap_index = MOIRAI__NOT_IN_HEAP;
     f->wait.deadline = MOIRAI_DEADLINE_NEVER;
+    /* For dumps: relaxed, published by the state's release store after
+     * them (a dump that sees the fiber runnable sees its name and id). */
+    atomic_store_explicit(&f->dump_id, f->id, memory_order_relaxed);
+    atomic_store_explicit(&f->dump_name, name, memory_order_relaxed);
+    moirai__fiber_state(f, MOIRAI__FIBER_RUNNABLE);
     moirai__fctx_init(&f->ctx, f->stack->lo, f->stack->size, fiber_entry, f);
     /* Everything above happens before the fiber runs: the scheduler's
      * submission is a release and its take an acquire. A locality hint
@@ -315,6 +328,7 @@ static int spawn_op(moirai_executor_t *executor, moirai_task_fn fn, void *arg,
         rc = moirai_sched_spawn(rt->sched, first_run, f, attr, NULL);
         if (rc != 0) {
             moirai__fctx_destroy(&f->ctx);
+            moirai__fiber_unregister(rt, f);
             moirai__stack_pool_put(rt->stacks, f->stack);
             moirai_free(f);
             gate_leave(rt);

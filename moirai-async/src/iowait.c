@@ -17,6 +17,12 @@ int moirai__iowait_check(void)
 
 int moirai__iowait_park(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline)
 {
+    return moirai__iowait_park_for(word, expected, deadline, "I/O");
+}
+
+int moirai__iowait_park_for(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline,
+                            const char *what)
+{
     if (moirai_deadline_expired(deadline))
         return -ETIMEDOUT;
     /* Sticky cancellation, checked before every park: the wait table
@@ -32,7 +38,7 @@ int moirai__iowait_park(_Atomic uint32_t *word, uint32_t expected, uint64_t dead
     /* No spin: an I/O wait is long next to a switch, and a fiber that
      * spins holds its worker. moirai_park passes a fiber's cancellation
      * on as -ECANCELED. */
-    rc = moirai_park_nospin(word, expected, deadline);
+    rc = moirai_park_nospin_for(word, expected, deadline, what);
     if (rc == 0 && moirai__iowait_check() != 0)
         return -ECANCELED;
     return rc;

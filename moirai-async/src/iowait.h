@@ -17,4 +17,9 @@ int moirai__iowait_check(void);
  * -ETIMEDOUT once the deadline has passed, or -ECANCELED (fiber only). */
 int moirai__iowait_park(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline);
 
+/* As moirai__iowait_park(), saying what the wait is for (fiber dumps show
+ * it; moirai__iowait_park() says "I/O"). */
+int moirai__iowait_park_for(_Atomic uint32_t *word, uint32_t expected, uint64_t deadline,
+                            const char *what);
+
 #endif

@@ -73,6 +73,7 @@ static void teardown(moirai_runtime_t *rt)
     moirai_free(rt->caches);
     moirai__stack_pool_destroy(rt->stacks);
     moirai__timers_fini(&rt->timers);
+    pthread_mutex_destroy(&rt->fibers_lock);
     moirai_free(rt);
 }
 
@@ -100,6 +101,7 @@ int moirai_runtime_create(moirai_runtime_t **out, const moirai_runtime_config_t 
     rt->stack_size = cfg->stack_size != 0 ? cfg->stack_size : MOIRAI_FIBER_STACK_DEFAULT;
     atomic_init(&rt->gate, 0);
     atomic_init(&rt->drained, 0);
+    pthread_mutex_init(&rt->fibers_lock, NULL);
 
     int rc = moirai__timers_init(&rt->timers);
     if (rc == 0)
@@ -143,6 +145,7 @@ int moirai_runtime_create(moirai_runtime_t **out, const moirai_runtime_config_t 
         return rc;
     }
     moirai_park_hook_set(&hook);
+    moirai__runtime_dump_open(rt);
     *out = rt;
     return 0;
 }
@@ -155,6 +158,7 @@ int moirai_runtime_destroy(moirai_runtime_t *rt)
         return -EDEADLK;
     /* Acq_rel: pairs with the fibers' acq_rel decrements. */
     uint64_t g = atomic_fetch_or_explicit(&rt->gate, MOIRAI__GATE_SHUT, memory_order_acq_rel);
+    moirai__runtime_dump_close(rt);
     if ((g & ~MOIRAI__GATE_SHUT) != 0) {
         /* Acquire pairs with the last fiber's release stores. */
         uint32_t d;

@@ -141,7 +141,7 @@ static int round_once(const moirai_select_arm_t *arms, size_t n, arm_state_t *st
     }
     if (ready < 0 && rc == 0) {
         while (atomic_load_explicit(&w.word, memory_order_acquire) == 0) {
-            rc = moirai__iowait_park(&w.word, 0, deadline);
+            rc = moirai__iowait_park_for(&w.word, 0, deadline, "select");
             if (rc != 0)
                 break;
         }

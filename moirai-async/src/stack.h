@@ -104,6 +104,15 @@ static inline void *moirai__stack_hi(const moirai__stack_t *s)
  * it. Never blocks. */
 size_t moirai__stack_used(const moirai__stack_t *s);
 
+/* As moirai__stack_used(), from any thread while the stack is mapped,
+ * also while a fiber runs on it (for dumps): the scan races with the
+ * fiber's own writes, harmlessly (a word read as zero that was just
+ * written makes the mark one frame short, and only while it runs), and
+ * is hidden from ThreadSanitizer for that reason. Exact for a parked
+ * fiber, to a word; see "The zero fill" above for why a reused stack
+ * measures only its current user. One mincore() system call. */
+size_t moirai__stack_used_racy(const moirai__stack_t *s);
+
 /* True while the canary (the lowest MOIRAI__STACK_CANARY usable bytes)
  * still holds its zero fill, false once something wrote there: the fiber
  * came within reach of its guard page. Same calling rules as

@@ -148,6 +148,7 @@ int moirai__waitq_park(struct moirai_fiber *f, _Atomic uint32_t *addr, uint32_t 
             moirai__reactor_kick(rt->reactor);
     }
     f->parks++;
+    moirai__fiber_parking(f, addr);
     moirai__fiber_switch_out(f, release_bucket, b);
     /* Whoever dequeued the entry wrote the result under the bucket lock and
      * then resumed the fiber through the scheduler, which orders it before

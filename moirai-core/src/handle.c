@@ -561,7 +561,7 @@ static int sleep_plain(uint64_t deadline)
 {
     _Atomic uint32_t word = 0;
     for (;;) {
-        int rc = moirai_park_nospin(&word, 0, deadline);
+        int rc = moirai_park_nospin_for(&word, 0, deadline, "sleep");
         if (rc == -ETIMEDOUT || rc == -ECANCELED)
             return rc;
         if (moirai_deadline_expired(deadline))
@@ -594,7 +594,7 @@ int moirai_cancel_token_wait_timed(const moirai_cancel_token_t *token, uint64_t 
             s |= WAITERS_BIT;
         }
         /* No spin: a cancel is not a quick hand-off. */
-        int rc = moirai_park_nospin(&handle->state, s, deadline);
+        int rc = moirai_park_nospin_for(&handle->state, s, deadline, "cancel token");
         s = atomic_load_explicit(&handle->state, memory_order_acquire);
         if (rc == -ECANCELED && !(s & CANCEL_BIT))
             return -ECANCELED;
@@ -676,7 +676,7 @@ int moirai_handle_join_timed(moirai_handle_t *handle, uint64_t deadline, void **
         }
         /* Returns when the word is no longer `s`, when woken, spuriously, or
          * at the deadline; the loop re-checks all of those. */
-        int rc = moirai_park(&handle->state, s, deadline);
+        int rc = moirai_park_for(&handle->state, s, deadline, "join");
         s = atomic_load_explicit(&handle->state, memory_order_acquire);
         /* A fiber runtime's park reports that the waiting fiber was
          * cancelled; a join is a wait that can fail, so it passes that on

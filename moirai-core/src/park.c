@@ -185,3 +185,50 @@ int moirai_unpark_all(_Atomic uint32_t *addr)
     /* Saturate rather than overflow; nobody can count that many waiters. */
     return futex_woken > INT_MAX - woken ? INT_MAX : woken + futex_woken;
 }
+
+/* What the hooked park in progress on this thread waits for (see
+ * moirai_park_for()). Set just before the hook's park and cleared after
+ * it, through noinline accessors with a compiler barrier: a fiber may
+ * come back from the hook on another thread, and the address of this
+ * thread-local must then be computed afresh, never reused. */
+/* Initial-exec: one instruction to reach, instead of a __tls_get_addr
+ * call per park (the general-dynamic model of a shared library). */
+static __thread const char *park_what __attribute__((tls_model("initial-exec")));
+
+__attribute__((noinline)) static void park_what_set(const char *what)
+{
+    park_what = what;
+    __asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) const char *moirai_park_what(void)
+{
+    __asm__ volatile("" ::: "memory");
+    return park_what;
+}
+
+static int park_hooked_for(const moirai_park_hook_t *hook, _Atomic uint32_t *addr,
+                           uint32_t expected, uint64_t deadline, const char *what)
+{
+    park_what_set(what);
+    int rc = hook->park(hook->ctx, addr, expected, deadline);
+    park_what_set(NULL);
+    return rc;
+}
+
+int moirai_park_for(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline, const char *what)
+{
+    const moirai_park_hook_t *hook = hook_get();
+    if (hook != NULL && hook->applies(hook->ctx))
+        return park_hooked_for(hook, addr, expected, deadline, what);
+    return moirai_park(addr, expected, deadline);
+}
+
+int moirai_park_nospin_for(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline,
+                           const char *what)
+{
+    const moirai_park_hook_t *hook = hook_get();
+    if (hook != NULL && hook->applies(hook->ctx))
+        return park_hooked_for(hook, addr, expected, deadline, what);
+    return futex_wait(addr, expected, deadline);
+}

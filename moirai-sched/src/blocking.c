@@ -231,6 +231,14 @@ int moirai__blocking_threads(moirai__blocking_t *pool)
     return threads;
 }
 
+void moirai__blocking_load(moirai__blocking_t *pool, long *queued, int *threads)
+{
+    moirai_mutex_lock(&pool->lock);
+    *queued = pool->queued;
+    *threads = pool->threads;
+    moirai_mutex_unlock(&pool->lock);
+}
+
 void moirai__blocking_destroy(moirai__blocking_t *pool)
 {
     if (pool == NULL)

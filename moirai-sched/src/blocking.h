@@ -32,6 +32,10 @@ int moirai__blocking_submit(moirai__blocking_t *pool, moirai_task_fn fn, void *a
 /* Number of threads alive now (for tests and statistics). */
 int moirai__blocking_threads(moirai__blocking_t *pool);
 
+/* Tasks queued and not yet taken by a thread, and threads alive, read
+ * together under the pool's lock (for dumps). */
+void moirai__blocking_load(moirai__blocking_t *pool, long *queued, int *threads);
+
 /* Refuses new work, runs everything queued, joins every thread and frees
  * the pool. Blocks. */
 void moirai__blocking_destroy(moirai__blocking_t *pool);

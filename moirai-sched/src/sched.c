@@ -508,6 +508,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
         stop_workers(s);
         goto fail;
     }
+    moirai__dump_register(s);
     *out = s;
     return 0;
 
@@ -560,6 +561,7 @@ int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how)
     }
     /* Cancelling starts before the gate closes, so that whoever is refused
      * with -ESHUTDOWN (and acquires the gate) also sees `cancel` set. */
+    moirai__dump_unregister(sched);
     if (how == MOIRAI_SHUTDOWN_CANCEL)
         atomic_store_explicit(&sched->cancel, 1, memory_order_relaxed);
     /* From now on external spawns and joins are refused; the count they

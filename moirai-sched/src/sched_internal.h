@@ -54,6 +54,7 @@
 
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -235,6 +236,9 @@ struct moirai_sched {
      * them all with one load. */
     _Atomic int32_t guests_active;
     _Atomic uint32_t guest_taken[MOIRAI__GUEST_SLOTS];
+    /* The process-wide registry of live schedulers that dumps look in
+     * (dump.c), under its lock. */
+    struct moirai_sched *dump_prev, *dump_next;
     struct {
         alignas(MOIRAI__CACHE_LINE) _Atomic(moirai__job_t *) job;
         _Atomic uint32_t depth;
@@ -396,6 +400,21 @@ int moirai__sched_spawn_owned(struct moirai_sched *s, moirai_task_fn fn, void *a
  * blocks; thread-safe. */
 bool moirai__sched_cancelling(const struct moirai_sched *s);
 
+/* ---- Dumps (dump.c) ---- */
+
+/* Adds `s` to the registry of live schedulers that moirai_sched_dump()
+ * accepts. Create calls it last, once `s` is complete. Never fails. */
+void moirai__dump_register(struct moirai_sched *s);
+
+/* Takes `s` out of the registry, waiting for a dump in progress to end:
+ * from its return, every dump of `s` returns -ESHUTDOWN. Destroy calls it
+ * first, once its argument checks passed. */
+void moirai__dump_unregister(struct moirai_sched *s);
+
+/* Dumps every live scheduler to `out`, one after the other, under the
+ * registry lock, then a line with their number. Returns 0 or -EIO. */
+int moirai__dump_all(FILE *out, unsigned flags);
+
 /* ---- Watchdog (watchdog.c) ---- */
 
 /* The name the watchdog reports for a job without one. */
@@ -427,6 +446,14 @@ static inline void moirai__watchdog_idle(moirai__worker_t *w)
  * -ENOMEM or -EAGAIN (nothing started). Called by create, after the
  * workers have started. */
 int moirai__watchdog_start(struct moirai_sched *s);
+
+/* What the watchdog last saw of slot `i` (dump.c): the job's name, its
+ * sequence (the slot's `executed` then), when it was first seen and
+ * whether it was reported stuck. Returns false (outputs unset) when the
+ * watchdog is off or saw the slot idle. Takes the watchdog's view lock,
+ * which a scan holds once per period. Any thread while `s` lives. */
+bool moirai__watchdog_view(struct moirai_sched *s, int i, const char **name, uint64_t *seq,
+                           uint64_t *since, bool *reported);
 
 /* Stops and joins the watchdog thread, joins every compensating thread it
  * started that has exited, and frees its state; compensating workers still

@@ -45,6 +45,9 @@ typedef struct moirai__watchdog {
     pthread_t thread;
     _Atomic uint32_t stop; /* 1: the thread returns; its park word */
     slot_view_t *view;     /* one per slot */
+    /* Held by each scan and by moirai__watchdog_view(), so that a dump
+     * reads a slot's view whole. Once per period: no cost worth a word. */
+    pthread_mutex_t view_lock;
 } moirai__watchdog_t;
 
 static bool slot_running(moirai_sched_t *s, int i)
@@ -171,7 +174,9 @@ static void *watchdog_main(void *arg)
         if (atomic_load_explicit(&wd->stop, memory_order_acquire) != 0)
             break;
         uint64_t now = moirai_clock_now_ns();
+        pthread_mutex_lock(&wd->view_lock);
         int stuck = scan(s, wd, now);
+        pthread_mutex_unlock(&wd->view_lock);
         if (s->cfg.watchdog_compensate > 0)
             compensate(s, stuck < s->cfg.watchdog_compensate ? stuck : s->cfg.watchdog_compensate);
         next = now + period;
@@ -190,9 +195,11 @@ int moirai__watchdog_start(moirai_sched_t *s)
         return -ENOMEM;
     }
     atomic_init(&wd->stop, 0);
+    pthread_mutex_init(&wd->view_lock, NULL);
     s->watchdog = wd;
     if (pthread_create(&wd->thread, NULL, watchdog_main, s) != 0) {
         s->watchdog = NULL;
+        pthread_mutex_destroy(&wd->view_lock);
         moirai_free(wd->view);
         moirai_free(wd);
         return -EAGAIN;
@@ -211,7 +218,24 @@ void moirai__watchdog_stop(moirai_sched_t *s)
     pthread_join(wd->thread, NULL);
     for (int k = s->nregular; k < s->nworkers; k++)
         reap(&s->workers[k]);
+    pthread_mutex_destroy(&wd->view_lock);
     moirai_free(wd->view);
     moirai_free(wd);
     s->watchdog = NULL;
+}
+
+bool moirai__watchdog_view(struct moirai_sched *s, int i, const char **name, uint64_t *seq,
+                           uint64_t *since, bool *reported)
+{
+    moirai__watchdog_t *wd = s->watchdog;
+    if (wd == NULL || i < 0 || i >= s->nworkers)
+        return false;
+    pthread_mutex_lock(&wd->view_lock);
+    const slot_view_t *v = &wd->view[i];
+    *name = v->name;
+    *seq = v->seq;
+    *since = v->since;
+    *reported = v->reported;
+    pthread_mutex_unlock(&wd->view_lock);
+    return *name != NULL;
 }

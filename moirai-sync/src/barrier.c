@@ -50,6 +50,6 @@ int moirai_barrier_wait(moirai_barrier_t *barrier)
     }
     /* Acquire: pairs with the last arriver's release increment. */
     while (atomic_load_explicit(&barrier->priv_generation, memory_order_acquire) == gen)
-        moirai_park(&barrier->priv_generation, gen, MOIRAI_DEADLINE_NEVER);
+        moirai_park_for(&barrier->priv_generation, gen, MOIRAI_DEADLINE_NEVER, "barrier");
     return 0;
 }

@@ -53,7 +53,7 @@ int moirai_condvar_timedwait(moirai_condvar_t *condvar, moirai_mutex_t *mutex, u
     uint32_t seq = atomic_load_explicit(&condvar->priv_seq, memory_order_relaxed);
     moirai_mutex_unlock(mutex);
 
-    int rc = moirai_park(&condvar->priv_seq, seq, deadline);
+    int rc = moirai_park_for(&condvar->priv_seq, seq, deadline, "condvar");
 
     moirai_mutex_lock(mutex);
     atomic_fetch_sub_explicit(&condvar->priv_waiters, 1, memory_order_relaxed);

@@ -61,7 +61,7 @@ int moirai_event_timedwait(moirai_event_t *event, uint64_t deadline)
             return 0;
         /* Seq_cst: the waiter half of the Dekker pair (see top). */
         atomic_fetch_add_explicit(&event->priv_waiters, 1, memory_order_seq_cst);
-        int rc = moirai_park(&event->priv_state, 0, deadline);
+        int rc = moirai_park_for(&event->priv_state, 0, deadline, "event");
         /* Relaxed: setters only need the count. */
         atomic_fetch_sub_explicit(&event->priv_waiters, 1, memory_order_relaxed);
         /* After a timeout, one last attempt, so that an auto-reset wake-up

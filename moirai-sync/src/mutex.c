@@ -96,7 +96,7 @@ static int lock_slow(moirai_mutex_t *mutex, uint64_t deadline)
     uint32_t old = atomic_exchange_explicit(&mutex->priv_state, CONTENDED, memory_order_acquire);
     while (old != FREE) {
         moirai_tsan_pre_divert(mutex);
-        int rc = moirai_park_nospin(&mutex->priv_state, CONTENDED, deadline);
+        int rc = moirai_park_nospin_for(&mutex->priv_state, CONTENDED, deadline, "mutex");
         moirai_tsan_post_divert(mutex);
         old = atomic_exchange_explicit(&mutex->priv_state, CONTENDED, memory_order_acquire);
         /* Try once more after a timeout before giving up: if a wake-up was

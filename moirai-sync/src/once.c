@@ -57,7 +57,7 @@ static void once_slow(moirai_once_t *once, moirai_once_cb fn, void *arg)
                 continue;
             state = RUNNING_WAITERS;
         }
-        moirai_park(&once->priv_state, state, MOIRAI_DEADLINE_NEVER);
+        moirai_park_for(&once->priv_state, state, MOIRAI_DEADLINE_NEVER, "once");
         /* Acquire: when this reads DONE we return and must see fn's work. */
         state = atomic_load_explicit(&once->priv_state, memory_order_acquire);
     }

@@ -125,7 +125,7 @@ static int read_slow(moirai_rwlock_t *rw, _Atomic uint32_t *slot, uint64_t deadl
                 f |= READERS_PARKED;
             }
             moirai_tsan_pre_divert(rw);
-            int rc = moirai_park(&rw->priv_flags, f, deadline);
+            int rc = moirai_park_for(&rw->priv_flags, f, deadline, "rwlock");
             moirai_tsan_post_divert(rw);
             f = atomic_load_explicit(&rw->priv_flags, memory_order_relaxed);
             if (rc == -ETIMEDOUT && (f & WRITER))
@@ -189,7 +189,7 @@ static int drain_wait(moirai_rwlock_t *rw, int i, uint64_t deadline, uint64_t t0
                 continue;
             }
             moirai_tsan_pre_divert(rw);
-            int rc = moirai_park_nospin(slot, c, deadline);
+            int rc = moirai_park_nospin_for(slot, c, deadline, "rwlock");
             moirai_tsan_post_divert(rw);
             if (rc == -ETIMEDOUT && atomic_load_explicit(slot, memory_order_seq_cst) != 0)
                 return -ETIMEDOUT;

@@ -61,7 +61,7 @@ int moirai_semaphore_timedwait(moirai_semaphore_t *sem, uint64_t deadline)
             return 0;
         /* Seq_cst: the waiter half of the Dekker pair (see top). */
         atomic_fetch_add_explicit(&sem->priv_waiters, 1, memory_order_seq_cst);
-        int rc = moirai_park(&sem->priv_value, 0, deadline);
+        int rc = moirai_park_for(&sem->priv_value, 0, deadline, "semaphore");
         /* Relaxed: only the count matters to posters, not an order. */
         atomic_fetch_sub_explicit(&sem->priv_waiters, 1, memory_order_relaxed);
         /* After a timeout, one last attempt: a wake-up meant for us must

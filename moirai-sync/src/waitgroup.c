@@ -66,7 +66,7 @@ int moirai_waitgroup_timedwait(moirai_waitgroup_t *wg, uint64_t deadline)
                 continue;
             state |= WAITERS;
         }
-        int rc = moirai_park(&wg->priv_state, state, deadline);
+        int rc = moirai_park_for(&wg->priv_state, state, deadline, "waitgroup");
         state = atomic_load_explicit(&wg->priv_state, memory_order_acquire);
         if (rc == -ETIMEDOUT && (state & COUNT) != 0)
             return -ETIMEDOUT;

@@ -256,7 +256,7 @@ static int op(moirai_chan_t *ch, moirai_chan_dir_t dir, void *elem, uint64_t dea
             sched_yield();
             continue;
         }
-        prc = moirai_park(&w.state, WAITER_WAITING, deadline);
+        prc = moirai_park_for(&w.state, WAITER_WAITING, deadline, "channel");
         if (prc == 0)
             continue; /* woken, changed or spurious: look again */
         /* Deadline or cancellation: leave the queue, unless a peer

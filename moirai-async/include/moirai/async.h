@@ -5,6 +5,7 @@
 #define MOIRAI_ASYNC_H
 
 #include <moirai/async/dns.h>
+#include <moirai/async/dump.h>
 #include <moirai/async/fiber.h>
 #include <moirai/async/fs.h>
 #include <moirai/async/metrics.h>

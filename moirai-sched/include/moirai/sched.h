@@ -4,6 +4,7 @@
 #define MOIRAI_SCHED_H
 
 #include <moirai/sched/combinable.h>
+#include <moirai/sched/dump.h>
 #include <moirai/sched/job.h>
 #include <moirai/sched/join.h>
 #include <moirai/sched/metrics.h>

@@ -76,6 +76,23 @@ MOIRAI_CORE_API int moirai_park(MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected
 MOIRAI_CORE_API int moirai_park_nospin(MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected,
                                        uint64_t deadline);
 
+/* As moirai_park() and moirai_park_nospin(), and say what the caller
+ * waits for: `what` is a short description that outlives the wait,
+ * normally a string literal naming the primitive ("mutex", "channel").
+ * A park hook reads it with moirai_park_what() (moirai-async shows it in
+ * its fiber dumps); a thread that parks on the futex ignores it, at no
+ * cost. NULL means "not said". Same returns; blocks as they do. */
+MOIRAI_CORE_API int moirai_park_for(MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected,
+                                    uint64_t deadline, const char *what);
+MOIRAI_CORE_API int moirai_park_nospin_for(MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected,
+                                           uint64_t deadline, const char *what);
+
+/* For a park hook, inside its park(): the `what` of the moirai_park_for()
+ * or moirai_park_nospin_for() call being hooked on this thread, or NULL
+ * (a plain moirai_park(), or called outside a hook's park). Never blocks;
+ * reads thread-local state. */
+MOIRAI_CORE_API const char *moirai_park_what(void);
+
 /* Wakes one waiter parked on `addr`, if any. Returns the number woken (0 or
  * 1). Never blocks (costs a system call: keep a "has waiters" flag in the
  * word and skip the call when it is clear). Thread-safe. */
