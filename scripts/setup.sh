@@ -34,6 +34,8 @@ packages=(
     liburcu-dev
     libuv1-dev
     libnuma-dev
+    # moirai-transport's cluster authentication (HMAC-SHA256).
+    libsodium-dev
     # Benchmark peers (moirai-bench reports a peer as missing if absent).
     libck-dev
     libjemalloc-dev
@@ -68,6 +70,7 @@ packages=(
     liburcu-dev:arm64
     libnuma-dev:arm64
     libuv1-dev:arm64
+    libsodium-dev:arm64
     libgit2-1.5:arm64
     libffi8:arm64
     # moirai-async's aarch64 context switch is cross-compiled and tested
