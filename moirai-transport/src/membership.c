@@ -5,7 +5,9 @@
  * Failure detection. Any frame counts as a sign of life. Every heartbeat
  * period the node sends each live peer a HEARTBEAT and a LOAD frame; a
  * peer from which nothing arrived for `heartbeat_misses` periods is
- * declared dead, as is one whose connection ends. A death is final: the
+ * declared dead, as is one whose connection ends; bytes waiting unread
+ * in its socket count as a sign of life, so a node too busy to read is
+ * not mistaken for a silent peer. A death is final: the
  * id stays dead (a returning process joins under a new id), and the node
  * tells every other member in a MEMBERSHIP frame, whose receivers declare
  * it dead too. So a node that is only unreachable from one member is cut
@@ -13,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
@@ -181,6 +184,15 @@ void moirai__membership_dead(struct moirai_node *node, struct peer *p)
         moirai__membership_broadcast(node);
 }
 
+/* Bytes received on the peer's socket and not read yet. */
+static int unread(struct peer *p)
+{
+    int fd = moirai_io_fd(p->io), n = 0;
+    if (fd < 0 || ioctl(fd, FIONREAD, &n) < 0)
+        return 0;
+    return n;
+}
+
 static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
 {
     (void)cancel;
@@ -213,6 +225,12 @@ static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void *
         for (size_t i = 0; i < n; i++) {
             struct peer *p = peers[i];
             uint64_t last = atomic_load_explicit(&p->last_recv_ns, memory_order_relaxed);
+            if (now > last && now - last > limit && unread(p) > 0) {
+                /* Bytes wait in the socket: the peer spoke and this node
+                 * is the slow one (its reader has not run yet). */
+                atomic_store_explicit(&p->last_recv_ns, now, memory_order_relaxed);
+                last = now;
+            }
             if (now > last && now - last > limit) {
                 MOIRAI_LOG(MOIRAI_LOG_INFO, "node %llx: peer %llx missed %u heartbeats",
                            (unsigned long long)node->id, (unsigned long long)p->id,

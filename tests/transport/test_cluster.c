@@ -181,7 +181,8 @@ Test(cluster, many_tasks)
     long on2 = 0, on3 = 0;
     for (long i = 0; i < n; i++) {
         uint64_t sq = 0, who = 0, x = (uint64_t)i + 1;
-        cr_assert_eq(join2(hs[i], &sq, &who), 0, "task %ld", i);
+        int rc = join2(hs[i], &sq, &who);
+        cr_assert_eq(rc, 0, "task %ld: %d", i, rc);
         cr_assert_eq(sq, x * x);
         cr_assert(who == 2 || who == 3);
         if (who == 2)
