@@ -442,7 +442,8 @@ long moirai_node_peers(moirai_node_t *node, uint64_t *ids, size_t max)
         }
     }
     moirai_mutex_unlock(&node->lock);
-    qsort(ids, n < max ? n : max, sizeof *ids, cmp_u64);
+    if (ids && n > 0)
+        qsort(ids, n < max ? n : max, sizeof *ids, cmp_u64);
     return (long)n;
 }
 

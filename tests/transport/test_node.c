@@ -475,7 +475,9 @@ Test(node, nothing_runs_before_auth)
     link_nodes(b, a);
     moirai_handle_t *h;
     cr_assert_eq(moirai_node_spawn(b, 100, "echo", "q", 1, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
-    cr_assert_eq(moirai_handle_join_timed(h, secs(10), NULL), 0);
+    void *v;
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), &v), 0);
+    moirai_remote_result_free(v);
     moirai_handle_release(h);
     moirai_node_destroy(b);
     moirai_node_destroy(a);
