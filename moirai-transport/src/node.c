@@ -128,7 +128,7 @@ int moirai__node_parse_addr(const char *text, struct sockaddr_storage *ss, sockl
 
 struct resolved {
     uint64_t heartbeat_ns, handshake_ns;
-    uint32_t misses, max_payload, max_retries;
+    uint32_t misses, max_payload, max_retries, max_running;
     struct sockaddr_storage listen;
     socklen_t listen_len;
 };
@@ -149,6 +149,9 @@ static int check_config(const moirai_node_config_t *c, struct resolved *r)
     r->max_payload = (uint32_t)mp;
     r->max_retries = c->max_retries ? c->max_retries : 3;
     if (r->max_retries > 100)
+        return -EINVAL;
+    r->max_running = c->max_running ? c->max_running : 1024;
+    if (r->max_running > 1000000)
         return -EINVAL;
     r->handshake_ns = c->handshake_timeout_ns ? c->handshake_timeout_ns : 5000000000ull;
     if (r->handshake_ns > 60000000000ull)
@@ -243,6 +246,7 @@ static void free_node(struct moirai_node *node)
     moirai_mutex_destroy(&node->lock);
     moirai_mutex_destroy(&node->reg_lock);
     moirai_mutex_destroy(&node->ptab_lock);
+    moirai_mutex_destroy(&node->xq_lock);
     if (node->key) {
         memset(node->key, 0, node->key_len);
         moirai_free(node->key);
@@ -267,6 +271,7 @@ int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg)
     moirai_mutex_init(&node->lock);
     moirai_mutex_init(&node->reg_lock);
     moirai_mutex_init(&node->ptab_lock);
+    moirai_mutex_init(&node->xq_lock);
     moirai_condvar_init(&node->cv);
     moirai_waitgroup_init(&node->fibers);
     node->rt = cfg->runtime;
@@ -274,6 +279,7 @@ int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg)
     node->heartbeat_misses = r.misses;
     node->max_payload = r.max_payload;
     node->max_retries = r.max_retries;
+    node->max_running = r.max_running;
     node->handshake_ns = r.handshake_ns;
     node->placement = cfg->placement;
     node->members = moirai_calloc(MOIRAI_NODE_MEMBERS_MAX, sizeof *node->members);

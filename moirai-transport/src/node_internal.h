@@ -82,6 +82,8 @@ struct peer {
     struct peer *next;       /* node->conns */
 };
 
+struct exec;
+
 struct reg_entry {
     char name[FRAME_NAME_MAX + 1];
     moirai_remote_fn fn;
@@ -118,6 +120,13 @@ struct moirai_node {
     moirai_mutex_t ptab_lock;
     struct htab ptab; /* struct rtask by task id */
     size_t ndeadline; /* of them, with a deadline */
+
+    /* Tasks received here wait in this FIFO while max_running fibers
+     * run others (remote_exec.c). */
+    moirai_mutex_t xq_lock;
+    struct exec *xq_head, *xq_tail;
+    uint32_t exec_fibers;
+    uint32_t max_running;
 
     moirai_waitgroup_t fibers;
     _Atomic bool stopping;

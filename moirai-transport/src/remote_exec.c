@@ -3,7 +3,13 @@
  * its result or error goes back in one frame. Each task has a core handle
  * of its own, used for its cancel token: a CANCEL frame cancels that
  * handle, so a task whose fiber has not started never calls its function
- * (and answers -ECANCELED), and a started one sees its token cancelled. */
+ * (and answers -ECANCELED), and a started one sees its token cancelled.
+ *
+ * At most `max_running` fibers run tasks at once; a task that arrives when
+ * all are busy waits in a FIFO, and a fiber that finishes a task takes the
+ * next one. Without the bound a fast spawner could make the executing
+ * node map a fiber stack per task until memory (or the kernel's count of
+ * mappings) runs out. */
 #include <errno.h>
 #include <string.h>
 
@@ -12,8 +18,10 @@
 #include "node_internal.h"
 
 struct exec {
-    struct hnode hn; /* key: the spawner's task id */
-    struct peer *p;  /* referenced: the answer goes back on it */
+    struct hnode hn;            /* key: the spawner's task id */
+    struct exec *qnext, *qprev; /* node->xq, while waiting for a fiber */
+    bool in_queue;              /* node->xq_lock */
+    struct peer *p;             /* referenced: the answer goes back on it */
     moirai_remote_fn fn;
     void *arg;
     moirai_handle_t *h;
@@ -28,11 +36,9 @@ static void send_error(struct peer *p, uint64_t task_id, int err)
     moirai__peer_send(p, FRAME_ERROR, 0, task_id, b, sizeof b, NULL, 0);
 }
 
-static int exec_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
+/* Runs one task and sends its answer; frees it. */
+static void run_one(struct exec *e)
 {
-    (void)cancel;
-    (void)result;
-    struct exec *e = arg;
     struct peer *p = e->p;
     struct moirai_node *node = p->node;
     void *res = NULL;
@@ -69,6 +75,40 @@ static int exec_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
     moirai_handle_release(e->h);
     moirai__peer_unref(p);
     moirai_free(e);
+}
+
+/* Takes `e` out of the waiting FIFO (node->xq_lock held). */
+static void unqueue(struct moirai_node *node, struct exec *e)
+{
+    if (e->qprev)
+        e->qprev->qnext = e->qnext;
+    else
+        node->xq_head = e->qnext;
+    if (e->qnext)
+        e->qnext->qprev = e->qprev;
+    else
+        node->xq_tail = e->qprev;
+    e->qnext = e->qprev = NULL;
+    e->in_queue = false;
+}
+
+static int exec_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct exec *e = arg;
+    struct moirai_node *node = e->p->node;
+    while (e) {
+        run_one(e);
+        moirai_mutex_lock(&node->xq_lock);
+        e = node->xq_head;
+        if (e) {
+            unqueue(node, e);
+        } else {
+            node->exec_fibers--;
+        }
+        moirai_mutex_unlock(&node->xq_lock);
+    }
     return 0;
 }
 
@@ -116,8 +156,28 @@ void moirai__exec_on_spawn(struct peer *p, const struct frame *f)
     if (rc == 0) {
         moirai__peer_ref(p);
         atomic_fetch_add_explicit(&node->queued, 1, memory_order_relaxed);
-        rc = moirai__node_spawn_fiber(node, exec_main, e);
+        bool start = false;
+        e->qnext = e->qprev = NULL;
+        e->in_queue = false;
+        moirai_mutex_lock(&node->xq_lock);
+        if (node->exec_fibers < node->max_running) {
+            node->exec_fibers++;
+            start = true;
+        } else {
+            e->qprev = node->xq_tail;
+            if (node->xq_tail)
+                node->xq_tail->qnext = e;
+            else
+                node->xq_head = e;
+            node->xq_tail = e;
+            e->in_queue = true;
+        }
+        moirai_mutex_unlock(&node->xq_lock);
+        rc = start ? moirai__node_spawn_fiber(node, exec_main, e) : 0;
         if (rc < 0) {
+            moirai_mutex_lock(&node->xq_lock);
+            node->exec_fibers--;
+            moirai_mutex_unlock(&node->xq_lock);
             atomic_fetch_sub_explicit(&node->queued, 1, memory_order_relaxed);
             moirai_mutex_lock(&p->xlock);
             moirai__htab_remove(&p->exec, e->hn.key);
@@ -135,11 +195,31 @@ void moirai__exec_on_spawn(struct peer *p, const struct frame *f)
 
 void moirai__exec_on_cancel(struct peer *p, uint64_t task_id)
 {
+    struct moirai_node *node = p->node;
+    bool dropped = false;
     moirai_mutex_lock(&p->xlock);
     struct exec *e = (struct exec *)moirai__htab_find(&p->exec, task_id);
-    if (e)
-        moirai_handle_cancel(e->h);
+    /* 0: it had not started, and never will. */
+    if (e && moirai_handle_cancel(e->h) == 0) {
+        /* Still waiting for a fiber: answer now rather than when a slot
+         * frees up. (Not queued: a fiber has it and will answer.) */
+        moirai_mutex_lock(&node->xq_lock);
+        if (e->in_queue) {
+            unqueue(node, e);
+            dropped = true;
+        }
+        moirai_mutex_unlock(&node->xq_lock);
+        if (dropped)
+            moirai__htab_remove(&p->exec, task_id);
+    }
     moirai_mutex_unlock(&p->xlock);
+    if (dropped) {
+        atomic_fetch_sub_explicit(&node->queued, 1, memory_order_relaxed);
+        send_error(p, task_id, -ECANCELED);
+        moirai_handle_release(e->h);
+        moirai__peer_unref(p);
+        moirai_free(e);
+    }
 }
 
 void moirai__exec_cancel_all(struct peer *p)

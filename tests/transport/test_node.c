@@ -571,6 +571,68 @@ Test(node, fake_peer)
     moirai_node_destroy(b);
 }
 
+static _Atomic int waiters_started;
+
+static int fn_wait_cancel(void *arg, const void *payload, size_t len,
+                          const moirai_cancel_token_t *cancel, void **result, size_t *result_len)
+{
+    (void)arg;
+    (void)payload;
+    (void)len;
+    (void)result;
+    (void)result_len;
+    atomic_fetch_add(&waiters_started, 1);
+    if (moirai_cancel_token_wait_timed(cancel, secs(30)) == 0)
+        return -ECANCELED;
+    return 0;
+}
+
+/* With one task slot, a second task waits in the queue; cancelling it
+ * drops it (its function never runs), cancelling the running one
+ * cancels its token, and the slot then serves the next task. */
+Test(node, queued_task_is_dropped_on_cancel)
+{
+    moirai_node_t *a = make(10, 0, 0);
+    moirai_node_config_t cfg;
+    base_config(&cfg, 20);
+    cfg.max_running = 1;
+    moirai_node_t *b;
+    cr_assert_eq(moirai_node_create(&b, &cfg), 0);
+    cr_assert_eq(moirai_node_register(b, "wait", fn_wait_cancel, NULL), 0);
+    cr_assert_eq(moirai_node_register(b, "echo", fn_echo, NULL), 0);
+    link_nodes(a, b);
+    atomic_store(&waiters_started, 0);
+    moirai_handle_t *running, *queued;
+    cr_assert_eq(moirai_node_spawn(a, 20, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &running), 0);
+    uint64_t until = secs(10);
+    while (atomic_load(&waiters_started) == 0 && !moirai_deadline_expired(until))
+        moirai_handle_try_join(running, NULL);
+    cr_assert_eq(atomic_load(&waiters_started), 1);
+    cr_assert_eq(moirai_node_spawn(a, 20, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &queued), 0);
+    moirai_node_stats_t sb;
+    until = secs(10);
+    do {
+        moirai_node_stats(b, &sb);
+    } while (sb.tasks_received < 2 && !moirai_deadline_expired(until));
+    cr_assert_eq(sb.tasks_received, 2);
+    cr_assert_eq(moirai_handle_cancel(queued), -EBUSY);
+    cr_assert_eq(moirai_handle_join_timed(queued, secs(10), NULL), -ECANCELED);
+    cr_assert_eq(atomic_load(&waiters_started), 1, "a queued task ran after its cancel");
+    cr_assert_eq(moirai_handle_try_join(running, NULL), -EAGAIN);
+    cr_assert_eq(moirai_handle_cancel(running), -EBUSY);
+    cr_assert_eq(moirai_handle_join_timed(running, secs(10), NULL), -ECANCELED);
+    moirai_handle_release(queued);
+    moirai_handle_release(running);
+    moirai_handle_t *h;
+    cr_assert_eq(moirai_node_spawn(a, 20, "echo", "k", 1, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    void *v;
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), &v), 0);
+    moirai_remote_result_free(v);
+    moirai_handle_release(h);
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+}
+
 /* Out of memory: node creation and spawn fail with -ENOMEM and leave
  * nothing behind (LeakSanitizer checks the ASan build). */
 static int op_create(void *ctx)

@@ -99,10 +99,14 @@ typedef struct moirai_node_config {
      * MOIRAI_REMOTE_PAYLOAD_MAX. All nodes of a cluster should agree: a
      * frame over the receiver's limit closes the connection. */
     size_t max_payload;
-    /* How many more nodes an idempotent task may be sent to after its
-     * node died. 0: 3. -1 (as uint32_t, UINT32_MAX) is not accepted: at
-     * most 100. */
+    /* How many more times an idempotent task may be sent to another node
+     * after the node it was on died. 0: 3. At most 100. */
     uint32_t max_retries;
+    /* Tasks received from peers that run at once, each on a fiber; more
+     * wait in arrival order. 0: 1024. At most 1000000. A task that waits
+     * for another task of this node to run may wait forever once this
+     * many such tasks hold every slot. */
+    uint32_t max_running;
     /* Time allowed for a connection's handshake. 0: 5 s. At most 60 s. */
     uint64_t handshake_timeout_ns;
     moirai_placement_t placement;
