@@ -73,6 +73,11 @@ struct peer {
     moirai_condvar_t wcv;
     uint8_t *wbuf;
     size_t wlen, wcap;
+    uint8_t *sbuf; /* a spare buffer for write_direct() */
+    size_t scap;
+    uint8_t *rest; /* the unsent tail of a direct send, written first */
+    size_t rest_off, rest_len;
+    bool writing; /* a thread or the writer fiber is writing now */
     bool wclosed; /* no more frames; the writer flushes and leaves */
     bool wshut;   /* shut the socket down once flushed */
     /* Tasks this node runs for the peer, by task id. */

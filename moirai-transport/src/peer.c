@@ -17,9 +17,13 @@
  * back; so between two nodes there is one connection, opened by the
  * smaller id, and a duplicate dial is refused before it is used.
  *
- * Writing: frames are queued under the peer's lock (never waiting for the
- * network) and a writer fiber writes everything queued in one call, so
- * while the socket is busy frames coalesce, one system call for many. */
+ * Writing: a frame is queued under the peer's lock (never waiting for the
+ * network). When nobody is writing, the sending thread then sends the
+ * queue itself with one non-blocking send(2); what the socket does not
+ * take, and every frame queued while a write is under way, is left to a
+ * writer fiber that writes everything queued in one call. So a lone
+ * frame costs one system call and no wake-up, and while the socket is
+ * busy frames coalesce, one system call for many. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -110,6 +114,8 @@ void moirai__peer_unref(struct peer *p)
         return;
     moirai_io_close(p->io);
     moirai_free(p->wbuf);
+    moirai_free(p->sbuf);
+    moirai_free(p->rest);
     moirai__htab_fini(&p->exec);
     moirai_condvar_destroy(&p->wcv);
     moirai_mutex_destroy(&p->wlock);
@@ -120,11 +126,66 @@ void moirai__peer_unref(struct peer *p)
 
 /* ---- Writing ---- */
 
+static void count_sent(struct peer *p, ssize_t w)
+{
+    if (w <= 0)
+        return;
+    moirai__node_count(&p->node->st.bytes_sent, (uint64_t)w);
+    /* Acquire: pairs with claim()'s release of the member. */
+    struct member *m = atomic_load_explicit(&p->stats_m, memory_order_acquire);
+    if (m)
+        moirai__node_count(&m->st.bytes_sent, (uint64_t)w);
+}
+
+/* Writes what is queued from the calling thread with one non-blocking
+ * send (wlock held on entry and on return; released around the system
+ * call). Whatever the socket does not take becomes `rest`, which the
+ * writer fiber writes before anything queued later. Returns false when
+ * the connection failed. */
+static bool write_direct(struct peer *p)
+{
+    uint8_t *buf = p->wbuf;
+    size_t cap = p->wcap, n = p->wlen;
+    p->wbuf = p->sbuf;
+    p->wcap = p->scap;
+    p->wlen = 0;
+    p->sbuf = NULL;
+    p->scap = 0;
+    p->writing = true;
+    moirai_mutex_unlock(&p->wlock);
+    int fd = moirai_io_fd(p->io);
+    ssize_t w = fd < 0 ? -1 : send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    int err = w < 0 ? errno : 0;
+    count_sent(p, w);
+    moirai_mutex_lock(&p->wlock);
+    p->writing = false;
+    if (w < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+        moirai_free(buf);
+        return false;
+    }
+    if ((size_t)(w > 0 ? w : 0) == n) {
+        if (p->sbuf)
+            moirai_free(buf);
+        else {
+            p->sbuf = buf;
+            p->scap = cap;
+        }
+    } else {
+        p->rest = buf;
+        p->rest_off = w > 0 ? (size_t)w : 0;
+        p->rest_len = n;
+    }
+    if (p->rest || p->wlen || p->wclosed)
+        moirai_condvar_signal(&p->wcv);
+    return true;
+}
+
 int moirai__peer_send(struct peer *p, uint8_t type, uint16_t flags, uint64_t task_id, const void *a,
                       size_t alen, const void *b, size_t blen)
 {
     size_t n = FRAME_HEADER_SIZE + alen + blen;
     int rc = 0;
+    bool failed = false;
     moirai_mutex_lock(&p->wlock);
     if (p->wclosed) {
         rc = -EPIPE;
@@ -148,12 +209,27 @@ int moirai__peer_send(struct peer *p, uint8_t type, uint16_t flags, uint64_t tas
         memcpy(w + FRAME_HEADER_SIZE, a, alen);
     if (blen)
         memcpy(w + FRAME_HEADER_SIZE + alen, b, blen);
-    bool wake = p->wlen == 0;
+    bool first = p->wlen == 0;
     p->wlen += n;
-    if (wake)
+    /* Nobody writing and nothing older waiting: send from this thread
+     * rather than wake the writer fiber, whose wake-up costs more than the
+     * system call when the socket has room (it usually has). Otherwise
+     * the frame joins the queue, and the writer (or the thread writing
+     * now) takes it with the others in one write. */
+    if (!p->writing && !p->rest)
+        failed = !write_direct(p);
+    else if (first)
         moirai_condvar_signal(&p->wcv);
 out:
     moirai_mutex_unlock(&p->wlock);
+    if (failed) {
+        /* Not moirai__peer_kill() here: the caller may hold the task
+         * table's lock, which a death takes. Shutting the socket down
+         * wakes the reader, which declares the death from its own fiber. */
+        int fd = moirai_io_fd(p->io);
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR);
+    }
     return rc;
 }
 
@@ -162,38 +238,50 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
     (void)cancel;
     (void)result;
     struct peer *p = arg;
-    struct moirai_node *node = p->node;
     uint8_t *out = NULL;
     size_t outcap = 0;
     bool shut = false;
     moirai_mutex_lock(&p->wlock);
     for (;;) {
-        while (p->wlen == 0 && !p->wclosed)
+        bool have = p->rest || p->wlen;
+        if (p->writing || (!have && !p->wclosed)) {
             moirai_condvar_wait(&p->wcv, &p->wlock);
-        if (p->wlen == 0) {
+            continue;
+        }
+        if (!have) {
             shut = p->wshut;
             break;
         }
-        /* Take everything queued; the producers fill the other buffer
-         * meanwhile. */
-        uint8_t *buf = p->wbuf;
-        size_t bufcap = p->wcap, n = p->wlen;
-        p->wbuf = out;
-        p->wcap = outcap;
-        p->wlen = 0;
-        out = buf;
-        outcap = bufcap;
-        moirai_mutex_unlock(&p->wlock);
-        ssize_t w = moirai_stream_write(p->io, out, n);
-        if (w > 0) {
-            moirai__node_count(&node->st.bytes_sent, (uint64_t)w);
-            /* Acquire: pairs with claim()'s release of the member. */
-            struct member *m = atomic_load_explicit(&p->stats_m, memory_order_acquire);
-            if (m)
-                moirai__node_count(&m->st.bytes_sent, (uint64_t)w);
+        uint8_t *buf;
+        size_t off = 0, n;
+        bool was_rest = p->rest != NULL;
+        if (was_rest) {
+            /* A direct send's tail goes first. */
+            buf = p->rest;
+            off = p->rest_off;
+            n = p->rest_len;
+            p->rest = NULL;
+        } else {
+            /* Take everything queued; the producers fill the other buffer
+             * meanwhile. */
+            buf = p->wbuf;
+            size_t bufcap = p->wcap;
+            n = p->wlen;
+            p->wbuf = out;
+            p->wcap = outcap;
+            p->wlen = 0;
+            out = buf;
+            outcap = bufcap;
         }
+        p->writing = true;
+        moirai_mutex_unlock(&p->wlock);
+        ssize_t w = moirai_stream_write(p->io, buf + off, n - off);
+        count_sent(p, w);
+        if (was_rest)
+            moirai_free(buf);
         moirai_mutex_lock(&p->wlock);
-        if (w != (ssize_t)n) {
+        p->writing = false;
+        if (w != (ssize_t)(n - off)) {
             moirai_mutex_unlock(&p->wlock);
             moirai__peer_kill(p);
             moirai_mutex_lock(&p->wlock);
@@ -229,6 +317,8 @@ void moirai__peer_kill(struct peer *p)
     moirai_mutex_lock(&p->wlock);
     p->wclosed = true;
     p->wlen = 0;
+    moirai_free(p->rest); /* unsent: the connection is over */
+    p->rest = NULL;
     moirai_condvar_broadcast(&p->wcv);
     moirai_mutex_unlock(&p->wlock);
     moirai_mutex_lock(&node->lock);

@@ -675,8 +675,12 @@ Test(node, out_of_memory)
     fails = MOIRAI_TEST_OOM_SWEEP(op_spawn, NULL, &c);
     moirai_test_oom_uninstall();
     cr_assert_gt(fails, 0);
-    void *v;
-    cr_assert_eq(moirai_handle_join_timed(c.h, secs(10), &v), 0);
+    /* The failing allocator counts b's allocations too (same process):
+     * the run that let a's spawn through may have failed one of b's, and
+     * then the task itself ends with b's -ENOMEM. */
+    void *v = NULL;
+    int rc = moirai_handle_join_timed(c.h, secs(10), &v);
+    cr_assert(rc == 0 || rc == -ENOMEM, "join: %d", rc);
     moirai_remote_result_free(v);
     moirai_handle_release(c.h);
     moirai_node_stats_t st;
