@@ -140,30 +140,38 @@ MOIRAI_TRANSPORT_API void moirai_node_config_init(moirai_node_config_t *cfg);
 
 /* Creates a node: validates `cfg`, listens, and starts connecting to the
  * seeds in the background (a seed that refuses is retried, backing off to
- * one attempt per second, until a handshake with it completes). Never
- * blocks for the network. Returns 0, -EINVAL (NULL out or cfg, NULL
- * runtime, a missing or short key, an unparsable address, a value out of
- * range), -EADDRINUSE, -EIO (libsodium could not start), -ENOMEM; on
- * error nothing is left behind. */
+ * one attempt per second, until a handshake with it completes; a seed
+ * that refuses the key is given up, with a warning in the log). Never
+ * blocks for the network. Thread-safe; several nodes may share one
+ * runtime. Returns 0, -EINVAL (NULL out or cfg, NULL runtime, a missing
+ * or short key, an unparsable address, a value out of range),
+ * -EADDRINUSE, -EIO (libsodium could not start), -ENOMEM, or another
+ * error of moirai_tcp_listen(); on error nothing is left behind and
+ * `*out` is untouched. */
 MOIRAI_TRANSPORT_API int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg);
 
 /* Stops the node: closes every connection (peers see this node die), ends
  * every spawned task still pending with -ESHUTDOWN, cancels the tasks it
- * runs for others and waits for their fibers to end. Blocks (parks a
- * fiber). Must not be called from a task function of this node. Returns
- * 0, or -EINVAL (NULL is ignored: 0). */
+ * runs for others and waits for their fibers to end (a task function
+ * that ignores its token delays this). Blocks (parks a fiber). No other
+ * call may use the node once this has begun, and it must not be called
+ * from a task function of this node or before its runtime is destroyed.
+ * Returns 0; NULL is ignored (0). */
 MOIRAI_TRANSPORT_API int moirai_node_destroy(moirai_node_t *node);
 
-/* This node's id. Never blocks. */
+/* This node's id (0 for NULL). Never blocks; thread-safe. */
 MOIRAI_TRANSPORT_API uint64_t moirai_node_id(const moirai_node_t *node);
 
-/* The port the node listens on (useful with port 0). Never blocks. */
+/* The port the node listens on (useful with port 0; 0 for NULL). Never
+ * blocks; thread-safe. */
 MOIRAI_TRANSPORT_API uint16_t moirai_node_port(const moirai_node_t *node);
 
 /* Registers `fn` under `name` (1 to MOIRAI_REMOTE_NAME_MAX bytes of
  * [A-Za-z0-9_.:-]). Spawns that arrive before a name is registered fail
- * with -ENOENT. Never blocks; thread-safe. Returns 0, -EINVAL (NULL node
- * or fn, bad name), -EEXIST (the name is taken), -ENOMEM. */
+ * with -ENOENT; names cannot be removed. Never blocks (a short lock);
+ * thread-safe. Ordering: a spawn frame read after this returns finds the
+ * name, and `arg` as it was when registering. Returns 0, -EINVAL (NULL
+ * node, name or fn, bad name), -EEXIST (the name is taken), -ENOMEM. */
 MOIRAI_TRANSPORT_API int moirai_node_register(moirai_node_t *node, const char *name,
                                               moirai_remote_fn fn, void *arg);
 
@@ -171,21 +179,27 @@ MOIRAI_TRANSPORT_API int moirai_node_register(moirai_node_t *node, const char *n
  * for it until `deadline` (absolute, moirai_clock_now_ns() scale;
  * MOIRAI_DEADLINE_NEVER: the handshake timeout). The connection is kept
  * (or replaced by one the other node opens, when its id is smaller: the
- * smaller id always owns a connection). May block (parks a fiber).
- * Returns 0 once both sides proved the key, -EINVAL (bad address),
- * -EACCES (the other side did not prove the key, or refused ours),
- * -ECONNREFUSED, -ETIMEDOUT, -EPROTO (not a node), -ENOMEM. */
+ * smaller id always owns a connection); use moirai_node_wait_peers() to
+ * wait for it to be live. May block (parks a fiber); thread-safe.
+ * Returns 0 once both sides proved the key (also when already connected,
+ * or when the address is this node's own), -EINVAL (NULL node, bad
+ * address), -EACCES (the other side did not prove the key, or refused
+ * ours), -ECONNREFUSED, -ETIMEDOUT, -EPROTO (not a node),
+ * -EHOSTDOWN (that node's id was declared dead here), -ENOMEM. */
 MOIRAI_TRANSPORT_API int moirai_node_connect(moirai_node_t *node, const char *addr,
                                              uint64_t deadline);
 
-/* Waits until at least `count` peers are live, or `deadline` passes.
- * May block (parks a fiber). Returns 0, -ETIMEDOUT, -EINVAL (NULL). */
+/* Waits until at least `count` peers are live, or `deadline` passes
+ * (absolute; a passed one makes it a check). May block (parks a fiber);
+ * thread-safe. Returns 0, -ETIMEDOUT, -EINVAL (NULL). */
 MOIRAI_TRANSPORT_API int moirai_node_wait_peers(moirai_node_t *node, size_t count,
                                                 uint64_t deadline);
 
-/* Stores the ids of up to `max` live peers, in increasing order, in
- * `ids`, and returns how many there are in all (which may exceed `max`).
- * Never blocks. Returns -EINVAL for a NULL node (or NULL ids with max > 0). */
+/* Stores the ids of up to `max` live peers in `ids` (sorted in increasing
+ * order) and returns how many there are in all (which may exceed `max`).
+ * A snapshot: peers may come and go as soon as it returns. Never blocks
+ * (a short lock); thread-safe. Returns -EINVAL for a NULL node, or NULL
+ * ids with max > 0. */
 MOIRAI_TRANSPORT_API long moirai_node_peers(moirai_node_t *node, uint64_t *ids, size_t max);
 
 /* Spawns the function registered as `name` on node `target` (a peer id,
@@ -198,8 +212,12 @@ MOIRAI_TRANSPORT_API long moirai_node_peers(moirai_node_t *node, uint64_t *ids, 
  * and forget) that ends exactly once: with a moirai_remote_result_t, or
  * with the task's own error, -ENOENT (the name is not registered there),
  * -EHOSTDOWN (its node died and it could not be retried), -ETIMEDOUT,
- * -ECANCELED (cancelled before it started there, or it returned that), or
- * -ESHUTDOWN (this node was destroyed). moirai_handle_cancel() on it
+ * -ECANCELED (cancelled before it started there, or it returned that),
+ * -EMSGSIZE (its result exceeded that node's max_payload), -ERANGE (its
+ * function returned a value the wire cannot carry), -ENOMEM (an
+ * allocation failed on either side), or -ESHUTDOWN (this node was
+ * destroyed). Join with a non-NULL `value` and free the result: a
+ * result whose pointer is dropped leaks. moirai_handle_cancel() on it
  * returns -EBUSY (the task is "running" from the caller's view) and sends
  * a cancel frame: a task not started yet is dropped and ends with
  * -ECANCELED; a started one has its token cancelled. Never blocks; thread-
@@ -213,11 +231,14 @@ MOIRAI_TRANSPORT_API int moirai_node_spawn(moirai_node_t *node, uint64_t target,
 
 /* The result bytes: returns a pointer to them (valid until the result is
  * freed) and stores their count in `*len` (if not NULL). NULL result:
- * NULL and 0. Never blocks; thread-safe (read-only). */
+ * NULL and 0. Never blocks; thread-safe (read-only). Ordering: the bytes
+ * are written before the handle completes, and completing is a release
+ * that a successful join acquires, so a joiner reads them whole. */
 MOIRAI_TRANSPORT_API const void *moirai_remote_result_data(const moirai_remote_result_t *result,
                                                            size_t *len);
 
-/* Frees a result. NULL is ignored. */
+/* Frees a result, once no joiner reads it any more. NULL is ignored.
+ * Never blocks. */
 MOIRAI_TRANSPORT_API void moirai_remote_result_free(moirai_remote_result_t *result);
 
 /* Copies the node's counters into `*out`. Never blocks. Returns 0 or
