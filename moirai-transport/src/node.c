@@ -156,7 +156,8 @@ static int check_config(const moirai_node_config_t *c, struct resolved *r)
     r->handshake_ns = c->handshake_timeout_ns ? c->handshake_timeout_ns : 5000000000ull;
     if (r->handshake_ns > 60000000000ull)
         return -EINVAL;
-    if (c->placement != MOIRAI_PLACEMENT_ROUND_ROBIN)
+    if (c->placement != MOIRAI_PLACEMENT_ROUND_ROBIN &&
+        c->placement != MOIRAI_PLACEMENT_LEAST_LOADED)
         return -EINVAL;
     if (c->seed_count > MOIRAI_NODE_SEEDS_MAX || (c->seed_count > 0 && !c->seeds))
         return -EINVAL;

@@ -49,7 +49,8 @@ struct member {
     struct frame_addr addr; /* where it listens */
     struct peer *peer;      /* the connection to it, live or in handshake */
     bool dialing;           /* a dial to it is under way */
-    uint32_t load_running, load_queued, load_workers;
+    uint32_t load_running, load_queued, load_workers; /* its last LOAD frame */
+    _Atomic uint32_t inflight;                        /* tasks this node waits for there */
     struct node_counters st;
 };
 

@@ -22,6 +22,7 @@ struct rtask {
     struct moirai_node *node;
     moirai_handle_t *h; /* our reference */
     uint64_t peer_id;
+    struct member *m; /* peer_id's member, whose `inflight` counts this task */
     uint64_t deadline;
     uint64_t sent_ns;
     uint32_t flags;
@@ -47,26 +48,61 @@ void moirai_remote_result_free(moirai_remote_result_t *result)
     moirai_free(result);
 }
 
-/* The next live peer after the cursor, other than `exclude`, referenced;
- * or NULL. */
+/* A member's load for least-loaded placement: the larger of the tasks
+ * this node waits for there (fresh) and the load it last published in a
+ * LOAD frame (running plus queued, everyone's tasks, up to a heartbeat
+ * old). node->lock held. */
+static uint64_t load_of(const struct member *m)
+{
+    /* Relaxed: a placement hint. */
+    uint64_t mine = atomic_load_explicit(&m->inflight, memory_order_relaxed);
+    uint64_t published = (uint64_t)m->load_running + m->load_queued;
+    return mine > published ? mine : published;
+}
+
+/* The live peer the placement policy picks, other than `exclude`,
+ * referenced; or NULL. Round robin: the next live peer after the cursor.
+ * Least loaded: the live peer with the least load_of(), ties broken by
+ * the round-robin order. */
 static struct peer *place(struct moirai_node *node, uint64_t exclude)
 {
     struct peer *p = NULL;
     moirai_mutex_lock(&node->lock);
-    size_t n = node->nmembers;
+    size_t n = node->nmembers, best = n;
+    uint64_t best_load = UINT64_MAX;
     for (size_t k = 0; k < n; k++) {
         size_t i = (node->rr + k) % n;
         struct member *m = &node->members[i];
-        if (m->id != exclude && m->state == MEMBER_ALIVE && m->peer &&
-            atomic_load_explicit(&m->peer->state, memory_order_relaxed) == PEER_LIVE) {
-            p = m->peer;
-            moirai__peer_ref(p);
-            node->rr = i + 1;
+        if (m->id == exclude || m->state != MEMBER_ALIVE || !m->peer ||
+            atomic_load_explicit(&m->peer->state, memory_order_relaxed) != PEER_LIVE)
+            continue;
+        if (node->placement == MOIRAI_PLACEMENT_ROUND_ROBIN) {
+            best = i;
             break;
         }
+        uint64_t l = load_of(m);
+        if (l < best_load) {
+            best = i;
+            best_load = l;
+        }
+    }
+    if (best < n) {
+        p = node->members[best].peer;
+        moirai__peer_ref(p);
+        node->rr = best + 1;
     }
     moirai_mutex_unlock(&node->lock);
     return p;
+}
+
+/* The task leaves its member's count of tasks waited for. */
+static void leave_member(struct rtask *t)
+{
+    if (t->m) {
+        /* Relaxed: a placement hint. */
+        atomic_fetch_sub_explicit(&t->m->inflight, 1, memory_order_relaxed);
+        t->m = NULL;
+    }
 }
 
 /* Queues the SPAWN frame to `p` (ptab_lock held). A failure because the
@@ -83,12 +119,16 @@ static int send_spawn(struct rtask *t, struct peer *p, const void *payload)
     if (rc == 0) {
         moirai__node_count(&t->node->st.tasks_sent, 1);
         moirai__node_count(&p->m->st.tasks_sent, 1);
+        leave_member(t);
+        t->m = p->m;
+        atomic_fetch_add_explicit(&t->m->inflight, 1, memory_order_relaxed);
     }
     return rc;
 }
 
 static void free_task(struct rtask *t)
 {
+    leave_member(t);
     moirai_handle_release(t->h);
     moirai_free(t->payload);
     moirai_free(t);

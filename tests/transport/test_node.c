@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,13 +346,18 @@ Test(node, two_nodes)
     moirai_node_stats(b, &sb);
     cr_assert_eq(sb.tasks_received, 6);
 
-    /* Destroying a ends b's view of it; a task pending on a node being
-     * destroyed ends with -ESHUTDOWN. */
-    cr_assert_eq(moirai_node_register(b, "wait", fn_echo, NULL), 0);
+    /* Destroying a ends b's view of it. */
     moirai_node_destroy(a);
-    cr_assert_eq(moirai_node_wait_peers(b, 1, 0), -ETIMEDOUT);
-    moirai_node_stats(b, &sb);
+    /* b learns it when its reader sees the connection end. */
+    until = secs(10);
+    do {
+        moirai_node_stats(b, &sb);
+        if (sb.peers_dead == 0)
+            usleep(1000);
+    } while (sb.peers_dead == 0 && !moirai_deadline_expired(until));
     cr_assert_eq(sb.peers_dead, 1);
+    cr_assert_eq(moirai_node_wait_peers(b, 1, 0), -ETIMEDOUT);
+    cr_assert_eq(moirai_node_peers(b, NULL, 0), 0);
     moirai_node_destroy(b);
 }
 
@@ -631,6 +637,177 @@ Test(node, queued_task_is_dropped_on_cancel)
     moirai_handle_release(h);
     moirai_node_destroy(a);
     moirai_node_destroy(b);
+}
+
+static int fn_whoami(void *arg, const void *payload, size_t len,
+                     const moirai_cancel_token_t *cancel, void **result, size_t *result_len)
+{
+    (void)payload;
+    (void)len;
+    (void)cancel;
+    uint64_t *out = moirai_malloc(sizeof *out);
+    if (!out)
+        return -ENOMEM;
+    *out = *(const uint64_t *)arg;
+    *result = out;
+    *result_len = sizeof *out;
+    return 0;
+}
+
+static uint64_t whoami(moirai_node_t *a)
+{
+    moirai_handle_t *h;
+    cr_assert_eq(
+        moirai_node_spawn(a, MOIRAI_NODE_ANY, "whoami", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    void *v;
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), &v), 0);
+    uint64_t id;
+    memcpy(&id, moirai_remote_result_data(v, NULL), sizeof id);
+    moirai_remote_result_free(v);
+    moirai_handle_release(h);
+    return id;
+}
+
+/* Least-loaded placement with skewed load: while node b holds two tasks
+ * of a's, every task a places goes to c (b's load is at least 2 from a's
+ * own count, c's at most 1); once they end, both serve again. Round robin
+ * would have split them. */
+Test(node, least_loaded_placement)
+{
+    static const uint64_t id_b = 20, id_c = 30;
+    moirai_node_config_t cfg;
+    base_config(&cfg, 10);
+    cfg.placement = MOIRAI_PLACEMENT_LEAST_LOADED;
+    cfg.heartbeat_ns = 5000000ull;
+    moirai_node_t *a;
+    cr_assert_eq(moirai_node_create(&a, &cfg), 0);
+    moirai_node_t *b = make(id_b, 5000000ull, 0), *c = make(id_c, 5000000ull, 0);
+    cr_assert_eq(moirai_node_register(b, "whoami", fn_whoami, (void *)&id_b), 0);
+    cr_assert_eq(moirai_node_register(c, "whoami", fn_whoami, (void *)&id_c), 0);
+    cr_assert_eq(moirai_node_register(b, "wait", fn_wait_cancel, NULL), 0);
+    link_nodes(a, b);
+    link_nodes(a, c);
+    cr_assert_eq(moirai_node_wait_peers(a, 2, secs(10)), 0);
+    moirai_handle_t *w[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(moirai_node_spawn(a, id_b, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &w[i]),
+                     0);
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(whoami(a), id_c, "task %d went to the loaded node", i);
+    for (int i = 0; i < 2; i++) {
+        moirai_handle_cancel(w[i]);
+        cr_assert_eq(moirai_handle_join_timed(w[i], secs(10), NULL), -ECANCELED);
+        moirai_handle_release(w[i]);
+    }
+    /* Both idle again: b serves as soon as its published load is back
+     * to 0 (a heartbeat of 5 ms; 10 s allowed). */
+    bool b_served = false;
+    uint64_t until = secs(10);
+    while (!b_served && !moirai_deadline_expired(until))
+        b_served = whoami(a) == id_b;
+    cr_assert(b_served, "the idle node b never got a task again");
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+    moirai_node_destroy(c);
+}
+
+static int raw_listener(uint16_t *port)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(l, 4), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    return l;
+}
+
+static void *garbage_server(void *arg)
+{
+    int l = *(int *)arg;
+    int fd = accept(l, NULL, NULL);
+    if (fd >= 0) {
+        static const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+        ssize_t w = write(fd, junk, sizeof junk - 1);
+        (void)w;
+        char b[256];
+        while (read(fd, b, sizeof b) > 0) {
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+/* moirai_node_connect()'s errors, each reached for real. */
+Test(node, connect_errors)
+{
+    moirai_node_config_t cfg;
+    base_config(&cfg, 100);
+    cfg.handshake_timeout_ns = 200000000ull;
+    moirai_node_t *a;
+    cr_assert_eq(moirai_node_create(&a, &cfg), 0);
+    char addr[32];
+    uint16_t port;
+
+    /* Nobody listening. */
+    int l = raw_listener(&port);
+    close(l);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -ECONNREFUSED);
+
+    /* A listener that never answers: the handshake times out. */
+    l = raw_listener(&port);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -ETIMEDOUT);
+    close(l);
+
+    /* Not a node. */
+    l = raw_listener(&port);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, garbage_server, &l), 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -EPROTO);
+    pthread_join(t, NULL);
+    close(l);
+
+    /* A node whose id a declared dead. */
+    moirai_node_t *d = make(300, 0, 0);
+    link_nodes(a, d);
+    moirai_node_destroy(d);
+    moirai_node_stats_t st;
+    uint64_t until = secs(10);
+    do {
+        moirai_node_stats(a, &st);
+        if (st.peers_dead == 0)
+            usleep(1000);
+    } while (st.peers_dead == 0 && !moirai_deadline_expired(until));
+    cr_assert_eq(st.peers_dead, 1);
+    d = make(300, 0, 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)moirai_node_port(d));
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -EHOSTDOWN);
+    moirai_node_destroy(d);
+    moirai_node_destroy(a);
+}
+
+/* A task still waiting when its spawning node is destroyed ends with
+ * -ESHUTDOWN; the node that ran it sees its token cancelled. */
+Test(node, destroy_ends_waiting_tasks)
+{
+    moirai_node_t *a = make(10, 0, 0), *b = make(20, 0, 0);
+    cr_assert_eq(moirai_node_register(b, "wait", fn_wait_cancel, NULL), 0);
+    link_nodes(a, b);
+    atomic_store(&waiters_started, 0);
+    moirai_handle_t *h;
+    cr_assert_eq(moirai_node_spawn(a, 20, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    uint64_t until = secs(10);
+    while (atomic_load(&waiters_started) == 0 && !moirai_deadline_expired(until))
+        usleep(1000);
+    moirai_node_destroy(a);
+    cr_assert_eq(moirai_handle_try_join(h, NULL), -ESHUTDOWN);
+    moirai_handle_release(h);
+    moirai_node_destroy(b); /* returns only once the cancelled task ended */
 }
 
 /* Out of memory: node creation and spawn fail with -ENOMEM and leave

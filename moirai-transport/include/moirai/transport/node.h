@@ -67,7 +67,14 @@ typedef int (*moirai_remote_fn)(void *arg, const void *payload, size_t len,
 
 /* Placement of MOIRAI_NODE_ANY spawns. */
 typedef enum moirai_placement {
-    MOIRAI_PLACEMENT_ROUND_ROBIN = 0, /* the next live peer in id order, cyclically */
+    /* The next live peer, cyclically, in the order this node learned of
+     * them. */
+    MOIRAI_PLACEMENT_ROUND_ROBIN = 0,
+    /* The live peer with the least load: the larger of the tasks this node
+     * waits for there and the load that peer last published (tasks
+     * running plus queued, from every spawner; sent every heartbeat);
+     * ties go round robin. */
+    MOIRAI_PLACEMENT_LEAST_LOADED = 1,
 } moirai_placement_t;
 
 /* How to build a node. Fill it with moirai_node_config_init(); a zeroed
