@@ -38,6 +38,8 @@ packages=(
     # observability suite's test that attaches to them.
     systemtap-sdt-dev
     bpftrace
+    # moirai-transport's cluster authentication (HMAC-SHA256).
+    libsodium-dev
     # Benchmark peers (moirai-bench reports a peer as missing if absent).
     libck-dev
     libjemalloc-dev
@@ -72,6 +74,7 @@ packages=(
     liburcu-dev:arm64
     libnuma-dev:arm64
     libuv1-dev:arm64
+    libsodium-dev:arm64
     libgit2-1.5:arm64
     libffi8:arm64
     # moirai-async's aarch64 context switch is cross-compiled and tested

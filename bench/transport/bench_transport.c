@@ -45,6 +45,14 @@
  *   domain stream socket pair ("unix_socket"), ZeroMQ REQ/REP over ipc://
  *   ("zmq").
  *
+ * remote_task_rtt (two processes over TCP on loopback, ns per round trip)
+ *   An empty remote task (8 bytes each way) from node 1 in this process
+ *   to node 2 in a child process, one in flight at a time
+ *   (bench_transport_remote.c). Peers in the same topology: a raw TCP
+ *   ping-pong of 64-byte messages over a loopback connection with
+ *   TCP_NODELAY, one write and blocking reads per message ("tcp"), and
+ *   ZeroMQ REQ/REP over tcp://127.0.0.1 ("zmq").
+ *
  * batch_small_msgs (16-byte messages, ns per message)
  *   A child process sends N 16-byte messages through moirai-transport's
  *   adaptive batcher (moirai/transport/batch.h) over a transport; the
@@ -59,6 +67,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -356,6 +367,67 @@ static double unix_pingpong(uint64_t n)
     return per_op(t0, t1, n);
 }
 
+/* ---- raw TCP ping-pong ---- */
+
+/* A connected pair of TCP sockets over loopback, TCP_NODELAY on both. */
+static int tcp_pair(int sv[2])
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof(a);
+    int one = 1;
+    sv[0] = sv[1] = -1;
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 1) < 0 ||
+        getsockname(l, (struct sockaddr *)&a, &al) < 0)
+        goto fail;
+    sv[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sv[0] < 0 || connect(sv[0], (struct sockaddr *)&a, sizeof(a)) < 0)
+        goto fail;
+    sv[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    if (sv[1] < 0)
+        goto fail;
+    close(l);
+    setsockopt(sv[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return 0;
+fail:
+    if (l >= 0)
+        close(l);
+    if (sv[0] >= 0)
+        close(sv[0]);
+    return -1;
+}
+
+/* The child echoes as unix_pingpong_child does; only the socket differs. */
+static double tcp_pingpong(uint64_t n)
+{
+    int sv[2];
+    if (tcp_pair(sv) < 0)
+        return -1.0;
+    bench_child_t c;
+    if (bench_child_start(&c, "tcp_pingpong", n, NULL, sv[1], -1) < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1.0;
+    }
+    close(sv[1]);
+    bool ok = bench_child_wait_ready(&c) == 0;
+    uint64_t t0 = bench_now_ns();
+    ok = ok && bench_child_go(&c) == 0;
+    msg64_t m;
+    for (uint64_t i = 0; ok && i < n; i++) {
+        msg64_make(&m, 2 * i);
+        ok = bench_write_all(sv[0], &m, sizeof(m)) == 0 &&
+             bench_read_all(sv[0], &m, sizeof(m)) == 0 && msg64_check(&m, 2 * i + 1);
+    }
+    uint64_t t1 = bench_now_ns();
+    close(sv[0]);
+    if (bench_child_finish(&c, !ok) < 0 || !ok)
+        return -1.0;
+    return per_op(t0, t1, n);
+}
+
 /* ---- zmq ---- */
 
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
@@ -520,6 +592,32 @@ static double zmq_run(uint64_t n, bool pingpong)
     return ok && child_ok ? (double)(t1 - t0) / (double)(n ? n : 1) : -1.0;
 }
 
+/* REQ/REP over TCP on loopback: the parent binds a free port first (the
+ * endpoint must be known before the child starts), then as zmq_run(). */
+static double zmq_tcp_pingpong(uint64_t n)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = ctx ? zmq_parent_socket(ctx, ZMQ_REQ, "tcp://127.0.0.1:*") : NULL;
+    char endpoint[128];
+    size_t elen = sizeof(endpoint);
+    bool ok = s != NULL && zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, endpoint, &elen) == 0;
+    bench_child_t c;
+    bool started = ok && bench_child_start(&c, "zmq_rep", n, endpoint, -1, -1) == 0;
+    ok = started && zmq_send_msg(s, ZMQ_WARM_UP) && zmq_recv_check(s, &c, ZMQ_WARM_UP + 1);
+    ok = ok && bench_child_wait_ready(&c) == 0;
+    uint64_t t0 = bench_now_ns();
+    ok = ok && bench_child_go(&c) == 0;
+    for (uint64_t i = 0; ok && i < n; i++)
+        ok = zmq_send_msg(s, 2 * i) && zmq_recv_check(s, &c, 2 * i + 1);
+    uint64_t t1 = bench_now_ns();
+    bool child_ok = started && bench_child_finish(&c, !ok) == 0;
+    if (s)
+        zmq_close(s);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return ok && child_ok ? (double)(t1 - t0) / (double)(n ? n : 1) : -1.0;
+}
+
 static double zmq_stream(uint64_t n)
 {
     return zmq_run(n, false);
@@ -665,6 +763,8 @@ static int role_ck_stream(const bench_child_args_t *a)
 const bench_child_role_t bench_transport_child_roles[] = {
     {"unix_stream", role_unix_stream},
     {"unix_pingpong", role_unix_pingpong},
+    {"tcp_pingpong", role_unix_pingpong},
+    {"remote_node", moirai_bench_remote_child},
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
     {"zmq_push", role_zmq_push},
     {"zmq_rep", role_zmq_rep},
@@ -712,6 +812,12 @@ static const bench_impl_t ring_pingpong_impls[] = {
     {"zmq", ZMQ_RUN(zmq_pingpong), ZMQ_WHY},
 };
 
+static const bench_impl_t remote_rtt_impls[] = {
+    {"moirai", moirai_bench_remote_rtt, NULL},
+    {"tcp", tcp_pingpong, NULL},
+    {"zmq", ZMQ_RUN(zmq_tcp_pingpong), ZMQ_WHY},
+};
+
 static const bench_impl_t batch_impls[] = {
     {"moirai", moirai_bench_batch, NULL},
     {"unbatched", moirai_bench_unbatched, NULL},
@@ -726,6 +832,7 @@ static const bench_case_t cases[] = {
     {"transport", "shm_ring_stream_64b", "ns_per_op", 10000000, 1000000, IMPLS(stream_impls)},
     {"transport", "shm_ring_pingpong", "ns_per_op", 1000000, 100000, IMPLS(ring_pingpong_impls)},
     {"transport", "batch_small_msgs", "ns_per_op", 10000000, 1000000, IMPLS(batch_impls)},
+    {"transport", "remote_task_rtt", "ns_per_op", 20000, 2000, IMPLS(remote_rtt_impls)},
 };
 
 const bench_case_t *bench_transport_cases(size_t *count)

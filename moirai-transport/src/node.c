@@ -1,0 +1,500 @@
+/* A node's life: configuration, creation (listening, the acceptor fiber,
+ * the seeds), destruction, and the queries and statistics the header
+ * offers. The work of a connection is in peer.c, the membership in
+ * membership.c, the tasks in remote_spawn.c and remote_exec.c. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <moirai/async/fiber.h>
+#include <moirai/core/alloc.h>
+#include <moirai/core/clock.h>
+#include <moirai/core/log.h>
+
+#include "auth.h"
+#include "node_internal.h"
+
+void moirai_node_config_init(moirai_node_config_t *cfg)
+{
+    if (cfg)
+        memset(cfg, 0, sizeof *cfg);
+}
+
+/* ---- Helpers other files use ---- */
+
+void moirai__node_count(_Atomic uint64_t *c, uint64_t n)
+{
+    /* Relaxed: a statistics counter orders nothing. */
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+void moirai__node_rtt(struct node_counters *st, uint64_t ns)
+{
+    moirai__node_count(&st->rtt_count, 1);
+    moirai__node_count(&st->rtt_sum_ns, ns);
+    /* Relaxed CAS loops: min and max are independent statistics. */
+    uint64_t cur = atomic_load_explicit(&st->rtt_min_ns, memory_order_relaxed);
+    while ((cur == 0 || ns < cur) &&
+           !atomic_compare_exchange_weak_explicit(&st->rtt_min_ns, &cur, ns ? ns : 1,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+    cur = atomic_load_explicit(&st->rtt_max_ns, memory_order_relaxed);
+    while (ns > cur && !atomic_compare_exchange_weak_explicit(
+                           &st->rtt_max_ns, &cur, ns, memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+struct fiber_start {
+    struct moirai_node *node;
+    moirai_task_fn fn;
+    void *arg;
+};
+
+static int fiber_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    struct fiber_start fs = *(struct fiber_start *)arg;
+    moirai_free(arg);
+    int rc = fs.fn(fs.arg, cancel, result);
+    /* The last thing the fiber does with the node: destroy waits for it. */
+    moirai_waitgroup_done(&fs.node->fibers);
+    return rc;
+}
+
+/* Starts a fiber that moirai_node_destroy() waits for. */
+int moirai__node_spawn_fiber(struct moirai_node *node, moirai_task_fn fn, void *arg)
+{
+    struct fiber_start *fs = moirai_malloc(sizeof *fs);
+    if (!fs)
+        return -ENOMEM;
+    fs->node = node;
+    fs->fn = fn;
+    fs->arg = arg;
+    moirai_waitgroup_add(&node->fibers, 1);
+    int rc = moirai_fiber_spawn(node->rt, fiber_main, fs, NULL, NULL);
+    if (rc < 0) {
+        moirai_waitgroup_done(&node->fibers);
+        moirai_free(fs);
+    }
+    return rc;
+}
+
+/* "a.b.c.d:port" or "[v6]:port", numeric only (no name resolution, so
+ * creating a node never waits for DNS). */
+int moirai__node_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+    if (!text)
+        return -EINVAL;
+    size_t n = strlen(text);
+    if (n == 0 || n > 64)
+        return -EINVAL;
+    char host[65];
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon[1] == '\0')
+        return -EINVAL;
+    char *end;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (*end != '\0' || port > 65535 || colon[1] < '0' || colon[1] > '9')
+        return -EINVAL;
+    memset(ss, 0, sizeof *ss);
+    if (text[0] == '[') {
+        if (colon == text || colon[-1] != ']')
+            return -EINVAL;
+        size_t hl = (size_t)(colon - 1 - (text + 1));
+        memcpy(host, text + 1, hl);
+        host[hl] = '\0';
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+            return -EINVAL;
+        *len = sizeof *a;
+    } else {
+        size_t hl = (size_t)(colon - text);
+        memcpy(host, text, hl);
+        host[hl] = '\0';
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+            return -EINVAL;
+        *len = sizeof *a;
+    }
+    return 0;
+}
+
+/* ---- Config ---- */
+
+struct resolved {
+    uint64_t heartbeat_ns, handshake_ns;
+    uint32_t misses, max_payload, max_retries, max_running;
+    struct sockaddr_storage listen;
+    socklen_t listen_len;
+};
+
+static int check_config(const moirai_node_config_t *c, struct resolved *r)
+{
+    if (!c->runtime || !c->key || c->key_len < 16 || c->key_len > 1024)
+        return -EINVAL;
+    r->heartbeat_ns = c->heartbeat_ns ? c->heartbeat_ns : 100000000ull;
+    if (r->heartbeat_ns < 1000000ull || r->heartbeat_ns > 60000000000ull)
+        return -EINVAL;
+    r->misses = c->heartbeat_misses ? c->heartbeat_misses : 10;
+    if (r->misses < 2 || r->misses > 1000)
+        return -EINVAL;
+    size_t mp = c->max_payload ? c->max_payload : (size_t)1 << 20;
+    if (mp > MOIRAI_REMOTE_PAYLOAD_MAX)
+        return -EINVAL;
+    r->max_payload = (uint32_t)mp;
+    r->max_retries = c->max_retries ? c->max_retries : 3;
+    if (r->max_retries > 100)
+        return -EINVAL;
+    r->max_running = c->max_running ? c->max_running : 1024;
+    if (r->max_running > 1000000)
+        return -EINVAL;
+    r->handshake_ns = c->handshake_timeout_ns ? c->handshake_timeout_ns : 5000000000ull;
+    if (r->handshake_ns > 60000000000ull)
+        return -EINVAL;
+    if (c->placement != MOIRAI_PLACEMENT_ROUND_ROBIN &&
+        c->placement != MOIRAI_PLACEMENT_LEAST_LOADED)
+        return -EINVAL;
+    if (c->seed_count > MOIRAI_NODE_SEEDS_MAX || (c->seed_count > 0 && !c->seeds))
+        return -EINVAL;
+    for (size_t i = 0; i < c->seed_count; i++) {
+        struct sockaddr_storage ss;
+        socklen_t l;
+        if (moirai__node_parse_addr(c->seeds[i], &ss, &l) < 0)
+            return -EINVAL;
+    }
+    return moirai__node_parse_addr(c->listen ? c->listen : "127.0.0.1:0", &r->listen,
+                                   &r->listen_len);
+}
+
+/* ---- Acceptor and seeds ---- */
+
+static int acceptor_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct moirai_node *node = arg;
+    for (;;) {
+        moirai_io_t *io;
+        int rc = moirai_stream_accept(node->listener, &io);
+        if (rc == -EBADF)
+            break; /* destroy closed the listener */
+        if (rc < 0) {
+            /* -EMFILE, -ENOMEM: the connection was dropped; keep serving,
+             * after a pause so an exhausted process does not spin. */
+            MOIRAI_LOG(MOIRAI_LOG_WARN, "node %llx: accept: %s", (unsigned long long)node->id,
+                       strerror(-rc));
+            moirai_fiber_sleep(10000000);
+            continue;
+        }
+        if (moirai__peer_start(node, io, false, NULL) < 0)
+            continue; /* peer_start closed io */
+    }
+    return 0;
+}
+
+struct seed_dial {
+    struct moirai_node *node;
+    struct sockaddr_storage ss;
+};
+
+/* Dials a seed until a handshake with it completes, backing off from 50 ms
+ * to 1 s between attempts, so a cluster can start in any order; gives up
+ * on a wrong key (retrying cannot fix it) and when the node stops. */
+static int seed_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    struct seed_dial *sd = arg;
+    struct moirai_node *node = sd->node;
+    uint64_t pause = 50000000ull;
+    while (!atomic_load_explicit(&node->stopping, memory_order_acquire)) {
+        struct connect_wait *cw = moirai__connect_wait_new();
+        int rc = cw ? moirai__peer_dial(node, &sd->ss, NULL, cw) : -ENOMEM;
+        if (rc == 0)
+            rc = moirai__connect_wait(cw, MOIRAI_DEADLINE_NEVER);
+        moirai__connect_wait_put(cw);
+        if (rc == 0 || rc == -EACCES || rc == -ESHUTDOWN) {
+            if (rc == -EACCES)
+                MOIRAI_LOG(MOIRAI_LOG_WARN, "node %llx: a seed refused the cluster key",
+                           (unsigned long long)node->id);
+            break;
+        }
+        /* Sleep, but wake at once when the node stops. */
+        moirai_mutex_lock(&node->lock);
+        uint64_t until = moirai_deadline_after(pause);
+        while (!atomic_load_explicit(&node->stopping, memory_order_acquire) &&
+               moirai_condvar_timedwait(&node->cv, &node->lock, until) == 0) {
+        }
+        moirai_mutex_unlock(&node->lock);
+        pause = pause * 2 > 1000000000ull ? 1000000000ull : pause * 2;
+    }
+    moirai_free(sd);
+    return 0;
+}
+
+/* ---- Create and destroy ---- */
+
+static void free_node(struct moirai_node *node)
+{
+    moirai__registry_fini(node);
+    moirai__htab_fini(&node->ptab);
+    moirai_condvar_destroy(&node->cv);
+    moirai_mutex_destroy(&node->lock);
+    moirai_mutex_destroy(&node->reg_lock);
+    moirai_mutex_destroy(&node->ptab_lock);
+    moirai_mutex_destroy(&node->xq_lock);
+    if (node->key) {
+        memset(node->key, 0, node->key_len);
+        moirai_free(node->key);
+    }
+    moirai_free(node->members);
+    moirai_free(node);
+}
+
+int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg)
+{
+    if (!out || !cfg)
+        return -EINVAL;
+    struct resolved r;
+    int rc = check_config(cfg, &r);
+    if (rc < 0)
+        return rc;
+    if (moirai__auth_init() < 0)
+        return -EIO;
+    struct moirai_node *node = moirai_calloc(1, sizeof *node);
+    if (!node)
+        return -ENOMEM;
+    moirai_mutex_init(&node->lock);
+    moirai_mutex_init(&node->reg_lock);
+    moirai_mutex_init(&node->ptab_lock);
+    moirai_mutex_init(&node->xq_lock);
+    moirai_condvar_init(&node->cv);
+    moirai_waitgroup_init(&node->fibers);
+    node->rt = cfg->runtime;
+    node->heartbeat_ns = r.heartbeat_ns;
+    node->heartbeat_misses = r.misses;
+    node->max_payload = r.max_payload;
+    node->max_retries = r.max_retries;
+    node->max_running = r.max_running;
+    node->handshake_ns = r.handshake_ns;
+    node->placement = cfg->placement;
+    node->members = moirai_calloc(MOIRAI_NODE_MEMBERS_MAX, sizeof *node->members);
+    node->key = moirai_malloc(cfg->key_len);
+    if (!node->members || !node->key) {
+        free_node(node);
+        return -ENOMEM;
+    }
+    memcpy(node->key, cfg->key, cfg->key_len);
+    node->key_len = cfg->key_len;
+    node->id = cfg->id;
+    while (node->id == 0) {
+        uint8_t b[FRAME_NONCE_SIZE];
+        moirai__auth_nonce(b);
+        node->id = moirai__frame_get_u64(b);
+    }
+
+    rc = moirai_tcp_listen(&node->listener, node->rt, (const struct sockaddr *)&r.listen, NULL);
+    if (rc < 0) {
+        free_node(node);
+        return rc;
+    }
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof bound;
+    moirai_io_local_addr(node->listener, (struct sockaddr *)&bound, &bl);
+    memset(&node->self_addr, 0, sizeof node->self_addr);
+    if (bound.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&bound;
+        node->port = ntohs(a->sin_port);
+        /* A wildcard listener advertises "where you see me from". */
+        if (a->sin_addr.s_addr != htonl(INADDR_ANY)) {
+            node->self_addr.family = 4;
+            memcpy(node->self_addr.addr, &a->sin_addr, 4);
+        }
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&bound;
+        node->port = ntohs(a->sin6_port);
+        if (memcmp(&a->sin6_addr, &in6addr_any, sizeof in6addr_any) != 0) {
+            node->self_addr.family = 6;
+            memcpy(node->self_addr.addr, &a->sin6_addr, 16);
+        }
+    }
+    node->self_addr.port = node->port;
+
+    rc = moirai__node_spawn_fiber(node, acceptor_main, node);
+    if (rc == 0)
+        rc = moirai__membership_start(node);
+    for (size_t i = 0; rc == 0 && i < cfg->seed_count; i++) {
+        struct seed_dial *sd = moirai_malloc(sizeof *sd);
+        socklen_t l;
+        if (!sd) {
+            rc = -ENOMEM;
+            break;
+        }
+        sd->node = node;
+        moirai__node_parse_addr(cfg->seeds[i], &sd->ss, &l);
+        rc = moirai__node_spawn_fiber(node, seed_main, sd);
+        if (rc < 0)
+            moirai_free(sd);
+    }
+    if (rc < 0) {
+        moirai_node_destroy(node);
+        return rc;
+    }
+    *out = node;
+    return 0;
+}
+
+int moirai_node_destroy(moirai_node_t *node)
+{
+    if (!node)
+        return 0;
+    moirai_mutex_lock(&node->lock);
+    /* Release: fibers that see `stopping` see everything before it. */
+    atomic_store_explicit(&node->stopping, true, memory_order_release);
+    moirai_condvar_broadcast(&node->cv);
+    moirai_mutex_unlock(&node->lock);
+    moirai_io_close(node->listener);
+    /* Kill every connection; peer_start refuses new ones from now on. */
+    for (;;) {
+        moirai_mutex_lock(&node->lock);
+        struct peer *p = NULL;
+        for (struct peer *q = node->conns; q; q = q->next) {
+            if (atomic_load_explicit(&q->state, memory_order_acquire) != PEER_DEAD) {
+                p = q;
+                moirai__peer_ref(p);
+                break;
+            }
+        }
+        moirai_mutex_unlock(&node->lock);
+        if (!p)
+            break;
+        moirai__peer_kill(p);
+        moirai__peer_unref(p);
+    }
+    moirai_waitgroup_wait(&node->fibers);
+    moirai__spawn_shutdown(node);
+    free_node(node);
+    return 0;
+}
+
+/* ---- Queries ---- */
+
+uint64_t moirai_node_id(const moirai_node_t *node)
+{
+    return node ? node->id : 0;
+}
+
+uint16_t moirai_node_port(const moirai_node_t *node)
+{
+    return node ? node->port : 0;
+}
+
+int moirai_node_connect(moirai_node_t *node, const char *addr, uint64_t deadline)
+{
+    if (!node)
+        return -EINVAL;
+    struct sockaddr_storage ss;
+    socklen_t l;
+    int rc = moirai__node_parse_addr(addr, &ss, &l);
+    if (rc < 0)
+        return rc;
+    struct connect_wait *cw = moirai__connect_wait_new();
+    if (!cw)
+        return -ENOMEM;
+    rc = moirai__peer_dial(node, &ss, NULL, cw);
+    if (rc == 0)
+        rc = moirai__connect_wait(cw, deadline);
+    moirai__connect_wait_put(cw);
+    return rc;
+}
+
+int moirai_node_wait_peers(moirai_node_t *node, size_t count, uint64_t deadline)
+{
+    if (!node)
+        return -EINVAL;
+    int rc = 0;
+    moirai_mutex_lock(&node->lock);
+    while (node->live < count && rc == 0)
+        rc = moirai_condvar_timedwait(&node->cv, &node->lock, deadline);
+    if (node->live >= count)
+        rc = 0;
+    moirai_mutex_unlock(&node->lock);
+    return rc;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+long moirai_node_peers(moirai_node_t *node, uint64_t *ids, size_t max)
+{
+    if (!node || (!ids && max > 0))
+        return -EINVAL;
+    size_t n = 0;
+    moirai_mutex_lock(&node->lock);
+    for (size_t i = 0; i < node->nmembers; i++) {
+        struct member *m = &node->members[i];
+        if (m->state == MEMBER_ALIVE && m->peer &&
+            atomic_load_explicit(&m->peer->state, memory_order_relaxed) == PEER_LIVE) {
+            if (n < max)
+                ids[n] = m->id;
+            n++;
+        }
+    }
+    moirai_mutex_unlock(&node->lock);
+    if (ids && n > 0)
+        qsort(ids, n < max ? n : max, sizeof *ids, cmp_u64);
+    return (long)n;
+}
+
+static void copy_stats(const struct node_counters *c, moirai_node_stats_t *out)
+{
+#define LOAD(f) out->f = atomic_load_explicit(&c->f, memory_order_relaxed)
+    LOAD(tasks_sent);
+    LOAD(tasks_received);
+    LOAD(tasks_retried);
+    LOAD(tasks_failed);
+    LOAD(tasks_completed);
+    LOAD(bytes_sent);
+    LOAD(bytes_received);
+    LOAD(rtt_count);
+    LOAD(rtt_sum_ns);
+    LOAD(rtt_min_ns);
+    LOAD(rtt_max_ns);
+    LOAD(auth_failures);
+    LOAD(protocol_errors);
+    LOAD(peers_dead);
+#undef LOAD
+}
+
+int moirai_node_stats(moirai_node_t *node, moirai_node_stats_t *out)
+{
+    if (!node || !out)
+        return -EINVAL;
+    copy_stats(&node->st, out);
+    return 0;
+}
+
+int moirai_node_peer_stats(moirai_node_t *node, uint64_t peer_id, moirai_node_stats_t *out)
+{
+    if (!node || !out)
+        return -EINVAL;
+    int rc = -ENOENT;
+    moirai_mutex_lock(&node->lock);
+    for (size_t i = 0; i < node->nmembers; i++) {
+        if (node->members[i].id == peer_id) {
+            copy_stats(&node->members[i].st, out);
+            rc = 0;
+            break;
+        }
+    }
+    moirai_mutex_unlock(&node->lock);
+    return rc;
+}

@@ -1,0 +1,868 @@
+/* Nodes in this process, on one runtime: the API's errors, two real nodes
+ * talking over loopback, and a fake peer written against the wire format
+ * (frame.c and auth.c compiled in) that does what a real node never
+ * would: sends tasks before authenticating, goes silent after it, answers
+ * for tasks it was never sent, breaks the protocol. */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <moirai/async/runtime.h>
+#include <moirai/core/alloc.h>
+#include <moirai/core/clock.h>
+#include <moirai/transport/node.h>
+
+#include "auth.h"
+#include "frame.h"
+#include "oom.h"
+
+static const char key[] = "in-process-test-key-0123456789";
+
+static moirai_runtime_t *rt;
+
+static void rt_up(void)
+{
+    cr_assert_eq(moirai_runtime_create(&rt, NULL), 0);
+}
+
+static void rt_down(void)
+{
+    cr_assert_eq(moirai_runtime_destroy(rt), 0);
+}
+
+TestSuite(node, .init = rt_up, .fini = rt_down, .timeout = 60);
+
+static void base_config(moirai_node_config_t *cfg, uint64_t id)
+{
+    moirai_node_config_init(cfg);
+    cfg->runtime = rt;
+    cfg->id = id;
+    cfg->key = key;
+    cfg->key_len = sizeof key - 1;
+}
+
+static moirai_node_t *make(uint64_t id, uint64_t heartbeat_ns, uint32_t misses)
+{
+    moirai_node_config_t cfg;
+    base_config(&cfg, id);
+    cfg.heartbeat_ns = heartbeat_ns;
+    cfg.heartbeat_misses = misses;
+    cfg.max_payload = 65536;
+    moirai_node_t *n;
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    return n;
+}
+
+static uint64_t secs(int s)
+{
+    return moirai_deadline_after((uint64_t)s * 1000000000ull);
+}
+
+static void link_nodes(moirai_node_t *a, moirai_node_t *b)
+{
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)moirai_node_port(b));
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), 0);
+    cr_assert_eq(moirai_node_wait_peers(a, 1, secs(10)), 0);
+    cr_assert_eq(moirai_node_wait_peers(b, 1, secs(10)), 0);
+}
+
+static _Atomic int echo_runs;
+
+static int fn_echo(void *arg, const void *payload, size_t len, const moirai_cancel_token_t *cancel,
+                   void **result, size_t *result_len)
+{
+    (void)arg;
+    (void)cancel;
+    atomic_fetch_add(&echo_runs, 1);
+    if (len == 0)
+        return 0;
+    void *out = moirai_malloc(len);
+    if (!out)
+        return -ENOMEM;
+    memcpy(out, payload, len);
+    *result = out;
+    *result_len = len;
+    return 0;
+}
+
+static int fn_toolong(void *arg, const void *payload, size_t len,
+                      const moirai_cancel_token_t *cancel, void **result, size_t *result_len)
+{
+    (void)arg;
+    (void)payload;
+    (void)len;
+    (void)cancel;
+    *result = moirai_malloc(65537);
+    *result_len = 65537;
+    return *result ? 0 : -ENOMEM;
+}
+
+static int fn_positive(void *arg, const void *payload, size_t len,
+                       const moirai_cancel_token_t *cancel, void **result, size_t *result_len)
+{
+    (void)arg;
+    (void)payload;
+    (void)len;
+    (void)cancel;
+    (void)result;
+    (void)result_len;
+    return 5;
+}
+
+/* Applies bad setting `i` to `c`; false when there are no more. */
+static bool bad_setting(int i, moirai_node_config_t *c)
+{
+    static const char *const bad_seeds[] = {"127.0.0.1:1", "nohost:1"};
+    static const char *const one_seed[] = {"127.0.0.1:1"};
+    switch (i) {
+    case 0:
+        c->runtime = NULL;
+        return true;
+    case 1:
+        c->key = NULL;
+        return true;
+    case 2:
+        c->key_len = 15;
+        return true;
+    case 3:
+        c->key_len = 1025;
+        return true;
+    case 4:
+        c->heartbeat_ns = 999999;
+        return true;
+    case 5:
+        c->heartbeat_ns = 60000000001ull;
+        return true;
+    case 6:
+        c->heartbeat_misses = 1;
+        return true;
+    case 7:
+        c->heartbeat_misses = 1001;
+        return true;
+    case 8:
+        c->max_payload = MOIRAI_REMOTE_PAYLOAD_MAX + 1;
+        return true;
+    case 9:
+        c->max_retries = 101;
+        return true;
+    case 10:
+        c->handshake_timeout_ns = 60000000001ull;
+        return true;
+    case 11:
+        c->placement = (moirai_placement_t)7;
+        return true;
+    case 12:
+        c->seeds = bad_seeds;
+        c->seed_count = 2;
+        return true;
+    case 13:
+        c->seeds = NULL;
+        c->seed_count = 1;
+        return true;
+    case 14:
+        c->seeds = one_seed;
+        c->seed_count = MOIRAI_NODE_SEEDS_MAX + 1;
+        return true;
+    case 15:
+        c->listen = "1.2.3:80";
+        return true;
+    case 16:
+        c->listen = "[::1]x";
+        return true;
+    case 17:
+        c->listen = "127.0.0.1:65536";
+        return true;
+    case 18:
+        c->listen = "127.0.0.1:";
+        return true;
+    default:
+        return false;
+    }
+}
+
+Test(node, config_errors)
+{
+    moirai_node_config_t cfg, zero;
+    memset(&zero, 0, sizeof zero);
+    moirai_node_config_init(&cfg);
+    cr_assert_eq(memcmp(&cfg, &zero, sizeof cfg), 0, "config_init is not all zero");
+    moirai_node_config_init(NULL);
+    moirai_node_t *n = NULL;
+    base_config(&cfg, 1);
+    cr_assert_eq(moirai_node_create(NULL, &cfg), -EINVAL);
+    cr_assert_eq(moirai_node_create(&n, NULL), -EINVAL);
+    for (int i = 0;; i++) {
+        base_config(&cfg, 1);
+        if (!bad_setting(i, &cfg))
+            break;
+        cr_assert_eq(moirai_node_create(&n, &cfg), -EINVAL, "setting %d", i);
+        cr_assert_null(n);
+    }
+    /* A port in use. */
+    moirai_node_t *a = make(1, 0, 0);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)moirai_node_port(a));
+    base_config(&cfg, 2);
+    cfg.listen = addr;
+    cr_assert_eq(moirai_node_create(&n, &cfg), -EADDRINUSE);
+    /* IPv6 loopback parses and listens. */
+    cfg.listen = "[::1]:0";
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    cr_assert_neq(moirai_node_port(n), 0);
+    cr_assert_eq(moirai_node_id(n), 2);
+    moirai_node_destroy(n);
+    moirai_node_destroy(a);
+    cr_assert_eq(moirai_node_destroy(NULL), 0);
+    /* Id 0: a random one. */
+    base_config(&cfg, 0);
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    cr_assert_neq(moirai_node_id(n), 0);
+    moirai_node_destroy(n);
+}
+
+Test(node, register_and_spawn_errors)
+{
+    moirai_node_t *a = make(1, 0, 0);
+    cr_assert_eq(moirai_node_register(NULL, "x", fn_echo, NULL), -EINVAL);
+    cr_assert_eq(moirai_node_register(a, NULL, fn_echo, NULL), -EINVAL);
+    cr_assert_eq(moirai_node_register(a, "x", NULL, NULL), -EINVAL);
+    cr_assert_eq(moirai_node_register(a, "", fn_echo, NULL), -EINVAL);
+    cr_assert_eq(moirai_node_register(a, "a b", fn_echo, NULL), -EINVAL);
+    char longname[65];
+    memset(longname, 'n', 64);
+    longname[64] = '\0';
+    cr_assert_eq(moirai_node_register(a, longname, fn_echo, NULL), -EINVAL);
+    longname[63] = '\0';
+    cr_assert_eq(moirai_node_register(a, longname, fn_echo, NULL), 0);
+    cr_assert_eq(moirai_node_register(a, "echo", fn_echo, NULL), 0);
+    cr_assert_eq(moirai_node_register(a, "echo", fn_echo, NULL), -EEXIST);
+
+    moirai_handle_t *h = NULL;
+    uint64_t never = MOIRAI_DEADLINE_NEVER;
+    cr_assert_eq(moirai_node_spawn(NULL, 0, "echo", NULL, 0, 0, never, &h), -EINVAL);
+    cr_assert_eq(moirai_node_spawn(a, 0, NULL, NULL, 0, 0, never, &h), -EINVAL);
+    cr_assert_eq(moirai_node_spawn(a, 0, "a/b", NULL, 0, 0, never, &h), -EINVAL);
+    cr_assert_eq(moirai_node_spawn(a, 0, "echo", NULL, 1, 0, never, &h), -EINVAL);
+    cr_assert_eq(moirai_node_spawn(a, 0, "echo", "x", 1, 0x10, never, &h), -EINVAL);
+    static char big[65537];
+    cr_assert_eq(moirai_node_spawn(a, 0, "echo", big, sizeof big, 0, never, &h), -EMSGSIZE);
+    cr_assert_eq(moirai_node_spawn(a, 0, "echo", "x", 1, 0, never, &h), -EHOSTUNREACH);
+    cr_assert_null(h);
+    moirai_node_stats_t st;
+    cr_assert_eq(moirai_node_stats(a, &st), 0);
+    cr_assert_eq(st.tasks_sent, 0);
+    cr_assert_eq(moirai_node_stats(NULL, &st), -EINVAL);
+    cr_assert_eq(moirai_node_stats(a, NULL), -EINVAL);
+    cr_assert_eq(moirai_node_peer_stats(a, 99, &st), -ENOENT);
+    cr_assert_eq(moirai_node_peer_stats(NULL, 99, &st), -EINVAL);
+    cr_assert_eq(moirai_node_peers(NULL, NULL, 0), -EINVAL);
+    cr_assert_eq(moirai_node_peers(a, NULL, 1), -EINVAL);
+    cr_assert_eq(moirai_node_peers(a, NULL, 0), 0);
+    cr_assert_eq(moirai_node_connect(a, "bad", secs(1)), -EINVAL);
+    cr_assert_eq(moirai_node_connect(NULL, "127.0.0.1:1", secs(1)), -EINVAL);
+    cr_assert_eq(moirai_node_wait_peers(a, 1, moirai_deadline_after(1000000)), -ETIMEDOUT);
+    cr_assert_eq(moirai_node_wait_peers(NULL, 1, 0), -EINVAL);
+    size_t len = 7;
+    cr_assert_null(moirai_remote_result_data(NULL, &len));
+    cr_assert_eq(len, 0);
+    moirai_remote_result_free(NULL);
+    moirai_node_destroy(a);
+}
+
+/* Two nodes in this process: results, limits, errors, fire and forget. */
+Test(node, two_nodes)
+{
+    moirai_node_t *a = make(10, 0, 0), *b = make(20, 0, 0);
+    cr_assert_eq(moirai_node_register(b, "echo", fn_echo, NULL), 0);
+    cr_assert_eq(moirai_node_register(b, "toolong", fn_toolong, NULL), 0);
+    cr_assert_eq(moirai_node_register(b, "positive", fn_positive, NULL), 0);
+    /* b dials a: the smaller id (a) owns the connection, so a dials back. */
+    link_nodes(b, a);
+    uint64_t ids[2];
+    cr_assert_eq(moirai_node_peers(a, ids, 2), 1);
+    cr_assert_eq(ids[0], 20);
+    cr_assert_eq(moirai_node_peers(b, ids, 2), 1);
+    cr_assert_eq(ids[0], 10);
+
+    static uint8_t payload[65536];
+    for (size_t i = 0; i < sizeof payload; i++)
+        payload[i] = (uint8_t)(i * 7);
+    moirai_handle_t *h;
+    cr_assert_eq(
+        moirai_node_spawn(a, 20, "echo", payload, sizeof payload, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    void *v;
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), &v), 0);
+    size_t len;
+    const void *d = moirai_remote_result_data(v, &len);
+    cr_assert_eq(len, sizeof payload);
+    cr_assert_eq(memcmp(d, payload, len), 0);
+    moirai_remote_result_free(v);
+    moirai_handle_release(h);
+
+    /* An empty result is a result of length 0. */
+    cr_assert_eq(
+        moirai_node_spawn(a, MOIRAI_NODE_ANY, "echo", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), &v), 0);
+    cr_assert_not_null(moirai_remote_result_data(v, &len));
+    cr_assert_eq(len, 0);
+    moirai_remote_result_free(v);
+    moirai_handle_release(h);
+
+    static const struct {
+        const char *name;
+        int want;
+    } errs[] = {{"nosuch", -ENOENT}, {"toolong", -EMSGSIZE}, {"positive", -ERANGE}};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(moirai_node_spawn(a, 20, errs[i].name, NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &h),
+                     0);
+        cr_assert_eq(moirai_handle_join_timed(h, secs(10), NULL), errs[i].want, "%s", errs[i].name);
+        moirai_handle_release(h);
+    }
+
+    /* Fire and forget: it runs, nobody joins, nothing leaks. */
+    int before = atomic_load(&echo_runs);
+    cr_assert_eq(moirai_node_spawn(a, 20, "echo", "zz", 2, 0, MOIRAI_DEADLINE_NEVER, NULL), 0);
+    moirai_node_stats_t st;
+    uint64_t until = secs(10);
+    do {
+        moirai_node_stats(a, &st);
+    } while (st.tasks_completed < 3 && !moirai_deadline_expired(until));
+    cr_assert_eq(st.tasks_completed, 3);
+    cr_assert_eq(atomic_load(&echo_runs), before + 1);
+    cr_assert_eq(st.tasks_failed, 3);
+    cr_assert_eq(st.tasks_sent, 6);
+    moirai_node_stats_t sb;
+    moirai_node_stats(b, &sb);
+    cr_assert_eq(sb.tasks_received, 6);
+
+    /* Destroying a ends b's view of it. */
+    moirai_node_destroy(a);
+    /* b learns it when its reader sees the connection end. */
+    until = secs(10);
+    do {
+        moirai_node_stats(b, &sb);
+        if (sb.peers_dead == 0)
+            usleep(1000);
+    } while (sb.peers_dead == 0 && !moirai_deadline_expired(until));
+    cr_assert_eq(sb.peers_dead, 1);
+    cr_assert_eq(moirai_node_wait_peers(b, 1, 0), -ETIMEDOUT);
+    cr_assert_eq(moirai_node_peers(b, NULL, 0), 0);
+    moirai_node_destroy(b);
+}
+
+/* ---- A fake peer speaking the wire format by hand ---- */
+
+struct fake {
+    int fd;
+    uint8_t mine[FRAME_HELLO_SIZE], theirs[FRAME_HELLO_SIZE];
+};
+
+static int raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static void fsend(int fd, uint8_t type, uint16_t flags, uint64_t tid, const void *body,
+                  uint32_t len)
+{
+    uint8_t *b = malloc(FRAME_HEADER_SIZE + len);
+    moirai__frame_put_header(b, type, flags, tid, len);
+    if (len)
+        memcpy(b + FRAME_HEADER_SIZE, body, len);
+    cr_assert_eq(write(fd, b, FRAME_HEADER_SIZE + len), (ssize_t)(FRAME_HEADER_SIZE + len));
+    free(b);
+}
+
+/* Reads one frame into `buf` (10 s at most); false at end of stream. */
+static bool frecv(int fd, uint8_t *buf, size_t cap, struct frame *f)
+{
+    size_t len = 0;
+    for (;;) {
+        size_t need;
+        long n = moirai__frame_decode(buf, len, 1 << 20, f, &need);
+        cr_assert_geq(n, 0, "the node sent a bad frame");
+        if (n > 0)
+            return true;
+        cr_assert_leq(need, cap);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        cr_assert_gt(poll(&p, 1, 10000), 0, "the node sent nothing");
+        /* One byte at a time: never read past this frame. */
+        ssize_t r = read(fd, buf + len, 1);
+        if (r <= 0)
+            return false;
+        len++;
+    }
+}
+
+/* Reads frames until one of `type`. */
+static void fexpect(int fd, uint8_t type, uint8_t *buf, size_t cap, struct frame *f)
+{
+    do {
+        cr_assert(frecv(fd, buf, cap, f), "closed while waiting for frame type %u", type);
+    } while (f->type != type);
+}
+
+/* Authenticates as node `id` (smaller than the node's, so the node keeps
+ * this connection). */
+static void fake_join(struct fake *fk, uint16_t port, uint64_t id, const uint8_t *k, size_t klen)
+{
+    cr_assert_eq(moirai__auth_init(), 0);
+    fk->fd = raw_connect(port);
+    uint8_t nonce[FRAME_NONCE_SIZE];
+    moirai__auth_nonce(nonce);
+    struct frame_addr none = {0};
+    moirai__frame_put_hello(fk->mine, id, &none, nonce);
+    fsend(fk->fd, FRAME_HELLO, 0, 0, fk->mine, FRAME_HELLO_SIZE);
+    static uint8_t buf[1 << 16];
+    struct frame f;
+    cr_assert(frecv(fk->fd, buf, sizeof buf, &f));
+    cr_assert_eq(f.type, FRAME_AUTH_CHALLENGE);
+    memcpy(fk->theirs, f.u.hello.raw, FRAME_HELLO_SIZE);
+    cr_assert(moirai__auth_verify((const uint8_t *)key, sizeof key - 1, AUTH_ACCEPTOR, fk->mine,
+                                  fk->theirs, f.challenge_mac));
+    uint8_t mac[FRAME_MAC_SIZE];
+    moirai__auth_mac(k, klen, AUTH_INITIATOR, fk->mine, fk->theirs, mac);
+    fsend(fk->fd, FRAME_AUTH_RESPONSE, 0, 0, mac, sizeof mac);
+}
+
+static bool closed_soon(int fd)
+{
+    static uint8_t buf[1 << 16];
+    struct frame f;
+    while (frecv(fd, buf, sizeof buf, &f)) {
+    }
+    return true;
+}
+
+/* A SPAWN before authenticating closes the connection and runs nothing;
+ * so does a wrong MAC; the node keeps serving. */
+Test(node, nothing_runs_before_auth)
+{
+    moirai_node_t *a = make(100, 0, 0);
+    cr_assert_eq(moirai_node_register(a, "echo", fn_echo, NULL), 0);
+    int before = atomic_load(&echo_runs);
+    int fd = raw_connect(moirai_node_port(a));
+    uint8_t body[2 + 4 + 1] = {4, 0, 'e', 'c', 'h', 'o', 'x'};
+    fsend(fd, FRAME_SPAWN, 0, 1, body, sizeof body);
+    cr_assert(closed_soon(fd));
+    close(fd);
+
+    struct fake fk;
+    static const uint8_t wrong[] = "in-process-test-key-0123456788";
+    fake_join(&fk, moirai_node_port(a), 5, wrong, sizeof wrong - 1);
+    fsend(fk.fd, FRAME_SPAWN, 0, 2, body, sizeof body);
+    cr_assert(closed_soon(fk.fd));
+    close(fk.fd);
+    cr_assert_eq(atomic_load(&echo_runs), before);
+    moirai_node_stats_t st;
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.auth_failures, 2);
+    cr_assert_eq(st.tasks_received, 0);
+    cr_assert_eq(moirai_node_peers(a, NULL, 0), 0);
+
+    /* Still serving: a real node joins and runs a task. */
+    moirai_node_t *b = make(200, 0, 0);
+    link_nodes(b, a);
+    moirai_handle_t *h;
+    cr_assert_eq(moirai_node_spawn(b, 100, "echo", "q", 1, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    void *v;
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), &v), 0);
+    moirai_remote_result_free(v);
+    moirai_handle_release(h);
+    moirai_node_destroy(b);
+    moirai_node_destroy(a);
+}
+
+/* An authenticated fake peer: its unknown names get -ENOENT, its answer
+ * for a task it was not sent is ignored, a silent peer is declared dead
+ * after the missed heartbeats (tasks on it: -EHOSTDOWN, idempotent ones
+ * retried on the live node), and a protocol violation closes it. */
+Test(node, fake_peer)
+{
+    moirai_node_t *a = make(100, 10000000ull, 5), *b = make(200, 10000000ull, 5);
+    cr_assert_eq(moirai_node_register(b, "echo", fn_echo, NULL), 0);
+    link_nodes(a, b);
+    struct fake fk;
+    fake_join(&fk, moirai_node_port(a), 5, (const uint8_t *)key, sizeof key - 1);
+    static uint8_t buf[1 << 16];
+    struct frame f;
+    fexpect(fk.fd, FRAME_HEARTBEAT, buf, sizeof buf, &f);
+    cr_assert_eq(moirai_node_wait_peers(a, 2, secs(10)), 0);
+
+    /* Tasks for the fake peer: one plain, one idempotent. */
+    moirai_handle_t *plain, *idem;
+    cr_assert_eq(moirai_node_spawn(a, 5, "echo", "p", 1, 0, MOIRAI_DEADLINE_NEVER, &plain), 0);
+    cr_assert_eq(moirai_node_spawn(a, 5, "echo", "i", 1, MOIRAI_REMOTE_IDEMPOTENT,
+                                   MOIRAI_DEADLINE_NEVER, &idem),
+                 0);
+    fexpect(fk.fd, FRAME_SPAWN, buf, sizeof buf, &f);
+    uint64_t plain_id = f.task_id;
+    fexpect(fk.fd, FRAME_SPAWN, buf, sizeof buf, &f);
+    cr_assert_eq(f.flags, FRAME_FLAG_IDEMPOTENT);
+
+    /* A task of b's, answered by the fake peer: ignored. */
+    moirai_handle_t *hb;
+    cr_assert_eq(moirai_node_spawn(a, 200, "echo", "b", 1, 0, MOIRAI_DEADLINE_NEVER, &hb), 0);
+    fsend(fk.fd, FRAME_RESULT, 0, moirai_handle_id(hb), "forged", 6);
+    void *v;
+    cr_assert_eq(moirai_handle_join_timed(hb, secs(10), &v), 0);
+    size_t len;
+    const char *d = moirai_remote_result_data(v, &len);
+    cr_assert_eq(len, 1);
+    cr_assert_eq(d[0], 'b');
+    moirai_remote_result_free(v);
+    moirai_handle_release(hb);
+
+    /* The fake peer asks for a name nobody registered. */
+    uint8_t body[2 + 4] = {4, 0, 'n', 'o', 'p', 'e'};
+    fsend(fk.fd, FRAME_SPAWN, 0, 77, body, sizeof body);
+    fexpect(fk.fd, FRAME_ERROR, buf, sizeof buf, &f);
+    cr_assert_eq(f.task_id, 77);
+    cr_assert_eq(f.u.error, -ENOENT);
+
+    /* Silence: after 5 missed 10 ms heartbeats, dead. */
+    cr_assert_eq(moirai_handle_join_timed(plain, secs(10), NULL), -EHOSTDOWN);
+    cr_assert_eq(moirai_handle_join_timed(idem, secs(10), &v), 0);
+    d = moirai_remote_result_data(v, &len);
+    cr_assert_eq(len, 1);
+    cr_assert_eq(d[0], 'i');
+    moirai_remote_result_free(v);
+    moirai_handle_release(plain);
+    moirai_handle_release(idem);
+    cr_assert(closed_soon(fk.fd));
+    close(fk.fd);
+    moirai_node_stats_t st;
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.peers_dead, 1);
+    cr_assert_eq(st.tasks_retried, 1);
+    moirai_node_stats_t ps;
+    cr_assert_eq(moirai_node_peer_stats(a, 5, &ps), 0);
+    cr_assert_eq(ps.tasks_sent, 2);
+    cr_assert_eq(ps.tasks_received, 1);
+    /* b learned of the death from a's membership frame; the id stays dead. */
+    (void)plain_id;
+    fake_join(&fk, moirai_node_port(a), 5, (const uint8_t *)key, sizeof key - 1);
+    cr_assert(closed_soon(fk.fd));
+    close(fk.fd);
+
+    /* A protocol violation after authentication closes the connection. */
+    fake_join(&fk, moirai_node_port(a), 6, (const uint8_t *)key, sizeof key - 1);
+    fexpect(fk.fd, FRAME_HEARTBEAT, buf, sizeof buf, &f);
+    fsend(fk.fd, FRAME_HELLO, 0, 0, fk.mine, FRAME_HELLO_SIZE);
+    cr_assert(closed_soon(fk.fd));
+    close(fk.fd);
+    uint64_t until = secs(10);
+    do {
+        moirai_node_stats(a, &st);
+    } while (st.protocol_errors < 1 && !moirai_deadline_expired(until));
+    cr_assert_eq(st.protocol_errors, 1);
+    cr_assert_eq(moirai_node_peers(a, NULL, 0), 1);
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+}
+
+static _Atomic int waiters_started;
+
+static int fn_wait_cancel(void *arg, const void *payload, size_t len,
+                          const moirai_cancel_token_t *cancel, void **result, size_t *result_len)
+{
+    (void)arg;
+    (void)payload;
+    (void)len;
+    (void)result;
+    (void)result_len;
+    atomic_fetch_add(&waiters_started, 1);
+    if (moirai_cancel_token_wait_timed(cancel, secs(30)) == 0)
+        return -ECANCELED;
+    return 0;
+}
+
+/* With one task slot, a second task waits in the queue; cancelling it
+ * drops it (its function never runs), cancelling the running one
+ * cancels its token, and the slot then serves the next task. */
+Test(node, queued_task_is_dropped_on_cancel)
+{
+    moirai_node_t *a = make(10, 0, 0);
+    moirai_node_config_t cfg;
+    base_config(&cfg, 20);
+    cfg.max_running = 1;
+    moirai_node_t *b;
+    cr_assert_eq(moirai_node_create(&b, &cfg), 0);
+    cr_assert_eq(moirai_node_register(b, "wait", fn_wait_cancel, NULL), 0);
+    cr_assert_eq(moirai_node_register(b, "echo", fn_echo, NULL), 0);
+    link_nodes(a, b);
+    atomic_store(&waiters_started, 0);
+    moirai_handle_t *running, *queued;
+    cr_assert_eq(moirai_node_spawn(a, 20, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &running), 0);
+    uint64_t until = secs(10);
+    while (atomic_load(&waiters_started) == 0 && !moirai_deadline_expired(until))
+        moirai_handle_try_join(running, NULL);
+    cr_assert_eq(atomic_load(&waiters_started), 1);
+    cr_assert_eq(moirai_node_spawn(a, 20, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &queued), 0);
+    moirai_node_stats_t sb;
+    until = secs(10);
+    do {
+        moirai_node_stats(b, &sb);
+    } while (sb.tasks_received < 2 && !moirai_deadline_expired(until));
+    cr_assert_eq(sb.tasks_received, 2);
+    cr_assert_eq(moirai_handle_cancel(queued), -EBUSY);
+    cr_assert_eq(moirai_handle_join_timed(queued, secs(10), NULL), -ECANCELED);
+    cr_assert_eq(atomic_load(&waiters_started), 1, "a queued task ran after its cancel");
+    cr_assert_eq(moirai_handle_try_join(running, NULL), -EAGAIN);
+    cr_assert_eq(moirai_handle_cancel(running), -EBUSY);
+    cr_assert_eq(moirai_handle_join_timed(running, secs(10), NULL), -ECANCELED);
+    moirai_handle_release(queued);
+    moirai_handle_release(running);
+    moirai_handle_t *h;
+    cr_assert_eq(moirai_node_spawn(a, 20, "echo", "k", 1, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    void *v;
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), &v), 0);
+    moirai_remote_result_free(v);
+    moirai_handle_release(h);
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+}
+
+static int fn_whoami(void *arg, const void *payload, size_t len,
+                     const moirai_cancel_token_t *cancel, void **result, size_t *result_len)
+{
+    (void)payload;
+    (void)len;
+    (void)cancel;
+    uint64_t *out = moirai_malloc(sizeof *out);
+    if (!out)
+        return -ENOMEM;
+    *out = *(const uint64_t *)arg;
+    *result = out;
+    *result_len = sizeof *out;
+    return 0;
+}
+
+static uint64_t whoami(moirai_node_t *a)
+{
+    moirai_handle_t *h;
+    cr_assert_eq(
+        moirai_node_spawn(a, MOIRAI_NODE_ANY, "whoami", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    void *v;
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), &v), 0);
+    uint64_t id;
+    memcpy(&id, moirai_remote_result_data(v, NULL), sizeof id);
+    moirai_remote_result_free(v);
+    moirai_handle_release(h);
+    return id;
+}
+
+/* Least-loaded placement with skewed load: while node b holds two tasks
+ * of a's, every task a places goes to c (b's load is at least 2 from a's
+ * own count, c's at most 1); once they end, both serve again. Round robin
+ * would have split them. */
+Test(node, least_loaded_placement)
+{
+    static const uint64_t id_b = 20, id_c = 30;
+    moirai_node_config_t cfg;
+    base_config(&cfg, 10);
+    cfg.placement = MOIRAI_PLACEMENT_LEAST_LOADED;
+    cfg.heartbeat_ns = 5000000ull;
+    moirai_node_t *a;
+    cr_assert_eq(moirai_node_create(&a, &cfg), 0);
+    moirai_node_t *b = make(id_b, 5000000ull, 0), *c = make(id_c, 5000000ull, 0);
+    cr_assert_eq(moirai_node_register(b, "whoami", fn_whoami, (void *)&id_b), 0);
+    cr_assert_eq(moirai_node_register(c, "whoami", fn_whoami, (void *)&id_c), 0);
+    cr_assert_eq(moirai_node_register(b, "wait", fn_wait_cancel, NULL), 0);
+    link_nodes(a, b);
+    link_nodes(a, c);
+    cr_assert_eq(moirai_node_wait_peers(a, 2, secs(10)), 0);
+    moirai_handle_t *w[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(moirai_node_spawn(a, id_b, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &w[i]),
+                     0);
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(whoami(a), id_c, "task %d went to the loaded node", i);
+    for (int i = 0; i < 2; i++) {
+        moirai_handle_cancel(w[i]);
+        cr_assert_eq(moirai_handle_join_timed(w[i], secs(10), NULL), -ECANCELED);
+        moirai_handle_release(w[i]);
+    }
+    /* Both idle again: b serves as soon as its published load is back
+     * to 0 (a heartbeat of 5 ms; 10 s allowed). */
+    bool b_served = false;
+    uint64_t until = secs(10);
+    while (!b_served && !moirai_deadline_expired(until))
+        b_served = whoami(a) == id_b;
+    cr_assert(b_served, "the idle node b never got a task again");
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+    moirai_node_destroy(c);
+}
+
+static int raw_listener(uint16_t *port)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(l, 4), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    return l;
+}
+
+static void *garbage_server(void *arg)
+{
+    int l = *(int *)arg;
+    int fd = accept(l, NULL, NULL);
+    if (fd >= 0) {
+        static const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+        ssize_t w = write(fd, junk, sizeof junk - 1);
+        (void)w;
+        char b[256];
+        while (read(fd, b, sizeof b) > 0) {
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+/* moirai_node_connect()'s errors, each reached for real. */
+Test(node, connect_errors)
+{
+    moirai_node_config_t cfg;
+    base_config(&cfg, 100);
+    cfg.handshake_timeout_ns = 200000000ull;
+    moirai_node_t *a;
+    cr_assert_eq(moirai_node_create(&a, &cfg), 0);
+    char addr[32];
+    uint16_t port;
+
+    /* Nobody listening. */
+    int l = raw_listener(&port);
+    close(l);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -ECONNREFUSED);
+
+    /* A listener that never answers: the handshake times out. */
+    l = raw_listener(&port);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -ETIMEDOUT);
+    close(l);
+
+    /* Not a node. */
+    l = raw_listener(&port);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, garbage_server, &l), 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -EPROTO);
+    pthread_join(t, NULL);
+    close(l);
+
+    /* A node whose id a declared dead. */
+    moirai_node_t *d = make(300, 0, 0);
+    link_nodes(a, d);
+    moirai_node_destroy(d);
+    moirai_node_stats_t st;
+    uint64_t until = secs(10);
+    do {
+        moirai_node_stats(a, &st);
+        if (st.peers_dead == 0)
+            usleep(1000);
+    } while (st.peers_dead == 0 && !moirai_deadline_expired(until));
+    cr_assert_eq(st.peers_dead, 1);
+    d = make(300, 0, 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)moirai_node_port(d));
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -EHOSTDOWN);
+    moirai_node_destroy(d);
+    moirai_node_destroy(a);
+}
+
+/* A task still waiting when its spawning node is destroyed ends with
+ * -ESHUTDOWN; the node that ran it sees its token cancelled. */
+Test(node, destroy_ends_waiting_tasks)
+{
+    moirai_node_t *a = make(10, 0, 0), *b = make(20, 0, 0);
+    cr_assert_eq(moirai_node_register(b, "wait", fn_wait_cancel, NULL), 0);
+    link_nodes(a, b);
+    atomic_store(&waiters_started, 0);
+    moirai_handle_t *h;
+    cr_assert_eq(moirai_node_spawn(a, 20, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    uint64_t until = secs(10);
+    while (atomic_load(&waiters_started) == 0 && !moirai_deadline_expired(until))
+        usleep(1000);
+    moirai_node_destroy(a);
+    cr_assert_eq(moirai_handle_try_join(h, NULL), -ESHUTDOWN);
+    moirai_handle_release(h);
+    moirai_node_destroy(b); /* returns only once the cancelled task ended */
+}
+
+/* Out of memory: node creation and spawn fail with -ENOMEM and leave
+ * nothing behind (LeakSanitizer checks the ASan build). */
+static int op_create(void *ctx)
+{
+    moirai_node_config_t cfg;
+    base_config(&cfg, 1);
+    moirai_node_t *n;
+    int rc = moirai_node_create(&n, &cfg);
+    if (rc == 0)
+        *(moirai_node_t **)ctx = n;
+    return rc;
+}
+
+struct spawn_ctx {
+    moirai_node_t *a;
+    moirai_handle_t *h;
+};
+
+static int op_spawn(void *ctx)
+{
+    struct spawn_ctx *c = ctx;
+    return moirai_node_spawn(c->a, MOIRAI_NODE_ANY, "echo", "abc", 3, MOIRAI_REMOTE_IDEMPOTENT,
+                             MOIRAI_DEADLINE_NEVER, &c->h);
+}
+
+Test(node, out_of_memory)
+{
+    moirai_node_t *n = NULL;
+    moirai_test_oom_install();
+    long fails = MOIRAI_TEST_OOM_SWEEP(op_create, NULL, &n);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(fails, 0);
+    moirai_node_destroy(n);
+
+    moirai_node_t *a = make(10, 0, 0), *b = make(20, 0, 0);
+    cr_assert_eq(moirai_node_register(b, "echo", fn_echo, NULL), 0);
+    link_nodes(a, b);
+    struct spawn_ctx c = {a, NULL};
+    moirai_test_oom_install();
+    fails = MOIRAI_TEST_OOM_SWEEP(op_spawn, NULL, &c);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(fails, 0);
+    /* The failing allocator counts b's allocations too (same process):
+     * the run that let a's spawn through may have failed one of b's, and
+     * then the task itself ends with b's -ENOMEM. */
+    void *v = NULL;
+    int rc = moirai_handle_join_timed(c.h, secs(10), &v);
+    cr_assert(rc == 0 || rc == -ENOMEM, "join: %d", rc);
+    moirai_remote_result_free(v);
+    moirai_handle_release(c.h);
+    moirai_node_stats_t st;
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.tasks_sent, 1, "a failed spawn sent something");
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+}
