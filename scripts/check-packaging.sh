@@ -59,6 +59,7 @@ pc_to_deb = {
     "liburcu-memb": "liburcu-dev",
     "liburcu-cds": "liburcu-dev",
     "liburcu": "liburcu-dev",
+    "libsodium": "libsodium-dev",
     "libuv": "libuv1-dev",
     "numa": "libnuma-dev",
 }

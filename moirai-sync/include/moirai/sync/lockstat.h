@@ -96,7 +96,10 @@ typedef int (*moirai_lock_stats_cb)(void *arg, const moirai_lock_stats_t *stats)
  * MOIRAI_LOCK_STATS_NAME_MAX). */
 #define MOIRAI_LOCK_STATS_NAME_HERE(lock)                                                          \
     moirai_lock_stats_name((lock), __FILE__ ":" MOIRAI_LOCK_STATS_STR_(__LINE__))
-#define MOIRAI_LOCK_STATS_STR_(x)  MOIRAI_LOCK_STATS_STR2_(x)
+/* Internal to MOIRAI_LOCK_STATS_NAME_HERE: the line number as a string
+ * (two steps, so that __LINE__ is expanded before it is quoted). */
+#define MOIRAI_LOCK_STATS_STR_(x) MOIRAI_LOCK_STATS_STR2_(x)
+/* Internal to MOIRAI_LOCK_STATS_NAME_HERE: quotes its argument. */
 #define MOIRAI_LOCK_STATS_STR2_(x) #x
 
 #ifdef __cplusplus

@@ -132,7 +132,7 @@ typedef struct moirai_node_stats {
     uint64_t rtt_count;       /* tasks whose round trip is counted below */
     uint64_t rtt_sum_ns;      /* sum of their spawn-to-result times */
     uint64_t rtt_min_ns;      /* 0 while rtt_count is 0 */
-    uint64_t rtt_max_ns;
+    uint64_t rtt_max_ns;      /* the longest of them; 0 while rtt_count is 0 */
     uint64_t auth_failures;   /* handshakes refused: wrong key, bad frames, timeout */
     uint64_t protocol_errors; /* authenticated connections closed for a bad frame */
     uint64_t peers_dead;      /* peers declared dead */
