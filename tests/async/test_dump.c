@@ -29,6 +29,7 @@
 #include <moirai/sched.h>
 #include <moirai/sync.h>
 
+#include "dump_text.h"
 #include "async_test_util.h"
 
 static void sleep_ms(int ms)
@@ -68,48 +69,6 @@ static char *dump_str(moirai_runtime_t *rt, unsigned flags, int *rc)
     *rc = moirai_runtime_dump(rt, f, flags);
     fclose(f);
     return buf;
-}
-
-/* The first line of `text` starting with `prefix`, copied into `line`. */
-static bool find_line(const char *text, const char *prefix, char *line, size_t cap)
-{
-    size_t n = strlen(prefix);
-    for (const char *p = text; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '\n');
-        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        if (len >= n && strncmp(p, prefix, n) == 0) {
-            if (len >= cap)
-                len = cap - 1;
-            memcpy(line, p, len);
-            line[len] = '\0';
-            return true;
-        }
-        p = end != NULL ? end + 1 : NULL;
-    }
-    return false;
-}
-
-/* The entry of the fiber called `name`: `fiber <id> "<name>": ...`. */
-static bool find_fiber(const char *text, const char *name, char *line, size_t cap)
-{
-    char needle[128];
-    snprintf(needle, sizeof needle, "\"%s\": ", name);
-    for (const char *p = text; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '\n');
-        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        if (strncmp(p, "fiber ", 6) == 0) {
-            const char *hit = strstr(p, needle);
-            if (hit != NULL && hit < p + len) {
-                if (len >= cap)
-                    len = cap - 1;
-                memcpy(line, p, len);
-                line[len] = '\0';
-                return true;
-            }
-        }
-        p = end != NULL ? end + 1 : NULL;
-    }
-    return false;
 }
 
 /* Parses `... parked on <what> <addr> for <ms> ms, stack <used>/<size> bytes`. */
@@ -196,7 +155,8 @@ static char *dump_when_parked(moirai_runtime_t *rt, const char *const *names, in
         int parked = 0;
         char line[512];
         for (int i = 0; i < n; i++)
-            if (find_fiber(text, names[i], line, sizeof line) && strstr(line, "parked on ") != NULL)
+            if (dump_find_fiber(text, names[i], line, sizeof line) &&
+                strstr(line, "parked on ") != NULL)
                 parked++;
         if (parked == n)
             return text;
@@ -229,42 +189,43 @@ Test(async_dump, parked_fibers_named_with_reason_and_address)
     uintptr_t addr;
     uint64_t used, size;
 
-    cr_assert(find_fiber(text, "mutex_waiter", line, sizeof line), "%s", text);
+    cr_assert(dump_find_fiber(text, "mutex_waiter", line, sizeof line), "%s", text);
     cr_assert(parse_parked(line, "mutex", &addr, &used, &size), "%s", line);
     cr_assert(addr >= (uintptr_t)&mutex && addr < (uintptr_t)&mutex + sizeof mutex, "%s", line);
     cr_assert_gt(used, 0);
     cr_assert_leq(used, size);
     cr_assert_geq(size, MOIRAI_FIBER_STACK_DEFAULT - 4096, "%s", line);
 
-    cr_assert(find_fiber(text, "event_waiter", line, sizeof line), "%s", text);
+    cr_assert(dump_find_fiber(text, "event_waiter", line, sizeof line), "%s", text);
     cr_assert(parse_parked(line, "event", &addr, &used, &size), "%s", line);
     cr_assert(addr >= (uintptr_t)&event && addr < (uintptr_t)&event + sizeof event, "%s", line);
     uint64_t shallow = used;
 
-    cr_assert(find_fiber(text, "deep_waiter", line, sizeof line), "%s", text);
+    cr_assert(dump_find_fiber(text, "deep_waiter", line, sizeof line), "%s", text);
     cr_assert(parse_parked(line, "event", &addr, &used, &size), "%s", line);
     /* Its 40 KiB buffer lies below its entry frames: the mark covers it. */
     cr_assert_geq(used, 40 * 1024, "%s", line);
     cr_assert_lt(shallow, 40 * 1024, "%" PRIu64, shallow);
 
-    cr_assert(find_fiber(text, "sleeper", line, sizeof line), "%s", text);
+    cr_assert(dump_find_fiber(text, "sleeper", line, sizeof line), "%s", text);
     cr_assert(parse_parked(line, "sleep", &addr, &used, &size), "%s", line);
 
-    cr_assert(find_fiber(text, "joiner", line, sizeof line), "%s", text);
+    cr_assert(dump_find_fiber(text, "joiner", line, sizeof line), "%s", text);
     cr_assert(parse_parked(line, "join", &addr, &used, &size), "%s", line);
     cr_assert(addr >= (uintptr_t)hs && addr < (uintptr_t)hs + 256, "%s", line);
 
     /* Backtraces: a parked fiber says why it has none. */
-    cr_assert(find_line(text,
-                        "  backtrace: not available (a fiber off its worker is not unwound: see "
-                        "moirai/async/dump.h)",
-                        line, sizeof line),
-              "%s", text);
+    cr_assert(
+        dump_find_line(text,
+                       "  backtrace: not available (a fiber off its worker is not unwound: see "
+                       "moirai/async/dump.h)",
+                       line, sizeof line),
+        "%s", text);
     /* The scheduler's section comes first, and the summary. */
-    cr_assert(find_line(text, "moirai-async dump: runtime ", line, sizeof line), "%s", text);
-    cr_assert(find_line(text, "moirai-sched dump: scheduler ", line, sizeof line), "%s", text);
-    cr_assert(find_line(text, "fibers: alive 5 ", line, sizeof line), "%s", text);
-    cr_assert(find_line(text, "end of runtime dump: 5 fibers listed", line, sizeof line), "%s",
+    cr_assert(dump_find_line(text, "moirai-async dump: runtime ", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "moirai-sched dump: scheduler ", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "fibers: alive 5 ", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "end of runtime dump: 5 fibers listed", line, sizeof line), "%s",
               text);
     free(text);
 
@@ -282,7 +243,7 @@ Test(async_dump, parked_fibers_named_with_reason_and_address)
     int rc;
     text = dump_str(rt, 0, &rc);
     cr_assert_eq(rc, 0);
-    cr_assert(find_line(text, "end of runtime dump: 0 fibers listed", line, sizeof line), "%s",
+    cr_assert(dump_find_line(text, "end of runtime dump: 0 fibers listed", line, sizeof line), "%s",
               text);
     free(text);
     drop_runtime(rt);
@@ -336,14 +297,14 @@ Test(async_dump, reused_stack_measures_its_current_fiber)
     char line[512];
     uintptr_t addr;
     uint64_t used, size;
-    cr_assert(find_fiber(text, "shallow", line, sizeof line), "%s", text);
+    cr_assert(dump_find_fiber(text, "shallow", line, sizeof line), "%s", text);
     cr_assert(parse_parked(line, "event", &addr, &used, &size), "%s", line);
     /* The deep fiber dirtied 64 KiB of this stack; the re-zeroing on reuse
      * leaves only what "shallow" itself wrote. */
     cr_assert_lt(used, 16 * 1024, "%s", line);
     /* The deep fiber's stack was reused: two stacks were ever mapped (the
      * parent's and the deep one's), and the runtime saw the deep use. */
-    cr_assert(find_line(text, "fibers: alive 1 ", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "fibers: alive 1 ", line, sizeof line), "%s", text);
     cr_assert_not_null(strstr(line, "stacks_mapped 2 "), "%s", line);
     uint64_t hw = 0;
     const char *p = strstr(line, "stack_high_water ");
@@ -384,18 +345,18 @@ Test(async_dump, running_and_runnable)
     char *text = dump_str(rt, MOIRAI_RUNTIME_DUMP_BACKTRACES, &rc);
     cr_assert_eq(rc, 0);
     char line[512];
-    cr_assert(find_fiber(text, "spinner", line, sizeof line), "%s", text);
+    cr_assert(dump_find_fiber(text, "spinner", line, sizeof line), "%s", text);
     cr_assert_not_null(strstr(line, "\"spinner\": running, stack "), "%s", line);
-    cr_assert(
-        find_line(text, "  backtrace: see its worker in the scheduler section", line, sizeof line),
-        "%s", text);
-    cr_assert(find_fiber(text, "queued_fiber", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "  backtrace: see its worker in the scheduler section", line,
+                             sizeof line),
+              "%s", text);
+    cr_assert(dump_find_fiber(text, "queued_fiber", line, sizeof line), "%s", text);
     cr_assert_not_null(strstr(line, "\"queued_fiber\": runnable, stack "), "%s", line);
     /* The scheduler names the fiber its worker runs (the watchdog is on). */
-    cr_assert(find_line(text, "worker 0: running \"spinner\"", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "worker 0: running \"spinner\"", line, sizeof line), "%s", text);
     /* The queued fiber's job waits on the injector (spawned from outside). */
-    cr_assert(find_line(text, "injector: critical 0 high 0 normal 1 low 0 background 0", line,
-                        sizeof line),
+    cr_assert(dump_find_line(text, "injector: critical 0 high 0 normal 1 low 0 background 0", line,
+                             sizeof line),
               "%s", text);
     free(text);
     atomic_store(&holder.release, 1);

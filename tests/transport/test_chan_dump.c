@@ -15,6 +15,7 @@
 #include <moirai/async.h>
 #include <moirai/transport.h>
 
+#include "dump_text.h"
 #include "../async/async_test_util.h"
 
 static moirai_chan_t *chan_a;
@@ -43,26 +44,6 @@ static int selector(void *arg, const moirai_cancel_token_t *cancel, void **resul
     return rc == 0 ? 0 : -1;
 }
 
-/* The entry of fiber `name`, or NULL; `line` receives it. */
-static bool fiber_line(const char *text, const char *name, char *line, size_t cap)
-{
-    char needle[96];
-    snprintf(needle, sizeof needle, "\"%s\": ", name);
-    const char *hit = strstr(text, needle);
-    if (hit == NULL)
-        return false;
-    const char *start = hit;
-    while (start > text && start[-1] != '\n')
-        start--;
-    const char *end = strchr(hit, '\n');
-    size_t len = end != NULL ? (size_t)(end - start) : strlen(start);
-    if (len >= cap)
-        len = cap - 1;
-    memcpy(line, start, len);
-    line[len] = '\0';
-    return true;
-}
-
 Test(transport_chan_dump, channel_waits_are_named)
 {
     moirai_runtime_t *rt = make_runtime(2);
@@ -82,14 +63,14 @@ Test(transport_chan_dump, channel_waits_are_named)
         cr_assert_not_null(f);
         cr_assert_eq(moirai_runtime_dump(rt, f, 0), 0);
         fclose(f);
-        bool r =
-            fiber_line(text, "receiver", line, sizeof line) && strstr(line, "parked on ") != NULL;
-        bool s = r && fiber_line(text, "chan_selector", line, sizeof line) &&
+        bool r = dump_find_fiber(text, "receiver", line, sizeof line) &&
+                 strstr(line, "parked on ") != NULL;
+        bool s = r && dump_find_fiber(text, "chan_selector", line, sizeof line) &&
                  strstr(line, "parked on ") != NULL;
         if (s) {
-            cr_assert(fiber_line(text, "receiver", line, sizeof line));
+            cr_assert(dump_find_fiber(text, "receiver", line, sizeof line));
             cr_assert_not_null(strstr(line, "\"receiver\": parked on channel 0x"), "%s", line);
-            cr_assert(fiber_line(text, "chan_selector", line, sizeof line));
+            cr_assert(dump_find_fiber(text, "chan_selector", line, sizeof line));
             cr_assert_not_null(strstr(line, "\"chan_selector\": parked on select 0x"), "%s", line);
             free(text);
             break;
