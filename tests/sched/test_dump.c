@@ -24,12 +24,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <moirai/core/clock.h>
 #include <moirai/core/log.h>
 #include <moirai/sched.h>
+
+#include "dump_text.h"
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
@@ -80,25 +83,6 @@ static char *dump_str(moirai_sched_t *s, unsigned flags, int *rc)
     *rc = moirai_sched_dump(s, f, flags);
     fclose(f);
     return buf;
-}
-
-/* The line of `text` that starts with `prefix`, copied into `line`. */
-static bool find_line(const char *text, const char *prefix, char *line, size_t cap)
-{
-    size_t n = strlen(prefix);
-    for (const char *p = text; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '\n');
-        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-        if (len >= n && strncmp(p, prefix, n) == 0) {
-            if (len >= cap)
-                len = cap - 1;
-            memcpy(line, p, len);
-            line[len] = '\0';
-            return true;
-        }
-        p = end != NULL ? end + 1 : NULL;
-    }
-    return false;
 }
 
 /* ---- The stuck task ---- */
@@ -169,12 +153,13 @@ Test(sched_dump, stuck_task_named_flagged_and_queue_counted)
     char *text = dump_str(s, 0, &rc);
     cr_assert_eq(rc, 0);
     char line[512];
-    cr_assert(find_line(text, "moirai-sched dump: scheduler ", line, sizeof line), "%s", text);
-    cr_assert(find_line(text, "workers 1 compensating_slots 0 guests_active 0 watchdog 20 ms", line,
-                        sizeof line),
+    cr_assert(dump_find_line(text, "moirai-sched dump: scheduler ", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "workers 1 compensating_slots 0 guests_active 0 watchdog 20 ms",
+                             line, sizeof line),
               "%s", text);
-    cr_assert(find_line(text, "worker 0: running \"stuck_task\" for at least ", line, sizeof line),
-              "%s", text);
+    cr_assert(
+        dump_find_line(text, "worker 0: running \"stuck_task\" for at least ", line, sizeof line),
+        "%s", text);
     uint64_t ms = 0;
     cr_assert_eq(sscanf(line, "worker 0: running \"stuck_task\" for at least %" SCNu64 " ms", &ms),
                  1);
@@ -183,14 +168,16 @@ Test(sched_dump, stuck_task_named_flagged_and_queue_counted)
     cr_assert_geq(ms, LIMIT_NS / MOIRAI_NS_PER_MS, "%s", line);
     cr_assert_not_null(strstr(line, "STUCK (reported by the watchdog)"), "%s", line);
     /* Exactly the tasks queued behind it, all on the injector's NORMAL level. */
-    cr_assert(find_line(text, "injector: critical 0 high 0 normal 5 low 0 background 0", line,
-                        sizeof line),
+    cr_assert(dump_find_line(text, "injector: critical 0 high 0 normal 5 low 0 background 0", line,
+                             sizeof line),
               "%s", text);
-    cr_assert(find_line(text, "  queues: lifo 0 deque 0 inbox 0", line, sizeof line), "%s", text);
-    cr_assert(find_line(text, "blocking pool: threads 0 queued 0", line, sizeof line), "%s", text);
-    cr_assert(find_line(text, "  counters: executed 1 ", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "  queues: lifo 0 deque 0 inbox 0", line, sizeof line), "%s",
+              text);
+    cr_assert(dump_find_line(text, "blocking pool: threads 0 queued 0", line, sizeof line), "%s",
+              text);
+    cr_assert(dump_find_line(text, "  counters: executed 1 ", line, sizeof line), "%s", text);
     cr_assert_not_null(strstr(line, "watchdog_reports 1"), "%s", line);
-    cr_assert(find_line(text, "end of scheduler dump", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "end of scheduler dump", line, sizeof line), "%s", text);
     /* Without the flag, no backtrace. */
     cr_assert_null(strstr(text, "backtrace"), "%s", text);
     free(text);
@@ -207,10 +194,10 @@ Test(sched_dump, stuck_worker_backtrace)
     char *text = dump_str(s, MOIRAI_SCHED_DUMP_BACKTRACES, &rc);
     cr_assert_eq(rc, 0);
     char line[512];
-    cr_assert(find_line(text, "  backtrace:", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "  backtrace:", line, sizeof line), "%s", text);
     if (strcmp(line, "  backtrace:") == 0) {
         /* Frames, innermost first: the sleep the stuck task waits in. */
-        cr_assert(find_line(text, "    #0 0x", line, sizeof line), "%s", text);
+        cr_assert(dump_find_line(text, "    #0 0x", line, sizeof line), "%s", text);
         cr_assert_not_null(strstr(text, "nanosleep"), "%s", text);
     } else {
         /* Only a sanitizer may keep the signal from the worker. */
@@ -222,7 +209,7 @@ Test(sched_dump, stuck_worker_backtrace)
      * works the same. */
     text = dump_str(s, MOIRAI_SCHED_DUMP_BACKTRACES, &rc);
     cr_assert_eq(rc, 0);
-    cr_assert(find_line(text, "  backtrace:", line, sizeof line), "%s", text);
+    cr_assert(dump_find_line(text, "  backtrace:", line, sizeof line), "%s", text);
     free(text);
     finish_stuck(s);
 }
@@ -259,10 +246,10 @@ Test(sched_dump, worker_dumps_its_own_scheduler)
     cr_assert_eq(self_rc, 0);
     char line[512];
     /* Its own job, not sampled yet or sampled: named either way. */
-    cr_assert(find_line(self_text, "worker 0: running \"dumper\"", line, sizeof line), "%s",
+    cr_assert(dump_find_line(self_text, "worker 0: running \"dumper\"", line, sizeof line), "%s",
               self_text);
     /* Its own backtrace, taken directly: the dump function is in it. */
-    cr_assert(find_line(self_text, "  backtrace:", line, sizeof line), "%s", self_text);
+    cr_assert(dump_find_line(self_text, "  backtrace:", line, sizeof line), "%s", self_text);
     cr_assert_str_eq(line, "  backtrace:");
     cr_assert_not_null(strstr(self_text, "moirai_sched_dump+0x"), "%s", self_text);
     free(self_text);
@@ -279,22 +266,22 @@ Test(sched_dump, idle_pool_reads_parked)
         text = dump_str(s, MOIRAI_SCHED_DUMP_BACKTRACES, &rc);
         cr_assert_eq(rc, 0);
         char line[256];
-        if (find_line(text, "worker 0: parked", line, sizeof line) &&
-            find_line(text, "worker 1: parked", line, sizeof line))
+        if (dump_find_line(text, "worker 0: parked", line, sizeof line) &&
+            dump_find_line(text, "worker 1: parked", line, sizeof line))
             break;
         free(text);
         sleep_ms(2);
     }
     char line[256];
-    cr_assert(find_line(text, "workers 2 compensating_slots 0 guests_active 0 watchdog off", line,
-                        sizeof line),
+    cr_assert(dump_find_line(text, "workers 2 compensating_slots 0 guests_active 0 watchdog off",
+                             line, sizeof line),
               "%s", text);
-    cr_assert(find_line(text, "injector: critical 0 high 0 normal 0 low 0 background 0", line,
-                        sizeof line),
+    cr_assert(dump_find_line(text, "injector: critical 0 high 0 normal 0 low 0 background 0", line,
+                             sizeof line),
               "%s", text);
-    cr_assert(
-        find_line(text, "  backtrace: not available (the worker runs no job)", line, sizeof line),
-        "%s", text);
+    cr_assert(dump_find_line(text, "  backtrace: not available (the worker runs no job)", line,
+                             sizeof line),
+              "%s", text);
     free(text);
     cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
 }
@@ -307,10 +294,11 @@ Test(sched_dump, without_watchdog_busy_worker_reads_active)
     char *text = dump_str(s, 0, &rc);
     cr_assert_eq(rc, 0);
     char line[256];
-    cr_assert(find_line(text, "worker 0: active (job names need the watchdog)", line, sizeof line),
-              "%s", text);
-    cr_assert(find_line(text, "injector: critical 0 high 0 normal 5 low 0 background 0", line,
-                        sizeof line),
+    cr_assert(
+        dump_find_line(text, "worker 0: active (job names need the watchdog)", line, sizeof line),
+        "%s", text);
+    cr_assert(dump_find_line(text, "injector: critical 0 high 0 normal 5 low 0 background 0", line,
+                             sizeof line),
               "%s", text);
     free(text);
     finish_stuck(s);
@@ -336,10 +324,10 @@ Test(sched_dump, foreign_signal_handler_is_left_alone)
     char *text = dump_str(s, MOIRAI_SCHED_DUMP_BACKTRACES, &rc);
     cr_assert_eq(rc, 0);
     char line[256];
-    cr_assert(find_line(text,
-                        "  backtrace: not available (the process has its own handler for the "
-                        "dump signal)",
-                        line, sizeof line),
+    cr_assert(dump_find_line(text,
+                             "  backtrace: not available (the process has its own handler for the "
+                             "dump signal)",
+                             line, sizeof line),
               "%s", text);
     free(text);
     struct sigaction now;
@@ -516,4 +504,38 @@ Test(sched_dump, on_signal_bad_arguments)
     cr_assert(now.sa_handler == foreign_handler);
     /* Nothing was installed by the failures: another signal still works. */
     cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR1, 2, 0), 0);
+}
+
+/* The lowest descriptor number not in use. */
+static int lowest_free_fd(void)
+{
+    int fd = dup(0);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    return fd;
+}
+
+/* Out of descriptors: for the duplicate of `fd`, then for the pipe. Each
+ * is -EMFILE, leaves no descriptor behind and installs nothing, so the
+ * same call succeeds once descriptors are back. */
+Test(sched_dump, on_signal_out_of_descriptors)
+{
+    int fd = memfd_create("dump", 0);
+    cr_assert_geq(fd, 0);
+    int free_fd = lowest_free_fd();
+    struct rlimit saved;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    int rc[2];
+    for (int spare = 0; spare < 2; spare++) {
+        /* `spare` free numbers below the limit: none for the duplicate,
+         * one (the duplicate's) for a pipe that needs two. */
+        struct rlimit low = {(rlim_t)(free_fd + spare), saved.rlim_max};
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+        rc[spare] = moirai_sched_dump_on_signal(SIGUSR2, fd, 0);
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    }
+    cr_assert_eq(rc[0], -EMFILE);
+    cr_assert_eq(rc[1], -EMFILE);
+    cr_assert_eq(lowest_free_fd(), free_fd, "a failed install left a descriptor open");
+    cr_assert_eq(moirai_sched_dump_on_signal(SIGUSR2, fd, 0), 0);
 }
