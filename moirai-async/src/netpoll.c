@@ -116,7 +116,7 @@ static bool wait_with_role(moirai__netpoll_t *np, park_set_t *p, bool *woken)
         }
     }
     /* Seq_cst, with the sleepers' announcement: see hook_wait. */
-    atomic_store_explicit(&np->role, 0, memory_order_seq_cst);
+    (void)atomic_exchange_explicit(&np->role, 0, memory_order_seq_cst);
     return io;
 }
 
@@ -151,8 +151,8 @@ static bool hook_wait(void *arg, int worker)
          * leave I/O unwatched. Announce, then re-check the role (seq_cst
          * both, paired with the holder's release then scan). */
         bool forever = atomic_load_explicit(&np->role, memory_order_seq_cst) != 0;
-        atomic_store_explicit(&p->plain, forever ? PLAIN_FOREVER : PLAIN_TIMED,
-                              memory_order_seq_cst);
+        (void)atomic_exchange_explicit(&p->plain, forever ? PLAIN_FOREVER : PLAIN_TIMED,
+                                       memory_order_seq_cst);
         if (forever && atomic_load_explicit(&np->role, memory_order_seq_cst) == 0) {
             forever = false;
             atomic_store_explicit(&p->plain, PLAIN_TIMED, memory_order_seq_cst);

@@ -121,7 +121,7 @@ static void on_wake(uv_poll_t *poll, int status, int events)
     /* Acquire pairs with the kicker's release: the heap change it announced
      * is visible (the timer lock orders it anyway). Cleared before looking
      * at the heap, so a kick after this look is never lost. */
-    atomic_store_explicit(&r->kicked, 0, memory_order_seq_cst);
+    (void)atomic_exchange_explicit(&r->kicked, 0, memory_order_seq_cst);
     run_submitted(r);
     if (atomic_load_explicit(&r->stop, memory_order_acquire)) {
         uv_close((uv_handle_t *)&r->wake, NULL);

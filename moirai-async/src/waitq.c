@@ -135,7 +135,7 @@ int moirai__waitq_park(struct moirai_fiber *f, _Atomic uint32_t *addr, uint32_t 
     w->deadline = deadline;
     w->result = 0;
     enqueue(b, w);
-    atomic_store_explicit(&f->wait_bucket, b, memory_order_seq_cst);
+    (void)atomic_exchange_explicit(&f->wait_bucket, b, memory_order_seq_cst);
     if (atomic_load_explicit(&f->cancel_pending, memory_order_seq_cst)) {
         moirai__waitq_dequeue_locked(w, 0);
         moirai__lock_release(&b->lock);
@@ -204,7 +204,7 @@ int moirai__waitq_unpark(_Atomic uint32_t *addr, int max)
 
 void moirai__waitq_cancel(struct moirai_fiber *f)
 {
-    atomic_store_explicit(&f->cancel_pending, 1, memory_order_seq_cst);
+    (void)atomic_exchange_explicit(&f->cancel_pending, 1, memory_order_seq_cst);
     moirai__bucket_t *b = atomic_load_explicit(&f->wait_bucket, memory_order_seq_cst);
     if (b == NULL)
         return;

@@ -372,8 +372,9 @@ int moirai_cancel_token_watch(const moirai_cancel_token_t *token, moirai_cancel_
     handle->watch_cb = cb;
     handle->watch_arg = arg;
     /* Seq_cst (release included): the registrar's half of the Dekker pair
-     * in fire_watch(). */
-    atomic_store_explicit(&handle->watch, WATCH_ARMED, memory_order_seq_cst);
+     * in fire_watch(). An exchange, not a store: see CONTRIBUTING.md,
+     * "Atomics and sanitizers". */
+    (void)atomic_exchange_explicit(&handle->watch, WATCH_ARMED, memory_order_seq_cst);
     if (atomic_load_explicit(&handle->state, memory_order_seq_cst) & CANCEL_BIT)
         fire_watch(handle);
     return 0;
@@ -391,7 +392,7 @@ int moirai_cancel_token_unwatch(const moirai_cancel_token_t *token)
             return -ENOENT;
         if (w == WATCH_ARMED || w == WATCH_FIRED) {
             /* Relaxed: whoever re-arms the slot publishes with its own
-             * seq_cst store. */
+             * seq_cst exchange. */
             if (atomic_compare_exchange_strong_explicit(&handle->watch, &w, WATCH_EMPTY,
                                                         memory_order_relaxed, memory_order_relaxed))
                 return 0;

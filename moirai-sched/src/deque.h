@@ -131,8 +131,9 @@ static inline struct moirai__job *moirai__deque_pop(moirai__deque_t *deque)
      * seq_cst, so in the total order either the thief sees the smaller
      * `bottom` and leaves slot b alone, or the owner sees the thief's
      * advanced `top` and, when only one job is left, both go through the
-     * CAS below. */
-    atomic_store_explicit(&deque->bottom, b, memory_order_seq_cst);
+     * CAS below. The store is an exchange: see CONTRIBUTING.md, "Atomics
+     * and sanitizers" (under QEMU a plain one let a job run twice). */
+    (void)atomic_exchange_explicit(&deque->bottom, b, memory_order_seq_cst);
     int64_t t = atomic_load_explicit(&deque->top, memory_order_seq_cst);
     /* A seq_cst load is an acquire, so `t` may serve as push's cached
      * view of `top` (see reserve()). */

@@ -107,6 +107,16 @@ static inline bool read_enter(moirai_rwlock_t *rw, _Atomic uint32_t *slot)
     return false;
 }
 
+/* Raises WRITER before the writer reads the slots: the writer half of the
+ * Dekker pair with read_enter(). Flags is 0 before it (the last writer's
+ * exit cleared it; readers mark themselves parked only while WRITER is
+ * up). An exchange, not a store: see CONTRIBUTING.md, "Atomics and
+ * sanitizers". */
+static inline void raise_writer(moirai_rwlock_t *rw)
+{
+    (void)atomic_exchange_explicit(&rw->priv_flags, WRITER, memory_order_seq_cst);
+}
+
 /* Waits until no writer is present and enters; -ETIMEDOUT at deadline. */
 static int read_slow(moirai_rwlock_t *rw, _Atomic uint32_t *slot, uint64_t deadline)
 {
@@ -208,8 +218,7 @@ static int drain_wait(moirai_rwlock_t *rw, int i, uint64_t deadline, uint64_t t0
  * still up. */
 static int write_drain(moirai_rwlock_t *rw, uint64_t deadline, uint64_t t0)
 {
-    /* Seq_cst: the writer half of the Dekker pair with read_enter(). */
-    atomic_store_explicit(&rw->priv_flags, WRITER, memory_order_seq_cst);
+    raise_writer(rw);
     for (int i = 0; i < MOIRAI_RWLOCK_READER_SLOTS; i++) {
         /* Seq_cst loads: the Dekker pair again; reading 0 is also the
          * acquire that pairs with the readers' releasing decrements. */
@@ -309,8 +318,9 @@ bool moirai_rwlock_trywrlock(moirai_rwlock_t *rwlock)
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_TRY);
     bool ok = moirai__mutex_trylock_raw(&rwlock->priv_writer);
     if (ok) {
-        /* Seq_cst store and loads: the writer half of the Dekker pair. */
-        atomic_store_explicit(&rwlock->priv_flags, WRITER, memory_order_seq_cst);
+        /* With the seq_cst slot loads below: the writer half of the
+         * Dekker pair. */
+        raise_writer(rwlock);
         for (int i = 0; ok && i < MOIRAI_RWLOCK_READER_SLOTS; i++)
             ok = atomic_load_explicit(&rwlock->priv_slots[i].count, memory_order_seq_cst) == 0;
         if (!ok)

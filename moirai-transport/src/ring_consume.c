@@ -47,7 +47,7 @@ static void give_back(moirai_shm_ring_t *r, uint64_t rec)
      * producer that sees this head writes into the room. Seq_cst: ordered
      * before the look at prod_waiting, paired with the producer's seq_cst
      * store of it before its last look. */
-    atomic_store_explicit(&sh->head, r->pos, memory_order_seq_cst);
+    (void)atomic_exchange_explicit(&sh->head, r->pos, memory_order_seq_cst);
     if (atomic_load_explicit(&sh->prod_waiting, memory_order_seq_cst) != 0 &&
         atomic_exchange_explicit(&sh->prod_waiting, 0, memory_order_relaxed) != 0) {
         atomic_fetch_add_explicit(&sh->space_seq, 1, memory_order_release);
@@ -200,7 +200,7 @@ static int peek(moirai_shm_ring_t *r, uint64_t deadline, bool try_only, void **b
              * the look above and the sleep either shows up in this look
              * or finds the flag (both seq_cst) and bumps data_seq. */
             uint32_t seq = atomic_load_explicit(&sh->data_seq, memory_order_acquire);
-            atomic_store_explicit(&sh->cons_waiting, 1, memory_order_seq_cst);
+            (void)atomic_exchange_explicit(&sh->cons_waiting, 1, memory_order_seq_cst);
             rc = try_take(r);
             if (rc != -EAGAIN)
                 break;

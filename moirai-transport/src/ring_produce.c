@@ -124,7 +124,7 @@ static int try_take(moirai_shm_ring_t *r, uint64_t rec)
             write_skip(r, tail, need);
             if (!r->mpsc) {
                 r->pos = tail + need;
-                atomic_store_explicit(&sh->tail, r->pos, memory_order_seq_cst);
+                (void)atomic_exchange_explicit(&sh->tail, r->pos, memory_order_seq_cst);
             }
             wake_consumer(r);
             continue;
@@ -186,7 +186,7 @@ static int reserve(moirai_shm_ring_t *r, uint64_t deadline, bool try_only, size_
          * look above and the sleep either shows up in this look or finds
          * the flag (both seq_cst) and bumps space_seq. */
         uint32_t seq = atomic_load_explicit(&sh->space_seq, memory_order_acquire);
-        atomic_store_explicit(&sh->prod_waiting, 1, memory_order_seq_cst);
+        (void)atomic_exchange_explicit(&sh->prod_waiting, 1, memory_order_seq_cst);
         rc = try_take(r, rec);
         if (rc == 0)
             break;
@@ -229,12 +229,12 @@ int moirai_shm_ring_commit(moirai_shm_ring_t *r)
         /* The header is the publication: seq_cst, a release for the
          * payload written before it and ordered before the look at
          * cons_waiting (wake_consumer). */
-        atomic_store_explicit(rec_word(r, r->pend_pos), w, memory_order_seq_cst);
+        (void)atomic_exchange_explicit(rec_word(r, r->pend_pos), w, memory_order_seq_cst);
     } else {
         /* Relaxed header, then the tail: seq_cst, a release for header
          * and payload, and ordered before the look at cons_waiting. */
         atomic_store_explicit(rec_word(r, r->pend_pos), w, memory_order_relaxed);
-        atomic_store_explicit(&r->sh->tail, r->pos, memory_order_seq_cst);
+        (void)atomic_exchange_explicit(&r->sh->tail, r->pos, memory_order_seq_cst);
     }
     r->pending = false;
     r->stats.messages++;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -691,7 +692,7 @@ Test(batch, flusher_backs_off_a_failing_sink, .timeout = 20)
 typedef struct meddler_arg {
     moirai_batch_t *b;
     _Atomic int stop;
-    unsigned rounds;
+    _Atomic unsigned rounds;
     int errors;
 } meddler_arg_t;
 
@@ -704,7 +705,7 @@ static void *meddler_main(void *arg)
             m->errors++;
         if (moirai_batch_flush(m->b) != 0)
             m->errors++;
-        m->rounds++;
+        atomic_fetch_add(&m->rounds, 1);
         sleep_us(50);
     }
     return NULL;
@@ -716,17 +717,26 @@ Test(batch, single_sender_with_other_threads, .timeout = 60)
     recorder_t r;
     recorder_init(&r, 256, 0);
     moirai_batch_t *b = make(&r, 256, 0, 50000, false, true);
-    meddler_arg_t m = {.b = b, .rounds = 0, .errors = 0};
+    meddler_arg_t m = {.b = b, .errors = 0};
     atomic_init(&m.stop, 0);
+    atomic_init(&m.rounds, 0);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, meddler_main, &m), 0);
+    /* The sender starts only once the meddler runs, so the two overlap
+     * even when a scaled-down send finishes within one time slice. */
+    while (atomic_load(&m.rounds) == 0)
+        sched_yield();
     sender_arg_t a = {b, &r, 0, scale(300000), 0};
     sender_main(&a);
+    /* And it stops only after two more rounds, one of them wholly after
+     * the last send. */
+    unsigned done = atomic_load(&m.rounds);
+    while (atomic_load(&m.rounds) < done + 2)
+        sched_yield();
     atomic_store(&m.stop, 1);
     pthread_join(t, NULL);
     cr_assert_eq(a.errors, 0);
     cr_assert_eq(m.errors, 0);
-    cr_assert_gt(m.rounds, 0);
     cr_assert_eq(moirai_batch_flush(b), 0);
     moirai_batch_stats_t s;
     moirai_batch_stats(b, &s);
