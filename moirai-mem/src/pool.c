@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/log.h>
@@ -133,6 +134,15 @@ static int prepopulate(struct moirai_pool *pool, size_t count)
     return 0;
 }
 
+/* Bytes of physical memory; SIZE_MAX when sysconf cannot say. */
+static size_t physical_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0 || (unsigned long)pages > SIZE_MAX / (unsigned long)page)
+        return SIZE_MAX;
+    return (size_t)pages * (size_t)page;
+}
+
 int moirai__pool_new(struct moirai_pool **out, const moirai_pool_config_t *cfg)
 {
     if (!out || !cfg)
@@ -160,6 +170,13 @@ int moirai__pool_new(struct moirai_pool **out, const moirai_pool_config_t *cfg)
     /* Keep every chunk request far from overflowing size_t. */
     if (chunk_objects > (SIZE_MAX / 4) / stride)
         return -EINVAL;
+    /* The same bound for the prepopulated objects, and more of them than
+     * the machine has memory is refused before the first chunk, instead
+     * of allocating until the allocator gives up. */
+    if (cfg->prepopulate > (SIZE_MAX / 4) / stride)
+        return -EINVAL;
+    if (cfg->prepopulate * stride > physical_memory())
+        return -ENOMEM;
 
     struct moirai_pool *pool = moirai_aligned_alloc(POOL_LINE, sizeof(*pool));
     if (!pool)
