@@ -185,6 +185,17 @@ static void replace_current_locked(moirai__topology_t *t)
         moirai_free(old);
 }
 
+int moirai_topology_load(void)
+{
+    /* Acquire, as in topo_get(). */
+    if (__builtin_expect(atomic_load_explicit(&topo_current, memory_order_acquire) != NULL, 1))
+        return 0;
+    pthread_mutex_lock(&topo_lock);
+    int rc = ensure_detected_locked();
+    pthread_mutex_unlock(&topo_lock);
+    return rc;
+}
+
 int moirai_topology_cpu_count(void)
 {
     return topo_get()->cpu_count;

@@ -414,6 +414,11 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
         (c.idle_hooks != NULL &&
          (c.idle_hooks->wait == NULL || c.idle_hooks->wake == NULL || c.idle_hooks->poll == NULL)))
         return -EINVAL;
+    /* The worker count and the pinning come from the topology: a failure
+     * to read it is this create's failure, not one CPU. */
+    int trc = moirai_topology_load();
+    if (trc != 0)
+        return trc;
     int cpu_count = moirai_topology_cpu_count();
     if (c.workers == 0)
         c.workers = cpu_count < MAX_WORKERS ? cpu_count : MAX_WORKERS;

@@ -271,6 +271,24 @@ LEAK_CHECKED_TEST(sched, oom_sweep_create, .timeout = 300)
     drop_sched(c.s);
 }
 
+/* With the topology not read yet, a create whose reading of it fails for
+ * memory returns -ENOMEM and stores nothing, instead of a scheduler of
+ * one worker; the next create reads it and sizes itself by it. Criterion
+ * runs each test in a fresh process, so no query has read it yet. */
+LEAK_CHECKED_TEST(sched, create_surfaces_a_topology_read_failure, .timeout = 60)
+{
+    moirai_sched_t *s = NULL;
+    moirai_test_oom_install();
+    moirai_test_oom_fail_at(0);
+    int rc = moirai_sched_create(&s, NULL);
+    moirai_test_oom_uninstall();
+    cr_assert_eq(rc, -ENOMEM);
+    cr_assert_null(s);
+    cr_assert_eq(moirai_sched_create(&s, NULL), 0);
+    cr_assert_eq(moirai_sched_worker_count(s), moirai_topology_cpu_count());
+    drop_sched(s);
+}
+
 typedef struct spawn_ctx {
     moirai_sched_t *s;
     moirai_handle_t *h;
