@@ -19,7 +19,7 @@
 static void *default_chunk_alloc(void *ctx, size_t size)
 {
     (void)ctx;
-    return moirai_aligned_alloc(POOL_LINE, size);
+    return moirai_aligned_alloc(MOIRAI_CACHE_LINE, size);
 }
 
 static void default_chunk_free(void *ctx, void *ptr, size_t size)
@@ -178,7 +178,7 @@ int moirai__pool_new(struct moirai_pool **out, const moirai_pool_config_t *cfg)
     if (cfg->prepopulate * stride > physical_memory())
         return -ENOMEM;
 
-    struct moirai_pool *pool = moirai_aligned_alloc(POOL_LINE, sizeof(*pool));
+    struct moirai_pool *pool = moirai_aligned_alloc(MOIRAI_CACHE_LINE, sizeof(*pool));
     if (!pool)
         return -ENOMEM;
     memset(pool, 0, sizeof(*pool));
@@ -189,7 +189,7 @@ int moirai__pool_new(struct moirai_pool **out, const moirai_pool_config_t *cfg)
     pool->capacity = cfg->capacity;
     pool->chunk_objects = chunk_objects;
     pool->mag_stride =
-        align_up(sizeof(pool_magazine_t) + pool->mag_size * sizeof(void *), POOL_LINE);
+        align_up(sizeof(pool_magazine_t) + pool->mag_size * sizeof(void *), MOIRAI_CACHE_LINE);
     pool->chunk_alloc = cfg->chunk_alloc ? cfg->chunk_alloc : default_chunk_alloc;
     pool->chunk_free = cfg->chunk_free ? cfg->chunk_free : default_chunk_free;
     pool->chunk_ctx = cfg->chunk_ctx;

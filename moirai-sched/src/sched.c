@@ -465,7 +465,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
 
     int rc = -ENOMEM;
     s->sleepers = moirai_calloc((size_t)all_slots, sizeof *s->sleepers);
-    s->workers = moirai_aligned_alloc(MOIRAI__CACHE_LINE, (size_t)all_slots * sizeof *s->workers);
+    s->workers = moirai_aligned_alloc(MOIRAI_CACHE_LINE, (size_t)all_slots * sizeof *s->workers);
     if (s->workers != NULL)
         memset(s->workers, 0, (size_t)all_slots * sizeof *s->workers);
     if (s->sleepers == NULL || s->workers == NULL)
