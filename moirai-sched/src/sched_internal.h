@@ -337,7 +337,7 @@ int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job);
 void moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
 
 /* Worker `w` puts `job` where its local NORMAL spawns go: the LIFO slot
- * (the previous occupant moves to the deque) when cfg.lifo_slot is on,
+ * (the previous occupant moves to the deque) unless cfg.no_lifo_slot is set,
  * else the deque. Does not count or notify. Owner thread only. Returns 0,
  * or -ENOMEM when the deque could not grow; then `job` is not queued
  * (unless a thief already took it from the slot: then 0) and everything
@@ -346,7 +346,7 @@ void moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
  * one (callgrind: 9 more instructions per spawn out of line). */
 static inline int moirai__worker_push_local(moirai__worker_t *w, moirai__job_t *job)
 {
-    if (!w->sched->cfg.lifo_slot)
+    if (w->sched->cfg.no_lifo_slot)
         return moirai__deque_push(w->deque, job);
     /* acq_rel: release publishes the job to a thief that takes the slot;
      * acquire pairs with our own earlier publication of `prev`. */

@@ -34,7 +34,7 @@ static moirai_sched_t *make_sched(int workers, uint64_t spin_ns)
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = workers;
-    cfg.spin_ns = spin_ns;
+    cfg.spin_ns = spin_ns == 0 ? MOIRAI_SCHED_NO_SPIN : spin_ns;
     moirai_sched_t *s = NULL;
     cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
     cr_assert_gt(moirai_sched_worker_count(s), 0);

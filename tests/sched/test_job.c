@@ -36,8 +36,8 @@ static moirai_sched_t *make_sched_cfg(int workers, uint64_t aging_ns, bool lifo)
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = workers;
-    cfg.aging_ns = aging_ns;
-    cfg.lifo_slot = lifo;
+    cfg.aging_ns = aging_ns == 0 ? MOIRAI_SCHED_STRICT_PRIORITIES : aging_ns;
+    cfg.no_lifo_slot = !lifo;
     moirai_sched_t *s = NULL;
     cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
     return s;
@@ -51,7 +51,7 @@ static void sleep_ns(uint64_t ns)
 }
 
 /* An aging period no test outlives: order tests see the nominal levels. */
-#define NO_AGING_NS (3600 * MOIRAI_NS_PER_S)
+#define NO_AGING_NS MOIRAI_SCHED_STRICT_PRIORITIES
 
 /* ---- Errors ---- */
 

@@ -32,15 +32,15 @@
 
 /* An aging period no test outlives: the order tests must see the nominal
  * levels, whatever the machine's delays. */
-#define NO_AGING_NS (3600 * MOIRAI_NS_PER_S)
+#define NO_AGING_NS MOIRAI_SCHED_STRICT_PRIORITIES
 
 static moirai_sched_t *make_sched(int workers, uint64_t aging_ns, bool lifo)
 {
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = workers;
-    cfg.aging_ns = aging_ns;
-    cfg.lifo_slot = lifo;
+    cfg.aging_ns = aging_ns == 0 ? MOIRAI_SCHED_STRICT_PRIORITIES : aging_ns;
+    cfg.no_lifo_slot = !lifo;
     moirai_sched_t *s = NULL;
     cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
     cr_assert_eq(moirai_sched_worker_count(s), workers);

@@ -96,8 +96,8 @@ LEAK_CHECKED_TEST(sched, create_destroy_defaults, .timeout = 30)
     moirai_sched_config_init(&init);
     cr_assert_eq(init.workers, cfg.workers);
     cr_assert_eq(init.steal, cfg.steal);
-    cr_assert_eq(init.steal_batch, cfg.steal_batch);
-    cr_assert_eq(init.lifo_slot, cfg.lifo_slot);
+    cr_assert_eq(init.steal_one, cfg.steal_one);
+    cr_assert_eq(init.no_lifo_slot, cfg.no_lifo_slot);
     cr_assert_eq(init.pin_workers, cfg.pin_workers);
     cr_assert_eq(init.spin_ns, cfg.spin_ns);
     cr_assert_eq(init.aging_ns, cfg.aging_ns);
@@ -107,6 +107,35 @@ LEAK_CHECKED_TEST(sched, create_destroy_defaults, .timeout = 30)
     cr_assert_eq(init.blocking_max_threads, cfg.blocking_max_threads);
     cr_assert_eq(init.blocking_keepalive_ns, cfg.blocking_keepalive_ns);
     moirai_sched_config_init(NULL);
+    /* Zero means default in every field: the initialiser is all zero. */
+    moirai_sched_config_t zero;
+    memset(&zero, 0, sizeof zero);
+    cr_assert_eq(memcmp(&zero, &init, sizeof zero), 0);
+}
+
+/* The ranges of spin_ns and aging_ns: above them -EINVAL (never clamped),
+ * their named values and their maxima accepted. */
+LEAK_CHECKED_TEST(sched, spin_and_aging_ranges, .timeout = 60)
+{
+    moirai_sched_config_t cfg;
+    moirai_sched_t *s = NULL;
+    moirai_sched_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.spin_ns = MOIRAI_NS_PER_S + 1;
+    cr_assert_eq(moirai_sched_create(&s, &cfg), -EINVAL);
+    cfg.spin_ns = 0;
+    cfg.aging_ns = 60 * MOIRAI_NS_PER_S + 1;
+    cr_assert_eq(moirai_sched_create(&s, &cfg), -EINVAL);
+    cr_assert_null(s);
+    uint64_t spins[] = {MOIRAI_NS_PER_S, MOIRAI_SCHED_NO_SPIN};
+    uint64_t agings[] = {60 * MOIRAI_NS_PER_S, MOIRAI_SCHED_STRICT_PRIORITIES};
+    for (int i = 0; i < 2; i++) {
+        cfg.spin_ns = spins[i];
+        cfg.aging_ns = agings[i];
+        s = make(&cfg);
+        run_counted(s, 100, NULL);
+        drop_sched(s);
+    }
 }
 
 static void odd_config(moirai_sched_config_t *cfg)
@@ -125,17 +154,17 @@ LEAK_CHECKED_TEST(sched, odd_configurations, .timeout = 120)
     odd_config(&cfg);
     cfg.workers = 3; /* more workers than this machine's CPUs */
     odd_config(&cfg);
-    cfg.lifo_slot = false;
+    cfg.no_lifo_slot = true;
     odd_config(&cfg);
-    cfg.steal_batch = false;
+    cfg.steal_one = true;
     odd_config(&cfg);
     cfg.steal = MOIRAI_STEAL_RANDOM;
     odd_config(&cfg);
     moirai_sched_config_init(&cfg);
     cfg.workers = 2;
     cfg.pin_workers = true;
-    cfg.spin_ns = 0;
-    cfg.aging_ns = 0;
+    cfg.spin_ns = MOIRAI_SCHED_NO_SPIN;
+    cfg.aging_ns = MOIRAI_SCHED_STRICT_PRIORITIES;
     cfg.stack_size = 256 * 1024;
     cfg.blocking_max_threads = 1;
     odd_config(&cfg);
@@ -443,8 +472,8 @@ LEAK_CHECKED_TEST(sched, fan_out_tree_from_tasks_once, .timeout = 120)
     moirai_sched_config_init(&cfg);
     cfg.workers = 2;
     fan_out(&cfg);
-    cfg.lifo_slot = false;
-    cfg.steal_batch = false;
+    cfg.no_lifo_slot = true;
+    cfg.steal_one = true;
     fan_out(&cfg);
     moirai_sched_config_init(&cfg);
     cfg.workers = 4;
