@@ -16,6 +16,7 @@
 #include <moirai/core/handle.h>
 #include <moirai/core/topology.h>
 #include <moirai/sched/sched.h>
+#include <moirai/sync/event.h>
 #include <moirai/sync/waitgroup.h>
 
 #include "leak_check.h"
@@ -873,5 +874,46 @@ LEAK_CHECKED_TEST(sched, no_task_cpu_without_callback, .timeout = 30)
     moirai_sched_worker_stats_t st;
     cr_assert_eq(moirai_sched_stats(s, &st), 0);
     cr_assert_eq(st.task_cpu_ns, 0);
+    drop_sched(s);
+}
+
+/* A task whose start deadline passes while it waits behind another on the
+ * only worker fails with -ETIMEDOUT and never runs; one queued beside it
+ * without a deadline still runs. Deterministic: the blocker is released
+ * only once the clock is past the deadline. */
+static int gate_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    moirai_event_wait((moirai_event_t *)arg);
+    return 0;
+}
+
+LEAK_CHECKED_TEST(sched, start_deadline_passed_while_queued, .timeout = 60)
+{
+    moirai_sched_config_t cfg;
+    moirai_sched_config_init(&cfg);
+    cfg.workers = 1;
+    moirai_sched_t *s = make(&cfg);
+    moirai_event_t gate = MOIRAI_EVENT_INIT_MANUAL;
+    cr_assert_eq(moirai_sched_spawn(s, gate_task, &gate, NULL, NULL), 0);
+    child_ctx_t late = {0}, free_ = {0};
+    moirai_handle_t *hl, *hf;
+    cr_assert_eq(moirai_handle_create(&hl), 0);
+    cr_assert_eq(moirai_handle_create(&hf), 0);
+    moirai_task_attr_t attr;
+    moirai_task_attr_init(&attr);
+    attr.deadline = moirai_deadline_after(MOIRAI_NS_PER_MS);
+    cr_assert_eq(moirai_sched_spawn(s, count_task, &late, &attr, hl), 0);
+    cr_assert_eq(moirai_sched_spawn(s, count_task, &free_, NULL, hf), 0);
+    while (moirai_clock_now_ns() <= attr.deadline)
+        sched_yield();
+    moirai_event_set(&gate);
+    cr_assert_eq(moirai_handle_join(hl, NULL), -ETIMEDOUT);
+    cr_assert_eq(moirai_handle_join(hf, NULL), 0);
+    cr_assert_eq(atomic_load(&late.runs), 0);
+    cr_assert_eq(atomic_load(&free_.runs), 1);
+    moirai_handle_release(hl);
+    moirai_handle_release(hf);
     drop_sched(s);
 }
