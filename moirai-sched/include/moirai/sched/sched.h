@@ -34,12 +34,16 @@
  * Priorities and aging: within the injector, the level with the most urgent
  * *effective* priority runs first (FIFO within a level). A level that has
  * had tasks waiting, none of which has been taken for k whole periods of
- * `aging_ns`, competes as k levels more urgent (never beyond CRITICAL); its
+ * `aging_ns`, competes as k levels more urgent, on past CRITICAL; its
  * clock restarts whenever one of its tasks is taken or it becomes
- * non-empty. So a BACKGROUND task waits at most about 4 * aging_ns plus the
- * run time of the tasks already running before it counts as CRITICAL, and
- * no level starves. With `aging_ns` 0 the levels are strict and lower ones
- * can starve. Work in the workers' own deques counts as NORMAL. Aging is
+ * non-empty; on a tie the naturally more urgent level wins. So while level
+ * L (CRITICAL 0 to BACKGROUND 4) has tasks waiting, one of them is taken
+ * within (L + 1) * aging_ns plus the run time of the task running and of
+ * at most four tasks of other levels that waited as long: no level starves,
+ * whatever the other levels' load (docs/sched.md states it with the
+ * tests). With `aging_ns` MOIRAI_SCHED_STRICT_PRIORITIES the levels are
+ * strict and lower ones can starve. Work in the workers' own deques counts
+ * as NORMAL. Aging is
  * timed with CLOCK_MONOTONIC_COARSE, so periods are measured to within one
  * kernel tick (at most 4 ms).
  *
