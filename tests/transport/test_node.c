@@ -1383,3 +1383,48 @@ Test(node, rejoin_same_id)
     moirai_node_destroy(b);
     moirai_node_destroy(c);
 }
+
+/* A node restarted under the same id before anyone noticed the old one
+ * die (here the old one is even still running): the new incarnation
+ * dials a, a's larger-id bounce finds a live connection to the earlier
+ * incarnation, declares it dead (its task -EHOSTDOWN, once) and dials the
+ * new one back, which then runs a's tasks. The old one, cut off, sees a
+ * die; a never goes back to it. */
+Test(node, rejoin_before_death_noticed)
+{
+    moirai_node_t *a = make(10, 0, 0), *c = make_inc(30, 100);
+    cr_assert_eq(moirai_node_register(c, "hold", fn_wait_cancel, NULL), 0);
+    link_nodes(a, c);
+    moirai_handle_t *old;
+    cr_assert_eq(moirai_node_spawn(a, 30, "hold", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &old), 0);
+    moirai_node_t *c2 = make_inc(30, 101);
+    cr_assert_eq(moirai_node_register(c2, "whoami", fn_whoami, (void *)&id_30), 0);
+    cr_assert_eq(moirai_node_register(c2, "hold", fn_whoami, (void *)&id_30), 0);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)moirai_node_port(a));
+    cr_assert_eq(moirai_node_connect(c2, addr, secs(10)), 0);
+    cr_assert_eq(moirai_handle_join_timed(old, secs(10), NULL), -EHOSTDOWN);
+    moirai_handle_release(old);
+    cr_assert_eq(moirai_node_wait_peers(c2, 1, secs(10)), 0);
+    moirai_node_stats_t st;
+    uint64_t until = secs(10);
+    do {
+        moirai_node_stats(c, &st);
+    } while (st.peers_dead < 1 && !moirai_deadline_expired(until));
+    cr_assert_eq(st.peers_dead, 1, "the old incarnation was not cut off");
+    cr_assert_eq(moirai_node_wait_peers(a, 1, secs(10)), 0);
+    for (int i = 0; i < 10; i++) {
+        moirai_handle_t *h;
+        cr_assert_eq(moirai_node_spawn(a, 30, "hold", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+        cr_assert_eq(join_id(h), 30);
+    }
+    moirai_node_stats(c2, &st);
+    cr_assert_eq(st.tasks_received, 10);
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.tasks_failed, 1);
+    cr_assert_eq(st.tasks_completed, 10);
+    cr_assert_eq(st.peers_dead, 1);
+    moirai_node_destroy(c2);
+    moirai_node_destroy(a);
+    moirai_node_destroy(c);
+}
