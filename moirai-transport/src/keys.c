@@ -111,20 +111,23 @@ static void send_key(struct peer *p, uint8_t op, const char *key, size_t len)
  * keys_lock held, so no connection becomes synced meanwhile and the count
  * taken first is an upper bound. */
 struct targets {
-    struct peer *stack[16], **peers;
+    struct peer **peers;
     size_t n;
 };
 
 static int targets_get(struct moirai_node *node, struct targets *t)
 {
     size_t n = 0;
-    t->peers = t->stack;
+    t->peers = NULL;
     t->n = 0;
     moirai_mutex_lock(&node->lock);
     for (struct peer *p = node->conns; p; p = p->next)
         n += p->keys_synced;
     moirai_mutex_unlock(&node->lock);
-    if (n > 16) {
+    /* Keys change rarely: one allocation per change is no cost worth
+     * avoiding with a fixed array, which would also leave this path
+     * untested below its size. */
+    if (n > 0) {
         t->peers = moirai_malloc(n * sizeof *t->peers);
         if (!t->peers)
             return -ENOMEM;
@@ -147,8 +150,7 @@ static void targets_send(struct targets *t, uint8_t op, const char *key, size_t 
         send_key(t->peers[i], op, key, len);
         moirai__peer_unref(t->peers[i]);
     }
-    if (t->peers != t->stack)
-        moirai_free(t->peers);
+    moirai_free(t->peers);
 }
 
 int moirai_node_key_add(moirai_node_t *node, const char *key)

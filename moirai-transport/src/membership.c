@@ -193,7 +193,8 @@ void moirai__membership_broadcast(struct moirai_node *node)
     count++;
     for (size_t i = 0; i < node->nmembers && count < FRAME_MEMBERS_MAX; i++) {
         struct member *m = &node->members[i];
-        if (m->state == MEMBER_KNOWN)
+        /* Only what is known of an incarnation (0 goes on no wire). */
+        if (m->state == MEMBER_KNOWN || m->incarnation == 0)
             continue;
         fm.node_id = m->id;
         fm.state = m->state == MEMBER_ALIVE ? FRAME_MEMBER_ALIVE : FRAME_MEMBER_DEAD;

@@ -1428,3 +1428,35 @@ Test(node, rejoin_before_death_noticed)
     moirai_node_destroy(a);
     moirai_node_destroy(c);
 }
+
+static int op_key_add(void *ctx)
+{
+    return moirai_node_key_add(ctx, "oom-key");
+}
+
+static int op_key_remove(void *ctx)
+{
+    return moirai_node_key_remove(ctx, "oom-key");
+}
+
+/* Adding and removing a key with a live peer: -ENOMEM leaves the set as
+ * it was (and the peer untold), success tells the peer. */
+Test(node, keys_out_of_memory)
+{
+    moirai_node_t *a = make(10, 0, 0), *b = make(20, 0, 0);
+    link_nodes(a, b);
+    moirai_test_oom_install();
+    long fails = MOIRAI_TEST_OOM_SWEEP(op_key_add, NULL, a);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(fails, 0);
+    cr_assert_eq(moirai_node_key_add(a, "oom-key"), -EEXIST);
+    wait_holders(b, "oom-key", 1);
+    moirai_test_oom_install();
+    fails = MOIRAI_TEST_OOM_SWEEP(op_key_remove, NULL, a);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(fails, 0);
+    cr_assert_eq(moirai_node_key_remove(a, "oom-key"), -ENOENT);
+    wait_holders(b, "oom-key", 0);
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+}
