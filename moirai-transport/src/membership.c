@@ -80,46 +80,58 @@ static void member_reincarnate(struct member *m, uint64_t inc)
     moirai__keyset_clear(&m->keys);
 }
 
+bool moirai__member_retire(struct moirai_node *node, struct member *m, uint64_t inc)
+{
+    struct peer *old = m->peer;
+    if (!old || inc <= m->incarnation)
+        return false;
+    /* Acquire: pairs with the kill's exchange; a kill under way clears
+     * m->peer and broadcasts node->cv under node->lock, which we hold, so
+     * the wake-up cannot be missed. Waiting (not retrying) matters: the
+     * killer may be a fiber of this very worker. */
+    if (atomic_load_explicit(&old->state, memory_order_acquire) == PEER_DEAD) {
+        moirai_condvar_wait(&node->cv, &node->lock);
+        return true;
+    }
+    MOIRAI_LOG(MOIRAI_LOG_INFO, "node %llx: peer %llx came back; its old connection is dead",
+               (unsigned long long)node->id, (unsigned long long)m->id);
+    moirai__peer_ref(old);
+    moirai_mutex_unlock(&node->lock);
+    moirai__peer_kill(old);
+    moirai__peer_unref(old);
+    moirai_mutex_lock(&node->lock);
+    return true;
+}
+
 int moirai__member_claim(struct moirai_node *node, struct peer *p, const struct frame_addr *addr)
 {
-    for (;;) {
-        struct peer *stale = NULL;
-        int rc = 0;
-        moirai_mutex_lock(&node->lock);
-        struct member *m = moirai__member_get(node, p->id);
-        if (!m) {
-            rc = -ENOMEM;
-        } else if (!moirai__member_admits(m, p->incarnation)) {
-            rc = -EHOSTDOWN;
-        } else if (m->peer && m->peer != p) {
-            if (p->incarnation > m->incarnation) {
-                stale = m->peer;
-                moirai__peer_ref(stale);
-            } else {
-                rc = -EALREADY;
-            }
-        } else {
-            if (p->incarnation > m->incarnation || m->state == MEMBER_DEAD)
-                member_reincarnate(m, p->incarnation);
-            /* A fresh connection announces its keys from scratch. */
-            moirai__keyset_clear(&m->keys);
-            m->peer = p;
-            m->addr = *addr;
-            p->m = m;
-            /* Release: the writer fiber reads it without the node's lock. */
-            atomic_store_explicit(&p->stats_m, m, memory_order_release);
-        }
-        moirai_mutex_unlock(&node->lock);
-        if (!stale)
-            return rc;
-        /* The connection reaches an earlier life of this id: that process
-         * is gone. It dies (its tasks end or are retried) before the new
-         * one takes the entry. */
-        MOIRAI_LOG(MOIRAI_LOG_INFO, "node %llx: peer %llx came back; its old connection is dead",
-                   (unsigned long long)node->id, (unsigned long long)p->id);
-        moirai__peer_kill(stale);
-        moirai__peer_unref(stale);
+    int rc = 0;
+    moirai_mutex_lock(&node->lock);
+    struct member *m = moirai__member_get(node, p->id);
+    /* A connection to an earlier life of this id reaches a process that
+     * is gone: it dies (its tasks end or are retried) before the new one
+     * takes the entry. */
+    while (m && m->peer != p && moirai__member_retire(node, m, p->incarnation)) {
     }
+    if (!m) {
+        rc = -ENOMEM;
+    } else if (!moirai__member_admits(m, p->incarnation)) {
+        rc = -EHOSTDOWN;
+    } else if (m->peer && m->peer != p) {
+        rc = -EALREADY;
+    } else {
+        if (p->incarnation > m->incarnation || m->state == MEMBER_DEAD)
+            member_reincarnate(m, p->incarnation);
+        /* A fresh connection announces its keys from scratch. */
+        moirai__keyset_clear(&m->keys);
+        m->peer = p;
+        m->addr = *addr;
+        p->m = m;
+        /* Release: the writer fiber reads it without the node's lock. */
+        atomic_store_explicit(&p->stats_m, m, memory_order_release);
+    }
+    moirai_mutex_unlock(&node->lock);
+    return rc;
 }
 
 struct peer *moirai__member_peer(struct moirai_node *node, uint64_t id)
@@ -243,12 +255,10 @@ void moirai__membership_apply(struct moirai_node *node, const struct frame *f)
         } else if (!dead && e.incarnation > m->incarnation) {
             /* A later life of the id is alive: a connection to an earlier
              * one reaches a process that is gone. */
-            if (m->peer) {
-                kill = m->peer;
-                moirai__peer_ref(kill);
-            } else {
-                member_reincarnate(m, e.incarnation);
+            while (moirai__member_retire(node, m, e.incarnation)) {
             }
+            if (!m->peer && e.incarnation > m->incarnation)
+                member_reincarnate(m, e.incarnation);
         }
         if (m && !dead && e.incarnation == m->incarnation && m->state == MEMBER_KNOWN && !m->peer &&
             !m->dialing && e.addr.family != 0) {
@@ -261,27 +271,16 @@ void moirai__membership_apply(struct moirai_node *node, const struct frame *f)
         }
         moirai_mutex_unlock(&node->lock);
         if (kill) {
-            MOIRAI_LOG(MOIRAI_LOG_INFO, "node %llx: told that %llx %s",
-                       (unsigned long long)node->id, (unsigned long long)e.node_id,
-                       dead ? "died" : "came back");
+            MOIRAI_LOG(MOIRAI_LOG_INFO, "node %llx: told that %llx died",
+                       (unsigned long long)node->id, (unsigned long long)e.node_id);
             moirai__peer_kill(kill);
             moirai__peer_unref(kill);
-            /* Its state was HANDSHAKE or the kill made it dead. */
+            /* Its state was HANDSHAKE or the kill made it dead; unless a
+             * later incarnation took the entry meanwhile. */
             moirai_mutex_lock(&node->lock);
             if (e.incarnation >= m->incarnation && !m->peer) {
-                if (dead) {
-                    m->state = MEMBER_DEAD;
-                    m->incarnation = e.incarnation;
-                } else if (e.incarnation > m->incarnation || m->state == MEMBER_DEAD) {
-                    member_reincarnate(m, e.incarnation);
-                }
-                if (!dead && m->state == MEMBER_KNOWN && !m->dialing && e.addr.family != 0) {
-                    m->addr = e.addr;
-                    if (node->id < e.node_id) {
-                        m->dialing = true;
-                        dial = m;
-                    }
-                }
+                m->state = MEMBER_DEAD;
+                m->incarnation = e.incarnation;
             }
             moirai_mutex_unlock(&node->lock);
         }

@@ -225,6 +225,11 @@ void moirai__member_sockaddr(const struct frame_addr *a, struct sockaddr_storage
 /* True if incarnation `inc` of the member may connect: it is later than
  * every one heard of, or the current one and not dead (node->lock held). */
 bool moirai__member_admits(const struct member *m, uint64_t inc);
+/* If `m` has a connection to an incarnation earlier than `inc`, ends it:
+ * kills it (releasing node->lock meanwhile) or waits for a kill under way
+ * to let go of the entry. Returns true if it did (the caller re-checks
+ * `m`), false if there is no such connection. node->lock held. */
+bool moirai__member_retire(struct moirai_node *node, struct member *m, uint64_t inc);
 /* Claims the member entry of `p`'s node (p->id, p->incarnation, listening
  * at `addr`) for the connection `p`. Returns 0; -EALREADY (a connection
  * to that incarnation exists or is being made); -EHOSTDOWN (that

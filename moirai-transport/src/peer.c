@@ -402,27 +402,18 @@ static void dial_back(struct reader *r)
     struct moirai_node *node = p->node;
     struct sockaddr_storage ss;
     struct member *m = NULL;
-    struct peer *stale;
-    do {
-        stale = NULL;
-        moirai_mutex_lock(&node->lock);
-        struct member *c = moirai__member_get(node, p->id);
-        if (c && moirai__member_admits(c, p->incarnation) && c->peer &&
-            p->incarnation > c->incarnation) {
-            /* A connection to an earlier life of it: that one is gone. */
-            stale = c->peer;
-            moirai__peer_ref(stale);
-        } else if (c && moirai__member_admits(c, p->incarnation) && !c->peer && !c->dialing) {
-            c->addr = r->their_addr;
-            c->dialing = true;
-            m = c;
-        }
-        moirai_mutex_unlock(&node->lock);
-        if (stale) {
-            moirai__peer_kill(stale);
-            moirai__peer_unref(stale);
-        }
-    } while (stale);
+    moirai_mutex_lock(&node->lock);
+    struct member *c = moirai__member_get(node, p->id);
+    /* A connection to an earlier life of it reaches a process that is
+     * gone: it dies first (membership.c). */
+    while (c && moirai__member_retire(node, c, p->incarnation)) {
+    }
+    if (c && moirai__member_admits(c, p->incarnation) && !c->peer && !c->dialing) {
+        c->addr = r->their_addr;
+        c->dialing = true;
+        m = c;
+    }
+    moirai_mutex_unlock(&node->lock);
     if (m) {
         moirai__member_sockaddr(&r->their_addr, &ss);
         moirai__peer_dial(node, &ss, m, NULL);
