@@ -1460,3 +1460,49 @@ Test(node, keys_out_of_memory)
     moirai_node_destroy(a);
     moirai_node_destroy(b);
 }
+
+/* Locality under a least-loaded node: among the holders of a key the
+ * least loaded one gets the tasks. b and c hold "k", d (idle) does not;
+ * b runs two long tasks. Every "k" task goes to c: never to b (loaded),
+ * never to d (idle, but without the key). */
+Test(node, locality_least_loaded_holder)
+{
+    static const uint64_t id_40 = 40;
+    moirai_node_config_t cfg;
+    base_config(&cfg, 10);
+    cfg.placement = MOIRAI_PLACEMENT_LEAST_LOADED;
+    moirai_node_t *a;
+    cr_assert_eq(moirai_node_create(&a, &cfg), 0);
+    moirai_node_t *b = make(20, 0, 0), *c = make(30, 0, 0), *d = make(40, 0, 0);
+    cr_assert_eq(moirai_node_register(b, "whoami", fn_whoami, (void *)&id_20), 0);
+    cr_assert_eq(moirai_node_register(c, "whoami", fn_whoami, (void *)&id_30), 0);
+    cr_assert_eq(moirai_node_register(d, "whoami", fn_whoami, (void *)&id_40), 0);
+    cr_assert_eq(moirai_node_register(b, "wait", fn_wait_cancel, NULL), 0);
+    cr_assert_eq(moirai_node_key_add(b, "k"), 0);
+    cr_assert_eq(moirai_node_key_add(c, "k"), 0);
+    link_nodes(a, b);
+    link_nodes(a, c);
+    link_nodes(a, d);
+    cr_assert_eq(moirai_node_wait_peers(a, 3, secs(10)), 0);
+    wait_holders(a, "k", 2);
+    moirai_handle_t *w[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(moirai_node_spawn(a, 20, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &w[i]), 0);
+    for (int i = 0; i < 30; i++) {
+        moirai_handle_t *h;
+        cr_assert_eq(spawn_key(a, "k", 0, &h), 0);
+        cr_assert_eq(join_id(h), 30, "task %d", i);
+    }
+    for (int i = 0; i < 2; i++) {
+        moirai_handle_cancel(w[i]);
+        cr_assert_eq(moirai_handle_join_timed(w[i], secs(10), NULL), -ECANCELED);
+        moirai_handle_release(w[i]);
+    }
+    moirai_node_stats_t sd;
+    moirai_node_stats(d, &sd);
+    cr_assert_eq(sd.tasks_received, 0, "the node without the key got a task");
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+    moirai_node_destroy(c);
+    moirai_node_destroy(d);
+}
