@@ -10,6 +10,12 @@
  * cancel work on it as on a local task's handle. Its value on success is a
  * moirai_remote_result_t holding the result bytes.
  *
+ * Where a task runs: a peer named by id, or one the placement policy
+ * picks (round robin, least loaded, or, per spawn, locality: a peer that
+ * declared it holds a named data key, moirai_node_spawn_attr()). A node
+ * declared dead stays dead; a restarted process may rejoin under the
+ * same id with a later incarnation (config `incarnation`).
+ *
  * Every connection is authenticated both ways with an HMAC-SHA256
  * challenge-response over a shared cluster key before any other frame is
  * accepted. docs/transport.md, "Remote tasks", has the wire format, the
