@@ -156,7 +156,8 @@ static int check_config(const moirai_node_config_t *c, struct resolved *r)
     r->handshake_ns = c->handshake_timeout_ns ? c->handshake_timeout_ns : 5000000000ull;
     if (r->handshake_ns > 60000000000ull)
         return -EINVAL;
-    if (c->placement != MOIRAI_PLACEMENT_ROUND_ROBIN &&
+    /* Locality needs a key per spawn: it is no node-wide policy. */
+    if (c->placement != MOIRAI_PLACEMENT_DEFAULT && c->placement != MOIRAI_PLACEMENT_ROUND_ROBIN &&
         c->placement != MOIRAI_PLACEMENT_LEAST_LOADED)
         return -EINVAL;
     if (c->seed_count > MOIRAI_NODE_SEEDS_MAX || (c->seed_count > 0 && !c->seeds))
@@ -242,10 +243,13 @@ static int seed_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
 static void free_node(struct moirai_node *node)
 {
     moirai__registry_fini(node);
+    if (node->members)
+        moirai__keys_fini(node);
     moirai__htab_fini(&node->ptab);
     moirai_condvar_destroy(&node->cv);
     moirai_mutex_destroy(&node->lock);
     moirai_mutex_destroy(&node->reg_lock);
+    moirai_mutex_destroy(&node->keys_lock);
     moirai_mutex_destroy(&node->ptab_lock);
     moirai_mutex_destroy(&node->xq_lock);
     if (node->key) {
@@ -271,6 +275,7 @@ int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg)
         return -ENOMEM;
     moirai_mutex_init(&node->lock);
     moirai_mutex_init(&node->reg_lock);
+    moirai_mutex_init(&node->keys_lock);
     moirai_mutex_init(&node->ptab_lock);
     moirai_mutex_init(&node->xq_lock);
     moirai_condvar_init(&node->cv);
@@ -282,7 +287,9 @@ int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg)
     node->max_retries = r.max_retries;
     node->max_running = r.max_running;
     node->handshake_ns = r.handshake_ns;
-    node->placement = cfg->placement;
+    node->placement =
+        cfg->placement == MOIRAI_PLACEMENT_DEFAULT ? MOIRAI_PLACEMENT_ROUND_ROBIN : cfg->placement;
+    node->incarnation = cfg->incarnation ? cfg->incarnation : moirai__membership_incarnation();
     node->members = moirai_calloc(MOIRAI_NODE_MEMBERS_MAX, sizeof *node->members);
     node->key = moirai_malloc(cfg->key_len);
     if (!node->members || !node->key) {
@@ -392,6 +399,11 @@ uint64_t moirai_node_id(const moirai_node_t *node)
 uint16_t moirai_node_port(const moirai_node_t *node)
 {
     return node ? node->port : 0;
+}
+
+uint64_t moirai_node_incarnation(const moirai_node_t *node)
+{
+    return node ? node->incarnation : 0;
 }
 
 int moirai_node_connect(moirai_node_t *node, const char *addr, uint64_t deadline)

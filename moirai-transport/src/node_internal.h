@@ -2,13 +2,15 @@
  * and the entry points each file offers the others.
  *
  * Files: node.c (config, create/destroy, queries), registry.c (task
- * names), membership.c (members, heartbeats, deaths, deadlines), peer.c
+ * names), keys.c (data keys: this node's, and those its peers hold),
+ * membership.c (members, heartbeats, deaths, rejoins, deadlines), peer.c
  * (one connection: handshake, reader, writer), remote_spawn.c (the
  * caller's side of a task), remote_exec.c (the executing side), htab.c,
  * frame.c (the codec), auth.c.
  *
- * Locks, always taken in this order: node->ptab_lock (tasks this node
- * waits for) -> node->lock (members, connections) -> peer->wlock (a
+ * Locks, always taken in this order: node->keys_lock (this node's data
+ * keys) -> node->ptab_lock (tasks this node waits for) -> node->lock
+ * (members, connections, the keys peers hold) -> peer->wlock (a
  * connection's outgoing bytes); peer->xlock (tasks run for that peer) and
  * node->reg_lock are leaves. No lock is held across a wait for the
  * network. */
@@ -39,13 +41,21 @@ struct node_counters {
 
 enum member_state { MEMBER_KNOWN = 0, MEMBER_ALIVE = 1, MEMBER_DEAD = 2 };
 
-/* A node this node knows of. Entries are never removed (a dead id stays
- * dead: a node that comes back joins under a new id), so pointers to them
- * stay valid for the node's life. Fields other than the counters are
- * guarded by node->lock. */
+/* A sorted set of data keys, each NUL-terminated in a fixed slot. */
+struct keyset {
+    char (*keys)[FRAME_NAME_MAX + 1];
+    uint32_t count, cap;
+};
+
+/* A node this node knows of. Entries are never removed, so pointers to
+ * them stay valid for the node's life: a dead member stays dead until a
+ * later incarnation of the same id connects (membership.c), which reuses
+ * the entry. Fields other than the counters are guarded by node->lock. */
 struct member {
     uint64_t id;
-    int state;              /* enum member_state */
+    uint64_t incarnation;   /* the latest life of `id` heard of; 0: none yet */
+    int state;              /* enum member_state, of that incarnation */
+    struct keyset keys;     /* the data keys its live connection announced */
     struct frame_addr addr; /* where it listens */
     struct peer *peer;      /* the connection to it, live or in handshake */
     bool dialing;           /* a dial to it is under way */
@@ -65,7 +75,9 @@ struct peer {
     _Atomic uint32_t refs;
     _Atomic int state; /* enum peer_state */
     bool initiator;
+    bool keys_synced;                 /* this node's keys were sent (node->keys_lock) */
     uint64_t id;                      /* the other node, once its HELLO is in */
+    uint64_t incarnation;             /* and which life of it */
     struct member *m;                 /* its member entry, once claimed (node->lock) */
     _Atomic(struct member *) stats_m; /* the same, for lock-free statistics */
     _Atomic uint64_t last_recv_ns;
@@ -99,6 +111,7 @@ struct reg_entry {
 struct moirai_node {
     moirai_runtime_t *rt;
     uint64_t id;
+    uint64_t incarnation; /* this life of `id`, sent in HELLOs */
     uint8_t *key;
     size_t key_len;
     uint64_t heartbeat_ns;
@@ -122,6 +135,9 @@ struct moirai_node {
     moirai_mutex_t reg_lock;
     struct reg_entry *reg;
     size_t nreg, capreg;
+
+    moirai_mutex_t keys_lock;
+    struct keyset keys; /* the data keys this node holds */
 
     moirai_mutex_t ptab_lock;
     struct htab ptab; /* struct rtask by task id */
@@ -151,6 +167,19 @@ int moirai__node_parse_addr(const char *text, struct sockaddr_storage *ss, sockl
 moirai_remote_fn moirai__registry_find(struct moirai_node *node, const uint8_t *name, size_t len,
                                        void **arg);
 void moirai__registry_fini(struct moirai_node *node);
+
+/* keys.c */
+/* True if `set` holds the key (`len` bytes). */
+bool moirai__keyset_has(const struct keyset *set, const uint8_t *key, size_t len);
+void moirai__keyset_clear(struct keyset *set);
+/* Applies a KEY frame from the live peer `p`. Returns 0, or -EPROTO when
+ * the peer announces more than MOIRAI_NODE_KEYS_MAX keys, -ENOMEM; either
+ * closes the connection. */
+int moirai__keys_apply(struct peer *p, const struct frame *f);
+/* Sends every key of this node to `p`, which just went live, and marks it
+ * as one that later changes go to. */
+void moirai__keys_sync(struct peer *p);
+void moirai__keys_fini(struct moirai_node *node);
 
 /* peer.c */
 struct connect_wait;
@@ -193,11 +222,30 @@ void moirai__membership_dead(struct moirai_node *node, struct peer *p);
 int moirai__membership_start(struct moirai_node *node);
 /* Resolves an advertised address to a socket address. */
 void moirai__member_sockaddr(const struct frame_addr *a, struct sockaddr_storage *ss);
+/* True if incarnation `inc` of the member may connect: it is later than
+ * every one heard of, or the current one and not dead (node->lock held). */
+bool moirai__member_admits(const struct member *m, uint64_t inc);
+/* If `m` has a connection to an incarnation earlier than `inc`, ends it:
+ * kills it (releasing node->lock meanwhile) or waits for a kill under way
+ * to let go of the entry. Returns true if it did (the caller re-checks
+ * `m`), false if there is no such connection. node->lock held. */
+bool moirai__member_retire(struct moirai_node *node, struct member *m, uint64_t inc);
+/* Claims the member entry of `p`'s node (p->id, p->incarnation, listening
+ * at `addr`) for the connection `p`. Returns 0; -EALREADY (a connection
+ * to that incarnation exists or is being made); -EHOSTDOWN (that
+ * incarnation died, or a later one is known); -ENOMEM (member table
+ * full). A connection of an earlier incarnation still in place is killed
+ * first: the process it reached is gone. node->lock not held. */
+int moirai__member_claim(struct moirai_node *node, struct peer *p, const struct frame_addr *addr);
+/* The automatic incarnation of a node created now: the wall clock in ns,
+ * and above every earlier one of this process. */
+uint64_t moirai__membership_incarnation(void);
 
 /* remote_spawn.c */
 void moirai__spawn_on_result(struct moirai_node *node, struct peer *p, const struct frame *f);
-/* Ends or re-sends every task waiting on the dead member `id`. */
-void moirai__spawn_peer_dead(struct moirai_node *node, uint64_t id);
+/* Ends or re-sends every task waiting on incarnation `inc` of the dead
+ * member `id` (tasks on a later incarnation are left alone). */
+void moirai__spawn_peer_dead(struct moirai_node *node, uint64_t id, uint64_t inc);
 /* Ends the tasks whose deadline passed; cancels them on their nodes. */
 void moirai__spawn_expire(struct moirai_node *node, uint64_t now);
 /* Ends every task still waiting with -ESHUTDOWN (node destroy). */

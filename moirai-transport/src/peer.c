@@ -379,36 +379,20 @@ static void go_live(struct reader *r)
         moirai_condvar_broadcast(&node->cv);
     }
     moirai_mutex_unlock(&node->lock);
-    if (expected == PEER_HANDSHAKE)
+    if (expected == PEER_HANDSHAKE) {
         moirai__membership_broadcast(node);
+        moirai__keys_sync(p);
+    }
 }
 
 /* Claims the member entry of the node at the other end for this
- * connection. Returns 0, or -EALREADY (a connection to it exists or is
- * being made), -EHOSTDOWN (it was declared dead: a returning node needs a
- * new id), -ENOMEM (member table full). */
+ * connection (membership.c). Returns 0, or -EALREADY (a connection to it
+ * exists or is being made), -EHOSTDOWN (that incarnation was declared
+ * dead: a returning node needs a larger incarnation), -ENOMEM (member
+ * table full). */
 static int claim(struct reader *r)
 {
-    struct peer *p = r->p;
-    struct moirai_node *node = p->node;
-    int rc = 0;
-    moirai_mutex_lock(&node->lock);
-    struct member *m = moirai__member_get(node, p->id);
-    if (!m)
-        rc = -ENOMEM;
-    else if (m->state == MEMBER_DEAD)
-        rc = -EHOSTDOWN;
-    else if (m->peer && m->peer != p)
-        rc = -EALREADY;
-    else {
-        m->peer = p;
-        m->addr = r->their_addr;
-        p->m = m;
-        /* Release: the writer fiber reads it without the node's lock. */
-        atomic_store_explicit(&p->stats_m, m, memory_order_release);
-    }
-    moirai_mutex_unlock(&node->lock);
-    return rc;
+    return moirai__member_claim(r->p->node, r->p, &r->their_addr);
 }
 
 /* The acceptor met a larger id: remember where it listens and dial it. */
@@ -420,7 +404,11 @@ static void dial_back(struct reader *r)
     struct member *m = NULL;
     moirai_mutex_lock(&node->lock);
     struct member *c = moirai__member_get(node, p->id);
-    if (c && c->state != MEMBER_DEAD && !c->peer && !c->dialing) {
+    /* A connection to an earlier life of it reaches a process that is
+     * gone: it dies first (membership.c). */
+    while (c && moirai__member_retire(node, c, p->incarnation)) {
+    }
+    if (c && moirai__member_admits(c, p->incarnation) && !c->peer && !c->dialing) {
         c->addr = r->their_addr;
         c->dialing = true;
         m = c;
@@ -447,6 +435,7 @@ static int on_handshake(struct reader *r, const struct frame *f)
                                  f->challenge_mac))
             return -EACCES;
         p->id = f->u.hello.node_id;
+        p->incarnation = f->u.hello.incarnation;
         resolve_addr(p, &f->u.hello.listen, &r->their_addr);
         if (p->id == node->id) {
             r->result = 0; /* dialed itself (a seed list naming this node) */
@@ -487,10 +476,11 @@ static int on_handshake(struct reader *r, const struct frame *f)
             return -EPROTO;
         memcpy(r->theirs, f->u.hello.raw, FRAME_HELLO_SIZE);
         p->id = f->u.hello.node_id;
+        p->incarnation = f->u.hello.incarnation;
         resolve_addr(p, &f->u.hello.listen, &r->their_addr);
         uint8_t nonce[FRAME_NONCE_SIZE];
         moirai__auth_nonce(nonce);
-        moirai__frame_put_hello(r->mine, node->id, &node->self_addr, nonce);
+        moirai__frame_put_hello(r->mine, node->id, node->incarnation, &node->self_addr, nonce);
         moirai__auth_mac(node->key, node->key_len, AUTH_ACCEPTOR, r->theirs, r->mine, mac);
         moirai__peer_send(p, FRAME_AUTH_CHALLENGE, 0, 0, r->mine, FRAME_HELLO_SIZE, mac,
                           sizeof mac);
@@ -547,6 +537,8 @@ static int on_live(struct reader *r, const struct frame *f)
         return 0;
     case FRAME_HEARTBEAT:
         return 0;
+    case FRAME_KEY:
+        return moirai__keys_apply(p, f);
     case FRAME_MEMBERSHIP:
         moirai__membership_apply(node, f);
         return 0;
@@ -587,7 +579,7 @@ static void read_loop(struct reader *r)
     if (p->initiator && rc == 0) {
         uint8_t nonce[FRAME_NONCE_SIZE];
         moirai__auth_nonce(nonce);
-        moirai__frame_put_hello(r->mine, node->id, &node->self_addr, nonce);
+        moirai__frame_put_hello(r->mine, node->id, node->incarnation, &node->self_addr, nonce);
         rc = moirai__peer_send(p, FRAME_HELLO, 0, 0, r->mine, FRAME_HELLO_SIZE, NULL, 0);
     }
     while (rc == 0) {
