@@ -12,10 +12,8 @@
  * tells every other member in a MEMBERSHIP frame, whose receivers declare
  * it dead too. So a node that is only unreachable from one member is cut
  * off by all: the cluster prefers one view to a split one. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
@@ -54,22 +52,6 @@ struct peer *moirai__member_peer(struct moirai_node *node, uint64_t id)
     }
     moirai_mutex_unlock(&node->lock);
     return p;
-}
-
-void moirai__member_sockaddr(const struct frame_addr *a, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof *ss);
-    if (a->family == 6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(a->port);
-        memcpy(&s6->sin6_addr, a->addr, 16);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(a->port);
-        memcpy(&s4->sin_addr, a->addr, 4);
-    }
 }
 
 /* References to every live peer (node->lock held); returns their count. */
@@ -164,11 +146,8 @@ void moirai__membership_apply(struct moirai_node *node, const struct frame *f)
             m->state = MEMBER_DEAD;
             moirai_mutex_unlock(&node->lock);
         }
-        if (dial) {
-            struct sockaddr_storage ss;
-            moirai__member_sockaddr(&e.addr, &ss);
-            moirai__peer_dial(node, &ss, dial, NULL);
-        }
+        if (dial)
+            moirai__peer_dial(node, &e.addr, dial, NULL);
     }
 }
 
@@ -184,13 +163,11 @@ void moirai__membership_dead(struct moirai_node *node, struct peer *p)
         moirai__membership_broadcast(node);
 }
 
-/* Bytes received on the peer's socket and not read yet. */
-static int unread(struct peer *p)
+/* Bytes received on the peer's link and not read yet (0 when its backend
+ * cannot tell). */
+static size_t unread(struct peer *p)
 {
-    int fd = moirai_io_fd(p->io), n = 0;
-    if (fd < 0 || ioctl(fd, FIONREAD, &n) < 0)
-        return 0;
-    return n;
+    return p->link->ops->unread ? p->link->ops->unread(p->link) : 0;
 }
 
 static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
@@ -226,7 +203,7 @@ static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void *
             struct peer *p = peers[i];
             uint64_t last = atomic_load_explicit(&p->last_recv_ns, memory_order_relaxed);
             if (now > last && now - last > limit && unread(p) > 0) {
-                /* Bytes wait in the socket: the peer spoke and this node
+                /* Bytes wait in the link: the peer spoke and this node
                  * is the slow one (its reader has not run yet). */
                 atomic_store_explicit(&p->last_recv_ns, now, memory_order_relaxed);
                 last = now;

@@ -1,7 +1,8 @@
 /* What the files of a node share: the node, its members, its connections
  * and the entry points each file offers the others.
  *
- * Files: node.c (config, create/destroy, queries), registry.c (task
+ * Files: node.c (config, the backend table, create/destroy, queries),
+ * link.h with link_tcp.c (the bytes: links and backends), registry.c (task
  * names), membership.c (members, heartbeats, deaths, deadlines), peer.c
  * (one connection: handshake, reader, writer), remote_spawn.c (the
  * caller's side of a task), remote_exec.c (the executing side), htab.c,
@@ -19,7 +20,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <moirai/async/net.h>
+#include <moirai/async/runtime.h>
 #include <moirai/sync/condvar.h>
 #include <moirai/sync/mutex.h>
 #include <moirai/sync/waitgroup.h>
@@ -27,6 +28,7 @@
 
 #include "frame.h"
 #include "htab.h"
+#include "link.h"
 
 /* Counters shared by the node and each member (relaxed atomics: each is
  * an independent count, read for statistics only). */
@@ -58,10 +60,10 @@ enum peer_state { PEER_HANDSHAKE = 0, PEER_LIVE = 1, PEER_DEAD = 2 };
 
 /* One connection. Reference counted: its reader fiber, its writer fiber,
  * every task running for it, and whoever briefly holds it. The last
- * reference closes the socket, so no one uses a closed io handle. */
+ * reference closes the link, so no one uses a closed link. */
 struct peer {
     struct moirai_node *node;
-    moirai_io_t *io;
+    struct link *link;
     _Atomic uint32_t refs;
     _Atomic int state; /* enum peer_state */
     bool initiator;
@@ -107,7 +109,8 @@ struct moirai_node {
     uint32_t max_retries;
     uint64_t handshake_ns;
     moirai_placement_t placement;
-    moirai_io_t *listener;
+    const struct backend_ops *backend;
+    void *backend_state;         /* the backend's own (link_*.c) */
     struct frame_addr self_addr; /* as advertised in HELLOs */
     uint16_t port;
 
@@ -145,7 +148,6 @@ struct moirai_node {
 int moirai__node_spawn_fiber(struct moirai_node *node, moirai_task_fn fn, void *arg);
 void moirai__node_count(_Atomic uint64_t *c, uint64_t n);
 void moirai__node_rtt(struct node_counters *st, uint64_t ns);
-int moirai__node_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len);
 
 /* registry.c */
 moirai_remote_fn moirai__registry_find(struct moirai_node *node, const uint8_t *name, size_t len,
@@ -154,14 +156,15 @@ void moirai__registry_fini(struct moirai_node *node);
 
 /* peer.c */
 struct connect_wait;
-/* Starts a connection over `io` (accepted, or dialed when `initiator`),
- * on a new reader fiber. Takes ownership of io. `cw` may be NULL. */
-int moirai__peer_start(struct moirai_node *node, moirai_io_t *io, bool initiator,
+/* Starts a connection over `link` (accepted, or dialed when `initiator`),
+ * on a new reader fiber. Takes ownership of the link (closes it on
+ * error). `cw` may be NULL. Returns 0 or a negative errno. */
+int moirai__peer_start(struct moirai_node *node, struct link *link, bool initiator,
                        struct connect_wait *cw);
-/* Dials `ss` on a fiber and reports to `cw` (may be NULL); `m`, if not
- * NULL, is the member being dialed (its `dialing` flag is cleared when
- * the attempt ends). */
-int moirai__peer_dial(struct moirai_node *node, const struct sockaddr_storage *ss, struct member *m,
+/* Dials `to` through the node's backend on a fiber and reports to `cw`
+ * (may be NULL); `m`, if not NULL, is the member being dialed (its
+ * `dialing` flag is cleared when the attempt ends). */
+int moirai__peer_dial(struct moirai_node *node, const struct frame_addr *to, struct member *m,
                       struct connect_wait *cw);
 /* Queues one frame: header and up to two body parts. Returns 0 or -EPIPE
  * (the connection is closing), -ENOMEM. */
@@ -191,8 +194,6 @@ void moirai__membership_apply(struct moirai_node *node, const struct frame *f);
 void moirai__membership_dead(struct moirai_node *node, struct peer *p);
 /* Starts the heartbeat fiber. */
 int moirai__membership_start(struct moirai_node *node);
-/* Resolves an advertised address to a socket address. */
-void moirai__member_sockaddr(const struct frame_addr *a, struct sockaddr_storage *ss);
 
 /* remote_spawn.c */
 void moirai__spawn_on_result(struct moirai_node *node, struct peer *p, const struct frame *f);

@@ -25,9 +25,7 @@
  * frame costs one system call and no wake-up, and while the socket is
  * busy frames coalesce, one system call for many. */
 #include <errno.h>
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
@@ -112,7 +110,8 @@ void moirai__peer_unref(struct peer *p)
      * closing and freeing. */
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
         return;
-    moirai_io_close(p->io);
+    link_shutdown(p->link); /* the link's contract: shut down before close */
+    link_close(p->link);
     moirai_free(p->wbuf);
     moirai_free(p->sbuf);
     moirai_free(p->rest);
@@ -153,13 +152,12 @@ static bool write_direct(struct peer *p)
     p->scap = 0;
     p->writing = true;
     moirai_mutex_unlock(&p->wlock);
-    int fd = moirai_io_fd(p->io);
-    ssize_t w = fd < 0 ? -1 : send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    int err = w < 0 ? errno : 0;
+    struct iovec iov = {.iov_base = buf, .iov_len = n};
+    ssize_t w = p->link->ops->try_writev(p->link, &iov, 1);
     count_sent(p, w);
     moirai_mutex_lock(&p->wlock);
     p->writing = false;
-    if (w < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+    if (w < 0) {
         moirai_free(buf);
         return false;
     }
@@ -216,7 +214,7 @@ int moirai__peer_send(struct peer *p, uint8_t type, uint16_t flags, uint64_t tas
      * system call when the socket has room (it usually has). Otherwise
      * the frame joins the queue, and the writer (or the thread writing
      * now) takes it with the others in one write. */
-    if (!p->writing && !p->rest)
+    if (!p->writing && !p->rest && p->link->ops->try_writev)
         failed = !write_direct(p);
     else if (first)
         moirai_condvar_signal(&p->wcv);
@@ -224,11 +222,9 @@ out:
     moirai_mutex_unlock(&p->wlock);
     if (failed) {
         /* Not moirai__peer_kill() here: the caller may hold the task
-         * table's lock, which a death takes. Shutting the socket down
+         * table's lock, which a death takes. Shutting the link down
          * wakes the reader, which declares the death from its own fiber. */
-        int fd = moirai_io_fd(p->io);
-        if (fd >= 0)
-            shutdown(fd, SHUT_RDWR);
+        link_shutdown(p->link);
     }
     return rc;
 }
@@ -275,13 +271,15 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
         }
         p->writing = true;
         moirai_mutex_unlock(&p->wlock);
-        ssize_t w = moirai_stream_write(p->io, buf + off, n - off);
-        count_sent(p, w);
+        struct iovec iov = {.iov_base = buf + off, .iov_len = n - off};
+        int w = link_writev(p->link, &iov, 1, MOIRAI_DEADLINE_NEVER);
+        if (w == 0)
+            count_sent(p, (ssize_t)(n - off));
         if (was_rest)
             moirai_free(buf);
         moirai_mutex_lock(&p->wlock);
         p->writing = false;
-        if (w != (ssize_t)(n - off)) {
+        if (w != 0) {
             moirai_mutex_unlock(&p->wlock);
             moirai__peer_kill(p);
             moirai_mutex_lock(&p->wlock);
@@ -289,11 +287,8 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
         }
     }
     moirai_mutex_unlock(&p->wlock);
-    if (shut) {
-        int fd = moirai_io_fd(p->io);
-        if (fd >= 0)
-            shutdown(fd, SHUT_RDWR);
-    }
+    if (shut)
+        link_shutdown(p->link);
     moirai_free(out);
     moirai__peer_unref(p);
     return 0;
@@ -309,11 +304,9 @@ void moirai__peer_kill(struct peer *p)
     if (old == PEER_DEAD)
         return;
     struct moirai_node *node = p->node;
-    /* Wake the reader (end of stream) and a blocked write; the handle
-     * stays open until the last reference goes, so no call races a close. */
-    int fd = moirai_io_fd(p->io);
-    if (fd >= 0)
-        shutdown(fd, SHUT_RDWR);
+    /* Wake the reader (end of stream) and a blocked write; the link stays
+     * open until the last reference goes, so no call races a close. */
+    link_shutdown(p->link);
     moirai_mutex_lock(&p->wlock);
     p->wclosed = true;
     p->wlen = 0;
@@ -351,17 +344,13 @@ static void resolve_addr(struct peer *p, const struct frame_addr *adv, struct fr
     *out = *adv;
     if (adv->family != 0)
         return;
-    struct sockaddr_storage ss;
-    socklen_t l = sizeof ss;
-    if (moirai_io_peer_addr(p->io, (struct sockaddr *)&ss, &l) < 0)
+    /* "Where you see me from": the link's remote address with the port
+     * the HELLO advertised (the connection's own port is ephemeral). */
+    struct frame_addr seen;
+    if (p->link->ops->peer_addr(p->link, &seen) < 0)
         return;
-    if (ss.ss_family == AF_INET) {
-        out->family = 4;
-        memcpy(out->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-    } else if (ss.ss_family == AF_INET6) {
-        out->family = 6;
-        memcpy(out->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
-    }
+    out->family = seen.family;
+    memcpy(out->addr, seen.addr, sizeof out->addr);
 }
 
 static void go_live(struct reader *r)
@@ -416,7 +405,6 @@ static void dial_back(struct reader *r)
 {
     struct peer *p = r->p;
     struct moirai_node *node = p->node;
-    struct sockaddr_storage ss;
     struct member *m = NULL;
     moirai_mutex_lock(&node->lock);
     struct member *c = moirai__member_get(node, p->id);
@@ -426,10 +414,8 @@ static void dial_back(struct reader *r)
         m = c;
     }
     moirai_mutex_unlock(&node->lock);
-    if (m) {
-        moirai__member_sockaddr(&r->their_addr, &ss);
-        moirai__peer_dial(node, &ss, m, NULL);
-    }
+    if (m)
+        moirai__peer_dial(node, &r->their_addr, m, NULL);
 }
 
 /* Handles one frame during the handshake. Returns 0 to go on, 1 to stop
@@ -620,9 +606,8 @@ static void read_loop(struct reader *r)
             cap = want;
         }
         bool live = atomic_load_explicit(&p->state, memory_order_relaxed) == PEER_LIVE;
-        ssize_t got = moirai_stream_read_timed(
-            p->io, live || r->phase == 2 ? MOIRAI_DEADLINE_NEVER : hs_deadline, buf + len,
-            cap - len);
+        ssize_t got = link_read(p->link, buf + len, cap - len,
+                                live || r->phase == 2 ? MOIRAI_DEADLINE_NEVER : hs_deadline);
         if (got <= 0) {
             rc = got == 0 ? 1 : (int)got;
             break;
@@ -637,7 +622,7 @@ static void read_loop(struct reader *r)
     }
     moirai_free(buf);
     int st = atomic_load_explicit(&p->state, memory_order_acquire);
-    if (rc < 0 && rc != -EBADF && st == PEER_LIVE) {
+    if (rc < 0 && rc != -EBADF && rc != -ECANCELED && st == PEER_LIVE) {
         moirai__node_count(&node->st.protocol_errors, 1);
         MOIRAI_LOG(MOIRAI_LOG_WARN, "node %llx: peer %llx: %s; connection closed",
                    (unsigned long long)node->id, (unsigned long long)p->id, strerror(-rc));
@@ -699,18 +684,19 @@ static int reader_main(void *arg, const moirai_cancel_token_t *cancel, void **re
 }
 
 /* Makes the peer and its writer; registers it with the node. On error
- * closes io and reports to cw. */
-static struct peer *peer_create(struct moirai_node *node, moirai_io_t *io, bool initiator,
+ * closes the link and reports to cw. */
+static struct peer *peer_create(struct moirai_node *node, struct link *link, bool initiator,
                                 struct connect_wait *cw)
 {
     struct peer *p = moirai_calloc(1, sizeof *p);
     if (!p) {
-        moirai_io_close(io);
+        link_shutdown(link);
+        link_close(link);
         cw_report(cw, -ENOMEM);
         return NULL;
     }
     p->node = node;
-    p->io = io;
+    p->link = link;
     p->initiator = initiator;
     atomic_init(&p->refs, 2); /* the reader and the writer */
     atomic_init(&p->state, PEER_HANDSHAKE);
@@ -751,10 +737,10 @@ static struct peer *peer_create(struct moirai_node *node, moirai_io_t *io, bool 
     return p;
 }
 
-int moirai__peer_start(struct moirai_node *node, moirai_io_t *io, bool initiator,
+int moirai__peer_start(struct moirai_node *node, struct link *link, bool initiator,
                        struct connect_wait *cw)
 {
-    struct peer *p = peer_create(node, io, initiator, cw);
+    struct peer *p = peer_create(node, link, initiator, cw);
     if (!p)
         return -ENOMEM;
     int rc = moirai__node_spawn_fiber(node, reader_main, p);
@@ -767,7 +753,7 @@ int moirai__peer_start(struct moirai_node *node, moirai_io_t *io, bool initiator
 
 struct dial {
     struct moirai_node *node;
-    struct sockaddr_storage ss;
+    struct frame_addr to;
     struct member *m;
     struct connect_wait *cw;
 };
@@ -778,14 +764,13 @@ static int dial_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
     (void)result;
     struct dial *d = arg;
     struct moirai_node *node = d->node;
-    moirai_io_t *io = NULL;
-    int rc = moirai_tcp_connect_timed(&io, node->rt, moirai_deadline_after(node->handshake_ns),
-                                      (const struct sockaddr *)&d->ss, NULL);
+    struct link *link = NULL;
+    int rc = node->backend->dial(node, &d->to, moirai_deadline_after(node->handshake_ns), &link);
     struct peer *p = NULL;
     if (rc < 0)
         cw_report(d->cw, rc);
     else
-        p = peer_create(node, io, true, d->cw);
+        p = peer_create(node, link, true, d->cw);
     moirai__connect_wait_put(d->cw);
     if (p)
         reader_run(p);
@@ -800,14 +785,14 @@ static int dial_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
     return 0;
 }
 
-int moirai__peer_dial(struct moirai_node *node, const struct sockaddr_storage *ss, struct member *m,
+int moirai__peer_dial(struct moirai_node *node, const struct frame_addr *to, struct member *m,
                       struct connect_wait *cw)
 {
     struct dial *d = moirai_malloc(sizeof *d);
     int rc = -ENOMEM;
     if (d) {
         d->node = node;
-        d->ss = *ss;
+        d->to = *to;
         d->m = m;
         d->cw = cw;
         if (cw)

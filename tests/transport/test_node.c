@@ -186,6 +186,15 @@ static bool bad_setting(int i, moirai_node_config_t *c)
     case 18:
         c->listen = "127.0.0.1:";
         return true;
+    case 19:
+        c->backend = (moirai_node_backend_t)3; /* past the last backend */
+        return true;
+    case 20:
+        c->backend = (moirai_node_backend_t)-1;
+        return true;
+    case 21:
+        c->backend = (moirai_node_backend_t)0x7fffffff;
+        return true;
     default:
         return false;
     }
@@ -229,6 +238,44 @@ Test(node, config_errors)
     cr_assert_eq(moirai_node_create(&n, &cfg), 0);
     cr_assert_neq(moirai_node_id(n), 0);
     moirai_node_destroy(n);
+}
+
+/* The backend table: TCP is always there (and 0 is TCP); a backend that
+ * is not built in is -ENOTSUP and leaves nothing behind; one that is
+ * built in is reported as such. A bad config is -EINVAL before the
+ * backend is looked at. */
+Test(node, backends)
+{
+    cr_assert(moirai_node_backend_supported(MOIRAI_NODE_BACKEND_TCP));
+    cr_assert_not(moirai_node_backend_supported((moirai_node_backend_t)3));
+    cr_assert_not(moirai_node_backend_supported((moirai_node_backend_t)-1));
+    moirai_node_config_t cfg;
+    moirai_node_t *n = NULL;
+    base_config(&cfg, 5);
+    cfg.backend = MOIRAI_NODE_BACKEND_TCP;
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    cr_assert_neq(moirai_node_port(n), 0);
+    moirai_node_destroy(n);
+    n = NULL;
+    int missing = 0;
+    const moirai_node_backend_t others[] = {MOIRAI_NODE_BACKEND_MPI, MOIRAI_NODE_BACKEND_SHM};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        if (moirai_node_backend_supported(others[i]))
+            continue;
+        missing++;
+        base_config(&cfg, 6);
+        cfg.backend = others[i];
+        cr_assert_eq(moirai_node_create(&n, &cfg), -ENOTSUP, "backend %d", (int)others[i]);
+        cr_assert_null(n);
+        /* Validation comes first: a bad field is -EINVAL whatever the
+         * backend. */
+        cfg.key_len = 3;
+        cr_assert_eq(moirai_node_create(&n, &cfg), -EINVAL);
+        cr_assert_null(n);
+    }
+    /* This build has neither MPI nor shared memory unless they were added
+     * (then the branch above is skipped for them). */
+    cr_log_info("%d backend(s) not built in", missing);
 }
 
 Test(node, register_and_spawn_errors)
