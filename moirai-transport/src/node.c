@@ -413,6 +413,8 @@ static void copy_stats(const struct node_counters *c, moirai_node_stats_t *out)
     LOAD(auth_failures);
     LOAD(protocol_errors);
     LOAD(peers_dead);
+    LOAD(batches);
+    LOAD(batched_frames);
 #undef LOAD
 }
 

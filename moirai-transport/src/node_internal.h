@@ -24,6 +24,7 @@
 #include <moirai/sync/condvar.h>
 #include <moirai/sync/mutex.h>
 #include <moirai/sync/waitgroup.h>
+#include <moirai/transport/batch.h>
 #include <moirai/transport/node.h>
 
 #include "frame.h"
@@ -37,6 +38,7 @@ struct node_counters {
     _Atomic uint64_t bytes_sent, bytes_received;
     _Atomic uint64_t rtt_count, rtt_sum_ns, rtt_min_ns, rtt_max_ns;
     _Atomic uint64_t auth_failures, protocol_errors, peers_dead;
+    _Atomic uint64_t batches, batched_frames;
 };
 
 enum member_state { MEMBER_KNOWN = 0, MEMBER_ALIVE = 1, MEMBER_DEAD = 2 };
@@ -58,6 +60,13 @@ struct member {
 
 enum peer_state { PEER_HANDSHAKE = 0, PEER_LIVE = 1, PEER_DEAD = 2 };
 
+/* Frames up to this size (header included) go through the connection's
+ * batcher; larger ones are written on their own. */
+#define PEER_SMALL_FRAME 1024u
+/* The batcher's size bound: the most bytes (with its 4-byte framing) one
+ * batch holds before it goes out. */
+#define PEER_BATCH_BYTES 16384u
+
 /* One connection. Reference counted: its reader fiber, its writer fiber,
  * every task running for it, and whoever briefly holds it. The last
  * reference closes the link, so no one uses a closed link. */
@@ -71,18 +80,20 @@ struct peer {
     struct member *m;                 /* its member entry, once claimed (node->lock) */
     _Atomic(struct member *) stats_m; /* the same, for lock-free statistics */
     _Atomic uint64_t last_recv_ns;
-    /* Outgoing bytes, moved by the writer fiber in as few writes as it can. */
+    /* Outgoing frames: small ones through the batcher (whose sink is the
+     * only user of `scratch`), then, under wlock, written by the sending
+     * thread when the link is idle or queued for the writer fiber. */
+    moirai_batch_t *batch;
+    uint8_t *scratch; /* PEER_BATCH_BYTES */
     moirai_mutex_t wlock;
     moirai_condvar_t wcv;
-    uint8_t *wbuf;
-    size_t wlen, wcap;
-    uint8_t *sbuf; /* a spare buffer for write_direct() */
-    size_t scap;
-    uint8_t *rest; /* the unsent tail of a direct send, written first */
-    size_t rest_off, rest_len;
+    uint8_t *qbuf; /* bytes queued for the writer fiber */
+    size_t qlen, qcap;
     bool writing; /* a thread or the writer fiber is writing now */
+    bool wactive; /* the writer fiber is writing now (the batcher's "busy") */
     bool wclosed; /* no more frames; the writer flushes and leaves */
-    bool wshut;   /* shut the socket down once flushed */
+    bool wshut;   /* shut the link down once flushed */
+    bool wdead;   /* the connection is over: queued bytes are dropped */
     /* Tasks this node runs for the peer, by task id. */
     moirai_mutex_t xlock;
     struct htab exec;

@@ -17,13 +17,18 @@
  * back; so between two nodes there is one connection, opened by the
  * smaller id, and a duplicate dial is refused before it is used.
  *
- * Writing: a frame is queued under the peer's lock (never waiting for the
- * network). When nobody is writing, the sending thread then sends the
- * queue itself with one non-blocking send(2); what the socket does not
- * take, and every frame queued while a write is under way, is left to a
- * writer fiber that writes everything queued in one call. So a lone
- * frame costs one system call and no wake-up, and while the socket is
- * busy frames coalesce, one system call for many. */
+ * Writing never waits for the network (a sender may be the reader fiber,
+ * and two nodes whose readers both waited to write would deadlock). A
+ * small frame goes through the connection's adaptive batcher
+ * (moirai_batch_t): when the link is idle the batcher hands it over at
+ * once, and the sending thread writes it with one non-blocking call of
+ * the link's try_writev (one system call, no wake-up); while the writer
+ * fiber is busy, frames coalesce in the batcher (up to PEER_BATCH_BYTES)
+ * and go out together when the writer is done, which flushes the batcher.
+ * What a direct write leaves, and every batch that comes while a write is
+ * under way, is queued for the writer fiber, which writes everything
+ * queued in one call. Large frames skip the batcher (after flushing it,
+ * so one thread's frames keep their order). */
 #include <errno.h>
 #include <string.h>
 
@@ -110,11 +115,17 @@ void moirai__peer_unref(struct peer *p)
      * closing and freeing. */
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
         return;
+    /* A dead connection's batcher drops what it holds (submit takes and
+     * drops); one that was never killed (its writer could not start) has
+     * nothing to write to either. */
+    moirai_mutex_lock(&p->wlock);
+    p->wdead = true;
+    moirai_mutex_unlock(&p->wlock);
+    moirai_batch_destroy(p->batch);
     link_shutdown(p->link); /* the link's contract: shut down before close */
     link_close(p->link);
-    moirai_free(p->wbuf);
-    moirai_free(p->sbuf);
-    moirai_free(p->rest);
+    moirai_free(p->qbuf);
+    moirai_free(p->scratch);
     moirai__htab_fini(&p->exec);
     moirai_condvar_destroy(&p->wcv);
     moirai_mutex_destroy(&p->wlock);
@@ -125,98 +136,88 @@ void moirai__peer_unref(struct peer *p)
 
 /* ---- Writing ---- */
 
-static void count_sent(struct peer *p, ssize_t w)
+static void count_sent(struct peer *p, size_t n)
 {
-    if (w <= 0)
+    if (n == 0)
         return;
-    moirai__node_count(&p->node->st.bytes_sent, (uint64_t)w);
+    moirai__node_count(&p->node->st.bytes_sent, n);
     /* Acquire: pairs with claim()'s release of the member. */
     struct member *m = atomic_load_explicit(&p->stats_m, memory_order_acquire);
     if (m)
-        moirai__node_count(&m->st.bytes_sent, (uint64_t)w);
+        moirai__node_count(&m->st.bytes_sent, n);
 }
 
-/* Writes what is queued from the calling thread with one non-blocking
- * send (wlock held on entry and on return; released around the system
- * call). Whatever the socket does not take becomes `rest`, which the
- * writer fiber writes before anything queued later. Returns false when
- * the connection failed. */
-static bool write_direct(struct peer *p)
+/* Appends bytes to the writer fiber's queue (wlock held); wakes it when
+ * the queue was empty. */
+static int enqueue(struct peer *p, const uint8_t *b, size_t n)
 {
-    uint8_t *buf = p->wbuf;
-    size_t cap = p->wcap, n = p->wlen;
-    p->wbuf = p->sbuf;
-    p->wcap = p->scap;
-    p->wlen = 0;
-    p->sbuf = NULL;
-    p->scap = 0;
-    p->writing = true;
-    moirai_mutex_unlock(&p->wlock);
-    struct iovec iov = {.iov_base = buf, .iov_len = n};
-    ssize_t w = p->link->ops->try_writev(p->link, &iov, 1);
-    count_sent(p, w);
-    moirai_mutex_lock(&p->wlock);
-    p->writing = false;
-    if (w < 0) {
-        moirai_free(buf);
-        return false;
+    if (p->qlen + n > p->qcap) {
+        size_t cap = p->qcap ? p->qcap : 4096;
+        while (cap < p->qlen + n)
+            cap *= 2;
+        uint8_t *nb = moirai_realloc(p->qbuf, cap);
+        if (!nb)
+            return -ENOMEM;
+        p->qbuf = nb;
+        p->qcap = cap;
     }
-    if ((size_t)(w > 0 ? w : 0) == n) {
-        if (p->sbuf)
-            moirai_free(buf);
-        else {
-            p->sbuf = buf;
-            p->scap = cap;
-        }
-    } else {
-        p->rest = buf;
-        p->rest_off = w > 0 ? (size_t)w : 0;
-        p->rest_len = n;
-    }
-    if (p->rest || p->wlen || p->wclosed)
+    memcpy(p->qbuf + p->qlen, b, n);
+    bool first = p->qlen == 0;
+    p->qlen += n;
+    if (first)
         moirai_condvar_signal(&p->wcv);
-    return true;
+    return 0;
 }
 
-int moirai__peer_send(struct peer *p, uint8_t type, uint16_t flags, uint64_t task_id, const void *a,
-                      size_t alen, const void *b, size_t blen)
+/* Hands whole frames (`n` bytes) to the link, in order after everything
+ * handed over before, without waiting for the network: when nobody is
+ * writing and nothing is queued, the calling thread writes them itself
+ * with the link's try_writev (one system call, no wake-up); what the
+ * link does not take, and everything that comes while a write is under
+ * way, is queued for the writer fiber. Returns 0, or -ENOMEM (nothing was
+ * taken). A dead connection takes everything and drops it. */
+static int submit(struct peer *p, const uint8_t *b, size_t n)
 {
-    size_t n = FRAME_HEADER_SIZE + alen + blen;
     int rc = 0;
     bool failed = false;
     moirai_mutex_lock(&p->wlock);
-    if (p->wclosed) {
-        rc = -EPIPE;
+    if (p->wdead)
+        goto out; /* the connection is over: unsent bytes are dropped */
+    if (p->writing || p->qlen > 0 || !p->link->ops->try_writev) {
+        rc = enqueue(p, b, n);
         goto out;
     }
-    if (p->wlen + n > p->wcap) {
-        size_t cap = p->wcap ? p->wcap : 4096;
-        while (cap < p->wlen + n)
-            cap *= 2;
-        uint8_t *nb = moirai_realloc(p->wbuf, cap);
-        if (!nb) {
-            rc = -ENOMEM;
-            goto out;
+    p->writing = true;
+    moirai_mutex_unlock(&p->wlock);
+    struct iovec iov = {.iov_base = (void *)b, .iov_len = n};
+    ssize_t w = p->link->ops->try_writev(p->link, &iov, 1);
+    count_sent(p, w > 0 ? (size_t)w : 0);
+    moirai_mutex_lock(&p->wlock);
+    p->writing = false;
+    if (w < 0)
+        failed = true;
+    else if ((size_t)w < n && !p->wdead) {
+        /* The rest goes before anything queued meanwhile. */
+        size_t rest = n - (size_t)w;
+        if (p->qlen + rest > p->qcap) {
+            size_t cap = p->qcap ? p->qcap : 4096;
+            while (cap < p->qlen + rest)
+                cap *= 2;
+            uint8_t *nb = moirai_realloc(p->qbuf, cap);
+            if (!nb)
+                failed = true; /* a frame cut in two: the connection cannot go on */
+            else {
+                p->qbuf = nb;
+                p->qcap = cap;
+            }
         }
-        p->wbuf = nb;
-        p->wcap = cap;
+        if (!failed) {
+            memmove(p->qbuf + rest, p->qbuf, p->qlen);
+            memcpy(p->qbuf, b + w, rest);
+            p->qlen += rest;
+        }
     }
-    uint8_t *w = p->wbuf + p->wlen;
-    moirai__frame_put_header(w, type, flags, task_id, (uint32_t)(alen + blen));
-    if (alen)
-        memcpy(w + FRAME_HEADER_SIZE, a, alen);
-    if (blen)
-        memcpy(w + FRAME_HEADER_SIZE + alen, b, blen);
-    bool first = p->wlen == 0;
-    p->wlen += n;
-    /* Nobody writing and nothing older waiting: send from this thread
-     * rather than wake the writer fiber, whose wake-up costs more than the
-     * system call when the socket has room (it usually has). Otherwise
-     * the frame joins the queue, and the writer (or the thread writing
-     * now) takes it with the others in one write. */
-    if (!p->writing && !p->rest && p->link->ops->try_writev)
-        failed = !write_direct(p);
-    else if (first)
+    if (p->qlen > 0 || p->wclosed)
         moirai_condvar_signal(&p->wcv);
 out:
     moirai_mutex_unlock(&p->wlock);
@@ -229,6 +230,81 @@ out:
     return rc;
 }
 
+/* The batcher's sink: a batch of frames, each behind the batcher's 4-byte
+ * length, becomes the frames back to back (the wire format has its own
+ * lengths) in the peer's scratch buffer, which only the sink uses (the
+ * batcher calls it under its lock), and goes to submit(). */
+static int batch_sink(void *arg, const void *buf, size_t len, uint32_t count)
+{
+    struct peer *p = arg;
+    size_t off = 0, n = 0, mlen;
+    const void *msg;
+    while (moirai_batch_next(buf, len, &off, &msg, &mlen) == 1) {
+        memcpy(p->scratch + n, msg, mlen);
+        n += mlen;
+    }
+    moirai__node_count(&p->node->st.batches, 1);
+    moirai__node_count(&p->node->st.batched_frames, count);
+    /* Acquire: pairs with claim()'s release of the member. */
+    struct member *m = atomic_load_explicit(&p->stats_m, memory_order_acquire);
+    if (m) {
+        moirai__node_count(&m->st.batches, 1);
+        moirai__node_count(&m->st.batched_frames, count);
+    }
+    return submit(p, p->scratch, n);
+}
+
+/* The batcher's question: is the connection behind? Yes while the writer
+ * fiber has bytes queued or is writing; then frames wait in the batcher
+ * (up to its size bound) and go out together once the writer is done,
+ * which flushes the batcher. */
+static int batch_busy(void *arg)
+{
+    struct peer *p = arg;
+    moirai_mutex_lock(&p->wlock);
+    bool busy = p->wactive || p->qlen > 0;
+    moirai_mutex_unlock(&p->wlock);
+    return busy;
+}
+
+int moirai__peer_send(struct peer *p, uint8_t type, uint16_t flags, uint64_t task_id, const void *a,
+                      size_t alen, const void *b, size_t blen)
+{
+    size_t n = FRAME_HEADER_SIZE + alen + blen;
+    moirai_mutex_lock(&p->wlock);
+    bool closed = p->wclosed;
+    moirai_mutex_unlock(&p->wlock);
+    if (closed)
+        return -EPIPE;
+    if (n <= PEER_SMALL_FRAME) {
+        /* Small frames (tasks, results, heartbeats) go through the
+         * batcher, which sends one at once when the connection is idle
+         * and coalesces them while it is busy. */
+        uint8_t f[PEER_SMALL_FRAME];
+        moirai__frame_put_header(f, type, flags, task_id, (uint32_t)(alen + blen));
+        if (alen)
+            memcpy(f + FRAME_HEADER_SIZE, a, alen);
+        if (blen)
+            memcpy(f + FRAME_HEADER_SIZE + alen, b, blen);
+        return moirai_batch_send(p->batch, f, n);
+    }
+    /* A large frame is a batch of its own: what the batcher holds goes
+     * first, so that one thread's frames keep their order. */
+    uint8_t *f = moirai_malloc(n);
+    if (!f)
+        return -ENOMEM;
+    moirai__frame_put_header(f, type, flags, task_id, (uint32_t)(alen + blen));
+    if (alen)
+        memcpy(f + FRAME_HEADER_SIZE, a, alen);
+    if (blen)
+        memcpy(f + FRAME_HEADER_SIZE + alen, b, blen);
+    int rc = moirai_batch_flush(p->batch);
+    if (rc == 0)
+        rc = submit(p, f, n);
+    moirai_free(f);
+    return rc;
+}
+
 static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
 {
     (void)cancel;
@@ -236,55 +312,60 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
     struct peer *p = arg;
     uint8_t *out = NULL;
     size_t outcap = 0;
-    bool shut = false;
+    bool shut = false, flush_due = false;
     moirai_mutex_lock(&p->wlock);
     for (;;) {
-        bool have = p->rest || p->wlen;
-        if (p->writing || (!have && !p->wclosed)) {
+        if (p->wdead)
+            break;
+        if (p->writing) {
+            /* A thread writes directly; it wakes us if it leaves bytes. */
             moirai_condvar_wait(&p->wcv, &p->wlock);
             continue;
         }
-        if (!have) {
-            shut = p->wshut;
-            break;
-        }
-        uint8_t *buf;
-        size_t off = 0, n;
-        bool was_rest = p->rest != NULL;
-        if (was_rest) {
-            /* A direct send's tail goes first. */
-            buf = p->rest;
-            off = p->rest_off;
-            n = p->rest_len;
-            p->rest = NULL;
-        } else {
-            /* Take everything queued; the producers fill the other buffer
+        if (p->qlen > 0) {
+            /* Take everything queued; senders fill the other buffer
              * meanwhile. */
-            buf = p->wbuf;
-            size_t bufcap = p->wcap;
-            n = p->wlen;
-            p->wbuf = out;
-            p->wcap = outcap;
-            p->wlen = 0;
+            uint8_t *buf = p->qbuf;
+            size_t bufcap = p->qcap, n = p->qlen;
+            p->qbuf = out;
+            p->qcap = outcap;
+            p->qlen = 0;
             out = buf;
             outcap = bufcap;
-        }
-        p->writing = true;
-        moirai_mutex_unlock(&p->wlock);
-        struct iovec iov = {.iov_base = buf + off, .iov_len = n - off};
-        int w = link_writev(p->link, &iov, 1, MOIRAI_DEADLINE_NEVER);
-        if (w == 0)
-            count_sent(p, (ssize_t)(n - off));
-        if (was_rest)
-            moirai_free(buf);
-        moirai_mutex_lock(&p->wlock);
-        p->writing = false;
-        if (w != 0) {
+            p->writing = true;
+            p->wactive = true;
             moirai_mutex_unlock(&p->wlock);
-            moirai__peer_kill(p);
+            struct iovec iov = {.iov_base = buf, .iov_len = n};
+            int w = link_writev(p->link, &iov, 1, MOIRAI_DEADLINE_NEVER);
+            if (w == 0)
+                count_sent(p, n);
             moirai_mutex_lock(&p->wlock);
-            break;
+            p->writing = false;
+            p->wactive = false;
+            if (w != 0) {
+                moirai_mutex_unlock(&p->wlock);
+                moirai__peer_kill(p);
+                moirai_mutex_lock(&p->wlock);
+                break;
+            }
+            flush_due = true;
+            continue;
         }
+        if (flush_due || p->wclosed) {
+            /* Caught up: the frames the batcher kept while we were busy
+             * go now (from this fiber, through submit()). */
+            flush_due = false;
+            bool closing = p->wclosed;
+            moirai_mutex_unlock(&p->wlock);
+            moirai_batch_flush(p->batch);
+            moirai_mutex_lock(&p->wlock);
+            if (closing && p->qlen == 0 && !p->writing) {
+                shut = p->wshut;
+                break;
+            }
+            continue;
+        }
+        moirai_condvar_wait(&p->wcv, &p->wlock);
     }
     moirai_mutex_unlock(&p->wlock);
     if (shut)
@@ -309,9 +390,8 @@ void moirai__peer_kill(struct peer *p)
     link_shutdown(p->link);
     moirai_mutex_lock(&p->wlock);
     p->wclosed = true;
-    p->wlen = 0;
-    moirai_free(p->rest); /* unsent: the connection is over */
-    p->rest = NULL;
+    p->wdead = true;
+    p->qlen = 0; /* unsent: the connection is over */
     moirai_condvar_broadcast(&p->wcv);
     moirai_mutex_unlock(&p->wlock);
     moirai_mutex_lock(&node->lock);
@@ -690,6 +770,24 @@ static struct peer *peer_create(struct moirai_node *node, struct link *link, boo
 {
     struct peer *p = moirai_calloc(1, sizeof *p);
     if (!p) {
+        link_shutdown(link);
+        link_close(link);
+        cw_report(cw, -ENOMEM);
+        return NULL;
+    }
+    moirai_batch_config_t bc;
+    moirai_batch_config_init(&bc);
+    bc.sink = batch_sink;
+    bc.busy = batch_busy;
+    bc.arg = p;
+    bc.max_bytes = PEER_BATCH_BYTES;
+    /* No flusher thread: frames wait in the batcher only while the
+     * writer fiber is busy, and the writer flushes it when done. */
+    bc.manual_deadline = true;
+    p->scratch = moirai_malloc(PEER_BATCH_BYTES);
+    if (!p->scratch || moirai_batch_create(&p->batch, &bc) < 0) {
+        moirai_free(p->scratch);
+        moirai_free(p);
         link_shutdown(link);
         link_close(link);
         cw_report(cw, -ENOMEM);
