@@ -80,20 +80,21 @@ struct peer {
     struct member *m;                 /* its member entry, once claimed (node->lock) */
     _Atomic(struct member *) stats_m; /* the same, for lock-free statistics */
     _Atomic uint64_t last_recv_ns;
-    /* Outgoing frames: small ones through the batcher (whose sink is the
-     * only user of `scratch`), then, under wlock, written by the sending
-     * thread when the link is idle or queued for the writer fiber. */
+    /* Outgoing frames: small ones through the batcher, whose sink queues
+     * them under wlock; the queue is written by the sending thread when
+     * the link is idle (kick()), else by the writer fiber. */
     moirai_batch_t *batch;
-    uint8_t *scratch; /* PEER_BATCH_BYTES */
     moirai_mutex_t wlock;
     moirai_condvar_t wcv;
-    uint8_t *qbuf; /* bytes queued for the writer fiber */
+    uint8_t *qbuf; /* bytes to write, in order */
     size_t qlen, qcap;
-    bool writing; /* a thread or the writer fiber is writing now */
-    bool wactive; /* the writer fiber is writing now (the batcher's "busy") */
-    bool wclosed; /* no more frames; the writer flushes and leaves */
-    bool wshut;   /* shut the link down once flushed */
-    bool wdead;   /* the connection is over: queued bytes are dropped */
+    uint8_t *sbuf; /* a spare buffer for kick() */
+    size_t scap;
+    bool writing;    /* a thread or the writer fiber is writing now */
+    bool batch_held; /* the batcher kept frames because a write was under way */
+    bool wclosed;    /* no more frames; the writer flushes and leaves */
+    bool wshut;      /* shut the link down once flushed */
+    bool wdead;      /* the connection is over: queued bytes are dropped */
     /* Tasks this node runs for the peer, by task id. */
     moirai_mutex_t xlock;
     struct htab exec;

@@ -115,7 +115,7 @@ void moirai__peer_unref(struct peer *p)
      * closing and freeing. */
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
         return;
-    /* A dead connection's batcher drops what it holds (submit takes and
+    /* A dead connection's batcher drops what it holds (the sink takes and
      * drops); one that was never killed (its writer could not start) has
      * nothing to write to either. */
     moirai_mutex_lock(&p->wlock);
@@ -125,7 +125,7 @@ void moirai__peer_unref(struct peer *p)
     link_shutdown(p->link); /* the link's contract: shut down before close */
     link_close(p->link);
     moirai_free(p->qbuf);
-    moirai_free(p->scratch);
+    moirai_free(p->sbuf);
     moirai__htab_fini(&p->exec);
     moirai_condvar_destroy(&p->wcv);
     moirai_mutex_destroy(&p->wlock);
@@ -147,49 +147,66 @@ static void count_sent(struct peer *p, size_t n)
         moirai__node_count(&m->st.bytes_sent, n);
 }
 
-/* Appends bytes to the writer fiber's queue (wlock held); wakes it when
- * the queue was empty. */
-static int enqueue(struct peer *p, const uint8_t *b, size_t n)
+/* Appends `n` bytes to the buffer *buf (capacity *cap, *len used),
+ * growing it. Returns 0 or -ENOMEM (nothing changed). */
+static int enqueue_into(uint8_t **buf, size_t *cap, size_t *len, const void *b, size_t n)
 {
-    if (p->qlen + n > p->qcap) {
-        size_t cap = p->qcap ? p->qcap : 4096;
-        while (cap < p->qlen + n)
-            cap *= 2;
-        uint8_t *nb = moirai_realloc(p->qbuf, cap);
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < *len + n)
+            c *= 2;
+        uint8_t *nb = moirai_realloc(*buf, c);
         if (!nb)
             return -ENOMEM;
-        p->qbuf = nb;
-        p->qcap = cap;
+        *buf = nb;
+        *cap = c;
     }
-    memcpy(p->qbuf + p->qlen, b, n);
-    bool first = p->qlen == 0;
-    p->qlen += n;
-    if (first)
-        moirai_condvar_signal(&p->wcv);
+    memcpy(*buf + *len, b, n);
+    *len += n;
     return 0;
 }
 
-/* Hands whole frames (`n` bytes) to the link, in order after everything
- * handed over before, without waiting for the network: when nobody is
- * writing and nothing is queued, the calling thread writes them itself
- * with the link's try_writev (one system call, no wake-up); what the
- * link does not take, and everything that comes while a write is under
- * way, is queued for the writer fiber. Returns 0, or -ENOMEM (nothing was
- * taken). A dead connection takes everything and drops it. */
-static int submit(struct peer *p, const uint8_t *b, size_t n)
+/* Appends bytes to the queue (wlock held). Whoever queues calls kick()
+ * after, which writes them or wakes the writer fiber. */
+static int enqueue(struct peer *p, const void *b, size_t n)
 {
-    int rc = 0;
+    return enqueue_into(&p->qbuf, &p->qcap, &p->qlen, b, n);
+}
+
+/* Queues whole frames (`n` bytes) behind everything handed over before
+ * (wlock held). A dead connection takes them and drops them. */
+static int queue_frames(struct peer *p, const uint8_t *b, size_t n)
+{
+    return p->wdead ? 0 : enqueue(p, b, n);
+}
+
+/* Moves what is queued to the link from the calling thread, without
+ * waiting for the network: when nobody is writing, one non-blocking call
+ * of the link's try_writev (one system call, no wake-up). What the link
+ * does not take, what was queued meanwhile, and frames the batcher kept
+ * because this write was under way are left to the writer fiber, which
+ * is woken for them. Without try_writev the writer fiber does it all. */
+static void kick(struct peer *p)
+{
     bool failed = false;
     moirai_mutex_lock(&p->wlock);
-    if (p->wdead)
-        goto out; /* the connection is over: unsent bytes are dropped */
-    if (p->writing || p->qlen > 0 || !p->link->ops->try_writev) {
-        rc = enqueue(p, b, n);
-        goto out;
+    if (p->writing || p->wdead || p->qlen == 0 || !p->link->ops->try_writev) {
+        if (!p->writing && (p->qlen > 0 || p->batch_held))
+            moirai_condvar_signal(&p->wcv);
+        moirai_mutex_unlock(&p->wlock);
+        return;
     }
+    /* Take the queue; senders fill the spare buffer meanwhile. */
+    uint8_t *buf = p->qbuf;
+    size_t cap = p->qcap, n = p->qlen;
+    p->qbuf = p->sbuf;
+    p->qcap = p->scap;
+    p->qlen = 0;
+    p->sbuf = NULL;
+    p->scap = 0;
     p->writing = true;
     moirai_mutex_unlock(&p->wlock);
-    struct iovec iov = {.iov_base = (void *)b, .iov_len = n};
+    struct iovec iov = {.iov_base = buf, .iov_len = n};
     ssize_t w = p->link->ops->try_writev(p->link, &iov, 1);
     count_sent(p, w > 0 ? (size_t)w : 0);
     moirai_mutex_lock(&p->wlock);
@@ -199,27 +216,27 @@ static int submit(struct peer *p, const uint8_t *b, size_t n)
     else if ((size_t)w < n && !p->wdead) {
         /* The rest goes before anything queued meanwhile. */
         size_t rest = n - (size_t)w;
-        if (p->qlen + rest > p->qcap) {
-            size_t cap = p->qcap ? p->qcap : 4096;
-            while (cap < p->qlen + rest)
-                cap *= 2;
-            uint8_t *nb = moirai_realloc(p->qbuf, cap);
-            if (!nb)
-                failed = true; /* a frame cut in two: the connection cannot go on */
-            else {
-                p->qbuf = nb;
-                p->qcap = cap;
-            }
-        }
-        if (!failed) {
-            memmove(p->qbuf + rest, p->qbuf, p->qlen);
-            memcpy(p->qbuf, b + w, rest);
-            p->qlen += rest;
+        memmove(buf, buf + w, rest);
+        if (p->qlen > 0 && enqueue_into(&buf, &cap, &rest, p->qbuf, p->qlen) < 0)
+            failed = true; /* a frame cut in two: the connection cannot go on */
+        else {
+            uint8_t *old = p->qbuf;
+            size_t oldcap = p->qcap;
+            p->qbuf = buf;
+            p->qcap = cap;
+            p->qlen = rest;
+            buf = old;
+            cap = oldcap;
         }
     }
-    if (p->qlen > 0 || p->wclosed)
+    /* Keep one spare buffer. */
+    if (!p->sbuf) {
+        p->sbuf = buf;
+        p->scap = cap;
+    } else
+        moirai_free(buf);
+    if (p->qlen > 0 || p->batch_held || p->wclosed)
         moirai_condvar_signal(&p->wcv);
-out:
     moirai_mutex_unlock(&p->wlock);
     if (failed) {
         /* Not moirai__peer_kill() here: the caller may hold the task
@@ -227,22 +244,26 @@ out:
          * wakes the reader, which declares the death from its own fiber. */
         link_shutdown(p->link);
     }
-    return rc;
 }
 
 /* The batcher's sink: a batch of frames, each behind the batcher's 4-byte
- * length, becomes the frames back to back (the wire format has its own
- * lengths) in the peer's scratch buffer, which only the sink uses (the
- * batcher calls it under its lock), and goes to submit(). */
+ * length, joins the queue as the frames back to back (the wire format has
+ * its own lengths). It only queues (under wlock, never the network): the
+ * batcher calls it under its own lock, which every sender takes, so a
+ * system call here would hold them all. The thread whose call reached
+ * the sink writes the queue after (kick()). */
 static int batch_sink(void *arg, const void *buf, size_t len, uint32_t count)
 {
     struct peer *p = arg;
-    size_t off = 0, n = 0, mlen;
+    size_t off = 0, mlen;
     const void *msg;
-    while (moirai_batch_next(buf, len, &off, &msg, &mlen) == 1) {
-        memcpy(p->scratch + n, msg, mlen);
-        n += mlen;
-    }
+    int rc = 0;
+    moirai_mutex_lock(&p->wlock);
+    while (rc == 0 && moirai_batch_next(buf, len, &off, &msg, &mlen) == 1)
+        rc = queue_frames(p, msg, mlen);
+    moirai_mutex_unlock(&p->wlock);
+    if (rc < 0)
+        return rc; /* -ENOMEM: the batch stays in the batcher */
     moirai__node_count(&p->node->st.batches, 1);
     moirai__node_count(&p->node->st.batched_frames, count);
     /* Acquire: pairs with claim()'s release of the member. */
@@ -251,18 +272,20 @@ static int batch_sink(void *arg, const void *buf, size_t len, uint32_t count)
         moirai__node_count(&m->st.batches, 1);
         moirai__node_count(&m->st.batched_frames, count);
     }
-    return submit(p, p->scratch, n);
+    return 0;
 }
 
-/* The batcher's question: is the connection behind? Yes while the writer
- * fiber has bytes queued or is writing; then frames wait in the batcher
- * (up to its size bound) and go out together once the writer is done,
- * which flushes the batcher. */
+/* The batcher's question: is the connection behind? Yes while a write is
+ * under way or bytes are queued; then frames wait in the batcher (up to
+ * its size bound) and `batch_held` tells the writer fiber to flush the
+ * batcher once it has caught up. */
 static int batch_busy(void *arg)
 {
     struct peer *p = arg;
     moirai_mutex_lock(&p->wlock);
-    bool busy = p->wactive || p->qlen > 0;
+    bool busy = p->writing || p->qlen > 0;
+    if (busy)
+        p->batch_held = true;
     moirai_mutex_unlock(&p->wlock);
     return busy;
 }
@@ -276,32 +299,38 @@ int moirai__peer_send(struct peer *p, uint8_t type, uint16_t flags, uint64_t tas
     moirai_mutex_unlock(&p->wlock);
     if (closed)
         return -EPIPE;
+    int rc;
     if (n <= PEER_SMALL_FRAME) {
         /* Small frames (tasks, results, heartbeats) go through the
-         * batcher, which sends one at once when the connection is idle
-         * and coalesces them while it is busy. */
+         * batcher, which hands one over at once when the connection is
+         * idle and coalesces them while it is busy. */
         uint8_t f[PEER_SMALL_FRAME];
         moirai__frame_put_header(f, type, flags, task_id, (uint32_t)(alen + blen));
         if (alen)
             memcpy(f + FRAME_HEADER_SIZE, a, alen);
         if (blen)
             memcpy(f + FRAME_HEADER_SIZE + alen, b, blen);
-        return moirai_batch_send(p->batch, f, n);
+        rc = moirai_batch_send(p->batch, f, n);
+    } else {
+        /* A large frame is a batch of its own: what the batcher holds
+         * goes first, so that one thread's frames keep their order. */
+        rc = moirai_batch_flush(p->batch);
+        if (rc == 0) {
+            uint8_t hdr[FRAME_HEADER_SIZE];
+            moirai__frame_put_header(hdr, type, flags, task_id, (uint32_t)(alen + blen));
+            moirai_mutex_lock(&p->wlock);
+            size_t before = p->qlen;
+            rc = queue_frames(p, hdr, sizeof hdr);
+            if (rc == 0 && alen)
+                rc = queue_frames(p, a, alen);
+            if (rc == 0 && blen)
+                rc = queue_frames(p, b, blen);
+            if (rc < 0)
+                p->qlen = before; /* nothing of the frame stays */
+            moirai_mutex_unlock(&p->wlock);
+        }
     }
-    /* A large frame is a batch of its own: what the batcher holds goes
-     * first, so that one thread's frames keep their order. */
-    uint8_t *f = moirai_malloc(n);
-    if (!f)
-        return -ENOMEM;
-    moirai__frame_put_header(f, type, flags, task_id, (uint32_t)(alen + blen));
-    if (alen)
-        memcpy(f + FRAME_HEADER_SIZE, a, alen);
-    if (blen)
-        memcpy(f + FRAME_HEADER_SIZE + alen, b, blen);
-    int rc = moirai_batch_flush(p->batch);
-    if (rc == 0)
-        rc = submit(p, f, n);
-    moirai_free(f);
+    kick(p);
     return rc;
 }
 
@@ -312,7 +341,7 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
     struct peer *p = arg;
     uint8_t *out = NULL;
     size_t outcap = 0;
-    bool shut = false, flush_due = false;
+    bool shut = false;
     moirai_mutex_lock(&p->wlock);
     for (;;) {
         if (p->wdead)
@@ -333,7 +362,6 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
             out = buf;
             outcap = bufcap;
             p->writing = true;
-            p->wactive = true;
             moirai_mutex_unlock(&p->wlock);
             struct iovec iov = {.iov_base = buf, .iov_len = n};
             int w = link_writev(p->link, &iov, 1, MOIRAI_DEADLINE_NEVER);
@@ -341,20 +369,18 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
                 count_sent(p, n);
             moirai_mutex_lock(&p->wlock);
             p->writing = false;
-            p->wactive = false;
             if (w != 0) {
                 moirai_mutex_unlock(&p->wlock);
                 moirai__peer_kill(p);
                 moirai_mutex_lock(&p->wlock);
                 break;
             }
-            flush_due = true;
             continue;
         }
-        if (flush_due || p->wclosed) {
-            /* Caught up: the frames the batcher kept while we were busy
-             * go now (from this fiber, through submit()). */
-            flush_due = false;
+        if (p->batch_held || p->wclosed) {
+            /* Caught up: the frames the batcher kept while a write was
+             * under way go now (the sink queues them; the loop writes). */
+            p->batch_held = false;
             bool closing = p->wclosed;
             moirai_mutex_unlock(&p->wlock);
             moirai_batch_flush(p->batch);
@@ -784,9 +810,7 @@ static struct peer *peer_create(struct moirai_node *node, struct link *link, boo
     /* No flusher thread: frames wait in the batcher only while the
      * writer fiber is busy, and the writer flushes it when done. */
     bc.manual_deadline = true;
-    p->scratch = moirai_malloc(PEER_BATCH_BYTES);
-    if (!p->scratch || moirai_batch_create(&p->batch, &bc) < 0) {
-        moirai_free(p->scratch);
+    if (moirai_batch_create(&p->batch, &bc) < 0) {
         moirai_free(p);
         link_shutdown(link);
         link_close(link);
