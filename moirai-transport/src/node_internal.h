@@ -90,11 +90,14 @@ struct peer {
     size_t qlen, qcap;
     uint8_t *sbuf; /* a spare buffer for kick() */
     size_t scap;
-    bool writing;    /* a thread or the writer fiber is writing now */
-    bool batch_held; /* the batcher kept frames because a write was under way */
-    bool wclosed;    /* no more frames; the writer flushes and leaves */
-    bool wshut;      /* shut the link down once flushed */
-    bool wdead;      /* the connection is over: queued bytes are dropped */
+    bool writing; /* a thread or the writer fiber is writing now */
+    bool wshut;   /* shut the link down once flushed */
+    bool wdead;   /* the connection is over: queued bytes are dropped */
+    /* writing or bytes queued, for the batcher's busy callback, which
+     * reads it without the lock (peer.c, write_ended()). */
+    _Atomic bool wbusy;
+    _Atomic bool batch_held; /* the batcher kept frames because a write was under way */
+    _Atomic bool wclosed;    /* no more frames; the writer flushes and leaves */
     /* Tasks this node runs for the peer, by task id. */
     moirai_mutex_t xlock;
     struct htab exec;

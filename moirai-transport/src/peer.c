@@ -170,7 +170,26 @@ static int enqueue_into(uint8_t **buf, size_t *cap, size_t *len, const void *b, 
  * after, which writes them or wakes the writer fiber. */
 static int enqueue(struct peer *p, const void *b, size_t n)
 {
-    return enqueue_into(&p->qbuf, &p->qcap, &p->qlen, b, n);
+    int rc = enqueue_into(&p->qbuf, &p->qcap, &p->qlen, b, n);
+    if (rc == 0 && n > 0)
+        /* Relaxed: the batcher's busy callback re-reads it, seq_cst,
+         * before it relies on it (batch_busy()). */
+        atomic_store_explicit(&p->wbusy, true, memory_order_relaxed);
+    return rc;
+}
+
+/* A write ended (wlock held): publishes whether the connection is still
+ * busy, then reports whether the batcher kept frames meanwhile. The two
+ * sides of a Dekker pair with batch_busy(), which stores `batch_held`
+ * and then loads `wbusy`: seq_cst on all four (the stores as exchanges,
+ * which every platform orders before a later load), so that either the
+ * sender sees the connection idle and sends itself, or this side sees
+ * `batch_held` and has the writer fiber flush the batcher; never
+ * neither. */
+static bool write_ended(struct peer *p)
+{
+    atomic_exchange_explicit(&p->wbusy, p->writing || p->qlen > 0, memory_order_seq_cst);
+    return atomic_load_explicit(&p->batch_held, memory_order_seq_cst);
 }
 
 /* Queues whole frames (`n` bytes) behind everything handed over before
@@ -191,7 +210,9 @@ static void kick(struct peer *p)
     bool failed = false;
     moirai_mutex_lock(&p->wlock);
     if (p->writing || p->wdead || p->qlen == 0 || !p->link->ops->try_writev) {
-        if (!p->writing && (p->qlen > 0 || p->batch_held))
+        /* Seq_cst: see write_ended(). */
+        if (!p->writing &&
+            (p->qlen > 0 || atomic_load_explicit(&p->batch_held, memory_order_seq_cst)))
             moirai_condvar_signal(&p->wcv);
         moirai_mutex_unlock(&p->wlock);
         return;
@@ -205,6 +226,8 @@ static void kick(struct peer *p)
     p->sbuf = NULL;
     p->scap = 0;
     p->writing = true;
+    /* Relaxed: as in enqueue(). */
+    atomic_store_explicit(&p->wbusy, true, memory_order_relaxed);
     moirai_mutex_unlock(&p->wlock);
     struct iovec iov = {.iov_base = buf, .iov_len = n};
     ssize_t w = p->link->ops->try_writev(p->link, &iov, 1);
@@ -235,7 +258,8 @@ static void kick(struct peer *p)
         p->scap = cap;
     } else
         moirai_free(buf);
-    if (p->qlen > 0 || p->batch_held || p->wclosed)
+    bool held = write_ended(p);
+    if (p->qlen > 0 || held || atomic_load_explicit(&p->wclosed, memory_order_relaxed))
         moirai_condvar_signal(&p->wcv);
     moirai_mutex_unlock(&p->wlock);
     if (failed) {
@@ -278,26 +302,27 @@ static int batch_sink(void *arg, const void *buf, size_t len, uint32_t count)
 /* The batcher's question: is the connection behind? Yes while a write is
  * under way or bytes are queued; then frames wait in the batcher (up to
  * its size bound) and `batch_held` tells the writer fiber to flush the
- * batcher once it has caught up. */
+ * batcher once it has caught up. No lock: the answer is asked for the
+ * first frames of every batch. */
 static int batch_busy(void *arg)
 {
     struct peer *p = arg;
-    moirai_mutex_lock(&p->wlock);
-    bool busy = p->writing || p->qlen > 0;
-    if (busy)
-        p->batch_held = true;
-    moirai_mutex_unlock(&p->wlock);
-    return busy;
+    /* Relaxed: an idle connection (the common case) needs nothing more;
+     * a busy one is confirmed below. */
+    if (!atomic_load_explicit(&p->wbusy, memory_order_relaxed))
+        return 0;
+    /* Seq_cst, the other side of write_ended()'s pair. */
+    atomic_exchange_explicit(&p->batch_held, true, memory_order_seq_cst);
+    return atomic_load_explicit(&p->wbusy, memory_order_seq_cst);
 }
 
 int moirai__peer_send(struct peer *p, uint8_t type, uint16_t flags, uint64_t task_id, const void *a,
                       size_t alen, const void *b, size_t blen)
 {
     size_t n = FRAME_HEADER_SIZE + alen + blen;
-    moirai_mutex_lock(&p->wlock);
-    bool closed = p->wclosed;
-    moirai_mutex_unlock(&p->wlock);
-    if (closed)
+    /* Relaxed: a hint (a frame that passes while the connection closes is
+     * dropped by queue_frames() or never written). */
+    if (atomic_load_explicit(&p->wclosed, memory_order_relaxed))
         return -EPIPE;
     int rc;
     if (n <= PEER_SMALL_FRAME) {
@@ -369,6 +394,7 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
                 count_sent(p, n);
             moirai_mutex_lock(&p->wlock);
             p->writing = false;
+            write_ended(p); /* the loop reads batch_held next */
             if (w != 0) {
                 moirai_mutex_unlock(&p->wlock);
                 moirai__peer_kill(p);
@@ -377,11 +403,11 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
             }
             continue;
         }
-        if (p->batch_held || p->wclosed) {
+        bool closing = atomic_load_explicit(&p->wclosed, memory_order_relaxed);
+        /* Seq_cst: see write_ended(). */
+        if (atomic_exchange_explicit(&p->batch_held, false, memory_order_seq_cst) || closing) {
             /* Caught up: the frames the batcher kept while a write was
              * under way go now (the sink queues them; the loop writes). */
-            p->batch_held = false;
-            bool closing = p->wclosed;
             moirai_mutex_unlock(&p->wlock);
             moirai_batch_flush(p->batch);
             moirai_mutex_lock(&p->wlock);
@@ -415,7 +441,8 @@ void moirai__peer_kill(struct peer *p)
      * open until the last reference goes, so no call races a close. */
     link_shutdown(p->link);
     moirai_mutex_lock(&p->wlock);
-    p->wclosed = true;
+    /* Relaxed: as in on_handshake(). */
+    atomic_store_explicit(&p->wclosed, true, memory_order_relaxed);
     p->wdead = true;
     p->qlen = 0; /* unsent: the connection is over */
     moirai_condvar_broadcast(&p->wcv);
@@ -604,7 +631,9 @@ static int on_handshake(struct reader *r, const struct frame *f)
              * dialing back. */
             moirai__peer_send(p, FRAME_HEARTBEAT, 0, 0, now, 8, NULL, 0);
             moirai_mutex_lock(&p->wlock);
-            p->wclosed = true;
+            /* Relaxed: wlock orders it for the writer; senders only
+             * take it as a hint. */
+            atomic_store_explicit(&p->wclosed, true, memory_order_relaxed);
             p->wshut = true;
             moirai_condvar_broadcast(&p->wcv);
             moirai_mutex_unlock(&p->wlock);
