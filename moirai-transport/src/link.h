@@ -99,10 +99,13 @@ struct backend_ops {
 };
 
 /* The backends. A backend that is not built in is a weak reference that
- * resolves to NULL (node.c then refuses it with -ENOTSUP). */
+ * the static link resolves to NULL (node.c then refuses it with
+ * -ENOTSUP); hidden, so that no other loaded object can supply it at run
+ * time. Adding link_mpi.c or link_shm.c to the library's sources is all
+ * it takes to plug one in. */
 extern const struct backend_ops moirai__backend_tcp;
-extern const struct backend_ops moirai__backend_mpi __attribute__((weak));
-extern const struct backend_ops moirai__backend_shm __attribute__((weak));
+extern const struct backend_ops moirai__backend_mpi __attribute__((weak, visibility("hidden")));
+extern const struct backend_ops moirai__backend_shm __attribute__((weak, visibility("hidden")));
 
 /* Shorthands for peer.c and membership.c. */
 static inline ssize_t link_read(struct link *l, void *buf, size_t len, uint64_t deadline)

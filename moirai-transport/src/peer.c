@@ -283,11 +283,14 @@ static int batch_sink(void *arg, const void *buf, size_t len, uint32_t count)
     const void *msg;
     int rc = 0;
     moirai_mutex_lock(&p->wlock);
-    while (rc == 0 && moirai_batch_next(buf, len, &off, &msg, &mlen) == 1)
+    bool dead = p->wdead;
+    while (!dead && rc == 0 && moirai_batch_next(buf, len, &off, &msg, &mlen) == 1)
         rc = queue_frames(p, msg, mlen);
     moirai_mutex_unlock(&p->wlock);
     if (rc < 0)
         return rc; /* -ENOMEM: the batch stays in the batcher */
+    if (dead)
+        return 0; /* taken and dropped, and not counted as sent */
     moirai__node_count(&p->node->st.batches, 1);
     moirai__node_count(&p->node->st.batched_frames, count);
     /* Acquire: pairs with claim()'s release of the member. */

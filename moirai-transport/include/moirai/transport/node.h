@@ -156,12 +156,12 @@ typedef struct moirai_node_stats {
     uint64_t auth_failures;   /* handshakes refused: wrong key, bad frames, timeout */
     uint64_t protocol_errors; /* authenticated connections closed for a bad frame */
     uint64_t peers_dead;      /* peers declared dead */
-    /* Adaptive batching of small frames (docs/transport.md, "Batching on
-     * a connection"): the batches handed to connections (each written
-     * with one call, or queued behind a write under way) and the frames
-     * in them; batched_frames / batches is the mean batch, 1.0 when every
-     * frame went out at once. */
+    /* Batches of small frames handed to connections by their adaptive
+     * batchers (docs/transport.md, "Batching on a connection"), each
+     * written with one call or queued behind a write under way. */
     uint64_t batches;
+    /* The frames in those batches: batched_frames / batches is the mean
+     * batch, 1.0 when every frame went out at once. */
     uint64_t batched_frames;
 } moirai_node_stats_t;
 
