@@ -915,11 +915,14 @@ Test(node, out_of_memory)
 }
 
 /* Frames through each connection's batcher: several threads spawn small
- * and large tasks (large ones skip the batcher after flushing it) at
- * once; every task ends exactly once with its own payload back, and the
+ * and large tasks at once (large ones skip the batcher after flushing
+ * it; at 256 KiB, several at once, they overflow what the socket takes
+ * at once, so that direct writes leave a rest for the writer fiber);
+ * every task ends exactly once with its own payload back, and the
  * batching counters agree with what was sent. */
 #define BATCH_THREADS 4
-#define BATCH_TASKS   150
+#define BATCH_TASKS   100
+#define BATCH_BIG     (256 * 1024)
 
 struct batch_worker {
     moirai_node_t *node;
@@ -932,10 +935,11 @@ static void *batch_spawner(void *arg)
 {
     struct batch_worker *w = arg;
     moirai_handle_t *h[BATCH_TASKS];
-    static uint8_t big[BATCH_THREADS][4000];
+    static uint8_t big[BATCH_THREADS][BATCH_BIG];
     for (int i = 0; i < BATCH_TASKS; i++) {
         uint32_t tag = (uint32_t)(w->idx * BATCH_TASKS + i);
-        /* Every tenth task carries 4000 bytes, more than a small frame. */
+        /* Every tenth task carries BATCH_BIG bytes, more than a small
+         * frame. */
         size_t len = i % 10 == 9 ? sizeof big[0] : sizeof tag;
         uint8_t *payload = len == sizeof tag ? (uint8_t *)&tag : big[w->idx];
         if (len != sizeof tag) {
@@ -952,7 +956,7 @@ static void *batch_spawner(void *arg)
             size_t len;
             const uint8_t *d = moirai_remote_result_data(v, &len);
             uint32_t tag = (uint32_t)(w->idx * BATCH_TASKS + i), got;
-            size_t want = i % 10 == 9 ? 4000 : sizeof tag;
+            size_t want = i % 10 == 9 ? BATCH_BIG : sizeof tag;
             memcpy(&got, d, sizeof got);
             if (len == want && got == tag && (want == sizeof tag || d[want - 1] == (tag & 0xff)))
                 w->ok++;
@@ -963,9 +967,19 @@ static void *batch_spawner(void *arg)
     return NULL;
 }
 
+static moirai_node_t *make_big(uint64_t id)
+{
+    moirai_node_config_t cfg;
+    base_config(&cfg, id);
+    cfg.max_payload = BATCH_BIG;
+    moirai_node_t *n = NULL;
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    return n;
+}
+
 Test(node, batched_frames)
 {
-    moirai_node_t *a = make(30, 0, 0), *b = make(40, 0, 0);
+    moirai_node_t *a = make_big(30), *b = make_big(40);
     cr_assert_eq(moirai_node_register(b, "echo", fn_echo, NULL), 0);
     link_nodes(a, b);
     pthread_t t[BATCH_THREADS];
