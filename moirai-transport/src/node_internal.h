@@ -9,10 +9,12 @@
  * frame.c (the codec), auth.c.
  *
  * Locks, always taken in this order: node->ptab_lock (tasks this node
- * waits for) -> node->lock (members, connections) -> peer->wlock (a
- * connection's outgoing bytes); peer->xlock (tasks run for that peer) and
+ * waits for) -> node->lock (members, connections) -> the lock inside
+ * peer->batch (a connection's batcher) -> peer->wlock (a connection's
+ * outgoing bytes); peer->xlock (tasks run for that peer) and
  * node->reg_lock are leaves. No lock is held across a wait for the
- * network. */
+ * network or a write to a link (a write runs unlocked, with the
+ * connection's `writing` set). */
 #ifndef MOIRAI_TRANSPORT_NODE_INTERNAL_H
 #define MOIRAI_TRANSPORT_NODE_INTERNAL_H
 
