@@ -82,8 +82,10 @@ struct backend_ops {
      * the parsed config.listen, or all zero when config.listen is NULL (the
      * backend's default). Fills *self with the address to advertise
      * (its port is what moirai_node_port() reports). May keep its state
-     * in node->backend_state. Returns 0 or a negative errno (nothing is
-     * left running then). */
+     * in node->backend_state. May replace node->id when !node->id_given
+     * (config.id was 0; node->id is then random), before it starts any
+     * fiber: nothing else of the node runs yet. Returns 0 or a negative
+     * errno (nothing is left running then). */
     int (*listen)(struct moirai_node *node, const struct frame_addr *where,
                   struct frame_addr *self);
     /* Connects to `to`, parking the calling fiber up to `deadline`. Stores

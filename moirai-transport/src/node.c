@@ -258,6 +258,7 @@ int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg)
     memcpy(node->key, cfg->key, cfg->key_len);
     node->key_len = cfg->key_len;
     node->id = cfg->id;
+    node->id_given = cfg->id != 0;
     while (node->id == 0) {
         uint8_t b[FRAME_NONCE_SIZE];
         moirai__auth_nonce(b);

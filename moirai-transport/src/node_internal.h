@@ -118,6 +118,10 @@ struct reg_entry {
 struct moirai_node {
     moirai_runtime_t *rt;
     uint64_t id;
+    /* config.id was set. Otherwise `id` is random when the backend's
+     * listen() runs, which may replace it (MPI: rank + 1) before it
+     * starts any fiber. */
+    bool id_given;
     uint8_t *key;
     size_t key_len;
     uint64_t heartbeat_ns;
