@@ -23,10 +23,8 @@
  * one known is ignored; news of a newer one supersedes a connection to
  * an older one (that process is gone, whether or not its death was
  * noticed yet). */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 
 #include <moirai/core/alloc.h>
@@ -153,22 +151,6 @@ struct peer *moirai__member_peer(struct moirai_node *node, uint64_t id)
     return p;
 }
 
-void moirai__member_sockaddr(const struct frame_addr *a, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof *ss);
-    if (a->family == 6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(a->port);
-        memcpy(&s6->sin6_addr, a->addr, 16);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(a->port);
-        memcpy(&s4->sin_addr, a->addr, 4);
-    }
-}
-
 /* References to every live peer (node->lock held); returns their count. */
 static size_t live_peers(struct moirai_node *node, struct peer **out)
 {
@@ -284,11 +266,8 @@ void moirai__membership_apply(struct moirai_node *node, const struct frame *f)
             }
             moirai_mutex_unlock(&node->lock);
         }
-        if (dial) {
-            struct sockaddr_storage ss;
-            moirai__member_sockaddr(&e.addr, &ss);
-            moirai__peer_dial(node, &ss, dial, NULL);
-        }
+        if (dial)
+            moirai__peer_dial(node, &e.addr, dial, NULL);
     }
 }
 
@@ -309,13 +288,11 @@ void moirai__membership_dead(struct moirai_node *node, struct peer *p)
         moirai__membership_broadcast(node);
 }
 
-/* Bytes received on the peer's socket and not read yet. */
-static int unread(struct peer *p)
+/* Bytes received on the peer's link and not read yet (0 when its backend
+ * cannot tell). */
+static size_t unread(struct peer *p)
 {
-    int fd = moirai_io_fd(p->io), n = 0;
-    if (fd < 0 || ioctl(fd, FIONREAD, &n) < 0)
-        return 0;
-    return n;
+    return p->link->ops->unread ? p->link->ops->unread(p->link) : 0;
 }
 
 static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
@@ -351,7 +328,7 @@ static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void *
             struct peer *p = peers[i];
             uint64_t last = atomic_load_explicit(&p->last_recv_ns, memory_order_relaxed);
             if (now > last && now - last > limit && unread(p) > 0) {
-                /* Bytes wait in the socket: the peer spoke and this node
+                /* Bytes wait in the link: the peer spoke and this node
                  * is the slow one (its reader has not run yet). */
                 atomic_store_explicit(&p->last_recv_ns, now, memory_order_relaxed);
                 last = now;

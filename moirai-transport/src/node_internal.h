@@ -1,7 +1,8 @@
 /* What the files of a node share: the node, its members, its connections
  * and the entry points each file offers the others.
  *
- * Files: node.c (config, create/destroy, queries), registry.c (task
+ * Files: node.c (config, the backend table, create/destroy, queries),
+ * link.h with link_tcp.c (the bytes: links and backends), registry.c (task
  * names), keys.c (data keys: this node's, and those its peers hold),
  * membership.c (members, heartbeats, deaths, rejoins, deadlines), peer.c
  * (one connection: handshake, reader, writer), remote_spawn.c (the
@@ -10,10 +11,12 @@
  *
  * Locks, always taken in this order: node->keys_lock (this node's data
  * keys) -> node->ptab_lock (tasks this node waits for) -> node->lock
- * (members, connections, the keys peers hold) -> peer->wlock (a
- * connection's outgoing bytes); peer->xlock (tasks run for that peer) and
+ * (members, connections, the keys peers hold) -> the lock inside
+ * peer->batch (a connection's batcher) -> peer->wlock (a connection's
+ * outgoing bytes); peer->xlock (tasks run for that peer) and
  * node->reg_lock are leaves. No lock is held across a wait for the
- * network. */
+ * network or a write to a link (a write runs unlocked, with the
+ * connection's `writing` set). */
 #ifndef MOIRAI_TRANSPORT_NODE_INTERNAL_H
 #define MOIRAI_TRANSPORT_NODE_INTERNAL_H
 
@@ -21,14 +24,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <moirai/async/net.h>
+#include <moirai/async/runtime.h>
 #include <moirai/sync/condvar.h>
 #include <moirai/sync/mutex.h>
 #include <moirai/sync/waitgroup.h>
+#include <moirai/transport/batch.h>
 #include <moirai/transport/node.h>
 
 #include "frame.h"
 #include "htab.h"
+#include "link.h"
 
 /* Counters shared by the node and each member (relaxed atomics: each is
  * an independent count, read for statistics only). */
@@ -37,6 +42,7 @@ struct node_counters {
     _Atomic uint64_t bytes_sent, bytes_received;
     _Atomic uint64_t rtt_count, rtt_sum_ns, rtt_min_ns, rtt_max_ns;
     _Atomic uint64_t auth_failures, protocol_errors, peers_dead;
+    _Atomic uint64_t batches, batched_frames;
 };
 
 enum member_state { MEMBER_KNOWN = 0, MEMBER_ALIVE = 1, MEMBER_DEAD = 2 };
@@ -66,12 +72,19 @@ struct member {
 
 enum peer_state { PEER_HANDSHAKE = 0, PEER_LIVE = 1, PEER_DEAD = 2 };
 
+/* Frames up to this size (header included) go through the connection's
+ * batcher; larger ones are written on their own. */
+#define PEER_SMALL_FRAME 1024u
+/* The batcher's size bound: the most bytes (with its 4-byte framing) one
+ * batch holds before it goes out. */
+#define PEER_BATCH_BYTES 16384u
+
 /* One connection. Reference counted: its reader fiber, its writer fiber,
  * every task running for it, and whoever briefly holds it. The last
- * reference closes the socket, so no one uses a closed io handle. */
+ * reference closes the link, so no one uses a closed link. */
 struct peer {
     struct moirai_node *node;
-    moirai_io_t *io;
+    struct link *link;
     _Atomic uint32_t refs;
     _Atomic int state; /* enum peer_state */
     bool initiator;
@@ -81,18 +94,24 @@ struct peer {
     struct member *m;                 /* its member entry, once claimed (node->lock) */
     _Atomic(struct member *) stats_m; /* the same, for lock-free statistics */
     _Atomic uint64_t last_recv_ns;
-    /* Outgoing bytes, moved by the writer fiber in as few writes as it can. */
+    /* Outgoing frames: small ones through the batcher, whose sink queues
+     * them under wlock; the queue is written by the sending thread when
+     * the link is idle (kick()), else by the writer fiber. */
+    moirai_batch_t *batch;
     moirai_mutex_t wlock;
     moirai_condvar_t wcv;
-    uint8_t *wbuf;
-    size_t wlen, wcap;
-    uint8_t *sbuf; /* a spare buffer for write_direct() */
+    uint8_t *qbuf; /* bytes to write, in order */
+    size_t qlen, qcap;
+    uint8_t *sbuf; /* a spare buffer for kick() */
     size_t scap;
-    uint8_t *rest; /* the unsent tail of a direct send, written first */
-    size_t rest_off, rest_len;
     bool writing; /* a thread or the writer fiber is writing now */
-    bool wclosed; /* no more frames; the writer flushes and leaves */
-    bool wshut;   /* shut the socket down once flushed */
+    bool wshut;   /* shut the link down once flushed */
+    bool wdead;   /* the connection is over: queued bytes are dropped */
+    /* writing or bytes queued, for the batcher's busy callback, which
+     * reads it without the lock (peer.c, write_ended()). */
+    _Atomic bool wbusy;
+    _Atomic bool batch_held; /* the batcher kept frames because a write was under way */
+    _Atomic bool wclosed;    /* no more frames; the writer flushes and leaves */
     /* Tasks this node runs for the peer, by task id. */
     moirai_mutex_t xlock;
     struct htab exec;
@@ -112,6 +131,10 @@ struct moirai_node {
     moirai_runtime_t *rt;
     uint64_t id;
     uint64_t incarnation; /* this life of `id`, sent in HELLOs */
+    /* config.id was set. Otherwise `id` is random when the backend's
+     * listen() runs, which may replace it (MPI: rank + 1) before it
+     * starts any fiber. */
+    bool id_given;
     uint8_t *key;
     size_t key_len;
     uint64_t heartbeat_ns;
@@ -120,7 +143,8 @@ struct moirai_node {
     uint32_t max_retries;
     uint64_t handshake_ns;
     moirai_placement_t placement;
-    moirai_io_t *listener;
+    const struct backend_ops *backend;
+    void *backend_state;         /* the backend's own (link_*.c) */
     struct frame_addr self_addr; /* as advertised in HELLOs */
     uint16_t port;
 
@@ -161,7 +185,6 @@ struct moirai_node {
 int moirai__node_spawn_fiber(struct moirai_node *node, moirai_task_fn fn, void *arg);
 void moirai__node_count(_Atomic uint64_t *c, uint64_t n);
 void moirai__node_rtt(struct node_counters *st, uint64_t ns);
-int moirai__node_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len);
 
 /* registry.c */
 moirai_remote_fn moirai__registry_find(struct moirai_node *node, const uint8_t *name, size_t len,
@@ -183,14 +206,15 @@ void moirai__keys_fini(struct moirai_node *node);
 
 /* peer.c */
 struct connect_wait;
-/* Starts a connection over `io` (accepted, or dialed when `initiator`),
- * on a new reader fiber. Takes ownership of io. `cw` may be NULL. */
-int moirai__peer_start(struct moirai_node *node, moirai_io_t *io, bool initiator,
+/* Starts a connection over `link` (accepted, or dialed when `initiator`),
+ * on a new reader fiber. Takes ownership of the link (closes it on
+ * error). `cw` may be NULL. Returns 0 or a negative errno. */
+int moirai__peer_start(struct moirai_node *node, struct link *link, bool initiator,
                        struct connect_wait *cw);
-/* Dials `ss` on a fiber and reports to `cw` (may be NULL); `m`, if not
- * NULL, is the member being dialed (its `dialing` flag is cleared when
- * the attempt ends). */
-int moirai__peer_dial(struct moirai_node *node, const struct sockaddr_storage *ss, struct member *m,
+/* Dials `to` through the node's backend on a fiber and reports to `cw`
+ * (may be NULL); `m`, if not NULL, is the member being dialed (its
+ * `dialing` flag is cleared when the attempt ends). */
+int moirai__peer_dial(struct moirai_node *node, const struct frame_addr *to, struct member *m,
                       struct connect_wait *cw);
 /* Queues one frame: header and up to two body parts. Returns 0 or -EPIPE
  * (the connection is closing), -ENOMEM. */
@@ -220,8 +244,6 @@ void moirai__membership_apply(struct moirai_node *node, const struct frame *f);
 void moirai__membership_dead(struct moirai_node *node, struct peer *p);
 /* Starts the heartbeat fiber. */
 int moirai__membership_start(struct moirai_node *node);
-/* Resolves an advertised address to a socket address. */
-void moirai__member_sockaddr(const struct frame_addr *a, struct sockaddr_storage *ss);
 /* True if incarnation `inc` of the member may connect: it is later than
  * every one heard of, or the current one and not dead (node->lock held). */
 bool moirai__member_admits(const struct member *m, uint64_t inc);

@@ -199,6 +199,15 @@ static bool bad_setting(int i, moirai_node_config_t *c)
     case 18:
         c->listen = "127.0.0.1:";
         return true;
+    case 20:
+        c->backend = (moirai_node_backend_t)3; /* past the last backend */
+        return true;
+    case 21:
+        c->backend = (moirai_node_backend_t)-1;
+        return true;
+    case 22:
+        c->backend = (moirai_node_backend_t)0x7fffffff;
+        return true;
     default:
         return false;
     }
@@ -242,6 +251,44 @@ Test(node, config_errors)
     cr_assert_eq(moirai_node_create(&n, &cfg), 0);
     cr_assert_neq(moirai_node_id(n), 0);
     moirai_node_destroy(n);
+}
+
+/* The backend table: TCP is always there (and 0 is TCP); a backend that
+ * is not built in is -ENOTSUP and leaves nothing behind; one that is
+ * built in is reported as such. A bad config is -EINVAL before the
+ * backend is looked at. */
+Test(node, backends)
+{
+    cr_assert(moirai_node_backend_supported(MOIRAI_NODE_BACKEND_TCP));
+    cr_assert_not(moirai_node_backend_supported((moirai_node_backend_t)3));
+    cr_assert_not(moirai_node_backend_supported((moirai_node_backend_t)-1));
+    moirai_node_config_t cfg;
+    moirai_node_t *n = NULL;
+    base_config(&cfg, 5);
+    cfg.backend = MOIRAI_NODE_BACKEND_TCP;
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    cr_assert_neq(moirai_node_port(n), 0);
+    moirai_node_destroy(n);
+    n = NULL;
+    int missing = 0;
+    const moirai_node_backend_t others[] = {MOIRAI_NODE_BACKEND_MPI, MOIRAI_NODE_BACKEND_SHM};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        if (moirai_node_backend_supported(others[i]))
+            continue;
+        missing++;
+        base_config(&cfg, 6);
+        cfg.backend = others[i];
+        cr_assert_eq(moirai_node_create(&n, &cfg), -ENOTSUP, "backend %d", (int)others[i]);
+        cr_assert_null(n);
+        /* Validation comes first: a bad field is -EINVAL whatever the
+         * backend. */
+        cfg.key_len = 3;
+        cr_assert_eq(moirai_node_create(&n, &cfg), -EINVAL);
+        cr_assert_null(n);
+    }
+    /* This build has neither MPI nor shared memory unless they were added
+     * (then the branch above is skipped for them). */
+    cr_log_info("%d backend(s) not built in", missing);
 }
 
 Test(node, register_and_spawn_errors)
@@ -1505,4 +1552,106 @@ Test(node, locality_least_loaded_holder)
     moirai_node_destroy(b);
     moirai_node_destroy(c);
     moirai_node_destroy(d);
+}
+
+/* Frames through each connection's batcher: several threads spawn small
+ * and large tasks at once (large ones skip the batcher after flushing
+ * it; at 256 KiB, several at once, they overflow what the socket takes
+ * at once, so that direct writes leave a rest for the writer fiber);
+ * every task ends exactly once with its own payload back, and the
+ * batching counters agree with what was sent. */
+#define BATCH_THREADS 4
+#define BATCH_TASKS   100
+#define BATCH_BIG     (256 * 1024)
+
+struct batch_worker {
+    moirai_node_t *node;
+    uint64_t target;
+    int idx;
+    int ok;
+};
+
+static void *batch_spawner(void *arg)
+{
+    struct batch_worker *w = arg;
+    moirai_handle_t *h[BATCH_TASKS];
+    static uint8_t big[BATCH_THREADS][BATCH_BIG];
+    for (int i = 0; i < BATCH_TASKS; i++) {
+        uint32_t tag = (uint32_t)(w->idx * BATCH_TASKS + i);
+        /* Every tenth task carries BATCH_BIG bytes, more than a small
+         * frame. */
+        size_t len = i % 10 == 9 ? sizeof big[0] : sizeof tag;
+        uint8_t *payload = len == sizeof tag ? (uint8_t *)&tag : big[w->idx];
+        if (len != sizeof tag) {
+            memset(big[w->idx], (int)(tag & 0xff), sizeof big[0]);
+            memcpy(big[w->idx], &tag, sizeof tag);
+        }
+        if (moirai_node_spawn(w->node, w->target, "echo", payload, len, 0, MOIRAI_DEADLINE_NEVER,
+                              &h[i]) != 0)
+            return NULL;
+    }
+    for (int i = 0; i < BATCH_TASKS; i++) {
+        void *v = NULL;
+        if (moirai_handle_join_timed(h[i], secs(30), &v) == 0) {
+            size_t len;
+            const uint8_t *d = moirai_remote_result_data(v, &len);
+            uint32_t tag = (uint32_t)(w->idx * BATCH_TASKS + i), got;
+            size_t want = i % 10 == 9 ? BATCH_BIG : sizeof tag;
+            memcpy(&got, d, sizeof got);
+            if (len == want && got == tag && (want == sizeof tag || d[want - 1] == (tag & 0xff)))
+                w->ok++;
+        }
+        moirai_remote_result_free(v);
+        moirai_handle_release(h[i]);
+    }
+    return NULL;
+}
+
+static moirai_node_t *make_big(uint64_t id)
+{
+    moirai_node_config_t cfg;
+    base_config(&cfg, id);
+    cfg.max_payload = BATCH_BIG;
+    moirai_node_t *n = NULL;
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    return n;
+}
+
+Test(node, batched_frames)
+{
+    moirai_node_t *a = make_big(30), *b = make_big(40);
+    cr_assert_eq(moirai_node_register(b, "echo", fn_echo, NULL), 0);
+    link_nodes(a, b);
+    pthread_t t[BATCH_THREADS];
+    struct batch_worker w[BATCH_THREADS];
+    for (int i = 0; i < BATCH_THREADS; i++) {
+        w[i] = (struct batch_worker){a, 40, i, 0};
+        cr_assert_eq(pthread_create(&t[i], NULL, batch_spawner, &w[i]), 0);
+    }
+    for (int i = 0; i < BATCH_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(w[i].ok, BATCH_TASKS, "thread %d: %d of %d tasks right", i, w[i].ok,
+                     BATCH_TASKS);
+    }
+    moirai_node_stats_t sa, sb, pa;
+    moirai_node_stats(a, &sa);
+    moirai_node_stats(b, &sb);
+    cr_assert_eq(moirai_node_peer_stats(a, 40, &pa), 0);
+    /* Small spawns (9 in 10) went through a's batcher, small results
+     * through b's; each batch holds at least one frame. */
+    uint64_t small = BATCH_THREADS * (BATCH_TASKS - BATCH_TASKS / 10);
+    cr_assert_geq(sa.batched_frames, small);
+    cr_assert_geq(sb.batched_frames, small);
+    cr_assert_geq(sa.batches, 1);
+    cr_assert_leq(sa.batches, sa.batched_frames);
+    cr_assert_leq(sb.batches, sb.batched_frames);
+    /* The peer's counters are part of the node's. */
+    cr_assert_geq(pa.batched_frames, small);
+    cr_assert_leq(pa.batched_frames, sa.batched_frames);
+    cr_assert_eq(sa.tasks_completed, BATCH_THREADS * BATCH_TASKS);
+    cr_log_info("a: %llu frames in %llu batches; b: %llu in %llu",
+                (unsigned long long)sa.batched_frames, (unsigned long long)sa.batches,
+                (unsigned long long)sb.batched_frames, (unsigned long long)sb.batches);
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
 }

@@ -97,6 +97,21 @@ typedef enum moirai_placement {
     MOIRAI_PLACEMENT_LOCALITY = 3,
 } moirai_placement_t;
 
+/* How a node reaches the others: the byte transport under the frames.
+ * Everything above bytes (handshake, authentication, frames, membership,
+ * tasks) is the same on every backend; docs/transport.md, "Backends",
+ * describes each. A backend not built into this library is -ENOTSUP from
+ * moirai_node_create() (see moirai_node_backend_supported()). */
+typedef enum moirai_node_backend {
+    /* TCP through moirai-async's reactor; `listen` and `seeds` are
+     * "host:port". The default. */
+    MOIRAI_NODE_BACKEND_TCP = 0,
+    /* One node per MPI rank (MPICH); `listen` and `seeds` are ignored and
+     * the node id is rank + 1 unless `id` is set. */
+    MOIRAI_NODE_BACKEND_MPI = 1,
+    /* Shared-memory rings between nodes on one host. */
+    MOIRAI_NODE_BACKEND_SHM = 2,
+} moirai_node_backend_t;
 /* Per-spawn attributes for moirai_node_spawn_attr(). Fill with
  * moirai_remote_attr_init(); a zeroed field means its default, and a
  * NULL attr pointer means all defaults. */
@@ -162,6 +177,10 @@ typedef struct moirai_node_config {
      * process), so a restarted process rejoins as long as the clock did
      * not step back. */
     uint64_t incarnation;
+    /* The transport to the other nodes. 0: MOIRAI_NODE_BACKEND_TCP. A
+     * value outside the enum is -EINVAL; a backend not built in,
+     * -ENOTSUP. Every node of a cluster uses the same backend. */
+    moirai_node_backend_t backend;
 } moirai_node_config_t;
 
 /* Per-node and per-peer counters. Read with relaxed loads: each counter
@@ -181,6 +200,13 @@ typedef struct moirai_node_stats {
     uint64_t auth_failures;   /* handshakes refused: wrong key, bad frames, timeout */
     uint64_t protocol_errors; /* authenticated connections closed for a bad frame */
     uint64_t peers_dead;      /* peers declared dead */
+    /* Batches of small frames handed to connections by their adaptive
+     * batchers (docs/transport.md, "Batching on a connection"), each
+     * written with one call or queued behind a write under way. */
+    uint64_t batches;
+    /* The frames in those batches: batched_frames / batches is the mean
+     * batch, 1.0 when every frame went out at once. */
+    uint64_t batched_frames;
 } moirai_node_stats_t;
 
 #ifdef __cplusplus
@@ -190,6 +216,11 @@ extern "C" {
 /* Sets `*cfg` to the defaults (all zero). NULL is ignored. */
 MOIRAI_TRANSPORT_API void moirai_node_config_init(moirai_node_config_t *cfg);
 
+/* Whether `backend` is built into this library (TCP always is; MPI needs
+ * MPICH at build time). False for a value outside the enum. Never blocks;
+ * thread-safe. */
+MOIRAI_TRANSPORT_API bool moirai_node_backend_supported(moirai_node_backend_t backend);
+
 /* Creates a node: validates `cfg`, listens, and starts connecting to the
  * seeds in the background (a seed that refuses is retried, backing off to
  * one attempt per second, until a handshake with it completes; a seed
@@ -197,8 +228,9 @@ MOIRAI_TRANSPORT_API void moirai_node_config_init(moirai_node_config_t *cfg);
  * blocks for the network. Thread-safe; several nodes may share one
  * runtime. Returns 0, -EINVAL (NULL out or cfg, NULL runtime, a missing
  * or short key, an unparsable address, a value out of range),
- * -EADDRINUSE, -EIO (libsodium could not start), -ENOMEM, or another
- * error of moirai_tcp_listen(); on error nothing is left behind and
+ * -EADDRINUSE, -EIO (libsodium could not start), -ENOTSUP (the backend is
+ * not built in), -ENOMEM, or another error of the backend's listen
+ * (moirai_tcp_listen() for TCP); on error nothing is left behind and
  * `*out` is untouched. */
 MOIRAI_TRANSPORT_API int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg);
 
