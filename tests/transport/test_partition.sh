@@ -46,23 +46,40 @@ for ns in $(ip netns list 2>/dev/null | awk '{ print $1 }' | grep '^moirai-pt-[0
 done
 
 child=
-# Kills every process of session $1: the test, Criterion's worker (which
-# has a process group of its own) and the helper nodes.
-kill_session() {
-    sid=$1
-    for st in /proc/[0-9]*/stat; do
-        line=$(cat "$st" 2>/dev/null) || continue
-        set -- ${line##*) }
-        # After the command: state, parent, process group, session.
-        [ "${4:-}" = "$sid" ] || continue
-        pid=${st#/proc/}
-        kill -KILL "${pid%/stat}" 2>/dev/null
+# shellcheck disable=SC2317 # run from cleanup, from the EXIT trap
+# Kills process $1 and all its descendants: the test's runner, Criterion's
+# worker (in a session of its own) and the helper nodes. The whole tree is
+# collected before anything is killed, since a killed parent's children
+# are handed to init.
+kill_tree() {
+    tree=" $1 "
+    grown=1
+    while [ "$grown" = 1 ]; do
+        grown=0
+        for st in /proc/[0-9]*/stat; do
+            line=$(cat "$st" 2>/dev/null) || continue
+            pid=${st#/proc/}
+            pid=${pid%/stat}
+            # shellcheck disable=SC2086 # split into fields on purpose
+            set -- ${line##*) }
+            # After the command: state, parent.
+            case "$tree" in
+            *" $pid "*) ;;
+            *" ${2:-x} "*)
+                tree="$tree$pid "
+                grown=1
+                ;;
+            esac
+        done
     done
+    # shellcheck disable=SC2086 # one argument per pid
+    kill -KILL $tree 2>/dev/null
 }
+# shellcheck disable=SC2317 # run from the EXIT trap
 cleanup() {
     # The test and its helper nodes first, then the namespaces.
     if [ -n "$child" ]; then
-        kill_session "$child"
+        kill_tree "$child"
     fi
     for n in n1 n2 n3 hub; do
         ip netns del "$prefix-$n" 2>/dev/null
@@ -108,10 +125,10 @@ try "nftables cannot delete its table" ip netns exec "$prefix-n3" nft delete tab
 
 export MOIRAI_PT_NS1="$prefix-n1" MOIRAI_PT_NS2="$prefix-n2" MOIRAI_PT_NS3="$prefix-n3"
 export MOIRAI_PT_IP1=10.213.0.1 MOIRAI_PT_IP2=10.213.0.2 MOIRAI_PT_IP3=10.213.0.3
-# The test runs in a session of its own (setsid), so that a stop of this
-# script (meson's timeout sends SIGTERM) takes the test process, Criterion's
-# worker and the helper nodes with it before the namespaces go.
-setsid "$@" &
+# A stop of this script (meson's timeout sends SIGTERM) takes the test
+# process, Criterion's worker and the helper nodes with it before the
+# namespaces go (cleanup).
+"$@" &
 child=$!
 wait "$child"
 rc=$?
