@@ -13,8 +13,10 @@
  * (and declares them dead); every task in flight on it ends exactly once,
  * an idempotent one retried on node 2 and answered, another one with
  * -EHOSTDOWN and never run again; the isolated node's tasks see their
- * spawner die (their tokens are cancelled); and after healing, a death
- * stays final: handshakes with the dead id are refused and the live sets
+ * spawner die (their tokens are cancelled); the tasks the isolated node
+ * itself had in flight end exactly once with -EHOSTDOWN (no live node is
+ * left to retry on) and are cancelled where they ran; and after healing, a
+ * death stays final: handshakes with the dead id are refused and the live sets
  * do not change.
  *
  * Every wait is bounded; every helper exits when this process's end of its
@@ -38,9 +40,13 @@
 #include <moirai/core/clock.h>
 #include <moirai/transport/node.h>
 
+#include "test_partition_work.h"
+
 #define KEY "test-partition-key-0123456789"
 /* Tasks in flight on node 3 when it is cut off; even x idempotent. */
 #define TASKS 40
+/* Tasks node 3 itself has in flight on node 1 then; even ones idempotent. */
+#define TASKS_FROM_3 10
 /* Heartbeats as in the helpers: 1 s without a frame is a death. */
 #define HEARTBEAT_NS 50000000ull
 #define MISSES       20
@@ -55,6 +61,7 @@ struct helper {
 
 static moirai_runtime_t *rt;
 static moirai_node_t *n1;
+static struct work_counts n1_counts;
 static struct helper h2, h3;
 static char addr1[32], addr3[32];
 
@@ -261,6 +268,8 @@ static void cluster_up(void)
     cfg.heartbeat_ns = HEARTBEAT_NS;
     cfg.heartbeat_misses = MISSES;
     cr_assert_eq(moirai_node_create(&n1, &cfg), 0);
+    n1_counts.self_id = 1;
+    cr_assert_eq(moirai_node_register(n1, "work", partition_work, &n1_counts), 0);
     snprintf(addr1, sizeof addr1, "%s:%u", env("MOIRAI_PT_IP1"), (unsigned)moirai_node_port(n1));
     start_helper(&h2, 2, env("MOIRAI_PT_NS2"), env("MOIRAI_PT_IP2"));
     start_helper(&h3, 3, env("MOIRAI_PT_NS3"), env("MOIRAI_PT_IP3"));
@@ -339,10 +348,16 @@ Test(partition, isolated_node_declared_dead_and_its_tasks_end_exactly_once)
     moirai_handle_t *h[TASKS];
     for (uint64_t x = 0; x < TASKS; x++)
         cr_assert_eq(spawn_work(3, x, 3, x % 2 == 0 ? MOIRAI_REMOTE_IDEMPOTENT : 0, &h[x]), 0);
-    /* In flight for real: every task started on node 3 and waits there. */
+    /* And node 3 has tasks of its own waiting on node 1. */
+    char line[512], cmd[64];
+    snprintf(cmd, sizeof cmd, "spawn %d 1 1\n", TASKS_FROM_3);
+    ask(&h3, cmd, line, sizeof line);
+    cr_assert_str_eq(line, "SPAWNED 0");
+    /* In flight for real: every task started where it runs and waits. */
     uint64_t end = moirai_deadline_after(WAIT_NS);
-    while (get_view(&h3).started != TASKS) {
-        cr_assert_lt(moirai_clock_now_ns(), end, "node 3 never started every task");
+    while (get_view(&h3).started != TASKS ||
+           atomic_load_explicit(&n1_counts.started, memory_order_relaxed) != TASKS_FROM_3) {
+        cr_assert_lt(moirai_clock_now_ns(), end, "the tasks never all started");
         usleep(20000);
     }
 
@@ -382,10 +397,23 @@ Test(partition, isolated_node_declared_dead_and_its_tasks_end_exactly_once)
         usleep(20000);
     }
     cr_assert_eq(v3.started, TASKS);
+    /* Node 3's own tasks, on node 1, end exactly once each with
+     * -EHOSTDOWN: the plain ones because their node died, the idempotent
+     * ones because node 3 has no live node left to retry them on. Node 1
+     * cancelled every one of them (their spawner died). */
+    ask(&h3, "join\n", line, sizeof line);
+    snprintf(cmd, sizeof cmd, "JOINED 0 %d 0", TASKS_FROM_3);
+    cr_assert_str_eq(line, cmd);
+    end = moirai_deadline_after(WAIT_NS);
+    while (atomic_load_explicit(&n1_counts.cancelled, memory_order_relaxed) != TASKS_FROM_3) {
+        cr_assert_lt(moirai_clock_now_ns(), end, "node 1 never cancelled node 3's tasks");
+        usleep(20000);
+    }
+    for (int x = 100; x < 100 + TASKS_FROM_3; x++)
+        cr_assert_eq(atomic_load_explicit(&n1_counts.runs[x], memory_order_relaxed), 1);
 
     /* Runs: node 3 ran every task once; node 2 ran each idempotent one
      * once and never a plain one. */
-    char line[512];
     ask(&h3, "runs 40\n", line, sizeof line);
     const char *p = line + strlen("RUNS");
     for (int x = 0; x < TASKS; x++) {

@@ -4,76 +4,47 @@
  *   test_partition_node <id> <key> <listen> [seed]
  *
  * Listens on `listen` ("a.b.c.d:0": the namespace's address, a free port),
- * prints "READY <port>" on stdout, then answers commands read from stdin,
- * one per line, each with one line on stdout:
+ * registers "work" (test_partition_work.h), prints "READY <port>" on
+ * stdout, then answers commands read from stdin, one per line, each with
+ * one line on stdout:
  *   view            -> "VIEW <live> <peers_dead> <started> <cancelled> [id ...]":
  *                      the live peers' count, the peers this node declared
- *                      dead, the `work` tasks that blocked here and those of
+ *                      dead, the `work` runs that blocked here and those of
  *                      them whose token was cancelled, then the live ids
  *   runs <n>        -> "RUNS <c0> <c1> ... <c(n-1)>": how many times `work`
- *                      ran with x = 0 .. n-1 here (n at most WORK_XS)
+ *                      ran here with x = 0 .. n-1 (n at most WORK_XS)
+ *   spawn <n> <target> <block_on>
+ *                   -> "SPAWNED <rc>": spawns n `work` tasks on `target`,
+ *                      x = 100 .. 100+n-1, even ones idempotent, blocking on
+ *                      node block_on, and keeps their handles (n at most
+ *                      MAX_SPAWNED; rc is the first spawn error, or 0)
+ *   join            -> "JOINED <answered> <hostdown> <other>": joins the kept
+ *                      handles (30 s at most each) and counts how they ended
  *   connect <addr>  -> "CONNECT <rc>": moirai_node_connect()'s result
  * and at the end of stdin (the test's end of the pipe closed, also when the
  * test died) destroys its node and runtime and exits 0.
  *
  * The commands go through stdin rather than through remote tasks because
- * the isolated node must answer them while no network reaches it.
- *
- * Registered function:
- *   work  u64 x, u64 block_on -> u64 x*x, u64 this node's id; on the node
- *                                whose id is block_on it first waits for its
- *                                cancel token (30 s at most) and returns
- *                                -ECANCELED once cancelled */
+ * the isolated node must answer them while no network reaches it. */
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <moirai/async/runtime.h>
-#include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
+#include <moirai/core/handle.h>
 #include <moirai/transport/node.h>
 
-#define WORK_XS  256
-#define MAX_VIEW 16
+#include "test_partition_work.h"
 
-static uint64_t self_id;
+#define MAX_VIEW    16
+#define MAX_SPAWNED 64
+
 static moirai_node_t *node;
-/* Counters written by task fibers on any worker and read by the command
- * loop: each is a count on its own, read for a report,
- * never used to order other memory, so relaxed is enough. */
-static _Atomic uint32_t runs[WORK_XS];
-static _Atomic uint64_t blocked_started, blocked_cancelled;
-
-static int fn_work(void *arg, const void *payload, size_t len, const moirai_cancel_token_t *cancel,
-                   void **result, size_t *result_len)
-{
-    (void)arg;
-    uint64_t in[2];
-    if (len != sizeof in)
-        return -EINVAL;
-    memcpy(in, payload, sizeof in);
-    if (in[0] >= WORK_XS)
-        return -EINVAL;
-    atomic_fetch_add_explicit(&runs[in[0]], 1, memory_order_relaxed);
-    if (in[1] == self_id) {
-        atomic_fetch_add_explicit(&blocked_started, 1, memory_order_relaxed);
-        /* Bounded: a lost cancel shows as a result, not as a hang. */
-        if (moirai_cancel_token_wait_timed(cancel, moirai_deadline_after(30000000000ull)) == 0) {
-            atomic_fetch_add_explicit(&blocked_cancelled, 1, memory_order_relaxed);
-            return -ECANCELED;
-        }
-    }
-    uint64_t *out = moirai_malloc(2 * sizeof *out);
-    if (!out)
-        return -ENOMEM;
-    out[0] = in[0] * in[0];
-    out[1] = self_id;
-    *result = out;
-    *result_len = 2 * sizeof *out;
-    return 0;
-}
+static struct work_counts counts;
+static moirai_handle_t *spawned[MAX_SPAWNED];
+static unsigned spawned_n;
 
 /* Stores live, peers_dead, then up to MAX_VIEW live ids; returns how many
  * u64s it stored (0 on an error). */
@@ -88,25 +59,65 @@ static size_t view(uint64_t *out)
     return 2 + (size_t)(live < MAX_VIEW ? live : MAX_VIEW);
 }
 
+static int spawn_many(unsigned n, uint64_t target, uint64_t block_on)
+{
+    if (n > MAX_SPAWNED - spawned_n)
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t in[2] = {100 + i, block_on};
+        uint32_t flags = i % 2 == 0 ? MOIRAI_REMOTE_IDEMPOTENT : 0;
+        int rc = moirai_node_spawn(node, target, "work", in, sizeof in, flags,
+                                   MOIRAI_DEADLINE_NEVER, &spawned[spawned_n]);
+        if (rc < 0)
+            return rc;
+        spawned_n++;
+    }
+    return 0;
+}
+
+static void join_all(void)
+{
+    unsigned answered = 0, hostdown = 0, other = 0;
+    for (unsigned i = 0; i < spawned_n; i++) {
+        void *v = NULL;
+        int rc = moirai_handle_join_timed(spawned[i], moirai_deadline_after(30000000000ull), &v);
+        if (rc == 0)
+            answered++;
+        else if (rc == -EHOSTDOWN)
+            hostdown++;
+        else
+            other++;
+        moirai_remote_result_free(v);
+        moirai_handle_release(spawned[i]);
+    }
+    spawned_n = 0;
+    printf("JOINED %u %u %u\n", answered, hostdown, other);
+}
+
 static void command(char *line)
 {
     char addr[64];
     unsigned n;
+    unsigned long long target, block_on;
     if (strncmp(line, "view", 4) == 0) {
         uint64_t v[2 + MAX_VIEW];
         size_t k = view(v);
         printf("VIEW %llu %llu %llu %llu", (unsigned long long)(k ? v[0] : 0),
                (unsigned long long)(k ? v[1] : 0),
-               (unsigned long long)atomic_load_explicit(&blocked_started, memory_order_relaxed),
-               (unsigned long long)atomic_load_explicit(&blocked_cancelled, memory_order_relaxed));
+               (unsigned long long)atomic_load_explicit(&counts.started, memory_order_relaxed),
+               (unsigned long long)atomic_load_explicit(&counts.cancelled, memory_order_relaxed));
         for (size_t i = 2; i < k; i++)
             printf(" %llu", (unsigned long long)v[i]);
         printf("\n");
     } else if (sscanf(line, "runs %u", &n) == 1 && n <= WORK_XS) {
         printf("RUNS");
         for (unsigned i = 0; i < n; i++)
-            printf(" %u", (unsigned)atomic_load_explicit(&runs[i], memory_order_relaxed));
+            printf(" %u", (unsigned)atomic_load_explicit(&counts.runs[i], memory_order_relaxed));
         printf("\n");
+    } else if (sscanf(line, "spawn %u %llu %llu", &n, &target, &block_on) == 3) {
+        printf("SPAWNED %d\n", spawn_many(n, target, block_on));
+    } else if (strncmp(line, "join", 4) == 0) {
+        join_all();
     } else if (sscanf(line, "connect %63s", addr) == 1) {
         printf("CONNECT %d\n",
                moirai_node_connect(node, addr, moirai_deadline_after(5000000000ull)));
@@ -122,14 +133,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s id key listen [seed]\n", argv[0]);
         return 2;
     }
-    self_id = strtoull(argv[1], NULL, 0);
+    counts.self_id = strtoull(argv[1], NULL, 0);
     moirai_runtime_t *rt;
     if (moirai_runtime_create(&rt, NULL) < 0)
         return 1;
     moirai_node_config_t cfg;
     moirai_node_config_init(&cfg);
     cfg.runtime = rt;
-    cfg.id = self_id;
+    cfg.id = counts.self_id;
     cfg.key = argv[2];
     cfg.key_len = strlen(argv[2]);
     cfg.listen = argv[3];
@@ -143,14 +154,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "node_create: %s\n", strerror(-rc));
         return 1;
     }
-    if (moirai_node_register(node, "work", fn_work, NULL) < 0)
+    if (moirai_node_register(node, "work", partition_work, &counts) < 0)
         return 1;
     printf("READY %u\n", (unsigned)moirai_node_port(node));
     fflush(stdout);
     char line[128];
     while (fgets(line, sizeof line, stdin))
         command(line);
+    /* Handles a test left unjoined (it failed) have ended by the end of
+     * the destroy (-ESHUTDOWN at the latest); a result is freed. */
     moirai_node_destroy(node);
+    for (unsigned i = 0; i < spawned_n; i++) {
+        void *v = NULL;
+        if (moirai_handle_try_join(spawned[i], &v) == 0)
+            moirai_remote_result_free(v);
+        moirai_handle_release(spawned[i]);
+    }
     moirai_runtime_destroy(rt);
     return 0;
 }
