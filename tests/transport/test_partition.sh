@@ -111,6 +111,8 @@ for i in 1 2 3; do
     try "cannot bring the veth up" ip -n "$ns" link set "v$i" up
     try "cannot bring loopback up" ip -n "$ns" link set lo up
 done
+# The helper nodes are started this way.
+try "cannot run a program in a namespace" ip netns exec "$prefix-n2" true
 # The partition's own rule, added and removed once, so that a kernel
 # without nf_tables is a skip here rather than a failure in the test.
 try "nftables cannot filter in a namespace" ip netns exec "$prefix-n3" nft -f - <<EOF
