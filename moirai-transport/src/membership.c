@@ -206,7 +206,7 @@ static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void *
         next += node->heartbeat_ns;
         moirai_mutex_lock(&node->lock);
         while (!atomic_load_explicit(&node->stopping, memory_order_acquire) &&
-               moirai_condvar_timedwait(&node->cv, &node->lock, next) == 0) {
+               moirai_condvar_wait_timed(&node->cv, &node->lock, next) == 0) {
         }
         bool stop = atomic_load_explicit(&node->stopping, memory_order_acquire);
         size_t n = stop || !peers ? 0 : live_peers(node, peers);

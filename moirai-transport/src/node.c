@@ -228,7 +228,7 @@ static int seed_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
         moirai_mutex_lock(&node->lock);
         uint64_t until = moirai_deadline_after(pause);
         while (!atomic_load_explicit(&node->stopping, memory_order_acquire) &&
-               moirai_condvar_timedwait(&node->cv, &node->lock, until) == 0) {
+               moirai_condvar_wait_timed(&node->cv, &node->lock, until) == 0) {
         }
         moirai_mutex_unlock(&node->lock);
         pause = pause * 2 > 1000000000ull ? 1000000000ull : pause * 2;
@@ -420,7 +420,7 @@ int moirai_node_wait_peers(moirai_node_t *node, size_t count, uint64_t deadline)
     int rc = 0;
     moirai_mutex_lock(&node->lock);
     while (node->live < count && rc == 0)
-        rc = moirai_condvar_timedwait(&node->cv, &node->lock, deadline);
+        rc = moirai_condvar_wait_timed(&node->cv, &node->lock, deadline);
     if (node->live >= count)
         rc = 0;
     moirai_mutex_unlock(&node->lock);

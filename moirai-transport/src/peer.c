@@ -91,7 +91,7 @@ int moirai__connect_wait(struct connect_wait *cw, uint64_t deadline)
     int rc = 0;
     moirai_mutex_lock(&cw->lock);
     while (!cw->done && rc == 0)
-        rc = moirai_condvar_timedwait(&cw->cv, &cw->lock, deadline);
+        rc = moirai_condvar_wait_timed(&cw->cv, &cw->lock, deadline);
     if (cw->done)
         rc = cw->rc;
     moirai_mutex_unlock(&cw->lock);

@@ -85,7 +85,7 @@ static void rec_push(recorder_t *r, int tag)
 
 static void rec_wait(recorder_t *r, int expected)
 {
-    cr_assert_eq(moirai_waitgroup_timedwait(&r->wg, moirai_deadline_after(WAIT_NS)), 0,
+    cr_assert_eq(moirai_waitgroup_wait_timed(&r->wg, moirai_deadline_after(WAIT_NS)), 0,
                  "tasks did not all run: %d of %d recorded", atomic_load(&r->n), expected);
     cr_assert_eq(atomic_load(&r->n), expected, "each task must run exactly once");
 }
@@ -125,7 +125,7 @@ static void gate_init(gate_t *g)
 static void gate_hold(gate_t *g)
 {
     moirai_event_set(&g->started);
-    if (moirai_event_timedwait(&g->open, moirai_deadline_after(WAIT_NS)) != 0)
+    if (moirai_event_wait_timed(&g->open, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_store(&g->timed_out, 1);
 }
 
@@ -143,7 +143,7 @@ static void gate_close(moirai_sched_t *s, gate_t *g)
 {
     gate_init(g);
     cr_assert_eq(moirai_sched_spawn(s, gate_task, g, NULL, NULL), 0);
-    cr_assert_eq(moirai_event_timedwait(&g->started, moirai_deadline_after(WAIT_NS)), 0,
+    cr_assert_eq(moirai_event_wait_timed(&g->started, moirai_deadline_after(WAIT_NS)), 0,
                  "the gate task never started");
 }
 
@@ -283,7 +283,7 @@ static void check_worker_spawn_order(bool lifo)
     }
     cr_assert_eq(moirai_waitgroup_add(&rec.wg, ORDER_N), 0);
     cr_assert_eq(moirai_sched_spawn(s, inner_spawner_task, &c, NULL, NULL), 0);
-    cr_assert_eq(moirai_event_timedwait(&c.gate.started, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&c.gate.started, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&rec.n), 0, "a task ran while the only worker was held");
     moirai_event_set(&c.gate.open);
     rec_wait(&rec, ORDER_N);
@@ -347,7 +347,7 @@ static int local_parent_task(void *arg, const moirai_cancel_token_t *cancel, voi
         if (moirai_sched_spawn(c->s, item_task, &c->children[i], NULL, NULL) != 0)
             atomic_fetch_add(&c->spawn_errors, 1);
     moirai_event_set(&c->spawned);
-    if (moirai_event_timedwait(&c->injected, moirai_deadline_after(WAIT_NS)) != 0)
+    if (moirai_event_wait_timed(&c->injected, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_store(&c->timed_out, 1);
     return 0;
 }
@@ -367,7 +367,7 @@ static void check_local_counts_as_normal(bool lifo, uint64_t aging_ns)
         c.children[i] = (item_t){&rec, i};
     cr_assert_eq(moirai_waitgroup_add(&rec.wg, LOCAL_N + MOIRAI_PRIORITY_COUNT), 0);
     cr_assert_eq(moirai_sched_spawn(s, local_parent_task, &c, NULL, NULL), 0);
-    cr_assert_eq(moirai_event_timedwait(&c.spawned, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&c.spawned, moirai_deadline_after(WAIT_NS)), 0);
 
     /* Injected least urgent first, so that arrival order cannot explain a
      * correct result. */
@@ -456,7 +456,7 @@ static int high_task(void *arg, const moirai_cancel_token_t *cancel, void **resu
      * worker, or by the test after the stream_over event (release/acquire). */
     long n = atomic_fetch_add_explicit(&st->done, 1, memory_order_relaxed) + 1;
     if (n == st->hold_at &&
-        moirai_event_timedwait(&st->bg_spawned, moirai_deadline_after(WAIT_NS)) != 0)
+        moirai_event_wait_timed(&st->bg_spawned, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_fetch_add(&st->errors, 1);
     bool more;
     if (st->limit > 0) {
@@ -533,9 +533,9 @@ Test(priority, aging_lets_background_through_a_high_stream, .timeout = 90)
     while (atomic_load(&st.done) < 10 && !moirai_event_is_set(&st.stream_over))
         spin_for(10 * MOIRAI_NS_PER_US);
     spawn_background(&st);
-    cr_assert_eq(moirai_event_timedwait(&st.bg_over, moirai_deadline_after(2 * STREAM_SAFETY_NS)),
+    cr_assert_eq(moirai_event_wait_timed(&st.bg_over, moirai_deadline_after(2 * STREAM_SAFETY_NS)),
                  0, "the BACKGROUND task never ran");
-    cr_assert_eq(moirai_event_timedwait(&st.stream_over, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&st.stream_over, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&st.errors), 0);
     cr_assert_eq(atomic_load(&st.hit_limit), 0,
                  "the BACKGROUND task only ran once the HIGH stream gave up after %lld s",
@@ -561,8 +561,8 @@ Test(priority, strict_levels_starve_background_until_the_stream_ends, .timeout =
     while (atomic_load(&st.done) < 5)
         spin_for(10 * MOIRAI_NS_PER_US);
     spawn_background(&st);
-    cr_assert_eq(moirai_event_timedwait(&st.stream_over, moirai_deadline_after(WAIT_NS)), 0);
-    cr_assert_eq(moirai_event_timedwait(&st.bg_over, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&st.stream_over, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&st.bg_over, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&st.errors), 0);
     cr_assert_eq(atomic_load(&st.done), STRICT_STREAM);
     cr_assert_lt(atomic_load(&st.done_at_bg_spawn), STRICT_STREAM);

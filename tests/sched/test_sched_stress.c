@@ -206,7 +206,7 @@ static void run_mixed(const moirai_sched_config_t *cfg, int depth, long trees)
         cr_assert_eq(pthread_create(&th[i], NULL, mixed_spawner, (void *)(intptr_t)i), 0);
     for (long i = 0; i < mx.spawners; i++)
         cr_assert_eq(pthread_join(th[i], NULL), 0);
-    cr_assert_eq(moirai_waitgroup_timedwait(&mx.wg, moirai_deadline_after(WAIT_NS)), 0,
+    cr_assert_eq(moirai_waitgroup_wait_timed(&mx.wg, moirai_deadline_after(WAIT_NS)), 0,
                  "%u tasks never finished", moirai_waitgroup_count(&mx.wg));
     cr_assert_eq(atomic_load(&mx.errors), 0);
     cr_assert_eq(atomic_load(&mx.bad_results), 0, "a handle did not deliver its root's result");
@@ -610,12 +610,12 @@ static int held_gate_task(void *arg, const moirai_cancel_token_t *cancel, void *
      * one queues; so queue only once all gates run. */
     if (atomic_fetch_add(&hd.gates_started, 1) + 1 == hd.workers)
         moirai_event_set(&hd.all_started);
-    if (moirai_event_timedwait(&hd.all_started, moirai_deadline_after(WAIT_NS)) != 0)
+    if (moirai_event_wait_timed(&hd.all_started, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_fetch_add(&hd.errors, 1);
     for (long k = 0; k < LOCAL_PER_GATE; k++)
         gate_spawn(hd.base[H_LOCAL] + g * LOCAL_PER_GATE + k);
     atomic_fetch_add(&hd.gates_ready, 1);
-    if (moirai_event_timedwait(&hd.open, moirai_deadline_after(WAIT_NS)) != 0)
+    if (moirai_event_wait_timed(&hd.open, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_fetch_add(&hd.errors, 1);
     /* Destroy has begun: a join still completes, and a spawn is accepted. */
     if (moirai_join(NULL, half_count, &hd.halves[2 * g], half_count, &hd.halves[2 * g + 1]) != 0)
