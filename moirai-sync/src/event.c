@@ -20,6 +20,8 @@
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
 
+#include "counted_wait.h"
+
 _Static_assert(sizeof(moirai_event_t) == 12, "moirai_event_t is 12 bytes in the ABI");
 
 int moirai_event_init(moirai_event_t *event, moirai_event_mode_t mode, bool initially_set)
@@ -54,21 +56,16 @@ bool moirai_event_try_wait(moirai_event_t *event)
                                                    memory_order_acquire, memory_order_relaxed);
 }
 
+static bool event_take(void *event)
+{
+    return moirai_event_try_wait(event);
+}
+
 int moirai_event_wait_timed(moirai_event_t *event, uint64_t deadline)
 {
-    for (;;) {
-        if (moirai_event_try_wait(event))
-            return 0;
-        /* Seq_cst: the waiter half of the Dekker pair (see top). */
-        atomic_fetch_add_explicit(&event->priv_waiters, 1, memory_order_seq_cst);
-        int rc = moirai_park_for(&event->priv_state, 0, deadline, "event");
-        /* Relaxed: setters only need the count. */
-        atomic_fetch_sub_explicit(&event->priv_waiters, 1, memory_order_relaxed);
-        /* After a timeout, one last attempt, so that an auto-reset wake-up
-         * meant for us is consumed rather than left with nobody woken. */
-        if (rc == -ETIMEDOUT)
-            return moirai_event_try_wait(event) ? 0 : -ETIMEDOUT;
-    }
+    /* The waiter half of the Dekker pair (see top). */
+    return moirai__counted_wait(&event->priv_state, &event->priv_waiters, deadline, "event",
+                                event_take, event);
 }
 
 void moirai_event_wait(moirai_event_t *event)
