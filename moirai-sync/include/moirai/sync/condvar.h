@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include <moirai/core/atomic.h>
+#include <moirai/core/clock.h>
 #include <moirai/sync/export.h>
 #include <moirai/sync/mutex.h>
 

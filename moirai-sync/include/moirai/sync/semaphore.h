@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include <moirai/core/atomic.h>
+#include <moirai/core/clock.h>
 #include <moirai/sync/export.h>
 
 /* The fields are private: use only the functions below. */
