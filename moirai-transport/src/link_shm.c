@@ -16,6 +16,7 @@
 #include <moirai/transport/ring.h>
 
 #include "link_shm.h"
+#include "ring_internal.h"
 
 struct shm_link {
     struct link base;
@@ -64,6 +65,22 @@ static ssize_t shm_read(struct link *l, void *buf, size_t len, uint64_t deadline
     return (ssize_t)k;
 }
 
+/* Copies `n` bytes out of the iovecs from (*i, *off) on, advancing them. */
+static void gather(unsigned char *dst, size_t n, const struct iovec *iov, int *i, size_t *off)
+{
+    while (n > 0) {
+        while (*off == iov[*i].iov_len) {
+            (*i)++;
+            *off = 0;
+        }
+        size_t k = iov[*i].iov_len - *off < n ? iov[*i].iov_len - *off : n;
+        memcpy(dst, (const unsigned char *)iov[*i].iov_base + *off, k);
+        dst += k;
+        *off += k;
+        n -= k;
+    }
+}
+
 static int shm_writev(struct link *l, const struct iovec *iov, int cnt, uint64_t deadline)
 {
     struct shm_link *s = (struct shm_link *)l;
@@ -83,22 +100,74 @@ static int shm_writev(struct link *l, const struct iovec *iov, int cnt, uint64_t
         int rc = moirai__shm_wait_reserve(s->out, &s->shut, deadline, n, &p);
         if (rc != 0)
             return rc;
-        unsigned char *dst = p;
-        for (size_t left = n; left > 0;) {
-            while (off == iov[i].iov_len) {
-                i++;
-                off = 0;
-            }
-            size_t k = iov[i].iov_len - off < left ? iov[i].iov_len - off : left;
-            memcpy(dst, (const unsigned char *)iov[i].iov_base + off, k);
-            dst += k;
-            off += k;
-            left -= k;
-        }
+        gather(p, n, iov, &i, &off);
         moirai_shm_ring_commit(s->out);
         total -= n;
     }
     return 0;
+}
+
+static ssize_t shm_try_writev(struct link *l, const struct iovec *iov, int cnt)
+{
+    struct shm_link *s = (struct shm_link *)l;
+    if ((iov == NULL && cnt != 0) || cnt < 0)
+        return -EINVAL;
+    /* Relaxed: a shutdown racing with this call may or may not stop it,
+     * as with a write already under way. */
+    if (atomic_load_explicit(&s->shut, memory_order_relaxed) != 0)
+        return -ECANCELED;
+    size_t total = 0;
+    for (int k = 0; k < cnt; k++) {
+        if (iov[k].iov_base == NULL && iov[k].iov_len != 0)
+            return -EINVAL;
+        total += iov[k].iov_len;
+    }
+    int i = 0;
+    size_t off = 0, taken = 0;
+    size_t n = total < s->chunk ? total : s->chunk;
+    while (taken < total) {
+        if (n > total - taken)
+            n = total - taken;
+        void *p;
+        int rc = moirai_shm_ring_try_reserve(s->out, n, &p);
+        if (rc == -EAGAIN) {
+            /* Less room than a full record: try a smaller one, down to a
+             * size not worth a record of its own. */
+            if (n <= 256)
+                break;
+            n /= 2;
+            continue;
+        }
+        if (rc != 0)
+            return taken > 0 ? (ssize_t)taken : rc;
+        gather(p, n, iov, &i, &off);
+        moirai_shm_ring_commit(s->out);
+        taken += n;
+    }
+    return (ssize_t)taken;
+}
+
+static size_t shm_unread(struct link *l)
+{
+    struct shm_link *s = (struct shm_link *)l;
+    /* Only the shared indices, so that another thread may ask while the
+     * reader reads: the bytes the writer committed and this side has not
+     * released (with their record headers; a hint for the failure
+     * detector, not an exact count). Relaxed: no data is read through
+     * them; garbage from the peer reads as a large count or 0. */
+    struct ring_shared *sh = s->in->sh;
+    uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&sh->head, memory_order_relaxed);
+    uint64_t n = tail - head;
+    if (n == 0 || n > s->in->size || (head & 7u) != 0)
+        return 0;
+    /* A record that only passes over the end of the data region (the
+     * writer's next record did not fit there) is not data. */
+    uint64_t w = atomic_load_explicit((_Atomic uint64_t *)(s->in->data + (head & s->in->mask)),
+                                      memory_order_relaxed);
+    if ((uint32_t)(w >> 32) == RING_TAG_SKIP && ring_rec_size((uint32_t)w) == n)
+        return 0;
+    return (size_t)n;
 }
 
 static void shm_shutdown(struct link *l)
@@ -138,6 +207,8 @@ static const struct link_ops shm_link_ops = {
     .shutdown = shm_shutdown,
     .close = shm_close,
     .peer_addr = shm_peer_addr,
+    .try_writev = shm_try_writev,
+    .unread = shm_unread,
 };
 
 int moirai__shm_link_new(moirai_shm_ring_t *in, moirai_shm_ring_t *out, struct link **link)

@@ -421,6 +421,42 @@ Test(shm_link, eof_after_close, .timeout = 30)
     moirai__shm_listener_destroy(ls);
 }
 
+/* The optional operations: a write of what fits now, and the count of
+ * bytes waiting to be read. */
+Test(shm_link, try_writev_and_unread, .timeout = 30)
+{
+    char name[SHM_NAME_MAX + 1];
+    unique_name(name);
+    struct shm_listener *ls;
+    struct link *d, *a;
+    pair(name, 4096, &d, &a, &ls);
+    cr_assert_eq(a->ops->unread(a), 0);
+    static uint8_t src[10000], got[10000];
+    for (size_t i = 0; i < sizeof src; i++)
+        src[i] = pat(i, 3);
+    struct iovec v[2] = {{src, 3000}, {src + 3000, sizeof src - 3000}};
+    ssize_t n = d->ops->try_writev(d, v, 2);
+    cr_assert_gt(n, 0);
+    cr_assert_lt(n, (ssize_t)sizeof src, "a 4 KiB ring cannot take 10000 bytes");
+    cr_assert_geq(a->ops->unread(a), (size_t)n);
+    struct iovec rest = {src + n, sizeof src - (size_t)n};
+    cr_assert_eq(d->ops->try_writev(d, &rest, 1), 0, "full: takes nothing, never waits");
+    cr_assert_eq(read_full(a, got, (size_t)n, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(memcmp(got, src, (size_t)n), 0);
+    cr_assert_eq(a->ops->unread(a), 0);
+    ssize_t m = d->ops->try_writev(d, &rest, 1);
+    cr_assert_gt(m, 0, "room again after the read");
+    cr_assert_eq(read_full(a, got, (size_t)m, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(memcmp(got, src + n, (size_t)m), 0, "in order after the first part");
+    d->ops->shutdown(d);
+    cr_assert_eq(d->ops->try_writev(d, v, 2), -ECANCELED);
+    cr_assert_eq(a->ops->try_writev(a, v, 2), -EPIPE, "the other side shut down");
+    lfree(d);
+    lfree(a);
+    moirai__shm_listener_destroy(ls);
+    cr_assert_eq(leftovers(name), 0);
+}
+
 struct parked {
     struct link *l;
     int write; /* 0: read, 1: write until the ring is full */
