@@ -20,6 +20,8 @@
 #include <moirai/core/clock.h>
 #include <moirai/transport/node.h>
 
+#include "test_scale.h"
+
 static const char key[] = "shm-backend-test-key-0123456789";
 
 static uint64_t secs(int s)
@@ -60,8 +62,6 @@ static moirai_node_t *make(moirai_runtime_t *rt, uint64_t id, const char *listen
     cfg.key_len = sizeof key - 1;
     cfg.backend = MOIRAI_NODE_BACKEND_SHM;
     cfg.listen = listen;
-    cfg.heartbeat_ns = 50 * MOIRAI_NS_PER_MS;
-    cfg.heartbeat_misses = 4;
     cfg.max_payload = 4 << 20;
     moirai_node_t *n = NULL;
     cr_assert_eq(moirai_node_create(&n, &cfg), 0, "node %llu on %s", (unsigned long long)id,
@@ -94,19 +94,21 @@ static void run_echoes(moirai_node_t *from, uint64_t target, int count, size_t l
 {
     moirai_handle_t **h = calloc((size_t)count, sizeof *h);
     uint8_t *payload = malloc(len + 8);
+    for (size_t j = 0; j < len + 8; j++)
+        payload[j] = (uint8_t)(j * 13);
     for (int i = 0; i < count; i++) {
-        for (size_t j = 0; j < len; j++)
-            payload[j] = (uint8_t)(i + j * 13);
-        cr_assert_eq(moirai_node_spawn(from, target, "echo", payload, len, 0, secs(30), &h[i]), 0);
+        /* Task i sends the pattern from offset i % 8. */
+        cr_assert_eq(
+            moirai_node_spawn(from, target, "echo", payload + i % 8, len, 0, secs(30), &h[i]), 0);
     }
     for (int i = 0; i < count; i++) {
         void *v;
-        cr_assert_eq(moirai_handle_join_timed(h[i], secs(30), &v), 0, "task %d", i);
+        int rc = moirai_handle_join_timed(h[i], secs(30), &v);
+        cr_assert_eq(rc, 0, "task %d of %d (%zu bytes): %d", i, count, len, rc);
         size_t got;
         const uint8_t *d = moirai_remote_result_data(v, &got);
         cr_assert_eq(got, len);
-        for (size_t j = 0; j < len; j++)
-            cr_assert_eq(d[j], (uint8_t)(i + j * 13));
+        cr_assert_eq(memcmp(d, payload + i % 8, len), 0, "task %d's result", i);
         moirai_remote_result_free(v);
         moirai_handle_release(h[i]);
     }
@@ -177,11 +179,12 @@ Test(shm_node, two_nodes)
     long before = atomic_load(&echo_runs);
     run_echoes(a, 20, 500, 64);
     run_echoes(b, 10, 500, 64);
-    run_echoes(a, 20, 8, 3 << 20); /* each larger than a link's ring */
-    cr_assert_eq(atomic_load(&echo_runs), before + 1008, "each task ran exactly once");
+    int big = (int)scaled(8);
+    run_echoes(a, 20, big, 3 << 20); /* each larger than a link's ring */
+    cr_assert_eq(atomic_load(&echo_runs), before + 1000 + big, "each task ran exactly once");
     moirai_node_stats_t st;
     cr_assert_eq(moirai_node_stats(a, &st), 0);
-    cr_assert_eq(st.tasks_completed, 508);
+    cr_assert_eq(st.tasks_completed, (uint64_t)(500 + big));
     cr_assert_eq(st.tasks_failed, 0);
     moirai_node_destroy(a);
     /* b sees the connection end. */
