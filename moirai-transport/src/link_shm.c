@@ -10,6 +10,11 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <moirai/async/fiber.h>
+#include <moirai/async/net.h>
+#include <moirai/async/runtime.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
@@ -29,7 +34,25 @@ struct shm_link {
     /* Set once by shutdown (any thread); the waits in shm_wait.c check
      * it. */
     _Atomic uint32_t shut;
+    struct shm_bell bell; /* the inbound doorbell (link_shm.h) */
+    int bell_out;         /* the outbound doorbell's descriptor, or -1 */
 };
+
+/* Commits the writer's reservation and rings the doorbell when the commit
+ * woke the reader: the ring bumps data_seq exactly when it found the
+ * reader announced asleep. Relaxed loads: this thread's own bump is seen
+ * in program order; a bump by anyone else only costs a spare byte. */
+static void commit(struct shm_link *s)
+{
+    _Atomic uint32_t *seq = &s->out->sh->data_seq;
+    uint32_t before = atomic_load_explicit(seq, memory_order_relaxed);
+    moirai_shm_ring_commit(s->out);
+    if (s->bell_out >= 0 && atomic_load_explicit(seq, memory_order_relaxed) != before) {
+        /* Non-blocking; a full FIFO already holds a wake-up. */
+        ssize_t w = write(s->bell_out, "", 1);
+        (void)w;
+    }
+}
 
 static ssize_t shm_read(struct link *l, void *buf, size_t len, uint64_t deadline)
 {
@@ -43,7 +66,7 @@ static ssize_t shm_read(struct link *l, void *buf, size_t len, uint64_t deadline
     while (s->rd_left == 0) {
         void *p;
         size_t n;
-        int rc = moirai__shm_wait_peek(s->in, &s->shut, false, deadline, &p, &n);
+        int rc = moirai__shm_wait_peek(s->in, &s->shut, false, &s->bell, deadline, &p, &n);
         if (rc == -EPIPE)
             return 0; /* the writer detached: it shut down or closed */
         if (rc != 0)
@@ -101,7 +124,7 @@ static int shm_writev(struct link *l, const struct iovec *iov, int cnt, uint64_t
         if (rc != 0)
             return rc;
         gather(p, n, iov, &i, &off);
-        moirai_shm_ring_commit(s->out);
+        commit(s);
         total -= n;
     }
     return 0;
@@ -141,7 +164,7 @@ static ssize_t shm_try_writev(struct link *l, const struct iovec *iov, int cnt)
         if (rc != 0)
             return taken > 0 ? (ssize_t)taken : rc;
         gather(p, n, iov, &i, &off);
-        moirai_shm_ring_commit(s->out);
+        commit(s);
         taken += n;
     }
     return (ssize_t)taken;
@@ -182,6 +205,17 @@ static void shm_shutdown(struct link *l)
      * and writer to see the flag. */
     moirai__shm_mark_gone(s->out);
     moirai__shm_mark_gone(s->in);
+    /* A fiber of this side asleep on the doorbell: after the flag (see
+     * shm_wait.c, stopped()); the other side's doorbell too, so that its
+     * reader looks now rather than after its slice. */
+    if (s->bell.io != NULL) {
+        ssize_t w = write(s->bell.fd, "", 1);
+        (void)w;
+    }
+    if (s->bell_out >= 0) {
+        ssize_t w = write(s->bell_out, "", 1);
+        (void)w;
+    }
 }
 
 static void shm_close(struct link *l)
@@ -191,6 +225,10 @@ static void shm_close(struct link *l)
         return;
     moirai_shm_ring_detach(s->in);
     moirai_shm_ring_detach(s->out);
+    if (s->bell.io != NULL)
+        moirai_io_close(s->bell.io);
+    if (s->bell_out >= 0)
+        close(s->bell_out);
     moirai_free(s);
 }
 
@@ -211,15 +249,37 @@ static const struct link_ops shm_link_ops = {
     .unread = shm_unread,
 };
 
-int moirai__shm_link_new(moirai_shm_ring_t *in, moirai_shm_ring_t *out, struct link **link)
+int moirai__shm_link_new(moirai_shm_ring_t *in, moirai_shm_ring_t *out, int bell_in, int bell_out,
+                         struct link **link)
 {
+    int rc = -ENOMEM;
     struct shm_link *s = moirai_malloc(sizeof *s);
-    if (s == NULL) {
+    if (s != NULL) {
+        memset(s, 0, sizeof *s);
+        /* Only a fiber's link gets a doorbell in its runtime's reactor; a
+         * link made on a plain thread waits on the futex. */
+        moirai_runtime_t *rt = moirai_fiber_current() != NULL ? moirai_runtime_current() : NULL;
+        if (bell_in < 0 || rt == NULL) {
+            rc = 0;
+        } else {
+            rc = moirai_pipe_open(&s->bell.io, rt, bell_in);
+            if (rc == 0) {
+                s->bell.fd = bell_in;
+                bell_in = -1; /* the handle owns it now */
+            }
+        }
+    }
+    if (bell_in >= 0)
+        close(bell_in);
+    if (rc != 0) {
+        moirai_free(s);
         moirai_shm_ring_detach(in);
         moirai_shm_ring_detach(out);
-        return -ENOMEM;
+        if (bell_out >= 0)
+            close(bell_out);
+        return rc;
     }
-    memset(s, 0, sizeof *s);
+    s->bell_out = bell_out;
     s->base.ops = &shm_link_ops;
     s->in = in;
     s->out = out;
@@ -228,6 +288,15 @@ int moirai__shm_link_new(moirai_shm_ring_t *in, moirai_shm_ring_t *out, struct l
     atomic_init(&s->shut, 0);
     *link = &s->base;
     return 0;
+}
+
+void moirai__shm_link_drop_bells(struct link *link)
+{
+    struct shm_link *s = (struct shm_link *)link;
+    s->bell.broken = true;
+    if (s->bell_out >= 0)
+        close(s->bell_out);
+    s->bell_out = -1;
 }
 
 bool moirai__shm_name_valid(const char *name)

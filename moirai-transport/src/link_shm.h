@@ -8,7 +8,8 @@
  * [A-Za-z0-9_-]; listen and seed strings "shm:NAME") owns the POSIX shm
  * object "/moirai-shm.NAME", its accept ring. A dial creates two rings,
  * "/moirai-shm.NAME.PID.SEQ.a" (dialer to acceptor) and ".b" (acceptor to
- * dialer), which are unlinked as soon as both sides attached. */
+ * dialer), and for each a doorbell FIFO, "/dev/shm/moirai-shm.NAME.PID.SEQ.fa"
+ * and ".fb"; all four are unlinked as soon as both sides opened them. */
 #ifndef MOIRAI_TRANSPORT_LINK_SHM_H
 #define MOIRAI_TRANSPORT_LINK_SHM_H
 
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <moirai/async/net.h>
 #include <moirai/transport/ring.h>
 
 #include "frame.h"
@@ -49,20 +51,42 @@ int moirai__shm_parse(const char *text, struct frame_addr *out);
  * `name`. 0 or -EINVAL (another family, an invalid name). */
 int moirai__shm_addr_name(const struct frame_addr *a, char name[SHM_NAME_MAX + 1]);
 
+/* A link's doorbell: a FIFO the reading side's fibers wait on in the
+ * runtime's reactor instead of the ring's futex (a futex wait from a
+ * fiber costs a thread of the blocking pool and one more wake-up per
+ * message). The writer writes a byte into it when a commit woke the
+ * reader (the ring's data_seq moved); shutdown writes one to wake this
+ * side's own reader. Both sides open both FIFOs read-write, so an open
+ * never waits for the other end and a write never raises SIGPIPE. */
+struct shm_bell {
+    moirai_io_t *io; /* the inbound FIFO, on the runtime that made the link; NULL: none */
+    int fd;          /* its descriptor (owned by io), for shutdown's wake-up */
+    bool broken;     /* a read of it failed: back to the futex */
+};
+
 /* link_shm.c. Builds a link that reads from `in` (a consumer handle) and
- * writes to `out` (a producer handle), taking both handles (on error too:
- * they are detached). Returns 0 or -ENOMEM. */
-int moirai__shm_link_new(moirai_shm_ring_t *in, moirai_shm_ring_t *out, struct link **link);
+ * writes to `out` (a producer handle), taking both handles and both
+ * descriptors (on error too: they are detached and closed). `bell_in`
+ * and `bell_out` are the doorbell FIFOs (-1: none); the inbound one is
+ * used only when the caller is a fiber (its runtime then hosts it).
+ * Returns 0 or -ENOMEM. */
+int moirai__shm_link_new(moirai_shm_ring_t *in, moirai_shm_ring_t *out, int bell_in, int bell_out,
+                         struct link **link);
+
+/* link_shm.c. Stops using the link's doorbells (the other side does not
+ * ring them): its reader waits on the futex. Before any use of the link. */
+void moirai__shm_link_drop_bells(struct link *link);
 
 /* shm_wait.c. Peeks at `r` (a consumer handle) waiting until a message
  * arrives, `deadline`, or `*stop` becomes non-zero (-ECANCELED; also when
  * the calling fiber's task is cancelled). With `gone_idles`, a ring whose
  * producers all detached is waited on like an empty one (a listener's
  * accept ring), except once all its producer slots are used (then
- * -EPIPE: nobody can attach any more). Otherwise returns what moirai_shm_ring_try_peek() returns
- * besides -EAGAIN. Parks a fiber, blocks a thread. */
+ * -EPIPE: nobody can attach any more). With a `bell` (not NULL, open and
+ * not broken) a fiber sleeps on it instead of the futex. Otherwise returns what
+ * moirai_shm_ring_try_peek() returns besides -EAGAIN. Parks a fiber, blocks a thread. */
 int moirai__shm_wait_peek(moirai_shm_ring_t *r, _Atomic uint32_t *stop, bool gone_idles,
-                          uint64_t deadline, void **buf, size_t *len);
+                          struct shm_bell *bell, uint64_t deadline, void **buf, size_t *len);
 
 /* shm_wait.c. Reserves `len` bytes on `r` (a producer handle), waiting
  * for room until `deadline` or `*stop` (-ECANCELED). Otherwise returns

@@ -40,12 +40,15 @@
 struct shm_announce {
     uint32_t magic; /* SHM_ANNOUNCE_MAGIC */
     uint32_t pid;   /* the dialer's pid */
-    uint64_t seq;   /* its dial number */
+    uint32_t seq;   /* its dial number */
+    uint32_t flags; /* SHM_BELLS: the dialer made the doorbell FIFOs */
 };
 _Static_assert(sizeof(struct shm_announce) == 16, "16-byte announcements");
 #define SHM_ANNOUNCE_MAGIC UINT32_C(0x314d5348) /* "HSM1" */
-/* The acceptor's answer. */
+/* The acceptor's answer: the magic and the flags (SHM_BELLS: the
+ * acceptor opened both doorbells, so both sides ring them). */
 #define SHM_ACCEPT_MAGIC UINT32_C(0x4b4f4d53) /* "SMOK" */
+#define SHM_BELLS        UINT32_C(1)
 #define SHM_PID_MAX      4194304u
 _Static_assert(sizeof(((struct frame_addr *)0)->addr) == SHM_NAME_MAX,
                "a listener's name fills a frame_addr's address bytes");
@@ -63,13 +66,28 @@ struct shm_listener {
     moirai_mutex_t lock;
 };
 
-static _Atomic uint64_t dial_seq;
+static _Atomic uint32_t dial_seq;
 
-static void ring_path(char out[SHM_PATH_MAX], const char *name, uint32_t pid, uint64_t seq,
+static void ring_path(char out[SHM_PATH_MAX], const char *name, uint32_t pid, uint32_t seq,
                       char dir)
 {
-    snprintf(out, SHM_PATH_MAX, SHM_PREFIX "%s.%u.%llu.%c", name, pid, (unsigned long long)seq,
-             dir);
+    snprintf(out, SHM_PATH_MAX, SHM_PREFIX "%s.%u.%u.%c", name, pid, seq, dir);
+}
+
+/* The doorbell FIFO of the ring `dir`, in the directory of POSIX shm
+ * objects (tmpfs on Linux), so that the same cleanup finds it. */
+#define SHM_FIFO_MAX (SHM_PATH_MAX + 16)
+static void fifo_path(char out[SHM_FIFO_MAX], const char *name, uint32_t pid, uint32_t seq,
+                      char dir)
+{
+    snprintf(out, SHM_FIFO_MAX, "/dev/shm" SHM_PREFIX "%s.%u.%u.f%c", name, pid, seq, dir);
+}
+
+/* Opens a doorbell read-write and non-blocking: read-write so that the
+ * open never waits for the other end and a write never raises SIGPIPE. */
+static int fifo_open(const char *path)
+{
+    return open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 }
 
 /* Sleeps `ns`, parking a fiber or blocking a thread. */
@@ -107,8 +125,8 @@ static int make_ring(const char *path, size_t size, uint32_t flags, moirai_shm_r
 
 /* Announces the dial on the accept ring, opening it first. -EAGAIN: try
  * again (the ring is being renewed). */
-static int announce(const char *acc_path, uint32_t pid, uint64_t seq, uint64_t deadline,
-                    moirai_shm_ring_t **acc)
+static int announce(const char *acc_path, uint32_t pid, uint32_t seq, uint32_t flags,
+                    uint64_t deadline, moirai_shm_ring_t **acc)
 {
     int rc = moirai_shm_ring_open(acc, acc_path, MOIRAI_SHM_RING_PRODUCER);
     if (rc == -ENOENT || rc == -EACCES || rc == -EPROTO)
@@ -120,7 +138,7 @@ static int announce(const char *acc_path, uint32_t pid, uint64_t seq, uint64_t d
     void *p;
     rc = moirai_shm_ring_reserve_timed(*acc, deadline, sizeof(struct shm_announce), &p);
     if (rc == 0) {
-        struct shm_announce a = {SHM_ANNOUNCE_MAGIC, pid, seq};
+        struct shm_announce a = {SHM_ANNOUNCE_MAGIC, pid, seq, flags};
         memcpy(p, &a, sizeof a);
         moirai_shm_ring_commit(*acc);
         return 0;
@@ -136,7 +154,8 @@ static int announce(const char *acc_path, uint32_t pid, uint64_t seq, uint64_t d
 
 /* Waits for the acceptor's answer on `in`. -EAGAIN: the accept ring was
  * left behind (renewed) before anyone answered: announce again. */
-static int await_answer(moirai_shm_ring_t *in, moirai_shm_ring_t *acc, uint64_t deadline)
+static int await_answer(moirai_shm_ring_t *in, moirai_shm_ring_t *acc, uint64_t deadline,
+                        uint32_t *flags)
 {
     struct ring_watch w = {.pid = 0, .fd = -1, .dead = false};
     int rc;
@@ -147,11 +166,12 @@ static int await_answer(moirai_shm_ring_t *in, moirai_shm_ring_t *acc, uint64_t 
         size_t n;
         rc = moirai_shm_ring_peek_timed(in, step < deadline ? step : deadline, &p, &n);
         if (rc == 0) {
-            uint32_t magic = 0;
-            if (n == sizeof magic)
-                memcpy(&magic, p, sizeof magic);
+            uint32_t ans[2] = {0, 0};
+            if (n == sizeof ans)
+                memcpy(ans, p, sizeof ans);
             moirai_shm_ring_release(in);
-            rc = magic == SHM_ACCEPT_MAGIC ? 0 : -ECONNREFUSED;
+            rc = ans[0] == SHM_ACCEPT_MAGIC ? 0 : -ECONNREFUSED;
+            *flags = ans[1];
             break;
         }
         if (rc == -EPIPE || rc == -ECONNRESET) {
@@ -191,10 +211,13 @@ int moirai__shm_dial(const char *name, size_t ring_size, uint64_t deadline, stru
     uint32_t pid = (uint32_t)getpid();
     /* Relaxed: only unique within this process (the pid tells processes
      * apart). */
-    uint64_t seq = atomic_fetch_add_explicit(&dial_seq, 1, memory_order_relaxed);
+    uint32_t seq = atomic_fetch_add_explicit(&dial_seq, 1, memory_order_relaxed);
     char pa[SHM_PATH_MAX], pb[SHM_PATH_MAX], acc_path[SHM_PATH_MAX];
+    char fa[SHM_FIFO_MAX], fb[SHM_FIFO_MAX];
     ring_path(pa, name, pid, seq, 'a');
     ring_path(pb, name, pid, seq, 'b');
+    fifo_path(fa, name, pid, seq, 'a');
+    fifo_path(fb, name, pid, seq, 'b');
     snprintf(acc_path, sizeof acc_path, SHM_PREFIX "%s", name);
 
     moirai_shm_ring_t *ta = NULL, *rb = NULL, *acc = NULL;
@@ -208,13 +231,34 @@ int moirai__shm_dial(const char *name, size_t ring_size, uint64_t deadline, stru
         moirai_shm_ring_unlink(pa);
         return rc;
     }
-    /* The link owns both handles from here (also on error). */
-    rc = moirai__shm_link_new(rb, ta, &link);
+    /* The doorbells, for a dial from a fiber (a thread's link waits on
+     * the futex). Without them the link still works. */
+    int bell_a = -1, bell_b = -1;
+    if (moirai_fiber_current() != NULL && mkfifo(fa, 0600) == 0) {
+        if (mkfifo(fb, 0600) == 0) {
+            bell_a = fifo_open(fa);
+            bell_b = fifo_open(fb);
+        }
+        if (bell_a < 0 || bell_b < 0) {
+            if (bell_a >= 0)
+                close(bell_a);
+            if (bell_b >= 0)
+                close(bell_b);
+            bell_a = bell_b = -1;
+            unlink(fa);
+            unlink(fb);
+        }
+    }
+    uint32_t flags = bell_a >= 0 ? SHM_BELLS : 0;
+    /* The link owns both handles and both doorbells from here (also on
+     * error). */
+    rc = moirai__shm_link_new(rb, ta, bell_b, bell_a, &link);
     uint64_t enoent_until = moirai_deadline_after(5 * MOIRAI_NS_PER_MS);
+    uint32_t answer = 0;
     while (rc == 0) {
-        rc = announce(acc_path, pid, seq, deadline, &acc);
+        rc = announce(acc_path, pid, seq, flags, deadline, &acc);
         if (rc == 0)
-            rc = await_answer(rb, acc, deadline);
+            rc = await_answer(rb, acc, deadline, &answer);
         if (acc != NULL) {
             moirai_shm_ring_detach(acc);
             acc = NULL;
@@ -237,15 +281,21 @@ int moirai__shm_dial(const char *name, size_t ring_size, uint64_t deadline, stru
         pause_ns(MOIRAI_NS_PER_MS);
         rc = 0;
     }
-    /* The acceptor unlinked both names when it attached; these are for
-     * the failures (ENOENT otherwise, ignored). */
+    /* The acceptor unlinked these when it opened them; these are for the
+     * failures (ENOENT otherwise, ignored). */
     moirai_shm_ring_unlink(pa);
     moirai_shm_ring_unlink(pb);
+    if (flags != 0) {
+        unlink(fa);
+        unlink(fb);
+    }
     if (rc != 0) {
         if (link != NULL)
             link->ops->close(link);
         return rc;
     }
+    if ((answer & SHM_BELLS) == 0)
+        moirai__shm_link_drop_bells(link); /* the acceptor would not ring them */
     *out = link;
     return 0;
 }
@@ -344,9 +394,11 @@ static int answer(struct shm_listener *l, const struct shm_announce *a, struct l
 {
     if (a->magic != SHM_ANNOUNCE_MAGIC || a->pid == 0 || a->pid > SHM_PID_MAX)
         return -EAGAIN;
-    char pa[SHM_PATH_MAX], pb[SHM_PATH_MAX];
+    char pa[SHM_PATH_MAX], pb[SHM_PATH_MAX], fa[SHM_FIFO_MAX], fb[SHM_FIFO_MAX];
     ring_path(pa, l->name, a->pid, a->seq, 'a');
     ring_path(pb, l->name, a->pid, a->seq, 'b');
+    fifo_path(fa, l->name, a->pid, a->seq, 'a');
+    fifo_path(fb, l->name, a->pid, a->seq, 'b');
     moirai_shm_ring_t *in = NULL, *to = NULL;
     int rc = moirai_shm_ring_open(&to, pb, MOIRAI_SHM_RING_PRODUCER);
     if (rc == 0) {
@@ -356,25 +408,42 @@ static int answer(struct shm_listener *l, const struct shm_announce *a, struct l
             to = NULL;
         }
     }
+    /* Both doorbells or none (each side rings only the other's). */
+    int bell_a = -1, bell_b = -1;
+    if (rc == 0 && (a->flags & SHM_BELLS) != 0) {
+        bell_a = fifo_open(fa);
+        bell_b = fifo_open(fb);
+        if (bell_a < 0 || bell_b < 0) {
+            if (bell_a >= 0)
+                close(bell_a);
+            if (bell_b >= 0)
+                close(bell_b);
+            bell_a = bell_b = -1;
+        }
+    }
     /* Attached or not, the names have served (a dialer that died before
      * this leaves them to this cleanup). */
     moirai_shm_ring_unlink(pa);
     moirai_shm_ring_unlink(pb);
+    if ((a->flags & SHM_BELLS) != 0) {
+        unlink(fa);
+        unlink(fb);
+    }
     if (rc != 0)
         return rc == -ENOMEM ? -ENOMEM : -EAGAIN;
+    uint32_t ans[2] = {SHM_ACCEPT_MAGIC, bell_a >= 0 ? SHM_BELLS : 0};
     moirai_shm_ring_t *reply = to;
     struct link *link;
-    rc = moirai__shm_link_new(in, to, &link);
+    rc = moirai__shm_link_new(in, to, bell_a, bell_b, &link);
     if (rc != 0)
         return rc;
     void *p;
-    rc = moirai_shm_ring_try_reserve(reply, sizeof(uint32_t), &p);
+    rc = moirai_shm_ring_try_reserve(reply, sizeof ans, &p);
     if (rc != 0) {
         link->ops->close(link); /* the dialer left (-EPIPE), or garbage */
         return -EAGAIN;
     }
-    uint32_t magic = SHM_ACCEPT_MAGIC;
-    memcpy(p, &magic, sizeof magic);
+    memcpy(p, ans, sizeof ans);
     moirai_shm_ring_commit(reply);
     *out = link;
     return 0;
@@ -422,7 +491,7 @@ int moirai__shm_accept(struct shm_listener *l, uint64_t deadline, struct link **
                     return rc;
                 continue;
             }
-            rc = moirai__shm_wait_peek(l->acc, &l->stop, true, deadline, &p, &n);
+            rc = moirai__shm_wait_peek(l->acc, &l->stop, true, NULL, deadline, &p, &n);
             if (rc == -EPIPE || rc == -ECONNRESET || rc == -EPROTO) {
                 /* No dialer can attach any more, or a dead one's
                  * reservation blocks the head, or garbage: renew. */

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <stdatomic.h>
 
+#include <moirai/async/fiber.h>
+#include <moirai/async/net.h>
 #include <moirai/core/clock.h>
 #include <moirai/transport/ring.h>
 
@@ -36,8 +38,26 @@ static bool stopped(_Atomic uint32_t *stop)
     return atomic_load_explicit(stop, memory_order_seq_cst) != 0;
 }
 
+/* A fiber's sleep on its link's doorbell, at most one liveness slice:
+ * parks in the runtime's reactor until the writer (or this side's
+ * shutdown) writes a byte. Bytes are drained; a stale one costs one look.
+ * Returns 0, or -ECANCELED when the fiber's task is cancelled. */
+static int bell_wait(struct shm_bell *bell, uint64_t deadline)
+{
+    uint64_t until = moirai_deadline_after(RING_SLICE_NS);
+    if (deadline < until)
+        until = deadline;
+    char junk[64];
+    ssize_t n = moirai_stream_read_timed(bell->io, until, junk, sizeof junk);
+    if (n == -ECANCELED)
+        return -ECANCELED;
+    if (n <= 0 && n != -ETIMEDOUT)
+        bell->broken = true; /* never expected (we hold a write end): use the futex */
+    return 0;
+}
+
 int moirai__shm_wait_peek(moirai_shm_ring_t *r, _Atomic uint32_t *stop, bool gone_idles,
-                          uint64_t deadline, void **buf, size_t *len)
+                          struct shm_bell *bell, uint64_t deadline, void **buf, size_t *len)
 {
     struct ring_shared *sh = r->sh;
     uint64_t spin_start = 0;
@@ -61,7 +81,12 @@ int moirai__shm_wait_peek(moirai_shm_ring_t *r, _Atomic uint32_t *stop, bool gon
             return rc;
         if (stopped(stop))
             return -ECANCELED;
-        if (moirai__ring_wait_futex(&sh->data_seq, seq, deadline) != 0)
+        int w;
+        if (bell != NULL && bell->io != NULL && !bell->broken && moirai_fiber_current() != NULL)
+            w = bell_wait(bell, deadline);
+        else
+            w = moirai__ring_wait_futex(&sh->data_seq, seq, deadline);
+        if (w != 0)
             return -ECANCELED;
         spins = -1; /* poll briefly again after each sleep */
     }

@@ -808,6 +808,209 @@ Test(shm_link, fibers_park, .timeout = 60)
     cr_assert_eq(leftovers(name), 0);
 }
 
+/* Links made on fibers wait on their doorbells in the runtime's reactor
+ * (link_shm.h): dial and accept on fibers, then a stream through 4 KiB
+ * rings (the reader parks many times), then a reader parked on its
+ * doorbell woken by shutdown. */
+struct fib_pair {
+    const char *name;
+    struct shm_listener *ls;
+    struct link *d, *a;
+    int rc;
+};
+
+static int fiber_accept(void *arg, const moirai_cancel_token_t *c, void **res)
+{
+    (void)c;
+    (void)res;
+    struct fib_pair *fp = arg;
+    fp->rc = moirai__shm_accept(fp->ls, moirai_deadline_after(WAIT_NS), &fp->a);
+    return 0;
+}
+
+static int fiber_dial(void *arg, const moirai_cancel_token_t *c, void **res)
+{
+    (void)c;
+    (void)res;
+    struct fib_pair *fp = arg;
+    return moirai__shm_dial(fp->name, 4096, moirai_deadline_after(WAIT_NS), &fp->d);
+}
+
+static int fiber_park_read(void *arg, const moirai_cancel_token_t *c, void **res)
+{
+    (void)c;
+    (void)res;
+    struct fctx *f = arg;
+    char b[8];
+    f->rc = (int)lread(f->l, b, sizeof b, MOIRAI_DEADLINE_NEVER);
+    return 0;
+}
+
+static moirai_runtime_t *one_worker_runtime(void)
+{
+    moirai_sched_config_t sc;
+    moirai_sched_config_init(&sc);
+    sc.workers = 1;
+    moirai_runtime_config_t rcfg;
+    moirai_runtime_config_init(&rcfg);
+    rcfg.sched_config = &sc;
+    moirai_runtime_t *rt;
+    cr_assert_eq(moirai_runtime_create(&rt, &rcfg), 0);
+    return rt;
+}
+
+static int run_fiber(moirai_runtime_t *rt, moirai_task_fn fn, void *arg)
+{
+    moirai_handle_t *h;
+    cr_assert_eq(moirai_handle_create(&h), 0);
+    cr_assert_eq(moirai_fiber_spawn(rt, fn, arg, NULL, h), 0);
+    int rc = moirai_handle_join(h, NULL);
+    moirai_handle_release(h);
+    return rc;
+}
+
+/* Doorbell FIFOs of the listener `name` open in this process. */
+static int open_bells(const char *name)
+{
+    char pre[64];
+    snprintf(pre, sizeof pre, "/dev/shm/moirai-shm.%s.", name);
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[300], target[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        if (strncmp(target, pre, strlen(pre)) == 0 && strstr(target, ".f") != NULL)
+            count++;
+    }
+    closedir(d);
+    return count;
+}
+
+Test(shm_link, fibers_doorbell, .timeout = 60)
+{
+    char name[SHM_NAME_MAX + 1];
+    unique_name(name);
+    moirai_runtime_t *rt = one_worker_runtime();
+    struct fib_pair fp = {.name = name, .rc = -1};
+    cr_assert_eq(moirai__shm_listen(&fp.ls, name), 0);
+    moirai_handle_t *ha;
+    cr_assert_eq(moirai_handle_create(&ha), 0);
+    cr_assert_eq(moirai_fiber_spawn(rt, fiber_accept, &fp, NULL, ha), 0);
+    cr_assert_eq(run_fiber(rt, fiber_dial, &fp), 0);
+    cr_assert_eq(moirai_handle_join(ha, NULL), 0);
+    moirai_handle_release(ha);
+    cr_assert_eq(fp.rc, 0);
+    cr_assert_eq(leftovers(name), 1, "rings and doorbells are unlinked once connected");
+    cr_assert_eq(open_bells(name), 4, "each side holds both doorbells");
+
+    /* Both directions, in fibers of the one worker. */
+    struct fctx r1 = {fp.a, -1}, w1 = {fp.d, -1}, r2 = {fp.d, -1}, w2 = {fp.a, -1};
+    moirai_handle_t *h[4];
+    moirai_task_fn fns[4] = {fiber_reader, fiber_writer, fiber_reader, fiber_writer};
+    struct fctx *args[4] = {&r1, &w1, &r2, &w2};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(moirai_handle_create(&h[i]), 0);
+        cr_assert_eq(moirai_fiber_spawn(rt, fns[i], args[i], NULL, h[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(moirai_handle_join(h[i], NULL), 0);
+        moirai_handle_release(h[i]);
+        cr_assert_eq(args[i]->rc, 0, "fiber %d", i);
+    }
+
+    /* A reader asleep on its doorbell wakes at shutdown. */
+    struct fctx pr = {fp.d, 1};
+    moirai_handle_t *hp;
+    cr_assert_eq(moirai_handle_create(&hp), 0);
+    cr_assert_eq(moirai_fiber_spawn(rt, fiber_park_read, &pr, NULL, hp), 0);
+    usleep(100000);
+    fp.d->ops->shutdown(fp.d);
+    cr_assert_eq(moirai_handle_join(hp, NULL), 0);
+    moirai_handle_release(hp);
+    cr_assert_eq(pr.rc, -ECANCELED);
+    /* And the other side's reader sees end of stream. */
+    struct fctx pe = {fp.a, 1};
+    cr_assert_eq(run_fiber(rt, fiber_park_read, &pe), 0);
+    cr_assert_eq(pe.rc, 0);
+    fp.d->ops->close(fp.d);
+    lfree(fp.a);
+    cr_assert_eq(moirai_runtime_destroy(rt), 0);
+    moirai__shm_listener_destroy(fp.ls);
+    cr_assert_eq(leftovers(name), 0);
+}
+
+/* A fiber reading from a process killed with SIGKILL: -ECONNRESET. The
+ * child dials from a fiber (so both sides have doorbells). */
+static int child_fiber(void *arg, const moirai_cancel_token_t *c, void **res)
+{
+    (void)c;
+    (void)res;
+    struct link *l;
+    if (moirai__shm_dial(arg, 65536, moirai_deadline_after(WAIT_NS), &l) != 0)
+        _exit(10);
+    write_pattern(l, UINT64_MAX, 4096, 5);
+    _exit(12);
+}
+
+static int parent_fiber(void *arg, const moirai_cancel_token_t *c, void **res)
+{
+    (void)c;
+    (void)res;
+    struct fctx *f = arg;
+    f->rc = read_check(f->l, 1 << 20, 4096, 5);
+    return 0;
+}
+
+static int drain_fiber(void *arg, const moirai_cancel_token_t *c, void **res)
+{
+    (void)c;
+    (void)res;
+    struct fctx *f = arg;
+    static uint8_t b[4096];
+    ssize_t r;
+    do
+        r = lread(f->l, b, sizeof b, moirai_deadline_after(WAIT_NS));
+    while (r > 0);
+    f->rc = (int)r;
+    return 0;
+}
+
+Test(shm_link, fibers_reset_when_writer_killed, .timeout = 60)
+{
+    char name[SHM_NAME_MAX + 1];
+    unique_name(name);
+    struct fib_pair fp = {.name = name, .rc = -1};
+    cr_assert_eq(moirai__shm_listen(&fp.ls, name), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        moirai_runtime_t *crt = one_worker_runtime();
+        run_fiber(crt, child_fiber, name);
+        _exit(13);
+    }
+    moirai_runtime_t *rt = one_worker_runtime();
+    cr_assert_eq(run_fiber(rt, fiber_accept, &fp), 0);
+    cr_assert_eq(fp.rc, 0);
+    struct fctx f = {fp.a, -1};
+    cr_assert_eq(run_fiber(rt, parent_fiber, &f), 0);
+    cr_assert_eq(f.rc, 0, "the stream is intact up to the kill");
+    kill(pid, SIGKILL);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert_eq(run_fiber(rt, drain_fiber, &f), 0);
+    cr_assert_eq(f.rc, -ECONNRESET, "got %d", f.rc);
+    lfree(fp.a);
+    cr_assert_eq(moirai_runtime_destroy(rt), 0);
+    moirai__shm_listener_destroy(fp.ls);
+    cr_assert_eq(leftovers(name), 0);
+}
+
 /* ---- out of memory ---- */
 
 static char oom_name[SHM_NAME_MAX + 1];
