@@ -605,6 +605,50 @@ Test(shm_link, many_dials, .timeout = 60)
     cr_assert_eq(leftovers(name), 0);
 }
 
+/* A dialer killed inside its reservation on the accept ring blocks that
+ * ring's head for good: the listener renews its ring, and later dials
+ * (also one that announced on the blocked ring) are answered. */
+Test(shm_link, dialer_killed_in_reservation, .timeout = 60)
+{
+    char name[SHM_NAME_MAX + 1];
+    unique_name(name);
+    struct shm_listener *ls;
+    cr_assert_eq(moirai__shm_listen(&ls, name), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        char path[64];
+        snprintf(path, sizeof path, SHM_PREFIX "%s", name);
+        moirai_shm_ring_t *r;
+        void *p;
+        if (moirai_shm_ring_open(&r, path, MOIRAI_SHM_RING_PRODUCER) != 0 ||
+            moirai_shm_ring_reserve(r, 16, &p) != 0)
+            _exit(1);
+        raise(SIGKILL);
+        _exit(2);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSIGNALED(st), "the child reserved and was killed");
+    struct acceptor ac;
+    accept_start(&ac, ls, 3);
+    struct link *d[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(moirai__shm_dial(name, 4096, moirai_deadline_after(WAIT_NS), &d[i]), 0,
+                     "dial %d", i);
+    pthread_join(ac.t, NULL);
+    cr_assert_eq(ac.rc, 0);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(lwrite(d[i], "ok", 2, moirai_deadline_after(WAIT_NS)), 0);
+        char b[2];
+        cr_assert_eq(read_full(ac.links[i], b, 2, moirai_deadline_after(WAIT_NS)), 0);
+        lfree(d[i]);
+        lfree(ac.links[i]);
+    }
+    moirai__shm_listener_destroy(ls);
+    cr_assert_eq(leftovers(name), 0);
+}
+
 /* ---- processes ---- */
 
 /* The child: dials `name` and echoes every byte back until end of stream;
