@@ -9,7 +9,11 @@
  * object "/moirai-shm.NAME", its accept ring. A dial creates two rings,
  * "/moirai-shm.NAME.PID.SEQ.a" (dialer to acceptor) and ".b" (acceptor to
  * dialer), and for each a doorbell FIFO, "/dev/shm/moirai-shm.NAME.PID.SEQ.fa"
- * and ".fb"; all four are unlinked as soon as both sides opened them. */
+ * and ".fb"; all four are unlinked as soon as both sides opened them. The
+ * listener also has a doorbell, "/dev/shm/moirai-shm.NAME.bell", which a
+ * dialer rings after announcing itself, so that an idle acceptor fiber
+ * sleeps in the reactor (a second at a time) instead of waking every
+ * 50 ms. */
 #ifndef MOIRAI_TRANSPORT_LINK_SHM_H
 #define MOIRAI_TRANSPORT_LINK_SHM_H
 
@@ -59,9 +63,10 @@ int moirai__shm_addr_name(const struct frame_addr *a, char name[SHM_NAME_MAX + 1
  * side's own reader. Both sides open both FIFOs read-write, so an open
  * never waits for the other end and a write never raises SIGPIPE. */
 struct shm_bell {
-    moirai_io_t *io; /* the inbound FIFO, on the runtime that made the link; NULL: none */
-    int fd;          /* its descriptor (owned by io), for shutdown's wake-up */
-    bool broken;     /* a read of it failed: back to the futex */
+    moirai_io_t *io;   /* the inbound FIFO, on the runtime that made the link; NULL: none */
+    int fd;            /* its descriptor (owned by io), for shutdown's wake-up */
+    bool broken;       /* a read of it failed: back to the futex */
+    uint64_t slice_ns; /* the longest sleep on it; 0: RING_SLICE_NS */
 };
 
 /* link_shm.c. Builds a link that reads from `in` (a consumer handle) and
@@ -138,8 +143,11 @@ int moirai__shm_accept(struct shm_listener *l, uint64_t deadline, struct link **
  * then on. Any thread; idempotent. */
 void moirai__shm_listener_stop(struct shm_listener *l);
 
-/* shm_accept.c. Detaches the accept ring, unlinks its name and frees
- * the listener. No accept may be in progress. NULL is ignored. */
+/* shm_accept.c. Detaches the accept ring, unlinks its names and frees
+ * the listener. No accept may be in progress. A listener accepted on
+ * from a fiber keeps its doorbell in that fiber's runtime: destroy it
+ * before the runtime (as a link made on a fiber is closed before its
+ * runtime). NULL is ignored. */
 void moirai__shm_listener_destroy(struct shm_listener *l);
 
 #endif

@@ -28,6 +28,8 @@
 #include <unistd.h>
 
 #include <moirai/async/fiber.h>
+#include <moirai/async/net.h>
+#include <moirai/async/runtime.h>
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
 #include <moirai/sync/mutex.h>
@@ -50,6 +52,7 @@ _Static_assert(sizeof(struct shm_announce) == 16, "16-byte announcements");
 #define SHM_ACCEPT_MAGIC UINT32_C(0x4b4f4d53) /* "SMOK" */
 #define SHM_BELLS        UINT32_C(1)
 #define SHM_PID_MAX      4194304u
+#define SHM_FIFO_MAX     (SHM_PATH_MAX + 16)
 _Static_assert(sizeof(((struct frame_addr *)0)->addr) == SHM_NAME_MAX,
                "a listener's name fills a frame_addr's address bytes");
 
@@ -64,7 +67,18 @@ struct shm_listener {
      * against a stop's wake from another thread, which must not touch a
      * handle being detached. The accepting side reads them unlocked. */
     moirai_mutex_t lock;
+    /* The listener's doorbell (link_shm.h): its descriptor (-1: none),
+     * and its handle in the accepting fiber's runtime, made by the first
+     * accept on a fiber (which then owns the descriptor). */
+    int bell_fd;
+    struct shm_bell bell;
+    char bell_path[SHM_FIFO_MAX];
 };
+
+/* How long an idle acceptor sleeps on its doorbell at most: a safety net
+ * for a dialer that could not ring it (out of descriptors). Dead dialers
+ * need no watching while nobody dials. */
+#define SHM_ACCEPT_SLICE_NS (1000 * MOIRAI_NS_PER_MS)
 
 static _Atomic uint32_t dial_seq;
 
@@ -76,7 +90,6 @@ static void ring_path(char out[SHM_PATH_MAX], const char *name, uint32_t pid, ui
 
 /* The doorbell FIFO of the ring `dir`, in the directory of POSIX shm
  * objects (tmpfs on Linux), so that the same cleanup finds it. */
-#define SHM_FIFO_MAX (SHM_PATH_MAX + 16)
 static void fifo_path(char out[SHM_FIFO_MAX], const char *name, uint32_t pid, uint32_t seq,
                       char dir)
 {
@@ -141,6 +154,17 @@ static int announce(const char *acc_path, uint32_t pid, uint32_t seq, uint32_t f
         struct shm_announce a = {SHM_ANNOUNCE_MAGIC, pid, seq, flags};
         memcpy(p, &a, sizeof a);
         moirai_shm_ring_commit(*acc);
+        /* Ring the listener's doorbell (read-write: never SIGPIPE, even
+         * when the listener is gone); without it the acceptor still looks
+         * within its slice. */
+        char bell[SHM_FIFO_MAX];
+        snprintf(bell, sizeof bell, "/dev/shm%s.bell", acc_path);
+        int fd = fifo_open(bell);
+        if (fd >= 0) {
+            ssize_t w = write(fd, "", 1);
+            (void)w;
+            close(fd);
+        }
         return 0;
     }
     moirai_shm_ring_detach(*acc);
@@ -359,12 +383,23 @@ int moirai__shm_listen(struct shm_listener **out, const char *name)
     snprintf(l->path, sizeof l->path, SHM_PREFIX "%s", name);
     atomic_init(&l->stop, 0);
     moirai_mutex_init(&l->lock);
+    l->bell_fd = -1;
     int rc = make_accept_ring(l->path, &l->acc);
     if (rc != 0) {
         moirai_mutex_destroy(&l->lock);
         moirai_free(l);
         return rc;
     }
+    /* The doorbell is optional: without it the acceptor wakes every
+     * slice. A leftover of a dead listener under the name goes first. */
+    snprintf(l->bell_path, sizeof l->bell_path, "/dev/shm%s.bell", l->path);
+    unlink(l->bell_path);
+    if (mkfifo(l->bell_path, 0600) == 0) {
+        l->bell_fd = fifo_open(l->bell_path);
+        if (l->bell_fd < 0)
+            unlink(l->bell_path);
+    }
+    l->bell.slice_ns = SHM_ACCEPT_SLICE_NS;
     *out = l;
     return 0;
 }
@@ -491,7 +526,10 @@ int moirai__shm_accept(struct shm_listener *l, uint64_t deadline, struct link **
                     return rc;
                 continue;
             }
-            rc = moirai__shm_wait_peek(l->acc, &l->stop, true, NULL, deadline, &p, &n);
+            if (l->bell.io == NULL && l->bell_fd >= 0 && moirai_fiber_current() != NULL &&
+                moirai_pipe_open(&l->bell.io, moirai_runtime_current(), l->bell_fd) == 0)
+                l->bell.fd = l->bell_fd; /* the handle owns it now */
+            rc = moirai__shm_wait_peek(l->acc, &l->stop, true, &l->bell, deadline, &p, &n);
             if (rc == -EPIPE || rc == -ECONNRESET || rc == -EPROTO) {
                 /* No dialer can attach any more, or a dead one's
                  * reservation blocks the head, or garbage: renew. */
@@ -522,6 +560,12 @@ void moirai__shm_listener_stop(struct shm_listener *l)
     moirai_mutex_lock(&l->lock);
     moirai__shm_wake(l->acc);
     moirai_mutex_unlock(&l->lock);
+    /* An accepting fiber asleep on the doorbell (the descriptor lives
+     * until destroy). */
+    if (l->bell_fd >= 0) {
+        ssize_t w = write(l->bell_fd, "", 1);
+        (void)w;
+    }
 }
 
 void moirai__shm_listener_destroy(struct shm_listener *l)
@@ -533,6 +577,12 @@ void moirai__shm_listener_destroy(struct shm_listener *l)
     moirai_shm_ring_unlink(l->path);
     moirai_shm_ring_detach(l->old);
     moirai_shm_ring_detach(l->acc);
+    if (l->bell.io != NULL)
+        moirai_io_close(l->bell.io);
+    else if (l->bell_fd >= 0)
+        close(l->bell_fd);
+    if (l->bell_fd >= 0)
+        unlink(l->bell_path);
     moirai_mutex_destroy(&l->lock);
     moirai_free(l);
 }

@@ -44,7 +44,7 @@ static bool stopped(_Atomic uint32_t *stop)
  * Returns 0, or -ECANCELED when the fiber's task is cancelled. */
 static int bell_wait(struct shm_bell *bell, uint64_t deadline)
 {
-    uint64_t until = moirai_deadline_after(RING_SLICE_NS);
+    uint64_t until = moirai_deadline_after(bell->slice_ns != 0 ? bell->slice_ns : RING_SLICE_NS);
     if (deadline < until)
         until = deadline;
     char junk[64];

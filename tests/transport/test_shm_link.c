@@ -268,7 +268,7 @@ Test(shm_link, listen_twice_and_stop, .timeout = 30)
     unique_name(name);
     struct shm_listener *ls, *ls2;
     cr_assert_eq(moirai__shm_listen(&ls, name), 0);
-    cr_assert_eq(leftovers(name), 1);
+    cr_assert_eq(leftovers(name), 2, "the accept ring and the listener's doorbell");
     cr_assert_eq(moirai__shm_listen(&ls2, name), -EADDRINUSE);
     /* A stop wakes an accept parked in another thread. */
     struct acceptor ac;
@@ -304,7 +304,7 @@ Test(shm_link, leftover_of_dead_listener_replaced, .timeout = 30)
     int st;
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-    cr_assert_eq(leftovers(name), 1, "the dead listener's name is still there");
+    cr_assert_eq(leftovers(name), 2, "the dead listener's ring and doorbell are still there");
     struct link *l = NULL;
     cr_assert_eq(moirai__shm_dial(name, 0, moirai_deadline_after(WAIT_NS), &l), -ECONNREFUSED,
                  "a dead listener refuses");
@@ -347,7 +347,7 @@ Test(shm_link, exact_bytes_threads, .timeout = 60)
     struct shm_listener *ls;
     struct link *d, *a;
     pair(name, 16384, &d, &a, &ls); /* 16 KiB rings: records of 4 KiB */
-    cr_assert_eq(leftovers(name), 1, "only the accept ring has a name once connected");
+    cr_assert_eq(leftovers(name), 2, "only the listener's objects have names once connected");
 
     uint64_t small = (uint64_t)scaled(400000);
     struct writer w1, w2;
@@ -531,7 +531,7 @@ Test(shm_link, deadlines, .timeout = 30)
     cr_assert_eq(moirai__shm_dial(name, 0, moirai_deadline_after(50 * MOIRAI_NS_PER_MS), &y),
                  -ETIMEDOUT);
     cr_assert_null(y);
-    cr_assert_eq(leftovers(name), 1);
+    cr_assert_eq(leftovers(name), 2, "the listener's ring and doorbell only");
     struct link *x = NULL;
     cr_assert_eq(moirai__shm_accept(ls, moirai_deadline_after(50 * MOIRAI_NS_PER_MS), &x),
                  -ETIMEDOUT);
@@ -946,11 +946,16 @@ Test(shm_link, fibers_doorbell, .timeout = 60)
     moirai_handle_t *ha;
     cr_assert_eq(moirai_handle_create(&ha), 0);
     cr_assert_eq(moirai_fiber_spawn(rt, fiber_accept, &fp, NULL, ha), 0);
+    usleep(50000); /* the acceptor is asleep on the listener's doorbell */
+    uint64_t t0 = moirai_clock_now_ns();
     cr_assert_eq(run_fiber(rt, fiber_dial, &fp), 0);
     cr_assert_eq(moirai_handle_join(ha, NULL), 0);
     moirai_handle_release(ha);
     cr_assert_eq(fp.rc, 0);
-    cr_assert_eq(leftovers(name), 1, "rings and doorbells are unlinked once connected");
+    /* Wide margin: the dial rang the doorbell; without it the acceptor
+     * would have looked only at the end of its one-second slice. */
+    cr_assert_lt(moirai_clock_now_ns() - t0, 900 * MOIRAI_NS_PER_MS);
+    cr_assert_eq(leftovers(name), 2, "rings and doorbells are unlinked once connected");
     cr_assert_eq(open_bells(name), 4, "each side holds both doorbells");
 
     /* Both directions, in fibers of the one worker. */
@@ -984,8 +989,20 @@ Test(shm_link, fibers_doorbell, .timeout = 60)
     cr_assert_eq(pe.rc, 0);
     fp.d->ops->close(fp.d);
     lfree(fp.a);
-    cr_assert_eq(moirai_runtime_destroy(rt), 0);
+    /* An acceptor fiber asleep on the listener's doorbell wakes at stop. */
+    cr_assert_eq(moirai_handle_create(&ha), 0);
+    fp.rc = 1;
+    cr_assert_eq(moirai_fiber_spawn(rt, fiber_accept, &fp, NULL, ha), 0);
+    usleep(50000);
+    t0 = moirai_clock_now_ns();
+    moirai__shm_listener_stop(fp.ls);
+    cr_assert_eq(moirai_handle_join(ha, NULL), 0);
+    moirai_handle_release(ha);
+    cr_assert_eq(fp.rc, -ECANCELED);
+    cr_assert_lt(moirai_clock_now_ns() - t0, 900 * MOIRAI_NS_PER_MS, "woken, not timed out");
+    /* Its doorbell lives in the runtime that accepted: destroy first. */
     moirai__shm_listener_destroy(fp.ls);
+    cr_assert_eq(moirai_runtime_destroy(rt), 0);
     cr_assert_eq(leftovers(name), 0);
 }
 
@@ -1050,8 +1067,8 @@ Test(shm_link, fibers_reset_when_writer_killed, .timeout = 60)
     cr_assert_eq(run_fiber(rt, drain_fiber, &f), 0);
     cr_assert_eq(f.rc, -ECONNRESET, "got %d", f.rc);
     lfree(fp.a);
-    cr_assert_eq(moirai_runtime_destroy(rt), 0);
     moirai__shm_listener_destroy(fp.ls);
+    cr_assert_eq(moirai_runtime_destroy(rt), 0);
     cr_assert_eq(leftovers(name), 0);
 }
 
@@ -1117,7 +1134,7 @@ Test(shm_link, oom_dial, .timeout = 60)
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     /* The listener's own name only (the parent still holds it). */
-    cr_assert_eq(leftovers(oom_name), 1);
+    cr_assert_eq(leftovers(oom_name), 2);
     moirai__shm_listener_destroy(ls);
     cr_assert_eq(leftovers(oom_name), 0);
 }
