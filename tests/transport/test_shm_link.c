@@ -1138,3 +1138,49 @@ Test(shm_link, oom_dial, .timeout = 60)
     moirai__shm_listener_destroy(ls);
     cr_assert_eq(leftovers(oom_name), 0);
 }
+
+static struct shm_listener *oom_ls;
+
+static int accept_op(void *ctx)
+{
+    struct link **l = ctx;
+    return moirai__shm_accept(oom_ls, moirai_deadline_after(WAIT_NS), l);
+}
+
+/* The acceptor out of memory: each failing run drops the dial it was
+ * answering (that dialer is refused or times out and dials again); the
+ * run that succeeds connects. The dialer runs in another process. */
+Test(shm_link, oom_accept, .timeout = 60)
+{
+    unique_name(oom_name);
+    cr_assert_eq(moirai__shm_listen(&oom_ls, oom_name), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        for (;;) {
+            struct link *l;
+            int rc =
+                moirai__shm_dial(oom_name, 4096, moirai_deadline_after(300 * MOIRAI_NS_PER_MS), &l);
+            if (rc == -ETIMEDOUT || rc == -ECONNREFUSED)
+                continue;
+            if (rc != 0)
+                _exit(1);
+            char b[8];
+            ssize_t r = lread(l, b, sizeof b, moirai_deadline_after(WAIT_NS));
+            lfree(l);
+            _exit(r == 0 ? 0 : 2);
+        }
+    }
+    struct link *l = NULL;
+    moirai_test_oom_install();
+    long failures = MOIRAI_TEST_OOM_SWEEP(accept_op, NULL, &l);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(failures, 0);
+    cr_assert_not_null(l);
+    lfree(l); /* the dialer reads end of stream and exits 0 */
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "dialer status %d", st);
+    moirai__shm_listener_destroy(oom_ls);
+    cr_assert_eq(leftovers(oom_name), 0);
+}
