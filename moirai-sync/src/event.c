@@ -43,21 +43,21 @@ bool moirai_event_is_set(moirai_event_t *event)
     return atomic_load_explicit(&event->priv_state, memory_order_acquire) != 0;
 }
 
-bool moirai_event_trywait(moirai_event_t *event)
+bool moirai_event_try_wait(moirai_event_t *event)
 {
     if (event->priv_mode == MOIRAI_EVENT_MANUAL)
         return moirai_event_is_set(event);
     uint32_t expected = 1;
     /* Acquire on success: pairs with the set we consume. Strong: a
-     * spurious failure would make trywait lie. */
+     * spurious failure would make try_wait lie. */
     return atomic_compare_exchange_strong_explicit(&event->priv_state, &expected, 0,
                                                    memory_order_acquire, memory_order_relaxed);
 }
 
-int moirai_event_timedwait(moirai_event_t *event, uint64_t deadline)
+int moirai_event_wait_timed(moirai_event_t *event, uint64_t deadline)
 {
     for (;;) {
-        if (moirai_event_trywait(event))
+        if (moirai_event_try_wait(event))
             return 0;
         /* Seq_cst: the waiter half of the Dekker pair (see top). */
         atomic_fetch_add_explicit(&event->priv_waiters, 1, memory_order_seq_cst);
@@ -67,13 +67,13 @@ int moirai_event_timedwait(moirai_event_t *event, uint64_t deadline)
         /* After a timeout, one last attempt, so that an auto-reset wake-up
          * meant for us is consumed rather than left with nobody woken. */
         if (rc == -ETIMEDOUT)
-            return moirai_event_trywait(event) ? 0 : -ETIMEDOUT;
+            return moirai_event_try_wait(event) ? 0 : -ETIMEDOUT;
     }
 }
 
 void moirai_event_wait(moirai_event_t *event)
 {
-    (void)moirai_event_timedwait(event, MOIRAI_DEADLINE_NEVER);
+    (void)moirai_event_wait_timed(event, MOIRAI_DEADLINE_NEVER);
 }
 
 void moirai_event_set(moirai_event_t *event)

@@ -49,12 +49,12 @@ static inline bool take(moirai_semaphore_t *sem)
     return false;
 }
 
-bool moirai_semaphore_trywait(moirai_semaphore_t *sem)
+bool moirai_semaphore_try_wait(moirai_semaphore_t *sem)
 {
     return take(sem);
 }
 
-int moirai_semaphore_timedwait(moirai_semaphore_t *sem, uint64_t deadline)
+int moirai_semaphore_wait_timed(moirai_semaphore_t *sem, uint64_t deadline)
 {
     for (;;) {
         if (take(sem))
@@ -73,7 +73,7 @@ int moirai_semaphore_timedwait(moirai_semaphore_t *sem, uint64_t deadline)
 
 void moirai_semaphore_wait(moirai_semaphore_t *sem)
 {
-    (void)moirai_semaphore_timedwait(sem, MOIRAI_DEADLINE_NEVER);
+    (void)moirai_semaphore_wait_timed(sem, MOIRAI_DEADLINE_NEVER);
 }
 
 int moirai_semaphore_post_n(moirai_semaphore_t *sem, uint32_t n)

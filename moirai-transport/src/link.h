@@ -82,8 +82,10 @@ struct backend_ops {
      * the parsed config.listen, or all zero when config.listen is NULL (the
      * backend's default). Fills *self with the address to advertise
      * (its port is what moirai_node_port() reports). May keep its state
-     * in node->backend_state. Returns 0 or a negative errno (nothing is
-     * left running then). */
+     * in node->backend_state. May replace node->id when !node->id_given
+     * (config.id was 0; node->id is then random), before it starts any
+     * fiber: nothing else of the node runs yet. Returns 0 or a negative
+     * errno (nothing is left running then). */
     int (*listen)(struct moirai_node *node, const struct frame_addr *where,
                   struct frame_addr *self);
     /* Connects to `to`, parking the calling fiber up to `deadline`. Stores
@@ -99,10 +101,13 @@ struct backend_ops {
 };
 
 /* The backends. A backend that is not built in is a weak reference that
- * resolves to NULL (node.c then refuses it with -ENOTSUP). */
+ * the static link resolves to NULL (node.c then refuses it with
+ * -ENOTSUP); hidden, so that no other loaded object can supply it at run
+ * time. Adding link_mpi.c or link_shm.c to the library's sources is all
+ * it takes to plug one in. */
 extern const struct backend_ops moirai__backend_tcp;
-extern const struct backend_ops moirai__backend_mpi __attribute__((weak));
-extern const struct backend_ops moirai__backend_shm __attribute__((weak));
+extern const struct backend_ops moirai__backend_mpi __attribute__((weak, visibility("hidden")));
+extern const struct backend_ops moirai__backend_shm __attribute__((weak, visibility("hidden")));
 
 /* Shorthands for peer.c and membership.c. */
 static inline ssize_t link_read(struct link *l, void *buf, size_t len, uint64_t deadline)

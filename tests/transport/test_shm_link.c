@@ -242,7 +242,7 @@ Test(shm_link, hello_carries_shm_address, .timeout = 30)
     uint8_t nonce[FRAME_NONCE_SIZE] = {1};
     uint8_t buf[FRAME_HEADER_SIZE + FRAME_HELLO_SIZE] = {0};
     moirai__frame_put_header(buf, FRAME_HELLO, 0, 0, FRAME_HELLO_SIZE);
-    moirai__frame_put_hello(buf + FRAME_HEADER_SIZE, 5, &a, nonce);
+    moirai__frame_put_hello(buf + FRAME_HEADER_SIZE, 5, 1, &a, nonce);
     struct frame f;
     cr_assert_eq(moirai__frame_decode(buf, sizeof buf, 1 << 20, &f, NULL), (long)sizeof buf);
     cr_assert_eq(f.u.hello.listen.family, FRAME_ADDR_SHM);
