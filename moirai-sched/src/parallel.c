@@ -86,9 +86,7 @@ int moirai_parallel_for(moirai_sched_t *sched, size_t begin, size_t end, size_t 
     if (begin == end)
         return 0;
     int outside;
-    int rc = moirai__split_resolve(sched, &sched, &outside);
-    if (rc != 0)
-        return rc;
+    sched = moirai__split_resolve(sched, &outside);
     for_ctx_t ctx = {sched, moirai__split_grain(sched, end - begin, grain), body, arg};
     if (end - begin <= ctx.grain) {
         for_range_t all = {&ctx, begin, end};
@@ -154,14 +152,12 @@ int moirai_parallel_reduce(moirai_sched_t *sched, size_t begin, size_t end, size
         return 0;
     }
     int outside;
-    int rc = moirai__split_resolve(sched, &sched, &outside);
-    if (rc != 0)
-        return rc;
+    sched = moirai__split_resolve(sched, &outside);
     reduce_ctx_t ctx = {sched, moirai__split_grain(sched, end - begin, grain), desc, arg};
     reduce_range_t all = {&ctx, begin, end, acc.bytes};
     /* One frame for the whole reduction: the first split happens inside,
      * on a worker when there is a pool. */
-    rc = run_top(sched, outside, reduce_run, &all, NULL);
+    int rc = run_top(sched, outside, reduce_run, &all, NULL);
     if (rc != 0)
         return rc;
     /* The result is written only on success, through a buffer aligned for
@@ -208,9 +204,7 @@ int moirai_parallel_invoke(moirai_sched_t *sched, const moirai_join_fn *fns, voi
     if (n == 0)
         return 0;
     int outside;
-    int rc = moirai__split_resolve(sched, &sched, &outside);
-    if (rc != 0)
-        return rc;
+    sched = moirai__split_resolve(sched, &outside);
     invoke_ctx_t ctx = {sched, fns, args};
     invoke_range_t all = {&ctx, 0, n};
     return run_top(sched, outside, invoke_run, &all, NULL);

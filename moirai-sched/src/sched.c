@@ -571,9 +571,6 @@ int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how)
 {
     if (sched == NULL || (how != MOIRAI_SHUTDOWN_DRAIN && how != MOIRAI_SHUTDOWN_CANCEL))
         return -EINVAL;
-    /* Callers anywhere in the process may be using it through NULL. */
-    if (moirai__sched_is_default(sched))
-        return -EPERM;
     /* From a worker of `sched`, or from a thread inside a join on it (a
      * guest, possibly of another scheduler, whose thread is one of ours),
      * destroy would wait for its own caller. */

@@ -394,14 +394,6 @@ int moirai__sched_gate_enter(struct moirai_sched *s);
 int moirai__sched_spawn_owned(struct moirai_sched *s, moirai_task_fn fn, void *arg,
                               const moirai_task_attr_t *attr);
 
-/* What a NULL scheduler means (default.c): `sched` if not NULL, else the
- * calling worker's scheduler, else the process default (created on first
- * use). Returns 0, or moirai_sched_default()'s -ENOMEM / -EAGAIN. */
-int moirai__sched_resolve(struct moirai_sched *sched, struct moirai_sched **out);
-
-/* True for the process default scheduler (never destroyed). */
-bool moirai__sched_is_default(const struct moirai_sched *s);
-
 /* True once moirai_sched_destroy(MOIRAI_SHUTDOWN_CANCEL) has begun.
  * Relaxed (a hint: tasks that see it late just run their work). Never
  * blocks; thread-safe. */

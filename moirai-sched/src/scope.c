@@ -108,12 +108,14 @@ int moirai_scope_run(moirai_sched_t *sched, moirai_scope_fn body, void *arg)
 {
     if (body == NULL)
         return -EINVAL;
-    int rc = moirai__sched_resolve(sched, &sched);
-    if (rc != 0)
-        return rc;
+    if (sched == NULL) {
+        sched = moirai_sched_current();
+        if (sched == NULL)
+            return -EINVAL;
+    }
     moirai_scope_t scope;
     scope.sched = sched;
-    rc = moirai_handle_create(&scope.cancel);
+    int rc = moirai_handle_create(&scope.cancel);
     if (rc != 0)
         return rc;
     atomic_init(&scope.pending, 1);

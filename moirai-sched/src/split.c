@@ -1,8 +1,6 @@
 /* Where a parallel loop runs and how finely it splits (split.h). */
 #include "split.h"
 
-#include "sched_internal.h"
-
 void moirai__split_fork2(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
                          void *arg_b)
 {
@@ -12,15 +10,15 @@ void moirai__split_fork2(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, m
     b(arg_b);
 }
 
-int moirai__split_resolve(moirai_sched_t *sched, moirai_sched_t **out, int *outside)
+moirai_sched_t *moirai__split_resolve(moirai_sched_t *sched, int *outside)
 {
     moirai_sched_t *current = moirai_sched_current();
-    int rc = moirai__sched_resolve(sched, &sched);
-    if (rc != 0)
-        return rc;
+    if (sched == NULL) {
+        *outside = 0;
+        return current;
+    }
     *outside = current != sched;
-    *out = sched;
-    return 0;
+    return sched;
 }
 
 size_t moirai__split_grain(moirai_sched_t *sched, size_t n, size_t grain)

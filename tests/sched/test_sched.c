@@ -917,26 +917,3 @@ LEAK_CHECKED_TEST(sched, start_deadline_passed_while_queued, .timeout = 60)
     moirai_handle_release(hf);
     drop_sched(s);
 }
-
-/* The default scheduler: made on first use with the defaults, the same
- * one every time, never destroyed (-EPERM), and a failed first creation
- * returns its error, stores nothing and lets a later call try again.
- * Criterion runs each test in a fresh process, so nothing has made it. */
-LEAK_CHECKED_TEST(sched, default_scheduler, .timeout = 60)
-{
-    moirai_sched_t *d1 = NULL, *d2 = NULL;
-    cr_assert_eq(moirai_sched_default(NULL), -EINVAL);
-    cr_assert_eq(moirai_topology_load(), 0);
-    moirai_test_oom_install();
-    moirai_test_oom_fail_at(0);
-    int rc = moirai_sched_default(&d1);
-    moirai_test_oom_uninstall();
-    cr_assert_eq(rc, -ENOMEM);
-    cr_assert_null(d1);
-    cr_assert_eq(moirai_sched_default(&d1), 0);
-    cr_assert_eq(moirai_sched_default(&d2), 0);
-    cr_assert_eq(d1, d2);
-    cr_assert_eq(moirai_sched_worker_count(d1), moirai_topology_cpu_count());
-    cr_assert_eq(moirai_sched_destroy(d1, MOIRAI_SHUTDOWN_DRAIN), -EPERM);
-    run_counted(d1, 100, NULL);
-}

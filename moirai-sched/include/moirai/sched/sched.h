@@ -239,8 +239,7 @@ MOIRAI_SCHED_API int moirai_sched_create(moirai_sched_t **out, const moirai_sche
  * -ESHUTDOWN from the moment it is called; tasks already accepted may still
  * spawn (DRAIN runs what they spawn, CANCEL discards it). Blocking tasks
  * already accepted always run. Blocks. Returns 0, -EINVAL (NULL sched or an
- * unknown `how`), -EPERM (the default scheduler, moirai_sched_default(),
- * which lives until the process ends) or -EDEADLK (called from one of the scheduler's
+ * unknown `how`) or -EDEADLK (called from one of the scheduler's
  * workers, or from inside a join on it that an outside thread takes part
  * in as a guest, which destroy would wait for); on error nothing is
  * stopped. Called from a task running on the
@@ -272,16 +271,6 @@ MOIRAI_SCHED_API int moirai_sched_spawn_blocking(moirai_sched_t *sched, moirai_t
 /* The scheduler as a core executor (moirai/core/executor.h); spawns through
  * it behave as moirai_sched_spawn(). Valid until the scheduler is destroyed. */
 MOIRAI_SCHED_API moirai_executor_t *moirai_sched_executor(moirai_sched_t *sched);
-
-/* The process's default scheduler, created with the default configuration
- * on the first call and never destroyed (moirai_sched_destroy() on it is
- * -EPERM): what a NULL scheduler means on a thread that is not a worker,
- * in every call that takes one (docs/sched.md, "The NULL scheduler").
- * Thread-safe; the first call blocks while the workers start. Returns 0
- * and stores it in `*out`; -EINVAL for NULL `out`; or, when it cannot be
- * created, moirai_sched_create()'s -ENOMEM or -EAGAIN (`*out` untouched;
- * a later call tries again). Acquire: the scheduler is ready to use. */
-MOIRAI_SCHED_API int moirai_sched_default(moirai_sched_t **out);
 
 /* The scheduler whose worker is calling, or NULL on any other thread
  * (also on an outside thread while it takes part in a join as a guest). */
