@@ -62,6 +62,7 @@ pc_to_deb = {
     "libsodium": "libsodium-dev",
     "libuv": "libuv1-dev",
     "numa": "libnuma-dev",
+    "mpich": "libmpich-dev",
 }
 
 # debian/control as paragraphs of fields (continuation lines joined).
