@@ -62,7 +62,6 @@ pc_to_deb = {
     "libsodium": "libsodium-dev",
     "libuv": "libuv1-dev",
     "numa": "libnuma-dev",
-    "mpich": "libmpich-dev",
 }
 
 # debian/control as paragraphs of fields (continuation lines joined).

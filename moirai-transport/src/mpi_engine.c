@@ -17,6 +17,7 @@
  * a leaf). The progress thread holds E.tlock while it locks a channel to
  * deliver into it, so a channel cannot be freed under it (closing one
  * takes E.tlock to unlink it first). */
+#include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -136,6 +137,73 @@ static struct engine {
     .qlock = MOIRAI_MUTEX_INIT,
     .efd = -1,
 };
+
+/* MPICH is loaded (dlopen) when the first MPI node starts, not linked:
+ * a program that never makes an MPI node never maps MPICH and UCX, whose
+ * memory hooks, installed as soon as libucm is loaded, would otherwise
+ * patch every program using moirai-transport (and crash threads' exits
+ * under ThreadSanitizer). The prototypes are mpi.h's; MPICH's handles and
+ * predefined objects (MPI_COMM_WORLD, MPI_BYTE, ...) are compile-time
+ * constants of its ABI, which the MPICH ABI names libmpi.so.12 share. */
+static struct {
+    __typeof__(MPI_Comm_free) *Comm_free;
+    __typeof__(MPI_Comm_get_attr) *Comm_get_attr;
+    __typeof__(MPI_Comm_idup) *Comm_idup;
+    __typeof__(MPI_Comm_rank) *Comm_rank;
+    __typeof__(MPI_Comm_size) *Comm_size;
+    __typeof__(MPI_Finalize) *Finalize;
+    __typeof__(MPI_Finalized) *Finalized;
+    __typeof__(MPI_Get_count) *Get_count;
+    __typeof__(MPI_Ibarrier) *Ibarrier;
+    __typeof__(MPI_Init_thread) *Init_thread;
+    __typeof__(MPI_Initialized) *Initialized;
+    __typeof__(MPI_Iprobe) *Iprobe;
+    __typeof__(MPI_Irecv) *Irecv;
+    __typeof__(MPI_Isend) *Isend;
+    __typeof__(MPI_Query_thread) *Query_thread;
+    __typeof__(MPI_Test) *Test;
+} M;
+
+/* Fills M from the MPI library already in the process (an MPI program) or
+ * loaded now. 0, or -ENOTSUP when no MPICH-ABI library is found. */
+static int mpi_load(void)
+{
+    static const char *const names[] = {"libmpich.so.12", "libmpi.so.12", "libmpich.so"};
+    void *h = NULL;
+    for (size_t i = 0; !h && i < sizeof names / sizeof names[0]; i++) {
+        /* RTLD_GLOBAL: MPICH's own plugins resolve its symbols. */
+        h = dlopen(names[i], RTLD_NOW | RTLD_GLOBAL);
+    }
+    if (!h)
+        return -ENOTSUP;
+    struct {
+        void **slot;
+        const char *name;
+    } syms[] = {
+        {(void **)&M.Comm_free, "MPI_Comm_free"},
+        {(void **)&M.Comm_get_attr, "MPI_Comm_get_attr"},
+        {(void **)&M.Comm_idup, "MPI_Comm_idup"},
+        {(void **)&M.Comm_rank, "MPI_Comm_rank"},
+        {(void **)&M.Comm_size, "MPI_Comm_size"},
+        {(void **)&M.Finalize, "MPI_Finalize"},
+        {(void **)&M.Finalized, "MPI_Finalized"},
+        {(void **)&M.Get_count, "MPI_Get_count"},
+        {(void **)&M.Ibarrier, "MPI_Ibarrier"},
+        {(void **)&M.Init_thread, "MPI_Init_thread"},
+        {(void **)&M.Initialized, "MPI_Initialized"},
+        {(void **)&M.Iprobe, "MPI_Iprobe"},
+        {(void **)&M.Irecv, "MPI_Irecv"},
+        {(void **)&M.Isend, "MPI_Isend"},
+        {(void **)&M.Query_thread, "MPI_Query_thread"},
+        {(void **)&M.Test, "MPI_Test"},
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+        *syms[i].slot = dlsym(h, syms[i].name);
+        if (!*syms[i].slot)
+            return -ENOTSUP; /* the handle stays open: harmless, once */
+    }
+    return 0;
+}
 
 /* The progress thread's own state. */
 static struct out_msg *inflight;
@@ -324,7 +392,7 @@ static bool poll_recv(bool probe)
     for (int i = 0; i < RECV_BURST; i++) {
         if (rx.active) {
             int done = 0;
-            MPI_Test(&rx.req, &done, MPI_STATUS_IGNORE);
+            M.Test(&rx.req, &done, MPI_STATUS_IGNORE);
             if (!done)
                 return work;
             rx.active = false;
@@ -335,11 +403,11 @@ static bool poll_recv(bool probe)
             return work;
         int flag = 0;
         MPI_Status st;
-        MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, E.comm, &flag, &st);
+        M.Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, E.comm, &flag, &st);
         if (!flag)
             return work;
         int count = 0;
-        MPI_Get_count(&st, MPI_BYTE, &count);
+        M.Get_count(&st, MPI_BYTE, &count);
         moirai_mutex_lock(&E.tlock);
         bool ok = chan_ensure_future(st.MPI_SOURCE, (uint32_t)st.MPI_TAG >> 2);
         moirai_mutex_unlock(&E.tlock);
@@ -348,7 +416,7 @@ static bool poll_recv(bool probe)
             return work; /* out of memory: the message waits in MPI */
         /* Only this thread receives on E.comm, so this receive matches the
          * message just probed (the first from that source with that tag). */
-        MPI_Irecv(k->data, count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, E.comm, &rx.req);
+        M.Irecv(k->data, count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, E.comm, &rx.req);
         rx.active = true;
         rx.src = st.MPI_SOURCE;
         rx.tag = st.MPI_TAG;
@@ -374,7 +442,7 @@ static bool take_queue(void)
     while (msg) {
         struct out_msg *next = msg->next;
         msg->next = NULL;
-        MPI_Isend(msg->data, msg->len, MPI_BYTE, msg->rank, msg->tag, E.comm, &msg->req);
+        M.Isend(msg->data, msg->len, MPI_BYTE, msg->rank, msg->tag, E.comm, &msg->req);
         *tail = msg;
         tail = &msg->next;
         msg = next;
@@ -387,7 +455,7 @@ static bool test_inflight(void)
     bool work = false;
     for (struct out_msg **pp = &inflight; *pp;) {
         int done = 0;
-        MPI_Test(&(*pp)->req, &done, MPI_STATUS_IGNORE);
+        M.Test(&(*pp)->req, &done, MPI_STATUS_IGNORE);
         if (done) {
             struct out_msg *msg = *pp;
             *pp = msg->next;
@@ -490,13 +558,13 @@ static bool drain(void)
     uint64_t end = moirai_clock_now_ns() + STOP_DRAIN_NS;
     take_queue();
     MPI_Request barrier;
-    MPI_Ibarrier(E.comm, &barrier);
+    M.Ibarrier(E.comm, &barrier);
     int passed = 0;
     while (moirai_clock_now_ns() < end) {
         test_inflight();
         bool got = poll_recv(true);
         if (!passed)
-            MPI_Test(&barrier, &passed, MPI_STATUS_IGNORE);
+            M.Test(&barrier, &passed, MPI_STATUS_IGNORE);
         if (passed && !got && !inflight && !rx.active)
             return true;
         if (!got) {
@@ -510,28 +578,31 @@ static bool drain(void)
 static int mpi_start(void)
 {
     int fin = 0, inited = 0, provided = MPI_THREAD_SINGLE;
-    MPI_Finalized(&fin);
+    int err = mpi_load();
+    if (err)
+        return err;
+    M.Finalized(&fin);
     if (fin)
         return -ENOTSUP;
-    MPI_Initialized(&inited);
+    M.Initialized(&inited);
     if (!inited) {
-        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
+        if (M.Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
             return -EIO;
         E.we_init = true;
     } else {
-        MPI_Query_thread(&provided);
+        M.Query_thread(&provided);
         if (provided < MPI_THREAD_MULTIPLE)
             return -ENOTSUP;
     }
     /* A non-blocking duplicate: it completes once every rank's engine has
      * started, and this thread must not busy-wait in MPI meanwhile. */
     MPI_Request req;
-    if (MPI_Comm_idup(MPI_COMM_WORLD, &E.comm, &req) != MPI_SUCCESS)
+    if (M.Comm_idup(MPI_COMM_WORLD, &E.comm, &req) != MPI_SUCCESS)
         return -EIO;
     uint64_t ns = NAP_MIN_NS;
     for (;;) {
         int done = 0;
-        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        M.Test(&req, &done, MPI_STATUS_IGNORE);
         if (done)
             break;
         if (atomic_load_explicit(&E.stop, memory_order_acquire))
@@ -540,11 +611,11 @@ static int mpi_start(void)
         nanosleep(&ts, NULL);
         ns = ns * 2 > NAP_MAX_NS ? NAP_MAX_NS : ns * 2;
     }
-    MPI_Comm_rank(E.comm, &E.rank);
-    MPI_Comm_size(E.comm, &E.size);
+    M.Comm_rank(E.comm, &E.rank);
+    M.Comm_size(E.comm, &E.size);
     void *attr = NULL;
     int flag = 0;
-    MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &attr, &flag);
+    M.Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &attr, &flag);
     int tag_ub = flag && attr ? *(int *)attr : 32767;
     E.epoch_max = (uint32_t)tag_ub >> 2;
     return 0;
@@ -565,12 +636,12 @@ static void *engine_main(void *arg)
     }
     run();
     int fin = 0;
-    MPI_Finalized(&fin);
+    M.Finalized(&fin);
     if (!fin) {
         if (drain())
-            MPI_Comm_free(&E.comm);
+            M.Comm_free(&E.comm);
         if (E.we_init)
-            MPI_Finalize();
+            M.Finalize();
     }
     return NULL;
 }
