@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,11 +45,17 @@
 enum { KIND_DATA = 0, KIND_EOF = 1, KIND_CREDIT = 2 };
 
 /* After its last piece of work the thread spins this long (a reply to
- * what it just sent usually comes within it), then sleeps for intervals
- * doubling from NAP_MIN_NS up to NAP_MAX_NS. */
-#define SPIN_NS    ((uint64_t)100 * 1000)
-#define NAP_MIN_NS ((uint64_t)16 * 1000)
-#define NAP_MAX_NS ((uint64_t)1000 * 1000)
+ * what it just sent often comes within it), then sleeps, each nap an
+ * eighth of the time it has been idle, between NAP_MIN_NS and NAP_MAX_NS:
+ * an answer arriving after an idle gap waits at most about an eighth of
+ * that gap more (a ping-pong slower than the spin does not fall into
+ * millisecond naps), and a long idle period costs one wake-up per
+ * millisecond. The thread's timer slack is set to TIMER_SLACK_NS so that
+ * a short nap is not stretched by the default 50 us. */
+#define SPIN_NS        ((uint64_t)50 * 1000)
+#define NAP_MIN_NS     ((uint64_t)10 * 1000)
+#define NAP_MAX_NS     ((uint64_t)1000 * 1000)
+#define TIMER_SLACK_NS 1000
 /* How long the stopping thread waits, at exit, for its last sends and the
  * other ranks (see drain()). */
 #define STOP_DRAIN_NS ((uint64_t)2000 * 1000 * 1000)
@@ -361,7 +368,6 @@ static void deliver(int src, int tag, struct chunk *k, int len)
         return;
     }
     moirai_mutex_lock(&c->m);
-    moirai_mutex_unlock(&E.tlock);
     if (kind == KIND_DATA && len > 0 && !c->shut) {
         k->next = NULL;
         k->len = (size_t)len;
@@ -378,8 +384,12 @@ static void deliver(int src, int tag, struct chunk *k, int len)
         uint64_t n = moirai__frame_get_u64(k->data);
         c->unacked -= n < c->unacked ? (size_t)n : c->unacked;
     }
-    moirai_condvar_broadcast(&c->cv);
     moirai_mutex_unlock(&c->m);
+    /* Woken after the unlock, the reader does not run into the mutex still
+     * held (a second sleep and wake-up); E.tlock, still held, keeps the
+     * channel from being freed meanwhile. */
+    moirai_condvar_broadcast(&c->cv);
+    moirai_mutex_unlock(&E.tlock);
     moirai_free(k);
 }
 
@@ -505,7 +515,8 @@ static void set_quiet(uint32_t seen)
 static void run(void)
 {
     uint32_t seen = atomic_load_explicit(&E.events, memory_order_acquire) - 1;
-    uint64_t idle_since = 0, nap_ns = 0;
+    uint64_t idle_since = 0;
+    prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0);
     while (!atomic_load_explicit(&E.stop, memory_order_acquire)) {
         bool work = false;
         /* Acquire: pairs with kick()'s RMW, so the queue's new messages
@@ -524,7 +535,6 @@ static void run(void)
         work |= poll_recv(users);
         if (work) {
             idle_since = 0;
-            nap_ns = 0;
             continue;
         }
         bool busy = users || inflight != NULL || rx.active;
@@ -540,7 +550,9 @@ static void run(void)
             moirai_cpu_relax();
             continue;
         }
-        nap_ns = nap_ns ? nap_ns * 2 : NAP_MIN_NS;
+        uint64_t nap_ns = (now - idle_since) / 8;
+        if (nap_ns < NAP_MIN_NS)
+            nap_ns = NAP_MIN_NS;
         if (nap_ns > NAP_MAX_NS)
             nap_ns = NAP_MAX_NS;
         nap(seen, nap_ns);
