@@ -18,9 +18,10 @@
  * seen); reads parked in fibers of a one-worker runtime (a read that
  * blocked the worker would deadlock the phase); the progress thread's CPU
  * time over 200 ms idle, against a spinning thread's; -ENOMEM from a
- * write; shutdown (the other side reads every byte, then end of stream; a
- * read parked here returns -ECANCELED); a second node on a new epoch,
- * which the faster ranks write to before the slower ones opened it. */
+ * write; shutdown (the other side reads every byte, then end of stream;
+ * a read parked here returns -ECANCELED); a second node on a new epoch,
+ * which the faster ranks write to before the slower ones opened it, and
+ * where a write times out on a full window. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -481,6 +482,33 @@ static void phase_oom(void)
     mpi_barrier(MPI_COMM_WORLD);
 }
 
+/* A write that finds the window full times out: on fresh links (nothing
+ * in flight), rank 0 writes twice the window to rank 1, which reads
+ * nothing until rank 0's write returned (the MPI barrier). Exactly one
+ * window's worth was queued: rank 1 reads it, and the next phase's bytes
+ * come right after. */
+static void phase_write_timeout(void)
+{
+    size_t len = 2 * MPI_ENGINE_WINDOW;
+    uint8_t *buf = malloc(len);
+    CHECK(buf != NULL);
+    if (me == 0) {
+        for (size_t i = 0; i < len; i++)
+            buf[i] = pattern(0, 1, 4, i);
+        struct iovec v = {buf, len};
+        uint64_t t0 = moirai_clock_now_ns();
+        CHECK_EQ(links[1]->ops->writev(links[1], &v, 1, t0 + 100 * 1000000ull), -ETIMEDOUT);
+        CHECK(moirai_clock_now_ns() >= t0 + 100 * 1000000ull);
+    }
+    mpi_barrier(MPI_COMM_WORLD);
+    if (me == 1) {
+        read_exact(links[0], buf, MPI_ENGINE_WINDOW);
+        for (size_t i = 0; i < MPI_ENGINE_WINDOW; i++)
+            CHECK(buf[i] == pattern(0, 1, 4, i));
+    }
+    free(buf);
+}
+
 /* Shutdown: in each pair the higher rank writes BYE_LEN bytes and shuts
  * its link down while one of its threads is parked reading it; the lower
  * rank reads every byte, then end of stream. */
@@ -561,6 +589,7 @@ static void close_all(struct moirai_node *node)
 static void phase_epoch2(struct moirai_node *node)
 {
     do_listen(node, false);
+    phase_write_timeout();
     uint8_t *buf = malloc(EPOCH2_LEN);
     CHECK(buf != NULL);
     for (int r = 0; r < np; r++) {
