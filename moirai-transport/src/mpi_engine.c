@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -685,8 +686,13 @@ int moirai__mpi_engine_acquire(int *rank, int *size)
             err = -ENOMEM;
         } else {
             E.atexit_set = true;
-            /* The thread does not take part in the program's signals. */
+            /* The thread does not take part in the program's signals: it
+             * starts with every signal blocked (it inherits the mask). */
+            sigset_t all, old;
+            sigfillset(&all);
+            pthread_sigmask(SIG_SETMASK, &all, &old);
             int perr = pthread_create(&E.thread, NULL, engine_main, NULL);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
             if (perr)
                 err = perr == ENOMEM ? -ENOMEM : -EAGAIN;
         }
