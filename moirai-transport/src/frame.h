@@ -39,13 +39,13 @@ enum frame_type {
 /* Header flags. Only FLAG_IDEMPOTENT is defined, and only on SPAWN. */
 #define FRAME_FLAG_IDEMPOTENT 0x0001u
 
-/* An advertised network address: family 0 means "the address you see my
- * connection come from", 4 an IPv4 address in the first 4 bytes, 6 an
- * IPv6 address. */
 /* The MPI backend's family ('M'): addr[0..3] is the rank, little-endian,
  * the rest zero; port unused. */
 #define FRAME_ADDR_MPI 0x4du
 
+/* An advertised network address: family 0 means "the address you see my
+ * connection come from", 4 an IPv4 address in the first 4 bytes, 6 an
+ * IPv6 address, FRAME_ADDR_MPI an MPI rank. */
 struct frame_addr {
     uint8_t family;
     uint16_t port;
