@@ -104,6 +104,11 @@ packages=(
     librust-crossbeam-channel-dev
     # The load generator of the async suite's http_hello_keepalive.
     wrk
+    # The transport partition test (tests/transport/test_partition.sh):
+    # network namespaces and veth pairs (ip), the partition's drop rules
+    # (nft).
+    iproute2
+    nftables
 )
 
 missing=()

@@ -30,6 +30,7 @@
 #include "frame.h"
 #include "link.h"
 #include "link_mpi.h"
+#include "node_internal.h"
 
 #define WARMUP 1000
 
@@ -80,8 +81,8 @@ static bool link_round(struct link *l, int rank, uint64_t seq)
 
 static int run_moirai(uint64_t n)
 {
-    static char node_storage;
-    struct moirai_node *node = (struct moirai_node *)&node_storage;
+    static struct moirai_node node_storage;
+    struct moirai_node *node = &node_storage;
     struct frame_addr self;
     if (moirai__backend_mpi.listen(node, NULL, &self) != 0 || peer_links != 1) {
         fprintf(stderr, "moirai-bench-transport-mpi: needs exactly 2 ranks\n");

@@ -53,6 +53,16 @@
  *   TCP_NODELAY, one write and blocking reads per message ("tcp"), and
  *   ZeroMQ REQ/REP over tcp://127.0.0.1 ("zmq").
  *
+ * remote_task_stream (two processes over TCP on loopback, ns per task)
+ *   N remote tasks with 64-byte payloads from node 1 in this process to
+ *   node 2 in a child process, at most 4096 in flight, every 8-byte answer
+ *   joined and checked (bench_transport_stream.c). Peers moving the same
+ *   64-byte payloads one way between the same two processes, the receiver
+ *   checking each and answering one final acknowledgement that stops the
+ *   sender's clock: ZeroMQ PUSH/PULL over tcp://127.0.0.1 with one zmq_send
+ *   per message ("zmq"); a loopback TCP connection with TCP_NODELAY, one
+ *   write(2) per message and reads of up to 64 KiB ("tcp").
+ *
  * batch_small_msgs (16-byte messages, ns per message)
  *   A child process sends N 16-byte messages through moirai-transport's
  *   adaptive batcher (moirai/transport/batch.h) over a transport; the
@@ -428,6 +438,81 @@ static double tcp_pingpong(uint64_t n)
     return per_op(t0, t1, n);
 }
 
+/* ---- raw TCP stream with a final acknowledgement ---- */
+
+/* Receives n 64-byte messages from `fd` with reads of up to
+ * STREAM_READ_BYTES, checking their order and contents; true if all came
+ * whole and nothing more. */
+static bool stream_receive(int fd, uint64_t n)
+{
+    char *buf = malloc(STREAM_READ_BYTES);
+    bool ok = buf != NULL;
+    uint64_t seq = 0;
+    size_t have = 0; /* bytes of a partial message at buf's start */
+    while (ok && seq < n) {
+        ssize_t r = read(fd, buf + have, STREAM_READ_BYTES - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            ok = false;
+            break;
+        }
+        have += (size_t)r;
+        size_t off = 0;
+        for (; ok && off + MSG_BYTES <= have; off += MSG_BYTES) {
+            msg64_t m;
+            memcpy(&m, buf + off, sizeof(m));
+            ok = seq < n && msg64_check(&m, seq++);
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+    }
+    free(buf);
+    return ok && have == 0;
+}
+
+/* The child: receives and checks every message, then acknowledges with
+ * the count as one 8-byte write. */
+static int tcp_stream_child(void *arg, int go_r, int ready_w)
+{
+    sock_arg_t *a = arg;
+    if (bench_child_handshake(go_r, ready_w) < 0 || !stream_receive(a->fd, a->n))
+        return -1;
+    uint64_t ack = a->n;
+    return bench_write_all(a->fd, &ack, sizeof(ack));
+}
+
+/* One write(2) per 64-byte message, then a blocking read of the
+ * acknowledgement, which stops the clock. */
+static double tcp_stream(uint64_t n)
+{
+    int sv[2];
+    if (tcp_pair(sv) < 0)
+        return -1.0;
+    bench_child_t c;
+    if (bench_child_start(&c, "tcp_stream", n, NULL, sv[1], -1) < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1.0;
+    }
+    close(sv[1]);
+    bool ok = bench_child_wait_ready(&c) == 0;
+    uint64_t t0 = bench_now_ns();
+    ok = ok && bench_child_go(&c) == 0;
+    msg64_t m;
+    for (uint64_t i = 0; ok && i < n; i++) {
+        msg64_make(&m, i);
+        ok = bench_write_all(sv[0], &m, sizeof(m)) == 0;
+    }
+    uint64_t ack = 0;
+    ok = ok && bench_read_all(sv[0], &ack, sizeof(ack)) == 0 && ack == n;
+    uint64_t t1 = bench_now_ns();
+    close(sv[0]);
+    if (bench_child_finish(&c, !ok) < 0 || !ok)
+        return -1.0;
+    return per_op(t0, t1, n);
+}
+
 /* ---- zmq ---- */
 
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
@@ -618,6 +703,92 @@ static double zmq_tcp_pingpong(uint64_t n)
     return ok && child_ok ? (double)(t1 - t0) / (double)(n ? n : 1) : -1.0;
 }
 
+/* Sends one 64-byte message `seq`, waiting as long as the child lives (the
+ * parent's sockets time out every second so that a dead child is noticed;
+ * a PUSH socket blocks while it has no peer or its high-water mark is
+ * reached). */
+static bool zmq_send_wait(void *s, bench_child_t *c, uint64_t seq)
+{
+    msg64_t m;
+    msg64_make(&m, seq);
+    for (;;) {
+        int r = zmq_send(s, &m, sizeof(m), 0);
+        if (r == (int)sizeof(m))
+            return true;
+        if (r < 0 && (zmq_errno() == EAGAIN || zmq_errno() == EINTR) && !bench_child_exited(c))
+            continue;
+        return false;
+    }
+}
+
+/* remote_task_stream's child: PULLs the messages from the first endpoint
+ * of `text` and acknowledges on a PUSH to the second: the warm-up message
+ * at once, the measured ones with one message carrying the count. */
+static int zmq_tcp_stream_child(const bench_child_args_t *a)
+{
+    char in[128], out[128];
+    if (sscanf(a->text, "%127s %127s", in, out) != 2)
+        return -1;
+    int rc = -1;
+    void *ctx = zmq_ctx_new();
+    void *pull = ctx ? zmq_child_socket(ctx, ZMQ_PULL, in) : NULL;
+    void *push = pull ? zmq_child_socket(ctx, ZMQ_PUSH, out) : NULL;
+    msg64_t m;
+    if (push && zmq_recv(pull, &m, sizeof(m), 0) == (int)sizeof(m) &&
+        msg64_check(&m, ZMQ_WARM_UP) && zmq_send_msg(push, ZMQ_WARM_UP) &&
+        bench_child_handshake(a->go_r, a->ready_w) == 0) {
+        rc = 0;
+        for (uint64_t i = 0; i < a->n && rc == 0; i++) {
+            if (zmq_recv(pull, &m, sizeof(m), 0) != (int)sizeof(m) || !msg64_check(&m, i))
+                rc = -1;
+        }
+        if (rc == 0 && !zmq_send_msg(push, a->n))
+            rc = -1;
+        zmq_child_linger(a->go_r);
+    }
+    if (push)
+        zmq_close(push);
+    if (pull)
+        zmq_close(pull);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return rc;
+}
+
+/* PUSH/PULL over TCP on loopback, one zmq_send per message, then the
+ * child's acknowledgement on a second PUSH/PULL pair stops the clock. The
+ * parent binds both (free ports) before the child starts; one untimed
+ * message each way establishes both connections. */
+static double zmq_tcp_stream(uint64_t n)
+{
+    void *ctx = zmq_ctx_new();
+    void *push = ctx ? zmq_parent_socket(ctx, ZMQ_PUSH, "tcp://127.0.0.1:*") : NULL;
+    void *pull = push ? zmq_parent_socket(ctx, ZMQ_PULL, "tcp://127.0.0.1:*") : NULL;
+    char out[128], in[128], text[260];
+    size_t olen = sizeof(out), ilen = sizeof(in);
+    bool ok = pull != NULL && zmq_getsockopt(push, ZMQ_LAST_ENDPOINT, out, &olen) == 0 &&
+              zmq_getsockopt(pull, ZMQ_LAST_ENDPOINT, in, &ilen) == 0;
+    snprintf(text, sizeof(text), "%s %s", ok ? out : "", ok ? in : "");
+    bench_child_t c;
+    bool started = ok && bench_child_start(&c, "zmq_tcp_stream", n, text, -1, -1) == 0;
+    ok = started && zmq_send_wait(push, &c, ZMQ_WARM_UP) && zmq_recv_check(pull, &c, ZMQ_WARM_UP);
+    ok = ok && bench_child_wait_ready(&c) == 0;
+    uint64_t t0 = bench_now_ns();
+    ok = ok && bench_child_go(&c) == 0;
+    for (uint64_t i = 0; ok && i < n; i++)
+        ok = zmq_send_wait(push, &c, i);
+    ok = ok && zmq_recv_check(pull, &c, n);
+    uint64_t t1 = bench_now_ns();
+    bool child_ok = started && bench_child_finish(&c, !ok) == 0;
+    if (pull)
+        zmq_close(pull);
+    if (push)
+        zmq_close(push);
+    if (ctx)
+        zmq_ctx_term(ctx);
+    return ok && child_ok ? per_op(t0, t1, n) : -1.0;
+}
+
 static double zmq_stream(uint64_t n)
 {
     return zmq_run(n, false);
@@ -735,6 +906,12 @@ static int role_unix_pingpong(const bench_child_args_t *a)
     return unix_pingpong_child(&arg, a->go_r, a->ready_w);
 }
 
+static int role_tcp_stream(const bench_child_args_t *a)
+{
+    sock_arg_t arg = {a->fd[0], a->n};
+    return tcp_stream_child(&arg, a->go_r, a->ready_w);
+}
+
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
 static int role_zmq_push(const bench_child_args_t *a)
 {
@@ -764,10 +941,13 @@ const bench_child_role_t bench_transport_child_roles[] = {
     {"unix_stream", role_unix_stream},
     {"unix_pingpong", role_unix_pingpong},
     {"tcp_pingpong", role_unix_pingpong},
+    {"tcp_stream", role_tcp_stream},
+    {"stream_node", moirai_bench_stream_child},
     {"remote_node", moirai_bench_remote_child},
 #ifdef MOIRAI_BENCH_TRANSPORT_HAVE_ZMQ
     {"zmq_push", role_zmq_push},
     {"zmq_rep", role_zmq_rep},
+    {"zmq_tcp_stream", zmq_tcp_stream_child},
 #endif
 #ifdef MOIRAI_BENCH_HAVE_CK
     {"ck_stream", role_ck_stream},
@@ -818,6 +998,12 @@ static const bench_impl_t remote_rtt_impls[] = {
     {"zmq", ZMQ_RUN(zmq_tcp_pingpong), ZMQ_WHY},
 };
 
+static const bench_impl_t remote_stream_impls[] = {
+    {"moirai", moirai_bench_remote_stream, NULL},
+    {"zmq", ZMQ_RUN(zmq_tcp_stream), ZMQ_WHY},
+    {"tcp", tcp_stream, NULL},
+};
+
 static const bench_impl_t batch_impls[] = {
     {"moirai", moirai_bench_batch, NULL},
     {"unbatched", moirai_bench_unbatched, NULL},
@@ -833,6 +1019,7 @@ static const bench_case_t cases[] = {
     {"transport", "shm_ring_pingpong", "ns_per_op", 1000000, 100000, IMPLS(ring_pingpong_impls)},
     {"transport", "batch_small_msgs", "ns_per_op", 10000000, 1000000, IMPLS(batch_impls)},
     {"transport", "remote_task_rtt", "ns_per_op", 20000, 2000, IMPLS(remote_rtt_impls)},
+    {"transport", "remote_task_stream", "ns_per_op", 1000000, 100000, IMPLS(remote_stream_impls)},
 };
 
 const bench_case_t *bench_transport_cases(size_t *count)

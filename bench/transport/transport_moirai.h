@@ -16,6 +16,8 @@ int moirai_bench_ring_stream_child(const bench_child_args_t *a);
 int moirai_bench_ring_pingpong_child(const bench_child_args_t *a);
 double moirai_bench_remote_rtt(uint64_t n);
 int moirai_bench_remote_child(const bench_child_args_t *a);
+double moirai_bench_remote_stream(uint64_t n);
+int moirai_bench_stream_child(const bench_child_args_t *a);
 double moirai_bench_batch(uint64_t n);
 double moirai_bench_unbatched(uint64_t n);
 int moirai_bench_batch_child(const bench_child_args_t *a);

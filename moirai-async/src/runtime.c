@@ -114,7 +114,11 @@ int moirai_runtime_create(moirai_runtime_t **out, const moirai_runtime_config_t 
         moirai_sched_config_init(&sc);
         if (cfg->sched_config != NULL)
             sc = *cfg->sched_config;
+        /* A failure to read the topology fails the create (see
+         * moirai_topology_load()). */
         if (sc.workers == 0)
+            rc = moirai_topology_load();
+        if (rc == 0 && sc.workers == 0)
             sc.workers = moirai_topology_cpu_count();
         if (sc.idle_hooks != NULL || sc.workers < 0)
             rc = -EINVAL;

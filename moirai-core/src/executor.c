@@ -25,7 +25,9 @@ int moirai_executor_spawn(moirai_executor_t *executor, moirai_task_fn fn, void *
     }
 
     if (handle != NULL) {
-        if (moirai__handle_bind(handle) != 0)
+        /* 0 is "none" too, so a zeroed attribute block means no deadline. */
+        uint64_t start_by = attr->deadline == 0 ? MOIRAI_DEADLINE_NEVER : attr->deadline;
+        if (moirai__handle_bind(handle, start_by) != 0)
             return -EINVAL;
         /* The executor's reference, dropped by the executor after running
          * the task (or below, if it refuses the task). */

@@ -7,14 +7,14 @@
 #include <string.h>
 
 #include <moirai/core/alloc.h>
+#include <moirai/core/cache.h>
 #include <moirai/core/error.h>
 #include <moirai/core/log.h>
 #include <moirai/core/topology.h>
 
 #include "topology_internal.h"
 
-#define UNIFORM_MAX_CPUS  4096
-#define DEFAULT_LINE_SIZE 64
+#define UNIFORM_MAX_CPUS 4096
 
 /* The topology every query answers from; NULL until the first successful
  * detection. Queries load it with acquire, pairing with the release store
@@ -39,7 +39,7 @@ static moirai__topology_t emergency_topology = {
     .cpu_count = 1,
     .node_count = 1,
     .l3_count = 1,
-    .cache_line_size = DEFAULT_LINE_SIZE,
+    .cache_line_size = MOIRAI_CACHE_LINE,
     .source = MOIRAI_TOPOLOGY_FALLBACK,
     .cpus = &emergency_cpu,
     .distance = NULL,
@@ -71,7 +71,7 @@ moirai__topology_t *moirai__topology_alloc(int cpu_count, int node_count, int wi
     t->cpu_count = cpu_count;
     t->node_count = node_count;
     t->l3_count = 1;
-    t->cache_line_size = DEFAULT_LINE_SIZE;
+    t->cache_line_size = MOIRAI_CACHE_LINE;
     t->source = MOIRAI_TOPOLOGY_SYNTHETIC;
     t->cpus = (moirai_cpu_info_t *)(t + 1);
     t->distance = with_distance ? (int *)(t->cpus + cpu_count) : NULL;
@@ -183,6 +183,17 @@ static void replace_current_locked(moirai__topology_t *t)
     atomic_store_explicit(&topo_current, t, memory_order_release);
     if (old != NULL && old != topo_detected && old != t)
         moirai_free(old);
+}
+
+int moirai_topology_load(void)
+{
+    /* Acquire, as in topo_get(). */
+    if (__builtin_expect(atomic_load_explicit(&topo_current, memory_order_acquire) != NULL, 1))
+        return 0;
+    pthread_mutex_lock(&topo_lock);
+    int rc = ensure_detected_locked();
+    pthread_mutex_unlock(&topo_lock);
+    return rc;
 }
 
 int moirai_topology_cpu_count(void)

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <moirai/core/alloc.h>
+#include <moirai/core/cache.h>
 #include <moirai/core/error.h>
 #include <moirai/core/log.h>
 
@@ -33,12 +34,11 @@
 /* Bounds that keep a corrupt or hostile tree from making us allocate
  * without limit. Linux's NR_CPUS tops out at 8192 and MAX_NUMNODES at
  * 1024; these leave room above both. */
-#define SYSFS_MAX_CPU_ID  (1 << 20)
-#define SYSFS_MAX_CPUS    (1 << 16)
-#define SYSFS_MAX_NODES   4096
-#define SYSFS_MAX_CACHES  32
-#define SYSFS_FILE_MAX    8192
-#define DEFAULT_LINE_SIZE 64
+#define SYSFS_MAX_CPU_ID (1 << 20)
+#define SYSFS_MAX_CPUS   (1 << 16)
+#define SYSFS_MAX_NODES  4096
+#define SYSFS_MAX_CACHES 32
+#define SYSFS_FILE_MAX   8192
 
 /* The parts that can be missing, for the warning. */
 enum {
@@ -419,7 +419,7 @@ int moirai__topology_read_sysfs(const char *root, moirai__topology_t **out)
     cpu_vec_t online = {0};
     int64_t *keys = NULL, *core_key, *pkg_key, *l2_key, *l3_key, *node_key;
     int *dense = NULL, *node_ids = NULL, *row = NULL, *dense_to_pos = NULL;
-    int node_dirs = 0, n, node_count = 1, line_size = DEFAULT_LINE_SIZE;
+    int node_dirs = 0, n, node_count = 1, line_size = MOIRAI_CACHE_LINE;
     int cpu_core = -1, cpu_package = -1, cpu_cache = -1;
     unsigned missing = 0;
     moirai__topology_t *t = NULL;

@@ -67,7 +67,7 @@ static pool_magazine_t *mag_new(struct moirai_pool *pool)
         if (k >= POOL_MAG_SEGMENTS)
             goto out;
         size_t count = (size_t)POOL_MAG_SEG0 << k;
-        char *seg = moirai_aligned_alloc(POOL_LINE, count * pool->mag_stride);
+        char *seg = moirai_aligned_alloc(MOIRAI_CACHE_LINE, count * pool->mag_stride);
         if (!seg)
             goto out;
         pool->mag_segs[k] = seg;

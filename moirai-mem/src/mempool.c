@@ -25,7 +25,7 @@ struct moirai_mempool {
     moirai_pool_t *pools[MOIRAI_MEMPOOL_MAX_CLASSES];
     size_t sizes[MOIRAI_MEMPOOL_MAX_CLASSES];
     /* Large blocks are rare and slow anyway: shared counters. */
-    _Alignas(POOL_LINE) _Atomic uint64_t large_allocations;
+    _Alignas(MOIRAI_CACHE_LINE) _Atomic uint64_t large_allocations;
     _Atomic uint64_t large_frees;
     _Atomic uint64_t large_failures;
 };
@@ -73,7 +73,7 @@ int moirai_mempool_create(moirai_mempool_t **out, const moirai_mempool_config_t 
     if (cfg->magazine_size > POOL_MAGAZINE_MAX)
         return -EINVAL;
 
-    moirai_mempool_t *mp = moirai_aligned_alloc(POOL_LINE, sizeof(*mp));
+    moirai_mempool_t *mp = moirai_aligned_alloc(MOIRAI_CACHE_LINE, sizeof(*mp));
     if (!mp)
         return -ENOMEM;
     memset(mp, 0, sizeof(*mp));

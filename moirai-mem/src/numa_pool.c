@@ -39,6 +39,7 @@
 #endif
 
 #include <moirai/core/alloc.h>
+#include <moirai/core/cache.h>
 #include <moirai/core/error.h>
 #include <moirai/core/log.h>
 #include <moirai/mem/numa.h>
@@ -48,7 +49,6 @@
 #include "pool_internal.h"
 
 #define HEADER_MAGIC UINT64_C(0x6d6f697261694e50) /* "moiraiNP" */
-#define LINE         64
 /* What an object pool's default chunk holds, per pool.h: about 64 KiB. */
 #define DEFAULT_CHUNK_BYTES ((size_t)64 * 1024)
 /* The largest block alignment accepted; a configuration needing more is
@@ -72,7 +72,7 @@ typedef struct node_slot {
     atomic_uint_fast64_t fallback_in;
     atomic_uint_fast64_t fallback_out;
     atomic_uint_fast64_t failures;
-} __attribute__((aligned(LINE))) node_slot_t;
+} __attribute__((aligned(MOIRAI_CACHE_LINE))) node_slot_t;
 
 struct moirai_numa_pool {
     int nodes;
@@ -132,7 +132,7 @@ static int choose_block(moirai_numa_pool_t *np, const moirai_numa_pool_config_t 
         objects = DEFAULT_CHUNK_BYTES / stride ? DEFAULT_CHUNK_BYTES / stride : 1;
     if (objects > (SIZE_MAX / 4) / stride)
         return MOIRAI_EINVAL;
-    np->hdr = align > LINE ? align : LINE;
+    np->hdr = align > MOIRAI_CACHE_LINE ? align : MOIRAI_CACHE_LINE;
     bytes = objects * stride + np->hdr + align + np->page;
     if (bytes > MAX_BLOCK / 2)
         return MOIRAI_ENOMEM;
@@ -283,7 +283,7 @@ int moirai_numa_pool_create(moirai_numa_pool_t **out, const moirai_numa_pool_con
         return rc;
     }
     np->order = moirai_malloc(order_bytes);
-    np->slots = moirai_aligned_alloc(LINE, slots_bytes);
+    np->slots = moirai_aligned_alloc(MOIRAI_CACHE_LINE, slots_bytes);
     if (np->order == NULL || np->slots == NULL) {
         destroy_partial(np, 0);
         return MOIRAI_ENOMEM;

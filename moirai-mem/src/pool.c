@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/log.h>
@@ -18,7 +19,7 @@
 static void *default_chunk_alloc(void *ctx, size_t size)
 {
     (void)ctx;
-    return moirai_aligned_alloc(POOL_LINE, size);
+    return moirai_aligned_alloc(MOIRAI_CACHE_LINE, size);
 }
 
 static void default_chunk_free(void *ctx, void *ptr, size_t size)
@@ -133,6 +134,15 @@ static int prepopulate(struct moirai_pool *pool, size_t count)
     return 0;
 }
 
+/* Bytes of physical memory; SIZE_MAX when sysconf cannot say. */
+static size_t physical_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0 || (unsigned long)pages > SIZE_MAX / (unsigned long)page)
+        return SIZE_MAX;
+    return (size_t)pages * (size_t)page;
+}
+
 int moirai__pool_new(struct moirai_pool **out, const moirai_pool_config_t *cfg)
 {
     if (!out || !cfg)
@@ -160,8 +170,15 @@ int moirai__pool_new(struct moirai_pool **out, const moirai_pool_config_t *cfg)
     /* Keep every chunk request far from overflowing size_t. */
     if (chunk_objects > (SIZE_MAX / 4) / stride)
         return -EINVAL;
+    /* The same bound for the prepopulated objects, and more of them than
+     * the machine has memory is refused before the first chunk, instead
+     * of allocating until the allocator gives up. */
+    if (cfg->prepopulate > (SIZE_MAX / 4) / stride)
+        return -EINVAL;
+    if (cfg->prepopulate * stride > physical_memory())
+        return -ENOMEM;
 
-    struct moirai_pool *pool = moirai_aligned_alloc(POOL_LINE, sizeof(*pool));
+    struct moirai_pool *pool = moirai_aligned_alloc(MOIRAI_CACHE_LINE, sizeof(*pool));
     if (!pool)
         return -ENOMEM;
     memset(pool, 0, sizeof(*pool));
@@ -172,7 +189,7 @@ int moirai__pool_new(struct moirai_pool **out, const moirai_pool_config_t *cfg)
     pool->capacity = cfg->capacity;
     pool->chunk_objects = chunk_objects;
     pool->mag_stride =
-        align_up(sizeof(pool_magazine_t) + pool->mag_size * sizeof(void *), POOL_LINE);
+        align_up(sizeof(pool_magazine_t) + pool->mag_size * sizeof(void *), MOIRAI_CACHE_LINE);
     pool->chunk_alloc = cfg->chunk_alloc ? cfg->chunk_alloc : default_chunk_alloc;
     pool->chunk_free = cfg->chunk_free ? cfg->chunk_free : default_chunk_free;
     pool->chunk_ctx = cfg->chunk_ctx;

@@ -11,12 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <moirai/core/cache.h>
 #include <moirai/mem/pool.h>
 
 #include "sanitize.h"
-
-/* The static cache-line size used to lay out shared fields apart. */
-#define POOL_LINE 64
 
 #define POOL_MAGAZINE_DEFAULT 64
 #define POOL_MAGAZINE_MAX     4096
@@ -71,7 +69,7 @@ typedef struct pool_magazine {
  * magazine is back on top (the ABA problem). Indices rather than pointers
  * keep the word 64 bits wide, so no 16-byte compare-exchange is needed. */
 typedef struct pool_stack {
-    _Alignas(POOL_LINE) _Atomic uint64_t top;
+    _Alignas(MOIRAI_CACHE_LINE) _Atomic uint64_t top;
 } pool_stack_t;
 
 /* A thread's cache for one pool. Everything above `frees` is touched only
@@ -112,7 +110,7 @@ struct moirai_pool {
     size_t stride;   /* distance between objects: object_size rounded up */
     size_t capacity; /* 0: unbounded */
     size_t chunk_objects;
-    size_t mag_stride; /* bytes per magazine in storage, a multiple of POOL_LINE */
+    size_t mag_stride; /* bytes per magazine in storage, a multiple of MOIRAI_CACHE_LINE */
     uintptr_t tag;     /* the released-object tag of checked builds */
     moirai_pool_chunk_alloc_cb chunk_alloc;
     moirai_pool_chunk_free_cb chunk_free;
@@ -127,7 +125,7 @@ struct moirai_pool {
      * in the release path, which must not fail). A list linked through the
      * objects' first word: pushed one by one, taken all at once with an
      * exchange, so no pop ever reads a link another thread may rewrite. */
-    _Alignas(POOL_LINE) void *_Atomic orphans;
+    _Alignas(MOIRAI_CACHE_LINE) void *_Atomic orphans;
     /* Objects outside the depot (held by callers or thread caches), and its
      * peak; updated once per magazine moved, never on the fast path. */
     _Atomic int64_t outside;
@@ -138,7 +136,7 @@ struct moirai_pool {
     _Atomic uint64_t nocache_failures;
 
     /* Creation of objects and magazines; never taken on the fast path. */
-    _Alignas(POOL_LINE) pthread_mutex_t lock;
+    _Alignas(MOIRAI_CACHE_LINE) pthread_mutex_t lock;
     char *carve_cur; /* next object of the current chunk */
     char *carve_end;
     struct pool_chunk *chunks;

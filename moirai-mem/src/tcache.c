@@ -174,7 +174,7 @@ pool_tcache_t *moirai__pool_cache_create(struct moirai_pool *pool)
         if (pthread_setspecific(exit_key, grown) != 0)
             return NULL;
     }
-    pool_tcache_t *c = moirai_aligned_alloc(POOL_LINE, sizeof(*c));
+    pool_tcache_t *c = moirai_aligned_alloc(MOIRAI_CACHE_LINE, sizeof(*c));
     if (!c)
         return NULL;
     memset(c, 0, sizeof(*c));

@@ -132,7 +132,7 @@ static void *blocking_thread(void *arg)
         bool expired = false;
         pool->idle++;
         while (pool->head == NULL && !pool->shutdown && !expired)
-            expired = moirai_condvar_timedwait(&pool->work, &pool->lock, deadline) == -ETIMEDOUT;
+            expired = moirai_condvar_wait_timed(&pool->work, &pool->lock, deadline) == -ETIMEDOUT;
         pool->idle--;
         if (pool->head == NULL && !pool->shutdown)
             break; /* Idle for the whole keepalive: leave. */

@@ -100,7 +100,7 @@ int moirai_combinable_create(moirai_combinable_t **out, const moirai_combinable_
         return -ENOMEM;
     memset(c, 0, sizeof *c);
     c->size = cfg->value_size;
-    c->line = align > MOIRAI__CACHE_LINE ? align : MOIRAI__CACHE_LINE;
+    c->line = align > MOIRAI_CACHE_LINE ? align : MOIRAI_CACHE_LINE;
     c->stride = round_up(c->size, c->line);
     c->value_off = round_up(sizeof(thread_slot_t), c->line);
     c->init = cfg->init;

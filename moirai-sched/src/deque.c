@@ -53,7 +53,7 @@ int moirai__deque_create(moirai__deque_t **out, unsigned capacity_log2)
 {
     if (out == NULL || capacity_log2 < DEQUE_MIN_LOG2 || capacity_log2 > DEQUE_MAX_LOG2)
         return -EINVAL;
-    moirai__deque_t *d = moirai_aligned_alloc(MOIRAI__DEQUE_LINE, sizeof(*d));
+    moirai__deque_t *d = moirai_aligned_alloc(MOIRAI_FALSE_SHARING_RANGE, sizeof(*d));
     if (d == NULL)
         return -ENOMEM;
     moirai__deque_ring_t *r = ring_alloc(capacity_log2);

@@ -23,6 +23,8 @@
 #include <stdalign.h>
 #include <stdint.h>
 
+#include <moirai/core/cache.h>
+
 struct moirai__job;
 
 typedef struct moirai__deque moirai__deque_t;
@@ -47,11 +49,6 @@ void moirai__deque_destroy(moirai__deque_t *deque);
  * (fib(30) through moirai_join on 2 workers: 7.2 ms with both called, 5.8
  * ms inline). */
 
-/* Twice the 64-byte line: Intel's adjacent-line prefetcher moves lines in
- * pairs, so the owner's and the thieves' fields must be 128 bytes apart not
- * to share traffic. */
-#define MOIRAI__DEQUE_LINE 128
-
 /* One ring of 2^k slots. Retired rings are chained through `retired` and
  * are never written again: a thief that loaded one before the switch reads
  * only slots that were filled before the switch (see grow()). */
@@ -63,10 +60,10 @@ typedef struct moirai__deque_ring {
 
 struct moirai__deque {
     /* Thieves' line: every successful steal writes `top`. */
-    alignas(MOIRAI__DEQUE_LINE) _Atomic int64_t top;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic int64_t top;
     /* Owner's line: the owner writes `bottom` on every push and pop, and
      * the thieves read it and `ring` together, so they share one line. */
-    alignas(MOIRAI__DEQUE_LINE) _Atomic int64_t bottom;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic int64_t bottom;
     _Atomic(moirai__deque_ring_t *) ring;
     /* Owner only: a value `top` had at some point. `top` only grows, so
      * bottom - top_cache over-estimates the size; push reloads `top` only
@@ -75,7 +72,7 @@ struct moirai__deque {
     moirai__deque_ring_t *retired; /* rings replaced by growth, newest first */
 };
 
-_Static_assert(sizeof(struct moirai__deque) == 2 * MOIRAI__DEQUE_LINE,
+_Static_assert(sizeof(struct moirai__deque) == 2 * MOIRAI_FALSE_SHARING_RANGE,
                "top and bottom must sit on separate cache-line pairs");
 
 /* Owner only: the slow half of reserve (deque.c). */

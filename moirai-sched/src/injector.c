@@ -6,6 +6,10 @@
 
 #include "injector.h"
 
+/* Aging periods counted at most: far more than the five levels need,
+ * small enough that subtracting it from a level cannot overflow. */
+#define AGING_PERIODS_MAX 1024
+
 /* ThreadSanitizer annotations for the levels' consumer try-lock (the
  * project's rule for custom locks): TSan then knows it is a lock, lists it
  * in reports and checks lock order. No-ops in other builds. */
@@ -176,13 +180,17 @@ size_t moirai__injector_pop_many(moirai__injector_t *inj, int below, moirai__job
         if (atomic_load_explicit(&inj->count[l], memory_order_relaxed) <= 0)
             continue;
         int64_t eff = l;
-        if (aging != 0 && l > 0) {
+        if (aging != 0) {
             if (now == 0)
                 now = aging_now();
             uint64_t since = atomic_load_explicit(&inj->since[l], memory_order_relaxed);
-            /* Whole aging periods waited, each one level more urgent. */
+            /* Whole aging periods waited, each one level more urgent, and
+             * on past CRITICAL: a level that waited more than l periods
+             * beats a CRITICAL one taken from within the last period, so
+             * a CRITICAL stream cannot starve it. Capped so the
+             * subtraction cannot overflow. */
             uint64_t periods = now > since ? (now - since) / aging : 0;
-            eff = periods >= (uint64_t)l ? 0 : l - (int64_t)periods;
+            eff = l - (int64_t)(periods < AGING_PERIODS_MAX ? periods : AGING_PERIODS_MAX);
         }
         /* Strictly more urgent only: on a tie the naturally more urgent
          * level (scanned first) wins. */

@@ -299,13 +299,15 @@ int moirai_join(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_joi
         join_on_worker(w, a, arg_a, b, arg_b);
         return 0;
     }
+    /* Not a worker here when sched is NULL (see above): the scheduler of
+     * an enclosing outside join, else the process default. */
     moirai_sched_t *outer = moirai__tls_participant;
     if (sched == NULL)
-        sched = w == NULL ? outer : NULL;
+        sched = outer;
     if (sched == NULL) {
-        a(arg_a);
-        b(arg_b);
-        return 0;
+        int rc = moirai_sched_default(&sched);
+        if (rc != 0)
+            return rc;
     }
     if (sched == outer) {
         /* Nested in an external join already counted for shutdown: it

@@ -86,7 +86,9 @@ int moirai_parallel_for(moirai_sched_t *sched, size_t begin, size_t end, size_t 
     if (begin == end)
         return 0;
     int outside;
-    sched = moirai__split_resolve(sched, &outside);
+    int rc = moirai__split_resolve(sched, &sched, &outside);
+    if (rc != 0)
+        return rc;
     for_ctx_t ctx = {sched, moirai__split_grain(sched, end - begin, grain), body, arg};
     if (end - begin <= ctx.grain) {
         for_range_t all = {&ctx, begin, end};
@@ -152,12 +154,14 @@ int moirai_parallel_reduce(moirai_sched_t *sched, size_t begin, size_t end, size
         return 0;
     }
     int outside;
-    sched = moirai__split_resolve(sched, &outside);
+    int rc = moirai__split_resolve(sched, &sched, &outside);
+    if (rc != 0)
+        return rc;
     reduce_ctx_t ctx = {sched, moirai__split_grain(sched, end - begin, grain), desc, arg};
     reduce_range_t all = {&ctx, begin, end, acc.bytes};
     /* One frame for the whole reduction: the first split happens inside,
      * on a worker when there is a pool. */
-    int rc = run_top(sched, outside, reduce_run, &all, NULL);
+    rc = run_top(sched, outside, reduce_run, &all, NULL);
     if (rc != 0)
         return rc;
     /* The result is written only on success, through a buffer aligned for
@@ -204,7 +208,9 @@ int moirai_parallel_invoke(moirai_sched_t *sched, const moirai_join_fn *fns, voi
     if (n == 0)
         return 0;
     int outside;
-    sched = moirai__split_resolve(sched, &outside);
+    int rc = moirai__split_resolve(sched, &sched, &outside);
+    if (rc != 0)
+        return rc;
     invoke_ctx_t ctx = {sched, fns, args};
     invoke_range_t all = {&ctx, 0, n};
     return run_top(sched, outside, invoke_run, &all, NULL);

@@ -128,10 +128,12 @@ int moirai_parallel_for_fallible(moirai_sched_t *sched, size_t begin, size_t end
     if (begin == end)
         return 0;
     int outside;
-    sched = moirai__split_resolve(sched, &outside);
+    int rc = moirai__split_resolve(sched, &sched, &outside);
+    if (rc != 0)
+        return rc;
     for_ctx_t ctx = {sched, moirai__split_grain(sched, end - begin, grain), body, arg, {0, cancel}};
     for_range_t all = {&ctx, begin, end};
-    int rc = run_top(sched, outside, for_run, &all);
+    rc = run_top(sched, outside, for_run, &all);
     if (rc != 0)
         return rc;
     /* Relaxed: the join above ordered every piece's recording before us. */
@@ -243,7 +245,9 @@ int moirai_parallel_reduce_fallible(moirai_sched_t *sched, size_t begin, size_t 
             memcpy(result, top, desc->acc_size);
     } else {
         int outside;
-        sched = moirai__split_resolve(sched, &outside);
+        rc = moirai__split_resolve(sched, &sched, &outside);
+        if (rc != 0)
+            goto out;
         reduce_ctx_t ctx = {sched,      moirai__split_grain(sched, end - begin, grain),
                             desc,       arg,
                             inline_acc, align,
@@ -258,6 +262,7 @@ int moirai_parallel_reduce_fallible(moirai_sched_t *sched, size_t begin, size_t 
         else if (all.ready && desc->destroy != NULL)
             desc->destroy(top, arg);
     }
+out:
     if (!inline_acc)
         moirai_free(top);
     return rc;

@@ -382,11 +382,9 @@ int moirai_pipeline_run(moirai_sched_t *sched, size_t max_in_flight,
     int rc = validate(max_in_flight, stages, count);
     if (rc != 0)
         return rc;
-    if (sched == NULL) {
-        sched = moirai_sched_current();
-        if (sched == NULL)
-            return -EINVAL;
-    }
+    rc = moirai__sched_resolve(sched, &sched);
+    if (rc != 0)
+        return rc;
     size_t slots = max_in_flight < SLOTS_MAX ? max_in_flight : SLOTS_MAX;
     size_t in_order = 0;
     for (size_t s = 1; s < count; s++)

@@ -22,6 +22,10 @@
 #define DEFAULT_STACK        ((size_t)8 << 20)
 #define DEFAULT_BLOCKING_MAX 64
 #define DEFAULT_KEEPALIVE_NS (10 * MOIRAI_NS_PER_S)
+#define DEFAULT_SPIN_NS      (50 * MOIRAI_NS_PER_US)
+#define SPIN_MAX_NS          MOIRAI_NS_PER_S
+#define DEFAULT_AGING_NS     (10 * MOIRAI_NS_PER_MS)
+#define AGING_MAX_NS         (60 * MOIRAI_NS_PER_S)
 #define DEQUE_CAPACITY_LOG2  8
 
 /* A spawned task: a job header plus what moirai_handle_run() needs. From
@@ -317,10 +321,9 @@ moirai_executor_t *moirai_sched_executor(moirai_sched_t *sched)
 
 void moirai_sched_config_init(moirai_sched_config_t *cfg)
 {
-    if (cfg != NULL) {
-        moirai_sched_config_t init = MOIRAI_SCHED_CONFIG_INIT;
-        *cfg = init;
-    }
+    /* All zero, padding included, so a config can be compared bytewise. */
+    if (cfg != NULL)
+        memset(cfg, 0, sizeof *cfg);
 }
 
 /* Frees everything of a pool whose threads are not running (any more). */
@@ -407,6 +410,8 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
         c = *cfg;
     if (out == NULL || c.workers < 0 || c.workers > MAX_WORKERS ||
         (c.steal != MOIRAI_STEAL_LOCALITY && c.steal != MOIRAI_STEAL_RANDOM) ||
+        (c.spin_ns > SPIN_MAX_NS && c.spin_ns != MOIRAI_SCHED_NO_SPIN) ||
+        (c.aging_ns > AGING_MAX_NS && c.aging_ns != MOIRAI_SCHED_STRICT_PRIORITIES) ||
         c.blocking_max_threads < 0 ||
         (c.watchdog_ns != 0 && c.watchdog_ns < MOIRAI_SCHED_WATCHDOG_MIN_NS) ||
         c.watchdog_compensate < 0 || (c.watchdog_compensate > 0 && c.watchdog_ns == 0) ||
@@ -414,6 +419,11 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
         (c.idle_hooks != NULL &&
          (c.idle_hooks->wait == NULL || c.idle_hooks->wake == NULL || c.idle_hooks->poll == NULL)))
         return -EINVAL;
+    /* The worker count and the pinning come from the topology: a failure
+     * to read it is this create's failure, not one CPU. */
+    int trc = moirai_topology_load();
+    if (trc != 0)
+        return trc;
     int cpu_count = moirai_topology_cpu_count();
     if (c.workers == 0)
         c.workers = cpu_count < MAX_WORKERS ? cpu_count : MAX_WORKERS;
@@ -422,6 +432,16 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
     /* Slots: the regular workers, then the compensating ones. */
     int slots = c.workers + c.watchdog_compensate;
     int all_slots = slots + MOIRAI__GUEST_SLOTS;
+    /* From here on s->cfg holds what the workers read: spin_ns 0 means no
+     * search, aging_ns 0 strict levels. */
+    if (c.spin_ns == 0)
+        c.spin_ns = DEFAULT_SPIN_NS;
+    else if (c.spin_ns == MOIRAI_SCHED_NO_SPIN)
+        c.spin_ns = 0;
+    if (c.aging_ns == 0)
+        c.aging_ns = DEFAULT_AGING_NS;
+    else if (c.aging_ns == MOIRAI_SCHED_STRICT_PRIORITIES)
+        c.aging_ns = 0;
     if (c.stack_size == 0)
         c.stack_size = DEFAULT_STACK;
     if (c.blocking_max_threads == 0)
@@ -460,7 +480,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
 
     int rc = -ENOMEM;
     s->sleepers = moirai_calloc((size_t)all_slots, sizeof *s->sleepers);
-    s->workers = moirai_aligned_alloc(MOIRAI__CACHE_LINE, (size_t)all_slots * sizeof *s->workers);
+    s->workers = moirai_aligned_alloc(MOIRAI_CACHE_LINE, (size_t)all_slots * sizeof *s->workers);
     if (s->workers != NULL)
         memset(s->workers, 0, (size_t)all_slots * sizeof *s->workers);
     if (s->sleepers == NULL || s->workers == NULL)
@@ -551,6 +571,9 @@ int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how)
 {
     if (sched == NULL || (how != MOIRAI_SHUTDOWN_DRAIN && how != MOIRAI_SHUTDOWN_CANCEL))
         return -EINVAL;
+    /* Callers anywhere in the process may be using it through NULL. */
+    if (moirai__sched_is_default(sched))
+        return -EPERM;
     /* From a worker of `sched`, or from a thread inside a join on it (a
      * guest, possibly of another scheduler, whose thread is one of ours),
      * destroy would wait for its own caller. */

@@ -59,6 +59,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <moirai/core/cache.h>
 #include <moirai/core/executor.h>
 #include <moirai/core/trace.h>
 #include <moirai/mem/pool.h>
@@ -71,8 +72,6 @@
 #include "job.h"
 #include "latch.h"
 #include "victims.h"
-
-#define MOIRAI__CACHE_LINE 64
 
 /* External join slots per scheduler (see struct moirai_sched). */
 #define MOIRAI__EXT_SLOTS 32
@@ -100,7 +99,7 @@
  * store, no read-modify-write), read by anyone. One cache line of its own
  * so that readers do not disturb the hot fields. */
 typedef struct moirai__worker_stats {
-    alignas(MOIRAI__CACHE_LINE) _Atomic uint64_t spawned;
+    alignas(MOIRAI_CACHE_LINE) _Atomic uint64_t spawned;
     _Atomic uint64_t executed;
     _Atomic uint64_t steal_attempts;
     _Atomic uint64_t steals;
@@ -128,13 +127,13 @@ static inline void moirai__stat_add(_Atomic uint64_t *c, uint64_t n)
 
 typedef struct moirai__worker {
     /* What thieves touch. */
-    alignas(MOIRAI__CACHE_LINE) _Atomic(moirai__job_t *) lifo;
+    alignas(MOIRAI_CACHE_LINE) _Atomic(moirai__job_t *) lifo;
     moirai__deque_t *deque;
     moirai_queue_t *inbox;
     _Atomic int64_t inbox_count; /* raised before the push, lowered after the pop */
 
     /* The owner's. */
-    alignas(MOIRAI__CACHE_LINE) struct moirai_sched *sched;
+    alignas(MOIRAI_CACHE_LINE) struct moirai_sched *sched;
     int index;
     int cpu;  /* kernel CPU number this worker is associated with */
     int node; /* its NUMA node */
@@ -160,7 +159,7 @@ typedef struct moirai__worker {
      * true while it is in the sleeper list (written under the sleeper lock,
      * read by the worker with acquire); `wake_addr` is what a waker
      * unparks (the park word, or the latch the worker waits for). */
-    alignas(MOIRAI__CACHE_LINE) _Atomic uint32_t park_word;
+    alignas(MOIRAI_CACHE_LINE) _Atomic uint32_t park_word;
     _Atomic bool listed;
     _Atomic uint32_t *wake_addr; /* under the sleeper lock */
     int sleep_slot;              /* index in the sleeper list, under the lock */
@@ -188,16 +187,16 @@ struct moirai_sched {
     moirai__blocking_t *blocking;
     moirai__injector_t inj;
 
-    alignas(MOIRAI__CACHE_LINE) _Atomic uint64_t idle; /* see above */
+    alignas(MOIRAI_CACHE_LINE) _Atomic uint64_t idle; /* see above */
 
     /* Written by every external spawn and join: on lines of its own (two,
      * for the adjacent-line prefetcher), away from `stop` and `cancel`,
      * which searching workers read in every round. Sharing them cost an
      * external spawn a cache miss on every CAS (1M spawns: 107-120 ms). */
-    alignas(2 * MOIRAI__CACHE_LINE) _Atomic uint64_t gate; /* see above */
+    alignas(2 * MOIRAI_CACHE_LINE) _Atomic uint64_t gate; /* see above */
     _Atomic uint64_t ext_finished; /* accepted external jobs finished or never queued */
 
-    alignas(2 * MOIRAI__CACHE_LINE) _Atomic uint32_t
+    alignas(2 * MOIRAI_CACHE_LINE) _Atomic uint32_t
         cancel;               /* CANCEL shutdown: discard tasks popped from now on */
     _Atomic uint32_t stop;    /* workers leave their loops */
     _Atomic uint32_t started; /* workers that have started (create waits) */
@@ -224,7 +223,7 @@ struct moirai_sched {
      * of them with one load. `depth` is the join's nesting depth on the
      * offering thread: a worker takes the shallowest frame, the biggest
      * piece of work, as a thief takes the oldest job of a deque. */
-    alignas(MOIRAI__CACHE_LINE) _Atomic int64_t ext_used;
+    alignas(MOIRAI_CACHE_LINE) _Atomic int64_t ext_used;
 
     /* Guest slots (join.c): workers[nworkers .. nslots-1] are worker
      * structs without a thread of their own. A thread outside the pool
@@ -240,7 +239,7 @@ struct moirai_sched {
      * (dump.c), under its lock. */
     struct moirai_sched *dump_prev, *dump_next;
     struct {
-        alignas(MOIRAI__CACHE_LINE) _Atomic(moirai__job_t *) job;
+        alignas(MOIRAI_CACHE_LINE) _Atomic(moirai__job_t *) job;
         _Atomic uint32_t depth;
     } ext_slot[MOIRAI__EXT_SLOTS];
 };
@@ -338,7 +337,7 @@ int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job);
 void moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
 
 /* Worker `w` puts `job` where its local NORMAL spawns go: the LIFO slot
- * (the previous occupant moves to the deque) when cfg.lifo_slot is on,
+ * (the previous occupant moves to the deque) unless cfg.no_lifo_slot is set,
  * else the deque. Does not count or notify. Owner thread only. Returns 0,
  * or -ENOMEM when the deque could not grow; then `job` is not queued
  * (unless a thief already took it from the slot: then 0) and everything
@@ -347,7 +346,7 @@ void moirai__sched_inject(struct moirai_sched *s, moirai__job_t *job, int prio);
  * one (callgrind: 9 more instructions per spawn out of line). */
 static inline int moirai__worker_push_local(moirai__worker_t *w, moirai__job_t *job)
 {
-    if (!w->sched->cfg.lifo_slot)
+    if (w->sched->cfg.no_lifo_slot)
         return moirai__deque_push(w->deque, job);
     /* acq_rel: release publishes the job to a thief that takes the slot;
      * acquire pairs with our own earlier publication of `prev`. */
@@ -394,6 +393,14 @@ int moirai__sched_gate_enter(struct moirai_sched *s);
  * begun); on error the task will not run. */
 int moirai__sched_spawn_owned(struct moirai_sched *s, moirai_task_fn fn, void *arg,
                               const moirai_task_attr_t *attr);
+
+/* What a NULL scheduler means (default.c): `sched` if not NULL, else the
+ * calling worker's scheduler, else the process default (created on first
+ * use). Returns 0, or moirai_sched_default()'s -ENOMEM / -EAGAIN. */
+int moirai__sched_resolve(struct moirai_sched *sched, struct moirai_sched **out);
+
+/* True for the process default scheduler (never destroyed). */
+bool moirai__sched_is_default(const struct moirai_sched *s);
 
 /* True once moirai_sched_destroy(MOIRAI_SHUTDOWN_CANCEL) has begun.
  * Relaxed (a hint: tasks that see it late just run their work). Never

@@ -108,14 +108,12 @@ int moirai_scope_run(moirai_sched_t *sched, moirai_scope_fn body, void *arg)
 {
     if (body == NULL)
         return -EINVAL;
-    if (sched == NULL) {
-        sched = moirai_sched_current();
-        if (sched == NULL)
-            return -EINVAL;
-    }
+    int rc = moirai__sched_resolve(sched, &sched);
+    if (rc != 0)
+        return rc;
     moirai_scope_t scope;
     scope.sched = sched;
-    int rc = moirai_handle_create(&scope.cancel);
+    rc = moirai_handle_create(&scope.cancel);
     if (rc != 0)
         return rc;
     atomic_init(&scope.pending, 1);

@@ -1,6 +1,8 @@
 /* Where a parallel loop runs and how finely it splits (split.h). */
 #include "split.h"
 
+#include "sched_internal.h"
+
 void moirai__split_fork2(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
                          void *arg_b)
 {
@@ -10,15 +12,15 @@ void moirai__split_fork2(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, m
     b(arg_b);
 }
 
-moirai_sched_t *moirai__split_resolve(moirai_sched_t *sched, int *outside)
+int moirai__split_resolve(moirai_sched_t *sched, moirai_sched_t **out, int *outside)
 {
     moirai_sched_t *current = moirai_sched_current();
-    if (sched == NULL) {
-        *outside = 0;
-        return current;
-    }
+    int rc = moirai__sched_resolve(sched, &sched);
+    if (rc != 0)
+        return rc;
     *outside = current != sched;
-    return sched;
+    *out = sched;
+    return 0;
 }
 
 size_t moirai__split_grain(moirai_sched_t *sched, size_t n, size_t grain)

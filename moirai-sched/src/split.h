@@ -19,10 +19,12 @@
 void moirai__split_fork2(moirai_sched_t *sched, moirai_join_fn a, void *arg_a, moirai_join_fn b,
                          void *arg_b);
 
-/* Works out where to run. Returns the scheduler to split on (NULL: split
- * sequentially on the caller) and sets `*outside` when the caller is not
- * one of its workers, so the top level has to go through the injector. */
-moirai_sched_t *moirai__split_resolve(moirai_sched_t *sched, int *outside);
+/* Works out where to run: stores the scheduler to split on in `*out`
+ * (`sched`, or for NULL the calling worker's, else the process default)
+ * and sets `*outside` when the caller is not one of its workers, so the
+ * top level has to go through the injector. Returns 0, or the default
+ * scheduler's creation error (-ENOMEM, -EAGAIN). */
+int moirai__split_resolve(moirai_sched_t *sched, moirai_sched_t **out, int *outside);
 
 /* The grain actually used: `grain`, or about
  * MOIRAI__SPLIT_PIECES_PER_WORKER pieces per worker (at least one index

@@ -105,7 +105,7 @@ static moirai__job_t *steal_from(moirai__worker_t *w, moirai__worker_t *v)
     moirai__job_t *job = NULL;
     moirai__stat_add(&w->stats.steal_attempts, 1);
     size_t got;
-    if (s->cfg.steal_batch) {
+    if (!s->cfg.steal_one) {
         moirai__steal_t st;
         got = moirai__deque_steal_batch(v->deque, w->deque, &job, STEAL_BATCH_MAX, &st);
     } else {

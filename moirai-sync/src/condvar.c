@@ -45,7 +45,7 @@ void moirai_condvar_destroy(moirai_condvar_t *condvar)
     (void)condvar;
 }
 
-int moirai_condvar_timedwait(moirai_condvar_t *condvar, moirai_mutex_t *mutex, uint64_t deadline)
+int moirai_condvar_wait_timed(moirai_condvar_t *condvar, moirai_mutex_t *mutex, uint64_t deadline)
 {
     /* Relaxed: both happen before the mutex unlock below, which publishes
      * them to any signaller that changes the predicate under the mutex. */
@@ -67,7 +67,7 @@ int moirai_condvar_timedwait(moirai_condvar_t *condvar, moirai_mutex_t *mutex, u
 
 void moirai_condvar_wait(moirai_condvar_t *condvar, moirai_mutex_t *mutex)
 {
-    (void)moirai_condvar_timedwait(condvar, mutex, MOIRAI_DEADLINE_NEVER);
+    (void)moirai_condvar_wait_timed(condvar, mutex, MOIRAI_DEADLINE_NEVER);
 }
 
 void moirai_condvar_signal(moirai_condvar_t *condvar)

@@ -47,6 +47,11 @@ int moirai_counter_create(moirai_counter_t **out)
 {
     if (out == NULL)
         return -EINVAL;
+    /* The slot count and line size come from the topology: a failure to
+     * read it is this create's failure (see moirai_topology_load()). */
+    int rc = moirai_topology_load();
+    if (rc != 0)
+        return rc;
     size_t line = line_size();
     size_t slots = (size_t)moirai_topology_cpu_count();
     if (slots < 1)

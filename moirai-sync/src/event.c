@@ -20,6 +20,8 @@
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
 
+#include "counted_wait.h"
+
 _Static_assert(sizeof(moirai_event_t) == 12, "moirai_event_t is 12 bytes in the ABI");
 
 int moirai_event_init(moirai_event_t *event, moirai_event_mode_t mode, bool initially_set)
@@ -43,37 +45,32 @@ bool moirai_event_is_set(moirai_event_t *event)
     return atomic_load_explicit(&event->priv_state, memory_order_acquire) != 0;
 }
 
-bool moirai_event_trywait(moirai_event_t *event)
+bool moirai_event_try_wait(moirai_event_t *event)
 {
     if (event->priv_mode == MOIRAI_EVENT_MANUAL)
         return moirai_event_is_set(event);
     uint32_t expected = 1;
     /* Acquire on success: pairs with the set we consume. Strong: a
-     * spurious failure would make trywait lie. */
+     * spurious failure would make try_wait lie. */
     return atomic_compare_exchange_strong_explicit(&event->priv_state, &expected, 0,
                                                    memory_order_acquire, memory_order_relaxed);
 }
 
-int moirai_event_timedwait(moirai_event_t *event, uint64_t deadline)
+static bool event_take(void *event)
 {
-    for (;;) {
-        if (moirai_event_trywait(event))
-            return 0;
-        /* Seq_cst: the waiter half of the Dekker pair (see top). */
-        atomic_fetch_add_explicit(&event->priv_waiters, 1, memory_order_seq_cst);
-        int rc = moirai_park_for(&event->priv_state, 0, deadline, "event");
-        /* Relaxed: setters only need the count. */
-        atomic_fetch_sub_explicit(&event->priv_waiters, 1, memory_order_relaxed);
-        /* After a timeout, one last attempt, so that an auto-reset wake-up
-         * meant for us is consumed rather than left with nobody woken. */
-        if (rc == -ETIMEDOUT)
-            return moirai_event_trywait(event) ? 0 : -ETIMEDOUT;
-    }
+    return moirai_event_try_wait(event);
+}
+
+int moirai_event_wait_timed(moirai_event_t *event, uint64_t deadline)
+{
+    /* The waiter half of the Dekker pair (see top). */
+    return moirai__counted_wait(&event->priv_state, &event->priv_waiters, deadline, "event",
+                                event_take, event);
 }
 
 void moirai_event_wait(moirai_event_t *event)
 {
-    (void)moirai_event_timedwait(event, MOIRAI_DEADLINE_NEVER);
+    (void)moirai_event_wait_timed(event, MOIRAI_DEADLINE_NEVER);
 }
 
 void moirai_event_set(moirai_event_t *event)

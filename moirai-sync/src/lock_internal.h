@@ -29,7 +29,7 @@
  * built on top of a mutex word (the rwlock's writer lock) that annotate
  * themselves as a whole. Same contracts and memory ordering as the public
  * functions. Hidden: not part of the ABI. */
-bool moirai__mutex_trylock_raw(moirai_mutex_t *mutex);
+bool moirai__mutex_try_lock_raw(moirai_mutex_t *mutex);
 int moirai__mutex_lock_raw(moirai_mutex_t *mutex, uint64_t deadline);
 void moirai__mutex_unlock_raw(moirai_mutex_t *mutex);
 

@@ -33,6 +33,7 @@
 #include <urcu/rculfhash.h>
 
 #include <moirai/core/alloc.h>
+#include <moirai/core/cache.h>
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
 #include <moirai/sync/mutex.h>
@@ -71,8 +72,6 @@ static inline void read_unlock(void)
     moirai__rcu_read_unlock();
 }
 
-#define CACHE_LINE 64
-
 /* Stripes of get_or_insert's insert lock (a power of two). */
 #define STRIPES 64
 
@@ -94,7 +93,7 @@ typedef struct map_node {
 /* A per-thread-group entry counter on its own cache line, so that updaters
  * on different CPUs do not bounce one line between them. */
 typedef struct count_slot {
-    _Alignas(CACHE_LINE) atomic_long n;
+    _Alignas(MOIRAI_CACHE_LINE) atomic_long n;
 } count_slot_t;
 
 struct moirai_map {
@@ -614,8 +613,8 @@ int moirai_map_create(moirai_map_t **out, const moirai_map_config_t *cfg)
     if (slots > 64)
         slots = 64;
 
-    moirai_map_t *map =
-        moirai_aligned_alloc(CACHE_LINE, sizeof(moirai_map_t) + slots * sizeof(count_slot_t));
+    moirai_map_t *map = moirai_aligned_alloc(MOIRAI_CACHE_LINE,
+                                             sizeof(moirai_map_t) + slots * sizeof(count_slot_t));
     if (map == NULL)
         return -ENOMEM;
     map->hash = cfg->hash;

@@ -51,7 +51,7 @@ _Static_assert(sizeof(moirai_mutex_t) == 4, "moirai_mutex_t is 4 bytes in the AB
 _Static_assert(_Alignof(moirai_mutex_t) == 4, "moirai_mutex_t is 4-byte aligned in the ABI");
 _Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "the lock word is a plain futex word");
 
-bool moirai__mutex_trylock_raw(moirai_mutex_t *mutex)
+bool moirai__mutex_try_lock_raw(moirai_mutex_t *mutex)
 {
     uint32_t expected = FREE;
     /* Acquire on success: the critical section must see everything the
@@ -61,7 +61,7 @@ bool moirai__mutex_trylock_raw(moirai_mutex_t *mutex)
                                                    memory_order_acquire, memory_order_relaxed);
 }
 
-/* The contended path of lock and timedlock. */
+/* The contended path of lock and lock_timed. */
 static int lock_slow(moirai_mutex_t *mutex, uint64_t deadline)
 {
     /* Spin, adaptively: only while no thread is parked (parking_lot and
@@ -75,7 +75,7 @@ static int lock_slow(moirai_mutex_t *mutex, uint64_t deadline)
     for (uint32_t spent = 0; spent < MOIRAI__SPIN_PAUSES; spent += pauses) {
         uint32_t state = atomic_load_explicit(&mutex->priv_state, memory_order_relaxed);
         if (state == FREE) {
-            /* Acquire on success, as in trylock. Taking it as LOCKED even if
+            /* Acquire on success, as in try_lock. Taking it as LOCKED even if
              * threads are parked is safe: a parked thread that wakes stores
              * CONTENDED again before it parks once more. */
             if (atomic_compare_exchange_weak_explicit(&mutex->priv_state, &state, LOCKED,
@@ -108,7 +108,7 @@ static int lock_slow(moirai_mutex_t *mutex, uint64_t deadline)
     return 0;
 }
 
-/* The contended path of the public lock and timedlock: lock_slow(), timed
+/* The contended path of the public lock and lock_timed: lock_slow(), timed
  * for the contention statistics when they are on (lockstat_internal.h).
  * Internal users of the raw mutex (the rwlock's writer lock) record under
  * their own kind instead. */
@@ -123,7 +123,7 @@ static int lock_contended(moirai_mutex_t *mutex, uint64_t deadline)
 
 int moirai__mutex_lock_raw(moirai_mutex_t *mutex, uint64_t deadline)
 {
-    if (moirai__mutex_trylock_raw(mutex))
+    if (moirai__mutex_try_lock_raw(mutex))
         return 0;
     return lock_slow(mutex, deadline);
 }
@@ -159,25 +159,25 @@ void moirai_mutex_destroy(moirai_mutex_t *mutex)
 void moirai_mutex_lock(moirai_mutex_t *mutex)
 {
     moirai_tsan_pre_lock(mutex, 0);
-    if (!moirai__mutex_trylock_raw(mutex))
+    if (!moirai__mutex_try_lock_raw(mutex))
         (void)lock_contended(mutex, MOIRAI_DEADLINE_NEVER);
     moirai_tsan_post_lock(mutex, 0);
 }
 
-bool moirai_mutex_trylock(moirai_mutex_t *mutex)
+bool moirai_mutex_try_lock(moirai_mutex_t *mutex)
 {
     moirai_tsan_pre_lock(mutex, MOIRAI_TSAN_TRY);
-    bool ok = moirai__mutex_trylock_raw(mutex);
+    bool ok = moirai__mutex_try_lock_raw(mutex);
     moirai_tsan_post_lock(mutex, ok ? MOIRAI_TSAN_TRY : MOIRAI_TSAN_TRY | MOIRAI_TSAN_TRY_FAIL);
     return ok;
 }
 
-int moirai_mutex_timedlock(moirai_mutex_t *mutex, uint64_t deadline)
+int moirai_mutex_lock_timed(moirai_mutex_t *mutex, uint64_t deadline)
 {
     /* TSan sees a timed lock as a try: it may fail, and a failure must not
      * count as a lock for its deadlock detector. */
     moirai_tsan_pre_lock(mutex, MOIRAI_TSAN_TRY);
-    int rc = moirai__mutex_trylock_raw(mutex) ? 0 : lock_contended(mutex, deadline);
+    int rc = moirai__mutex_try_lock_raw(mutex) ? 0 : lock_contended(mutex, deadline);
     moirai_tsan_post_lock(mutex,
                           rc == 0 ? MOIRAI_TSAN_TRY : MOIRAI_TSAN_TRY | MOIRAI_TSAN_TRY_FAIL);
     return rc;

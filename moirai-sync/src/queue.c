@@ -50,21 +50,21 @@ typedef struct slot {
 
 typedef struct segment {
     /* Pops' line and pushes' line: the two hot counters never share. */
-    alignas(MOIRAI__CACHE_LINE) _Atomic uint64_t deq;
-    alignas(MOIRAI__CACHE_LINE) _Atomic uint64_t enq;
-    alignas(MOIRAI__CACHE_LINE) _Atomic(struct segment *) next;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic uint64_t deq;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic uint64_t enq;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic(struct segment *) next;
     moirai_rcu_head_t rcu;
-    alignas(MOIRAI__CACHE_LINE) slot_t slots[SEG_SLOTS];
+    alignas(MOIRAI_FALSE_SHARING_RANGE) slot_t slots[SEG_SLOTS];
 } segment_t;
 
 struct moirai_queue {
-    alignas(MOIRAI__CACHE_LINE) _Atomic(segment_t *) head;
-    alignas(MOIRAI__CACHE_LINE) _Atomic(segment_t *) tail;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic(segment_t *) head;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic(segment_t *) tail;
 };
 
 static segment_t *segment_new(void)
 {
-    segment_t *s = moirai_aligned_alloc(MOIRAI__CACHE_LINE, sizeof(*s));
+    segment_t *s = moirai_aligned_alloc(MOIRAI_FALSE_SHARING_RANGE, sizeof(*s));
     if (s == NULL)
         return NULL;
     atomic_init(&s->deq, 0);
@@ -86,7 +86,7 @@ int moirai_queue_create(moirai_queue_t **out)
 {
     if (out == NULL)
         return -EINVAL;
-    moirai_queue_t *q = moirai_aligned_alloc(MOIRAI__CACHE_LINE, sizeof(*q));
+    moirai_queue_t *q = moirai_aligned_alloc(MOIRAI_FALSE_SHARING_RANGE, sizeof(*q));
     if (q == NULL)
         return -ENOMEM;
     segment_t *s = segment_new();

@@ -48,6 +48,7 @@
 extern __thread struct urcu_reader urcu_memb_reader __attribute__((tls_model("initial-exec")));
 #endif
 
+#include <moirai/core/cache.h>
 #include <moirai/sync/rcu.h>
 
 #if defined(__SANITIZE_THREAD__)
@@ -60,10 +61,6 @@ extern __thread struct urcu_reader urcu_memb_reader __attribute__((tls_model("in
 
 #define MOIRAI__LIKELY(x)   __builtin_expect(!!(x), 1)
 #define MOIRAI__UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-/* The cache line size the containers pad to. 128 rather than 64 on x86
- * because the adjacent-line prefetcher pulls lines in pairs. */
-#define MOIRAI__CACHE_LINE 128
 
 /* A container node. 40 bytes: every field has one owner at a time.
  *   next  the container's link. Atomic because a thread that lost a race

@@ -62,19 +62,19 @@ typedef struct cell {
  * other side bumps before unparking so that a waiter that has not slept
  * yet does not sleep. Its own line: written only when someone waits. */
 typedef struct waiters {
-    alignas(MOIRAI__CACHE_LINE) _Atomic uint32_t count;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic uint32_t count;
     _Atomic uint32_t epoch;
 } waiters_t;
 
 struct moirai_ring_mpmc {
-    alignas(MOIRAI__CACHE_LINE) _Atomic size_t enq; /* next push position | CLOSED */
-    alignas(MOIRAI__CACHE_LINE) _Atomic size_t deq; /* next pop position */
-    waiters_t consumers;                            /* waiting for an item */
-    waiters_t producers;                            /* waiting for room */
-    alignas(MOIRAI__CACHE_LINE) size_t mask;        /* read-only: shared by all */
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic size_t enq; /* next push position | CLOSED */
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic size_t deq; /* next pop position */
+    waiters_t consumers;                                    /* waiting for an item */
+    waiters_t producers;                                    /* waiting for room */
+    alignas(MOIRAI_FALSE_SHARING_RANGE) size_t mask;        /* read-only: shared by all */
     /* On a line of their own, so that using the first cells never
      * invalidates `mask`. */
-    alignas(MOIRAI__CACHE_LINE) cell_t cells[];
+    alignas(MOIRAI_FALSE_SHARING_RANGE) cell_t cells[];
 };
 
 int moirai_ring_mpmc_create(moirai_ring_mpmc_t **out, size_t capacity)
@@ -83,7 +83,7 @@ int moirai_ring_mpmc_create(moirai_ring_mpmc_t **out, size_t capacity)
         (capacity & (capacity - 1)) != 0)
         return -EINVAL;
     moirai_ring_mpmc_t *r =
-        moirai_aligned_alloc(MOIRAI__CACHE_LINE, sizeof(*r) + capacity * sizeof(cell_t));
+        moirai_aligned_alloc(MOIRAI_FALSE_SHARING_RANGE, sizeof(*r) + capacity * sizeof(cell_t));
     if (r == NULL)
         return -ENOMEM;
     atomic_init(&r->enq, 0);

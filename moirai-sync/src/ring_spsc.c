@@ -19,16 +19,16 @@
 
 struct moirai_ring_spsc {
     /* Producer's line. */
-    alignas(MOIRAI__CACHE_LINE) _Atomic size_t write;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic size_t write;
     size_t read_cache; /* producer's view of `read` */
     /* Consumer's line. */
-    alignas(MOIRAI__CACHE_LINE) _Atomic size_t read;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic size_t read;
     size_t write_cache; /* consumer's view of `write` */
     /* Read-only after creation: stays shared in both caches. */
-    alignas(MOIRAI__CACHE_LINE) size_t mask;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) size_t mask;
     /* The slots start on a line of their own, so that writing the first
      * ones never invalidates `mask` in the consumer's cache. */
-    alignas(MOIRAI__CACHE_LINE) void *slots[];
+    alignas(MOIRAI_FALSE_SHARING_RANGE) void *slots[];
 };
 
 int moirai_ring_spsc_create(moirai_ring_spsc_t **out, size_t capacity)
@@ -37,7 +37,7 @@ int moirai_ring_spsc_create(moirai_ring_spsc_t **out, size_t capacity)
         (capacity & (capacity - 1)) != 0)
         return -EINVAL;
     moirai_ring_spsc_t *r =
-        moirai_aligned_alloc(MOIRAI__CACHE_LINE, sizeof(*r) + capacity * sizeof(void *));
+        moirai_aligned_alloc(MOIRAI_FALSE_SHARING_RANGE, sizeof(*r) + capacity * sizeof(void *));
     if (r == NULL)
         return -ENOMEM;
     atomic_init(&r->write, 0);

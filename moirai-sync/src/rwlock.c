@@ -230,7 +230,7 @@ static int write_drain(moirai_rwlock_t *rw, uint64_t deadline, uint64_t t0)
     return 0;
 }
 
-/* The contended path of wrlock and timedwrlock, after a failed first try
+/* The contended path of wrlock and wrlock_timed, after a failed first try
  * of the writer mutex: timed for the contention statistics when they are
  * on. Returns 0 with the write lock held, or -ETIMEDOUT without it. */
 static int write_lock_slow(moirai_rwlock_t *rw, uint64_t deadline)
@@ -275,7 +275,7 @@ void moirai_rwlock_rdlock(moirai_rwlock_t *rwlock)
     moirai_tsan_post_lock(rwlock, MOIRAI_TSAN_READ);
 }
 
-bool moirai_rwlock_tryrdlock(moirai_rwlock_t *rwlock)
+bool moirai_rwlock_try_rdlock(moirai_rwlock_t *rwlock)
 {
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_READ | MOIRAI_TSAN_TRY);
     bool ok = read_enter(rwlock, my_slot(rwlock));
@@ -284,7 +284,7 @@ bool moirai_rwlock_tryrdlock(moirai_rwlock_t *rwlock)
     return ok;
 }
 
-int moirai_rwlock_timedrdlock(moirai_rwlock_t *rwlock, uint64_t deadline)
+int moirai_rwlock_rdlock_timed(moirai_rwlock_t *rwlock, uint64_t deadline)
 {
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_READ | MOIRAI_TSAN_TRY);
     _Atomic uint32_t *slot = my_slot(rwlock);
@@ -306,17 +306,17 @@ void moirai_rwlock_wrlock(moirai_rwlock_t *rwlock)
     moirai_tsan_pre_lock(rwlock, 0);
     /* A failed first try of the writer mutex, or readers to drain, take
      * the slow paths, which alone look at the contention statistics. */
-    if (moirai__mutex_trylock_raw(&rwlock->priv_writer))
+    if (moirai__mutex_try_lock_raw(&rwlock->priv_writer))
         (void)write_drain(rwlock, MOIRAI_DEADLINE_NEVER, 0);
     else
         (void)write_lock_slow(rwlock, MOIRAI_DEADLINE_NEVER);
     moirai_tsan_post_lock(rwlock, 0);
 }
 
-bool moirai_rwlock_trywrlock(moirai_rwlock_t *rwlock)
+bool moirai_rwlock_try_wrlock(moirai_rwlock_t *rwlock)
 {
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_TRY);
-    bool ok = moirai__mutex_trylock_raw(&rwlock->priv_writer);
+    bool ok = moirai__mutex_try_lock_raw(&rwlock->priv_writer);
     if (ok) {
         /* With the seq_cst slot loads below: the writer half of the
          * Dekker pair. */
@@ -330,11 +330,11 @@ bool moirai_rwlock_trywrlock(moirai_rwlock_t *rwlock)
     return ok;
 }
 
-int moirai_rwlock_timedwrlock(moirai_rwlock_t *rwlock, uint64_t deadline)
+int moirai_rwlock_wrlock_timed(moirai_rwlock_t *rwlock, uint64_t deadline)
 {
     moirai_tsan_pre_lock(rwlock, MOIRAI_TSAN_TRY);
     int rc;
-    if (moirai__mutex_trylock_raw(&rwlock->priv_writer)) {
+    if (moirai__mutex_try_lock_raw(&rwlock->priv_writer)) {
         rc = write_drain(rwlock, deadline, 0);
         if (rc < 0)
             write_exit(rwlock);

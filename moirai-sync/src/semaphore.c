@@ -19,6 +19,8 @@
 #include <moirai/core/clock.h>
 #include <moirai/core/park.h>
 
+#include "counted_wait.h"
+
 _Static_assert(sizeof(moirai_semaphore_t) == 8, "moirai_semaphore_t is 8 bytes in the ABI");
 
 int moirai_semaphore_init(moirai_semaphore_t *sem, uint32_t value)
@@ -49,31 +51,26 @@ static inline bool take(moirai_semaphore_t *sem)
     return false;
 }
 
-bool moirai_semaphore_trywait(moirai_semaphore_t *sem)
+bool moirai_semaphore_try_wait(moirai_semaphore_t *sem)
 {
     return take(sem);
 }
 
-int moirai_semaphore_timedwait(moirai_semaphore_t *sem, uint64_t deadline)
+static bool sem_take(void *sem)
 {
-    for (;;) {
-        if (take(sem))
-            return 0;
-        /* Seq_cst: the waiter half of the Dekker pair (see top). */
-        atomic_fetch_add_explicit(&sem->priv_waiters, 1, memory_order_seq_cst);
-        int rc = moirai_park_for(&sem->priv_value, 0, deadline, "semaphore");
-        /* Relaxed: only the count matters to posters, not an order. */
-        atomic_fetch_sub_explicit(&sem->priv_waiters, 1, memory_order_relaxed);
-        /* After a timeout, one last attempt: a wake-up meant for us must
-         * not leave a unit behind that nobody is woken for. */
-        if (rc == -ETIMEDOUT)
-            return take(sem) ? 0 : -ETIMEDOUT;
-    }
+    return take(sem);
+}
+
+int moirai_semaphore_wait_timed(moirai_semaphore_t *sem, uint64_t deadline)
+{
+    /* The waiter half of the Dekker pair (see top). */
+    return moirai__counted_wait(&sem->priv_value, &sem->priv_waiters, deadline, "semaphore",
+                                sem_take, sem);
 }
 
 void moirai_semaphore_wait(moirai_semaphore_t *sem)
 {
-    (void)moirai_semaphore_timedwait(sem, MOIRAI_DEADLINE_NEVER);
+    (void)moirai_semaphore_wait_timed(sem, MOIRAI_DEADLINE_NEVER);
 }
 
 int moirai_semaphore_post_n(moirai_semaphore_t *sem, uint32_t n)

@@ -87,7 +87,7 @@ void moirai_spinlock_lock(moirai_spinlock_t *lock)
     moirai_tsan_post_lock(lock, 0);
 }
 
-bool moirai_spinlock_trylock(moirai_spinlock_t *lock)
+bool moirai_spinlock_try_lock(moirai_spinlock_t *lock)
 {
     moirai_tsan_pre_lock(lock, MOIRAI_TSAN_TRY);
     bool ok = spin_try(lock);
@@ -146,7 +146,7 @@ void moirai_ticketlock_lock(moirai_ticketlock_t *lock)
     moirai_tsan_post_lock(lock, 0);
 }
 
-bool moirai_ticketlock_trylock(moirai_ticketlock_t *lock)
+bool moirai_ticketlock_try_lock(moirai_ticketlock_t *lock)
 {
     moirai_tsan_pre_lock(lock, MOIRAI_TSAN_TRY);
     /* Acquire: when the lock is free, `serving` was last written by the

@@ -14,14 +14,14 @@
 
 struct moirai_stack {
     /* Alone on its cache line: every push and pop writes it. */
-    alignas(MOIRAI__CACHE_LINE) _Atomic(moirai__node_t *) top;
+    alignas(MOIRAI_FALSE_SHARING_RANGE) _Atomic(moirai__node_t *) top;
 };
 
 int moirai_stack_create(moirai_stack_t **out)
 {
     if (out == NULL)
         return -EINVAL;
-    moirai_stack_t *s = moirai_aligned_alloc(MOIRAI__CACHE_LINE, sizeof(*s));
+    moirai_stack_t *s = moirai_aligned_alloc(MOIRAI_FALSE_SHARING_RANGE, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
     atomic_init(&s->top, NULL);

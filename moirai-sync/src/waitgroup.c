@@ -51,7 +51,7 @@ int moirai_waitgroup_done(moirai_waitgroup_t *wg)
     return moirai_waitgroup_add(wg, -1);
 }
 
-int moirai_waitgroup_timedwait(moirai_waitgroup_t *wg, uint64_t deadline)
+int moirai_waitgroup_wait_timed(moirai_waitgroup_t *wg, uint64_t deadline)
 {
     /* Acquire: when this reads zero, the caller sees every task's work. */
     uint32_t state = atomic_load_explicit(&wg->priv_state, memory_order_acquire);
@@ -76,7 +76,7 @@ int moirai_waitgroup_timedwait(moirai_waitgroup_t *wg, uint64_t deadline)
 
 void moirai_waitgroup_wait(moirai_waitgroup_t *wg)
 {
-    (void)moirai_waitgroup_timedwait(wg, MOIRAI_DEADLINE_NEVER);
+    (void)moirai_waitgroup_wait_timed(wg, MOIRAI_DEADLINE_NEVER);
 }
 
 uint32_t moirai_waitgroup_count(moirai_waitgroup_t *wg)

@@ -208,8 +208,8 @@ static void *flusher_main(void *arg)
             } else {
                 was_empty = true;
                 fast_reopen(b);
-                moirai_condvar_timedwait(&b->wake, &b->lock,
-                                         moirai_clock_now_ns() + b->deadline_ns);
+                moirai_condvar_wait_timed(&b->wake, &b->lock,
+                                          moirai_clock_now_ns() + b->deadline_ns);
             }
             continue;
         }
@@ -224,7 +224,7 @@ static void *flusher_main(void *arg)
             continue;
         }
         fast_reopen(b);
-        moirai_condvar_timedwait(&b->wake, &b->lock, due);
+        moirai_condvar_wait_timed(&b->wake, &b->lock, due);
     }
     fast_reopen(b);
     moirai_mutex_unlock(&b->lock);

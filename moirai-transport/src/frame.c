@@ -67,13 +67,14 @@ static void put_addr(uint8_t *family, uint8_t *port, uint8_t *addr, const struct
     memcpy(addr, a->addr, 16);
 }
 
-void moirai__frame_put_hello(uint8_t *out, uint64_t node_id, const struct frame_addr *listen,
-                             const uint8_t nonce[FRAME_NONCE_SIZE])
+void moirai__frame_put_hello(uint8_t *out, uint64_t node_id, uint64_t incarnation,
+                             const struct frame_addr *listen, const uint8_t nonce[FRAME_NONCE_SIZE])
 {
     moirai__frame_put_u64(out, node_id);
     out[9] = 0;
     put_addr(&out[8], out + 10, out + 12, listen);
-    memcpy(out + 28, nonce, FRAME_NONCE_SIZE);
+    moirai__frame_put_u64(out + 28, incarnation);
+    memcpy(out + 36, nonce, FRAME_NONCE_SIZE);
 }
 
 void moirai__frame_put_member(uint8_t *out, const struct frame_member *m)
@@ -81,6 +82,7 @@ void moirai__frame_put_member(uint8_t *out, const struct frame_member *m)
     moirai__frame_put_u64(out, m->node_id);
     out[8] = m->state;
     put_addr(&out[9], out + 10, out + 12, &m->addr);
+    moirai__frame_put_u64(out + 28, m->incarnation);
 }
 
 bool moirai__frame_name_valid(const uint8_t *name, size_t len)
@@ -129,11 +131,12 @@ static bool get_addr(uint8_t family, const uint8_t *port, const uint8_t *addr,
 static bool get_hello(const uint8_t *p, struct frame_hello *out)
 {
     out->node_id = moirai__frame_get_u64(p);
-    if (out->node_id == 0 || p[9] != 0)
+    out->incarnation = moirai__frame_get_u64(p + 28);
+    if (out->node_id == 0 || out->incarnation == 0 || p[9] != 0)
         return false;
     if (!get_addr(p[8], p + 10, p + 12, &out->listen))
         return false;
-    memcpy(out->nonce, p + 28, FRAME_NONCE_SIZE);
+    memcpy(out->nonce, p + 36, FRAME_NONCE_SIZE);
     out->raw = p;
     return true;
 }
@@ -144,6 +147,7 @@ void moirai__frame_member_at(const struct frame *f, uint32_t i, struct frame_mem
     out->node_id = moirai__frame_get_u64(p);
     out->state = p[8];
     get_addr(p[9], p + 10, p + 12, &out->addr);
+    out->incarnation = moirai__frame_get_u64(p + 28);
 }
 
 /* Checks the body of a frame whose header is valid and whose payload is
@@ -213,7 +217,7 @@ static int decode_body(struct frame *f)
         for (uint32_t i = 0; i < count; i++) {
             const uint8_t *e = p + 4 + (size_t)i * FRAME_MEMBER_SIZE;
             struct frame_addr a;
-            if (moirai__frame_get_u64(e) == 0 ||
+            if (moirai__frame_get_u64(e) == 0 || moirai__frame_get_u64(e + 28) == 0 ||
                 (e[8] != FRAME_MEMBER_ALIVE && e[8] != FRAME_MEMBER_DEAD) ||
                 !get_addr(e[9], e + 10, e + 12, &a))
                 return -EPROTO;
@@ -228,6 +232,17 @@ static int decode_body(struct frame *f)
         f->u.load.running = moirai__frame_get_u32(p);
         f->u.load.queued = moirai__frame_get_u32(p + 4);
         f->u.load.workers = moirai__frame_get_u32(p + 8);
+        return 0;
+    case FRAME_KEY:
+        /* The length bounds the key (1 to 63 bytes), so a KEY frame fits
+         * under any receiver's limit (max_payload + 65 bytes). */
+        if (n < FRAME_KEY_MIN || n > FRAME_KEY_MAX ||
+            (p[0] != FRAME_KEY_ADD && p[0] != FRAME_KEY_REMOVE) ||
+            !moirai__frame_name_valid(p + 1, n - 1))
+            return -EPROTO;
+        f->u.key.op = p[0];
+        f->u.key.name = p + 1;
+        f->u.key.len = n - 1;
         return 0;
     default:
         return -EPROTO;
@@ -257,7 +272,7 @@ long moirai__frame_decode(const uint8_t *buf, size_t len, uint32_t max_payload, 
     out->flags = moirai__frame_get_u16(buf + 6);
     out->task_id = moirai__frame_get_u64(buf + 8);
     out->payload_len = moirai__frame_get_u32(buf + 16);
-    if (moirai__frame_get_u32(buf + 20) != 0 || out->type < FRAME_HELLO || out->type > FRAME_LOAD)
+    if (moirai__frame_get_u32(buf + 20) != 0 || out->type < FRAME_HELLO || out->type > FRAME_KEY)
         return -EPROTO;
     if (out->payload_len > max_payload)
         return -EMSGSIZE;

@@ -11,8 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FRAME_MAGIC       0x3154524du /* "MRT1" as bytes on the wire */
-#define FRAME_VERSION     1u
+#define FRAME_MAGIC 0x3154524du /* "MRT1" as bytes on the wire */
+/* 2: HELLO and MEMBERSHIP entries carry an incarnation; the KEY frame. */
+#define FRAME_VERSION     2u
 #define FRAME_HEADER_SIZE 24u
 /* The largest payload any node accepts, whatever its configuration. */
 #define FRAME_PAYLOAD_HARD_MAX ((uint32_t)64 * 1024 * 1024)
@@ -20,8 +21,11 @@
 #define FRAME_MAC_SIZE         32u
 #define FRAME_NAME_MAX         63u
 #define FRAME_MEMBERS_MAX      1024u
-#define FRAME_HELLO_SIZE       60u
-#define FRAME_MEMBER_SIZE      28u
+#define FRAME_HELLO_SIZE       68u
+#define FRAME_MEMBER_SIZE      36u
+/* KEY: an operation byte and a data key of 1 to FRAME_NAME_MAX bytes. */
+#define FRAME_KEY_MIN 2u
+#define FRAME_KEY_MAX (1u + FRAME_NAME_MAX)
 
 enum frame_type {
     FRAME_HELLO = 1,
@@ -34,7 +38,12 @@ enum frame_type {
     FRAME_HEARTBEAT = 8,
     FRAME_MEMBERSHIP = 9,
     FRAME_LOAD = 10,
+    FRAME_KEY = 11,
 };
+
+/* KEY operations: the sender now holds the key, or no longer does. */
+#define FRAME_KEY_ADD    1u
+#define FRAME_KEY_REMOVE 2u
 
 /* Header flags. Only FLAG_IDEMPOTENT is defined, and only on SPAWN. */
 #define FRAME_FLAG_IDEMPOTENT 0x0001u
@@ -54,15 +63,17 @@ struct frame_addr {
 
 struct frame_hello {
     uint64_t node_id;
+    uint64_t incarnation; /* non-zero; a restarted node sends a larger one */
     struct frame_addr listen;
     uint8_t nonce[FRAME_NONCE_SIZE];
-    const uint8_t *raw; /* the 60 bytes as received, for the MAC */
+    const uint8_t *raw; /* the FRAME_HELLO_SIZE bytes as received, for the MAC */
 };
 
 struct frame_member {
     uint64_t node_id;
     uint8_t state; /* 1 alive, 2 dead */
     struct frame_addr addr;
+    uint64_t incarnation; /* non-zero: which life of node_id this is about */
 };
 
 #define FRAME_MEMBER_ALIVE 1u
@@ -93,6 +104,11 @@ struct frame {
         struct {
             uint32_t running, queued, workers;
         } load;
+        struct {
+            uint8_t op; /* FRAME_KEY_ADD or FRAME_KEY_REMOVE */
+            const uint8_t *name;
+            uint32_t len; /* 1 to FRAME_NAME_MAX, valid as a name */
+        } key;
     } u;
     const uint8_t *challenge_mac; /* AUTH_CHALLENGE */
 };
@@ -111,8 +127,8 @@ long moirai__frame_decode(const uint8_t *buf, size_t len, uint32_t max_payload, 
 /* Reads entry `i` (< count) of a decoded MEMBERSHIP frame. */
 void moirai__frame_member_at(const struct frame *f, uint32_t i, struct frame_member *out);
 
-/* True if `name` (`len` bytes) is a valid task name: 1 to 63 bytes of
- * [A-Za-z0-9_.:-]. */
+/* True if `name` (`len` bytes) is a valid task name or data key: 1 to 63
+ * bytes of [A-Za-z0-9_.:-]. */
 bool moirai__frame_name_valid(const uint8_t *name, size_t len);
 
 /* ---- Encoding ---- */
@@ -121,7 +137,8 @@ bool moirai__frame_name_valid(const uint8_t *name, size_t len);
 void moirai__frame_put_header(uint8_t *out, uint8_t type, uint16_t flags, uint64_t task_id,
                               uint32_t payload_len);
 /* Writes a HELLO body (FRAME_HELLO_SIZE bytes). */
-void moirai__frame_put_hello(uint8_t *out, uint64_t node_id, const struct frame_addr *listen,
+void moirai__frame_put_hello(uint8_t *out, uint64_t node_id, uint64_t incarnation,
+                             const struct frame_addr *listen,
                              const uint8_t nonce[FRAME_NONCE_SIZE]);
 /* Writes one MEMBERSHIP entry (FRAME_MEMBER_SIZE bytes). */
 void moirai__frame_put_member(uint8_t *out, const struct frame_member *m);

@@ -126,7 +126,10 @@ static struct link_mpi *link_new(void)
 }
 
 /* Links this rank to every other one. `where` is ignored: an MPI node's
- * address is its rank. Fills *self before the first handshake starts.
+ * address is its rank. Fills *self (node.c passes &node->self_addr) and,
+ * when config.id was 0, sets the node's id to rank + 1, before the first
+ * handshake starts: the links go to moirai__peer_start() from here, whose
+ * reader fibers may send their HELLO at once.
  * Returns 0; -EADDRINUSE when a node of this process listens already;
  * -ENOMEM (nothing started); or an error of moirai__mpi_engine_acquire()
  * or moirai__mpi_epoch_open(). A link whose moirai__peer_start() fails
@@ -184,6 +187,10 @@ static int mpi_listen(struct moirai_node *node, const struct frame_addr *where,
     B.rank = rank;
     B.size = size;
     addr_of_rank(rank, self);
+    /* Before any fiber of the node starts (link.h): an MPI node without a
+     * configured id is rank + 1. */
+    if (!node->id_given)
+        node->id = (uint64_t)rank + 1;
     moirai_mutex_unlock(&B.lock);
     for (int r = 0; r < size; r++) {
         if (r != rank)

@@ -7,15 +7,25 @@
  * peer from which nothing arrived for `heartbeat_misses` periods is
  * declared dead, as is one whose connection ends; bytes waiting unread
  * in its socket count as a sign of life, so a node too busy to read is
- * not mistaken for a silent peer. A death is final: the
- * id stays dead (a returning process joins under a new id), and the node
- * tells every other member in a MEMBERSHIP frame, whose receivers declare
- * it dead too. So a node that is only unreachable from one member is cut
- * off by all: the cluster prefers one view to a split one. */
-#include <arpa/inet.h>
+ * not mistaken for a silent peer. A death is final for that incarnation
+ * of the id, and the node tells every other member in a MEMBERSHIP frame,
+ * whose receivers declare it dead too. So a node that is only unreachable
+ * from one member is cut off by all: the cluster prefers one view to a
+ * split one.
+ *
+ * Rejoining. Every node has an incarnation (config, or the wall clock at
+ * creation), sent in its HELLO and with every member entry. A dead id is
+ * readmitted only with a larger incarnation: a restarted process, never
+ * the one that was declared dead. The member entry is reused for the new
+ * incarnation; tasks that were on the old one were ended (or retried)
+ * when it died and are matched by incarnation, so nothing of the old life
+ * can complete or fail twice. News about an incarnation older than the
+ * one known is ignored; news of a newer one supersedes a connection to
+ * an older one (that process is gone, whether or not its death was
+ * noticed yet). */
 #include <errno.h>
 #include <string.h>
-#include <sys/ioctl.h>
+#include <time.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
@@ -37,6 +47,91 @@ struct member *moirai__member_get(struct moirai_node *node, uint64_t id)
     return m;
 }
 
+bool moirai__member_admits(const struct member *m, uint64_t inc)
+{
+    return inc > m->incarnation || (inc == m->incarnation && m->state != MEMBER_DEAD);
+}
+
+uint64_t moirai__membership_incarnation(void)
+{
+    static _Atomic uint64_t last;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    /* Relaxed CAS: only the values matter (each creation takes a larger
+     * one than every earlier one, even if the clock stepped back). */
+    uint64_t prev = atomic_load_explicit(&last, memory_order_relaxed), next;
+    do {
+        next = now > prev ? now : prev + 1;
+    } while (!atomic_compare_exchange_weak_explicit(&last, &prev, next, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return next;
+}
+
+/* A new incarnation takes over the entry: what was known of the old one
+ * goes (node->lock held). */
+static void member_reincarnate(struct member *m, uint64_t inc)
+{
+    m->incarnation = inc;
+    m->state = MEMBER_KNOWN;
+    m->load_running = m->load_queued = m->load_workers = 0;
+    moirai__keyset_clear(&m->keys);
+}
+
+bool moirai__member_retire(struct moirai_node *node, struct member *m, uint64_t inc)
+{
+    struct peer *old = m->peer;
+    if (!old || inc <= m->incarnation)
+        return false;
+    /* Acquire: pairs with the kill's exchange; a kill under way clears
+     * m->peer and broadcasts node->cv under node->lock, which we hold, so
+     * the wake-up cannot be missed. Waiting (not retrying) matters: the
+     * killer may be a fiber of this very worker. */
+    if (atomic_load_explicit(&old->state, memory_order_acquire) == PEER_DEAD) {
+        moirai_condvar_wait(&node->cv, &node->lock);
+        return true;
+    }
+    MOIRAI_LOG(MOIRAI_LOG_INFO, "node %llx: peer %llx came back; its old connection is dead",
+               (unsigned long long)node->id, (unsigned long long)m->id);
+    moirai__peer_ref(old);
+    moirai_mutex_unlock(&node->lock);
+    moirai__peer_kill(old);
+    moirai__peer_unref(old);
+    moirai_mutex_lock(&node->lock);
+    return true;
+}
+
+int moirai__member_claim(struct moirai_node *node, struct peer *p, const struct frame_addr *addr)
+{
+    int rc = 0;
+    moirai_mutex_lock(&node->lock);
+    struct member *m = moirai__member_get(node, p->id);
+    /* A connection to an earlier life of this id reaches a process that
+     * is gone: it dies (its tasks end or are retried) before the new one
+     * takes the entry. */
+    while (m && m->peer != p && moirai__member_retire(node, m, p->incarnation)) {
+    }
+    if (!m) {
+        rc = -ENOMEM;
+    } else if (!moirai__member_admits(m, p->incarnation)) {
+        rc = -EHOSTDOWN;
+    } else if (m->peer && m->peer != p) {
+        rc = -EALREADY;
+    } else {
+        if (p->incarnation > m->incarnation || m->state == MEMBER_DEAD)
+            member_reincarnate(m, p->incarnation);
+        /* A fresh connection announces its keys from scratch. */
+        moirai__keyset_clear(&m->keys);
+        m->peer = p;
+        m->addr = *addr;
+        p->m = m;
+        /* Release: the writer fiber reads it without the node's lock. */
+        atomic_store_explicit(&p->stats_m, m, memory_order_release);
+    }
+    moirai_mutex_unlock(&node->lock);
+    return rc;
+}
+
 struct peer *moirai__member_peer(struct moirai_node *node, uint64_t id)
 {
     struct peer *p = NULL;
@@ -54,22 +149,6 @@ struct peer *moirai__member_peer(struct moirai_node *node, uint64_t id)
     }
     moirai_mutex_unlock(&node->lock);
     return p;
-}
-
-void moirai__member_sockaddr(const struct frame_addr *a, struct sockaddr_storage *ss)
-{
-    memset(ss, 0, sizeof *ss);
-    if (a->family == 6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(a->port);
-        memcpy(&s6->sin6_addr, a->addr, 16);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(a->port);
-        memcpy(&s4->sin_addr, a->addr, 4);
-    }
 }
 
 /* References to every live peer (node->lock held); returns their count. */
@@ -100,17 +179,21 @@ void moirai__membership_broadcast(struct moirai_node *node)
     }
     moirai_mutex_lock(&node->lock);
     uint32_t count = 0;
-    struct frame_member fm = {
-        .node_id = node->id, .state = FRAME_MEMBER_ALIVE, .addr = node->self_addr};
+    struct frame_member fm = {.node_id = node->id,
+                              .state = FRAME_MEMBER_ALIVE,
+                              .addr = node->self_addr,
+                              .incarnation = node->incarnation};
     moirai__frame_put_member(body + 4, &fm);
     count++;
     for (size_t i = 0; i < node->nmembers && count < FRAME_MEMBERS_MAX; i++) {
         struct member *m = &node->members[i];
-        if (m->state == MEMBER_KNOWN)
+        /* Only what is known of an incarnation (0 goes on no wire). */
+        if (m->state == MEMBER_KNOWN || m->incarnation == 0)
             continue;
         fm.node_id = m->id;
         fm.state = m->state == MEMBER_ALIVE ? FRAME_MEMBER_ALIVE : FRAME_MEMBER_DEAD;
         fm.addr = m->addr;
+        fm.incarnation = m->incarnation;
         moirai__frame_put_member(body + 4 + (size_t)count * FRAME_MEMBER_SIZE, &fm);
         count++;
     }
@@ -135,17 +218,32 @@ void moirai__membership_apply(struct moirai_node *node, const struct frame *f)
             continue;
         struct peer *kill = NULL;
         struct member *dial = NULL;
+        bool dead = e.state == FRAME_MEMBER_DEAD;
         moirai_mutex_lock(&node->lock);
         struct member *m = moirai__member_get(node, e.node_id);
-        if (m && e.state == FRAME_MEMBER_DEAD && m->state != MEMBER_DEAD) {
+        if (!m || e.incarnation < m->incarnation) {
+            /* Table full, or news of an earlier life: nothing to do. */
+        } else if (dead && (m->state != MEMBER_DEAD || e.incarnation > m->incarnation)) {
+            /* That incarnation died (or, if later than ours, ours is gone
+             * as well): whatever connection we have to the id dies. */
             if (m->peer) {
                 kill = m->peer;
                 moirai__peer_ref(kill);
             }
-            if (m->state != MEMBER_ALIVE)
+            if (m->state != MEMBER_ALIVE) {
                 m->state = MEMBER_DEAD; /* a live one dies through its peer */
-        } else if (m && e.state == FRAME_MEMBER_ALIVE && m->state == MEMBER_KNOWN && !m->peer &&
-                   !m->dialing && e.addr.family != 0) {
+                m->incarnation = e.incarnation;
+            }
+        } else if (!dead && e.incarnation > m->incarnation) {
+            /* A later life of the id is alive: a connection to an earlier
+             * one reaches a process that is gone. */
+            while (moirai__member_retire(node, m, e.incarnation)) {
+            }
+            if (!m->peer && e.incarnation > m->incarnation)
+                member_reincarnate(m, e.incarnation);
+        }
+        if (m && !dead && e.incarnation == m->incarnation && m->state == MEMBER_KNOWN && !m->peer &&
+            !m->dialing && e.addr.family != 0) {
             m->addr = e.addr;
             /* The smaller id dials; the larger waits to be dialed. */
             if (node->id < e.node_id) {
@@ -159,16 +257,17 @@ void moirai__membership_apply(struct moirai_node *node, const struct frame *f)
                        (unsigned long long)node->id, (unsigned long long)e.node_id);
             moirai__peer_kill(kill);
             moirai__peer_unref(kill);
-            /* Its state was HANDSHAKE or the kill made it dead. */
+            /* Its state was HANDSHAKE or the kill made it dead; unless a
+             * later incarnation took the entry meanwhile. */
             moirai_mutex_lock(&node->lock);
-            m->state = MEMBER_DEAD;
+            if (e.incarnation >= m->incarnation && !m->peer) {
+                m->state = MEMBER_DEAD;
+                m->incarnation = e.incarnation;
+            }
             moirai_mutex_unlock(&node->lock);
         }
-        if (dial) {
-            struct sockaddr_storage ss;
-            moirai__member_sockaddr(&e.addr, &ss);
-            moirai__peer_dial(node, &ss, dial, NULL);
-        }
+        if (dial)
+            moirai__peer_dial(node, &e.addr, dial, NULL);
     }
 }
 
@@ -179,18 +278,21 @@ void moirai__membership_dead(struct moirai_node *node, struct peer *p)
     MOIRAI_LOG(MOIRAI_LOG_INFO, "node %llx: peer %llx is dead", (unsigned long long)node->id,
                (unsigned long long)p->id);
     moirai__exec_cancel_all(p);
-    moirai__spawn_peer_dead(node, p->id);
+    moirai__spawn_peer_dead(node, p->id, p->incarnation);
+    /* Its keys go with its connection, unless a new one has the entry. */
+    moirai_mutex_lock(&node->lock);
+    if (!p->m->peer)
+        moirai__keyset_clear(&p->m->keys);
+    moirai_mutex_unlock(&node->lock);
     if (!atomic_load_explicit(&node->stopping, memory_order_acquire))
         moirai__membership_broadcast(node);
 }
 
-/* Bytes received on the peer's socket and not read yet. */
-static int unread(struct peer *p)
+/* Bytes received on the peer's link and not read yet (0 when its backend
+ * cannot tell). */
+static size_t unread(struct peer *p)
 {
-    int fd = moirai_io_fd(p->io), n = 0;
-    if (fd < 0 || ioctl(fd, FIONREAD, &n) < 0)
-        return 0;
-    return n;
+    return p->link->ops->unread ? p->link->ops->unread(p->link) : 0;
 }
 
 static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
@@ -206,7 +308,7 @@ static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void *
         next += node->heartbeat_ns;
         moirai_mutex_lock(&node->lock);
         while (!atomic_load_explicit(&node->stopping, memory_order_acquire) &&
-               moirai_condvar_timedwait(&node->cv, &node->lock, next) == 0) {
+               moirai_condvar_wait_timed(&node->cv, &node->lock, next) == 0) {
         }
         bool stop = atomic_load_explicit(&node->stopping, memory_order_acquire);
         size_t n = stop || !peers ? 0 : live_peers(node, peers);
@@ -226,7 +328,7 @@ static int heartbeat_main(void *arg, const moirai_cancel_token_t *cancel, void *
             struct peer *p = peers[i];
             uint64_t last = atomic_load_explicit(&p->last_recv_ns, memory_order_relaxed);
             if (now > last && now - last > limit && unread(p) > 0) {
-                /* Bytes wait in the socket: the peer spoke and this node
+                /* Bytes wait in the link: the peer spoke and this node
                  * is the slow one (its reader has not run yet). */
                 atomic_store_explicit(&p->last_recv_ns, now, memory_order_relaxed);
                 last = now;

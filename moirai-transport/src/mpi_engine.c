@@ -126,8 +126,9 @@ static struct engine {
     uint32_t cur_epoch, next_epoch;
     struct mpi_chan **cur;
     struct mpi_chan *others;
-    /* Channels in existence; the thread polls MPI only when some do. */
-    _Atomic uint32_t nchans;
+    /* Claimed channels not closed yet. The thread polls MPI while an epoch
+     * is open (a reference) or such a channel lives. */
+    _Atomic uint32_t nlive;
 
     /* Outgoing messages (qlock). */
     moirai_mutex_t qlock;
@@ -321,7 +322,8 @@ static void chan_unlink(struct mpi_chan *c)
             }
         }
     }
-    atomic_fetch_sub_explicit(&E.nchans, 1, memory_order_relaxed);
+    if (c->claimed)
+        atomic_fetch_sub_explicit(&E.nlive, 1, memory_order_relaxed);
 }
 
 /* Shuts `c` down (c->m held): wakes its reader and writer and queues the
@@ -351,7 +353,6 @@ static bool chan_ensure_future(int src, uint32_t epoch)
         return false;
     c->next = E.others;
     E.others = c;
-    atomic_fetch_add_explicit(&E.nchans, 1, memory_order_relaxed);
     return true;
 }
 
@@ -498,14 +499,15 @@ static void nap(uint32_t seen, uint64_t ns)
     (void)r;
 }
 
-/* Tells moirai__mpi_engine_release() that the thread makes no more MPI
- * calls: no reference is left and nothing was queued since the thread
- * last looked (`seen`), checked under E.lock, where release resets
- * `quiet` before it kicks. */
+/* Tells wait_quiet() that the thread makes no more MPI calls: no
+ * reference and no live channel is left and nothing was queued since the
+ * thread last looked (`seen`), checked under E.lock, where wait_quiet()
+ * resets `quiet` before it kicks. */
 static void set_quiet(uint32_t seen)
 {
     moirai_mutex_lock(&E.lock);
     if (!E.quiet && atomic_load_explicit(&E.refs, memory_order_relaxed) == 0 &&
+        atomic_load_explicit(&E.nlive, memory_order_relaxed) == 0 &&
         atomic_load_explicit(&E.events, memory_order_acquire) == seen) {
         E.quiet = true;
         moirai_condvar_broadcast(&E.cv);
@@ -531,8 +533,8 @@ static void run(void)
         /* Incoming messages are looked for only while someone uses MPI
          * through this engine; with no reference and no channel it makes
          * no MPI call, so a program may finalize MPI. */
-        bool users = atomic_load_explicit(&E.refs, memory_order_relaxed) > 0 &&
-                     atomic_load_explicit(&E.nchans, memory_order_relaxed) > 0;
+        bool users = atomic_load_explicit(&E.refs, memory_order_relaxed) > 0 ||
+                     atomic_load_explicit(&E.nlive, memory_order_relaxed) > 0;
         work |= poll_recv(users);
         if (work) {
             idle_since = 0;
@@ -724,23 +726,34 @@ int moirai__mpi_engine_acquire(int *rank, int *size)
     return 0;
 }
 
-void moirai__mpi_engine_release(void)
+/* Once nothing uses the engine (no reference, no live channel), waits
+ * (at most RELEASE_DRAIN_NS) until the thread has sent what was queued
+ * (the last channels' EOFs) and makes no more MPI calls, so that a
+ * program that finalizes MPI itself may do so next. */
+static void wait_quiet(void)
 {
     moirai_mutex_lock(&E.lock);
-    bool last = atomic_fetch_sub_explicit(&E.refs, 1, memory_order_relaxed) == 1;
-    if (last) {
-        /* Let the last sends (EOFs of the channels just closed) go before
-         * returning, so a program that finalizes MPI itself may do so now. */
+    if (E.state == ENGINE_RUNNING && atomic_load_explicit(&E.refs, memory_order_relaxed) == 0 &&
+        atomic_load_explicit(&E.nlive, memory_order_relaxed) == 0) {
         E.quiet = false;
         moirai_mutex_unlock(&E.lock);
         kick();
         moirai_mutex_lock(&E.lock);
         uint64_t end = moirai_clock_now_ns() + RELEASE_DRAIN_NS;
         while (!E.quiet && atomic_load_explicit(&E.refs, memory_order_relaxed) == 0 &&
-               moirai_condvar_timedwait(&E.cv, &E.lock, end) == 0) {
+               atomic_load_explicit(&E.nlive, memory_order_relaxed) == 0 &&
+               moirai_condvar_wait_timed(&E.cv, &E.lock, end) == 0) {
         }
     }
     moirai_mutex_unlock(&E.lock);
+}
+
+void moirai__mpi_engine_release(void)
+{
+    moirai_mutex_lock(&E.lock);
+    atomic_fetch_sub_explicit(&E.refs, 1, memory_order_relaxed);
+    moirai_mutex_unlock(&E.lock);
+    wait_quiet();
 }
 
 int moirai__mpi_engine_cputime(uint64_t *ns)
@@ -774,7 +787,6 @@ int moirai__mpi_epoch_open(uint32_t *epoch)
         moirai_mutex_unlock(&E.tlock);
         return -ENOMEM;
     }
-    uint32_t created = 0;
     for (int r = 0; r < E.size; r++) {
         if (r == E.rank)
             continue;
@@ -783,7 +795,6 @@ int moirai__mpi_epoch_open(uint32_t *epoch)
             c = chan_new(r, e);
             if (!c)
                 goto nomem;
-            created++;
         }
         cur[r] = c;
     }
@@ -798,7 +809,6 @@ int moirai__mpi_epoch_open(uint32_t *epoch)
     E.cur_epoch = e;
     E.next_epoch = e + 1;
     E.open = true;
-    atomic_fetch_add_explicit(&E.nchans, created, memory_order_relaxed);
     moirai_mutex_unlock(&E.tlock);
     kick(); /* the thread starts polling for the new channels */
     *epoch = e;
@@ -825,6 +835,7 @@ int moirai__mpi_chan_claim(uint32_t epoch, int rank, struct mpi_chan **out)
         return -EHOSTUNREACH;
     }
     c->claimed = true;
+    atomic_fetch_add_explicit(&E.nlive, 1, memory_order_relaxed);
     moirai_mutex_unlock(&E.tlock);
     *out = c;
     return 0;
@@ -848,7 +859,6 @@ void moirai__mpi_epoch_close(uint32_t epoch)
         } else {
             c->next = unclaimed;
             unclaimed = c;
-            atomic_fetch_sub_explicit(&E.nchans, 1, memory_order_relaxed);
         }
     }
     moirai_free(E.cur);
@@ -908,7 +918,7 @@ ssize_t moirai__mpi_chan_read(struct mpi_chan *c, void *buf, size_t len, uint64_
                 until = soon < deadline ? soon : deadline;
             }
         }
-        if (moirai_condvar_timedwait(&c->cv, &c->m, until) == -ETIMEDOUT && until == deadline &&
+        if (moirai_condvar_wait_timed(&c->cv, &c->m, until) == -ETIMEDOUT && until == deadline &&
             !c->in_head && !c->eof && !c->shut) {
             moirai_mutex_unlock(&c->m);
             return -ETIMEDOUT;
@@ -967,8 +977,8 @@ int moirai__mpi_chan_writev(struct mpi_chan *c, const struct iovec *iov, int cnt
         size_t n = total < MPI_ENGINE_MSG_MAX ? total : MPI_ENGINE_MSG_MAX;
         /* Wait for window; an empty window always admits one message. */
         while (!c->shut && !c->eof && c->unacked > 0 && c->unacked + n > MPI_ENGINE_WINDOW) {
-            if (moirai_condvar_timedwait(&c->cv, &c->m, deadline) == -ETIMEDOUT && c->unacked > 0 &&
-                c->unacked + n > MPI_ENGINE_WINDOW && !c->shut && !c->eof) {
+            if (moirai_condvar_wait_timed(&c->cv, &c->m, deadline) == -ETIMEDOUT &&
+                c->unacked > 0 && c->unacked + n > MPI_ENGINE_WINDOW && !c->shut && !c->eof) {
                 rc = -ETIMEDOUT;
                 goto out;
             }
@@ -1024,4 +1034,5 @@ void moirai__mpi_chan_close(struct mpi_chan *c)
     chan_shut_locked(c);
     moirai_mutex_unlock(&c->m);
     chan_free(c);
+    wait_quiet();
 }

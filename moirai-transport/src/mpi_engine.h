@@ -61,10 +61,12 @@ struct mpi_chan;
  * calls return the same error. Thread-safe. */
 int moirai__mpi_engine_acquire(int *rank, int *size);
 
-/* Drops a reference taken by moirai__mpi_engine_acquire(). The thread
- * keeps running (sleeping without a timeout once no channel exists) until
- * the process exits, because MPI can be initialized only once per
- * process. Thread-safe. */
+/* Drops a reference taken by moirai__mpi_engine_acquire(). When no
+ * reference and no claimed channel is left, waits (at most 2 s) until the
+ * thread has sent what was queued and makes no more MPI calls, so that a
+ * program that finalizes MPI itself may do so next. The thread keeps
+ * running (sleeping without a timeout) until the process exits, because
+ * MPI can be initialized only once per process. Thread-safe. */
 void moirai__mpi_engine_release(void);
 
 /* The CPU time the progress thread has used, in ns, into *ns. 0, or
@@ -117,7 +119,8 @@ int moirai__mpi_chan_writev(struct mpi_chan *c, const struct iovec *iov, int cnt
 void moirai__mpi_chan_shutdown(struct mpi_chan *c);
 
 /* Frees `c` (shutting it down first if needed). No read or writev may be
- * in progress or follow. */
+ * in progress or follow. Closing the last claimed channel while no
+ * reference is left waits as moirai__mpi_engine_release() does. */
 void moirai__mpi_chan_close(struct mpi_chan *c);
 
 #endif

@@ -1,8 +1,8 @@
-/* A node's life: configuration, creation (listening, the acceptor fiber,
- * the seeds), destruction, and the queries and statistics the header
- * offers. The work of a connection is in peer.c, the membership in
+/* A node's life: configuration, the backend table, creation (the
+ * backend's listener, the seeds), destruction, and the queries and
+ * statistics the header offers. The work of a connection is in peer.c,
+ * its bytes in the backend's link (link.h), the membership in
  * membership.c, the tasks in remote_spawn.c and remote_exec.c. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,48 +80,29 @@ int moirai__node_spawn_fiber(struct moirai_node *node, moirai_task_fn fn, void *
     return rc;
 }
 
-/* "a.b.c.d:port" or "[v6]:port", numeric only (no name resolution, so
- * creating a node never waits for DNS). */
-int moirai__node_parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+/* ---- Backends ---- */
+
+/* The backends by moirai_node_backend_t. MPI and SHM are weak references
+ * (link.h): they are NULL, and refused with -ENOTSUP, until link_mpi.c or
+ * link_shm.c is compiled into the library, which defines them; nothing
+ * here changes then. */
+static const struct backend_ops *backend_of(int b)
 {
-    if (!text)
-        return -EINVAL;
-    size_t n = strlen(text);
-    if (n == 0 || n > 64)
-        return -EINVAL;
-    char host[65];
-    const char *colon = strrchr(text, ':');
-    if (!colon || colon[1] == '\0')
-        return -EINVAL;
-    char *end;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (*end != '\0' || port > 65535 || colon[1] < '0' || colon[1] > '9')
-        return -EINVAL;
-    memset(ss, 0, sizeof *ss);
-    if (text[0] == '[') {
-        if (colon == text || colon[-1] != ']')
-            return -EINVAL;
-        size_t hl = (size_t)(colon - 1 - (text + 1));
-        memcpy(host, text + 1, hl);
-        host[hl] = '\0';
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
-            return -EINVAL;
-        *len = sizeof *a;
-    } else {
-        size_t hl = (size_t)(colon - text);
-        memcpy(host, text, hl);
-        host[hl] = '\0';
-        struct sockaddr_in *a = (struct sockaddr_in *)ss;
-        a->sin_family = AF_INET;
-        a->sin_port = htons((uint16_t)port);
-        if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-            return -EINVAL;
-        *len = sizeof *a;
+    switch (b) {
+    case MOIRAI_NODE_BACKEND_TCP:
+        return &moirai__backend_tcp;
+    case MOIRAI_NODE_BACKEND_MPI:
+        return &moirai__backend_mpi;
+    case MOIRAI_NODE_BACKEND_SHM:
+        return &moirai__backend_shm;
+    default:
+        return NULL;
     }
-    return 0;
+}
+
+bool moirai_node_backend_supported(moirai_node_backend_t backend)
+{
+    return backend_of((int)backend) != NULL;
 }
 
 /* ---- Config ---- */
@@ -129,8 +110,8 @@ int moirai__node_parse_addr(const char *text, struct sockaddr_storage *ss, sockl
 struct resolved {
     uint64_t heartbeat_ns, handshake_ns;
     uint32_t misses, max_payload, max_retries, max_running;
-    struct sockaddr_storage listen;
-    socklen_t listen_len;
+    const struct backend_ops *backend;
+    struct frame_addr listen; /* all zero: the backend's default */
 };
 
 static int check_config(const moirai_node_config_t *c, struct resolved *r)
@@ -156,50 +137,36 @@ static int check_config(const moirai_node_config_t *c, struct resolved *r)
     r->handshake_ns = c->handshake_timeout_ns ? c->handshake_timeout_ns : 5000000000ull;
     if (r->handshake_ns > 60000000000ull)
         return -EINVAL;
-    if (c->placement != MOIRAI_PLACEMENT_ROUND_ROBIN &&
+    /* Locality needs a key per spawn: it is no node-wide policy. */
+    if (c->placement != MOIRAI_PLACEMENT_DEFAULT && c->placement != MOIRAI_PLACEMENT_ROUND_ROBIN &&
         c->placement != MOIRAI_PLACEMENT_LEAST_LOADED)
         return -EINVAL;
     if (c->seed_count > MOIRAI_NODE_SEEDS_MAX || (c->seed_count > 0 && !c->seeds))
         return -EINVAL;
+    /* The value is read as an int: an enum holding something outside its
+     * list is the caller's bug, reported, not undefined. */
+    int b = (int)c->backend;
+    if (b < MOIRAI_NODE_BACKEND_TCP || b > MOIRAI_NODE_BACKEND_SHM)
+        return -EINVAL;
+    r->backend = backend_of(b);
+    if (!r->backend)
+        return -ENOTSUP;
     for (size_t i = 0; i < c->seed_count; i++) {
-        struct sockaddr_storage ss;
-        socklen_t l;
-        if (moirai__node_parse_addr(c->seeds[i], &ss, &l) < 0)
+        struct frame_addr a;
+        if (!c->seeds[i] || r->backend->parse(c->seeds[i], &a) < 0)
             return -EINVAL;
     }
-    return moirai__node_parse_addr(c->listen ? c->listen : "127.0.0.1:0", &r->listen,
-                                   &r->listen_len);
-}
-
-/* ---- Acceptor and seeds ---- */
-
-static int acceptor_main(void *arg, const moirai_cancel_token_t *cancel, void **result)
-{
-    (void)cancel;
-    (void)result;
-    struct moirai_node *node = arg;
-    for (;;) {
-        moirai_io_t *io;
-        int rc = moirai_stream_accept(node->listener, &io);
-        if (rc == -EBADF)
-            break; /* destroy closed the listener */
-        if (rc < 0) {
-            /* -EMFILE, -ENOMEM: the connection was dropped; keep serving,
-             * after a pause so an exhausted process does not spin. */
-            MOIRAI_LOG(MOIRAI_LOG_WARN, "node %llx: accept: %s", (unsigned long long)node->id,
-                       strerror(-rc));
-            moirai_fiber_sleep(10000000);
-            continue;
-        }
-        if (moirai__peer_start(node, io, false, NULL) < 0)
-            continue; /* peer_start closed io */
-    }
+    memset(&r->listen, 0, sizeof r->listen);
+    if (c->listen && r->backend->parse(c->listen, &r->listen) < 0)
+        return -EINVAL;
     return 0;
 }
 
+/* ---- Seeds ---- */
+
 struct seed_dial {
     struct moirai_node *node;
-    struct sockaddr_storage ss;
+    struct frame_addr to;
 };
 
 /* Dials a seed until a handshake with it completes, backing off from 50 ms
@@ -214,7 +181,7 @@ static int seed_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
     uint64_t pause = 50000000ull;
     while (!atomic_load_explicit(&node->stopping, memory_order_acquire)) {
         struct connect_wait *cw = moirai__connect_wait_new();
-        int rc = cw ? moirai__peer_dial(node, &sd->ss, NULL, cw) : -ENOMEM;
+        int rc = cw ? moirai__peer_dial(node, &sd->to, NULL, cw) : -ENOMEM;
         if (rc == 0)
             rc = moirai__connect_wait(cw, MOIRAI_DEADLINE_NEVER);
         moirai__connect_wait_put(cw);
@@ -228,7 +195,7 @@ static int seed_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
         moirai_mutex_lock(&node->lock);
         uint64_t until = moirai_deadline_after(pause);
         while (!atomic_load_explicit(&node->stopping, memory_order_acquire) &&
-               moirai_condvar_timedwait(&node->cv, &node->lock, until) == 0) {
+               moirai_condvar_wait_timed(&node->cv, &node->lock, until) == 0) {
         }
         moirai_mutex_unlock(&node->lock);
         pause = pause * 2 > 1000000000ull ? 1000000000ull : pause * 2;
@@ -242,10 +209,13 @@ static int seed_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
 static void free_node(struct moirai_node *node)
 {
     moirai__registry_fini(node);
+    if (node->members)
+        moirai__keys_fini(node);
     moirai__htab_fini(&node->ptab);
     moirai_condvar_destroy(&node->cv);
     moirai_mutex_destroy(&node->lock);
     moirai_mutex_destroy(&node->reg_lock);
+    moirai_mutex_destroy(&node->keys_lock);
     moirai_mutex_destroy(&node->ptab_lock);
     moirai_mutex_destroy(&node->xq_lock);
     if (node->key) {
@@ -271,6 +241,7 @@ int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg)
         return -ENOMEM;
     moirai_mutex_init(&node->lock);
     moirai_mutex_init(&node->reg_lock);
+    moirai_mutex_init(&node->keys_lock);
     moirai_mutex_init(&node->ptab_lock);
     moirai_mutex_init(&node->xq_lock);
     moirai_condvar_init(&node->cv);
@@ -282,7 +253,9 @@ int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg)
     node->max_retries = r.max_retries;
     node->max_running = r.max_running;
     node->handshake_ns = r.handshake_ns;
-    node->placement = cfg->placement;
+    node->placement =
+        cfg->placement == MOIRAI_PLACEMENT_DEFAULT ? MOIRAI_PLACEMENT_ROUND_ROBIN : cfg->placement;
+    node->incarnation = cfg->incarnation ? cfg->incarnation : moirai__membership_incarnation();
     node->members = moirai_calloc(MOIRAI_NODE_MEMBERS_MAX, sizeof *node->members);
     node->key = moirai_malloc(cfg->key_len);
     if (!node->members || !node->key) {
@@ -292,51 +265,30 @@ int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg)
     memcpy(node->key, cfg->key, cfg->key_len);
     node->key_len = cfg->key_len;
     node->id = cfg->id;
+    node->id_given = cfg->id != 0;
     while (node->id == 0) {
         uint8_t b[FRAME_NONCE_SIZE];
         moirai__auth_nonce(b);
         node->id = moirai__frame_get_u64(b);
     }
 
-    rc = moirai_tcp_listen(&node->listener, node->rt, (const struct sockaddr *)&r.listen, NULL);
+    node->backend = r.backend;
+    rc = node->backend->listen(node, &r.listen, &node->self_addr);
     if (rc < 0) {
         free_node(node);
         return rc;
     }
-    struct sockaddr_storage bound;
-    socklen_t bl = sizeof bound;
-    moirai_io_local_addr(node->listener, (struct sockaddr *)&bound, &bl);
-    memset(&node->self_addr, 0, sizeof node->self_addr);
-    if (bound.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&bound;
-        node->port = ntohs(a->sin_port);
-        /* A wildcard listener advertises "where you see me from". */
-        if (a->sin_addr.s_addr != htonl(INADDR_ANY)) {
-            node->self_addr.family = 4;
-            memcpy(node->self_addr.addr, &a->sin_addr, 4);
-        }
-    } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&bound;
-        node->port = ntohs(a->sin6_port);
-        if (memcmp(&a->sin6_addr, &in6addr_any, sizeof in6addr_any) != 0) {
-            node->self_addr.family = 6;
-            memcpy(node->self_addr.addr, &a->sin6_addr, 16);
-        }
-    }
-    node->self_addr.port = node->port;
+    node->port = node->self_addr.port;
 
-    rc = moirai__node_spawn_fiber(node, acceptor_main, node);
-    if (rc == 0)
-        rc = moirai__membership_start(node);
+    rc = moirai__membership_start(node);
     for (size_t i = 0; rc == 0 && i < cfg->seed_count; i++) {
         struct seed_dial *sd = moirai_malloc(sizeof *sd);
-        socklen_t l;
         if (!sd) {
             rc = -ENOMEM;
             break;
         }
         sd->node = node;
-        moirai__node_parse_addr(cfg->seeds[i], &sd->ss, &l);
+        node->backend->parse(cfg->seeds[i], &sd->to); /* checked above */
         rc = moirai__node_spawn_fiber(node, seed_main, sd);
         if (rc < 0)
             moirai_free(sd);
@@ -358,7 +310,7 @@ int moirai_node_destroy(moirai_node_t *node)
     atomic_store_explicit(&node->stopping, true, memory_order_release);
     moirai_condvar_broadcast(&node->cv);
     moirai_mutex_unlock(&node->lock);
-    moirai_io_close(node->listener);
+    node->backend->stop(node);
     /* Kill every connection; peer_start refuses new ones from now on. */
     for (;;) {
         moirai_mutex_lock(&node->lock);
@@ -394,19 +346,22 @@ uint16_t moirai_node_port(const moirai_node_t *node)
     return node ? node->port : 0;
 }
 
+uint64_t moirai_node_incarnation(const moirai_node_t *node)
+{
+    return node ? node->incarnation : 0;
+}
+
 int moirai_node_connect(moirai_node_t *node, const char *addr, uint64_t deadline)
 {
     if (!node)
         return -EINVAL;
-    struct sockaddr_storage ss;
-    socklen_t l;
-    int rc = moirai__node_parse_addr(addr, &ss, &l);
-    if (rc < 0)
-        return rc;
+    struct frame_addr to;
+    if (!addr || node->backend->parse(addr, &to) < 0)
+        return -EINVAL;
     struct connect_wait *cw = moirai__connect_wait_new();
     if (!cw)
         return -ENOMEM;
-    rc = moirai__peer_dial(node, &ss, NULL, cw);
+    int rc = moirai__peer_dial(node, &to, NULL, cw);
     if (rc == 0)
         rc = moirai__connect_wait(cw, deadline);
     moirai__connect_wait_put(cw);
@@ -420,7 +375,7 @@ int moirai_node_wait_peers(moirai_node_t *node, size_t count, uint64_t deadline)
     int rc = 0;
     moirai_mutex_lock(&node->lock);
     while (node->live < count && rc == 0)
-        rc = moirai_condvar_timedwait(&node->cv, &node->lock, deadline);
+        rc = moirai_condvar_wait_timed(&node->cv, &node->lock, deadline);
     if (node->live >= count)
         rc = 0;
     moirai_mutex_unlock(&node->lock);
@@ -471,6 +426,8 @@ static void copy_stats(const struct node_counters *c, moirai_node_stats_t *out)
     LOAD(auth_failures);
     LOAD(protocol_errors);
     LOAD(peers_dead);
+    LOAD(batches);
+    LOAD(batched_frames);
 #undef LOAD
 }
 

@@ -17,17 +17,20 @@
  * back; so between two nodes there is one connection, opened by the
  * smaller id, and a duplicate dial is refused before it is used.
  *
- * Writing: a frame is queued under the peer's lock (never waiting for the
- * network). When nobody is writing, the sending thread then sends the
- * queue itself with one non-blocking send(2); what the socket does not
- * take, and every frame queued while a write is under way, is left to a
- * writer fiber that writes everything queued in one call. So a lone
- * frame costs one system call and no wake-up, and while the socket is
- * busy frames coalesce, one system call for many. */
+ * Writing never waits for the network (a sender may be the reader fiber,
+ * and two nodes whose readers both waited to write would deadlock). A
+ * small frame goes through the connection's adaptive batcher
+ * (moirai_batch_t): when the link is idle the batcher hands it over at
+ * once, and the sending thread writes it with one non-blocking call of
+ * the link's try_writev (one system call, no wake-up); while the writer
+ * fiber is busy, frames coalesce in the batcher (up to PEER_BATCH_BYTES)
+ * and go out together when the writer is done, which flushes the batcher.
+ * What a direct write leaves, and every batch that comes while a write is
+ * under way, is queued for the writer fiber, which writes everything
+ * queued in one call. Large frames skip the batcher (after flushing it,
+ * so one thread's frames keep their order). */
 #include <errno.h>
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/clock.h>
@@ -91,7 +94,7 @@ int moirai__connect_wait(struct connect_wait *cw, uint64_t deadline)
     int rc = 0;
     moirai_mutex_lock(&cw->lock);
     while (!cw->done && rc == 0)
-        rc = moirai_condvar_timedwait(&cw->cv, &cw->lock, deadline);
+        rc = moirai_condvar_wait_timed(&cw->cv, &cw->lock, deadline);
     if (cw->done)
         rc = cw->rc;
     moirai_mutex_unlock(&cw->lock);
@@ -112,10 +115,17 @@ void moirai__peer_unref(struct peer *p)
      * closing and freeing. */
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
         return;
-    moirai_io_close(p->io);
-    moirai_free(p->wbuf);
+    /* A dead connection's batcher drops what it holds (the sink takes and
+     * drops); one that was never killed (its writer could not start) has
+     * nothing to write to either. */
+    moirai_mutex_lock(&p->wlock);
+    p->wdead = true;
+    moirai_mutex_unlock(&p->wlock);
+    moirai_batch_destroy(p->batch);
+    link_shutdown(p->link); /* the link's contract: shut down before close */
+    link_close(p->link);
+    moirai_free(p->qbuf);
     moirai_free(p->sbuf);
-    moirai_free(p->rest);
     moirai__htab_fini(&p->exec);
     moirai_condvar_destroy(&p->wcv);
     moirai_mutex_destroy(&p->wlock);
@@ -126,110 +136,229 @@ void moirai__peer_unref(struct peer *p)
 
 /* ---- Writing ---- */
 
-static void count_sent(struct peer *p, ssize_t w)
+static void count_sent(struct peer *p, size_t n)
 {
-    if (w <= 0)
+    if (n == 0)
         return;
-    moirai__node_count(&p->node->st.bytes_sent, (uint64_t)w);
+    moirai__node_count(&p->node->st.bytes_sent, n);
     /* Acquire: pairs with claim()'s release of the member. */
     struct member *m = atomic_load_explicit(&p->stats_m, memory_order_acquire);
     if (m)
-        moirai__node_count(&m->st.bytes_sent, (uint64_t)w);
+        moirai__node_count(&m->st.bytes_sent, n);
 }
 
-/* Writes what is queued from the calling thread with one non-blocking
- * send (wlock held on entry and on return; released around the system
- * call). Whatever the socket does not take becomes `rest`, which the
- * writer fiber writes before anything queued later. Returns false when
- * the connection failed. */
-static bool write_direct(struct peer *p)
+/* Appends `n` bytes to the buffer *buf (capacity *cap, *len used),
+ * growing it. Returns 0 or -ENOMEM (nothing changed). */
+static int enqueue_into(uint8_t **buf, size_t *cap, size_t *len, const void *b, size_t n)
 {
-    uint8_t *buf = p->wbuf;
-    size_t cap = p->wcap, n = p->wlen;
-    p->wbuf = p->sbuf;
-    p->wcap = p->scap;
-    p->wlen = 0;
+    if (*len + n > *cap) {
+        size_t c = *cap ? *cap : 4096;
+        while (c < *len + n)
+            c *= 2;
+        uint8_t *nb = moirai_realloc(*buf, c);
+        if (!nb)
+            return -ENOMEM;
+        *buf = nb;
+        *cap = c;
+    }
+    memcpy(*buf + *len, b, n);
+    *len += n;
+    return 0;
+}
+
+/* Appends bytes to the queue (wlock held). Whoever queues calls kick()
+ * after, which writes them or wakes the writer fiber. */
+static int enqueue(struct peer *p, const void *b, size_t n)
+{
+    int rc = enqueue_into(&p->qbuf, &p->qcap, &p->qlen, b, n);
+    if (rc == 0 && n > 0)
+        /* Relaxed: the batcher's busy callback re-reads it, seq_cst,
+         * before it relies on it (batch_busy()). */
+        atomic_store_explicit(&p->wbusy, true, memory_order_relaxed);
+    return rc;
+}
+
+/* A write ended (wlock held): publishes whether the connection is still
+ * busy, then reports whether the batcher kept frames meanwhile. The two
+ * sides of a Dekker pair with batch_busy(), which stores `batch_held`
+ * and then loads `wbusy`: seq_cst on all four (the stores as exchanges,
+ * which every platform orders before a later load), so that either the
+ * sender sees the connection idle and sends itself, or this side sees
+ * `batch_held` and has the writer fiber flush the batcher; never
+ * neither. */
+static bool write_ended(struct peer *p)
+{
+    atomic_exchange_explicit(&p->wbusy, p->writing || p->qlen > 0, memory_order_seq_cst);
+    return atomic_load_explicit(&p->batch_held, memory_order_seq_cst);
+}
+
+/* Queues whole frames (`n` bytes) behind everything handed over before
+ * (wlock held). A dead connection takes them and drops them. */
+static int queue_frames(struct peer *p, const uint8_t *b, size_t n)
+{
+    return p->wdead ? 0 : enqueue(p, b, n);
+}
+
+/* Moves what is queued to the link from the calling thread, without
+ * waiting for the network: when nobody is writing, one non-blocking call
+ * of the link's try_writev (one system call, no wake-up). What the link
+ * does not take, what was queued meanwhile, and frames the batcher kept
+ * because this write was under way are left to the writer fiber, which
+ * is woken for them. Without try_writev the writer fiber does it all. */
+static void kick(struct peer *p)
+{
+    bool failed = false;
+    moirai_mutex_lock(&p->wlock);
+    if (p->writing || p->wdead || p->qlen == 0 || !p->link->ops->try_writev) {
+        /* Seq_cst: see write_ended(). */
+        if (!p->writing &&
+            (p->qlen > 0 || atomic_load_explicit(&p->batch_held, memory_order_seq_cst)))
+            moirai_condvar_signal(&p->wcv);
+        moirai_mutex_unlock(&p->wlock);
+        return;
+    }
+    /* Take the queue; senders fill the spare buffer meanwhile. */
+    uint8_t *buf = p->qbuf;
+    size_t cap = p->qcap, n = p->qlen;
+    p->qbuf = p->sbuf;
+    p->qcap = p->scap;
+    p->qlen = 0;
     p->sbuf = NULL;
     p->scap = 0;
     p->writing = true;
+    /* Relaxed: as in enqueue(). */
+    atomic_store_explicit(&p->wbusy, true, memory_order_relaxed);
     moirai_mutex_unlock(&p->wlock);
-    int fd = moirai_io_fd(p->io);
-    ssize_t w = fd < 0 ? -1 : send(fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    int err = w < 0 ? errno : 0;
-    count_sent(p, w);
+    struct iovec iov = {.iov_base = buf, .iov_len = n};
+    ssize_t w = p->link->ops->try_writev(p->link, &iov, 1);
+    count_sent(p, w > 0 ? (size_t)w : 0);
     moirai_mutex_lock(&p->wlock);
     p->writing = false;
-    if (w < 0 && err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
-        moirai_free(buf);
-        return false;
-    }
-    if ((size_t)(w > 0 ? w : 0) == n) {
-        if (p->sbuf)
-            moirai_free(buf);
+    if (w < 0)
+        failed = true;
+    else if ((size_t)w < n && !p->wdead) {
+        /* The rest goes before anything queued meanwhile. */
+        size_t rest = n - (size_t)w;
+        memmove(buf, buf + w, rest);
+        if (p->qlen > 0 && enqueue_into(&buf, &cap, &rest, p->qbuf, p->qlen) < 0)
+            failed = true; /* a frame cut in two: the connection cannot go on */
         else {
-            p->sbuf = buf;
-            p->scap = cap;
+            uint8_t *old = p->qbuf;
+            size_t oldcap = p->qcap;
+            p->qbuf = buf;
+            p->qcap = cap;
+            p->qlen = rest;
+            buf = old;
+            cap = oldcap;
         }
-    } else {
-        p->rest = buf;
-        p->rest_off = w > 0 ? (size_t)w : 0;
-        p->rest_len = n;
     }
-    if (p->rest || p->wlen || p->wclosed)
+    /* Keep one spare buffer. */
+    if (!p->sbuf) {
+        p->sbuf = buf;
+        p->scap = cap;
+    } else
+        moirai_free(buf);
+    bool held = write_ended(p);
+    if (p->qlen > 0 || held || atomic_load_explicit(&p->wclosed, memory_order_relaxed))
         moirai_condvar_signal(&p->wcv);
-    return true;
+    moirai_mutex_unlock(&p->wlock);
+    if (failed) {
+        /* Not moirai__peer_kill() here: the caller may hold the task
+         * table's lock, which a death takes. Shutting the link down
+         * wakes the reader, which declares the death from its own fiber. */
+        link_shutdown(p->link);
+    }
+}
+
+/* The batcher's sink: a batch of frames, each behind the batcher's 4-byte
+ * length, joins the queue as the frames back to back (the wire format has
+ * its own lengths). It only queues (under wlock, never the network): the
+ * batcher calls it under its own lock, which every sender takes, so a
+ * system call here would hold them all. The thread whose call reached
+ * the sink writes the queue after (kick()). */
+static int batch_sink(void *arg, const void *buf, size_t len, uint32_t count)
+{
+    struct peer *p = arg;
+    size_t off = 0, mlen;
+    const void *msg;
+    int rc = 0;
+    moirai_mutex_lock(&p->wlock);
+    bool dead = p->wdead;
+    while (!dead && rc == 0 && moirai_batch_next(buf, len, &off, &msg, &mlen) == 1)
+        rc = queue_frames(p, msg, mlen);
+    moirai_mutex_unlock(&p->wlock);
+    if (rc < 0)
+        return rc; /* -ENOMEM: the batch stays in the batcher */
+    if (dead)
+        return 0; /* taken and dropped, and not counted as sent */
+    moirai__node_count(&p->node->st.batches, 1);
+    moirai__node_count(&p->node->st.batched_frames, count);
+    /* Acquire: pairs with claim()'s release of the member. */
+    struct member *m = atomic_load_explicit(&p->stats_m, memory_order_acquire);
+    if (m) {
+        moirai__node_count(&m->st.batches, 1);
+        moirai__node_count(&m->st.batched_frames, count);
+    }
+    return 0;
+}
+
+/* The batcher's question: is the connection behind? Yes while a write is
+ * under way or bytes are queued; then frames wait in the batcher (up to
+ * its size bound) and `batch_held` tells the writer fiber to flush the
+ * batcher once it has caught up. No lock: the answer is asked for the
+ * first frames of every batch. */
+static int batch_busy(void *arg)
+{
+    struct peer *p = arg;
+    /* Relaxed: an idle connection (the common case) needs nothing more;
+     * a busy one is confirmed below. */
+    if (!atomic_load_explicit(&p->wbusy, memory_order_relaxed))
+        return 0;
+    /* Seq_cst, the other side of write_ended()'s pair. */
+    atomic_exchange_explicit(&p->batch_held, true, memory_order_seq_cst);
+    return atomic_load_explicit(&p->wbusy, memory_order_seq_cst);
 }
 
 int moirai__peer_send(struct peer *p, uint8_t type, uint16_t flags, uint64_t task_id, const void *a,
                       size_t alen, const void *b, size_t blen)
 {
     size_t n = FRAME_HEADER_SIZE + alen + blen;
-    int rc = 0;
-    bool failed = false;
-    moirai_mutex_lock(&p->wlock);
-    if (p->wclosed) {
-        rc = -EPIPE;
-        goto out;
-    }
-    if (p->wlen + n > p->wcap) {
-        size_t cap = p->wcap ? p->wcap : 4096;
-        while (cap < p->wlen + n)
-            cap *= 2;
-        uint8_t *nb = moirai_realloc(p->wbuf, cap);
-        if (!nb) {
-            rc = -ENOMEM;
-            goto out;
+    /* Relaxed: a hint (a frame that passes while the connection closes is
+     * dropped by queue_frames() or never written). */
+    if (atomic_load_explicit(&p->wclosed, memory_order_relaxed))
+        return -EPIPE;
+    int rc;
+    if (n <= PEER_SMALL_FRAME) {
+        /* Small frames (tasks, results, heartbeats) go through the
+         * batcher, which hands one over at once when the connection is
+         * idle and coalesces them while it is busy. */
+        uint8_t f[PEER_SMALL_FRAME];
+        moirai__frame_put_header(f, type, flags, task_id, (uint32_t)(alen + blen));
+        if (alen)
+            memcpy(f + FRAME_HEADER_SIZE, a, alen);
+        if (blen)
+            memcpy(f + FRAME_HEADER_SIZE + alen, b, blen);
+        rc = moirai_batch_send(p->batch, f, n);
+    } else {
+        /* A large frame is a batch of its own: what the batcher holds
+         * goes first, so that one thread's frames keep their order. */
+        rc = moirai_batch_flush(p->batch);
+        if (rc == 0) {
+            uint8_t hdr[FRAME_HEADER_SIZE];
+            moirai__frame_put_header(hdr, type, flags, task_id, (uint32_t)(alen + blen));
+            moirai_mutex_lock(&p->wlock);
+            size_t before = p->qlen;
+            rc = queue_frames(p, hdr, sizeof hdr);
+            if (rc == 0 && alen)
+                rc = queue_frames(p, a, alen);
+            if (rc == 0 && blen)
+                rc = queue_frames(p, b, blen);
+            if (rc < 0)
+                p->qlen = before; /* nothing of the frame stays */
+            moirai_mutex_unlock(&p->wlock);
         }
-        p->wbuf = nb;
-        p->wcap = cap;
     }
-    uint8_t *w = p->wbuf + p->wlen;
-    moirai__frame_put_header(w, type, flags, task_id, (uint32_t)(alen + blen));
-    if (alen)
-        memcpy(w + FRAME_HEADER_SIZE, a, alen);
-    if (blen)
-        memcpy(w + FRAME_HEADER_SIZE + alen, b, blen);
-    bool first = p->wlen == 0;
-    p->wlen += n;
-    /* Nobody writing and nothing older waiting: send from this thread
-     * rather than wake the writer fiber, whose wake-up costs more than the
-     * system call when the socket has room (it usually has). Otherwise
-     * the frame joins the queue, and the writer (or the thread writing
-     * now) takes it with the others in one write. */
-    if (!p->writing && !p->rest)
-        failed = !write_direct(p);
-    else if (first)
-        moirai_condvar_signal(&p->wcv);
-out:
-    moirai_mutex_unlock(&p->wlock);
-    if (failed) {
-        /* Not moirai__peer_kill() here: the caller may hold the task
-         * table's lock, which a death takes. Shutting the socket down
-         * wakes the reader, which declares the death from its own fiber. */
-        int fd = moirai_io_fd(p->io);
-        if (fd >= 0)
-            shutdown(fd, SHUT_RDWR);
-    }
+    kick(p);
     return rc;
 }
 
@@ -243,57 +372,59 @@ static int writer_main(void *arg, const moirai_cancel_token_t *cancel, void **re
     bool shut = false;
     moirai_mutex_lock(&p->wlock);
     for (;;) {
-        bool have = p->rest || p->wlen;
-        if (p->writing || (!have && !p->wclosed)) {
+        if (p->wdead)
+            break;
+        if (p->writing) {
+            /* A thread writes directly; it wakes us if it leaves bytes. */
             moirai_condvar_wait(&p->wcv, &p->wlock);
             continue;
         }
-        if (!have) {
-            shut = p->wshut;
-            break;
-        }
-        uint8_t *buf;
-        size_t off = 0, n;
-        bool was_rest = p->rest != NULL;
-        if (was_rest) {
-            /* A direct send's tail goes first. */
-            buf = p->rest;
-            off = p->rest_off;
-            n = p->rest_len;
-            p->rest = NULL;
-        } else {
-            /* Take everything queued; the producers fill the other buffer
+        if (p->qlen > 0) {
+            /* Take everything queued; senders fill the other buffer
              * meanwhile. */
-            buf = p->wbuf;
-            size_t bufcap = p->wcap;
-            n = p->wlen;
-            p->wbuf = out;
-            p->wcap = outcap;
-            p->wlen = 0;
+            uint8_t *buf = p->qbuf;
+            size_t bufcap = p->qcap, n = p->qlen;
+            p->qbuf = out;
+            p->qcap = outcap;
+            p->qlen = 0;
             out = buf;
             outcap = bufcap;
-        }
-        p->writing = true;
-        moirai_mutex_unlock(&p->wlock);
-        ssize_t w = moirai_stream_write(p->io, buf + off, n - off);
-        count_sent(p, w);
-        if (was_rest)
-            moirai_free(buf);
-        moirai_mutex_lock(&p->wlock);
-        p->writing = false;
-        if (w != (ssize_t)(n - off)) {
+            p->writing = true;
             moirai_mutex_unlock(&p->wlock);
-            moirai__peer_kill(p);
+            struct iovec iov = {.iov_base = buf, .iov_len = n};
+            int w = link_writev(p->link, &iov, 1, MOIRAI_DEADLINE_NEVER);
+            if (w == 0)
+                count_sent(p, n);
             moirai_mutex_lock(&p->wlock);
-            break;
+            p->writing = false;
+            write_ended(p); /* the loop reads batch_held next */
+            if (w != 0) {
+                moirai_mutex_unlock(&p->wlock);
+                moirai__peer_kill(p);
+                moirai_mutex_lock(&p->wlock);
+                break;
+            }
+            continue;
         }
+        bool closing = atomic_load_explicit(&p->wclosed, memory_order_relaxed);
+        /* Seq_cst: see write_ended(). */
+        if (atomic_exchange_explicit(&p->batch_held, false, memory_order_seq_cst) || closing) {
+            /* Caught up: the frames the batcher kept while a write was
+             * under way go now (the sink queues them; the loop writes). */
+            moirai_mutex_unlock(&p->wlock);
+            moirai_batch_flush(p->batch);
+            moirai_mutex_lock(&p->wlock);
+            if (closing && p->qlen == 0 && !p->writing) {
+                shut = p->wshut;
+                break;
+            }
+            continue;
+        }
+        moirai_condvar_wait(&p->wcv, &p->wlock);
     }
     moirai_mutex_unlock(&p->wlock);
-    if (shut) {
-        int fd = moirai_io_fd(p->io);
-        if (fd >= 0)
-            shutdown(fd, SHUT_RDWR);
-    }
+    if (shut)
+        link_shutdown(p->link);
     moirai_free(out);
     moirai__peer_unref(p);
     return 0;
@@ -309,16 +440,14 @@ void moirai__peer_kill(struct peer *p)
     if (old == PEER_DEAD)
         return;
     struct moirai_node *node = p->node;
-    /* Wake the reader (end of stream) and a blocked write; the handle
-     * stays open until the last reference goes, so no call races a close. */
-    int fd = moirai_io_fd(p->io);
-    if (fd >= 0)
-        shutdown(fd, SHUT_RDWR);
+    /* Wake the reader (end of stream) and a blocked write; the link stays
+     * open until the last reference goes, so no call races a close. */
+    link_shutdown(p->link);
     moirai_mutex_lock(&p->wlock);
-    p->wclosed = true;
-    p->wlen = 0;
-    moirai_free(p->rest); /* unsent: the connection is over */
-    p->rest = NULL;
+    /* Relaxed: as in on_handshake(). */
+    atomic_store_explicit(&p->wclosed, true, memory_order_relaxed);
+    p->wdead = true;
+    p->qlen = 0; /* unsent: the connection is over */
     moirai_condvar_broadcast(&p->wcv);
     moirai_mutex_unlock(&p->wlock);
     moirai_mutex_lock(&node->lock);
@@ -351,17 +480,13 @@ static void resolve_addr(struct peer *p, const struct frame_addr *adv, struct fr
     *out = *adv;
     if (adv->family != 0)
         return;
-    struct sockaddr_storage ss;
-    socklen_t l = sizeof ss;
-    if (moirai_io_peer_addr(p->io, (struct sockaddr *)&ss, &l) < 0)
+    /* "Where you see me from": the link's remote address with the port
+     * the HELLO advertised (the connection's own port is ephemeral). */
+    struct frame_addr seen;
+    if (p->link->ops->peer_addr(p->link, &seen) < 0)
         return;
-    if (ss.ss_family == AF_INET) {
-        out->family = 4;
-        memcpy(out->addr, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-    } else if (ss.ss_family == AF_INET6) {
-        out->family = 6;
-        memcpy(out->addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
-    }
+    out->family = seen.family;
+    memcpy(out->addr, seen.addr, sizeof out->addr);
 }
 
 static void go_live(struct reader *r)
@@ -379,36 +504,20 @@ static void go_live(struct reader *r)
         moirai_condvar_broadcast(&node->cv);
     }
     moirai_mutex_unlock(&node->lock);
-    if (expected == PEER_HANDSHAKE)
+    if (expected == PEER_HANDSHAKE) {
         moirai__membership_broadcast(node);
+        moirai__keys_sync(p);
+    }
 }
 
 /* Claims the member entry of the node at the other end for this
- * connection. Returns 0, or -EALREADY (a connection to it exists or is
- * being made), -EHOSTDOWN (it was declared dead: a returning node needs a
- * new id), -ENOMEM (member table full). */
+ * connection (membership.c). Returns 0, or -EALREADY (a connection to it
+ * exists or is being made), -EHOSTDOWN (that incarnation was declared
+ * dead: a returning node needs a larger incarnation), -ENOMEM (member
+ * table full). */
 static int claim(struct reader *r)
 {
-    struct peer *p = r->p;
-    struct moirai_node *node = p->node;
-    int rc = 0;
-    moirai_mutex_lock(&node->lock);
-    struct member *m = moirai__member_get(node, p->id);
-    if (!m)
-        rc = -ENOMEM;
-    else if (m->state == MEMBER_DEAD)
-        rc = -EHOSTDOWN;
-    else if (m->peer && m->peer != p)
-        rc = -EALREADY;
-    else {
-        m->peer = p;
-        m->addr = r->their_addr;
-        p->m = m;
-        /* Release: the writer fiber reads it without the node's lock. */
-        atomic_store_explicit(&p->stats_m, m, memory_order_release);
-    }
-    moirai_mutex_unlock(&node->lock);
-    return rc;
+    return moirai__member_claim(r->p->node, r->p, &r->their_addr);
 }
 
 /* The acceptor met a larger id: remember where it listens and dial it. */
@@ -416,20 +525,21 @@ static void dial_back(struct reader *r)
 {
     struct peer *p = r->p;
     struct moirai_node *node = p->node;
-    struct sockaddr_storage ss;
     struct member *m = NULL;
     moirai_mutex_lock(&node->lock);
     struct member *c = moirai__member_get(node, p->id);
-    if (c && c->state != MEMBER_DEAD && !c->peer && !c->dialing) {
+    /* A connection to an earlier life of it reaches a process that is
+     * gone: it dies first (membership.c). */
+    while (c && moirai__member_retire(node, c, p->incarnation)) {
+    }
+    if (c && moirai__member_admits(c, p->incarnation) && !c->peer && !c->dialing) {
         c->addr = r->their_addr;
         c->dialing = true;
         m = c;
     }
     moirai_mutex_unlock(&node->lock);
-    if (m) {
-        moirai__member_sockaddr(&r->their_addr, &ss);
-        moirai__peer_dial(node, &ss, m, NULL);
-    }
+    if (m)
+        moirai__peer_dial(node, &r->their_addr, m, NULL);
 }
 
 /* Handles one frame during the handshake. Returns 0 to go on, 1 to stop
@@ -447,6 +557,7 @@ static int on_handshake(struct reader *r, const struct frame *f)
                                  f->challenge_mac))
             return -EACCES;
         p->id = f->u.hello.node_id;
+        p->incarnation = f->u.hello.incarnation;
         resolve_addr(p, &f->u.hello.listen, &r->their_addr);
         if (p->id == node->id) {
             r->result = 0; /* dialed itself (a seed list naming this node) */
@@ -487,10 +598,11 @@ static int on_handshake(struct reader *r, const struct frame *f)
             return -EPROTO;
         memcpy(r->theirs, f->u.hello.raw, FRAME_HELLO_SIZE);
         p->id = f->u.hello.node_id;
+        p->incarnation = f->u.hello.incarnation;
         resolve_addr(p, &f->u.hello.listen, &r->their_addr);
         uint8_t nonce[FRAME_NONCE_SIZE];
         moirai__auth_nonce(nonce);
-        moirai__frame_put_hello(r->mine, node->id, &node->self_addr, nonce);
+        moirai__frame_put_hello(r->mine, node->id, node->incarnation, &node->self_addr, nonce);
         moirai__auth_mac(node->key, node->key_len, AUTH_ACCEPTOR, r->theirs, r->mine, mac);
         moirai__peer_send(p, FRAME_AUTH_CHALLENGE, 0, 0, r->mine, FRAME_HELLO_SIZE, mac,
                           sizeof mac);
@@ -512,7 +624,9 @@ static int on_handshake(struct reader *r, const struct frame *f)
              * dialing back. */
             moirai__peer_send(p, FRAME_HEARTBEAT, 0, 0, now, 8, NULL, 0);
             moirai_mutex_lock(&p->wlock);
-            p->wclosed = true;
+            /* Relaxed: wlock orders it for the writer; senders only
+             * take it as a hint. */
+            atomic_store_explicit(&p->wclosed, true, memory_order_relaxed);
             p->wshut = true;
             moirai_condvar_broadcast(&p->wcv);
             moirai_mutex_unlock(&p->wlock);
@@ -547,6 +661,8 @@ static int on_live(struct reader *r, const struct frame *f)
         return 0;
     case FRAME_HEARTBEAT:
         return 0;
+    case FRAME_KEY:
+        return moirai__keys_apply(p, f);
     case FRAME_MEMBERSHIP:
         moirai__membership_apply(node, f);
         return 0;
@@ -587,7 +703,7 @@ static void read_loop(struct reader *r)
     if (p->initiator && rc == 0) {
         uint8_t nonce[FRAME_NONCE_SIZE];
         moirai__auth_nonce(nonce);
-        moirai__frame_put_hello(r->mine, node->id, &node->self_addr, nonce);
+        moirai__frame_put_hello(r->mine, node->id, node->incarnation, &node->self_addr, nonce);
         rc = moirai__peer_send(p, FRAME_HELLO, 0, 0, r->mine, FRAME_HELLO_SIZE, NULL, 0);
     }
     while (rc == 0) {
@@ -620,9 +736,8 @@ static void read_loop(struct reader *r)
             cap = want;
         }
         bool live = atomic_load_explicit(&p->state, memory_order_relaxed) == PEER_LIVE;
-        ssize_t got = moirai_stream_read_timed(
-            p->io, live || r->phase == 2 ? MOIRAI_DEADLINE_NEVER : hs_deadline, buf + len,
-            cap - len);
+        ssize_t got = link_read(p->link, buf + len, cap - len,
+                                live || r->phase == 2 ? MOIRAI_DEADLINE_NEVER : hs_deadline);
         if (got <= 0) {
             rc = got == 0 ? 1 : (int)got;
             break;
@@ -637,7 +752,7 @@ static void read_loop(struct reader *r)
     }
     moirai_free(buf);
     int st = atomic_load_explicit(&p->state, memory_order_acquire);
-    if (rc < 0 && rc != -EBADF && st == PEER_LIVE) {
+    if (rc < 0 && rc != -EBADF && rc != -ECANCELED && st == PEER_LIVE) {
         moirai__node_count(&node->st.protocol_errors, 1);
         MOIRAI_LOG(MOIRAI_LOG_WARN, "node %llx: peer %llx: %s; connection closed",
                    (unsigned long long)node->id, (unsigned long long)p->id, strerror(-rc));
@@ -699,18 +814,35 @@ static int reader_main(void *arg, const moirai_cancel_token_t *cancel, void **re
 }
 
 /* Makes the peer and its writer; registers it with the node. On error
- * closes io and reports to cw. */
-static struct peer *peer_create(struct moirai_node *node, moirai_io_t *io, bool initiator,
+ * closes the link and reports to cw. */
+static struct peer *peer_create(struct moirai_node *node, struct link *link, bool initiator,
                                 struct connect_wait *cw)
 {
     struct peer *p = moirai_calloc(1, sizeof *p);
     if (!p) {
-        moirai_io_close(io);
+        link_shutdown(link);
+        link_close(link);
+        cw_report(cw, -ENOMEM);
+        return NULL;
+    }
+    moirai_batch_config_t bc;
+    moirai_batch_config_init(&bc);
+    bc.sink = batch_sink;
+    bc.busy = batch_busy;
+    bc.arg = p;
+    bc.max_bytes = PEER_BATCH_BYTES;
+    /* No flusher thread: frames wait in the batcher only while the
+     * writer fiber is busy, and the writer flushes it when done. */
+    bc.manual_deadline = true;
+    if (moirai_batch_create(&p->batch, &bc) < 0) {
+        moirai_free(p);
+        link_shutdown(link);
+        link_close(link);
         cw_report(cw, -ENOMEM);
         return NULL;
     }
     p->node = node;
-    p->io = io;
+    p->link = link;
     p->initiator = initiator;
     atomic_init(&p->refs, 2); /* the reader and the writer */
     atomic_init(&p->state, PEER_HANDSHAKE);
@@ -751,10 +883,10 @@ static struct peer *peer_create(struct moirai_node *node, moirai_io_t *io, bool 
     return p;
 }
 
-int moirai__peer_start(struct moirai_node *node, moirai_io_t *io, bool initiator,
+int moirai__peer_start(struct moirai_node *node, struct link *link, bool initiator,
                        struct connect_wait *cw)
 {
-    struct peer *p = peer_create(node, io, initiator, cw);
+    struct peer *p = peer_create(node, link, initiator, cw);
     if (!p)
         return -ENOMEM;
     int rc = moirai__node_spawn_fiber(node, reader_main, p);
@@ -767,7 +899,7 @@ int moirai__peer_start(struct moirai_node *node, moirai_io_t *io, bool initiator
 
 struct dial {
     struct moirai_node *node;
-    struct sockaddr_storage ss;
+    struct frame_addr to;
     struct member *m;
     struct connect_wait *cw;
 };
@@ -778,14 +910,13 @@ static int dial_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
     (void)result;
     struct dial *d = arg;
     struct moirai_node *node = d->node;
-    moirai_io_t *io = NULL;
-    int rc = moirai_tcp_connect_timed(&io, node->rt, moirai_deadline_after(node->handshake_ns),
-                                      (const struct sockaddr *)&d->ss, NULL);
+    struct link *link = NULL;
+    int rc = node->backend->dial(node, &d->to, moirai_deadline_after(node->handshake_ns), &link);
     struct peer *p = NULL;
     if (rc < 0)
         cw_report(d->cw, rc);
     else
-        p = peer_create(node, io, true, d->cw);
+        p = peer_create(node, link, true, d->cw);
     moirai__connect_wait_put(d->cw);
     if (p)
         reader_run(p);
@@ -800,14 +931,14 @@ static int dial_main(void *arg, const moirai_cancel_token_t *cancel, void **resu
     return 0;
 }
 
-int moirai__peer_dial(struct moirai_node *node, const struct sockaddr_storage *ss, struct member *m,
+int moirai__peer_dial(struct moirai_node *node, const struct frame_addr *to, struct member *m,
                       struct connect_wait *cw)
 {
     struct dial *d = moirai_malloc(sizeof *d);
     int rc = -ENOMEM;
     if (d) {
         d->node = node;
-        d->ss = *ss;
+        d->to = *to;
         d->m = m;
         d->cw = cw;
         if (cw)

@@ -22,13 +22,18 @@ struct rtask {
     struct moirai_node *node;
     moirai_handle_t *h; /* our reference */
     uint64_t peer_id;
-    struct member *m; /* peer_id's member, whose `inflight` counts this task */
+    uint64_t peer_inc; /* the incarnation of peer_id it was sent to */
+    struct member *m;  /* peer_id's member, whose `inflight` counts this task */
     uint64_t deadline;
     uint64_t sent_ns;
     uint32_t flags;
     uint32_t retries_left;
     bool cancelled;
-    bool detached;                    /* fire and forget: nobody joins */
+    bool detached;                /* fire and forget: nobody joins */
+    bool fallback;                /* locality: the node's policy when nobody holds the key */
+    moirai_placement_t placement; /* resolved: round robin, least loaded or locality */
+    uint8_t key_len;              /* locality: the data key */
+    char key[FRAME_NAME_MAX + 1];
     uint8_t head[2 + FRAME_NAME_MAX]; /* the SPAWN body's name part */
     size_t head_len;
     uint8_t *payload; /* kept only for a retry (idempotent tasks) */
@@ -60,30 +65,48 @@ static uint64_t load_of(const struct member *m)
     return mine > published ? mine : published;
 }
 
-/* The live peer the placement policy picks, other than `exclude`,
- * referenced; or NULL. Round robin: the next live peer after the cursor.
- * Least loaded: the live peer with the least load_of(), ties broken by
- * the round-robin order. */
-static struct peer *place(struct moirai_node *node, uint64_t exclude)
+/* Where a MOIRAI_NODE_ANY task goes: a resolved policy (round robin or
+ * least loaded; locality adds a key the chosen peer must hold, picking
+ * among holders by the node's policy). */
+struct where {
+    moirai_placement_t policy;
+    const char *key; /* NULL unless locality */
+    size_t key_len;
+    bool fallback; /* locality with nobody holding the key: policy alone */
+};
+
+/* The live peer the placement picks, other than `exclude`, referenced; or
+ * NULL. Round robin: the next live peer after the cursor. Least loaded:
+ * the live peer with the least load_of(), ties broken by the round-robin
+ * order. Locality: the same among the live peers holding the key; if none
+ * does, with `fallback`, the policy among all. */
+static struct peer *place(struct moirai_node *node, uint64_t exclude, const struct where *w)
 {
     struct peer *p = NULL;
     moirai_mutex_lock(&node->lock);
     size_t n = node->nmembers, best = n;
-    uint64_t best_load = UINT64_MAX;
-    for (size_t k = 0; k < n; k++) {
-        size_t i = (node->rr + k) % n;
-        struct member *m = &node->members[i];
-        if (m->id == exclude || m->state != MEMBER_ALIVE || !m->peer ||
-            atomic_load_explicit(&m->peer->state, memory_order_relaxed) != PEER_LIVE)
-            continue;
-        if (node->placement == MOIRAI_PLACEMENT_ROUND_ROBIN) {
-            best = i;
+    for (int pass = 0; pass < 2 && best == n; pass++) {
+        const char *key = pass == 0 ? w->key : NULL;
+        if (pass == 1 && (!w->key || !w->fallback))
             break;
-        }
-        uint64_t l = load_of(m);
-        if (l < best_load) {
-            best = i;
-            best_load = l;
+        uint64_t best_load = UINT64_MAX;
+        for (size_t k = 0; k < n; k++) {
+            size_t i = (node->rr + k) % n;
+            struct member *m = &node->members[i];
+            if (m->id == exclude || m->state != MEMBER_ALIVE || !m->peer ||
+                atomic_load_explicit(&m->peer->state, memory_order_relaxed) != PEER_LIVE)
+                continue;
+            if (key && !moirai__keyset_has(&m->keys, (const uint8_t *)key, w->key_len))
+                continue;
+            if (w->policy == MOIRAI_PLACEMENT_ROUND_ROBIN) {
+                best = i;
+                break;
+            }
+            uint64_t l = load_of(m);
+            if (l < best_load) {
+                best = i;
+                best_load = l;
+            }
         }
     }
     if (best < n) {
@@ -93,6 +116,15 @@ static struct peer *place(struct moirai_node *node, uint64_t exclude)
     }
     moirai_mutex_unlock(&node->lock);
     return p;
+}
+
+static void task_where(const struct rtask *t, struct where *w)
+{
+    bool local = t->placement == MOIRAI_PLACEMENT_LOCALITY;
+    w->policy = local ? t->node->placement : t->placement;
+    w->key = local ? t->key : NULL;
+    w->key_len = t->key_len;
+    w->fallback = t->fallback;
 }
 
 /* The task leaves its member's count of tasks waited for. */
@@ -111,6 +143,7 @@ static void leave_member(struct rtask *t)
 static int send_spawn(struct rtask *t, struct peer *p, const void *payload)
 {
     t->peer_id = p->id;
+    t->peer_inc = p->incarnation;
     t->sent_ns = moirai_clock_now_ns();
     int rc = moirai__peer_send(p, FRAME_SPAWN, (uint16_t)t->flags, t->hn.key, t->head, t->head_len,
                                payload, t->len);
@@ -169,10 +202,42 @@ static void on_cancel(void *arg)
     moirai_mutex_unlock(&node->ptab_lock);
 }
 
+void moirai_remote_attr_init(moirai_remote_attr_t *attr)
+{
+    if (attr)
+        memset(attr, 0, sizeof *attr);
+}
+
 int moirai_node_spawn(moirai_node_t *node, uint64_t target, const char *name, const void *payload,
                       size_t len, uint32_t flags, uint64_t deadline, moirai_handle_t **handle)
 {
-    if (!node || !name || (!payload && len > 0) || (flags & ~MOIRAI_REMOTE_IDEMPOTENT))
+    if (flags & ~MOIRAI_REMOTE_IDEMPOTENT)
+        return -EINVAL;
+    /* An absolute deadline of 0 has passed already; in the attributes 0
+     * means none, so it is handed on as 1, which has passed as well. */
+    moirai_remote_attr_t attr = {.flags = flags, .deadline = deadline ? deadline : 1};
+    return moirai_node_spawn_attr(node, target, name, payload, len, &attr, handle);
+}
+
+int moirai_node_spawn_attr(moirai_node_t *node, uint64_t target, const char *name,
+                           const void *payload, size_t len, const moirai_remote_attr_t *attr,
+                           moirai_handle_t **handle)
+{
+    static const moirai_remote_attr_t defaults;
+    if (!attr)
+        attr = &defaults;
+    uint32_t flags = attr->flags;
+    uint64_t deadline = attr->deadline ? attr->deadline : MOIRAI_DEADLINE_NEVER;
+    bool local = attr->placement == MOIRAI_PLACEMENT_LOCALITY;
+    if (!node || !name || (!payload && len > 0) ||
+        (flags & ~(MOIRAI_REMOTE_IDEMPOTENT | MOIRAI_REMOTE_FALLBACK)))
+        return -EINVAL;
+    if ((unsigned)attr->placement > MOIRAI_PLACEMENT_LOCALITY || (attr->key != NULL) != local ||
+        ((flags & MOIRAI_REMOTE_FALLBACK) && !local) ||
+        (target != MOIRAI_NODE_ANY && attr->placement != MOIRAI_PLACEMENT_DEFAULT))
+        return -EINVAL;
+    size_t key_len = local ? strnlen(attr->key, FRAME_NAME_MAX + 1) : 0;
+    if (local && !moirai__frame_name_valid((const uint8_t *)attr->key, key_len))
         return -EINVAL;
     size_t name_len = strnlen(name, FRAME_NAME_MAX + 1);
     if (!moirai__frame_name_valid((const uint8_t *)name, name_len))
@@ -188,6 +253,11 @@ int moirai_node_spawn(moirai_node_t *node, uint64_t target, const char *name, co
     t->deadline = deadline;
     t->detached = handle == NULL;
     t->len = len;
+    t->placement = attr->placement == MOIRAI_PLACEMENT_DEFAULT ? node->placement : attr->placement;
+    t->fallback = (flags & MOIRAI_REMOTE_FALLBACK) != 0;
+    t->key_len = (uint8_t)key_len;
+    if (local)
+        memcpy(t->key, attr->key, key_len);
     moirai__frame_put_u16(t->head, (uint16_t)name_len);
     memcpy(t->head + 2, name, name_len);
     t->head_len = 2 + name_len;
@@ -212,9 +282,14 @@ int moirai_node_spawn(moirai_node_t *node, uint64_t target, const char *name, co
     /* Before the task is visible to anyone: nothing can cancel it yet. */
     moirai_cancel_token_listen(moirai_handle_token(t->h), &t->listener, on_cancel, t);
 
-    struct peer *p = target == MOIRAI_NODE_ANY ? place(node, 0) : moirai__member_peer(node, target);
+    struct where w;
+    task_where(t, &w);
+    struct peer *p =
+        target == MOIRAI_NODE_ANY ? place(node, 0, &w) : moirai__member_peer(node, target);
     if (!p) {
-        rc = -EHOSTUNREACH;
+        /* Locality: -ENOENT when peers are live but none holds the key
+         * (with fallback, none is live at all: -EHOSTUNREACH). */
+        rc = local && !t->fallback ? -ENOENT : -EHOSTUNREACH;
         goto fail;
     }
     moirai_mutex_lock(&node->ptab_lock);
@@ -246,8 +321,8 @@ void moirai__spawn_on_result(struct moirai_node *node, struct peer *p, const str
     moirai_mutex_lock(&node->ptab_lock);
     struct hnode *n = moirai__htab_find(&node->ptab, f->task_id);
     struct rtask *t = (struct rtask *)n;
-    /* Only the node the task was sent to can end it. */
-    if (!t || t->peer_id != p->id) {
+    /* Only the node (the incarnation) the task was sent to can end it. */
+    if (!t || t->peer_id != p->id || t->peer_inc != p->incarnation) {
         moirai_mutex_unlock(&node->ptab_lock);
         return;
     }
@@ -301,7 +376,7 @@ static struct rtask *unlink_where(struct moirai_node *node, bool (*pick)(struct 
 }
 
 struct dead_arg {
-    uint64_t id;
+    uint64_t id, inc;
     bool stopping;
 };
 
@@ -310,11 +385,13 @@ struct dead_arg {
 static bool pick_dead(struct rtask *t, void *arg)
 {
     struct dead_arg *d = arg;
-    if (t->peer_id != d->id)
+    if (t->peer_id != d->id || t->peer_inc != d->inc)
         return false;
     if (d->stopping || t->cancelled || !t->flags || t->retries_left == 0)
         return true;
-    struct peer *p = place(t->node, d->id);
+    struct where w;
+    task_where(t, &w);
+    struct peer *p = place(t->node, d->id, &w);
     if (!p)
         return true;
     t->retries_left--;
@@ -328,9 +405,9 @@ static bool pick_dead(struct rtask *t, void *arg)
     return false;
 }
 
-void moirai__spawn_peer_dead(struct moirai_node *node, uint64_t id)
+void moirai__spawn_peer_dead(struct moirai_node *node, uint64_t id, uint64_t inc)
 {
-    struct dead_arg d = {id, atomic_load_explicit(&node->stopping, memory_order_acquire)};
+    struct dead_arg d = {id, inc, atomic_load_explicit(&node->stopping, memory_order_acquire)};
     moirai_mutex_lock(&node->ptab_lock);
     struct rtask *t = unlink_where(node, pick_dead, &d);
     moirai_mutex_unlock(&node->ptab_lock);

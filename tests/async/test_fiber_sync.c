@@ -179,7 +179,7 @@ static int waitgroup_user(void *arg, const moirai_cancel_token_t *cancel, void *
     (void)cancel;
     (void)result;
     struct wg_user *u = arg;
-    int rc = moirai_waitgroup_timedwait(&u->wg, moirai_deadline_after(5 * MOIRAI_NS_PER_MS));
+    int rc = moirai_waitgroup_wait_timed(&u->wg, moirai_deadline_after(5 * MOIRAI_NS_PER_MS));
     moirai_event_set(&u->timed_out);
     if (rc != -ETIMEDOUT)
         return -EFAULT;

@@ -72,11 +72,11 @@ static int timed_waits(void *arg, const moirai_cancel_token_t *cancel, void **re
     moirai_semaphore_t sem;
     moirai_semaphore_init(&sem, 0);
     uint64_t d = moirai_deadline_after(10 * MOIRAI_NS_PER_MS);
-    if (moirai_event_timedwait(&e, d) != -ETIMEDOUT)
+    if (moirai_event_wait_timed(&e, d) != -ETIMEDOUT)
         return -EFAULT;
     if (moirai_clock_now_ns() < d)
         return -EFAULT;
-    if (moirai_semaphore_timedwait(&sem, moirai_deadline_after(MOIRAI_NS_PER_MS)) != -ETIMEDOUT)
+    if (moirai_semaphore_wait_timed(&sem, moirai_deadline_after(MOIRAI_NS_PER_MS)) != -ETIMEDOUT)
         return -EFAULT;
     moirai_handle_t *h = NULL;
     moirai_handle_create(&h);

@@ -70,7 +70,7 @@ Test(net_cancel, deadline_on_a_silent_peer_then_the_stream_still_works, .timeout
     struct timed t = {.io = p.s};
     moirai_event_init(&t.timed_out, MOIRAI_EVENT_MANUAL, false);
     moirai_handle_t *h = spawn_with_handle(rt, read_with_deadline, &t, NULL);
-    cr_assert_eq(moirai_event_timedwait(&t.timed_out, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&t.timed_out, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(moirai_stream_write(p.c, "late", 4), 4);
     ASSERT_OK(join_and_release(h, NULL));
 

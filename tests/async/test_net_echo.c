@@ -300,7 +300,7 @@ Test(net_echo, client_reset_mid_write_leaves_the_server_serving, .timeout = 120)
         expected_bytes += (long)client_len(cls[i].id);
         hs[i] = spawn_with_handle(rt, echo_client, &cls[i], NULL);
     }
-    cr_assert_eq(moirai_event_timedwait(&s.big_done, moirai_deadline_after(WAIT_NS)), 0,
+    cr_assert_eq(moirai_event_wait_timed(&s.big_done, moirai_deadline_after(WAIT_NS)), 0,
                  "the server's write never noticed the reset");
     for (int i = 0; i < OTHERS; i++)
         ASSERT_OK(join_and_release(hs[i], NULL));

@@ -194,6 +194,39 @@ Test(executor, inline_cancelled_handle_never_runs_task, .timeout = 10)
     moirai_handle_release(h);
 }
 
+/* The task attribute's start deadline: passed → the handle fails with
+ * -ETIMEDOUT and the function never runs; ahead, 0 or NEVER → it runs.
+ * The inline executor starts the task during the spawn, so a deadline
+ * already in the past is the passed case without any timing. */
+Test(executor, start_deadline_passed_never_runs_the_task, .timeout = 10)
+{
+    _Atomic int runs = 0;
+    moirai_task_attr_t attr;
+    moirai_task_attr_init(&attr);
+    uint64_t ahead = moirai_clock_now_ns() + 3600 * MOIRAI_NS_PER_S;
+    uint64_t deadlines[] = {moirai_clock_now_ns() - 1, 1, ahead, 0, MOIRAI_DEADLINE_NEVER};
+    int expect[] = {-ETIMEDOUT, -ETIMEDOUT, 0, 0, 0};
+    for (int i = 0; i < 5; i++) {
+        moirai_handle_t *h = new_handle();
+        attr.deadline = deadlines[i];
+        int before = atomic_load(&runs);
+        cr_assert_eq(moirai_executor_spawn(moirai_executor_inline(), count_task, &runs, &attr, h),
+                     0);
+        cr_assert_eq(moirai_handle_join(h, NULL), expect[i], "deadline case %d", i);
+        cr_assert_eq(atomic_load(&runs), before + (expect[i] == 0), "case %d ran or not", i);
+        moirai_handle_release(h);
+    }
+    /* The thread executor checks it on the task's own thread. */
+    moirai_executor_t *ex = new_thread_executor();
+    moirai_handle_t *h = new_handle();
+    attr.deadline = 1;
+    cr_assert_eq(moirai_executor_spawn(ex, count_task, &runs, &attr, h), 0);
+    cr_assert_eq(moirai_handle_join(h, NULL), -ETIMEDOUT);
+    moirai_handle_release(h);
+    moirai_executor_thread_destroy(ex);
+    cr_assert_eq(atomic_load(&runs), 3);
+}
+
 /* Detached failures are logged at debug level. */
 typedef struct log_capture {
     int debug_messages;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -97,6 +98,16 @@ Test(pool, invalid_arguments, .timeout = 10)
     cfg.chunk_objects = SIZE_MAX / 8;
     cr_assert_eq(moirai_pool_create(&pool, &cfg), -EINVAL);
     cfg.chunk_objects = 0;
+
+    /* prepopulate × stride overflowing, then absurd (more than the
+     * machine's memory): refused at once. Before the bound, the first
+     * allocated until the allocator failed, the second until the machine
+     * ran out of memory. */
+    cfg.prepopulate = SIZE_MAX / 8;
+    cr_assert_eq(moirai_pool_create(&pool, &cfg), -EINVAL);
+    cfg.prepopulate = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE) / 32 * 2;
+    cr_assert_eq(moirai_pool_create(&pool, &cfg), -ENOMEM);
+    cfg.prepopulate = 0;
 
     cfg.chunk_alloc = (moirai_pool_chunk_alloc_cb)0x1;
     cr_assert_eq(moirai_pool_create(&pool, &cfg), -EINVAL);

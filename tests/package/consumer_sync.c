@@ -18,9 +18,9 @@ int main(void)
 
     /* A statically initialised mutex. */
     moirai_mutex_lock(&lock);
-    CHECK(!moirai_mutex_trylock(&lock));
+    CHECK(!moirai_mutex_try_lock(&lock));
     moirai_mutex_unlock(&lock);
-    CHECK(moirai_mutex_trylock(&lock));
+    CHECK(moirai_mutex_try_lock(&lock));
     moirai_mutex_unlock(&lock);
 
     /* A wait group with nothing outstanding does not block; a negative

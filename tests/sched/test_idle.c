@@ -34,7 +34,7 @@ static moirai_sched_t *make_sched(int workers, uint64_t spin_ns)
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = workers;
-    cfg.spin_ns = spin_ns;
+    cfg.spin_ns = spin_ns == 0 ? MOIRAI_SCHED_NO_SPIN : spin_ns;
     moirai_sched_t *s = NULL;
     cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
     cr_assert_gt(moirai_sched_worker_count(s), 0);
@@ -135,7 +135,7 @@ static void do_work(moirai_sched_t *s)
     for (int i = 0; i < WORK_PARENTS; i++)
         cr_assert_eq(moirai_sched_spawn(s, parent_task, &w, NULL, NULL), 0);
     cr_assert_eq(moirai_join(s, join_half, &w, join_half, &w), 0);
-    cr_assert_eq(moirai_waitgroup_timedwait(&w.wg, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&w.wg, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&w.errors), 0);
     cr_assert_eq(atomic_load(&w.ran), WORK_PARENTS * (8 + 2 + 1) + 2);
 }
@@ -251,7 +251,7 @@ static void check_spawn_after_idle(int workers, uint64_t spin_ns)
             atomic_init(&f.runs, 0);
             moirai_event_init(&f.done, MOIRAI_EVENT_MANUAL, false);
             cr_assert_eq(moirai_sched_spawn(s, flag_set_task, &f, NULL, NULL), 0);
-            cr_assert_eq(moirai_event_timedwait(&f.done, moirai_deadline_after(WAIT_NS)), 0,
+            cr_assert_eq(moirai_event_wait_timed(&f.done, moirai_deadline_after(WAIT_NS)), 0,
                          "round %ld: a detached spawn onto an idle pool of %d never ran", r,
                          workers);
             cr_assert_eq(atomic_load(&f.runs), 1);
@@ -351,7 +351,7 @@ static int wake_parent_task(void *arg, const moirai_cancel_token_t *cancel, void
     if (moirai_sched_spawn(c->s, wake_first_task, c, NULL, NULL) != 0 ||
         moirai_sched_spawn(c->s, wake_second_task, c, NULL, NULL) != 0)
         atomic_fetch_add(&c->errors, 1);
-    if (moirai_event_timedwait(&c->first_ran, moirai_deadline_after(WAIT_NS)) != 0)
+    if (moirai_event_wait_timed(&c->first_ran, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_store(&c->timed_out, 1);
     moirai_waitgroup_done(&c->wg);
     return 0;
@@ -371,7 +371,7 @@ static void check_worker_spawn_wakes(int workers, uint64_t spin_ns)
         moirai_waitgroup_init(&c.wg);
         cr_assert_eq(moirai_waitgroup_add(&c.wg, 3), 0);
         cr_assert_eq(moirai_sched_spawn(s, wake_parent_task, &c, NULL, NULL), 0);
-        cr_assert_eq(moirai_waitgroup_timedwait(&c.wg, moirai_deadline_after(2 * WAIT_NS)), 0);
+        cr_assert_eq(moirai_waitgroup_wait_timed(&c.wg, moirai_deadline_after(2 * WAIT_NS)), 0);
         cr_assert_eq(atomic_load(&c.errors), 0);
         cr_assert_eq(atomic_load(&c.timed_out), 0,
                      "round %ld: a child spawned by a blocked worker was never stolen: no "
@@ -438,7 +438,7 @@ static void check_burst(int workers, uint64_t spin_ns)
             cr_assert_eq(moirai_sched_spawn(s, burst_task, &items[i], (i % 7) ? &a : NULL, NULL),
                          0);
         }
-        cr_assert_eq(moirai_waitgroup_timedwait(&b.wg, moirai_deadline_after(WAIT_NS)), 0,
+        cr_assert_eq(moirai_waitgroup_wait_timed(&b.wg, moirai_deadline_after(WAIT_NS)), 0,
                      "round %d: %u of %d burst tasks never ran", round,
                      moirai_waitgroup_count(&b.wg), BURST);
         for (int i = 0; i < BURST; i++)

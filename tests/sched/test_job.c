@@ -36,8 +36,8 @@ static moirai_sched_t *make_sched_cfg(int workers, uint64_t aging_ns, bool lifo)
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = workers;
-    cfg.aging_ns = aging_ns;
-    cfg.lifo_slot = lifo;
+    cfg.aging_ns = aging_ns == 0 ? MOIRAI_SCHED_STRICT_PRIORITIES : aging_ns;
+    cfg.no_lifo_slot = !lifo;
     moirai_sched_t *s = NULL;
     cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
     return s;
@@ -51,7 +51,7 @@ static void sleep_ns(uint64_t ns)
 }
 
 /* An aging period no test outlives: order tests see the nominal levels. */
-#define NO_AGING_NS (3600 * MOIRAI_NS_PER_S)
+#define NO_AGING_NS MOIRAI_SCHED_STRICT_PRIORITIES
 
 /* ---- Errors ---- */
 
@@ -208,7 +208,7 @@ static void check_exactly_once(int workers, bool lifo)
         }
         for (int k = 0; k < SUBMITTERS; k++)
             cr_assert_eq(atomic_load(&r[k].errors), 0);
-        cr_assert_eq(moirai_waitgroup_timedwait(&wg, moirai_deadline_after(WAIT_NS)), 0,
+        cr_assert_eq(moirai_waitgroup_wait_timed(&wg, moirai_deadline_after(WAIT_NS)), 0,
                      "round %d: not every job finished", round);
         for (int i = 0; i < njobs; i++) {
             cr_assert_eq(atomic_load(&jobs[i].runs), per_round * (uint32_t)round,
@@ -290,7 +290,7 @@ Test(job, submit_from_a_worker_of_another_scheduler_runs_there, .timeout = 60)
     cross_t c = {.target = b, .jobs = jobs};
     cr_assert_eq(moirai_waitgroup_add(&wg, WHERE_N), 0);
     cr_assert_eq(run_in_task(a, cross_task, &c), 0);
-    cr_assert_eq(moirai_waitgroup_timedwait(&wg, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&wg, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&c.errors), 0);
     for (int i = 0; i < WHERE_N; i++)
         cr_assert_eq(jobs[i].ran_on, b, "job %d ran on the wrong scheduler", i);
@@ -313,7 +313,7 @@ Test(job, resubmits_itself_from_its_body, .timeout = 60)
     c.wg = &wg;
     cr_assert_eq(moirai_waitgroup_add(&wg, 1), 0);
     cr_assert_eq(moirai_sched_job_submit(s, &c.job, MOIRAI_PRIORITY_NORMAL, 0), 0);
-    cr_assert_eq(moirai_waitgroup_timedwait(&wg, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&wg, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&c.runs), c.target);
     cr_assert_eq(atomic_load(&c.overlap), 0);
     cr_assert_eq(atomic_load(&c.submit_errors), 0);
@@ -371,7 +371,7 @@ static void check_flood(bool lifo)
     cr_assert_eq(moirai_waitgroup_add(&wg, FLOOD), 0);
     moirai_test_oom_install();
     cr_assert_eq(moirai_sched_job_submit(s, &f.job, MOIRAI_PRIORITY_NORMAL, 0), 0);
-    cr_assert_eq(moirai_waitgroup_timedwait(&wg, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&wg, moirai_deadline_after(WAIT_NS)), 0);
     moirai_test_oom_uninstall();
     cr_assert_eq(atomic_load(&f.errors), 0, "a submission failed for want of memory");
     cr_assert_gt(atomic_load(&f.allocs), 0, "the deque never tried to grow: test too small");
@@ -457,7 +457,7 @@ static int gate_task(void *arg, const moirai_cancel_token_t *cancel, void **resu
     (void)result;
     gate_t *g = arg;
     moirai_event_set(&g->started);
-    (void)moirai_event_timedwait(&g->open, moirai_deadline_after(WAIT_NS));
+    (void)moirai_event_wait_timed(&g->open, moirai_deadline_after(WAIT_NS));
     return 0;
 }
 
@@ -466,7 +466,7 @@ static void gate_close(moirai_sched_t *s, gate_t *g)
     moirai_event_init(&g->started, MOIRAI_EVENT_MANUAL, false);
     moirai_event_init(&g->open, MOIRAI_EVENT_MANUAL, false);
     cr_assert_eq(moirai_sched_spawn(s, gate_task, g, NULL, NULL), 0);
-    cr_assert_eq(moirai_event_timedwait(&g->started, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&g->started, moirai_deadline_after(WAIT_NS)), 0);
 }
 
 #define ORDER_N 60
@@ -503,7 +503,7 @@ Test(job, levels_and_fifo_shared_with_tasks, .timeout = 60)
     }
     cr_assert_eq(atomic_load(&rec.n), 0, "something ran while the only worker was held");
     moirai_event_set(&g.open);
-    cr_assert_eq(moirai_waitgroup_timedwait(&rec.wg, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&rec.wg, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&rec.n), ORDER_N);
     int k = 0;
     for (int p = 0; p < MOIRAI_PRIORITY_COUNT; p++)
@@ -533,7 +533,7 @@ static void check_resubmit_order(bool lifo, unsigned flags, const int *expected)
         cr_assert_eq(moirai_sched_job_submit(s, &jobs[i].job, MOIRAI_PRIORITY_NORMAL, 0), 0);
     }
     moirai_event_set(&g.open);
-    cr_assert_eq(moirai_waitgroup_timedwait(&rec.wg, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&rec.wg, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&rec.n), 4);
     for (int i = 0; i < 4; i++)
         cr_assert_eq(rec.tags[i], expected[i], "position %d ran %d, expected %d", i, rec.tags[i],
@@ -630,8 +630,8 @@ static void check_aging(uint64_t aging_ns, uint64_t cap, bool expect_through)
     st.work_ns = 200 * MOIRAI_NS_PER_US;
     cr_assert_eq(moirai_sched_job_submit(s, &st.job, MOIRAI_PRIORITY_HIGH, 0), 0);
     cr_assert_eq(moirai_sched_job_submit(s, &b.job, MOIRAI_PRIORITY_BACKGROUND, 0), 0);
-    cr_assert_eq(moirai_event_timedwait(&st.done, moirai_deadline_after(WAIT_NS)), 0);
-    cr_assert_eq(moirai_event_timedwait(&b.done, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&st.done, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&b.done, moirai_deadline_after(WAIT_NS)), 0);
     if (expect_through)
         cr_assert_neq(atomic_load(&st.runs_when_bg_seen), 0,
                       "the BACKGROUND job waited for the whole HIGH stream (%llu runs)",
@@ -719,7 +719,7 @@ static void check_wakes_parked_pool(int workers, moirai_priority_t prio)
         cr_assert_eq(pthread_create(&th, NULL, outside_submit, &o), 0);
         cr_assert_eq(pthread_join(th, NULL), 0);
         cr_assert_eq(o.rc, 0);
-        cr_assert_eq(moirai_event_timedwait(&f->ran, moirai_deadline_after(WAIT_NS)), 0,
+        cr_assert_eq(moirai_event_wait_timed(&f->ran, moirai_deadline_after(WAIT_NS)), 0,
                      "a job submitted onto a parked pool never ran (lost wake-up)");
     }
     drop_sched(s);
@@ -822,7 +822,7 @@ Test(job, submissions_from_a_worker_count_as_spawned, .timeout = 60)
     cr_assert_eq(moirai_sched_stats(s, &before), 0);
     cr_assert_eq(moirai_waitgroup_add(&wg, 1), 0);
     cr_assert_eq(moirai_sched_job_submit(s, &c.job, MOIRAI_PRIORITY_NORMAL, 0), 0);
-    cr_assert_eq(moirai_waitgroup_timedwait(&wg, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&wg, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(moirai_sched_stats(s, &after), 0);
     cr_assert_eq(after.spawned - before.spawned, 99);
     cr_assert_eq(after.executed - before.executed, 100);

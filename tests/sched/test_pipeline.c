@@ -282,6 +282,13 @@ Test(pipeline, every_item_through_every_stage_in_order, .timeout = 120)
     drop_sched(s);
 }
 
+/* Off a worker, NULL is the process's default scheduler (before 0.x it
+ * was -EINVAL here). */
+Test(pipeline, null_scheduler_is_the_default, .timeout = 120)
+{
+    run_shape(NULL, &shapes[5], 3, (size_t)scaled(2000));
+}
+
 Test(pipeline, more_workers_than_cpus, .timeout = 120)
 {
     moirai_sched_t *s = make_sched(4);
@@ -422,8 +429,6 @@ Test(pipeline, argument_errors, .timeout = 30)
     cr_assert_eq(moirai_pipeline_run(s, 4, NULL, 3), -EINVAL);
     cr_assert_eq(moirai_pipeline_run(s, 4, c->stages, 0), -EINVAL);
     cr_assert_eq(moirai_pipeline_run(s, 0, c->stages, c->count), -EINVAL);
-    /* A NULL scheduler off the pool. */
-    cr_assert_eq(moirai_pipeline_run(NULL, 4, c->stages, c->count), -EINVAL);
     /* A parallel source. */
     c->stages[0].mode = MOIRAI_STAGE_PARALLEL;
     cr_assert_eq(moirai_pipeline_run(s, 4, c->stages, c->count), -EINVAL);

@@ -32,15 +32,15 @@
 
 /* An aging period no test outlives: the order tests must see the nominal
  * levels, whatever the machine's delays. */
-#define NO_AGING_NS (3600 * MOIRAI_NS_PER_S)
+#define NO_AGING_NS MOIRAI_SCHED_STRICT_PRIORITIES
 
 static moirai_sched_t *make_sched(int workers, uint64_t aging_ns, bool lifo)
 {
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = workers;
-    cfg.aging_ns = aging_ns;
-    cfg.lifo_slot = lifo;
+    cfg.aging_ns = aging_ns == 0 ? MOIRAI_SCHED_STRICT_PRIORITIES : aging_ns;
+    cfg.no_lifo_slot = !lifo;
     moirai_sched_t *s = NULL;
     cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
     cr_assert_eq(moirai_sched_worker_count(s), workers);
@@ -85,7 +85,7 @@ static void rec_push(recorder_t *r, int tag)
 
 static void rec_wait(recorder_t *r, int expected)
 {
-    cr_assert_eq(moirai_waitgroup_timedwait(&r->wg, moirai_deadline_after(WAIT_NS)), 0,
+    cr_assert_eq(moirai_waitgroup_wait_timed(&r->wg, moirai_deadline_after(WAIT_NS)), 0,
                  "tasks did not all run: %d of %d recorded", atomic_load(&r->n), expected);
     cr_assert_eq(atomic_load(&r->n), expected, "each task must run exactly once");
 }
@@ -125,7 +125,7 @@ static void gate_init(gate_t *g)
 static void gate_hold(gate_t *g)
 {
     moirai_event_set(&g->started);
-    if (moirai_event_timedwait(&g->open, moirai_deadline_after(WAIT_NS)) != 0)
+    if (moirai_event_wait_timed(&g->open, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_store(&g->timed_out, 1);
 }
 
@@ -143,7 +143,7 @@ static void gate_close(moirai_sched_t *s, gate_t *g)
 {
     gate_init(g);
     cr_assert_eq(moirai_sched_spawn(s, gate_task, g, NULL, NULL), 0);
-    cr_assert_eq(moirai_event_timedwait(&g->started, moirai_deadline_after(WAIT_NS)), 0,
+    cr_assert_eq(moirai_event_wait_timed(&g->started, moirai_deadline_after(WAIT_NS)), 0,
                  "the gate task never started");
 }
 
@@ -283,7 +283,7 @@ static void check_worker_spawn_order(bool lifo)
     }
     cr_assert_eq(moirai_waitgroup_add(&rec.wg, ORDER_N), 0);
     cr_assert_eq(moirai_sched_spawn(s, inner_spawner_task, &c, NULL, NULL), 0);
-    cr_assert_eq(moirai_event_timedwait(&c.gate.started, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&c.gate.started, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&rec.n), 0, "a task ran while the only worker was held");
     moirai_event_set(&c.gate.open);
     rec_wait(&rec, ORDER_N);
@@ -347,7 +347,7 @@ static int local_parent_task(void *arg, const moirai_cancel_token_t *cancel, voi
         if (moirai_sched_spawn(c->s, item_task, &c->children[i], NULL, NULL) != 0)
             atomic_fetch_add(&c->spawn_errors, 1);
     moirai_event_set(&c->spawned);
-    if (moirai_event_timedwait(&c->injected, moirai_deadline_after(WAIT_NS)) != 0)
+    if (moirai_event_wait_timed(&c->injected, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_store(&c->timed_out, 1);
     return 0;
 }
@@ -367,7 +367,7 @@ static void check_local_counts_as_normal(bool lifo, uint64_t aging_ns)
         c.children[i] = (item_t){&rec, i};
     cr_assert_eq(moirai_waitgroup_add(&rec.wg, LOCAL_N + MOIRAI_PRIORITY_COUNT), 0);
     cr_assert_eq(moirai_sched_spawn(s, local_parent_task, &c, NULL, NULL), 0);
-    cr_assert_eq(moirai_event_timedwait(&c.spawned, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&c.spawned, moirai_deadline_after(WAIT_NS)), 0);
 
     /* Injected least urgent first, so that arrival order cannot explain a
      * correct result. */
@@ -421,10 +421,11 @@ Test(priority, local_work_counts_as_normal_strict, .timeout = 60)
  * the HIGH level is never empty while the stream runs. */
 typedef struct stream {
     moirai_sched_t *s;
-    long limit;        /* fixed length of the stream; 0: until the BACKGROUND task ran */
-    long hold_at;      /* the task with this number waits for `bg_spawned` */
-    uint64_t stop_at;  /* safety limit of an unbounded stream */
-    _Atomic long done; /* HIGH tasks finished */
+    moirai_priority_t level; /* of the stream's tasks */
+    long limit;              /* fixed length of the stream; 0: until the BACKGROUND task ran */
+    long hold_at;            /* the task with this number waits for `bg_spawned` */
+    uint64_t stop_at;        /* safety limit of an unbounded stream */
+    _Atomic long done;       /* HIGH tasks finished */
     _Atomic int chains;
     _Atomic int bg_ran;
     _Atomic long done_seen_by_bg;
@@ -456,7 +457,7 @@ static int high_task(void *arg, const moirai_cancel_token_t *cancel, void **resu
      * worker, or by the test after the stream_over event (release/acquire). */
     long n = atomic_fetch_add_explicit(&st->done, 1, memory_order_relaxed) + 1;
     if (n == st->hold_at &&
-        moirai_event_timedwait(&st->bg_spawned, moirai_deadline_after(WAIT_NS)) != 0)
+        moirai_event_wait_timed(&st->bg_spawned, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_fetch_add(&st->errors, 1);
     bool more;
     if (st->limit > 0) {
@@ -471,7 +472,7 @@ static int high_task(void *arg, const moirai_cancel_token_t *cancel, void **resu
         }
     }
     if (more) {
-        moirai_task_attr_t a = prio_attr(MOIRAI_PRIORITY_HIGH);
+        moirai_task_attr_t a = prio_attr(st->level);
         if (moirai_sched_spawn(st->s, high_task, st, &a, NULL) == 0)
             return 0;
         atomic_fetch_add(&st->errors, 1);
@@ -496,10 +497,12 @@ static int background_task(void *arg, const moirai_cancel_token_t *cancel, void 
     return 0;
 }
 
-static void stream_init(stream_t *st, moirai_sched_t *s, int chains, long limit, long hold_at)
+static void stream_init(stream_t *st, moirai_sched_t *s, moirai_priority_t level, int chains,
+                        long limit, long hold_at)
 {
     memset(st, 0, sizeof(*st));
     st->s = s;
+    st->level = level;
     st->limit = limit;
     st->hold_at = hold_at;
     st->stop_at = moirai_deadline_after(STREAM_SAFETY_NS);
@@ -507,7 +510,7 @@ static void stream_init(stream_t *st, moirai_sched_t *s, int chains, long limit,
     moirai_event_init(&st->bg_spawned, MOIRAI_EVENT_MANUAL, false);
     moirai_event_init(&st->stream_over, MOIRAI_EVENT_MANUAL, false);
     moirai_event_init(&st->bg_over, MOIRAI_EVENT_MANUAL, false);
-    moirai_task_attr_t a = prio_attr(MOIRAI_PRIORITY_HIGH);
+    moirai_task_attr_t a = prio_attr(level);
     for (int i = 0; i < chains; i++)
         cr_assert_eq(moirai_sched_spawn(s, high_task, st, &a, NULL), 0);
 }
@@ -521,31 +524,46 @@ static void spawn_background(stream_t *st)
 }
 
 /* With a 1 ms aging period, a BACKGROUND task must get through a stream of
- * HIGH tasks that would otherwise go on for 20 s. */
-Test(priority, aging_lets_background_through_a_high_stream, .timeout = 90)
+ * tasks at `level` that would otherwise go on for 20 s. */
+static void check_aging_through(moirai_priority_t level)
 {
     moirai_sched_t *s = make_sched(1, MOIRAI_NS_PER_MS, true);
     static stream_t st;
-    /* Two chains, so that the HIGH level is never empty when the worker
-     * picks its next task. The tenth task holds the worker until the
-     * BACKGROUND task is queued, so the stream is surely running then. */
-    stream_init(&st, s, 2, 0, 10);
+    /* Two chains, so that the stream's level is never empty when the
+     * worker picks its next task. The tenth task holds the worker until
+     * the BACKGROUND task is queued, so the stream is surely running. */
+    stream_init(&st, s, level, 2, 0, 10);
     while (atomic_load(&st.done) < 10 && !moirai_event_is_set(&st.stream_over))
         spin_for(10 * MOIRAI_NS_PER_US);
     spawn_background(&st);
-    cr_assert_eq(moirai_event_timedwait(&st.bg_over, moirai_deadline_after(2 * STREAM_SAFETY_NS)),
+    cr_assert_eq(moirai_event_wait_timed(&st.bg_over, moirai_deadline_after(2 * STREAM_SAFETY_NS)),
                  0, "the BACKGROUND task never ran");
-    cr_assert_eq(moirai_event_timedwait(&st.stream_over, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&st.stream_over, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&st.errors), 0);
     cr_assert_eq(atomic_load(&st.hit_limit), 0,
-                 "the BACKGROUND task only ran once the HIGH stream gave up after %lld s",
-                 (long long)(STREAM_SAFETY_NS / MOIRAI_NS_PER_S));
+                 "the BACKGROUND task only ran once the %s stream gave up after %lld s",
+                 moirai_priority_name(level), (long long)(STREAM_SAFETY_NS / MOIRAI_NS_PER_S));
     long before = atomic_load(&st.done_seen_by_bg);
     cr_assert_gt(before, 0, "HIGH tasks must have run before the BACKGROUND one");
-    cr_log_info("aging: %ld HIGH tasks ran before the BACKGROUND task (%ld after it was spawned), "
+    cr_log_info("aging: %ld %s tasks ran before the BACKGROUND task (%ld after it was spawned), "
                 "%ld in all",
-                before, before - atomic_load(&st.done_at_bg_spawn), atomic_load(&st.done));
+                before, moirai_priority_name(level), before - atomic_load(&st.done_at_bg_spawn),
+                atomic_load(&st.done));
     cr_assert_eq(moirai_sched_destroy(s, MOIRAI_SHUTDOWN_DRAIN), 0);
+}
+
+Test(priority, aging_lets_background_through_a_high_stream, .timeout = 90)
+{
+    check_aging_through(MOIRAI_PRIORITY_HIGH);
+}
+
+/* Against the most urgent level too: an aged level becomes more urgent
+ * than a fresh CRITICAL one. Before that, aging stopped at CRITICAL and a
+ * tie went to the CRITICAL level, so a CRITICAL stream starved BACKGROUND
+ * work for as long as it lasted. */
+Test(priority, aging_lets_background_through_a_critical_stream, .timeout = 90)
+{
+    check_aging_through(MOIRAI_PRIORITY_CRITICAL);
 }
 
 #define STRICT_STREAM 200
@@ -557,12 +575,12 @@ Test(priority, strict_levels_starve_background_until_the_stream_ends, .timeout =
 {
     moirai_sched_t *s = make_sched(1, 0, true);
     static stream_t st;
-    stream_init(&st, s, 1, STRICT_STREAM, 5);
+    stream_init(&st, s, MOIRAI_PRIORITY_HIGH, 1, STRICT_STREAM, 5);
     while (atomic_load(&st.done) < 5)
         spin_for(10 * MOIRAI_NS_PER_US);
     spawn_background(&st);
-    cr_assert_eq(moirai_event_timedwait(&st.stream_over, moirai_deadline_after(WAIT_NS)), 0);
-    cr_assert_eq(moirai_event_timedwait(&st.bg_over, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&st.stream_over, moirai_deadline_after(WAIT_NS)), 0);
+    cr_assert_eq(moirai_event_wait_timed(&st.bg_over, moirai_deadline_after(WAIT_NS)), 0);
     cr_assert_eq(atomic_load(&st.errors), 0);
     cr_assert_eq(atomic_load(&st.done), STRICT_STREAM);
     cr_assert_lt(atomic_load(&st.done_at_bg_spawn), STRICT_STREAM);

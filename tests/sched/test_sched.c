@@ -16,6 +16,7 @@
 #include <moirai/core/handle.h>
 #include <moirai/core/topology.h>
 #include <moirai/sched/sched.h>
+#include <moirai/sync/event.h>
 #include <moirai/sync/waitgroup.h>
 
 #include "leak_check.h"
@@ -96,8 +97,8 @@ LEAK_CHECKED_TEST(sched, create_destroy_defaults, .timeout = 30)
     moirai_sched_config_init(&init);
     cr_assert_eq(init.workers, cfg.workers);
     cr_assert_eq(init.steal, cfg.steal);
-    cr_assert_eq(init.steal_batch, cfg.steal_batch);
-    cr_assert_eq(init.lifo_slot, cfg.lifo_slot);
+    cr_assert_eq(init.steal_one, cfg.steal_one);
+    cr_assert_eq(init.no_lifo_slot, cfg.no_lifo_slot);
     cr_assert_eq(init.pin_workers, cfg.pin_workers);
     cr_assert_eq(init.spin_ns, cfg.spin_ns);
     cr_assert_eq(init.aging_ns, cfg.aging_ns);
@@ -107,6 +108,35 @@ LEAK_CHECKED_TEST(sched, create_destroy_defaults, .timeout = 30)
     cr_assert_eq(init.blocking_max_threads, cfg.blocking_max_threads);
     cr_assert_eq(init.blocking_keepalive_ns, cfg.blocking_keepalive_ns);
     moirai_sched_config_init(NULL);
+    /* Zero means default in every field: the initialiser is all zero. */
+    moirai_sched_config_t zero;
+    memset(&zero, 0, sizeof zero);
+    cr_assert_eq(memcmp(&zero, &init, sizeof zero), 0);
+}
+
+/* The ranges of spin_ns and aging_ns: above them -EINVAL (never clamped),
+ * their named values and their maxima accepted. */
+LEAK_CHECKED_TEST(sched, spin_and_aging_ranges, .timeout = 60)
+{
+    moirai_sched_config_t cfg;
+    moirai_sched_t *s = NULL;
+    moirai_sched_config_init(&cfg);
+    cfg.workers = 1;
+    cfg.spin_ns = MOIRAI_NS_PER_S + 1;
+    cr_assert_eq(moirai_sched_create(&s, &cfg), -EINVAL);
+    cfg.spin_ns = 0;
+    cfg.aging_ns = 60 * MOIRAI_NS_PER_S + 1;
+    cr_assert_eq(moirai_sched_create(&s, &cfg), -EINVAL);
+    cr_assert_null(s);
+    uint64_t spins[] = {MOIRAI_NS_PER_S, MOIRAI_SCHED_NO_SPIN};
+    uint64_t agings[] = {60 * MOIRAI_NS_PER_S, MOIRAI_SCHED_STRICT_PRIORITIES};
+    for (int i = 0; i < 2; i++) {
+        cfg.spin_ns = spins[i];
+        cfg.aging_ns = agings[i];
+        s = make(&cfg);
+        run_counted(s, 100, NULL);
+        drop_sched(s);
+    }
 }
 
 static void odd_config(moirai_sched_config_t *cfg)
@@ -125,17 +155,17 @@ LEAK_CHECKED_TEST(sched, odd_configurations, .timeout = 120)
     odd_config(&cfg);
     cfg.workers = 3; /* more workers than this machine's CPUs */
     odd_config(&cfg);
-    cfg.lifo_slot = false;
+    cfg.no_lifo_slot = true;
     odd_config(&cfg);
-    cfg.steal_batch = false;
+    cfg.steal_one = true;
     odd_config(&cfg);
     cfg.steal = MOIRAI_STEAL_RANDOM;
     odd_config(&cfg);
     moirai_sched_config_init(&cfg);
     cfg.workers = 2;
     cfg.pin_workers = true;
-    cfg.spin_ns = 0;
-    cfg.aging_ns = 0;
+    cfg.spin_ns = MOIRAI_SCHED_NO_SPIN;
+    cfg.aging_ns = MOIRAI_SCHED_STRICT_PRIORITIES;
     cfg.stack_size = 256 * 1024;
     cfg.blocking_max_threads = 1;
     odd_config(&cfg);
@@ -269,6 +299,24 @@ LEAK_CHECKED_TEST(sched, oom_sweep_create, .timeout = 300)
     cr_assert_not_null(c.s);
     run_counted(c.s, 100, NULL);
     drop_sched(c.s);
+}
+
+/* With the topology not read yet, a create whose reading of it fails for
+ * memory returns -ENOMEM and stores nothing, instead of a scheduler of
+ * one worker; the next create reads it and sizes itself by it. Criterion
+ * runs each test in a fresh process, so no query has read it yet. */
+LEAK_CHECKED_TEST(sched, create_surfaces_a_topology_read_failure, .timeout = 60)
+{
+    moirai_sched_t *s = NULL;
+    moirai_test_oom_install();
+    moirai_test_oom_fail_at(0);
+    int rc = moirai_sched_create(&s, NULL);
+    moirai_test_oom_uninstall();
+    cr_assert_eq(rc, -ENOMEM);
+    cr_assert_null(s);
+    cr_assert_eq(moirai_sched_create(&s, NULL), 0);
+    cr_assert_eq(moirai_sched_worker_count(s), moirai_topology_cpu_count());
+    drop_sched(s);
 }
 
 typedef struct spawn_ctx {
@@ -425,8 +473,8 @@ LEAK_CHECKED_TEST(sched, fan_out_tree_from_tasks_once, .timeout = 120)
     moirai_sched_config_init(&cfg);
     cfg.workers = 2;
     fan_out(&cfg);
-    cfg.lifo_slot = false;
-    cfg.steal_batch = false;
+    cfg.no_lifo_slot = true;
+    cfg.steal_one = true;
     fan_out(&cfg);
     moirai_sched_config_init(&cfg);
     cfg.workers = 4;
@@ -827,4 +875,68 @@ LEAK_CHECKED_TEST(sched, no_task_cpu_without_callback, .timeout = 30)
     cr_assert_eq(moirai_sched_stats(s, &st), 0);
     cr_assert_eq(st.task_cpu_ns, 0);
     drop_sched(s);
+}
+
+/* A task whose start deadline passes while it waits behind another on the
+ * only worker fails with -ETIMEDOUT and never runs; one queued beside it
+ * without a deadline still runs. Deterministic: the blocker is released
+ * only once the clock is past the deadline. */
+static int gate_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    moirai_event_wait((moirai_event_t *)arg);
+    return 0;
+}
+
+LEAK_CHECKED_TEST(sched, start_deadline_passed_while_queued, .timeout = 60)
+{
+    moirai_sched_config_t cfg;
+    moirai_sched_config_init(&cfg);
+    cfg.workers = 1;
+    moirai_sched_t *s = make(&cfg);
+    moirai_event_t gate = MOIRAI_EVENT_INIT_MANUAL;
+    cr_assert_eq(moirai_sched_spawn(s, gate_task, &gate, NULL, NULL), 0);
+    child_ctx_t late = {0}, free_ = {0};
+    moirai_handle_t *hl, *hf;
+    cr_assert_eq(moirai_handle_create(&hl), 0);
+    cr_assert_eq(moirai_handle_create(&hf), 0);
+    moirai_task_attr_t attr;
+    moirai_task_attr_init(&attr);
+    attr.deadline = moirai_deadline_after(MOIRAI_NS_PER_MS);
+    cr_assert_eq(moirai_sched_spawn(s, count_task, &late, &attr, hl), 0);
+    cr_assert_eq(moirai_sched_spawn(s, count_task, &free_, NULL, hf), 0);
+    while (moirai_clock_now_ns() <= attr.deadline)
+        sched_yield();
+    moirai_event_set(&gate);
+    cr_assert_eq(moirai_handle_join(hl, NULL), -ETIMEDOUT);
+    cr_assert_eq(moirai_handle_join(hf, NULL), 0);
+    cr_assert_eq(atomic_load(&late.runs), 0);
+    cr_assert_eq(atomic_load(&free_.runs), 1);
+    moirai_handle_release(hl);
+    moirai_handle_release(hf);
+    drop_sched(s);
+}
+
+/* The default scheduler: made on first use with the defaults, the same
+ * one every time, never destroyed (-EPERM), and a failed first creation
+ * returns its error, stores nothing and lets a later call try again.
+ * Criterion runs each test in a fresh process, so nothing has made it. */
+LEAK_CHECKED_TEST(sched, default_scheduler, .timeout = 60)
+{
+    moirai_sched_t *d1 = NULL, *d2 = NULL;
+    cr_assert_eq(moirai_sched_default(NULL), -EINVAL);
+    cr_assert_eq(moirai_topology_load(), 0);
+    moirai_test_oom_install();
+    moirai_test_oom_fail_at(0);
+    int rc = moirai_sched_default(&d1);
+    moirai_test_oom_uninstall();
+    cr_assert_eq(rc, -ENOMEM);
+    cr_assert_null(d1);
+    cr_assert_eq(moirai_sched_default(&d1), 0);
+    cr_assert_eq(moirai_sched_default(&d2), 0);
+    cr_assert_eq(d1, d2);
+    cr_assert_eq(moirai_sched_worker_count(d1), moirai_topology_cpu_count());
+    cr_assert_eq(moirai_sched_destroy(d1, MOIRAI_SHUTDOWN_DRAIN), -EPERM);
+    run_counted(d1, 100, NULL);
 }

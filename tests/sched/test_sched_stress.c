@@ -206,7 +206,7 @@ static void run_mixed(const moirai_sched_config_t *cfg, int depth, long trees)
         cr_assert_eq(pthread_create(&th[i], NULL, mixed_spawner, (void *)(intptr_t)i), 0);
     for (long i = 0; i < mx.spawners; i++)
         cr_assert_eq(pthread_join(th[i], NULL), 0);
-    cr_assert_eq(moirai_waitgroup_timedwait(&mx.wg, moirai_deadline_after(WAIT_NS)), 0,
+    cr_assert_eq(moirai_waitgroup_wait_timed(&mx.wg, moirai_deadline_after(WAIT_NS)), 0,
                  "%u tasks never finished", moirai_waitgroup_count(&mx.wg));
     cr_assert_eq(atomic_load(&mx.errors), 0);
     cr_assert_eq(atomic_load(&mx.bad_results), 0, "a handle did not deliver its root's result");
@@ -264,8 +264,8 @@ LEAK_CHECKED_TEST(sched_stress, mixed_load_four_workers_random_no_batch, .timeou
     moirai_sched_config_init(&cfg);
     cfg.workers = 4;
     cfg.steal = MOIRAI_STEAL_RANDOM;
-    cfg.steal_batch = false;
-    cfg.spin_ns = 0;
+    cfg.steal_one = true;
+    cfg.spin_ns = MOIRAI_SCHED_NO_SPIN;
     run_mixed(&cfg, 4, 2000);
 }
 
@@ -282,7 +282,7 @@ LEAK_CHECKED_TEST(sched_stress, mixed_load_deep_trees_four_workers_no_lifo, .tim
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = 4;
-    cfg.lifo_slot = false;
+    cfg.no_lifo_slot = true;
     run_mixed(&cfg, 11, 16);
 }
 
@@ -291,8 +291,8 @@ LEAK_CHECKED_TEST(sched_stress, mixed_load_one_worker_no_lifo, .timeout = 600)
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = 1;
-    cfg.lifo_slot = false;
-    cfg.aging_ns = 0;
+    cfg.no_lifo_slot = true;
+    cfg.aging_ns = MOIRAI_SCHED_STRICT_PRIORITIES;
     run_mixed(&cfg, 4, 2000);
 }
 
@@ -301,8 +301,8 @@ LEAK_CHECKED_TEST(sched_stress, mixed_load_three_workers_no_lifo_no_batch, .time
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = 3;
-    cfg.lifo_slot = false;
-    cfg.steal_batch = false;
+    cfg.no_lifo_slot = true;
+    cfg.steal_one = true;
     cfg.aging_ns = MOIRAI_NS_PER_MS;
     run_mixed(&cfg, 4, 2000);
 }
@@ -399,11 +399,11 @@ static void run_cycle(int c)
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = 1 + c % 4;
-    cfg.lifo_slot = (c / 4) % 2 == 0;
-    cfg.steal_batch = (c / 8) % 2 == 0;
+    cfg.no_lifo_slot = (c / 4) % 2 != 0;
+    cfg.steal_one = (c / 8) % 2 != 0;
     cfg.steal = c % 3 == 2 ? MOIRAI_STEAL_RANDOM : MOIRAI_STEAL_LOCALITY;
-    cfg.spin_ns = c % 5 == 0 ? 0 : cfg.spin_ns;
-    cfg.aging_ns = c % 7 == 0 ? 0 : cfg.aging_ns;
+    cfg.spin_ns = c % 5 == 0 ? MOIRAI_SCHED_NO_SPIN : cfg.spin_ns;
+    cfg.aging_ns = c % 7 == 0 ? MOIRAI_SCHED_STRICT_PRIORITIES : cfg.aging_ns;
     /* Both modes for every worker count. */
     moirai_shutdown_t how = (c + c / 4) % 2 ? MOIRAI_SHUTDOWN_CANCEL : MOIRAI_SHUTDOWN_DRAIN;
 
@@ -491,7 +491,7 @@ static void run_cycle(int c)
         cr_assert_eq(cancelled, 0);
     cr_log_info("cycle %d: %d workers, lifo %d, batch %d, %s, %s: %ld spawned (%ld by tasks), "
                 "%ld ran, %ld cancelled",
-                c, cfg.workers, cfg.lifo_slot, cfg.steal_batch,
+                c, cfg.workers, !cfg.no_lifo_slot, !cfg.steal_one,
                 cfg.steal == MOIRAI_STEAL_RANDOM ? "random" : "locality",
                 how == MOIRAI_SHUTDOWN_DRAIN ? "drain" : "cancel", spawned, child_spawns, ran,
                 cancelled);
@@ -526,7 +526,7 @@ LEAK_CHECKED_TEST(sched_stress, create_destroy_empty, .timeout = 600)
         moirai_sched_config_t cfg;
         moirai_sched_config_init(&cfg);
         cfg.workers = 1 + (int)(c % 4);
-        cfg.spin_ns = c % 2 ? 0 : cfg.spin_ns;
+        cfg.spin_ns = c % 2 ? MOIRAI_SCHED_NO_SPIN : cfg.spin_ns;
         moirai_sched_t *s = NULL;
         cr_assert_eq(moirai_sched_create(&s, &cfg), 0);
         cr_assert_eq(
@@ -610,12 +610,12 @@ static int held_gate_task(void *arg, const moirai_cancel_token_t *cancel, void *
      * one queues; so queue only once all gates run. */
     if (atomic_fetch_add(&hd.gates_started, 1) + 1 == hd.workers)
         moirai_event_set(&hd.all_started);
-    if (moirai_event_timedwait(&hd.all_started, moirai_deadline_after(WAIT_NS)) != 0)
+    if (moirai_event_wait_timed(&hd.all_started, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_fetch_add(&hd.errors, 1);
     for (long k = 0; k < LOCAL_PER_GATE; k++)
         gate_spawn(hd.base[H_LOCAL] + g * LOCAL_PER_GATE + k);
     atomic_fetch_add(&hd.gates_ready, 1);
-    if (moirai_event_timedwait(&hd.open, moirai_deadline_after(WAIT_NS)) != 0)
+    if (moirai_event_wait_timed(&hd.open, moirai_deadline_after(WAIT_NS)) != 0)
         atomic_fetch_add(&hd.errors, 1);
     /* Destroy has begun: a join still completes, and a spawn is accepted. */
     if (moirai_join(NULL, half_count, &hd.halves[2 * g], half_count, &hd.halves[2 * g + 1]) != 0)
@@ -637,10 +637,10 @@ static void run_held(int c)
     moirai_sched_config_t cfg;
     moirai_sched_config_init(&cfg);
     cfg.workers = 1 + c % 4;
-    cfg.lifo_slot = (c / 4) % 2 == 0;
-    cfg.steal_batch = (c / 8) % 2 == 0;
+    cfg.no_lifo_slot = (c / 4) % 2 != 0;
+    cfg.steal_one = (c / 8) % 2 != 0;
     cfg.steal = c % 3 == 1 ? MOIRAI_STEAL_RANDOM : MOIRAI_STEAL_LOCALITY;
-    cfg.spin_ns = c % 5 == 0 ? 0 : cfg.spin_ns;
+    cfg.spin_ns = c % 5 == 0 ? MOIRAI_SCHED_NO_SPIN : cfg.spin_ns;
     hd.how = (c + c / 4) % 2 ? MOIRAI_SHUTDOWN_CANCEL : MOIRAI_SHUTDOWN_DRAIN;
     hd.workers = cfg.workers;
     long total = hd.ntasks;

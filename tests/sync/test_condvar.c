@@ -27,12 +27,12 @@ Test(condvar, timedwait_times_out_holding_mutex, .timeout = 20)
     moirai_mutex_t m = MOIRAI_MUTEX_INIT;
     moirai_mutex_lock(&m);
     uint64_t deadline = test_deadline_ms(20);
-    cr_assert_eq(moirai_condvar_timedwait(&cv, &m, deadline), -ETIMEDOUT);
+    cr_assert_eq(moirai_condvar_wait_timed(&cv, &m, deadline), -ETIMEDOUT);
     cr_assert(moirai_clock_now_ns() >= deadline, "returned before the deadline");
-    cr_assert_not(moirai_mutex_trylock(&m), "timedwait must return holding the mutex");
+    cr_assert_not(moirai_mutex_try_lock(&m), "timedwait must return holding the mutex");
     /* A deadline already past times out at once, still holding the mutex. */
-    cr_assert_eq(moirai_condvar_timedwait(&cv, &m, 0), -ETIMEDOUT);
-    cr_assert_not(moirai_mutex_trylock(&m));
+    cr_assert_eq(moirai_condvar_wait_timed(&cv, &m, 0), -ETIMEDOUT);
+    cr_assert_not(moirai_mutex_try_lock(&m));
     moirai_mutex_unlock(&m);
 }
 
@@ -54,7 +54,7 @@ static void *flag_timed_waiter(void *arg, int index)
     moirai_mutex_lock(&c->m);
     c->waiting++;
     while (!c->flag) {
-        int rc = moirai_condvar_timedwait(&c->cv, &c->m, test_deadline_ms(60000));
+        int rc = moirai_condvar_wait_timed(&c->cv, &c->m, test_deadline_ms(60000));
         cr_assert_eq(rc, 0, "a signalled timed wait reported %d", rc);
     }
     c->woken++;
@@ -163,7 +163,7 @@ static void q_wait(queue_ctx_t *q, moirai_condvar_t *cv)
 {
     if (q->timed) {
         /* A timeout is only a spurious return for this loop. */
-        (void)moirai_condvar_timedwait(cv, &q->m, test_deadline_ms(5));
+        (void)moirai_condvar_wait_timed(cv, &q->m, test_deadline_ms(5));
     } else {
         moirai_condvar_wait(cv, &q->m);
     }

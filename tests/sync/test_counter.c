@@ -84,6 +84,22 @@ Test(counter, create_reports_enomem, .timeout = 30)
     moirai_counter_destroy(o.out);
 }
 
+/* Without the topology loaded, the sweep also fails its reading: each of
+ * those failures must be the create's -ENOMEM, not a counter sized for
+ * one CPU (which is what create returned before it loaded the topology
+ * itself: the sweep then ended at its first run). Criterion runs each
+ * test in a fresh process, so nothing has read the topology yet. */
+Test(counter, create_reports_enomem_reading_the_topology, .timeout = 30)
+{
+    oom_ctx_t o = {.out = (moirai_counter_t *)(uintptr_t)0x1};
+    moirai_test_oom_install();
+    long failures = MOIRAI_TEST_OOM_SWEEP(oom_op, oom_check, &o);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(failures, 1, "the topology's allocations and the counter's must each fail");
+    cr_assert_eq(moirai_counter_read(o.out), 0);
+    moirai_counter_destroy(o.out);
+}
+
 /* N threads x M adds of +3 and -1: the total is exact. */
 typedef struct add_ctx {
     moirai_counter_t *c;

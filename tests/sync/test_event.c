@@ -23,43 +23,43 @@ Test(event, manual_semantics, .timeout = 20)
 {
     moirai_event_t e;
     cr_assert_eq(moirai_event_init(&e, MOIRAI_EVENT_MANUAL, false), 0);
-    cr_assert_not(moirai_event_trywait(&e));
+    cr_assert_not(moirai_event_try_wait(&e));
     uint64_t deadline = test_deadline_ms(20);
-    cr_assert_eq(moirai_event_timedwait(&e, deadline), -ETIMEDOUT);
+    cr_assert_eq(moirai_event_wait_timed(&e, deadline), -ETIMEDOUT);
     cr_assert(moirai_clock_now_ns() >= deadline);
     moirai_event_set(&e);
     moirai_event_set(&e); /* idempotent */
     for (int i = 0; i < 3; i++) {
-        cr_assert(moirai_event_trywait(&e), "a manual event stays set");
-        cr_assert_eq(moirai_event_timedwait(&e, 0), 0);
+        cr_assert(moirai_event_try_wait(&e), "a manual event stays set");
+        cr_assert_eq(moirai_event_wait_timed(&e, 0), 0);
         moirai_event_wait(&e);
     }
     moirai_event_reset(&e);
     cr_assert_not(moirai_event_is_set(&e));
-    cr_assert_eq(moirai_event_timedwait(&e, 0), -ETIMEDOUT);
+    cr_assert_eq(moirai_event_wait_timed(&e, 0), -ETIMEDOUT);
     moirai_event_reset(&e); /* reset of a clear event is a no-op */
-    cr_assert_not(moirai_event_trywait(&e));
+    cr_assert_not(moirai_event_try_wait(&e));
 }
 
 Test(event, auto_semantics, .timeout = 20)
 {
     moirai_event_t e = MOIRAI_EVENT_INIT_AUTO;
-    cr_assert_not(moirai_event_trywait(&e));
-    cr_assert_eq(moirai_event_timedwait(&e, test_deadline_ms(10)), -ETIMEDOUT);
+    cr_assert_not(moirai_event_try_wait(&e));
+    cr_assert_eq(moirai_event_wait_timed(&e, test_deadline_ms(10)), -ETIMEDOUT);
     moirai_event_set(&e);
     moirai_event_set(&e); /* sets do not accumulate */
     cr_assert(moirai_event_is_set(&e));
     cr_assert(moirai_event_is_set(&e), "is_set does not consume");
-    cr_assert(moirai_event_trywait(&e), "the set is there for the first waiter");
-    cr_assert_not(moirai_event_trywait(&e), "and consumed by it");
+    cr_assert(moirai_event_try_wait(&e), "the set is there for the first waiter");
+    cr_assert_not(moirai_event_try_wait(&e), "and consumed by it");
     moirai_event_set(&e);
-    cr_assert_eq(moirai_event_timedwait(&e, 0), 0);
+    cr_assert_eq(moirai_event_wait_timed(&e, 0), 0);
     cr_assert_not(moirai_event_is_set(&e));
     moirai_event_set(&e);
     moirai_event_wait(&e);
     moirai_event_set(&e);
     moirai_event_reset(&e);
-    cr_assert_not(moirai_event_trywait(&e), "reset clears an auto event too");
+    cr_assert_not(moirai_event_try_wait(&e), "reset clears an auto event too");
 }
 
 /* Manual: one set releases every parked waiter. */
@@ -74,7 +74,7 @@ static void *ev_waiter(void *arg, int index)
 {
     ev_ctx_t *c = arg;
     if (c->timed && index % 2)
-        cr_assert_eq(moirai_event_timedwait(&c->e, test_deadline_ms(60000)), 0);
+        cr_assert_eq(moirai_event_wait_timed(&c->e, test_deadline_ms(60000)), 0);
     else
         moirai_event_wait(&c->e);
     cr_assert_eq(c->payload, 42, "set does not publish the setter's writes");

@@ -58,11 +58,11 @@ static int lock_take(lock_ctx_t *c, long i)
         return 1;
     case 1:
         if (i % 3 == 0)
-            return moirai_mutex_trylock(&c->m);
+            return moirai_mutex_try_lock(&c->m);
         if (i % 3 == 1) {
             /* Very short deadlines: many time out, and every timeout
              * must leave the lock fully usable. */
-            if (moirai_mutex_timedlock(&c->m, moirai_deadline_after(2000)) == 0)
+            if (moirai_mutex_lock_timed(&c->m, moirai_deadline_after(2000)) == 0)
                 return 1;
             atomic_fetch_add_explicit(&c->timeouts, 1, memory_order_relaxed);
             return 0;
@@ -77,7 +77,7 @@ static int lock_take(lock_ctx_t *c, long i)
         return 1;
     default:
         if (i % 2)
-            return moirai_rwlock_timedwrlock(&c->rw, moirai_deadline_after(5000)) == 0;
+            return moirai_rwlock_wrlock_timed(&c->rw, moirai_deadline_after(5000)) == 0;
         moirai_rwlock_wrlock(&c->rw);
         return 1;
     }
@@ -192,7 +192,7 @@ static void *rw_worker(void *arg, int index)
         int write = (index == 0) ? (i % 2 == 0) : (i % 50 == 0);
         if (write) {
             if (i % 7 == 0) {
-                if (!moirai_rwlock_trywrlock(&c->rw))
+                if (!moirai_rwlock_try_wrlock(&c->rw))
                     continue;
             } else {
                 moirai_rwlock_wrlock(&c->rw);
@@ -207,7 +207,7 @@ static void *rw_worker(void *arg, int index)
             w++;
         } else {
             if (i % 5 == 0) {
-                if (moirai_rwlock_timedrdlock(&c->rw, moirai_deadline_after(3000)) != 0)
+                if (moirai_rwlock_rdlock_timed(&c->rw, moirai_deadline_after(3000)) != 0)
                     continue;
             } else {
                 moirai_rwlock_rdlock(&c->rw);
@@ -273,8 +273,8 @@ static void *pipe_worker(void *arg, int index)
                 if (seq % 2)
                     moirai_condvar_wait(&c->not_full, &c->m);
                 else
-                    (void)moirai_condvar_timedwait(&c->not_full, &c->m,
-                                                   moirai_deadline_after(50000));
+                    (void)moirai_condvar_wait_timed(&c->not_full, &c->m,
+                                                    moirai_deadline_after(50000));
             }
             c->q[(c->head + c->count) % QCAP] = item;
             c->count++;
@@ -358,7 +358,7 @@ static void *sem_worker(void *arg, int index)
     } else {
         long n = 0;
         for (;;) {
-            int rc = moirai_semaphore_timedwait(&c->items, moirai_deadline_after(1000000));
+            int rc = moirai_semaphore_wait_timed(&c->items, moirai_deadline_after(1000000));
             if (rc == 0) {
                 n++;
                 continue;
@@ -366,7 +366,7 @@ static void *sem_worker(void *arg, int index)
             cr_assert_eq(rc, -ETIMEDOUT);
             /* Quit only once every producer is done and nothing is left. */
             if (atomic_load(&c->producing) == 0) {
-                if (!moirai_semaphore_trywait(&c->items))
+                if (!moirai_semaphore_try_wait(&c->items))
                     break;
                 n++;
             }

@@ -90,7 +90,7 @@ static void mutex_unlock_fn(void *o)
 }
 static void mutex_timed_fn(void *o)
 {
-    cr_assert_eq(moirai_mutex_timedlock(o, MOIRAI_DEADLINE_NEVER), 0);
+    cr_assert_eq(moirai_mutex_lock_timed(o, MOIRAI_DEADLINE_NEVER), 0);
 }
 static void rd_lock_fn(void *o)
 {
@@ -106,7 +106,7 @@ static void wr_lock_fn(void *o)
 }
 static void wr_timed_fn(void *o)
 {
-    cr_assert_eq(moirai_rwlock_timedwrlock(o, MOIRAI_DEADLINE_NEVER), 0);
+    cr_assert_eq(moirai_rwlock_wrlock_timed(o, MOIRAI_DEADLINE_NEVER), 0);
 }
 static void wr_unlock_fn(void *o)
 {
@@ -232,7 +232,7 @@ Test(lockstat, mutex_exactly_one_contended, .timeout = 30)
         moirai_mutex_lock(&m);
         moirai_mutex_unlock(&m);
     }
-    cr_assert(moirai_mutex_trylock(&m));
+    cr_assert(moirai_mutex_try_lock(&m));
     moirai_mutex_unlock(&m);
     moirai_lock_stats_t s;
     cr_assert_eq(moirai_lock_stats_get(&m, MOIRAI_LOCK_KIND_MUTEX, &s), -ENOENT);
@@ -255,8 +255,8 @@ Test(lockstat, mutex_exactly_one_contended, .timeout = 30)
 
     /* A timed lock that gives up is not an acquisition. */
     moirai_mutex_lock(&m);
-    cr_assert_eq(moirai_mutex_timedlock(&m, 0), -ETIMEDOUT);
-    cr_assert_eq(moirai_mutex_timedlock(&m, test_deadline_ms(5)), -ETIMEDOUT);
+    cr_assert_eq(moirai_mutex_lock_timed(&m, 0), -ETIMEDOUT);
+    cr_assert_eq(moirai_mutex_lock_timed(&m, test_deadline_ms(5)), -ETIMEDOUT);
     moirai_mutex_unlock(&m);
     cr_assert_eq(get_ok(&m, MOIRAI_LOCK_KIND_MUTEX).contended, 2);
 

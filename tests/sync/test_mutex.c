@@ -19,13 +19,13 @@
 Test(mutex, static_init_try_and_unlock, .timeout = 10)
 {
     moirai_mutex_t m = MOIRAI_MUTEX_INIT;
-    cr_assert(moirai_mutex_trylock(&m), "a fresh mutex is free");
-    cr_assert_not(moirai_mutex_trylock(&m), "a held mutex cannot be taken again");
+    cr_assert(moirai_mutex_try_lock(&m), "a fresh mutex is free");
+    cr_assert_not(moirai_mutex_try_lock(&m), "a held mutex cannot be taken again");
     moirai_mutex_unlock(&m);
-    cr_assert(moirai_mutex_trylock(&m), "unlock frees it");
+    cr_assert(moirai_mutex_try_lock(&m), "unlock frees it");
     moirai_mutex_unlock(&m);
     moirai_mutex_lock(&m);
-    cr_assert_not(moirai_mutex_trylock(&m));
+    cr_assert_not(moirai_mutex_try_lock(&m));
     moirai_mutex_unlock(&m);
 }
 
@@ -35,7 +35,7 @@ Test(mutex, init_destroy_reuse, .timeout = 10)
     for (int round = 0; round < 3; round++) {
         moirai_mutex_init(&m);
         moirai_mutex_lock(&m);
-        cr_assert_not(moirai_mutex_trylock(&m));
+        cr_assert_not(moirai_mutex_try_lock(&m));
         moirai_mutex_unlock(&m);
         moirai_mutex_destroy(&m);
     }
@@ -45,18 +45,18 @@ Test(mutex, timedlock_free_and_timeout, .timeout = 20)
 {
     moirai_mutex_t m = MOIRAI_MUTEX_INIT;
     /* Free: succeeds even with a deadline in the past. */
-    cr_assert_eq(moirai_mutex_timedlock(&m, 0), 0);
+    cr_assert_eq(moirai_mutex_lock_timed(&m, 0), 0);
     /* Held by us: a past deadline and a short one both time out. */
-    cr_assert_eq(moirai_mutex_timedlock(&m, 0), -ETIMEDOUT);
+    cr_assert_eq(moirai_mutex_lock_timed(&m, 0), -ETIMEDOUT);
     uint64_t deadline = test_deadline_ms(20);
-    cr_assert_eq(moirai_mutex_timedlock(&m, deadline), -ETIMEDOUT);
+    cr_assert_eq(moirai_mutex_lock_timed(&m, deadline), -ETIMEDOUT);
     cr_assert(moirai_clock_now_ns() >= deadline, "timedlock returned before its deadline");
     /* The timeout left the word in its "waiters" state; unlock must still
      * free the mutex. */
     moirai_mutex_unlock(&m);
-    cr_assert(moirai_mutex_trylock(&m));
+    cr_assert(moirai_mutex_try_lock(&m));
     moirai_mutex_unlock(&m);
-    cr_assert_eq(moirai_mutex_timedlock(&m, MOIRAI_DEADLINE_NEVER), 0);
+    cr_assert_eq(moirai_mutex_lock_timed(&m, MOIRAI_DEADLINE_NEVER), 0);
     moirai_mutex_unlock(&m);
 }
 
@@ -81,11 +81,11 @@ static void *count_worker(void *arg, int index)
             moirai_mutex_lock(&c->m);
             break;
         case 1:
-            while (!moirai_mutex_trylock(&c->m))
+            while (!moirai_mutex_try_lock(&c->m))
                 sched_yield();
             break;
         default:
-            cr_assert_eq(moirai_mutex_timedlock(&c->m, test_deadline_ms(60000)), 0);
+            cr_assert_eq(moirai_mutex_lock_timed(&c->m, test_deadline_ms(60000)), 0);
             break;
         }
         if (atomic_fetch_add_explicit(&c->inside, 1, memory_order_relaxed) != 0)
@@ -136,7 +136,7 @@ static void *park_waiter(void *arg, int index)
     park_ctx_t *c = arg;
     (void)index;
     if (c->timed)
-        cr_assert_eq(moirai_mutex_timedlock(&c->m, test_deadline_ms(60000)), 0);
+        cr_assert_eq(moirai_mutex_lock_timed(&c->m, test_deadline_ms(60000)), 0);
     else
         moirai_mutex_lock(&c->m);
     atomic_fetch_add(&c->acquired, 1);
@@ -166,7 +166,7 @@ static void run_park(int timed)
     test_run_threads(n, park_waiter, &c);
     pthread_join(h, NULL);
     cr_assert_eq(atomic_load(&c.acquired), n, "every parked waiter must be woken");
-    cr_assert(moirai_mutex_trylock(&c.m), "the mutex ends free");
+    cr_assert(moirai_mutex_try_lock(&c.m), "the mutex ends free");
     moirai_mutex_unlock(&c.m);
 }
 
@@ -190,7 +190,7 @@ typedef struct strand_ctx {
 static void *strand_timed(void *arg)
 {
     strand_ctx_t *c = arg;
-    c->timed_rc = moirai_mutex_timedlock(&c->m, test_deadline_ms(30));
+    c->timed_rc = moirai_mutex_lock_timed(&c->m, test_deadline_ms(30));
     atomic_store(&c->phase, 1);
     return NULL;
 }

@@ -56,13 +56,13 @@ Test(rwlock, static_init_basic, .timeout = 10)
     moirai_rwlock_rdunlock(&rw);
     moirai_rwlock_wrlock(&rw);
     moirai_rwlock_wrunlock(&rw);
-    cr_assert(moirai_rwlock_trywrlock(&rw));
+    cr_assert(moirai_rwlock_try_wrlock(&rw));
     moirai_rwlock_wrunlock(&rw);
-    cr_assert(moirai_rwlock_tryrdlock(&rw));
+    cr_assert(moirai_rwlock_try_rdlock(&rw));
     moirai_rwlock_rdunlock(&rw);
-    cr_assert_eq(moirai_rwlock_timedrdlock(&rw, 0), 0, "a free lock is taken even past deadline");
+    cr_assert_eq(moirai_rwlock_rdlock_timed(&rw, 0), 0, "a free lock is taken even past deadline");
     moirai_rwlock_rdunlock(&rw);
-    cr_assert_eq(moirai_rwlock_timedwrlock(&rw, 0), 0);
+    cr_assert_eq(moirai_rwlock_wrlock_timed(&rw, 0), 0);
     moirai_rwlock_wrunlock(&rw);
 }
 
@@ -71,7 +71,7 @@ Test(rwlock, init_destroy_reuse, .timeout = 10)
     moirai_rwlock_t rw;
     for (int i = 0; i < 3; i++) {
         moirai_rwlock_init(&rw);
-        cr_assert(moirai_rwlock_trywrlock(&rw));
+        cr_assert(moirai_rwlock_try_wrlock(&rw));
         moirai_rwlock_wrunlock(&rw);
         moirai_rwlock_destroy(&rw);
     }
@@ -85,18 +85,18 @@ Test(rwlock, reader_blocks_writers_not_readers, .timeout = 30)
     holder_t h;
     pthread_t t = hold(&h, &rw, 0);
 
-    cr_assert_not(moirai_rwlock_trywrlock(&rw), "a writer got in beside a reader");
+    cr_assert_not(moirai_rwlock_try_wrlock(&rw), "a writer got in beside a reader");
     uint64_t deadline = test_deadline_ms(20);
-    cr_assert_eq(moirai_rwlock_timedwrlock(&rw, deadline), -ETIMEDOUT);
+    cr_assert_eq(moirai_rwlock_wrlock_timed(&rw, deadline), -ETIMEDOUT);
     cr_assert(moirai_clock_now_ns() >= deadline);
     /* The abandoned writer must have let readers in again. */
-    cr_assert(moirai_rwlock_tryrdlock(&rw), "readers share the lock");
+    cr_assert(moirai_rwlock_try_rdlock(&rw), "readers share the lock");
     moirai_rwlock_rdunlock(&rw);
-    cr_assert_eq(moirai_rwlock_timedrdlock(&rw, test_deadline_ms(10000)), 0);
+    cr_assert_eq(moirai_rwlock_rdlock_timed(&rw, test_deadline_ms(10000)), 0);
     moirai_rwlock_rdunlock(&rw);
 
     let_go(&h, t);
-    cr_assert(moirai_rwlock_trywrlock(&rw), "free once the reader left");
+    cr_assert(moirai_rwlock_try_wrlock(&rw), "free once the reader left");
     moirai_rwlock_wrunlock(&rw);
 }
 
@@ -106,14 +106,14 @@ Test(rwlock, writer_blocks_everyone, .timeout = 30)
     holder_t h;
     pthread_t t = hold(&h, &rw, 1);
 
-    cr_assert_not(moirai_rwlock_tryrdlock(&rw), "a reader got in beside a writer");
-    cr_assert_not(moirai_rwlock_trywrlock(&rw), "two writers at once");
-    cr_assert_eq(moirai_rwlock_timedrdlock(&rw, test_deadline_ms(20)), -ETIMEDOUT);
-    cr_assert_eq(moirai_rwlock_timedwrlock(&rw, test_deadline_ms(20)), -ETIMEDOUT);
-    cr_assert_eq(moirai_rwlock_timedrdlock(&rw, 0), -ETIMEDOUT);
+    cr_assert_not(moirai_rwlock_try_rdlock(&rw), "a reader got in beside a writer");
+    cr_assert_not(moirai_rwlock_try_wrlock(&rw), "two writers at once");
+    cr_assert_eq(moirai_rwlock_rdlock_timed(&rw, test_deadline_ms(20)), -ETIMEDOUT);
+    cr_assert_eq(moirai_rwlock_wrlock_timed(&rw, test_deadline_ms(20)), -ETIMEDOUT);
+    cr_assert_eq(moirai_rwlock_rdlock_timed(&rw, 0), -ETIMEDOUT);
 
     let_go(&h, t);
-    cr_assert(moirai_rwlock_tryrdlock(&rw));
+    cr_assert(moirai_rwlock_try_rdlock(&rw));
     moirai_rwlock_rdunlock(&rw);
 }
 
@@ -128,7 +128,7 @@ typedef struct par_ctx {
 static void *par_second_reader(void *arg)
 {
     par_ctx_t *c = arg;
-    c->rc = moirai_rwlock_timedrdlock(&c->rw, test_deadline_ms(10000));
+    c->rc = moirai_rwlock_rdlock_timed(&c->rw, test_deadline_ms(10000));
     if (c->rc == 0) {
         atomic_fetch_add(&c->inside, 1);
         moirai_rwlock_rdunlock(&c->rw);
@@ -220,7 +220,7 @@ Test(rwlock, draining_writer_woken_by_last_reader, .timeout = 30)
     test_sleep_ms(50);
     cr_assert_eq(atomic_load(&c.writers_in), 0, "a writer entered beside a reader");
     /* The draining writer turns new readers away. */
-    cr_assert_not(moirai_rwlock_tryrdlock(&c.rw), "writer preference: new readers must wait");
+    cr_assert_not(moirai_rwlock_try_rdlock(&c.rw), "writer preference: new readers must wait");
     let_go(&h, t);
     pthread_join(w, NULL);
     cr_assert_eq(c.plain, test_threads());
@@ -256,7 +256,7 @@ static void *pref_reader(void *arg, int id)
             sched_yield();
         /* Let go only once the partner holds it, unless a writer waits. */
         while (!atomic_load(&c->holding[other]) && !atomic_load(&c->stop)) {
-            if (!moirai_rwlock_tryrdlock(&c->rw))
+            if (!moirai_rwlock_try_rdlock(&c->rw))
                 break;
             moirai_rwlock_rdunlock(&c->rw);
             sched_yield();
@@ -298,7 +298,7 @@ Test(rwlock, writer_not_starved_by_overlapping_readers, .timeout = 60)
     pthread_t t1 = test_spawn(pref_reader_thread, &r1);
     /* Let the readers establish their overlap for a few hand-overs. */
     test_await_at_least(&c.rounds, 20);
-    int rc = moirai_rwlock_timedwrlock(&c.rw, test_deadline_ms(20000));
+    int rc = moirai_rwlock_wrlock_timed(&c.rw, test_deadline_ms(20000));
     cr_assert_eq(rc, 0, "the writer starved behind overlapping readers");
     cr_assert_eq(atomic_load(&c.readers_inside), 0, "a reader is inside with the writer");
     atomic_store(&c.stop, 1);
@@ -325,10 +325,10 @@ typedef struct mix_ctx {
 static void mix_rd(mix_ctx_t *c)
 {
     if (c->mode == 1) {
-        while (!moirai_rwlock_tryrdlock(&c->rw))
+        while (!moirai_rwlock_try_rdlock(&c->rw))
             sched_yield();
     } else if (c->mode == 2) {
-        cr_assert_eq(moirai_rwlock_timedrdlock(&c->rw, test_deadline_ms(60000)), 0);
+        cr_assert_eq(moirai_rwlock_rdlock_timed(&c->rw, test_deadline_ms(60000)), 0);
     } else {
         moirai_rwlock_rdlock(&c->rw);
     }
@@ -337,10 +337,10 @@ static void mix_rd(mix_ctx_t *c)
 static void mix_wr(mix_ctx_t *c)
 {
     if (c->mode == 1) {
-        while (!moirai_rwlock_trywrlock(&c->rw))
+        while (!moirai_rwlock_try_wrlock(&c->rw))
             sched_yield();
     } else if (c->mode == 2) {
-        cr_assert_eq(moirai_rwlock_timedwrlock(&c->rw, test_deadline_ms(60000)), 0);
+        cr_assert_eq(moirai_rwlock_wrlock_timed(&c->rw, test_deadline_ms(60000)), 0);
     } else {
         moirai_rwlock_wrlock(&c->rw);
     }

@@ -17,7 +17,7 @@ Test(semaphore, init_and_bounds, .timeout = 10)
     cr_assert_eq(moirai_semaphore_init(&s, MOIRAI_SEMAPHORE_MAX), 0);
     cr_assert_eq(moirai_semaphore_post(&s), -EOVERFLOW);
     cr_assert_eq(moirai_semaphore_value(&s), MOIRAI_SEMAPHORE_MAX);
-    cr_assert(moirai_semaphore_trywait(&s));
+    cr_assert(moirai_semaphore_try_wait(&s));
     cr_assert_eq(moirai_semaphore_post_n(&s, 2), -EOVERFLOW);
     cr_assert_eq(moirai_semaphore_value(&s), MOIRAI_SEMAPHORE_MAX - 1, "rejected post_n added");
     cr_assert_eq(moirai_semaphore_post(&s), 0);
@@ -28,19 +28,19 @@ Test(semaphore, counting_try_and_timed, .timeout = 20)
 {
     moirai_semaphore_t s;
     cr_assert_eq(moirai_semaphore_init(&s, 0), 0);
-    cr_assert_not(moirai_semaphore_trywait(&s));
+    cr_assert_not(moirai_semaphore_try_wait(&s));
     uint64_t deadline = test_deadline_ms(20);
-    cr_assert_eq(moirai_semaphore_timedwait(&s, deadline), -ETIMEDOUT);
+    cr_assert_eq(moirai_semaphore_wait_timed(&s, deadline), -ETIMEDOUT);
     cr_assert(moirai_clock_now_ns() >= deadline);
-    cr_assert_eq(moirai_semaphore_timedwait(&s, 0), -ETIMEDOUT);
+    cr_assert_eq(moirai_semaphore_wait_timed(&s, 0), -ETIMEDOUT);
     cr_assert_eq(moirai_semaphore_post_n(&s, 0), 0);
     cr_assert_eq(moirai_semaphore_value(&s), 0, "post_n(0) adds nothing");
     cr_assert_eq(moirai_semaphore_post_n(&s, 3), 0);
     cr_assert_eq(moirai_semaphore_value(&s), 3);
-    cr_assert(moirai_semaphore_trywait(&s));
-    cr_assert_eq(moirai_semaphore_timedwait(&s, 0), 0, "a unit is there: no waiting needed");
+    cr_assert(moirai_semaphore_try_wait(&s));
+    cr_assert_eq(moirai_semaphore_wait_timed(&s, 0), 0, "a unit is there: no waiting needed");
     moirai_semaphore_wait(&s);
-    cr_assert_not(moirai_semaphore_trywait(&s));
+    cr_assert_not(moirai_semaphore_try_wait(&s));
     cr_assert_eq(moirai_semaphore_value(&s), 0);
 }
 
@@ -71,9 +71,9 @@ static void *pc_consumer(void *arg, int index)
     long mine = total / c->consumers + (index == 0 ? total % c->consumers : 0);
     for (long i = 0; i < mine; i++) {
         if (c->mode == 1) {
-            cr_assert_eq(moirai_semaphore_timedwait(&c->s, test_deadline_ms(60000)), 0);
+            cr_assert_eq(moirai_semaphore_wait_timed(&c->s, test_deadline_ms(60000)), 0);
         } else if (c->mode == 2) {
-            while (!moirai_semaphore_trywait(&c->s))
+            while (!moirai_semaphore_try_wait(&c->s))
                 sched_yield();
         } else {
             moirai_semaphore_wait(&c->s);

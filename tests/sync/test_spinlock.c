@@ -9,14 +9,14 @@
 Test(spinlock, try_semantics, .timeout = 10)
 {
     moirai_spinlock_t s = MOIRAI_SPINLOCK_INIT;
-    cr_assert(moirai_spinlock_trylock(&s));
-    cr_assert_not(moirai_spinlock_trylock(&s), "held: trylock must fail");
+    cr_assert(moirai_spinlock_try_lock(&s));
+    cr_assert_not(moirai_spinlock_try_lock(&s), "held: trylock must fail");
     moirai_spinlock_unlock(&s);
     moirai_spinlock_lock(&s);
-    cr_assert_not(moirai_spinlock_trylock(&s));
+    cr_assert_not(moirai_spinlock_try_lock(&s));
     moirai_spinlock_unlock(&s);
     moirai_spinlock_init(&s);
-    cr_assert(moirai_spinlock_trylock(&s));
+    cr_assert(moirai_spinlock_try_lock(&s));
     moirai_spinlock_unlock(&s);
     moirai_spinlock_destroy(&s);
 }
@@ -24,13 +24,13 @@ Test(spinlock, try_semantics, .timeout = 10)
 Test(ticketlock, try_semantics, .timeout = 10)
 {
     moirai_ticketlock_t t = MOIRAI_TICKETLOCK_INIT;
-    cr_assert(moirai_ticketlock_trylock(&t));
-    cr_assert_not(moirai_ticketlock_trylock(&t), "held: trylock must fail");
+    cr_assert(moirai_ticketlock_try_lock(&t));
+    cr_assert_not(moirai_ticketlock_try_lock(&t), "held: trylock must fail");
     moirai_ticketlock_unlock(&t);
     moirai_ticketlock_lock(&t);
-    cr_assert_not(moirai_ticketlock_trylock(&t));
+    cr_assert_not(moirai_ticketlock_try_lock(&t));
     moirai_ticketlock_unlock(&t);
-    cr_assert(moirai_ticketlock_trylock(&t), "free again after unlock");
+    cr_assert(moirai_ticketlock_try_lock(&t), "free again after unlock");
     moirai_ticketlock_unlock(&t);
     moirai_ticketlock_init(&t);
     moirai_ticketlock_lock(&t);
@@ -58,14 +58,14 @@ static void *count_worker(void *arg, int index)
     for (long i = 0; i < c->iters; i++) {
         if (c->ticket) {
             if (c->use_try) {
-                while (!moirai_ticketlock_trylock(&c->t))
+                while (!moirai_ticketlock_try_lock(&c->t))
                     sched_yield();
             } else {
                 moirai_ticketlock_lock(&c->t);
             }
         } else {
             if (c->use_try) {
-                while (!moirai_spinlock_trylock(&c->s))
+                while (!moirai_spinlock_try_lock(&c->s))
                     sched_yield();
             } else {
                 moirai_spinlock_lock(&c->s);

@@ -14,7 +14,7 @@ Test(waitgroup, zero_does_not_block, .timeout = 10)
 {
     moirai_waitgroup_t wg = MOIRAI_WAITGROUP_INIT;
     moirai_waitgroup_wait(&wg);
-    cr_assert_eq(moirai_waitgroup_timedwait(&wg, 0), 0);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&wg, 0), 0);
     cr_assert_eq(moirai_waitgroup_count(&wg), 0);
 }
 
@@ -43,12 +43,12 @@ Test(waitgroup, timedwait_times_out, .timeout = 20)
     moirai_waitgroup_t wg = MOIRAI_WAITGROUP_INIT;
     cr_assert_eq(moirai_waitgroup_add(&wg, 1), 0);
     uint64_t deadline = test_deadline_ms(20);
-    cr_assert_eq(moirai_waitgroup_timedwait(&wg, deadline), -ETIMEDOUT);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&wg, deadline), -ETIMEDOUT);
     cr_assert(moirai_clock_now_ns() >= deadline);
-    cr_assert_eq(moirai_waitgroup_timedwait(&wg, 0), -ETIMEDOUT);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&wg, 0), -ETIMEDOUT);
     cr_assert_eq(moirai_waitgroup_count(&wg), 1, "a timed-out wait changed the counter");
     cr_assert_eq(moirai_waitgroup_done(&wg), 0);
-    cr_assert_eq(moirai_waitgroup_timedwait(&wg, 0), 0);
+    cr_assert_eq(moirai_waitgroup_wait_timed(&wg, 0), 0);
 }
 
 /* Workers write their results (plain memory) and call done; the waiter
@@ -74,7 +74,7 @@ static void *work_waiter(void *arg, int index)
 {
     work_ctx_t *c = arg;
     if (index % 2)
-        cr_assert_eq(moirai_waitgroup_timedwait(&c->wg, test_deadline_ms(60000)), 0);
+        cr_assert_eq(moirai_waitgroup_wait_timed(&c->wg, test_deadline_ms(60000)), 0);
     else
         moirai_waitgroup_wait(&c->wg);
     for (int i = 0; i < c->n; i++)

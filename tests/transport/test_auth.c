@@ -17,8 +17,8 @@ static void hellos(uint8_t a[FRAME_HELLO_SIZE], uint8_t b[FRAME_HELLO_SIZE])
     moirai__auth_nonce(n1);
     moirai__auth_nonce(n2);
     cr_assert_neq(memcmp(n1, n2, sizeof n1), 0, "two nonces are equal");
-    moirai__frame_put_hello(a, 1, &addr, n1);
-    moirai__frame_put_hello(b, 2, &addr, n2);
+    moirai__frame_put_hello(a, 1, 11, &addr, n1);
+    moirai__frame_put_hello(b, 2, 22, &addr, n2);
 }
 
 Test(auth, mac_verifies_only_with_the_same_key_role_and_hellos)

@@ -369,6 +369,92 @@ Test(cluster, kill9)
                  -EHOSTUNREACH);
 }
 
+/* Spawns "square" of `x` where data key `key` lives. */
+static int spawn_at_key(const char *key, uint64_t x, moirai_handle_t **h)
+{
+    moirai_remote_attr_t attr;
+    moirai_remote_attr_init(&attr);
+    attr.placement = MOIRAI_PLACEMENT_LOCALITY;
+    attr.key = key;
+    return moirai_node_spawn_attr(n1, MOIRAI_NODE_ANY, "square", &x, sizeof x, &attr, h);
+}
+
+/* How many live peers helper `id` has, through its "peers" task. */
+static uint64_t helper_peers(uint64_t id)
+{
+    moirai_handle_t *h;
+    uint64_t n = 0, who = 0;
+    cr_assert_eq(moirai_node_spawn(n1, id, "peers", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    cr_assert_eq(join2(h, &n, &who), 0);
+    cr_assert_eq(who, id);
+    return n;
+}
+
+/* kill -9 of node 3 with tasks on it, then node 3 restarted as a new
+ * process under the same id (a later incarnation, from the clock): it
+ * joins through node 1, becomes alive on node 1 and node 2 (which dials
+ * it after node 1's membership frame), and runs new tasks placed by its
+ * data key "node-3"; the tasks of the killed process ended exactly once
+ * with -EHOSTDOWN and none reached the new one. */
+Test(cluster, rejoin_after_kill9)
+{
+    enum { M = 20 };
+    uint64_t until = deadline_s(30);
+    while (moirai_node_key_holders(n1, "node-3", NULL, 0) != 1 && !moirai_deadline_expired(until))
+        usleep(1000);
+    moirai_handle_t *hs[M];
+    for (int i = 0; i < M; i++)
+        cr_assert_eq(moirai_node_spawn(n1, 3, "block", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &hs[i]),
+                     0);
+    uint64_t s3[4] = {0};
+    until = deadline_s(30);
+    do {
+        node_stat(3, s3);
+    } while (s3[2] < M && !moirai_deadline_expired(until));
+    cr_assert_eq(s3[2], M, "the blocking tasks did not all start on node 3");
+    cr_assert_eq(kill(h3.pid, SIGKILL), 0);
+    int st = stop_helper(&h3);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    for (int i = 0; i < M; i++) {
+        uint64_t a, b;
+        cr_assert_eq(join2(hs[i], &a, &b), -EHOSTDOWN, "task %d", i);
+    }
+    until = deadline_s(30);
+    while (helper_peers(2) != 1 && !moirai_deadline_expired(until))
+        usleep(1000);
+    cr_assert_eq(helper_peers(2), 1, "node 2 did not see node 3 die");
+    moirai_handle_t *h;
+    cr_assert_eq(spawn_at_key("node-3", 1, &h), -ENOENT);
+
+    char seed[32];
+    snprintf(seed, sizeof seed, "127.0.0.1:%u", (unsigned)moirai_node_port(n1));
+    start_helper(&h3, 3, KEY, 1000, seed);
+    cr_assert_eq(moirai_node_wait_peers(n1, 2, deadline_s(30)), 0);
+    until = deadline_s(30);
+    while ((helper_peers(2) != 2 || helper_peers(3) != 2) && !moirai_deadline_expired(until))
+        usleep(1000);
+    cr_assert_eq(helper_peers(2), 2, "node 2 did not reconnect to node 3");
+    cr_assert_eq(helper_peers(3), 2, "node 3 did not rejoin the whole mesh");
+    until = deadline_s(30);
+    while (moirai_node_key_holders(n1, "node-3", NULL, 0) != 1 && !moirai_deadline_expired(until))
+        usleep(1000);
+    for (int i = 0; i < M; i++)
+        cr_assert_eq(spawn_at_key("node-3", (uint64_t)i, &hs[i]), 0);
+    for (int i = 0; i < M; i++) {
+        uint64_t sq = 0, who = 0;
+        cr_assert_eq(join2(hs[i], &sq, &who), 0);
+        cr_assert_eq(sq, (uint64_t)i * (uint64_t)i);
+        cr_assert_eq(who, 3);
+    }
+    node_stat(3, s3);
+    cr_assert_eq(s3[0], M, "the new node 3 ran something else than the new tasks");
+    cr_assert_eq(s3[2], 0, "an old task reached the new node 3");
+    moirai_node_stats_t ns;
+    moirai_node_stats(n1, &ns);
+    cr_assert_eq(ns.tasks_failed, M);
+    cr_assert_eq(ns.peers_dead, 1);
+}
+
 /* A node with another key is refused both ways, and the cluster keeps
  * serving. */
 Test(cluster, wrong_key)

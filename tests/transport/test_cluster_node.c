@@ -13,7 +13,9 @@
  *   block   (nothing)      -> waits until cancelled, returns -ECANCELED
  *   fail    i32 e          -> returns e
  *   stat    (nothing)      -> u64 runs of square, slowsq, block started,
- *                             block cancelled */
+ *                             block cancelled
+ *   peers   (nothing)      -> u64 live peers, u64 this node's id
+ * It holds the data key "node-<id>" (locality placement). */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@
 #include <moirai/transport/node.h>
 
 static uint64_t self_id;
+static moirai_node_t *self_node;
 static _Atomic uint64_t runs_square, runs_slowsq, block_started, block_cancelled;
 
 static int reply_u64s(void **result, size_t *result_len, const uint64_t *v, size_t n)
@@ -119,6 +122,18 @@ static int fn_stat(void *arg, const void *payload, size_t len, const moirai_canc
     return reply_u64s(result, result_len, out, 4);
 }
 
+static int fn_peers(void *arg, const void *payload, size_t len, const moirai_cancel_token_t *cancel,
+                    void **result, size_t *result_len)
+{
+    (void)arg;
+    (void)payload;
+    (void)len;
+    (void)cancel;
+    long n = moirai_node_peers(self_node, NULL, 0);
+    uint64_t out[2] = {n < 0 ? 0 : (uint64_t)n, self_id};
+    return reply_u64s(result, result_len, out, 2);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
@@ -151,6 +166,11 @@ int main(int argc, char **argv)
     moirai_node_register(node, "block", fn_block, NULL);
     moirai_node_register(node, "fail", fn_fail, NULL);
     moirai_node_register(node, "stat", fn_stat, NULL);
+    self_node = node;
+    moirai_node_register(node, "peers", fn_peers, NULL);
+    char data_key[32];
+    snprintf(data_key, sizeof data_key, "node-%llu", (unsigned long long)self_id);
+    moirai_node_key_add(node, data_key);
     printf("READY %u\n", (unsigned)moirai_node_port(node));
     fflush(stdout);
     char buf[64];

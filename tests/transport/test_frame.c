@@ -36,7 +36,7 @@ Test(frame, header_layout_is_little_endian)
 {
     uint8_t h[FRAME_HEADER_SIZE];
     moirai__frame_put_header(h, FRAME_CANCEL, 0, 0x0102030405060708ull, 0);
-    static const uint8_t want[FRAME_HEADER_SIZE] = {'M', 'R', 'T', '1', 1, 7, 0, 0, 8, 7, 6, 5,
+    static const uint8_t want[FRAME_HEADER_SIZE] = {'M', 'R', 'T', '1', 2, 7, 0, 0, 8, 7, 6, 5,
                                                     4,   3,   2,   1,   0, 0, 0, 0, 0, 0, 0, 0};
     cr_assert_arr_eq(h, want, sizeof want);
 }
@@ -78,12 +78,14 @@ Test(frame, header_errors)
     b[0] ^= 1; /* magic: refused from its first byte */
     cr_assert_eq(decode(b, 1, &f), -EPROTO);
     b[0] ^= 1;
-    b[4] = 2; /* version */
+    b[4] = 1; /* version 1: no incarnations, no KEY frame */
     cr_assert_eq(decode(b, n, &f), -EPROTONOSUPPORT);
-    b[4] = 1;
+    b[4] = 3;
+    cr_assert_eq(decode(b, n, &f), -EPROTONOSUPPORT);
+    b[4] = FRAME_VERSION;
     b[5] = 0; /* type 0 */
     cr_assert_eq(decode(b, n, &f), -EPROTO);
-    b[5] = 11; /* unknown type */
+    b[5] = 12; /* unknown type */
     cr_assert_eq(decode(b, n, &f), -EPROTO);
     b[5] = FRAME_CANCEL;
     b[21] = 1; /* reserved word */
@@ -112,13 +114,22 @@ Test(frame, hello_and_challenge)
     memset(nonce, 0xab, sizeof nonce);
     struct frame_addr a = {.family = 4, .port = 4242, .addr = {127, 0, 0, 1}};
     uint8_t body[FRAME_HELLO_SIZE + FRAME_MAC_SIZE];
-    moirai__frame_put_hello(body, 77, &a, nonce);
+    moirai__frame_put_hello(body, 77, 0x1122334455667788ull, &a, nonce);
+    /* The byte layout: id, family, pad, port, address, incarnation, nonce. */
+    cr_assert_eq(body[0], 77);
+    cr_assert_eq(body[8], 4);
+    cr_assert_eq(moirai__frame_get_u16(body + 10), 4242);
+    cr_assert_eq(body[12], 127);
+    cr_assert_eq(moirai__frame_get_u64(body + 28), 0x1122334455667788ull);
+    cr_assert_eq(body[36], 0xab);
+    cr_assert_eq(body[FRAME_HELLO_SIZE - 1], 0xab);
     memset(body + FRAME_HELLO_SIZE, 0xcd, FRAME_MAC_SIZE);
     size_t n;
     uint8_t *b = build(FRAME_HELLO, 0, 0, body, FRAME_HELLO_SIZE, &n);
     struct frame f;
     cr_assert_eq(decode(b, n, &f), (long)n);
     cr_assert_eq(f.u.hello.node_id, 77);
+    cr_assert_eq(f.u.hello.incarnation, 0x1122334455667788ull);
     cr_assert_eq(f.u.hello.listen.family, 4);
     cr_assert_eq(f.u.hello.listen.port, 4242);
     cr_assert_eq(f.u.hello.listen.addr[0], 127);
@@ -133,9 +144,21 @@ Test(frame, hello_and_challenge)
     b = build(FRAME_HELLO, 0, 0, body, FRAME_HELLO_SIZE - 1, &n);
     cr_assert_eq(decode(b, n, &f), -EPROTO);
     free(b);
+    b = build(FRAME_HELLO, 0, 0, body, FRAME_HELLO_SIZE + 1, &n);
+    cr_assert_eq(decode(b, n, &f), -EPROTO);
+    free(b);
+    b = build(FRAME_AUTH_CHALLENGE, 0, 0, body, sizeof body - 1, &n);
+    cr_assert_eq(decode(b, n, &f), -EPROTO);
+    free(b);
     uint8_t bad[FRAME_HELLO_SIZE];
     memcpy(bad, body, sizeof bad);
     moirai__frame_put_u64(bad, 0);
+    b = build(FRAME_HELLO, 0, 0, bad, sizeof bad, &n);
+    cr_assert_eq(decode(b, n, &f), -EPROTO);
+    free(b);
+    /* Incarnation 0. */
+    memcpy(bad, body, sizeof bad);
+    moirai__frame_put_u64(bad + 28, 0);
     b = build(FRAME_HELLO, 0, 0, bad, sizeof bad, &n);
     cr_assert_eq(decode(b, n, &f), -EPROTO);
     free(b);
@@ -218,11 +241,19 @@ Test(frame, membership)
 {
     uint8_t body[4 + 2 * FRAME_MEMBER_SIZE];
     moirai__frame_put_u32(body, 2);
-    struct frame_member m = {
-        .node_id = 5, .state = FRAME_MEMBER_ALIVE, .addr = {.family = 6, .port = 9}};
+    struct frame_member m = {.node_id = 5,
+                             .state = FRAME_MEMBER_ALIVE,
+                             .addr = {.family = 6, .port = 9},
+                             .incarnation = 0xa1a2a3a4a5a6a7a8ull};
     m.addr.addr[15] = 1;
     moirai__frame_put_member(body + 4, &m);
+    /* The byte layout: id, state, family, port, address, incarnation. */
+    cr_assert_eq(body[4 + 8], FRAME_MEMBER_ALIVE);
+    cr_assert_eq(body[4 + 9], 6);
+    cr_assert_eq(body[4 + 27], 1);
+    cr_assert_eq(moirai__frame_get_u64(body + 4 + 28), 0xa1a2a3a4a5a6a7a8ull);
     m.node_id = 6;
+    m.incarnation = 1;
     m.state = FRAME_MEMBER_DEAD;
     m.addr.family = 0;
     memset(m.addr.addr, 0, 16);
@@ -237,8 +268,27 @@ Test(frame, membership)
     cr_assert_eq(out.node_id, 5);
     cr_assert_eq(out.addr.family, 6);
     cr_assert_eq(out.addr.addr[15], 1);
+    cr_assert_eq(out.incarnation, 0xa1a2a3a4a5a6a7a8ull);
     moirai__frame_member_at(&f, 1, &out);
     cr_assert_eq(out.state, FRAME_MEMBER_DEAD);
+    cr_assert_eq(out.incarnation, 1);
+    free(b);
+    /* A length one byte off either way (entries are 36 bytes now). */
+    b = build(FRAME_MEMBERSHIP, 0, 0, body, sizeof body - 1, &n);
+    cr_assert_eq(decode(b, n, &f), -EPROTO);
+    free(b);
+    uint8_t longer[sizeof body + 1];
+    memcpy(longer, body, sizeof body);
+    longer[sizeof body] = 0;
+    b = build(FRAME_MEMBERSHIP, 0, 0, longer, sizeof longer, &n);
+    cr_assert_eq(decode(b, n, &f), -EPROTO);
+    free(b);
+    /* Incarnation 0 in the second entry. */
+    uint8_t zinc[sizeof body];
+    memcpy(zinc, body, sizeof body);
+    moirai__frame_put_u64(zinc + 4 + FRAME_MEMBER_SIZE + 28, 0);
+    b = build(FRAME_MEMBERSHIP, 0, 0, zinc, sizeof zinc, &n);
+    cr_assert_eq(decode(b, n, &f), -EPROTO);
     free(b);
     /* A count that disagrees with the length; a count over the bound; a
      * bad state; node id 0. */
@@ -259,6 +309,72 @@ Test(frame, membership)
     moirai__frame_put_u64(body + 4, 0);
     b = build(FRAME_MEMBERSHIP, 0, 0, body, sizeof body, &n);
     cr_assert_eq(decode(b, n, &f), -EPROTO);
+    free(b);
+}
+
+Test(frame, key)
+{
+    struct frame f;
+    size_t n;
+    uint8_t body[1 + 64];
+    body[0] = FRAME_KEY_ADD;
+    memcpy(body + 1, "shard-7", 7);
+    uint8_t *b = build(FRAME_KEY, 0, 0, body, 8, &n);
+    cr_assert_eq(decode(b, n, &f), (long)n);
+    cr_assert_eq(f.type, FRAME_KEY);
+    cr_assert_eq(f.u.key.op, FRAME_KEY_ADD);
+    cr_assert_eq(f.u.key.len, 7);
+    cr_assert_eq(memcmp(f.u.key.name, "shard-7", 7), 0);
+    free(b);
+    body[0] = FRAME_KEY_REMOVE;
+    b = build(FRAME_KEY, 0, 0, body, 8, &n);
+    cr_assert_eq(decode(b, n, &f), (long)n);
+    cr_assert_eq(f.u.key.op, FRAME_KEY_REMOVE);
+    free(b);
+    /* The longest key, 63 bytes, and the shortest, 1. */
+    memset(body + 1, 'k', 64);
+    b = build(FRAME_KEY, 0, 0, body, FRAME_KEY_MAX, &n);
+    cr_assert_eq(decode(b, n, &f), (long)n);
+    cr_assert_eq(f.u.key.len, 63);
+    free(b);
+    b = build(FRAME_KEY, 0, 0, body, FRAME_KEY_MIN, &n);
+    cr_assert_eq(decode(b, n, &f), (long)n);
+    cr_assert_eq(f.u.key.len, 1);
+    free(b);
+    /* Bad lengths: empty, the operation alone, a 64-byte key. */
+    static const uint32_t bad_lens[] = {0, 1, FRAME_KEY_MAX + 1};
+    for (size_t i = 0; i < 3; i++) {
+        b = build(FRAME_KEY, 0, 0, body, bad_lens[i], &n);
+        cr_assert_eq(decode(b, n, &f), -EPROTO, "length %u", bad_lens[i]);
+        free(b);
+    }
+    /* Bad operations, a forbidden byte in the key, a task id, a flag. */
+    static const uint8_t bad_ops[] = {0, 3, 0xff};
+    for (size_t i = 0; i < 3; i++) {
+        body[0] = bad_ops[i];
+        b = build(FRAME_KEY, 0, 0, body, 8, &n);
+        cr_assert_eq(decode(b, n, &f), -EPROTO, "op %u", bad_ops[i]);
+        free(b);
+    }
+    body[0] = FRAME_KEY_ADD;
+    body[3] = '/';
+    b = build(FRAME_KEY, 0, 0, body, 8, &n);
+    cr_assert_eq(decode(b, n, &f), -EPROTO);
+    free(b);
+    body[3] = 'k';
+    b = build(FRAME_KEY, 0, 9, body, 8, &n);
+    cr_assert_eq(decode(b, n, &f), -EPROTO);
+    free(b);
+    b = build(FRAME_KEY, FRAME_FLAG_IDEMPOTENT, 0, body, 8, &n);
+    cr_assert_eq(decode(b, n, &f), -EPROTO);
+    free(b);
+    /* Every prefix is incomplete, with the right size needed. */
+    b = build(FRAME_KEY, 0, 0, body, 8, &n);
+    for (size_t k = 0; k < n; k++) {
+        size_t need = 0;
+        cr_assert_eq(moirai__frame_decode(b, k, MAXP, &f, &need), 0, "prefix %zu", k);
+        cr_assert_eq(need, k < FRAME_HEADER_SIZE ? FRAME_HEADER_SIZE : n);
+    }
     free(b);
 }
 

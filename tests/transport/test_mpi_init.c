@@ -26,6 +26,7 @@
 #include "frame.h"
 #include "link.h"
 #include "link_mpi.h"
+#include "node_internal.h"
 
 static int me = -1;
 
@@ -59,10 +60,10 @@ static void single(void)
         /* An MPI that always gives the full level leaves nothing to test. */
         printf("rank %d: MPI gave MPI_THREAD_MULTIPLE for SINGLE; nothing to refuse\n", me);
     } else {
-        static char node;
+        static struct moirai_node node;
         struct frame_addr self;
         CHECK(moirai__link_mpi_rank() == -ENOTSUP);
-        CHECK(moirai__backend_mpi.listen((struct moirai_node *)&node, NULL, &self) == -ENOTSUP);
+        CHECK(moirai__backend_mpi.listen(&node, NULL, &self) == -ENOTSUP);
         CHECK(moirai__link_mpi_rank() == -ENOTSUP);
         CHECK(peer == NULL);
     }
@@ -79,9 +80,9 @@ static void multiple(void)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     CHECK(size == 2);
     CHECK(moirai__link_mpi_rank() == me);
-    static char node;
+    static struct moirai_node node;
     struct frame_addr self;
-    CHECK(moirai__backend_mpi.listen((struct moirai_node *)&node, NULL, &self) == 0);
+    CHECK(moirai__backend_mpi.listen(&node, NULL, &self) == 0);
     CHECK(peer != NULL);
     CHECK(moirai__link_mpi_peer_rank(peer) == 1 - me);
     /* The program's own MPI traffic and the backend's do not mix. */
@@ -106,7 +107,7 @@ static void multiple(void)
     char c;
     CHECK(peer->ops->read(peer, &c, 1, MOIRAI_DEADLINE_NEVER) == -ECANCELED);
     peer->ops->close(peer);
-    moirai__backend_mpi.stop((struct moirai_node *)&node);
+    moirai__backend_mpi.stop(&node);
     /* The progress thread is quiet now: the program finalizes. */
     MPI_Barrier(MPI_COMM_WORLD);
     MPI_Finalize();

@@ -45,6 +45,7 @@
 #include "link.h"
 #include "link_mpi.h"
 #include "mpi_engine.h"
+#include "node_internal.h"
 #include "oom.h"
 
 #define MAXR       64
@@ -164,7 +165,7 @@ static void phase_parse(void)
     uint8_t nonce[FRAME_NONCE_SIZE] = {0};
     moirai__frame_put_header(hello, FRAME_HELLO, 0, 0, FRAME_HELLO_SIZE);
     CHECK_EQ(b->parse("mpi:7", &a), 0);
-    moirai__frame_put_hello(hello + FRAME_HEADER_SIZE, 8, &a, nonce);
+    moirai__frame_put_hello(hello + FRAME_HEADER_SIZE, 8, 1, &a, nonce);
     struct frame f;
     CHECK_EQ(moirai__frame_decode(hello, sizeof hello, 1024, &f, NULL), (long)sizeof hello);
     CHECK_EQ(f.u.hello.listen.family, FRAME_ADDR_MPI);
@@ -624,12 +625,17 @@ int main(void)
     /* Every rank sweeps listen's failures before any rank sends. */
     mpi_barrier(MPI_COMM_WORLD);
 
-    static char node1_storage, node2_storage;
-    struct moirai_node *node1 = (struct moirai_node *)&node1_storage;
-    struct moirai_node *node2 = (struct moirai_node *)&node2_storage;
+    /* Only the fields listen() reads or writes matter: node 1 has no
+     * configured id (listen makes it rank + 1), node 2 has one. */
+    static struct moirai_node node1_s, node2_s;
+    struct moirai_node *node1 = &node1_s, *node2 = &node2_s;
+    node1->id = 0x5eed;
+    node2->id = 1000 + (uint64_t)me;
+    node2->id_given = true;
 
     phase_parse();
     phase_listen(node1);
+    CHECK_EQ(node1->id, me + 1);
     link_barrier();
     phase_errors();
     link_barrier();
@@ -643,6 +649,7 @@ int main(void)
     phase_shutdown();
     close_all(node1);
     phase_epoch2(node2);
+    CHECK_EQ(node2->id, 1000 + me);
     close_all(node2);
     printf("rank %d: ok\n", me);
     return 0;

@@ -63,6 +63,16 @@ static moirai_node_t *make(uint64_t id, uint64_t heartbeat_ns, uint32_t misses)
     return n;
 }
 
+static moirai_node_t *make_inc(uint64_t id, uint64_t incarnation)
+{
+    moirai_node_config_t cfg;
+    base_config(&cfg, id);
+    cfg.incarnation = incarnation;
+    moirai_node_t *n;
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    return n;
+}
+
 static uint64_t secs(int s)
 {
     return moirai_deadline_after((uint64_t)s * 1000000000ull);
@@ -162,6 +172,9 @@ static bool bad_setting(int i, moirai_node_config_t *c)
     case 11:
         c->placement = (moirai_placement_t)7;
         return true;
+    case 19:
+        c->placement = MOIRAI_PLACEMENT_LOCALITY; /* needs a key per spawn */
+        return true;
     case 12:
         c->seeds = bad_seeds;
         c->seed_count = 2;
@@ -185,6 +198,15 @@ static bool bad_setting(int i, moirai_node_config_t *c)
         return true;
     case 18:
         c->listen = "127.0.0.1:";
+        return true;
+    case 20:
+        c->backend = (moirai_node_backend_t)3; /* past the last backend */
+        return true;
+    case 21:
+        c->backend = (moirai_node_backend_t)-1;
+        return true;
+    case 22:
+        c->backend = (moirai_node_backend_t)0x7fffffff;
         return true;
     default:
         return false;
@@ -229,6 +251,44 @@ Test(node, config_errors)
     cr_assert_eq(moirai_node_create(&n, &cfg), 0);
     cr_assert_neq(moirai_node_id(n), 0);
     moirai_node_destroy(n);
+}
+
+/* The backend table: TCP is always there (and 0 is TCP); a backend that
+ * is not built in is -ENOTSUP and leaves nothing behind; one that is
+ * built in is reported as such. A bad config is -EINVAL before the
+ * backend is looked at. */
+Test(node, backends)
+{
+    cr_assert(moirai_node_backend_supported(MOIRAI_NODE_BACKEND_TCP));
+    cr_assert_not(moirai_node_backend_supported((moirai_node_backend_t)3));
+    cr_assert_not(moirai_node_backend_supported((moirai_node_backend_t)-1));
+    moirai_node_config_t cfg;
+    moirai_node_t *n = NULL;
+    base_config(&cfg, 5);
+    cfg.backend = MOIRAI_NODE_BACKEND_TCP;
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    cr_assert_neq(moirai_node_port(n), 0);
+    moirai_node_destroy(n);
+    n = NULL;
+    int missing = 0;
+    const moirai_node_backend_t others[] = {MOIRAI_NODE_BACKEND_MPI, MOIRAI_NODE_BACKEND_SHM};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        if (moirai_node_backend_supported(others[i]))
+            continue;
+        missing++;
+        base_config(&cfg, 6);
+        cfg.backend = others[i];
+        cr_assert_eq(moirai_node_create(&n, &cfg), -ENOTSUP, "backend %d", (int)others[i]);
+        cr_assert_null(n);
+        /* Validation comes first: a bad field is -EINVAL whatever the
+         * backend. */
+        cfg.key_len = 3;
+        cr_assert_eq(moirai_node_create(&n, &cfg), -EINVAL);
+        cr_assert_null(n);
+    }
+    /* This build has neither MPI nor shared memory unless they were added
+     * (then the branch above is skipped for them). */
+    cr_log_info("%d backend(s) not built in", missing);
 }
 
 Test(node, register_and_spawn_errors)
@@ -418,16 +478,17 @@ static void fexpect(int fd, uint8_t type, uint8_t *buf, size_t cap, struct frame
     } while (f->type != type);
 }
 
-/* Authenticates as node `id` (smaller than the node's, so the node keeps
- * this connection). */
-static void fake_join(struct fake *fk, uint16_t port, uint64_t id, const uint8_t *k, size_t klen)
+/* Authenticates as incarnation `inc` of node `id` (smaller than the
+ * node's, so the node keeps this connection). */
+static void fake_join_inc(struct fake *fk, uint16_t port, uint64_t id, uint64_t inc,
+                          const uint8_t *k, size_t klen)
 {
     cr_assert_eq(moirai__auth_init(), 0);
     fk->fd = raw_connect(port);
     uint8_t nonce[FRAME_NONCE_SIZE];
     moirai__auth_nonce(nonce);
     struct frame_addr none = {0};
-    moirai__frame_put_hello(fk->mine, id, &none, nonce);
+    moirai__frame_put_hello(fk->mine, id, inc, &none, nonce);
     fsend(fk->fd, FRAME_HELLO, 0, 0, fk->mine, FRAME_HELLO_SIZE);
     static uint8_t buf[1 << 16];
     struct frame f;
@@ -439,6 +500,11 @@ static void fake_join(struct fake *fk, uint16_t port, uint64_t id, const uint8_t
     uint8_t mac[FRAME_MAC_SIZE];
     moirai__auth_mac(k, klen, AUTH_INITIATOR, fk->mine, fk->theirs, mac);
     fsend(fk->fd, FRAME_AUTH_RESPONSE, 0, 0, mac, sizeof mac);
+}
+
+static void fake_join(struct fake *fk, uint16_t port, uint64_t id, const uint8_t *k, size_t klen)
+{
+    fake_join_inc(fk, port, id, 1, k, klen);
 }
 
 static bool closed_soon(int fd)
@@ -551,15 +617,31 @@ Test(node, fake_peer)
     moirai_node_stats(a, &st);
     cr_assert_eq(st.peers_dead, 1);
     cr_assert_eq(st.tasks_retried, 1);
+    uint64_t until;
     moirai_node_stats_t ps;
     cr_assert_eq(moirai_node_peer_stats(a, 5, &ps), 0);
     cr_assert_eq(ps.tasks_sent, 2);
     cr_assert_eq(ps.tasks_received, 1);
-    /* b learned of the death from a's membership frame; the id stays dead. */
+    /* That incarnation of the id stays dead. */
     (void)plain_id;
     fake_join(&fk, moirai_node_port(a), 5, (const uint8_t *)key, sizeof key - 1);
     cr_assert(closed_soon(fk.fd));
     close(fk.fd);
+    /* A later incarnation of it is admitted: acknowledged and live. */
+    fake_join_inc(&fk, moirai_node_port(a), 5, 2, (const uint8_t *)key, sizeof key - 1);
+    fexpect(fk.fd, FRAME_HEARTBEAT, buf, sizeof buf, &f);
+    cr_assert_eq(moirai_node_wait_peers(a, 2, secs(10)), 0);
+    /* Leaves cleanly (end of stream, not a reset, which would count as a
+     * protocol error). */
+    shutdown(fk.fd, SHUT_WR);
+    cr_assert(closed_soon(fk.fd));
+    close(fk.fd);
+    until = secs(10);
+    do {
+        moirai_node_stats(a, &st);
+    } while (st.peers_dead < 2 && !moirai_deadline_expired(until));
+    cr_assert_eq(st.peers_dead, 2);
+    cr_assert_eq(st.tasks_retried, 1, "the old incarnation's tasks ended again");
 
     /* A protocol violation after authentication closes the connection. */
     fake_join(&fk, moirai_node_port(a), 6, (const uint8_t *)key, sizeof key - 1);
@@ -567,7 +649,7 @@ Test(node, fake_peer)
     fsend(fk.fd, FRAME_HELLO, 0, 0, fk.mine, FRAME_HELLO_SIZE);
     cr_assert(closed_soon(fk.fd));
     close(fk.fd);
-    uint64_t until = secs(10);
+    until = secs(10);
     do {
         moirai_node_stats(a, &st);
     } while (st.protocol_errors < 1 && !moirai_deadline_expired(until));
@@ -772,8 +854,10 @@ Test(node, connect_errors)
     pthread_join(t, NULL);
     close(l);
 
-    /* A node whose id a declared dead. */
-    moirai_node_t *d = make(300, 0, 0);
+    /* A node whose incarnation a declared dead, and one older than that;
+     * a later one is admitted. */
+    moirai_node_t *d = make_inc(300, 5);
+    cr_assert_eq(moirai_node_incarnation(d), 5);
     link_nodes(a, d);
     moirai_node_destroy(d);
     moirai_node_stats_t st;
@@ -784,9 +868,18 @@ Test(node, connect_errors)
             usleep(1000);
     } while (st.peers_dead == 0 && !moirai_deadline_expired(until));
     cr_assert_eq(st.peers_dead, 1);
-    d = make(300, 0, 0);
+    static const uint64_t refused[] = {5, 4};
+    for (size_t i = 0; i < 2; i++) {
+        d = make_inc(300, refused[i]);
+        snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)moirai_node_port(d));
+        cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -EHOSTDOWN, "incarnation %llu",
+                     (unsigned long long)refused[i]);
+        moirai_node_destroy(d);
+    }
+    d = make_inc(300, 6);
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)moirai_node_port(d));
-    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), -EHOSTDOWN);
+    cr_assert_eq(moirai_node_connect(a, addr, secs(10)), 0);
+    cr_assert_eq(moirai_node_wait_peers(a, 1, secs(10)), 0);
     moirai_node_destroy(d);
     moirai_node_destroy(a);
 }
@@ -863,6 +956,702 @@ Test(node, out_of_memory)
     moirai_node_stats_t st;
     moirai_node_stats(a, &st);
     cr_assert_eq(st.tasks_sent, 1, "a failed spawn sent something");
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+}
+
+/* ---- Locality placement and rejoining ---- */
+
+static const uint64_t id_10 = 10, id_20 = 20, id_30 = 30;
+
+/* Waits until `n` sees exactly `count` live holders of `key`. */
+static void wait_holders(moirai_node_t *n, const char *key, long count)
+{
+    uint64_t until = secs(10);
+    long got;
+    while ((got = moirai_node_key_holders(n, key, NULL, 0)) != count &&
+           !moirai_deadline_expired(until))
+        usleep(1000);
+    cr_assert_eq(got, count, "holders of %s: %ld, not %ld", key, got, count);
+}
+
+static int spawn_key(moirai_node_t *a, const char *key, uint32_t flags, moirai_handle_t **h)
+{
+    moirai_remote_attr_t attr;
+    moirai_remote_attr_init(&attr);
+    attr.placement = MOIRAI_PLACEMENT_LOCALITY;
+    attr.key = key;
+    attr.flags = flags;
+    return moirai_node_spawn_attr(a, MOIRAI_NODE_ANY, "whoami", NULL, 0, &attr, h);
+}
+
+static uint64_t join_id(moirai_handle_t *h)
+{
+    void *v;
+    int rc = moirai_handle_join_timed(h, secs(10), &v);
+    cr_assert_eq(rc, 0, "join: %d", rc);
+    size_t len;
+    const void *d = moirai_remote_result_data(v, &len);
+    cr_assert_eq(len, sizeof(uint64_t));
+    uint64_t id;
+    memcpy(&id, d, sizeof id);
+    moirai_remote_result_free(v);
+    moirai_handle_release(h);
+    return id;
+}
+
+/* The key API's and moirai_node_spawn_attr()'s errors. */
+Test(node, key_and_attr_errors)
+{
+    moirai_node_t *a = make(1, 0, 0);
+    char longkey[65];
+    memset(longkey, 'k', 64);
+    longkey[64] = '\0';
+    cr_assert_eq(moirai_node_key_add(NULL, "k"), -EINVAL);
+    cr_assert_eq(moirai_node_key_add(a, NULL), -EINVAL);
+    cr_assert_eq(moirai_node_key_add(a, ""), -EINVAL);
+    cr_assert_eq(moirai_node_key_add(a, "a b"), -EINVAL);
+    cr_assert_eq(moirai_node_key_add(a, longkey), -EINVAL);
+    longkey[63] = '\0';
+    cr_assert_eq(moirai_node_key_add(a, longkey), 0);
+    cr_assert_eq(moirai_node_key_add(a, longkey), -EEXIST);
+    cr_assert_eq(moirai_node_key_remove(a, longkey), 0);
+    cr_assert_eq(moirai_node_key_remove(a, longkey), -ENOENT);
+    cr_assert_eq(moirai_node_key_remove(NULL, "k"), -EINVAL);
+    cr_assert_eq(moirai_node_key_remove(a, NULL), -EINVAL);
+    cr_assert_eq(moirai_node_key_remove(a, "a/b"), -EINVAL);
+    uint64_t ids[2];
+    cr_assert_eq(moirai_node_key_holders(NULL, "k", ids, 2), -EINVAL);
+    cr_assert_eq(moirai_node_key_holders(a, NULL, ids, 2), -EINVAL);
+    cr_assert_eq(moirai_node_key_holders(a, "a b", ids, 2), -EINVAL);
+    cr_assert_eq(moirai_node_key_holders(a, "k", NULL, 1), -EINVAL);
+    cr_assert_eq(moirai_node_key_holders(a, "k", NULL, 0), 0);
+    /* At most MOIRAI_NODE_KEYS_MAX keys; a prefix is another key. */
+    char k[16];
+    for (unsigned i = 0; i < MOIRAI_NODE_KEYS_MAX; i++) {
+        snprintf(k, sizeof k, "k%u", i);
+        cr_assert_eq(moirai_node_key_add(a, k), 0, "%s", k);
+    }
+    cr_assert_eq(moirai_node_key_add(a, "k"), -ENOSPC);
+    cr_assert_eq(moirai_node_key_remove(a, "k1"), 0);
+    cr_assert_eq(moirai_node_key_add(a, "k"), 0);
+    cr_assert_eq(moirai_node_key_add(a, "k1"), -ENOSPC);
+    cr_assert_eq(moirai_node_key_remove(a, "k10"), 0);
+    cr_assert_eq(moirai_node_key_add(a, "k1"), 0);
+    cr_assert_eq(moirai_node_key_remove(a, "k1"), 0);
+    cr_assert_eq(moirai_node_key_remove(a, "k1"), -ENOENT);
+    cr_assert_eq(moirai_node_key_remove(a, "k10"), -ENOENT);
+
+    moirai_handle_t *h = NULL;
+    moirai_remote_attr_t attr, zero;
+    memset(&zero, 0, sizeof zero);
+    moirai_remote_attr_init(&attr);
+    cr_assert_eq(memcmp(&attr, &zero, sizeof attr), 0, "attr_init is not all zero");
+    moirai_remote_attr_init(NULL);
+    /* Each bad combination. */
+    struct {
+        uint64_t target;
+        uint32_t flags;
+        int placement;
+        const char *key;
+    } bad[] = {
+        {0, 0x4, 0, NULL},
+        {0, MOIRAI_REMOTE_FALLBACK, 0, NULL},
+        {0, MOIRAI_REMOTE_FALLBACK, MOIRAI_PLACEMENT_LEAST_LOADED, NULL},
+        {0, 0, 4, NULL},
+        {0, 0, -1, NULL},
+        {0, 0, MOIRAI_PLACEMENT_DEFAULT, "k"},
+        {0, 0, MOIRAI_PLACEMENT_ROUND_ROBIN, "k"},
+        {0, 0, MOIRAI_PLACEMENT_LOCALITY, NULL},
+        {0, 0, MOIRAI_PLACEMENT_LOCALITY, ""},
+        {0, 0, MOIRAI_PLACEMENT_LOCALITY, "a b"},
+        {0, 0, MOIRAI_PLACEMENT_LOCALITY,
+         "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"},
+        {7, 0, MOIRAI_PLACEMENT_LOCALITY, "k"},
+        {7, 0, MOIRAI_PLACEMENT_ROUND_ROBIN, NULL},
+        {7, 0, MOIRAI_PLACEMENT_LEAST_LOADED, NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        moirai_remote_attr_init(&attr);
+        attr.flags = bad[i].flags;
+        attr.placement = (moirai_placement_t)bad[i].placement;
+        attr.key = bad[i].key;
+        cr_assert_eq(moirai_node_spawn_attr(a, bad[i].target, "echo", NULL, 0, &attr, &h), -EINVAL,
+                     "case %zu", i);
+        cr_assert_null(h);
+    }
+    moirai_remote_attr_init(&attr);
+    cr_assert_eq(moirai_node_spawn_attr(NULL, 0, "echo", NULL, 0, &attr, &h), -EINVAL);
+    cr_assert_eq(moirai_node_spawn_attr(a, 0, "a b", NULL, 0, &attr, &h), -EINVAL);
+    cr_assert_eq(moirai_node_spawn_attr(a, 0, "echo", NULL, 1, &attr, &h), -EINVAL);
+    /* The fallback flag belongs to the attributes only. */
+    cr_assert_eq(
+        moirai_node_spawn(a, 0, "echo", NULL, 0, MOIRAI_REMOTE_FALLBACK, MOIRAI_DEADLINE_NEVER, &h),
+        -EINVAL);
+    /* Good attributes (NULL: the defaults) with no peer. */
+    cr_assert_eq(moirai_node_spawn_attr(a, 0, "echo", NULL, 0, NULL, &h), -EHOSTUNREACH);
+    attr.placement = MOIRAI_PLACEMENT_LOCALITY;
+    attr.key = "k0";
+    cr_assert_eq(moirai_node_spawn_attr(a, 0, "echo", NULL, 0, &attr, &h), -ENOENT);
+    attr.flags = MOIRAI_REMOTE_FALLBACK;
+    cr_assert_eq(moirai_node_spawn_attr(a, 0, "echo", NULL, 0, &attr, &h), -EHOSTUNREACH);
+    cr_assert_null(h);
+    moirai_node_stats_t st;
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.tasks_sent, 0);
+    moirai_node_destroy(a);
+}
+
+/* Skewed keys on three nodes: b holds "shard-b", c "shard-c", both hold
+ * "both". Every task naming a key runs on its holder (each answers with
+ * the executing node's id); tasks naming a key held twice alternate
+ * between the holders; a key nobody holds is -ENOENT, or placed by the
+ * policy with the fallback flag; the spawner's own keys do not count; a
+ * removed key stops attracting tasks. Keys added before and after the
+ * connection both reach the spawner. */
+Test(node, locality_placement)
+{
+    moirai_node_t *a = make(10, 0, 0), *b = make(20, 0, 0), *c = make(30, 0, 0);
+    cr_assert_eq(moirai_node_register(b, "whoami", fn_whoami, (void *)&id_20), 0);
+    cr_assert_eq(moirai_node_register(c, "whoami", fn_whoami, (void *)&id_30), 0);
+    cr_assert_eq(moirai_node_key_add(b, "shard-b"), 0);
+    cr_assert_eq(moirai_node_key_add(b, "both"), 0);
+    cr_assert_eq(moirai_node_key_add(a, "mine"), 0);
+    link_nodes(a, b);
+    link_nodes(a, c);
+    cr_assert_eq(moirai_node_wait_peers(a, 2, secs(10)), 0);
+    cr_assert_eq(moirai_node_key_add(c, "shard-c"), 0);
+    cr_assert_eq(moirai_node_key_add(c, "both"), 0);
+    wait_holders(a, "shard-b", 1);
+    wait_holders(a, "shard-c", 1);
+    wait_holders(a, "both", 2);
+    uint64_t ids[3] = {0, 0, 0};
+    cr_assert_eq(moirai_node_key_holders(a, "both", ids, 3), 2);
+    cr_assert_eq(ids[0], 20);
+    cr_assert_eq(ids[1], 30);
+    cr_assert_eq(moirai_node_key_holders(a, "both", ids, 1), 2);
+    cr_assert_eq(moirai_node_key_holders(a, "mine", NULL, 0), 0);
+    cr_assert_eq(moirai_node_key_holders(b, "mine", ids, 3), 1);
+    cr_assert_eq(ids[0], 10);
+
+    enum { N = 100 };
+    static moirai_handle_t *hs[N];
+    static const struct {
+        const char *key;
+        uint64_t id;
+    } single[] = {{"shard-b", 20}, {"shard-c", 30}};
+    for (size_t k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(spawn_key(a, single[k].key, 0, &hs[i]), 0);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(join_id(hs[i]), single[k].id, "%s task %d", single[k].key, i);
+    }
+    int on[2] = {0, 0};
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(spawn_key(a, "both", MOIRAI_REMOTE_IDEMPOTENT, &hs[i]), 0);
+    for (int i = 0; i < N; i++) {
+        uint64_t id = join_id(hs[i]);
+        cr_assert(id == 20 || id == 30, "ran on %llu", (unsigned long long)id);
+        on[id == 30]++;
+    }
+    /* Round robin among the two holders: alternating. */
+    cr_assert_eq(on[0], N / 2);
+    cr_assert_eq(on[1], N / 2);
+
+    moirai_node_stats_t st;
+    moirai_node_stats(a, &st);
+    uint64_t sent = st.tasks_sent;
+    moirai_handle_t *h = NULL;
+    cr_assert_eq(spawn_key(a, "nobody", 0, &h), -ENOENT);
+    cr_assert_eq(spawn_key(a, "mine", 0, &h), -ENOENT);
+    cr_assert_null(h);
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.tasks_sent, sent, "a refused spawn sent something");
+    cr_assert_eq(spawn_key(a, "nobody", MOIRAI_REMOTE_FALLBACK, &h), 0);
+    uint64_t id = join_id(h);
+    cr_assert(id == 20 || id == 30);
+    /* A per-spawn policy other than the node's works with no key too. */
+    moirai_remote_attr_t attr;
+    moirai_remote_attr_init(&attr);
+    attr.placement = MOIRAI_PLACEMENT_LEAST_LOADED;
+    cr_assert_eq(moirai_node_spawn_attr(a, MOIRAI_NODE_ANY, "whoami", NULL, 0, &attr, &h), 0);
+    id = join_id(h);
+    cr_assert(id == 20 || id == 30);
+
+    /* b withdraws "both": every "both" task now goes to c. */
+    cr_assert_eq(moirai_node_key_remove(b, "both"), 0);
+    wait_holders(a, "both", 1);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(spawn_key(a, "both", 0, &hs[i]), 0);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(join_id(hs[i]), 30);
+    cr_assert_eq(moirai_node_key_remove(b, "shard-b"), 0);
+    wait_holders(a, "shard-b", 0);
+    cr_assert_eq(spawn_key(a, "shard-b", 0, &h), -ENOENT);
+    /* Added back, it is found again. */
+    cr_assert_eq(moirai_node_key_add(b, "shard-b"), 0);
+    wait_holders(a, "shard-b", 1);
+    cr_assert_eq(spawn_key(a, "shard-b", 0, &h), 0);
+    cr_assert_eq(join_id(h), 20);
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+    moirai_node_destroy(c);
+}
+
+/* The holder of a key dies with tasks on it: an idempotent task whose key
+ * another node holds is retried there; one whose only holder died ends
+ * with -EHOSTDOWN, unless it may fall back to the node's policy; a plain
+ * one ends with -EHOSTDOWN. Each ends exactly once, and the dead holder's
+ * keys are forgotten. */
+Test(node, locality_holder_dies)
+{
+    moirai_node_t *a = make(10, 0, 0), *b = make(20, 0, 0), *c = make(30, 0, 0);
+    cr_assert_eq(moirai_node_register(b, "whoami", fn_whoami, (void *)&id_20), 0);
+    cr_assert_eq(moirai_node_register(c, "whoami", fn_wait_cancel, NULL), 0);
+    cr_assert_eq(moirai_node_key_add(b, "both"), 0);
+    cr_assert_eq(moirai_node_key_add(c, "both"), 0);
+    cr_assert_eq(moirai_node_key_add(c, "c-only"), 0);
+    link_nodes(a, b);
+    link_nodes(a, c);
+    wait_holders(a, "both", 2);
+    wait_holders(a, "c-only", 1);
+    enum { N = 10 };
+    moirai_handle_t *both[N], *plain, *idem, *fallback;
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(spawn_key(a, "both", MOIRAI_REMOTE_IDEMPOTENT, &both[i]), 0);
+    cr_assert_eq(spawn_key(a, "c-only", 0, &plain), 0);
+    cr_assert_eq(spawn_key(a, "c-only", MOIRAI_REMOTE_IDEMPOTENT, &idem), 0);
+    cr_assert_eq(
+        spawn_key(a, "c-only", MOIRAI_REMOTE_IDEMPOTENT | MOIRAI_REMOTE_FALLBACK, &fallback), 0);
+    moirai_node_stats_t on_c;
+    cr_assert_eq(moirai_node_peer_stats(a, 30, &on_c), 0);
+    cr_assert_eq(on_c.tasks_sent, N / 2 + 3);
+    moirai_node_destroy(c);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(join_id(both[i]), 20, "task %d", i);
+    cr_assert_eq(moirai_handle_join_timed(plain, secs(10), NULL), -EHOSTDOWN);
+    cr_assert_eq(moirai_handle_join_timed(idem, secs(10), NULL), -EHOSTDOWN);
+    cr_assert_eq(join_id(fallback), 20);
+    moirai_handle_release(plain);
+    moirai_handle_release(idem);
+    moirai_node_stats_t st;
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.tasks_retried, N / 2 + 1);
+    cr_assert_eq(st.tasks_failed, 2);
+    cr_assert_eq(st.tasks_completed, N + 1);
+    cr_assert_eq(moirai_node_key_holders(a, "c-only", NULL, 0), 0);
+    cr_assert_eq(moirai_node_key_holders(a, "both", NULL, 0), 1);
+    moirai_handle_t *h;
+    cr_assert_eq(spawn_key(a, "c-only", 0, &h), -ENOENT);
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+}
+
+/* A peer may not announce more than MOIRAI_NODE_KEYS_MAX keys: the one
+ * beyond closes its connection as a protocol error; the node goes on. */
+Test(node, peer_key_bound)
+{
+    /* The fake peer never sends heartbeats: allow it 10 s of silence. */
+    moirai_node_t *a = make(100, 100000000ull, 100);
+    struct fake fk;
+    fake_join(&fk, moirai_node_port(a), 5, (const uint8_t *)key, sizeof key - 1);
+    static uint8_t buf[1 << 16];
+    struct frame f;
+    fexpect(fk.fd, FRAME_HEARTBEAT, buf, sizeof buf, &f);
+    cr_assert_eq(moirai_node_wait_peers(a, 1, secs(10)), 0);
+    uint8_t body[1 + 16];
+    body[0] = FRAME_KEY_ADD;
+    for (unsigned i = 0; i < MOIRAI_NODE_KEYS_MAX; i++) {
+        int n = snprintf((char *)body + 1, 16, "key%u", i);
+        fsend(fk.fd, FRAME_KEY, 0, 0, body, (uint32_t)(1 + n));
+    }
+    /* The same key again, and removing one it does not hold, change
+     * nothing. */
+    memcpy(body + 1, "key5", 4);
+    fsend(fk.fd, FRAME_KEY, 0, 0, body, 1 + 4);
+    body[0] = FRAME_KEY_REMOVE;
+    memcpy(body + 1, "nokey", 5);
+    fsend(fk.fd, FRAME_KEY, 0, 0, body, 1 + 5);
+    body[0] = FRAME_KEY_ADD;
+    wait_holders(a, "key0", 1);
+    wait_holders(a, "key1023", 1);
+    fsend(fk.fd, FRAME_KEY, 0, 0, body, 1 + snprintf((char *)body + 1, 16, "one-too-many"));
+    cr_assert(closed_soon(fk.fd));
+    close(fk.fd);
+    moirai_node_stats_t st;
+    uint64_t until = secs(10);
+    do {
+        moirai_node_stats(a, &st);
+    } while (st.protocol_errors < 1 && !moirai_deadline_expired(until));
+    cr_assert_eq(st.protocol_errors, 1);
+    cr_assert_eq(moirai_node_key_holders(a, "key0", NULL, 0), 0);
+    moirai_node_destroy(a);
+}
+
+/* A node that comes back under the same id with a later incarnation
+ * before its death was noticed: its new connection replaces the old one,
+ * whose tasks end (-EHOSTDOWN) exactly once, and the new one serves. A
+ * KEY frame announced by the old incarnation is forgotten. */
+Test(node, rejoin_replaces_older_incarnation)
+{
+    moirai_node_t *a = make(100, 100000000ull, 100);
+    struct fake old, fresh;
+    static uint8_t buf[1 << 16];
+    struct frame f;
+    fake_join_inc(&old, moirai_node_port(a), 5, 7, (const uint8_t *)key, sizeof key - 1);
+    fexpect(old.fd, FRAME_HEARTBEAT, buf, sizeof buf, &f);
+    cr_assert_eq(moirai_node_wait_peers(a, 1, secs(10)), 0);
+    uint8_t kb[] = {FRAME_KEY_ADD, 'o', 'l', 'd'};
+    fsend(old.fd, FRAME_KEY, 0, 0, kb, sizeof kb);
+    wait_holders(a, "old", 1);
+    moirai_handle_t *h;
+    cr_assert_eq(moirai_node_spawn(a, 5, "echo", "p", 1, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    fexpect(old.fd, FRAME_SPAWN, buf, sizeof buf, &f);
+    uint64_t tid = f.task_id;
+    /* An equal incarnation is a duplicate: refused, the old one stays. */
+    fake_join_inc(&fresh, moirai_node_port(a), 5, 7, (const uint8_t *)key, sizeof key - 1);
+    cr_assert(closed_soon(fresh.fd));
+    close(fresh.fd);
+    cr_assert_eq(moirai_handle_try_join(h, NULL), -EAGAIN);
+    /* A later one takes over. */
+    fake_join_inc(&fresh, moirai_node_port(a), 5, 8, (const uint8_t *)key, sizeof key - 1);
+    fexpect(fresh.fd, FRAME_HEARTBEAT, buf, sizeof buf, &f);
+    cr_assert(closed_soon(old.fd));
+    close(old.fd);
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), NULL), -EHOSTDOWN);
+    moirai_handle_release(h);
+    cr_assert_eq(moirai_node_wait_peers(a, 1, secs(10)), 0);
+    cr_assert_eq(moirai_node_key_holders(a, "old", NULL, 0), 0);
+    /* The old task's answer on the new connection is ignored; a new task
+     * is answered there. */
+    fsend(fresh.fd, FRAME_RESULT, 0, tid, "late", 4);
+    cr_assert_eq(moirai_node_spawn(a, 5, "echo", "n", 1, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+    fexpect(fresh.fd, FRAME_SPAWN, buf, sizeof buf, &f);
+    fsend(fresh.fd, FRAME_RESULT, 0, f.task_id, "new", 3);
+    void *v;
+    cr_assert_eq(moirai_handle_join_timed(h, secs(10), &v), 0);
+    size_t len;
+    const char *d = moirai_remote_result_data(v, &len);
+    cr_assert_eq(len, 3);
+    cr_assert_eq(memcmp(d, "new", 3), 0);
+    moirai_remote_result_free(v);
+    moirai_handle_release(h);
+    moirai_node_stats_t st;
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.tasks_failed, 1);
+    cr_assert_eq(st.tasks_completed, 1);
+    cr_assert_eq(st.peers_dead, 1);
+    close(fresh.fd);
+    moirai_node_destroy(a);
+}
+
+/* Three nodes; c runs a task of a's and one of b's, then is destroyed and
+ * declared dead by both. Recreated under the same id (a later, automatic
+ * incarnation) with the same key, it joins through a, becomes alive on
+ * both a and b (b learns it from a's membership frame and dials it), and
+ * runs their new locality tasks; the old tasks ended exactly once (a's
+ * plain one -EHOSTDOWN, b's idempotent one retried on a) and none of them
+ * reached the new c. */
+Test(node, rejoin_same_id)
+{
+    moirai_node_t *a = make(10, 0, 0), *b = make(20, 0, 0), *c = make(30, 0, 0);
+    cr_assert_eq(moirai_node_register(a, "hold", fn_whoami, (void *)&id_10), 0);
+    cr_assert_eq(moirai_node_register(b, "hold", fn_whoami, (void *)&id_20), 0);
+    cr_assert_eq(moirai_node_register(c, "hold", fn_wait_cancel, NULL), 0);
+    cr_assert_eq(moirai_node_key_add(c, "kc"), 0);
+    link_nodes(a, b);
+    link_nodes(a, c);
+    /* The mesh: b and c meet through a's membership frames. */
+    cr_assert_eq(moirai_node_wait_peers(b, 2, secs(10)), 0);
+    cr_assert_eq(moirai_node_wait_peers(c, 2, secs(10)), 0);
+    wait_holders(b, "kc", 1);
+    atomic_store(&waiters_started, 0);
+    moirai_handle_t *ha, *hb;
+    cr_assert_eq(moirai_node_spawn(a, 30, "hold", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &ha), 0);
+    cr_assert_eq(moirai_node_spawn(b, 30, "hold", NULL, 0, MOIRAI_REMOTE_IDEMPOTENT,
+                                   MOIRAI_DEADLINE_NEVER, &hb),
+                 0);
+    uint64_t until = secs(10);
+    while (atomic_load(&waiters_started) < 2 && !moirai_deadline_expired(until))
+        usleep(1000);
+    cr_assert_eq(atomic_load(&waiters_started), 2);
+    uint64_t old_inc = moirai_node_incarnation(c);
+    moirai_node_destroy(c);
+    cr_assert_eq(moirai_handle_join_timed(ha, secs(10), NULL), -EHOSTDOWN);
+    cr_assert_eq(join_id(hb), 10, "b's idempotent task was not retried on a");
+    moirai_node_stats_t st;
+    until = secs(10);
+    do {
+        moirai_node_stats(b, &st);
+    } while (st.peers_dead < 1 && !moirai_deadline_expired(until));
+    cr_assert_eq(st.peers_dead, 1);
+    cr_assert_eq(moirai_node_peers(a, NULL, 0), 1);
+    cr_assert_eq(moirai_node_peers(b, NULL, 0), 1);
+    cr_assert_eq(spawn_key(a, "kc", 0, &hb), -ENOENT);
+
+    c = make(30, 0, 0);
+    cr_assert_gt(moirai_node_incarnation(c), old_inc);
+    cr_assert_eq(moirai_node_register(c, "whoami", fn_whoami, (void *)&id_30), 0);
+    cr_assert_eq(moirai_node_key_add(c, "kc"), 0);
+    link_nodes(c, a);
+    cr_assert_eq(moirai_node_wait_peers(a, 2, secs(10)), 0);
+    cr_assert_eq(moirai_node_wait_peers(b, 2, secs(10)), 0);
+    cr_assert_eq(moirai_node_wait_peers(c, 2, secs(10)), 0);
+    uint64_t ids[2];
+    cr_assert_eq(moirai_node_peers(b, ids, 2), 2);
+    cr_assert_eq(ids[1], 30);
+    wait_holders(a, "kc", 1);
+    wait_holders(b, "kc", 1);
+    enum { N = 20 };
+    moirai_handle_t *hs[2 * N];
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(spawn_key(a, "kc", 0, &hs[i]), 0);
+        cr_assert_eq(spawn_key(b, "kc", 0, &hs[N + i]), 0);
+    }
+    for (int i = 0; i < 2 * N; i++)
+        cr_assert_eq(join_id(hs[i]), 30, "task %d", i);
+    /* The old tasks ended once: nothing later touched them. */
+    cr_assert_eq(moirai_handle_try_join(ha, NULL), -EHOSTDOWN);
+    moirai_handle_release(ha);
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.tasks_failed, 1);
+    cr_assert_eq(st.tasks_completed, N);
+    cr_assert_eq(st.peers_dead, 1);
+    moirai_node_stats(b, &st);
+    cr_assert_eq(st.tasks_failed, 0);
+    cr_assert_eq(st.tasks_retried, 1);
+    cr_assert_eq(st.tasks_completed, N + 1);
+    moirai_node_stats(c, &st);
+    cr_assert_eq(st.tasks_received, 2 * N, "an old task reached the new incarnation");
+    moirai_node_stats_t ps;
+    cr_assert_eq(moirai_node_peer_stats(a, 30, &ps), 0);
+    cr_assert_eq(ps.peers_dead, 1);
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+    moirai_node_destroy(c);
+}
+
+/* A node restarted under the same id before anyone noticed the old one
+ * die (here the old one is even still running): the new incarnation
+ * dials a, a's larger-id bounce finds a live connection to the earlier
+ * incarnation, declares it dead (its task -EHOSTDOWN, once) and dials the
+ * new one back, which then runs a's tasks. The old one, cut off, sees a
+ * die; a never goes back to it. */
+Test(node, rejoin_before_death_noticed)
+{
+    moirai_node_t *a = make(10, 0, 0), *c = make_inc(30, 100);
+    cr_assert_eq(moirai_node_register(c, "hold", fn_wait_cancel, NULL), 0);
+    link_nodes(a, c);
+    moirai_handle_t *old;
+    cr_assert_eq(moirai_node_spawn(a, 30, "hold", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &old), 0);
+    moirai_node_t *c2 = make_inc(30, 101);
+    cr_assert_eq(moirai_node_register(c2, "whoami", fn_whoami, (void *)&id_30), 0);
+    cr_assert_eq(moirai_node_register(c2, "hold", fn_whoami, (void *)&id_30), 0);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)moirai_node_port(a));
+    cr_assert_eq(moirai_node_connect(c2, addr, secs(10)), 0);
+    cr_assert_eq(moirai_handle_join_timed(old, secs(10), NULL), -EHOSTDOWN);
+    moirai_handle_release(old);
+    cr_assert_eq(moirai_node_wait_peers(c2, 1, secs(10)), 0);
+    moirai_node_stats_t st;
+    uint64_t until = secs(10);
+    do {
+        moirai_node_stats(c, &st);
+    } while (st.peers_dead < 1 && !moirai_deadline_expired(until));
+    cr_assert_eq(st.peers_dead, 1, "the old incarnation was not cut off");
+    cr_assert_eq(moirai_node_wait_peers(a, 1, secs(10)), 0);
+    for (int i = 0; i < 10; i++) {
+        moirai_handle_t *h;
+        cr_assert_eq(moirai_node_spawn(a, 30, "hold", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &h), 0);
+        cr_assert_eq(join_id(h), 30);
+    }
+    moirai_node_stats(c2, &st);
+    cr_assert_eq(st.tasks_received, 10);
+    moirai_node_stats(a, &st);
+    cr_assert_eq(st.tasks_failed, 1);
+    cr_assert_eq(st.tasks_completed, 10);
+    cr_assert_eq(st.peers_dead, 1);
+    moirai_node_destroy(c2);
+    moirai_node_destroy(a);
+    moirai_node_destroy(c);
+}
+
+static int op_key_add(void *ctx)
+{
+    return moirai_node_key_add(ctx, "oom-key");
+}
+
+static int op_key_remove(void *ctx)
+{
+    return moirai_node_key_remove(ctx, "oom-key");
+}
+
+/* Adding and removing a key with a live peer: -ENOMEM leaves the set as
+ * it was (and the peer untold), success tells the peer. */
+Test(node, keys_out_of_memory)
+{
+    moirai_node_t *a = make(10, 0, 0), *b = make(20, 0, 0);
+    link_nodes(a, b);
+    moirai_test_oom_install();
+    long fails = MOIRAI_TEST_OOM_SWEEP(op_key_add, NULL, a);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(fails, 0);
+    cr_assert_eq(moirai_node_key_add(a, "oom-key"), -EEXIST);
+    wait_holders(b, "oom-key", 1);
+    moirai_test_oom_install();
+    fails = MOIRAI_TEST_OOM_SWEEP(op_key_remove, NULL, a);
+    moirai_test_oom_uninstall();
+    cr_assert_gt(fails, 0);
+    cr_assert_eq(moirai_node_key_remove(a, "oom-key"), -ENOENT);
+    wait_holders(b, "oom-key", 0);
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+}
+
+/* Locality under a least-loaded node: among the holders of a key the
+ * least loaded one gets the tasks. b and c hold "k", d (idle) does not;
+ * b runs two long tasks. Every "k" task goes to c: never to b (loaded),
+ * never to d (idle, but without the key). */
+Test(node, locality_least_loaded_holder)
+{
+    static const uint64_t id_40 = 40;
+    moirai_node_config_t cfg;
+    base_config(&cfg, 10);
+    cfg.placement = MOIRAI_PLACEMENT_LEAST_LOADED;
+    moirai_node_t *a;
+    cr_assert_eq(moirai_node_create(&a, &cfg), 0);
+    moirai_node_t *b = make(20, 0, 0), *c = make(30, 0, 0), *d = make(40, 0, 0);
+    cr_assert_eq(moirai_node_register(b, "whoami", fn_whoami, (void *)&id_20), 0);
+    cr_assert_eq(moirai_node_register(c, "whoami", fn_whoami, (void *)&id_30), 0);
+    cr_assert_eq(moirai_node_register(d, "whoami", fn_whoami, (void *)&id_40), 0);
+    cr_assert_eq(moirai_node_register(b, "wait", fn_wait_cancel, NULL), 0);
+    cr_assert_eq(moirai_node_key_add(b, "k"), 0);
+    cr_assert_eq(moirai_node_key_add(c, "k"), 0);
+    link_nodes(a, b);
+    link_nodes(a, c);
+    link_nodes(a, d);
+    cr_assert_eq(moirai_node_wait_peers(a, 3, secs(10)), 0);
+    wait_holders(a, "k", 2);
+    moirai_handle_t *w[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(moirai_node_spawn(a, 20, "wait", NULL, 0, 0, MOIRAI_DEADLINE_NEVER, &w[i]), 0);
+    for (int i = 0; i < 30; i++) {
+        moirai_handle_t *h;
+        cr_assert_eq(spawn_key(a, "k", 0, &h), 0);
+        cr_assert_eq(join_id(h), 30, "task %d", i);
+    }
+    for (int i = 0; i < 2; i++) {
+        moirai_handle_cancel(w[i]);
+        cr_assert_eq(moirai_handle_join_timed(w[i], secs(10), NULL), -ECANCELED);
+        moirai_handle_release(w[i]);
+    }
+    moirai_node_stats_t sd;
+    moirai_node_stats(d, &sd);
+    cr_assert_eq(sd.tasks_received, 0, "the node without the key got a task");
+    moirai_node_destroy(a);
+    moirai_node_destroy(b);
+    moirai_node_destroy(c);
+    moirai_node_destroy(d);
+}
+
+/* Frames through each connection's batcher: several threads spawn small
+ * and large tasks at once (large ones skip the batcher after flushing
+ * it; at 256 KiB, several at once, they overflow what the socket takes
+ * at once, so that direct writes leave a rest for the writer fiber);
+ * every task ends exactly once with its own payload back, and the
+ * batching counters agree with what was sent. */
+#define BATCH_THREADS 4
+#define BATCH_TASKS   100
+#define BATCH_BIG     (256 * 1024)
+
+struct batch_worker {
+    moirai_node_t *node;
+    uint64_t target;
+    int idx;
+    int ok;
+};
+
+static void *batch_spawner(void *arg)
+{
+    struct batch_worker *w = arg;
+    moirai_handle_t *h[BATCH_TASKS];
+    static uint8_t big[BATCH_THREADS][BATCH_BIG];
+    for (int i = 0; i < BATCH_TASKS; i++) {
+        uint32_t tag = (uint32_t)(w->idx * BATCH_TASKS + i);
+        /* Every tenth task carries BATCH_BIG bytes, more than a small
+         * frame. */
+        size_t len = i % 10 == 9 ? sizeof big[0] : sizeof tag;
+        uint8_t *payload = len == sizeof tag ? (uint8_t *)&tag : big[w->idx];
+        if (len != sizeof tag) {
+            memset(big[w->idx], (int)(tag & 0xff), sizeof big[0]);
+            memcpy(big[w->idx], &tag, sizeof tag);
+        }
+        if (moirai_node_spawn(w->node, w->target, "echo", payload, len, 0, MOIRAI_DEADLINE_NEVER,
+                              &h[i]) != 0)
+            return NULL;
+    }
+    for (int i = 0; i < BATCH_TASKS; i++) {
+        void *v = NULL;
+        if (moirai_handle_join_timed(h[i], secs(30), &v) == 0) {
+            size_t len;
+            const uint8_t *d = moirai_remote_result_data(v, &len);
+            uint32_t tag = (uint32_t)(w->idx * BATCH_TASKS + i), got;
+            size_t want = i % 10 == 9 ? BATCH_BIG : sizeof tag;
+            memcpy(&got, d, sizeof got);
+            if (len == want && got == tag && (want == sizeof tag || d[want - 1] == (tag & 0xff)))
+                w->ok++;
+        }
+        moirai_remote_result_free(v);
+        moirai_handle_release(h[i]);
+    }
+    return NULL;
+}
+
+static moirai_node_t *make_big(uint64_t id)
+{
+    moirai_node_config_t cfg;
+    base_config(&cfg, id);
+    cfg.max_payload = BATCH_BIG;
+    moirai_node_t *n = NULL;
+    cr_assert_eq(moirai_node_create(&n, &cfg), 0);
+    return n;
+}
+
+Test(node, batched_frames)
+{
+    moirai_node_t *a = make_big(30), *b = make_big(40);
+    cr_assert_eq(moirai_node_register(b, "echo", fn_echo, NULL), 0);
+    link_nodes(a, b);
+    pthread_t t[BATCH_THREADS];
+    struct batch_worker w[BATCH_THREADS];
+    for (int i = 0; i < BATCH_THREADS; i++) {
+        w[i] = (struct batch_worker){a, 40, i, 0};
+        cr_assert_eq(pthread_create(&t[i], NULL, batch_spawner, &w[i]), 0);
+    }
+    for (int i = 0; i < BATCH_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(w[i].ok, BATCH_TASKS, "thread %d: %d of %d tasks right", i, w[i].ok,
+                     BATCH_TASKS);
+    }
+    moirai_node_stats_t sa, sb, pa;
+    moirai_node_stats(a, &sa);
+    moirai_node_stats(b, &sb);
+    cr_assert_eq(moirai_node_peer_stats(a, 40, &pa), 0);
+    /* Small spawns (9 in 10) went through a's batcher, small results
+     * through b's; each batch holds at least one frame. */
+    uint64_t small = BATCH_THREADS * (BATCH_TASKS - BATCH_TASKS / 10);
+    cr_assert_geq(sa.batched_frames, small);
+    cr_assert_geq(sb.batched_frames, small);
+    cr_assert_geq(sa.batches, 1);
+    cr_assert_leq(sa.batches, sa.batched_frames);
+    cr_assert_leq(sb.batches, sb.batched_frames);
+    /* The peer's counters are part of the node's. */
+    cr_assert_geq(pa.batched_frames, small);
+    cr_assert_leq(pa.batched_frames, sa.batched_frames);
+    cr_assert_eq(sa.tasks_completed, BATCH_THREADS * BATCH_TASKS);
+    cr_log_info("a: %llu frames in %llu batches; b: %llu in %llu",
+                (unsigned long long)sa.batched_frames, (unsigned long long)sa.batches,
+                (unsigned long long)sb.batched_frames, (unsigned long long)sb.batches);
     moirai_node_destroy(a);
     moirai_node_destroy(b);
 }

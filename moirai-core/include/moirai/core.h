@@ -7,6 +7,7 @@
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/atomic.h>
+#include <moirai/core/cache.h>
 #include <moirai/core/clock.h>
 #include <moirai/core/error.h>
 #include <moirai/core/executor.h>

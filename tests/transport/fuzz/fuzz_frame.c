@@ -57,6 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case FRAME_HELLO:
         case FRAME_AUTH_CHALLENGE:
             touch(f.u.hello.raw, FRAME_HELLO_SIZE);
+            if (f.u.hello.node_id == 0 || f.u.hello.incarnation == 0)
+                abort();
             if (f.type == FRAME_AUTH_CHALLENGE)
                 touch(f.challenge_mac, FRAME_MAC_SIZE);
             break;
@@ -69,10 +71,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (uint32_t i = 0; i < f.u.members.count; i++) {
                 struct frame_member m;
                 moirai__frame_member_at(&f, i, &m);
-                if (m.node_id == 0 ||
+                if (m.node_id == 0 || m.incarnation == 0 ||
                     (m.state != FRAME_MEMBER_ALIVE && m.state != FRAME_MEMBER_DEAD))
                     abort();
             }
+            break;
+        case FRAME_KEY:
+            if ((f.u.key.op != FRAME_KEY_ADD && f.u.key.op != FRAME_KEY_REMOVE) ||
+                !moirai__frame_name_valid(f.u.key.name, f.u.key.len) ||
+                f.u.key.len + 1 != f.payload_len)
+                abort();
             break;
         case FRAME_ERROR:
             if (f.u.error >= 0 || f.u.error < -4095)

@@ -75,9 +75,12 @@ MOIRAI_CORE_API const moirai_cancel_token_t *moirai_handle_token(const moirai_ha
 /* Runs `fn(arg)` as the task of `handle`: starts the handle, calls the
  * function with the handle's token, and completes the handle with its
  * result or error. If the handle cannot start (cancelled first) the
- * function is not called and -ECANCELED is returned. `handle` may be NULL:
- * the function is then just called with a NULL token. Returns the task's
- * status (0 or its negative errno), -ECANCELED as above, or -EALREADY if
+ * function is not called and -ECANCELED is returned. If the task's start
+ * deadline (moirai_task_attr_t.deadline, given to the spawn) has passed,
+ * the handle fails with -ETIMEDOUT and the function is not called.
+ * `handle` may be NULL: the function is then just called with a NULL
+ * token. Returns the task's status (0 or its negative errno), -ECANCELED
+ * or -ETIMEDOUT as above, or -EALREADY if
  * the task completed its own handle some other way. Blocks for as long as
  * the function runs. */
 MOIRAI_CORE_API int moirai_handle_run(moirai_handle_t *handle, moirai_task_fn fn, void *arg);

@@ -45,7 +45,14 @@ typedef struct moirai_task_attr {
     moirai_priority_t priority; /* MOIRAI_PRIORITY_NORMAL by default */
     moirai_locality_t locality; /* MOIRAI_LOCALITY_ANY by default */
     int locality_index;         /* CPU number or node index, per `locality` */
-    uint64_t deadline;          /* absolute, moirai_clock_now_ns() scale; MOIRAI_DEADLINE_NEVER */
+    /* Start deadline, absolute on moirai_clock_now_ns(): a task that has
+     * not started by then does not run, and its handle fails with
+     * -ETIMEDOUT (checked by moirai_handle_run(), which every executor of
+     * Moirai runs tasks through; a task spawned without a handle has no
+     * one to tell and runs regardless). A started task is never stopped by
+     * it: that is what cancellation is for. 0 or MOIRAI_DEADLINE_NEVER:
+     * none. */
+    uint64_t deadline;
 } moirai_task_attr_t;
 
 /* The default task attributes, as a static initialiser: no name, normal

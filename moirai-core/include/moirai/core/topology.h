@@ -47,6 +47,15 @@ typedef enum moirai_topology_source {
 extern "C" {
 #endif
 
+/* Detects the topology now if no query has done so yet. The queries
+ * below detect it on first use too, but answer as one CPU and one node
+ * when that runs out of memory; a creator that sizes itself by the
+ * topology calls this first so the failure surfaces instead. Thread-safe;
+ * may take a lock and read sysfs on its first call, then returns at
+ * once. Returns 0, or -ENOMEM (nothing changed; a later call or query
+ * tries again). Acquire: a 0 return makes the topology visible. */
+MOIRAI_CORE_API int moirai_topology_load(void);
+
 /* Number of CPUs in the topology (online CPUs for a detected one); at
  * least 1. */
 MOIRAI_CORE_API int moirai_topology_cpu_count(void);

@@ -1,9 +1,10 @@
 /* Alignment helpers: cache-line constants and padding, cache-line-aligned
  * allocation, alignment arithmetic and prefetching.
  *
- * Two cache-line sizes exist. MOIRAI_CACHE_LINE is a compile-time
- * constant (64, right for x86-64 and most aarch64 parts) used to lay out
- * structures: padding must be known when the code is compiled.
+ * Two cache-line sizes exist. MOIRAI_CACHE_LINE (core's
+ * <moirai/core/cache.h>, included here) is a compile-time constant (64,
+ * right for x86-64 and most aarch64 parts) used to lay out structures:
+ * padding must be known when the code is compiled.
  * moirai_cache_line_size() is the machine's real line size, read from
  * core's topology (sysfs), for decisions made at run time; allocations
  * here are aligned to the larger of the two, so padding by the constant is
@@ -14,10 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <moirai/core/cache.h>
 #include <moirai/mem/export.h>
-
-/* The static cache-line size used for padding and alignment attributes. */
-#define MOIRAI_CACHE_LINE 64
 
 /* Aligns a variable, a structure member or a type to a cache line:
  *     struct counter { MOIRAI_CACHE_ALIGNED _Atomic long value; };   */

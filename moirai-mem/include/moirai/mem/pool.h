@@ -130,8 +130,11 @@ MOIRAI_MEM_API void moirai_pool_config_init(moirai_pool_config_t *cfg, size_t ob
  * Returns 0 and stores the pool in `*out`; -EINVAL for NULL arguments,
  * object_size 0 or above 1 GiB, an alignment that is not a power of two or
  * exceeds 4096, magazine_size above 4096, prepopulate above a set
- * capacity, or only one of chunk_alloc / chunk_free; -ENOMEM when memory
- * (for the pool or the prepopulated objects) cannot be had. On error
+ * capacity, prepopulate or chunk_objects times the object stride (size
+ * rounded up to the alignment) above SIZE_MAX / 4, or only one of
+ * chunk_alloc / chunk_free; -ENOMEM when memory (for the pool or the
+ * prepopulated objects) cannot be had, at once when the prepopulated
+ * objects alone would exceed the machine's physical memory. On error
  * `*out` is untouched and nothing is leaked. */
 MOIRAI_MEM_API int moirai_pool_create(moirai_pool_t **out, const moirai_pool_config_t *cfg);
 

@@ -48,13 +48,14 @@ extern "C" {
 /* Runs `a(arg_a)` and `b(arg_b)`, possibly in parallel, and returns when
  * both have returned. `sched` NULL means the scheduler of the calling
  * worker, or of the external join whose `a` or `b` the calling thread is
- * running; from any other thread, a NULL `sched` runs `a` then `b` on the
- * caller. From outside the pool the caller takes part (see above) unless
- * cfg.callers_wait. Blocks (helping, on a worker and on an outside caller
- * that takes part). Thread-safe. Returns 0, or
- * -EINVAL (NULL a or b) or -ESHUTDOWN (destroy has begun, caller neither a
- * worker nor inside an external join accepted before); on error neither
- * function has run. */
+ * running; from any other thread, the process's default scheduler
+ * (moirai_sched_default()). From outside the pool the caller takes part
+ * (see above) unless cfg.callers_wait. Blocks (helping, on a worker and on
+ * an outside caller that takes part). Thread-safe. Returns 0, or
+ * -EINVAL (NULL a or b), -ESHUTDOWN (destroy has begun, caller neither a
+ * worker nor inside an external join accepted before), or -ENOMEM /
+ * -EAGAIN (NULL `sched` and the default scheduler could not be created);
+ * on error neither function has run. */
 MOIRAI_SCHED_API int moirai_join(moirai_sched_t *sched, moirai_join_fn a, void *arg_a,
                                  moirai_join_fn b, void *arg_b);
 

@@ -11,8 +11,10 @@
  * the work as moirai_join()'s outside caller does (so `workers = 1` plus
  * the caller is two threads), unless the scheduler was created with
  * callers_wait (then only its workers run it). `sched` NULL means the
- * scheduler of the calling worker; from any other thread a NULL `sched`
- * runs everything on the caller. Memory ordering: as moirai_join(). */
+ * scheduler of the calling worker, and from any other thread the
+ * process's default scheduler (moirai_sched_default(); if it cannot be
+ * created, its -ENOMEM or -EAGAIN, and nothing has run). Memory ordering:
+ * as moirai_join(). */
 #ifndef MOIRAI_SCHED_PARALLEL_H
 #define MOIRAI_SCHED_PARALLEL_H
 

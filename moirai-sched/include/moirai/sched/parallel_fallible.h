@@ -4,8 +4,8 @@
  * They split [begin, end) exactly as moirai_parallel_for() and
  * moirai_parallel_reduce() do (moirai/sched/parallel.h: recursive halving
  * with moirai_join(), grain 0 for about 8 pieces per worker, `sched` NULL
- * for the calling worker's scheduler or, on any other thread, everything
- * on the caller; called from outside the pool with a scheduler, the
+ * for the calling worker's scheduler or, on any other thread, the
+ * process's default one; called from outside the pool, the
  * caller takes part as moirai_join()'s does, so `workers = 1` plus the
  * caller is two threads unless the scheduler has callers_wait), with two
  * differences:

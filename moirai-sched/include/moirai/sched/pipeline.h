@@ -64,11 +64,13 @@ extern "C" {
 #endif
 
 /* Runs the pipeline of `count` stages on `sched` (NULL: the scheduler of
- * the calling worker; -EINVAL from any other thread) until the source ends
- * and every item has left the last stage. Blocks (helping, on a worker).
- * Returns 0, the first stage error, -EINVAL (NULL stages or fn, count 0,
- * max_in_flight 0, a parallel source, an unknown mode), -ENOMEM (before any
- * stage ran) or -ESHUTDOWN. */
+ * the calling worker, and from any other thread the process's default
+ * scheduler, moirai_sched_default()) until the source ends and every item
+ * has left the last stage. Blocks (helping, on a worker). Returns 0, the
+ * first stage error, -EINVAL (NULL stages or fn, count 0, max_in_flight 0,
+ * a parallel source, an unknown mode), -ENOMEM (before any stage ran),
+ * -EAGAIN (NULL `sched` and the default scheduler's threads could not be
+ * started) or -ESHUTDOWN. */
 MOIRAI_SCHED_API int moirai_pipeline_run(moirai_sched_t *sched, size_t max_in_flight,
                                          const moirai_pipeline_stage_t *stages, size_t count);
 

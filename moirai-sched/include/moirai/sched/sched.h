@@ -34,12 +34,16 @@
  * Priorities and aging: within the injector, the level with the most urgent
  * *effective* priority runs first (FIFO within a level). A level that has
  * had tasks waiting, none of which has been taken for k whole periods of
- * `aging_ns`, competes as k levels more urgent (never beyond CRITICAL); its
+ * `aging_ns`, competes as k levels more urgent, on past CRITICAL; its
  * clock restarts whenever one of its tasks is taken or it becomes
- * non-empty. So a BACKGROUND task waits at most about 4 * aging_ns plus the
- * run time of the tasks already running before it counts as CRITICAL, and
- * no level starves. With `aging_ns` 0 the levels are strict and lower ones
- * can starve. Work in the workers' own deques counts as NORMAL. Aging is
+ * non-empty; on a tie the naturally more urgent level wins. So while level
+ * L (CRITICAL 0 to BACKGROUND 4) has tasks waiting, one of them is taken
+ * within (L + 1) * aging_ns plus the run time of the task running and of
+ * at most four tasks of other levels that waited as long: no level starves,
+ * whatever the other levels' load (docs/sched.md states it with the
+ * tests). With `aging_ns` MOIRAI_SCHED_STRICT_PRIORITIES the levels are
+ * strict and lower ones can starve. Work in the workers' own deques counts
+ * as NORMAL. Aging is
  * timed with CLOCK_MONOTONIC_COARSE, so periods are measured to within one
  * kernel tick (at most 4 ms).
  *
@@ -113,21 +117,28 @@ struct moirai_sched_idle_hooks; /* moirai/sched/job.h */
  * moirai_sched_worker_index() returns on that thread). */
 typedef void (*moirai_sched_worker_cb)(void *arg, int index);
 
-/* Scheduler settings. Initialise with MOIRAI_SCHED_CONFIG_INIT or
- * moirai_sched_config_init(), then set what you need; a zero means the default
- * where a field says so. */
+/* Scheduler settings. Zero means the default in every field, so a zeroed
+ * struct, MOIRAI_SCHED_CONFIG_INIT and moirai_sched_config_init() all give
+ * the defaults; set what you need. A value out of a field's range is
+ * -EINVAL from moirai_sched_create(), never clamped. */
 typedef struct moirai_sched_config {
     /* Worker threads; 0: one per online CPU. A thread outside the pool
      * that calls moirai_join() or a parallel algorithm runs work too (see
      * callers_wait): with the default, N threads in all is workers = N - 1. */
     int workers;
-    moirai_steal_strategy_t steal; /* victim order; MOIRAI_STEAL_LOCALITY */
-    bool steal_batch;              /* take up to half of a victim's deque (true) or one task */
-    bool lifo_slot;                /* keep the newest local spawn in a LIFO slot (true) */
-    bool pin_workers;              /* pin worker i to the topology's i-th CPU (false) */
-    uint64_t spin_ns;              /* how long an idle worker searches before parking */
-    uint64_t aging_ns;             /* priority aging period; 0: strict levels */
-    size_t stack_size;             /* worker stack bytes; 0: 8 MiB */
+    moirai_steal_strategy_t steal; /* victim order; 0: MOIRAI_STEAL_LOCALITY */
+    bool steal_one;                /* take one job from a victim, not up to half its deque */
+    bool no_lifo_slot;             /* do not keep the newest local spawn in a LIFO slot */
+    bool pin_workers;              /* pin worker i to the topology's i-th CPU */
+    /* How long an idle worker searches before parking. 0: 50 us;
+     * MOIRAI_SCHED_NO_SPIN: it parks at once; else at most 1 s. */
+    uint64_t spin_ns;
+    /* Priority aging period (docs/sched.md, "Pick order, priorities and
+     * aging"). 0: 10 ms; MOIRAI_SCHED_STRICT_PRIORITIES: no aging, so a
+     * steady stream at one level starves every lower one; else at most
+     * 60 s. */
+    uint64_t aging_ns;
+    size_t stack_size; /* worker stack bytes; 0: 8 MiB */
     /* Per-task CPU time (thread CPU clock read before and after each spawned
      * task; join halves are not tasks). NULL: off, and nothing is measured. */
     moirai_task_cpu_cb task_cpu;
@@ -172,13 +183,17 @@ typedef struct moirai_sched_config {
     bool callers_wait;
 } moirai_sched_config_t;
 
-/* The default settings, as a static initialiser: the values noted on each
- * field, with spin_ns 50 us and aging_ns 10 ms. */
+/* The default settings, as a static initialiser: all zero (see above). */
 #define MOIRAI_SCHED_CONFIG_INIT                                                                   \
     {                                                                                              \
-        0, MOIRAI_STEAL_LOCALITY, true, true, false, 50000, 10000000, 0, NULL, NULL, 0, 0, 0, 0,   \
-            NULL, NULL, NULL, NULL, false                                                          \
+        0                                                                                          \
     }
+
+/* spin_ns: idle workers park at once, without searching first. */
+#define MOIRAI_SCHED_NO_SPIN UINT64_MAX
+
+/* aging_ns: strict priority levels, no aging. */
+#define MOIRAI_SCHED_STRICT_PRIORITIES UINT64_MAX
 
 /* The shortest watchdog_ns accepted (1 ms): the watchdog thread wakes
  * every watchdog_ns / 2, and a shorter period would make it a busy loop. */
@@ -204,13 +219,15 @@ typedef struct moirai_sched_worker_stats {
 extern "C" {
 #endif
 
-/* Sets `*cfg` to MOIRAI_SCHED_CONFIG_INIT. */
+/* Sets `*cfg` to MOIRAI_SCHED_CONFIG_INIT (all zero: the defaults). NULL:
+ * nothing. */
 MOIRAI_SCHED_API void moirai_sched_config_init(moirai_sched_config_t *cfg);
 
 /* Creates a scheduler and starts its workers (cfg NULL: the defaults),
  * and the watchdog thread when watchdog_ns is set. Blocks until every
  * worker has started. Returns 0, -EINVAL (NULL out, workers < 0 or above
- * 1024, unknown strategy, blocking_max_threads < 0, watchdog_ns not 0 and
+ * 1024, unknown strategy, spin_ns above 1 s or aging_ns above 60 s (other
+ * than their named values), blocking_max_threads < 0, watchdog_ns not 0 and
  * below MOIRAI_SCHED_WATCHDOG_MIN_NS, watchdog_compensate < 0, or above 0
  * with the watchdog off, or workers plus watchdog_compensate above 1024),
  * -ENOMEM, or -EAGAIN if a thread cannot be created (nothing is left
@@ -222,7 +239,8 @@ MOIRAI_SCHED_API int moirai_sched_create(moirai_sched_t **out, const moirai_sche
  * -ESHUTDOWN from the moment it is called; tasks already accepted may still
  * spawn (DRAIN runs what they spawn, CANCEL discards it). Blocking tasks
  * already accepted always run. Blocks. Returns 0, -EINVAL (NULL sched or an
- * unknown `how`) or -EDEADLK (called from one of the scheduler's
+ * unknown `how`), -EPERM (the default scheduler, moirai_sched_default(),
+ * which lives until the process ends) or -EDEADLK (called from one of the scheduler's
  * workers, or from inside a join on it that an outside thread takes part
  * in as a guest, which destroy would wait for); on error nothing is
  * stopped. Called from a task running on the
@@ -254,6 +272,16 @@ MOIRAI_SCHED_API int moirai_sched_spawn_blocking(moirai_sched_t *sched, moirai_t
 /* The scheduler as a core executor (moirai/core/executor.h); spawns through
  * it behave as moirai_sched_spawn(). Valid until the scheduler is destroyed. */
 MOIRAI_SCHED_API moirai_executor_t *moirai_sched_executor(moirai_sched_t *sched);
+
+/* The process's default scheduler, created with the default configuration
+ * on the first call and never destroyed (moirai_sched_destroy() on it is
+ * -EPERM): what a NULL scheduler means on a thread that is not a worker,
+ * in every call that takes one (docs/sched.md, "The NULL scheduler").
+ * Thread-safe; the first call blocks while the workers start. Returns 0
+ * and stores it in `*out`; -EINVAL for NULL `out`; or, when it cannot be
+ * created, moirai_sched_create()'s -ENOMEM or -EAGAIN (`*out` untouched;
+ * a later call tries again). Acquire: the scheduler is ready to use. */
+MOIRAI_SCHED_API int moirai_sched_default(moirai_sched_t **out);
 
 /* The scheduler whose worker is calling, or NULL on any other thread
  * (also on an outside thread while it takes part in a join as a guest). */

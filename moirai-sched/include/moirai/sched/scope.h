@@ -41,8 +41,9 @@ extern "C" {
 #endif
 
 /* Runs `body(scope, arg)` and waits for every task spawned into the scope.
- * `sched` NULL means the scheduler of the calling worker (-EINVAL from any
- * other thread). Blocks. Returns 0 when the body and all tasks returned 0;
+ * `sched` NULL means the scheduler of the calling worker, and from any
+ * other thread the process's default scheduler (moirai_sched_default();
+ * if it cannot be created, its -ENOMEM or -EAGAIN). Blocks. Returns 0 when the body and all tasks returned 0;
  * otherwise the first non-zero value any of them returned (a task that
  * never ran because the scope was cancelled contributes nothing), or
  * -ECANCELED if the scope was cancelled with no error; -EINVAL for a NULL

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include <moirai/core/atomic.h>
+#include <moirai/core/clock.h>
 #include <moirai/sync/export.h>
 #include <moirai/sync/mutex.h>
 
@@ -64,8 +65,8 @@ MOIRAI_SYNC_API void moirai_condvar_wait(moirai_condvar_t *condvar, moirai_mutex
  * returns holding `mutex`. Returns 0 when woken (or spuriously), or
  * -ETIMEDOUT when the deadline passed with no signal or broadcast since the
  * wait began. Blocks. */
-MOIRAI_SYNC_API int moirai_condvar_timedwait(moirai_condvar_t *condvar, moirai_mutex_t *mutex,
-                                             uint64_t deadline);
+MOIRAI_SYNC_API int moirai_condvar_wait_timed(moirai_condvar_t *condvar, moirai_mutex_t *mutex,
+                                              uint64_t deadline);
 
 /* Wakes at least one thread waiting on `condvar`, if any. Never blocks;
  * makes a system call only when a thread is waiting. Thread-safe. */

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include <moirai/core/atomic.h>
+#include <moirai/core/clock.h>
 #include <moirai/sync/export.h>
 
 /* How a set event releases waiters. */
@@ -79,12 +80,12 @@ MOIRAI_SYNC_API void moirai_event_wait(moirai_event_t *event);
 
 /* Passes if `event` is set right now (clearing an auto-reset event).
  * Never blocks. Returns true when it passed (acquire), else false. */
-MOIRAI_SYNC_API bool moirai_event_trywait(moirai_event_t *event);
+MOIRAI_SYNC_API bool moirai_event_try_wait(moirai_event_t *event);
 
 /* As moirai_event_wait(), giving up at `deadline` (absolute, on
  * moirai_clock_now_ns()'s scale; MOIRAI_DEADLINE_NEVER for none). Returns 0
  * when it passed (acquire), or -ETIMEDOUT. Blocks. */
-MOIRAI_SYNC_API int moirai_event_timedwait(moirai_event_t *event, uint64_t deadline);
+MOIRAI_SYNC_API int moirai_event_wait_timed(moirai_event_t *event, uint64_t deadline);
 
 /* True if `event` is set right now (a snapshot; acquire when true). Does
  * not consume an auto-reset event. Never blocks. */

@@ -63,9 +63,9 @@
 
 /* What a record counts. */
 typedef enum moirai_lock_kind {
-    MOIRAI_LOCK_KIND_MUTEX = 0,        /* moirai_mutex_lock / timedlock */
-    MOIRAI_LOCK_KIND_RWLOCK_READ = 1,  /* moirai_rwlock_rdlock / timedrdlock */
-    MOIRAI_LOCK_KIND_RWLOCK_WRITE = 2, /* moirai_rwlock_wrlock / timedwrlock */
+    MOIRAI_LOCK_KIND_MUTEX = 0,        /* moirai_mutex_lock / lock_timed */
+    MOIRAI_LOCK_KIND_RWLOCK_READ = 1,  /* moirai_rwlock_rdlock / rdlock_timed */
+    MOIRAI_LOCK_KIND_RWLOCK_WRITE = 2, /* moirai_rwlock_wrlock / wrlock_timed */
     MOIRAI_LOCK_KIND_SPIN = 3,         /* moirai_spinlock_lock */
     MOIRAI_LOCK_KIND_TICKET = 4,       /* moirai_ticketlock_lock */
     MOIRAI_LOCK_KIND_COUNT = 5         /* the number of kinds (not a kind) */

@@ -18,7 +18,7 @@
  *
  * Memory ordering: every successful lock is an acquire and every unlock a
  * release, so each critical section happens after the one that held the
- * lock before it. A failed trylock or timedlock orders nothing.
+ * lock before it. A failed try_lock or lock_timed orders nothing.
  *
  * Storage: 4 bytes, embeddable anywhere (stack, struct, static), set up
  * with MOIRAI_MUTEX_INIT or moirai_mutex_init(). */
@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include <moirai/core/atomic.h>
+#include <moirai/core/clock.h>
 #include <moirai/sync/export.h>
 
 /* The field is private: use only the functions below. */
@@ -65,14 +66,14 @@ MOIRAI_SYNC_API void moirai_mutex_lock(moirai_mutex_t *mutex);
 /* Acquires `mutex` if it is free right now. Never blocks or spins.
  * Returns true when the caller now holds the lock (acquire ordering), false
  * when another thread holds it (no ordering). Thread-safe. */
-MOIRAI_SYNC_API bool moirai_mutex_trylock(moirai_mutex_t *mutex);
+MOIRAI_SYNC_API bool moirai_mutex_try_lock(moirai_mutex_t *mutex);
 
 /* As moirai_mutex_lock(), giving up at `deadline` (absolute, on
  * moirai_clock_now_ns()'s scale; MOIRAI_DEADLINE_NEVER waits forever, a
- * deadline in the past makes it a trylock that may spin briefly). Blocks.
+ * deadline in the past makes it a try_lock that may spin briefly). Blocks.
  * Returns 0 with the lock held (acquire ordering), or -ETIMEDOUT without it
  * once the deadline has passed. Thread-safe. */
-MOIRAI_SYNC_API int moirai_mutex_timedlock(moirai_mutex_t *mutex, uint64_t deadline);
+MOIRAI_SYNC_API int moirai_mutex_lock_timed(moirai_mutex_t *mutex, uint64_t deadline);
 
 /* Releases `mutex`, which the caller must hold, and wakes one parked
  * waiter if there may be any (one system call in that case only). Never

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <moirai/core/clock.h>
 #include <moirai/sync/export.h>
 
 /* A bounded MPMC ring (see above). Opaque; created and destroyed by the functions below. */

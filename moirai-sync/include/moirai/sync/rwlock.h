@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include <moirai/core/atomic.h>
+#include <moirai/core/clock.h>
 #include <moirai/sync/export.h>
 #include <moirai/sync/mutex.h>
 
@@ -77,12 +78,12 @@ MOIRAI_SYNC_API void moirai_rwlock_rdlock(moirai_rwlock_t *rwlock);
 
 /* Acquires `rwlock` for reading if no writer holds or awaits it. Never
  * blocks. Returns true when the read lock is held (acquire), else false. */
-MOIRAI_SYNC_API bool moirai_rwlock_tryrdlock(moirai_rwlock_t *rwlock);
+MOIRAI_SYNC_API bool moirai_rwlock_try_rdlock(moirai_rwlock_t *rwlock);
 
 /* As moirai_rwlock_rdlock(), giving up at `deadline` (absolute, on
  * moirai_clock_now_ns()'s scale; MOIRAI_DEADLINE_NEVER for none). Blocks.
  * Returns 0 with the read lock held (acquire), or -ETIMEDOUT without it. */
-MOIRAI_SYNC_API int moirai_rwlock_timedrdlock(moirai_rwlock_t *rwlock, uint64_t deadline);
+MOIRAI_SYNC_API int moirai_rwlock_rdlock_timed(moirai_rwlock_t *rwlock, uint64_t deadline);
 
 /* Releases a read lock the calling thread holds. Never blocks; makes a
  * system call only when a writer is parked waiting for readers to drain.
@@ -97,12 +98,12 @@ MOIRAI_SYNC_API void moirai_rwlock_wrlock(moirai_rwlock_t *rwlock);
 /* Acquires `rwlock` exclusively if it is free of readers and writers right
  * now. Never blocks. Returns true when held (acquire), else false (readers
  * briefly turned away during the attempt retry by themselves). */
-MOIRAI_SYNC_API bool moirai_rwlock_trywrlock(moirai_rwlock_t *rwlock);
+MOIRAI_SYNC_API bool moirai_rwlock_try_wrlock(moirai_rwlock_t *rwlock);
 
 /* As moirai_rwlock_wrlock(), giving up at `deadline`. Blocks. Returns 0
  * with the lock held (acquire), or -ETIMEDOUT without it (waiting readers
  * are let in again). */
-MOIRAI_SYNC_API int moirai_rwlock_timedwrlock(moirai_rwlock_t *rwlock, uint64_t deadline);
+MOIRAI_SYNC_API int moirai_rwlock_wrlock_timed(moirai_rwlock_t *rwlock, uint64_t deadline);
 
 /* Releases the write lock the caller holds, letting readers and the next
  * writer in. Never blocks; makes a system call only when someone is

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include <moirai/core/atomic.h>
+#include <moirai/core/clock.h>
 #include <moirai/sync/export.h>
 
 /* The fields are private: use only the functions below. */
@@ -52,12 +53,12 @@ MOIRAI_SYNC_API void moirai_semaphore_wait(moirai_semaphore_t *sem);
 
 /* Takes one unit if one is available now. Never blocks. Returns true when
  * a unit was taken (acquire), false otherwise. */
-MOIRAI_SYNC_API bool moirai_semaphore_trywait(moirai_semaphore_t *sem);
+MOIRAI_SYNC_API bool moirai_semaphore_try_wait(moirai_semaphore_t *sem);
 
 /* As moirai_semaphore_wait(), giving up at `deadline` (absolute, on
  * moirai_clock_now_ns()'s scale; MOIRAI_DEADLINE_NEVER for none). Returns 0
  * with a unit taken (acquire), or -ETIMEDOUT without one. Blocks. */
-MOIRAI_SYNC_API int moirai_semaphore_timedwait(moirai_semaphore_t *sem, uint64_t deadline);
+MOIRAI_SYNC_API int moirai_semaphore_wait_timed(moirai_semaphore_t *sem, uint64_t deadline);
 
 /* Adds one unit and wakes a parked waiter if there is one. Never blocks.
  * Returns 0, or -EOVERFLOW (nothing added) when the value is already

@@ -70,7 +70,7 @@ MOIRAI_SYNC_API void moirai_spinlock_lock(moirai_spinlock_t *lock);
 
 /* Acquires `lock` if it is free now. Never spins. Returns true when held
  * (acquire), else false. */
-MOIRAI_SYNC_API bool moirai_spinlock_trylock(moirai_spinlock_t *lock);
+MOIRAI_SYNC_API bool moirai_spinlock_try_lock(moirai_spinlock_t *lock);
 
 /* Releases `lock`, which the caller holds. Never blocks. Release
  * ordering. */
@@ -91,7 +91,7 @@ MOIRAI_SYNC_API void moirai_ticketlock_lock(moirai_ticketlock_t *lock);
 
 /* Acquires `lock` if it is free and nobody waits. Never spins. Returns
  * true when held (acquire), else false. */
-MOIRAI_SYNC_API bool moirai_ticketlock_trylock(moirai_ticketlock_t *lock);
+MOIRAI_SYNC_API bool moirai_ticketlock_try_lock(moirai_ticketlock_t *lock);
 
 /* Serves the next ticket. The caller must hold `lock`. Never blocks.
  * Release ordering. */

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include <moirai/core/atomic.h>
+#include <moirai/core/clock.h>
 #include <moirai/sync/export.h>
 
 /* The field is private: use only the functions below. */
@@ -64,7 +65,7 @@ MOIRAI_SYNC_API void moirai_waitgroup_wait(moirai_waitgroup_t *wg);
 /* As moirai_waitgroup_wait(), giving up at `deadline` (absolute, on
  * moirai_clock_now_ns()'s scale; MOIRAI_DEADLINE_NEVER for none). Returns
  * 0 when the counter was zero (acquire), or -ETIMEDOUT. Blocks. */
-MOIRAI_SYNC_API int moirai_waitgroup_timedwait(moirai_waitgroup_t *wg, uint64_t deadline);
+MOIRAI_SYNC_API int moirai_waitgroup_wait_timed(moirai_waitgroup_t *wg, uint64_t deadline);
 
 /* The counter's current value (a snapshot; relaxed). Never blocks. */
 MOIRAI_SYNC_API uint32_t moirai_waitgroup_count(moirai_waitgroup_t *wg);

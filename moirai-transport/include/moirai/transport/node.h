@@ -10,6 +10,12 @@
  * cancel work on it as on a local task's handle. Its value on success is a
  * moirai_remote_result_t holding the result bytes.
  *
+ * Where a task runs: a peer named by id, or one the placement policy
+ * picks (round robin, least loaded, or, per spawn, locality: a peer that
+ * declared it holds a named data key, moirai_node_spawn_attr()). A node
+ * declared dead stays dead; a restarted process may rejoin under the
+ * same id with a later incarnation (config `incarnation`).
+ *
  * Every connection is authenticated both ways with an HMAC-SHA256
  * challenge-response over a shared cluster key before any other frame is
  * accepted. docs/transport.md, "Remote tasks", has the wire format, the
@@ -58,24 +64,70 @@ typedef int (*moirai_remote_fn)(void *arg, const void *payload, size_t len,
 
 /* Spawn flags. */
 #define MOIRAI_REMOTE_IDEMPOTENT 0x1u /* may run again on another node if its node dies */
+/* With MOIRAI_PLACEMENT_LOCALITY (moirai_node_spawn_attr() only): when
+ * no live peer holds the key, place the task by the node's policy
+ * instead of failing with -ENOENT. */
+#define MOIRAI_REMOTE_FALLBACK 0x2u
 
 /* Limits. */
 #define MOIRAI_REMOTE_NAME_MAX    63u                        /* bytes of a task name */
 #define MOIRAI_REMOTE_PAYLOAD_MAX ((size_t)64 * 1024 * 1024) /* the largest max_payload */
 #define MOIRAI_NODE_SEEDS_MAX     64u                        /* entries of a seed list */
 #define MOIRAI_NODE_MEMBERS_MAX   1024u                      /* nodes a node knows */
+#define MOIRAI_NODE_KEY_MAX       63u                        /* bytes of a data key */
+#define MOIRAI_NODE_KEYS_MAX      1024u                      /* data keys a node holds */
 
 /* Placement of MOIRAI_NODE_ANY spawns. */
 typedef enum moirai_placement {
+    /* In a node's config: round robin. In a spawn's attributes: the
+     * node's policy. */
+    MOIRAI_PLACEMENT_DEFAULT = 0,
     /* The next live peer, cyclically, in the order this node learned of
      * them. */
-    MOIRAI_PLACEMENT_ROUND_ROBIN = 0,
+    MOIRAI_PLACEMENT_ROUND_ROBIN = 1,
     /* The live peer with the least load: the larger of the tasks this node
      * waits for there and the load that peer last published (tasks
      * running plus queued, from every spawner; sent every heartbeat);
      * ties go round robin. */
-    MOIRAI_PLACEMENT_LEAST_LOADED = 1,
+    MOIRAI_PLACEMENT_LEAST_LOADED = 2,
+    /* Per spawn only (moirai_node_spawn_attr()): a live peer that holds
+     * the spawn's data key (moirai_node_key_add() on that peer); among
+     * several holders, the node's policy picks. Not a node policy: in a
+     * node's config it is -EINVAL. */
+    MOIRAI_PLACEMENT_LOCALITY = 3,
 } moirai_placement_t;
+
+/* How a node reaches the others: the byte transport under the frames.
+ * Everything above bytes (handshake, authentication, frames, membership,
+ * tasks) is the same on every backend; docs/transport.md, "Backends",
+ * describes each. A backend not built into this library is -ENOTSUP from
+ * moirai_node_create() (see moirai_node_backend_supported()). */
+typedef enum moirai_node_backend {
+    /* TCP through moirai-async's reactor; `listen` and `seeds` are
+     * "host:port". The default. */
+    MOIRAI_NODE_BACKEND_TCP = 0,
+    /* One node per MPI rank (MPICH); `listen` and `seeds` are ignored and
+     * the node id is rank + 1 unless `id` is set. */
+    MOIRAI_NODE_BACKEND_MPI = 1,
+    /* Shared-memory rings between nodes on one host. */
+    MOIRAI_NODE_BACKEND_SHM = 2,
+} moirai_node_backend_t;
+/* Per-spawn attributes for moirai_node_spawn_attr(). Fill with
+ * moirai_remote_attr_init(); a zeroed field means its default, and a
+ * NULL attr pointer means all defaults. */
+typedef struct moirai_remote_attr {
+    /* 0, or MOIRAI_REMOTE_IDEMPOTENT and/or MOIRAI_REMOTE_FALLBACK. */
+    uint32_t flags;
+    /* Absolute, moirai_clock_now_ns() scale. 0 or MOIRAI_DEADLINE_NEVER:
+     * none. */
+    uint64_t deadline;
+    /* MOIRAI_PLACEMENT_DEFAULT (0): the node's policy. */
+    moirai_placement_t placement;
+    /* The data key for MOIRAI_PLACEMENT_LOCALITY (1 to
+     * MOIRAI_NODE_KEY_MAX bytes of [A-Za-z0-9_.:-]); NULL otherwise.
+     * Copied. */
+    const char *key;
+} moirai_remote_attr_t;
 
 /* How to build a node. Fill it with moirai_node_config_init(); a zeroed
  * field means its default. */
@@ -116,7 +168,19 @@ typedef struct moirai_node_config {
     uint32_t max_running;
     /* Time allowed for a connection's handshake. 0: 5 s. At most 60 s. */
     uint64_t handshake_timeout_ns;
+    /* MOIRAI_PLACEMENT_DEFAULT (0, round robin), _ROUND_ROBIN or
+     * _LEAST_LOADED. */
     moirai_placement_t placement;
+    /* Which life of `id` this node is. A node declared dead is readmitted
+     * under the same id only with a larger incarnation. 0: the wall clock
+     * in ns at creation (larger than every earlier automatic one of this
+     * process), so a restarted process rejoins as long as the clock did
+     * not step back. */
+    uint64_t incarnation;
+    /* The transport to the other nodes. 0: MOIRAI_NODE_BACKEND_TCP. A
+     * value outside the enum is -EINVAL; a backend not built in,
+     * -ENOTSUP. Every node of a cluster uses the same backend. */
+    moirai_node_backend_t backend;
 } moirai_node_config_t;
 
 /* Per-node and per-peer counters. Read with relaxed loads: each counter
@@ -136,6 +200,13 @@ typedef struct moirai_node_stats {
     uint64_t auth_failures;   /* handshakes refused: wrong key, bad frames, timeout */
     uint64_t protocol_errors; /* authenticated connections closed for a bad frame */
     uint64_t peers_dead;      /* peers declared dead */
+    /* Batches of small frames handed to connections by their adaptive
+     * batchers (docs/transport.md, "Batching on a connection"), each
+     * written with one call or queued behind a write under way. */
+    uint64_t batches;
+    /* The frames in those batches: batched_frames / batches is the mean
+     * batch, 1.0 when every frame went out at once. */
+    uint64_t batched_frames;
 } moirai_node_stats_t;
 
 #ifdef __cplusplus
@@ -145,6 +216,11 @@ extern "C" {
 /* Sets `*cfg` to the defaults (all zero). NULL is ignored. */
 MOIRAI_TRANSPORT_API void moirai_node_config_init(moirai_node_config_t *cfg);
 
+/* Whether `backend` is built into this library (TCP always is; MPI needs
+ * MPICH at build time). False for a value outside the enum. Never blocks;
+ * thread-safe. */
+MOIRAI_TRANSPORT_API bool moirai_node_backend_supported(moirai_node_backend_t backend);
+
 /* Creates a node: validates `cfg`, listens, and starts connecting to the
  * seeds in the background (a seed that refuses is retried, backing off to
  * one attempt per second, until a handshake with it completes; a seed
@@ -152,8 +228,9 @@ MOIRAI_TRANSPORT_API void moirai_node_config_init(moirai_node_config_t *cfg);
  * blocks for the network. Thread-safe; several nodes may share one
  * runtime. Returns 0, -EINVAL (NULL out or cfg, NULL runtime, a missing
  * or short key, an unparsable address, a value out of range),
- * -EADDRINUSE, -EIO (libsodium could not start), -ENOMEM, or another
- * error of moirai_tcp_listen(); on error nothing is left behind and
+ * -EADDRINUSE, -EIO (libsodium could not start), -ENOTSUP (the backend is
+ * not built in), -ENOMEM, or another error of the backend's listen
+ * (moirai_tcp_listen() for TCP); on error nothing is left behind and
  * `*out` is untouched. */
 MOIRAI_TRANSPORT_API int moirai_node_create(moirai_node_t **out, const moirai_node_config_t *cfg);
 
@@ -172,6 +249,38 @@ MOIRAI_TRANSPORT_API uint64_t moirai_node_id(const moirai_node_t *node);
 /* The port the node listens on (useful with port 0; 0 for NULL). Never
  * blocks; thread-safe. */
 MOIRAI_TRANSPORT_API uint16_t moirai_node_port(const moirai_node_t *node);
+
+/* This node's incarnation (config `incarnation`, or the automatic one; 0
+ * for NULL). Never blocks; thread-safe. */
+MOIRAI_TRANSPORT_API uint64_t moirai_node_incarnation(const moirai_node_t *node);
+
+/* Declares that this node holds the data key `key` (1 to
+ * MOIRAI_NODE_KEY_MAX bytes of [A-Za-z0-9_.:-]; a name of the user's
+ * choosing for data that lives here, not the cluster key), so that
+ * MOIRAI_PLACEMENT_LOCALITY spawns naming it may be placed here. Every
+ * live peer is told in a KEY frame, and every peer that connects later
+ * when its connection goes live. Never blocks (short locks; the frames
+ * are queued); thread-safe. Ordering: a peer that reads the frame after
+ * this returns places by it; a spawn its node placed before then does
+ * not see it. Returns 0, -EINVAL (NULL node or key, a bad key), -EEXIST
+ * (held already), -ENOSPC (MOIRAI_NODE_KEYS_MAX held), -ENOMEM. */
+MOIRAI_TRANSPORT_API int moirai_node_key_add(moirai_node_t *node, const char *key);
+
+/* Withdraws a data key added by moirai_node_key_add() and tells every
+ * live peer. Tasks already placed here stay here. Never blocks;
+ * thread-safe. Returns 0, -EINVAL (NULL node or key, a bad key),
+ * -ENOENT (not held), -ENOMEM (the list of peers to tell could not be
+ * made; the key stays held). */
+MOIRAI_TRANSPORT_API int moirai_node_key_remove(moirai_node_t *node, const char *key);
+
+/* Stores the ids of up to `max` live peers that hold the data key `key`
+ * in `ids` (sorted in increasing order) and returns how many there are in
+ * all (this node is never among them: a spawn never runs on its own
+ * node). A snapshot, as of the KEY frames read so far. Never blocks (a
+ * short lock); thread-safe. Returns -EINVAL for a NULL node or key, a bad
+ * key, or NULL ids with max > 0. */
+MOIRAI_TRANSPORT_API long moirai_node_key_holders(moirai_node_t *node, const char *key,
+                                                  uint64_t *ids, size_t max);
 
 /* Registers `fn` under `name` (1 to MOIRAI_REMOTE_NAME_MAX bytes of
  * [A-Za-z0-9_.:-]). Spawns that arrive before a name is registered fail
@@ -192,7 +301,8 @@ MOIRAI_TRANSPORT_API int moirai_node_register(moirai_node_t *node, const char *n
  * or when the address is this node's own), -EINVAL (NULL node, bad
  * address), -EACCES (the other side did not prove the key, or refused
  * ours), -ECONNREFUSED, -ETIMEDOUT, -EPROTO (not a node),
- * -EHOSTDOWN (that node's id was declared dead here), -ENOMEM. */
+ * -EHOSTDOWN (that incarnation of the node's id was declared dead here,
+ * or a later incarnation is known), -ENOMEM. */
 MOIRAI_TRANSPORT_API int moirai_node_connect(moirai_node_t *node, const char *addr,
                                              uint64_t deadline);
 
@@ -235,6 +345,28 @@ MOIRAI_TRANSPORT_API long moirai_node_peers(moirai_node_t *node, uint64_t *ids, 
 MOIRAI_TRANSPORT_API int moirai_node_spawn(moirai_node_t *node, uint64_t target, const char *name,
                                            const void *payload, size_t len, uint32_t flags,
                                            uint64_t deadline, moirai_handle_t **handle);
+
+/* Sets `*attr` to the defaults (all zero). NULL is ignored. */
+MOIRAI_TRANSPORT_API void moirai_remote_attr_init(moirai_remote_attr_t *attr);
+
+/* moirai_node_spawn() with attributes (NULL: the defaults, which make it
+ * moirai_node_spawn() with flags 0 and no deadline). `attr->placement`
+ * chooses where a MOIRAI_NODE_ANY spawn goes: MOIRAI_PLACEMENT_DEFAULT
+ * the node's policy, _ROUND_ROBIN or _LEAST_LOADED that policy for this
+ * spawn, _LOCALITY a live peer holding `attr->key` (among several, the
+ * node's policy picks one). An idempotent task whose node dies is
+ * retried with the same placement: a locality task on another holder of
+ * its key. Blocks, threads, ordering and the errors the task ends with
+ * are moirai_node_spawn()'s. Returns 0, moirai_node_spawn()'s errors,
+ * and: -EINVAL (unknown flags or placement; a key without
+ * MOIRAI_PLACEMENT_LOCALITY, or a bad or missing one with it;
+ * MOIRAI_REMOTE_FALLBACK without it; a placement other than the default
+ * with an explicit `target`), -ENOENT (locality: no live peer holds the
+ * key, and no MOIRAI_REMOTE_FALLBACK); on error nothing is sent. */
+MOIRAI_TRANSPORT_API int moirai_node_spawn_attr(moirai_node_t *node, uint64_t target,
+                                                const char *name, const void *payload, size_t len,
+                                                const moirai_remote_attr_t *attr,
+                                                moirai_handle_t **handle);
 
 /* The result bytes: returns a pointer to them (valid until the result is
  * freed) and stores their count in `*len` (if not NULL). NULL result:
