@@ -1,20 +1,23 @@
-/* moirai-bench, suite "transport", case remote_task_rtt_mpi (ns per round
- * trip, two MPI ranks on this host):
+/* moirai-bench, suite "transport", two cases over MPI (ns per round trip,
+ * two MPI ranks on this host), each against a raw MPICH ping-pong
+ * ("mpich": blocking MPI_Send / MPI_Recv from the main thread of a plain
+ * MPICH program):
  *
- *   "moirai"  an 8-byte message and its echo through the MPI backend's
- *             pair of links (moirai-transport/src/link_mpi.c), the two
- *             sides plain threads parked in link reads and each process's
- *             MPI calls made by its progress thread;
- *   "mpich"   the same ping-pong with blocking MPI_Send / MPI_Recv from the
- *             main thread of a plain MPICH program.
+ *   remote_task_rtt_mpi  "moirai": an empty remote task (8 bytes each way)
+ *                        between two nodes on MOIRAI_NODE_BACKEND_MPI,
+ *                        spawned and joined from a plain thread;
+ *   mpi_link_rtt         "moirai": an 8-byte message and its echo through
+ *                        the MPI backend's pair of links alone (the bytes
+ *                        under a remote task), plain threads parked in
+ *                        link reads.
  *
- * moirai-bench is one process, so every round of either implementation
+ * moirai-bench is one process, so every round of every implementation
  * runs `mpirun.mpich -np 2 moirai-bench-transport-mpi IMPL N`
  * (bench_mpi_rtt.c), whose rank 0 times its own measured section (after a
  * warm-up) and prints ns per round trip; the launch is outside the
- * number. Both implementations run in the same moirai-bench run, round
- * after round, like every other case. Without MPICH or mpirun.mpich at
- * configure time both are reported missing, with the reason. */
+ * number. The implementations of a case run in the same moirai-bench run,
+ * round after round, like every other case. Without MPICH or mpirun.mpich
+ * at configure time they are reported missing, with the reason. */
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -86,9 +89,14 @@ static double run_mpi(const char *impl, uint64_t n)
     return end == buf ? -1.0 : v;
 }
 
-static double mpi_moirai(uint64_t n)
+static double mpi_task(uint64_t n)
 {
-    return run_mpi("moirai", n);
+    return run_mpi("moirai_task", n);
+}
+
+static double mpi_link(uint64_t n)
+{
+    return run_mpi("moirai_link", n);
 }
 
 static double mpi_mpich(uint64_t n)
@@ -96,20 +104,30 @@ static double mpi_mpich(uint64_t n)
     return run_mpi("mpich", n);
 }
 
-static const bench_impl_t mpi_rtt_impls[] = {
-    {"moirai", mpi_moirai, NULL},
+static const bench_impl_t task_rtt_impls[] = {
+    {"moirai", mpi_task, NULL},
+    {"mpich", mpi_mpich, NULL},
+};
+static const bench_impl_t link_rtt_impls[] = {
+    {"moirai", mpi_link, NULL},
     {"mpich", mpi_mpich, NULL},
 };
 #else
-static const bench_impl_t mpi_rtt_impls[] = {
+static const bench_impl_t task_rtt_impls[] = {
+    {"moirai", NULL, MOIRAI_BENCH_TRANSPORT_MPI_MISSING},
+    {"mpich", NULL, MOIRAI_BENCH_TRANSPORT_MPI_MISSING},
+};
+static const bench_impl_t link_rtt_impls[] = {
     {"moirai", NULL, MOIRAI_BENCH_TRANSPORT_MPI_MISSING},
     {"mpich", NULL, MOIRAI_BENCH_TRANSPORT_MPI_MISSING},
 };
 #endif
 
 static const bench_case_t cases[] = {
-    {"transport", "remote_task_rtt_mpi", "ns_per_op", 200000, 20000, mpi_rtt_impls,
-     sizeof mpi_rtt_impls / sizeof mpi_rtt_impls[0]},
+    {"transport", "remote_task_rtt_mpi", "ns_per_op", 20000, 2000, task_rtt_impls,
+     sizeof task_rtt_impls / sizeof task_rtt_impls[0]},
+    {"transport", "mpi_link_rtt", "ns_per_op", 200000, 20000, link_rtt_impls,
+     sizeof link_rtt_impls / sizeof link_rtt_impls[0]},
 };
 
 const bench_case_t *bench_transport_mpi_cases(size_t *count)

@@ -49,6 +49,18 @@ static int lm_writev(struct link *l, const struct iovec *iov, int cnt, uint64_t 
     return moirai__mpi_chan_writev(lm(l)->chan, iov, cnt, deadline);
 }
 
+/* Lets peer.c send a frame from the sending thread (a copy into the
+ * progress thread's queue) instead of waking its writer fiber. */
+static ssize_t lm_try_writev(struct link *l, const struct iovec *iov, int cnt)
+{
+    return moirai__mpi_chan_try_writev(lm(l)->chan, iov, cnt);
+}
+
+static size_t lm_unread(struct link *l)
+{
+    return moirai__mpi_chan_unread(lm(l)->chan);
+}
+
 static void lm_shutdown(struct link *l)
 {
     moirai__mpi_chan_shutdown(lm(l)->chan);
@@ -75,6 +87,8 @@ static const struct link_ops link_mpi_ops = {
     .shutdown = lm_shutdown,
     .close = lm_close,
     .peer_addr = lm_peer_addr,
+    .try_writev = lm_try_writev,
+    .unread = lm_unread,
 };
 
 int moirai__link_mpi_peer_rank(const struct link *l)

@@ -59,7 +59,7 @@ enum { KIND_DATA = 0, KIND_EOF = 1, KIND_CREDIT = 2 };
 #define TIMER_SLACK_NS 1000
 /* How long the stopping thread waits, at exit, for its last sends and the
  * other ranks (see drain()). */
-#define STOP_DRAIN_NS ((uint64_t)2000 * 1000 * 1000)
+#define STOP_DRAIN_NS ((uint64_t)5000 * 1000 * 1000)
 /* How long moirai__mpi_engine_release() waits for the thread to finish
  * its sends once the last reference is gone. */
 #define RELEASE_DRAIN_NS ((uint64_t)2000 * 1000 * 1000)
@@ -89,10 +89,13 @@ struct mpi_chan {
     moirai_condvar_t cv; /* bytes, EOF, credit or shutdown arrived */
     /* Guarded by m. */
     struct chunk *in_head, *in_tail;
-    size_t consumed;         /* read since the last credit was queued */
-    size_t unacked;          /* sent, not yet credited back */
-    bool shut;               /* shut down here */
-    bool eof;                /* the other side's EOF arrived */
+    size_t consumed; /* read since the last credit was queued */
+    size_t unacked;  /* sent, not yet credited back */
+    bool shut;       /* shut down here */
+    bool eof;        /* the other side's EOF arrived */
+    /* Bytes delivered and not read yet, for moirai__mpi_chan_unread(),
+     * which reads it without the lock (a statistic: relaxed). */
+    _Atomic size_t unread;
     struct out_msg *eof_msg; /* allocated up front, queued by shutdown */
     struct mpi_chan *next;   /* E.others */
 };
@@ -380,6 +383,9 @@ static void deliver(int src, int tag, struct chunk *k, int len)
             c->in_head = k;
         c->in_tail = k;
         k = NULL;
+        atomic_store_explicit(&c->unread,
+                              atomic_load_explicit(&c->unread, memory_order_relaxed) + (size_t)len,
+                              memory_order_relaxed);
     } else if (kind == KIND_EOF) {
         c->eof = true;
     } else if (kind == KIND_CREDIT && len == 8) {
@@ -652,9 +658,11 @@ static void *engine_main(void *arg)
     run();
     int fin = 0;
     M.Finalized(&fin);
-    if (!fin) {
-        if (drain())
-            M.Comm_free(&E.comm);
+    /* Finalizing is collective: with a rank that does not come (it
+     * waits for this one, or died) MPI_Finalize would never return, so
+     * then the process exits without it and MPICH ends the job. */
+    if (!fin && drain()) {
+        M.Comm_free(&E.comm);
         if (E.we_init)
             M.Finalize();
     }
@@ -943,6 +951,8 @@ ssize_t moirai__mpi_chan_read(struct mpi_chan *c, void *buf, size_t len, uint64_
         }
     }
     c->consumed += got;
+    atomic_store_explicit(&c->unread, atomic_load_explicit(&c->unread, memory_order_relaxed) - got,
+                          memory_order_relaxed);
     credit_maybe(c);
     moirai_mutex_unlock(&c->m);
     while (done) {
@@ -953,69 +963,115 @@ ssize_t moirai__mpi_chan_read(struct mpi_chan *c, void *buf, size_t len, uint64_
     return (ssize_t)got;
 }
 
-int moirai__mpi_chan_writev(struct mpi_chan *c, const struct iovec *iov, int cnt, uint64_t deadline)
+/* Checks an iovec array and sums it. 0 or -EINVAL. */
+static int iov_total(const struct iovec *iov, int cnt, size_t *total)
 {
     if (cnt < 0 || cnt > 4 || (cnt > 0 && !iov))
         return -EINVAL;
-    size_t total = 0;
+    *total = 0;
     for (int i = 0; i < cnt; i++) {
         if (iov[i].iov_len && !iov[i].iov_base)
             return -EINVAL;
-        total += iov[i].iov_len;
+        *total += iov[i].iov_len;
     }
+    return 0;
+}
+
+/* Whether the window takes a message of n bytes now (c->m held); an empty
+ * window always takes one. */
+static bool window_has(const struct mpi_chan *c, size_t n)
+{
+    return c->unacked == 0 || c->unacked + n <= MPI_ENGINE_WINDOW;
+}
+
+/* Copies the next n bytes of the iovecs (from the cursor *vi, *voff) into
+ * one DATA message and queues it (c->m held, so a shutdown's EOF goes
+ * after it). false when memory ran out (nothing queued). */
+static bool queue_data(struct mpi_chan *c, const struct iovec *iov, int *vi, size_t *voff, size_t n)
+{
+    struct out_msg *msg = msg_new(c->rank, c->epoch, KIND_DATA, n);
+    if (!msg)
+        return false;
+    for (size_t put = 0; put < n;) {
+        size_t m = iov[*vi].iov_len - *voff;
+        if (m > n - put)
+            m = n - put;
+        memcpy(msg->data + put, (const uint8_t *)iov[*vi].iov_base + *voff, m);
+        put += m;
+        *voff += m;
+        if (*voff == iov[*vi].iov_len) {
+            (*vi)++;
+            *voff = 0;
+        }
+    }
+    c->unacked += n;
+    enqueue(msg);
+    return true;
+}
+
+int moirai__mpi_chan_writev(struct mpi_chan *c, const struct iovec *iov, int cnt, uint64_t deadline)
+{
+    size_t total;
+    int rc = iov_total(iov, cnt, &total);
+    if (rc)
+        return rc;
     int vi = 0;
     size_t voff = 0;
-    int rc = 0;
     moirai_mutex_lock(&c->m);
-    if (c->shut)
-        rc = -ECANCELED;
-    else if (c->eof)
-        rc = -EPIPE;
-    if (rc)
-        goto out;
-    while (total > 0) {
-        size_t n = total < MPI_ENGINE_MSG_MAX ? total : MPI_ENGINE_MSG_MAX;
-        /* Wait for window; an empty window always admits one message. */
-        while (!c->shut && !c->eof && c->unacked > 0 && c->unacked + n > MPI_ENGINE_WINDOW) {
-            if (moirai_condvar_wait_timed(&c->cv, &c->m, deadline) == -ETIMEDOUT &&
-                c->unacked > 0 && c->unacked + n > MPI_ENGINE_WINDOW && !c->shut && !c->eof) {
-                rc = -ETIMEDOUT;
-                goto out;
-            }
-        }
+    while (!rc) {
         if (c->shut) {
             rc = -ECANCELED;
-            goto out;
-        }
-        if (c->eof) {
+        } else if (c->eof) {
             rc = -EPIPE;
-            goto out;
-        }
-        struct out_msg *msg = msg_new(c->rank, c->epoch, KIND_DATA, n);
-        if (!msg) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        for (size_t put = 0; put < n;) {
-            size_t m = iov[vi].iov_len - voff;
-            if (m > n - put)
-                m = n - put;
-            memcpy(msg->data + put, (const uint8_t *)iov[vi].iov_base + voff, m);
-            put += m;
-            voff += m;
-            if (voff == iov[vi].iov_len) {
-                vi++;
-                voff = 0;
+        } else if (total == 0) {
+            break;
+        } else {
+            size_t n = total < MPI_ENGINE_MSG_MAX ? total : MPI_ENGINE_MSG_MAX;
+            if (!window_has(c, n)) {
+                /* Credit, EOF or shutdown wakes this; the state is
+                 * checked again either way. */
+                if (moirai_condvar_wait_timed(&c->cv, &c->m, deadline) == -ETIMEDOUT &&
+                    !window_has(c, n) && !c->shut && !c->eof)
+                    rc = -ETIMEDOUT;
+            } else if (!queue_data(c, iov, &vi, &voff, n)) {
+                rc = -ENOMEM;
+            } else {
+                total -= n;
             }
         }
-        c->unacked += n;
-        total -= n;
-        /* Queued under c->m, so a shutdown's EOF goes after it. */
-        enqueue(msg);
     }
-out:
     moirai_mutex_unlock(&c->m);
     return rc;
+}
+
+ssize_t moirai__mpi_chan_try_writev(struct mpi_chan *c, const struct iovec *iov, int cnt)
+{
+    size_t total;
+    int rc = iov_total(iov, cnt, &total);
+    if (rc)
+        return rc;
+    int vi = 0;
+    size_t voff = 0, taken = 0;
+    moirai_mutex_lock(&c->m);
+    if (c->shut || c->eof) {
+        moirai_mutex_unlock(&c->m);
+        return c->shut ? -ECANCELED : -EPIPE;
+    }
+    while (taken < total) {
+        size_t n = total - taken < MPI_ENGINE_MSG_MAX ? total - taken : MPI_ENGINE_MSG_MAX;
+        /* Out of window or of memory: the caller writes the rest with
+         * writev(), which waits or reports. */
+        if (!window_has(c, n) || !queue_data(c, iov, &vi, &voff, n))
+            break;
+        taken += n;
+    }
+    moirai_mutex_unlock(&c->m);
+    return (ssize_t)taken;
+}
+
+size_t moirai__mpi_chan_unread(const struct mpi_chan *c)
+{
+    return atomic_load_explicit(&c->unread, memory_order_relaxed);
 }
 
 void moirai__mpi_chan_shutdown(struct mpi_chan *c)

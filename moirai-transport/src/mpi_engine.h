@@ -113,6 +113,16 @@ ssize_t moirai__mpi_chan_read(struct mpi_chan *c, void *buf, size_t len, uint64_
 int moirai__mpi_chan_writev(struct mpi_chan *c, const struct iovec *iov, int cnt,
                             uint64_t deadline);
 
+/* Queues what the window takes now of the `cnt` (0..4) iovecs, in order,
+ * without waiting: the bytes taken (0 when the window is full; fewer than
+ * asked when it fills or memory runs out), -EPIPE (the other side shut
+ * the channel down), -ECANCELED (after shutdown), -EINVAL (a bad iovec
+ * array). Same one-writer rule as writev. */
+ssize_t moirai__mpi_chan_try_writev(struct mpi_chan *c, const struct iovec *iov, int cnt);
+
+/* Bytes that arrived and were not read yet. Never blocks. */
+size_t moirai__mpi_chan_unread(const struct mpi_chan *c);
+
 /* Ends both directions: a parked read or writev returns -ECANCELED
  * promptly, later ones too; the other side reads the bytes already queued
  * and then end of stream. Idempotent; any thread. */

@@ -65,7 +65,10 @@ static int square(void *arg, const void *payload, size_t len, const moirai_cance
 static void check_answer(moirai_handle_t *h, uint64_t x)
 {
     void *v = NULL;
-    CHECK(moirai_handle_join(h, &v) == 0);
+    int rc = moirai_handle_join(h, &v);
+    if (rc != 0)
+        fprintf(stderr, "rank %d: task %llx: %d\n", me, (unsigned long long)x, rc);
+    CHECK(rc == 0);
     size_t len = 0;
     const void *d = moirai_remote_result_data(v, &len);
     uint64_t got;
