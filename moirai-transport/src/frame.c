@@ -114,6 +114,7 @@ static bool get_addr(uint8_t family, const uint8_t *port, const uint8_t *addr,
         used = 4;
         break;
     case 6:
+    case FRAME_ADDR_SHM:
         used = 16;
         break;
     default:
