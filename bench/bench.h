@@ -63,6 +63,7 @@ const bench_case_t *bench_async_cases(size_t *count);
 const bench_case_t *bench_async_io_cases(size_t *count);
 const bench_case_t *bench_rt_cases(size_t *count);
 const bench_case_t *bench_transport_cases(size_t *count);
+const bench_case_t *bench_transport_mpi_cases(size_t *count);
 
 /* The transport suite's two-process cases start their second process as
  * moirai-bench itself with this first argument (see bench/transport/proc.h);

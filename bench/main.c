@@ -51,6 +51,7 @@ static const struct {
     {"async", bench_async_io_cases},
     {"rt", bench_rt_cases},
     {"transport", bench_transport_cases},
+    {"transport", bench_transport_mpi_cases},
 };
 
 #define SUITE_COUNT    (sizeof(suites) / sizeof(suites[0]))

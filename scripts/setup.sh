@@ -40,6 +40,10 @@ packages=(
     bpftrace
     # moirai-transport's cluster authentication (HMAC-SHA256).
     libsodium-dev
+    # moirai-transport's MPI backend (option 'mpi'): MPICH's library and
+    # headers, and mpirun.mpich, which runs its tests and benchmark.
+    mpich
+    libmpich-dev
     # Benchmark peers (moirai-bench reports a peer as missing if absent).
     libck-dev
     libjemalloc-dev

@@ -110,6 +110,7 @@ static bool get_addr(uint8_t family, const uint8_t *port, const uint8_t *addr,
         used = 0;
         break;
     case 4:
+    case FRAME_ADDR_MPI:
         used = 4;
         break;
     case 6:

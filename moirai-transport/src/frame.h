@@ -48,10 +48,15 @@ enum frame_type {
 /* Header flags. Only FLAG_IDEMPOTENT is defined, and only on SPAWN. */
 #define FRAME_FLAG_IDEMPOTENT 0x0001u
 
+/* The MPI backend's family ('M'): addr[0..3] is the rank, little-endian,
+ * the rest zero; port unused. */
+#define FRAME_ADDR_MPI 0x4du
+
 /* An advertised network address: family 0 means "the address you see my
  * connection come from", 4 an IPv4 address in the first 4 bytes, 6 an
- * IPv6 address, FRAME_ADDR_SHM the name of a shared-memory listener on
- * the same host (16 bytes, NUL-padded; port unused; link_shm.h). */
+ * IPv6 address, FRAME_ADDR_MPI an MPI rank, FRAME_ADDR_SHM the name of a
+ * shared-memory listener on the same host (16 bytes, NUL-padded; port
+ * unused; link_shm.h). */
 #define FRAME_ADDR_SHM 0x53u /* 'S' */
 struct frame_addr {
     uint8_t family;
