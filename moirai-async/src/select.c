@@ -99,6 +99,14 @@ static int install(const moirai_select_arm_t *a, arm_state_t *st)
     st->watcher.notify = watcher_notify;
     atomic_init(&st->watcher.busy, 0);
     st->watcher.queued = false;
+    /* A fresh arm, as moirai__io_arm() makes for socket arms. Left as a
+     * lost notify of an earlier round set it (or as the stack left it on
+     * the first round), uninstall's moirai__arm_release() could return
+     * while an unparker that had just dequeued this watcher was still
+     * about to call its notify: a later round (or another call's frame)
+     * would then be notified, and TSan saw the write of `notify` above
+     * race with that unparker's read of it. */
+    atomic_init(&st->arm.done, 0);
     if (!moirai__waitq_watch(&st->watcher, word, expected))
         return holds(a) ? 1 : 2; /* 2: changed, look again */
     st->installed = true;
