@@ -176,12 +176,24 @@ static int announce(const char *acc_path, uint32_t pid, uint32_t seq, uint32_t f
     return rc;
 }
 
-/* Waits for the acceptor's answer on `in`. -EAGAIN: the accept ring was
- * left behind (renewed) before anyone answered: announce again. */
+/* How long a dial waits for the acceptor to take up its announcement
+ * before it announces again. A repeated announcement is harmless: the
+ * acceptor unlinks a dial's ring names when it opens them, so a second
+ * announcement of a dial already answered finds no rings and is skipped.
+ * Why an announcement can go unanswered was not found: 50 dials from two
+ * threads at once (shm_link::many_dials) timed out once in about 20 runs,
+ * across a renewal of the accept ring; announcing again makes such a dial
+ * cost half a second instead of failing. */
+#define SHM_REANNOUNCE_NS (500 * MOIRAI_NS_PER_MS)
+
+/* Waits for the acceptor's answer on `in`. -EAGAIN: announce again, the
+ * accept ring having been left behind (renewed), or no acceptor having
+ * taken the dial up within SHM_REANNOUNCE_NS. */
 static int await_answer(moirai_shm_ring_t *in, moirai_shm_ring_t *acc, uint64_t deadline,
                         uint32_t *flags)
 {
     struct ring_watch w = {.pid = 0, .fd = -1, .dead = false};
+    uint64_t reannounce = moirai_deadline_after(SHM_REANNOUNCE_NS);
     int rc;
     for (;;) {
         /* Look at the listener's liveness every slice while waiting. */
@@ -212,7 +224,7 @@ static int await_answer(moirai_shm_ring_t *in, moirai_shm_ring_t *acc, uint64_t 
          * died never answers. */
         bool answered = atomic_load_explicit(&in->sh->producers[0].state, memory_order_acquire) !=
                         RING_SLOT_FREE;
-        if (!answered && st == RING_PEER_GONE) {
+        if (!answered && (st == RING_PEER_GONE || moirai_deadline_expired(reannounce))) {
             rc = -EAGAIN;
             break;
         }
