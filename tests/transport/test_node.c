@@ -1486,47 +1486,65 @@ static int op_key_remove(void *ctx)
     return moirai_node_key_remove(ctx, "oom-key");
 }
 
-/* Runs the out-of-memory sweep of `op` until one reaches -ENOMEM. The
- * failing allocator's count is process-wide, so a node's own fibers may
- * take the failure meant for the call, which then succeeds and ends the
- * sweep with no failure; `undo` puts the key back as it was, and the
- * sweep runs again (at most 50 times). Returns the failures counted. */
-static long key_sweep(int (*op)(void *), int (*undo)(void *), void *node)
+/* The node under the key sweeps, and the peers made for it. */
+struct key_oom {
+    moirai_node_t *a;
+    moirai_node_t *peers[64];
+    int npeers;
+};
+
+/* Runs the out-of-memory sweep of `op` on k->a until one reaches -ENOMEM,
+ * with a live peer each time (a key change allocates its list of peers to
+ * tell). The failing allocator's count is process-wide: a node's fibers
+ * may take the failure meant for the call, which then succeeds and ends
+ * the sweep with no failure (`undo` puts the key back and the sweep runs
+ * again, at most 50 times), and a failure taken by a connection's reader
+ * closes that connection (a fresh peer is linked before the next run).
+ * Returns the failures counted. */
+static long key_sweep(struct key_oom *k, int (*op)(void *), int (*undo)(void *))
 {
     for (int attempt = 0; attempt < 50; attempt++) {
+        uint64_t ids[64];
+        if (moirai_node_peers(k->a, ids, 64) <= 0) {
+            cr_assert_lt(k->npeers, 64);
+            moirai_node_t *p = make((uint64_t)(100 + k->npeers), 0, 0);
+            k->peers[k->npeers++] = p;
+            link_nodes(k->a, p);
+        }
         moirai_test_oom_install();
-        long fails = MOIRAI_TEST_OOM_SWEEP(op, NULL, node);
+        long fails = MOIRAI_TEST_OOM_SWEEP(op, NULL, k->a);
         moirai_test_oom_uninstall();
         if (fails > 0)
             return fails;
-        cr_assert_eq(undo(node), 0);
+        cr_assert_eq(undo(k->a), 0);
+        /* A connection closed by such a failure may still count as live
+         * until its peer is declared dead (a second with these
+         * heartbeats): 50 ms between runs outlasts that. */
+        usleep(50000);
     }
     return 0;
 }
 
 /* Adding and removing a key under a failing allocator: -ENOMEM leaves the
- * set as it was, and success tells the peers. The remove sweep needs a
- * live peer to allocate at all; a failure landing on that connection's
- * reader may close it, so the peer checked afterwards is a fresh one. */
+ * set as it was, and success tells the peers, checked on a fresh peer. */
 Test(node, keys_out_of_memory)
 {
-    moirai_node_t *a = make(10, 0, 0);
-    cr_assert_gt(key_sweep(op_key_add, op_key_remove, a), 0);
-    cr_assert_eq(moirai_node_key_add(a, "oom-key"), -EEXIST);
-    moirai_node_t *b = make(20, 0, 0);
-    link_nodes(a, b);
-    wait_holders(b, "oom-key", 1);
-    cr_assert_gt(key_sweep(op_key_remove, op_key_add, a), 0);
-    cr_assert_eq(moirai_node_key_remove(a, "oom-key"), -ENOENT);
+    static struct key_oom k;
+    k.a = make(10, 0, 0);
+    cr_assert_gt(key_sweep(&k, op_key_add, op_key_remove), 0);
+    cr_assert_eq(moirai_node_key_add(k.a, "oom-key"), -EEXIST);
+    cr_assert_gt(key_sweep(&k, op_key_remove, op_key_add), 0);
+    cr_assert_eq(moirai_node_key_remove(k.a, "oom-key"), -ENOENT);
     moirai_node_t *c = make(30, 0, 0);
-    link_nodes(a, c);
+    link_nodes(k.a, c);
     wait_holders(c, "oom-key", 0);
-    cr_assert_eq(moirai_node_key_add(a, "oom-key"), 0);
+    cr_assert_eq(moirai_node_key_add(k.a, "oom-key"), 0);
     wait_holders(c, "oom-key", 1);
-    cr_assert_eq(moirai_node_key_remove(a, "oom-key"), 0);
+    cr_assert_eq(moirai_node_key_remove(k.a, "oom-key"), 0);
     wait_holders(c, "oom-key", 0);
-    moirai_node_destroy(a);
-    moirai_node_destroy(b);
+    moirai_node_destroy(k.a);
+    for (int i = 0; i < k.npeers; i++)
+        moirai_node_destroy(k.peers[i]);
     moirai_node_destroy(c);
 }
 
