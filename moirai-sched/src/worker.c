@@ -294,8 +294,17 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
             deadline = now + s->cfg.spin_ns;
         else if (now >= deadline)
             return NULL;
-        for (int i = 0; i < 8; i++)
-            moirai_cpu_relax();
+        /* Every 16 rounds (a few microseconds) the search gives its CPU
+         * to any thread waiting for it: on a CPU shared with other work,
+         * the thread this worker's search is waiting for (the other end
+         * of an exchange, often just woken on this CPU) would otherwise
+         * wait out the whole spin_ns. Alone on its CPU, the call returns
+         * at once. */
+        if (round % 16 == 15)
+            sched_yield();
+        else
+            for (int i = 0; i < 8; i++)
+                moirai_cpu_relax();
     }
     search_end(w);
     return job;
