@@ -31,6 +31,7 @@
 #include <moirai/core/spin.h>
 
 #include "handle_internal.h"
+#include "park_internal.h"
 
 /* The listener list's lock is a bit with acquire/release atomics, which
  * ThreadSanitizer models; the annotations let it check the lock as a lock
@@ -661,6 +662,19 @@ int moirai_handle_run(moirai_handle_t *handle, moirai_task_fn fn, void *arg)
     return status;
 }
 
+/* The calling thread's waiter (moirai_handle_waiter_set()), if any.
+ * Initial-exec, as park.c's thread-local: one instruction to reach. */
+static __thread struct {
+    moirai_handle_waiter_cb cb;
+    void *arg;
+} waiter __attribute__((tls_model("initial-exec")));
+
+void moirai_handle_waiter_set(moirai_handle_waiter_cb cb, void *arg)
+{
+    waiter.cb = cb;
+    waiter.arg = cb != NULL ? arg : NULL;
+}
+
 int moirai_handle_join_timed(moirai_handle_t *handle, uint64_t deadline, void **value)
 {
     if (handle == NULL) {
@@ -688,9 +702,17 @@ int moirai_handle_join_timed(moirai_handle_t *handle, uint64_t deadline, void **
                 continue;
             s |= WAITERS_BIT;
         }
-        /* Returns when the word is no longer `s`, when woken, spuriously, or
-         * at the deadline; the loop re-checks all of those. */
-        int rc = moirai_park_for(&handle->state, s, deadline, "join");
+        int rc;
+        if (waiter.cb != NULL && !moirai__park_hook_applies()) {
+            /* A scheduler's worker runs other work until the handle is
+             * finished or the deadline passes; the loop re-checks both. */
+            rc = waiter.cb(waiter.arg, handle, deadline);
+        } else {
+            /* Returns when the word is no longer `s`, when woken,
+             * spuriously, or at the deadline; the loop re-checks all of
+             * those. */
+            rc = moirai_park_for(&handle->state, s, deadline, "join");
+        }
         s = atomic_load_explicit(&handle->state, memory_order_acquire);
         /* A fiber runtime's park reports that the waiting fiber was
          * cancelled; a join is a wait that can fail, so it passes that on

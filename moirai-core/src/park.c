@@ -20,6 +20,7 @@
 #include <moirai/core/spin.h>
 
 #include "moirai_probe.h"
+#include "park_internal.h"
 
 /* How long moirai_park() spins before sleeping. A cross-CPU futex wake
  * costs 10-20 us on the VMs Moirai is developed on; a few microseconds of
@@ -53,13 +54,13 @@ static struct {
     _Alignas(64) _Atomic uint32_t n;
 } sleepers[SLEEPER_BUCKETS];
 
-static _Atomic uint32_t *sleepers_of(const void *addr)
+_Atomic uint32_t *moirai__park_sleepers(const void *addr)
 {
     uint64_t h = ((uint64_t)(uintptr_t)addr >> 2) * UINT64_C(0x9E3779B97F4A7C15);
     return &sleepers[h >> (64 - 6)].n;
 }
 
-_Static_assert(SLEEPER_BUCKETS == 64, "sleepers_of() takes the top 6 bits");
+_Static_assert(SLEEPER_BUCKETS == 64, "moirai__park_sleepers() takes the top 6 bits");
 
 /* The installed hook, or NULL. */
 static _Atomic(const moirai_park_hook_t *) park_hook = NULL;
@@ -69,6 +70,12 @@ static const moirai_park_hook_t *hook_get(void)
     /* Acquire pairs with the release store in moirai_park_hook_set(): a
      * thread that sees the hook pointer sees the fields it points to. */
     return atomic_load_explicit(&park_hook, memory_order_acquire);
+}
+
+bool moirai__park_hook_applies(void)
+{
+    const moirai_park_hook_t *hook = hook_get();
+    return hook != NULL && hook->applies(hook->ctx);
 }
 
 int moirai_park_hook_set(const moirai_park_hook_t *hook)
@@ -100,7 +107,7 @@ static int futex_wait(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadli
         ts.tv_nsec = (long)(deadline % MOIRAI_NS_PER_S);
         timeout = &ts;
     }
-    _Atomic uint32_t *count = sleepers_of(addr);
+    _Atomic uint32_t *count = moirai__park_sleepers(addr);
     MOIRAI_PROBE3(park, addr, expected, deadline);
     atomic_fetch_add_explicit(count, 1, memory_order_seq_cst);
     long rc = syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected,
@@ -120,7 +127,7 @@ static int futex_wake(_Atomic uint32_t *addr, int count)
 {
     /* An RMW, not a load: it orders the caller's change of the word before
      * the look at the count (see `sleepers`). */
-    if (atomic_fetch_add_explicit(sleepers_of(addr), 0, memory_order_seq_cst) == 0)
+    if (atomic_fetch_add_explicit(moirai__park_sleepers(addr), 0, memory_order_seq_cst) == 0)
         return 0;
     long rc =
         syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, count, NULL, NULL, 0);

@@ -384,6 +384,7 @@ static int init_worker(moirai_sched_t *s, int i, int cpu_count)
     atomic_init(&w->tasks_in, 0);
     atomic_init(&w->tasks_out, 0);
     atomic_init(&w->park_word, 0);
+    atomic_init(&w->join_word, 0);
     atomic_init(&w->listed, false);
     int rc = moirai__deque_create(&w->deque, DEQUE_CAPACITY_LOG2);
     if (rc != 0)

@@ -158,8 +158,11 @@ typedef struct moirai__worker {
     /* Sleeping. `park_word` is 1 while the worker sleeps on it; `listed` is
      * true while it is in the sleeper list (written under the sleeper lock,
      * read by the worker with acquire); `wake_addr` is what a waker
-     * unparks (the park word, or the latch the worker waits for). */
+     * unparks (the park word, the latch the worker waits for, or
+     * `join_word` while a task on it joins a handle: SLEEPY while the
+     * worker sleeps on it, turned back by a waker as a latch is). */
     alignas(MOIRAI_CACHE_LINE) _Atomic uint32_t park_word;
+    _Atomic uint32_t join_word;
     _Atomic bool listed;
     _Atomic uint32_t *wake_addr; /* under the sleeper lock */
     int sleep_slot;              /* index in the sleeper list, under the lock */

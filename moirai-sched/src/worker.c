@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include <moirai/core/clock.h>
+#include <moirai/core/handle.h>
 #include <moirai/core/park.h>
 #include <moirai/core/spin.h>
 #include <moirai/sched/job.h>
@@ -240,13 +241,30 @@ static void poll_outside(moirai__worker_t *w, bool busy)
     h->poll(h->arg, w->index, busy);
 }
 
+/* What a worker that helps waits for: a latch, or a handle until a
+ * deadline. A NULL helping_t pointer means nothing (the worker's loop). */
+typedef struct helping {
+    moirai__latch_t *latch;
+    moirai_handle_t *handle;
+    uint64_t deadline;
+} helping_t;
+
+/* True once the latch is set, or the handle finished or its deadline
+ * passed. Acquire (both probes are). */
+static bool helping_done(const helping_t *h)
+{
+    if (h->latch != NULL)
+        return moirai__latch_probe(h->latch);
+    return moirai_handle_is_finished(h->handle) || moirai_deadline_expired(h->deadline);
+}
+
 /* Looks for work: the local pick, then searching (stealing) for up to
  * spin_ns, or one look around if enough workers search already (a worker
  * waiting for a latch always searches: its wait should end without a
  * wake-up). Returns a job, or NULL (still counted as searching if it
  * was) when nothing turned up, the latch (if any) was set, or the pool
  * stops. */
-static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
+static moirai__job_t *find_work(moirai__worker_t *w, const helping_t *h)
 {
     moirai__job_t *job = pick_local(w);
     if (job != NULL) {
@@ -256,7 +274,7 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
     /* No job at hand: from here the time is not the last job's. */
     moirai__watchdog_idle(w);
     moirai_sched_t *s = w->sched;
-    bool spin = search_begin(w) || latch != NULL;
+    bool spin = search_begin(w) || h != NULL;
     uint64_t deadline = 0;
     for (unsigned round = 0;; round++) {
         if (atomic_load_explicit(&s->ext_used, memory_order_relaxed) > 0 &&
@@ -278,14 +296,14 @@ static moirai__job_t *find_work(moirai__worker_t *w, moirai__latch_t *latch)
          * spin would otherwise delay it by up to spin_ns. A worker that
          * was woken does not: it would take that I/O from the worker that
          * is running the other end of the exchange, on a warm cache. */
-        if (w->hooked && latch == NULL && w->just_ran && round % 32 == 0) {
+        if (w->hooked && h == NULL && w->just_ran && round % 32 == 0) {
             poll_outside(w, false);
             if ((job = pick_local(w)) != NULL) {
                 search_end_after_poll(w);
                 return job;
             }
         }
-        if (latch != NULL && moirai__latch_probe(latch))
+        if (h != NULL && helping_done(h))
             return NULL;
         if (atomic_load_explicit(&s->stop, memory_order_relaxed) || !spin)
             return NULL;
@@ -357,7 +375,8 @@ static void wake_locked_then_unpark(moirai_sched_t *s, moirai__worker_t *w)
     if (addr == &w->park_word) {
         atomic_store_explicit(&w->park_word, 0, memory_order_release);
     } else {
-        /* The worker parks on its latch, whose word must stay unset; turn
+        /* The worker parks on its latch (or its join_word, which works
+         * the same way), whose word must stay unset; turn
          * SLEEPY back to UNSET so that a park not yet entered returns at
          * once (the unpark below could come before it). The latch is
          * still alive: its waiter cannot leave while it is listed, and
@@ -415,29 +434,37 @@ void moirai__sched_wake_all(moirai_sched_t *s)
 }
 
 /* Sleeps until woken for work (then returns counted as searching), or
- * until `latch` (if not NULL) is set or the pool stops (then returns not
- * counted). With a latch, the worker parks on the latch word, which it has
- * turned SLEEPY, so both the latch's setter and a waker for new work can
- * end the park. A hooked worker without a latch waits in the idle hook
- * instead; it returns true when the hook says outside work is ready, and
- * then counts as searching, so that the jobs its poll submits wake nobody
- * else. */
-static bool sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
+ * until what `h` waits for (if not NULL) is over or the pool stops (then
+ * returns not counted). Waiting for a latch, the worker parks on the
+ * latch word, which it has turned SLEEPY, so both the latch's setter and a
+ * waker for new work can end the park. Waiting for a handle, it parks on
+ * its own join_word (SLEEPY, turned back by a waker as a latch is) and on
+ * the handle's word at once (moirai_park_either()), until the deadline. A
+ * hooked worker that waits for nothing waits in the idle hook instead; it
+ * returns true when the hook says outside work is ready, and then counts
+ * as searching, so that the jobs its poll submits wake nobody else. */
+static bool sleep_until_work(moirai__worker_t *w, const helping_t *h)
 {
     bool outside = false;
     moirai_sched_t *s = w->sched;
     _Atomic uint32_t *addr;
     uint32_t expected;
-    if (latch != NULL) {
+    if (h != NULL && h->latch != NULL) {
         uint32_t unset = MOIRAI__LATCH_UNSET;
         /* Acquire on failure: the latch may be set, and then the caller
          * returns and must see the setter's writes. */
-        if (!atomic_compare_exchange_strong_explicit(&latch->state, &unset, MOIRAI__LATCH_SLEEPY,
+        if (!atomic_compare_exchange_strong_explicit(&h->latch->state, &unset, MOIRAI__LATCH_SLEEPY,
                                                      memory_order_acquire, memory_order_acquire) &&
             unset == MOIRAI__LATCH_SET)
             return false;
-        addr = &latch->state;
+        addr = &h->latch->state;
         expected = MOIRAI__LATCH_SLEEPY;
+    } else if (h != NULL) {
+        /* Relaxed: the sleeper lock below orders it before any waker's
+         * look at it. */
+        addr = &w->join_word;
+        expected = MOIRAI__LATCH_SLEEPY;
+        atomic_store_explicit(&w->join_word, MOIRAI__LATCH_SLEEPY, memory_order_relaxed);
     } else {
         addr = &w->park_word;
         expected = 1;
@@ -459,7 +486,7 @@ static bool sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
     bool parked = false;
     for (;;) {
         if (any_work(s) || atomic_load_explicit(&s->stop, memory_order_acquire) ||
-            (latch != NULL && moirai__latch_probe(latch)))
+            (h != NULL && helping_done(h)))
             break;
         if (!parked) {
             /* Counted before the park, so that a reader sees a parked
@@ -468,12 +495,20 @@ static bool sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
             moirai__stat_add(&w->stats.parks, 1);
             MOIRAI_PROBE2(worker_sleep, s, w->index);
         }
-        if (latch == NULL && w->hooked) {
-            const moirai_sched_idle_hooks_t *h = s->cfg.idle_hooks;
-            if (h->wait(h->arg, w->index)) {
+        if (h == NULL && w->hooked) {
+            const moirai_sched_idle_hooks_t *hooks = s->cfg.idle_hooks;
+            if (hooks->wait(hooks->arg, w->index)) {
                 outside = true;
                 break;
             }
+        } else if (h != NULL && h->handle != NULL) {
+            /* Asked afresh each time: the handle's word also changes when
+             * its task starts. NULL: finished. */
+            uint32_t hexp;
+            _Atomic uint32_t *hword = moirai_handle_wait_word(h->handle, &hexp);
+            if (hword == NULL)
+                break;
+            (void)moirai_park_either(addr, expected, hword, hexp, h->deadline);
         } else {
             moirai_park_nospin(addr, expected, MOIRAI_DEADLINE_NEVER);
         }
@@ -483,7 +518,7 @@ static bool sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
             w->searching = true;
             break;
         }
-        /* Spurious, or the latch was set: look again. */
+        /* Spurious, or what `h` waits for is over: look again. */
     }
     if (atomic_load_explicit(&w->listed, memory_order_acquire)) {
         pthread_mutex_lock(&s->sleep_lock);
@@ -505,26 +540,45 @@ static bool sleep_until_work(moirai__worker_t *w, moirai__latch_t *latch)
 
 /* ---- Entry points ---- */
 
-void moirai__worker_wait_latch(moirai__worker_t *w, moirai__latch_t *latch)
+/* Runs the scheduler's jobs, and sleeps when there are none, until what
+ * `h` waits for is over. */
+static void help_until(moirai__worker_t *w, const helping_t *h)
 {
     /* The job that waits; the jobs run meanwhile, and the idle spells,
      * replace its name for the watchdog, which gets it back below. */
     const char *waiting =
         w->watchdog ? atomic_load_explicit(&w->stats.job_name, memory_order_relaxed) : NULL;
-    while (!moirai__latch_probe(latch)) {
-        moirai__job_t *job = find_work(w, latch);
+    while (!helping_done(h)) {
+        moirai__job_t *job = find_work(w, h);
         if (job != NULL) {
             moirai__worker_execute(w, job);
             continue;
         }
-        if (moirai__latch_probe(latch))
+        if (helping_done(h))
             break;
-        sleep_until_work(w, latch);
+        sleep_until_work(w, h);
     }
     /* Not searching any more: it goes back to the job that waited. */
     search_end(w);
     if (w->watchdog)
         atomic_store_explicit(&w->stats.job_name, waiting, memory_order_relaxed);
+}
+
+void moirai__worker_wait_latch(moirai__worker_t *w, moirai__latch_t *latch)
+{
+    helping_t h = {.latch = latch};
+    help_until(w, &h);
+}
+
+/* The handle waiter (moirai_handle_waiter_set()) of every worker thread:
+ * a task that joins a handle runs the scheduler's other work meanwhile, so
+ * a join of a child queued behind it (on one worker, or with every worker
+ * joining) cannot deadlock. */
+static int wait_handle(void *arg, moirai_handle_t *handle, uint64_t deadline)
+{
+    helping_t h = {.handle = handle, .deadline = deadline};
+    help_until(arg, &h);
+    return moirai_handle_is_finished(handle) ? 0 : -ETIMEDOUT;
 }
 
 int moirai__worker_push(moirai__worker_t *w, moirai__job_t *job)
@@ -561,6 +615,7 @@ void *moirai__worker_main(void *arg)
     moirai__worker_t *w = arg;
     moirai_sched_t *s = w->sched;
     moirai__tls_worker = w;
+    moirai_handle_waiter_set(wait_handle, w);
     name_thread(w, 'w');
     if (s->cfg.pin_workers) {
         /* Best effort: a CPU the topology names (for example a synthetic
@@ -596,6 +651,7 @@ void *moirai__worker_main(void *arg)
     /* Still a worker for the hook; destroy joins this thread afterwards,
      * so the hook's writes happen before destroy returns. */
     worker_hook(w, s->cfg.on_worker_exit);
+    moirai_handle_waiter_set(NULL, NULL);
     moirai__tls_worker = NULL;
     return NULL;
 }
@@ -605,6 +661,7 @@ void *moirai__worker_comp_main(void *arg)
     moirai__worker_t *w = arg;
     moirai_sched_t *s = w->sched;
     moirai__tls_worker = w;
+    moirai_handle_waiter_set(wait_handle, w);
     name_thread(w, 'c');
     worker_hook(w, s->cfg.on_worker_start);
     int k = w->index - s->nregular;
@@ -625,6 +682,7 @@ void *moirai__worker_comp_main(void *arg)
     search_end(w);
     moirai__watchdog_idle(w);
     worker_hook(w, s->cfg.on_worker_exit);
+    moirai_handle_waiter_set(NULL, NULL);
     moirai__tls_worker = NULL;
     /* Release: the watchdog, reading it with acquire, joins the thread and
      * may start the slot afresh, seeing everything this thread wrote. */

@@ -10,6 +10,20 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 
+/* True when thread `tid` is blocked in system call number `nr`. */
+static inline bool in_syscall(pid_t tid, long nr)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    long got = -1;
+    int n = fscanf(f, "%ld", &got);
+    fclose(f);
+    return n == 1 && got == nr;
+}
+
 /* True when thread `tid` is blocked in futex() on `addr`. */
 static inline bool in_futex_on(pid_t tid, const void *addr)
 {

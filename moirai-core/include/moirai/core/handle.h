@@ -90,7 +90,9 @@ MOIRAI_CORE_API int moirai_handle_run(moirai_handle_t *handle, moirai_task_fn fn
 /* Waits until the handle is finished. On success returns 0 and stores the
  * value in `*value` (if `value` is not NULL); otherwise returns the error
  * (-ECANCELED, or whatever the task failed with) and stores NULL. Blocks:
- * parks the calling thread (or fiber, under a fiber runtime). Any number of
+ * parks the calling thread (or fiber, under a fiber runtime), or waits
+ * through the thread's waiter if one is installed (moirai_handle_waiter_set():
+ * a moirai-sched worker runs other work meanwhile). Any number of
  * threads may join concurrently, each gets the same result. Returns
  * -EINVAL for a NULL handle, and -ECANCELED without a result when the
  * joiner is itself a fiber whose own handle was cancelled while it waited
@@ -121,6 +123,22 @@ MOIRAI_CORE_API bool moirai_handle_is_finished(const moirai_handle_t *handle);
  * makes the result readable, as moirai_handle_is_finished() does). */
 MOIRAI_CORE_API MOIRAI_ATOMIC(uint32_t) *moirai_handle_wait_word(moirai_handle_t *handle,
                                                                  uint32_t *expected);
+
+/* A thread's way of waiting for a handle other than sleeping: a
+ * scheduler installs one on each worker thread so that a task joining a
+ * handle runs the scheduler's other work meanwhile instead of blocking the
+ * worker (the task it waits for may be queued behind it). It must return
+ * 0 once `handle` is finished and -ETIMEDOUT once `deadline` has passed
+ * (absolute, moirai_clock_now_ns() scale; MOIRAI_DEADLINE_NEVER for none),
+ * and may return 0 early (the join re-checks and calls it again). */
+typedef int (*moirai_handle_waiter_cb)(void *arg, moirai_handle_t *handle, uint64_t deadline);
+
+/* Makes moirai_handle_join() and moirai_handle_join_timed() on the calling
+ * thread wait through `cb(arg, ...)` instead of parking, except from a
+ * fiber whose runtime's park hook applies (a fiber parks). NULL `cb`
+ * restores parking. Thread-local: affects only the calling thread. Never
+ * blocks; never fails. */
+MOIRAI_CORE_API void moirai_handle_waiter_set(moirai_handle_waiter_cb cb, void *arg);
 
 /* Requests cancellation. Cancellation is cooperative:
  *   - pending: the handle finishes with -ECANCELED now, joiners wake, and

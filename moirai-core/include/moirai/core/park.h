@@ -93,6 +93,22 @@ MOIRAI_CORE_API int moirai_park_nospin_for(MOIRAI_ATOMIC(uint32_t) *addr, uint32
  * reads thread-local state. */
 MOIRAI_CORE_API const char *moirai_park_what(void);
 
+/* Parks the calling thread while `*addr == expected` and `*addr2 ==
+ * expected2`, until an unpark on either address, the `deadline` (as for
+ * moirai_park()) or a spurious wake-up; no spin. For a thread that must
+ * wake for either of two events whose wakers each know only their own word
+ * (moirai-sched's workers helping while a task joins a handle). Uses
+ * futex_waitv (Linux 5.16); on a kernel without it, it sleeps on `addr` in
+ * slices of 1 ms and re-reads `addr2` between them, so a change of `addr2`
+ * is seen up to 1 ms late, never missed. Blocks; thread-safe; orders
+ * nothing (as moirai_park()). Returns 0 (woken, a word differed, or
+ * spurious: re-check), -ETIMEDOUT once the deadline has passed, -EINVAL
+ * for a NULL address, -EPERM when called from a fiber of a runtime whose
+ * park hook applies (a fiber parks on one word through moirai_park()). */
+MOIRAI_CORE_API int moirai_park_either(MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected,
+                                       MOIRAI_ATOMIC(uint32_t) *addr2, uint32_t expected2,
+                                       uint64_t deadline);
+
 /* Wakes one waiter parked on `addr`, if any. Returns the number woken (0 or
  * 1). Never blocks (costs a system call: keep a "has waiters" flag in the
  * word and skip the call when it is clear). Thread-safe. */
