@@ -376,6 +376,29 @@ static size_t round_up(size_t n)
     return (n + a - 1) / a * a;
 }
 
+/* A pipeline with a NULL scheduler on a thread that is not a worker: one
+ * item at a time through every stage, on the caller, which every stage
+ * mode allows. A failing stage stops it as in parallel: its item goes no
+ * further and the source is not called again. */
+static int run_serially(const moirai_pipeline_stage_t *stages, size_t count)
+{
+    for (;;) {
+        void *item = NULL;
+        int rc = stages[0].fn(NULL, &item, stages[0].arg);
+        if (rc == MOIRAI_PIPELINE_END)
+            return 0;
+        if (rc < 0)
+            return rc;
+        for (size_t s = 1; s < count; s++) {
+            void *out = NULL;
+            rc = stages[s].fn(item, &out, stages[s].arg);
+            if (rc < 0)
+                return rc;
+            item = out;
+        }
+    }
+}
+
 int moirai_pipeline_run(moirai_sched_t *sched, size_t max_in_flight,
                         const moirai_pipeline_stage_t *stages, size_t count)
 {
@@ -385,7 +408,7 @@ int moirai_pipeline_run(moirai_sched_t *sched, size_t max_in_flight,
     if (sched == NULL) {
         sched = moirai_sched_current();
         if (sched == NULL)
-            return -EINVAL;
+            return run_serially(stages, count);
     }
     size_t slots = max_in_flight < SLOTS_MAX ? max_in_flight : SLOTS_MAX;
     size_t in_order = 0;

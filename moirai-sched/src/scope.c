@@ -21,7 +21,13 @@
  * the function. Wrappers are owned tasks (moirai__sched_spawn_owned()), so
  * a scheduler shutting down with MOIRAI_SHUTDOWN_CANCEL still runs them:
  * they cancel the scope and skip the user's function, and the count still
- * reaches zero. */
+ * reaches zero.
+ *
+ * Serial scopes: with a NULL scheduler on a thread that is not a worker,
+ * the scope runs on the caller alone, as moirai_join() and the parallel
+ * loops do there. Spawns then push their wrapper onto `serial`, and
+ * moirai_scope_run() runs those, in spawn order, after the body returns,
+ * until none is left (a task may spawn more). */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -45,6 +51,9 @@ struct moirai_scope {
     _Atomic int result;
     /* Set by whoever takes `pending` to zero. */
     moirai__latch_t done;
+    /* Serial scopes only (sched NULL): the spawned tasks not yet run,
+     * newest first. */
+    _Atomic(struct scope_task *) serial;
 };
 
 /* What travels with each spawned task. */
@@ -52,6 +61,7 @@ typedef struct scope_task {
     moirai_scope_t *scope;
     moirai_task_fn fn;
     void *arg;
+    struct scope_task *next; /* serial scopes: the next older task */
 } scope_task_t;
 
 /* Drops one count; the last one wakes moirai_scope_run(). */
@@ -92,7 +102,7 @@ static int scope_task_run(void *arg, const moirai_cancel_token_t *unused, void *
     /* A scheduler shutting down with MOIRAI_SHUTDOWN_CANCEL still runs this
      * wrapper (it is spawned as an owned task, because the scope's owner
      * waits for it) but not the user's task: the scope is cancelled. */
-    if (moirai__sched_cancelling(scope->sched))
+    if (scope->sched != NULL && moirai__sched_cancelling(scope->sched))
         moirai_scope_cancel(scope);
     const moirai_cancel_token_t *token = moirai_handle_token(scope->cancel);
     /* A task that has not started when the scope is cancelled never runs. */
@@ -104,17 +114,37 @@ static int scope_task_run(void *arg, const moirai_cancel_token_t *unused, void *
     return 0;
 }
 
+/* Runs a serial scope's spawned tasks, oldest first, until none is left. */
+static void run_serial(moirai_scope_t *scope)
+{
+    scope_task_t *batch;
+    /* Acquire: pairs with the push's release (the same thread pushes
+     * unless the body handed the scope to another, which it may). */
+    while ((batch = atomic_exchange_explicit(&scope->serial, NULL, memory_order_acquire)) != NULL) {
+        scope_task_t *oldest = NULL;
+        while (batch != NULL) {
+            scope_task_t *next = batch->next;
+            batch->next = oldest;
+            oldest = batch;
+            batch = next;
+        }
+        while (oldest != NULL) {
+            scope_task_t *next = oldest->next;
+            (void)scope_task_run(oldest, NULL, NULL);
+            oldest = next;
+        }
+    }
+}
+
 int moirai_scope_run(moirai_sched_t *sched, moirai_scope_fn body, void *arg)
 {
     if (body == NULL)
         return -EINVAL;
-    if (sched == NULL) {
-        sched = moirai_sched_current();
-        if (sched == NULL)
-            return -EINVAL;
-    }
+    if (sched == NULL)
+        sched = moirai_sched_current(); /* still NULL: a serial scope */
     moirai_scope_t scope;
     scope.sched = sched;
+    atomic_init(&scope.serial, NULL);
     int rc = moirai_handle_create(&scope.cancel);
     if (rc != 0)
         return rc;
@@ -123,6 +153,8 @@ int moirai_scope_run(moirai_sched_t *sched, moirai_scope_fn body, void *arg)
     moirai__latch_init(&scope.done);
 
     scope_record(&scope, body(&scope, arg));
+    if (sched == NULL)
+        run_serial(&scope);
     /* Release/acquire as in scope_leave(). If the body's count was the
      * last, every task has finished and nobody else touches the scope, so
      * there is nothing to wait for. */
@@ -156,6 +188,14 @@ int moirai_scope_spawn(moirai_scope_t *scope, moirai_task_fn fn, void *arg,
      * so this cannot race with the count reaching zero; the task's own
      * decrement is ordered after it by the spawn. */
     atomic_fetch_add_explicit(&scope->pending, 1, memory_order_relaxed);
+    if (scope->sched == NULL) {
+        /* Release: what the spawner wrote reaches run_serial(). */
+        task->next = atomic_load_explicit(&scope->serial, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&scope->serial, &task->next, task,
+                                                      memory_order_release, memory_order_relaxed)) {
+        }
+        return 0;
+    }
     int rc = moirai__sched_spawn_owned(scope->sched, scope_task_run, task, attr);
     if (rc != 0) {
         moirai_free(task);

@@ -422,8 +422,6 @@ Test(pipeline, argument_errors, .timeout = 30)
     cr_assert_eq(moirai_pipeline_run(s, 4, NULL, 3), -EINVAL);
     cr_assert_eq(moirai_pipeline_run(s, 4, c->stages, 0), -EINVAL);
     cr_assert_eq(moirai_pipeline_run(s, 0, c->stages, c->count), -EINVAL);
-    /* A NULL scheduler off the pool. */
-    cr_assert_eq(moirai_pipeline_run(NULL, 4, c->stages, c->count), -EINVAL);
     /* A parallel source. */
     c->stages[0].mode = MOIRAI_STAGE_PARALLEL;
     cr_assert_eq(moirai_pipeline_run(s, 4, c->stages, c->count), -EINVAL);
@@ -542,4 +540,85 @@ Test(pipeline, allocation_failures_mid_run_lose_nothing, .timeout = 120)
     moirai_test_oom_uninstall();
     pctx_free(o.c);
     drop_sched(o.sched);
+}
+
+/* ---- A NULL scheduler off the pool: one item at a time on the caller ---- */
+
+typedef struct serial_pipe {
+    pthread_t caller;
+    bool off_caller;
+    long next, limit; /* the source's next item and its end */
+    long fail_at;     /* stage 1 fails on this item with -EIO (0: never) */
+    long sum;         /* what the last stage saw, added up */
+    long last_seen;   /* the last item the sink saw, to check the order */
+    bool out_of_order;
+    long items[64];
+} serial_pipe_t;
+
+static void serial_pipe_check_thread(serial_pipe_t *p)
+{
+    if (!pthread_equal(pthread_self(), p->caller))
+        p->off_caller = true;
+}
+
+static int serial_source(void *in, void **out, void *arg)
+{
+    (void)in;
+    serial_pipe_t *p = arg;
+    serial_pipe_check_thread(p);
+    if (p->next > p->limit)
+        return MOIRAI_PIPELINE_END;
+    p->items[p->next] = p->next;
+    *out = &p->items[p->next++];
+    return 0;
+}
+
+static int serial_double(void *in, void **out, void *arg)
+{
+    serial_pipe_t *p = arg;
+    serial_pipe_check_thread(p);
+    long *v = in;
+    if (*v == p->fail_at)
+        return -EIO;
+    *v *= 2;
+    *out = v;
+    return 0;
+}
+
+static int serial_sink(void *in, void **out, void *arg)
+{
+    (void)out;
+    serial_pipe_t *p = arg;
+    serial_pipe_check_thread(p);
+    long v = *(long *)in;
+    if (v <= p->last_seen)
+        p->out_of_order = true;
+    p->last_seen = v;
+    p->sum += v;
+    return 0;
+}
+
+static int run_serial_pipe(serial_pipe_t *p)
+{
+    moirai_pipeline_stage_t st[3] = {
+        {MOIRAI_STAGE_SERIAL_IN_ORDER, serial_source, p},
+        {MOIRAI_STAGE_PARALLEL, serial_double, p},
+        {MOIRAI_STAGE_SERIAL_IN_ORDER, serial_sink, p},
+    };
+    return moirai_pipeline_run(NULL, 8, st, 3);
+}
+
+Test(pipeline, a_null_scheduler_off_the_pool_runs_serially_on_the_caller, .timeout = 30)
+{
+    serial_pipe_t p = {.caller = pthread_self(), .next = 1, .limit = 50};
+    cr_assert_eq(run_serial_pipe(&p), 0);
+    cr_assert_not(p.off_caller);
+    cr_assert_not(p.out_of_order);
+    cr_assert_eq(p.sum, 50 * 51); /* 2 * (1 + ... + 50) */
+
+    /* A failing stage stops the source; its item goes no further. */
+    serial_pipe_t f = {.caller = pthread_self(), .next = 1, .limit = 50, .fail_at = 10};
+    cr_assert_eq(run_serial_pipe(&f), -EIO);
+    cr_assert_eq(f.next, 11, "the source ran on after the failure");
+    cr_assert_eq(f.sum, 9 * 10); /* 2 * (1 + ... + 9) */
 }

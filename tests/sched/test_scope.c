@@ -518,13 +518,6 @@ Test(scope, spawn_with_attributes, .timeout = 30)
 
 /* ---- Argument errors ---- */
 
-static int count_body(moirai_scope_t *scope, void *arg)
-{
-    (void)scope;
-    atomic_fetch_add((_Atomic int *)arg, 1);
-    return 0;
-}
-
 typedef struct bad_spawn_ctx {
     int null_fn;
     int null_scope;
@@ -549,10 +542,6 @@ static int bad_spawn_body(moirai_scope_t *scope, void *arg)
 
 Test(scope, argument_errors, .timeout = 30)
 {
-    _Atomic int ran = 0;
-    /* From a thread that is not a worker, a NULL scheduler is an error. */
-    cr_assert_eq(moirai_scope_run(NULL, count_body, &ran), -EINVAL);
-    cr_assert_eq(atomic_load(&ran), 0, "the body ran after -EINVAL");
     moirai_sched_t *s = make_sched(1);
     cr_assert_eq(moirai_scope_run(s, NULL, NULL), -EINVAL);
     bad_spawn_ctx_t c;
@@ -774,4 +763,75 @@ Test(scope, destroy_cancel_completes_a_waiting_scope, .timeout = 60)
     cr_assert(c.scope_rc == 0 || c.scope_rc == -ECANCELED, "rc %d", c.scope_rc);
     cr_assert_eq(atomic_load(&c.ran), 0, "%d queued tasks ran under MOIRAI_SHUTDOWN_CANCEL",
                  atomic_load(&c.ran));
+}
+
+/* ---- A NULL scheduler off the pool: a serial scope on the caller ---- */
+
+typedef struct serial_ctx {
+    pthread_t caller;
+    int order[16];
+    int n;
+    bool off_caller; /* something ran on another thread */
+    int fail_at;     /* the task with this number fails with -EIO (0: none) */
+    int late_spawn_rc;
+} serial_ctx_t;
+
+typedef struct serial_task {
+    serial_ctx_t *ctx;
+    int id;
+} serial_task_t;
+
+static serial_task_t serial_tasks[8];
+
+static void serial_note(serial_ctx_t *c, int id)
+{
+    if (!pthread_equal(pthread_self(), c->caller))
+        c->off_caller = true;
+    if (c->n < 16)
+        c->order[c->n++] = id;
+}
+
+static moirai_scope_t *serial_scope;
+
+static int serial_task_fn(void *arg, const moirai_cancel_token_t *cancel, void **result)
+{
+    (void)cancel;
+    (void)result;
+    serial_task_t *t = arg;
+    serial_note(t->ctx, t->id);
+    /* Task 1 spawns task 4: it runs after the tasks already queued. */
+    if (t->id == 1)
+        cr_assert_eq(moirai_scope_spawn(serial_scope, serial_task_fn, &serial_tasks[4], NULL), 0);
+    return t->id == t->ctx->fail_at ? -EIO : 0;
+}
+
+static int serial_body(moirai_scope_t *scope, void *arg)
+{
+    serial_ctx_t *c = arg;
+    serial_scope = scope;
+    for (int i = 1; i <= 3; i++) {
+        serial_tasks[i] = (serial_task_t){c, i};
+        cr_assert_eq(moirai_scope_spawn(scope, serial_task_fn, &serial_tasks[i], NULL), 0);
+    }
+    serial_tasks[4] = (serial_task_t){c, 4};
+    /* Nothing has run yet: the body comes first. */
+    serial_note(c, 0);
+    return 0;
+}
+
+Test(scope, a_null_scheduler_off_the_pool_runs_serially_on_the_caller, .timeout = 30)
+{
+    serial_ctx_t c = {.caller = pthread_self()};
+    cr_assert_eq(moirai_scope_run(NULL, serial_body, &c), 0);
+    cr_assert_not(c.off_caller);
+    cr_assert_eq(c.n, 5);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(c.order[i], i, "position %d ran %d", i, c.order[i]);
+
+    /* The first error cancels the scope: the tasks after it never run,
+     * and it is the scope's result. */
+    serial_ctx_t f = {.caller = pthread_self(), .fail_at = 2};
+    cr_assert_eq(moirai_scope_run(NULL, serial_body, &f), -EIO);
+    cr_assert_eq(f.n, 3, "ran %d", f.n);
+    cr_assert_eq(f.order[2], 2);
 }

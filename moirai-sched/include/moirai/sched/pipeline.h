@@ -63,12 +63,14 @@ typedef struct moirai_pipeline_stage {
 extern "C" {
 #endif
 
-/* Runs the pipeline of `count` stages on `sched` (NULL: the scheduler of
- * the calling worker; -EINVAL from any other thread) until the source ends
- * and every item has left the last stage. Blocks (helping, on a worker).
- * Returns 0, the first stage error, -EINVAL (NULL stages or fn, count 0,
- * max_in_flight 0, a parallel source, an unknown mode), -ENOMEM (before any
- * stage ran) or -ESHUTDOWN. */
+/* Runs the pipeline of `count` stages on `sched` until the source ends
+ * and every item has left the last stage. `sched` NULL means the scheduler
+ * of the calling worker; on any other thread, the pipeline runs serially
+ * on the caller, one item at a time through every stage (as moirai_join()
+ * and the parallel loops run serially there). Blocks (helping, on a
+ * worker). Returns 0, the first stage error, -EINVAL (NULL stages or fn,
+ * count 0, max_in_flight 0, a parallel source, an unknown mode), -ENOMEM
+ * (before any stage ran) or -ESHUTDOWN. */
 MOIRAI_SCHED_API int moirai_pipeline_run(moirai_sched_t *sched, size_t max_in_flight,
                                          const moirai_pipeline_stage_t *stages, size_t count);
 

@@ -15,7 +15,10 @@
  * and moirai_scope_run() still returns.
  *
  * While it waits, a worker that called moirai_scope_run() runs other work;
- * any other thread parks.
+ * any other thread parks. With a NULL scheduler on a thread that is not a
+ * worker, the scope is serial: everything runs on the caller, the body
+ * first, then the spawned tasks in spawn order (as moirai_join() and the
+ * parallel loops run serially there).
  *
  * Memory ordering: what the spawner wrote before moirai_scope_spawn()
  * happens before the task runs; everything the body and the tasks wrote
@@ -41,12 +44,12 @@ extern "C" {
 #endif
 
 /* Runs `body(scope, arg)` and waits for every task spawned into the scope.
- * `sched` NULL means the scheduler of the calling worker (-EINVAL from any
- * other thread). Blocks. Returns 0 when the body and all tasks returned 0;
- * otherwise the first non-zero value any of them returned (a task that
- * never ran because the scope was cancelled contributes nothing), or
- * -ECANCELED if the scope was cancelled with no error; -EINVAL for a NULL
- * body; -ENOMEM if the scope cannot be set up (the body has not run). */
+ * `sched` NULL means the scheduler of the calling worker; on any other
+ * thread, a serial scope on the caller (see above). Blocks. Returns 0 when the body and all tasks
+ * returned 0; otherwise the first non-zero value any of them returned (a task that never ran
+ * because the scope was cancelled contributes nothing), or -ECANCELED if the scope was cancelled
+ * with no error; -EINVAL for a NULL body; -ENOMEM if the scope cannot be set up (the body has not
+ * run). */
 MOIRAI_SCHED_API int moirai_scope_run(moirai_sched_t *sched, moirai_scope_fn body, void *arg);
 
 /* Spawns `fn(arg, cancel, result)` into `scope` with attributes `attr`
