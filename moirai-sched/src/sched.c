@@ -201,10 +201,21 @@ static int spawn_task(moirai_sched_t *s, moirai_task_fn fn, void *arg,
 {
     moirai__worker_t *w = moirai__worker_current();
     bool local = w != NULL && w->sched == s;
+    /* From outside, the gate comes first: once destroy has begun, a spawn
+     * (made through a reference, moirai_sched_retain()) touches nothing
+     * that destroy frees. */
+    if (!local) {
+        int rc = moirai__sched_gate_enter(s);
+        if (rc != 0)
+            return rc;
+    }
 
     sched_task_t *t;
-    if (moirai_pool_alloc(s->task_pool, (void **)&t) != 0)
+    if (moirai_pool_alloc(s->task_pool, (void **)&t) != 0) {
+        if (!local)
+            ext_finished(s);
         return -ENOMEM;
+    }
     t->job.execute = task_execute;
     t->fn = fn;
     t->arg = arg;
@@ -229,12 +240,9 @@ static int spawn_task(moirai_sched_t *s, moirai_task_fn fn, void *arg,
                 moirai__stat_add(&w->stats.spawned, 1);
         }
     } else {
-        rc = moirai__sched_gate_enter(s);
-        if (rc == 0) {
-            rc = route_shared(s, &t->job, attr);
-            if (rc != 0)
-                ext_finished(s);
-        }
+        rc = route_shared(s, &t->job, attr);
+        if (rc != 0)
+            ext_finished(s);
     }
     if (rc != 0)
         moirai_pool_free(s->task_pool, t);
@@ -326,8 +334,9 @@ void moirai_sched_config_init(moirai_sched_config_t *cfg)
         memset(cfg, 0, sizeof *cfg);
 }
 
-/* Frees everything of a pool whose threads are not running (any more). */
-static void sched_free(moirai_sched_t *s)
+/* Frees everything of a pool whose threads are not running (any more),
+ * except the struct itself. */
+static void sched_free_parts(moirai_sched_t *s)
 {
     if (s->workers != NULL) {
         /* Zeroed entries (not initialised yet) are skipped by each call. */
@@ -346,7 +355,27 @@ static void sched_free(moirai_sched_t *s)
         moirai_pool_destroy(s->task_pool);
     moirai_free(s->sleepers);
     pthread_mutex_destroy(&s->sleep_lock);
+}
+
+static void sched_free(moirai_sched_t *s)
+{
+    sched_free_parts(s);
     moirai_free(s);
+}
+
+void moirai_sched_retain(moirai_sched_t *sched)
+{
+    /* Relaxed: the caller holds a reference already, as for any count. */
+    if (sched != NULL)
+        atomic_fetch_add_explicit(&sched->refs, 1, memory_order_relaxed);
+}
+
+void moirai_sched_release(moirai_sched_t *sched)
+{
+    /* acq_rel: the last release sees every other holder's accesses before
+     * it frees the struct. */
+    if (sched != NULL && atomic_fetch_sub_explicit(&sched->refs, 1, memory_order_acq_rel) == 1)
+        moirai_free(sched);
 }
 
 /* Stops the workers and joins those that were started. */
@@ -467,6 +496,7 @@ int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg)
     atomic_init(&s->comp_wanted, 0);
     atomic_init(&s->idle, 0);
     atomic_init(&s->gate, 0);
+    atomic_init(&s->refs, 1);
     atomic_init(&s->ext_finished, 0);
     atomic_init(&s->cancel, 0);
     atomic_init(&s->stop, 0);
@@ -597,7 +627,8 @@ int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how)
      * compensating worker any more; those running stop with the rest. */
     moirai__watchdog_stop(sched);
     stop_workers(sched);
-    sched_free(sched);
+    sched_free_parts(sched);
+    moirai_sched_release(sched);
     return 0;
 }
 

@@ -197,6 +197,11 @@ struct moirai_sched {
      * which searching workers read in every round. Sharing them cost an
      * external spawn a cache miss on every CAS (1M spawns: 107-120 ms). */
     alignas(2 * MOIRAI_CACHE_LINE) _Atomic uint64_t gate; /* see above */
+    /* References (moirai_sched_retain()): the creator's, dropped by
+     * destroy, plus one per retain. The struct itself (the gate and the
+     * executors a late spawn reads) is freed with the last one; destroy
+     * frees everything else. */
+    _Atomic uint32_t refs;
     _Atomic uint64_t ext_finished; /* accepted external jobs finished or never queued */
 
     alignas(2 * MOIRAI_CACHE_LINE) _Atomic uint32_t

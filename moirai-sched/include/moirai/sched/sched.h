@@ -235,16 +235,37 @@ MOIRAI_SCHED_API void moirai_sched_config_init(moirai_sched_config_t *cfg);
 MOIRAI_SCHED_API int moirai_sched_create(moirai_sched_t **out, const moirai_sched_config_t *cfg);
 
 /* Stops the scheduler as `how` says, joins its workers and its blocking
- * threads, and frees everything. Spawns from outside the pool fail with
- * -ESHUTDOWN from the moment it is called; tasks already accepted may still
- * spawn (DRAIN runs what they spawn, CANCEL discards it). Blocking tasks
- * already accepted always run. Blocks. Returns 0, -EINVAL (NULL sched or an
+ * threads, and frees everything (the scheduler object itself once the
+ * last reference taken with moirai_sched_retain() is released). Spawns
+ * from outside the pool fail with -ESHUTDOWN from the moment it is called;
+ * a spawn that races with it is either accepted (and then runs under DRAIN,
+ * or its handle fails with -ECANCELED under CANCEL) or refused, never both
+ * or neither. Tasks already accepted may still spawn (DRAIN runs what they
+ * spawn, CANCEL discards it). Blocking tasks already accepted always run.
+ * A thread that may spawn while another destroys holds a reference, so that
+ * its spawns meet -ESHUTDOWN rather than freed memory. Blocks. Returns 0, -EINVAL (NULL sched or an
  * unknown `how`) or -EDEADLK (called from one of the scheduler's
  * workers, or from inside a join on it that an outside thread takes part
  * in as a guest, which destroy would wait for); on error nothing is
  * stopped. Called from a task running on the
  * scheduler's blocking pool it deadlocks (not detected). */
 MOIRAI_SCHED_API int moirai_sched_destroy(moirai_sched_t *sched, moirai_shutdown_t how);
+
+/* Takes a reference to `sched`, for a thread that may spawn on it while
+ * another thread destroys it. Once destroy has begun, the holder may still
+ * call moirai_sched_spawn(), moirai_sched_spawn_blocking(), moirai_join()
+ * and the parallel loops (all -ESHUTDOWN), moirai_scope_run() and
+ * moirai_pipeline_run() (their spawns fail with -ESHUTDOWN),
+ * moirai_sched_executor() and moirai_sched_worker_count(); any other call
+ * on a destroyed scheduler is undefined. NULL is ignored. Never blocks;
+ * thread-safe; relaxed (the caller already holds a reference). */
+MOIRAI_SCHED_API void moirai_sched_retain(moirai_sched_t *sched);
+
+/* Drops a reference taken with moirai_sched_retain(); the last one (the
+ * creator's is dropped by moirai_sched_destroy()) frees the scheduler
+ * object. NULL is ignored. Never blocks; thread-safe; acq_rel (the last
+ * release sees every holder's accesses before the free). */
+MOIRAI_SCHED_API void moirai_sched_release(moirai_sched_t *sched);
 
 /* Submits `fn(arg)` (see moirai_task_fn). `attr` NULL means the defaults.
  * With a `handle` (created with moirai_handle_create, not yet used for a
