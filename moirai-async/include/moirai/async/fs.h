@@ -74,7 +74,7 @@ extern "C" {
 /* open(2): opens `path` with `flags` (O_CLOEXEC is always added) and
  * `mode` (used with O_CREAT). Returns the descriptor, or a negative
  * errno: -EINVAL (NULL rt or path), -ENOENT, -EACCES, -EEXIST, -EISDIR,
- * -EMFILE, ..., -ENOMEM, -ECANCELED, -ETIMEDOUT (a descriptor opened
+ * -EMFILE, -ENOTDIR, ..., -ENOMEM, -ECANCELED, -ETIMEDOUT (a descriptor opened
  * after the call gave up is closed). */
 MOIRAI_ASYNC_API int moirai_fs_open(moirai_runtime_t *rt, const char *path, int flags, int mode);
 MOIRAI_ASYNC_API int moirai_fs_open_timed(moirai_runtime_t *rt, uint64_t deadline, const char *path,
