@@ -311,7 +311,11 @@ Test(rwlock, writer_not_starved_by_overlapping_readers, .timeout = 60)
  *
  * Writers increment two plain fields; readers check they are equal and
  * that no writer is inside. Plain fields make a missing acquire/release a
- * data race for ThreadSanitizer. */
+ * data race for ThreadSanitizer. The inside counters are relaxed, so that
+ * they order nothing themselves: with seq_cst counters, a writer's
+ * decrement and a reader's load would carry the plain fields across and
+ * hide a lock whose unlock does not release (the unannotated TSan build,
+ * tests/sync/meson.build, then missed a relaxed write unlock). */
 typedef struct mix_ctx {
     moirai_rwlock_t rw;
     long a, b;
@@ -353,19 +357,19 @@ static void *mix_worker(void *arg, int index)
         /* Thread 0 and 1 write every 4th operation; the others only read. */
         if (index < 2 && i % 4 == 0) {
             mix_wr(c);
-            if (atomic_fetch_add(&c->writers_inside, 1) != 0 ||
-                atomic_load(&c->readers_inside) != 0)
-                atomic_fetch_add(&c->violations, 1);
+            if (atomic_fetch_add_explicit(&c->writers_inside, 1, memory_order_relaxed) != 0 ||
+                atomic_load_explicit(&c->readers_inside, memory_order_relaxed) != 0)
+                atomic_fetch_add_explicit(&c->violations, 1, memory_order_relaxed);
             c->a++;
             c->b++;
-            atomic_fetch_sub(&c->writers_inside, 1);
+            atomic_fetch_sub_explicit(&c->writers_inside, 1, memory_order_relaxed);
             moirai_rwlock_wrunlock(&c->rw);
         } else {
             mix_rd(c);
-            atomic_fetch_add(&c->readers_inside, 1);
-            if (atomic_load(&c->writers_inside) != 0 || c->a != c->b)
-                atomic_fetch_add(&c->violations, 1);
-            atomic_fetch_sub(&c->readers_inside, 1);
+            atomic_fetch_add_explicit(&c->readers_inside, 1, memory_order_relaxed);
+            if (atomic_load_explicit(&c->writers_inside, memory_order_relaxed) != 0 || c->a != c->b)
+                atomic_fetch_add_explicit(&c->violations, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&c->readers_inside, 1, memory_order_relaxed);
             moirai_rwlock_rdunlock(&c->rw);
         }
     }
