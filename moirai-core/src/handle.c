@@ -31,6 +31,7 @@
 #include <moirai/core/spin.h>
 
 #include "handle_internal.h"
+#include "pause_point.h"
 #include "park_internal.h"
 
 /* The listener list's lock is a bit with acquire/release atomics, which
@@ -235,6 +236,7 @@ static void publish(moirai_handle_t *handle)
      * WAITERS_BIT before this increment; one that tries afterwards fails
      * its compare-and-swap, sees FINISHED and never parks, so skipping the
      * wake-up when the bit is clear loses nobody. */
+    MOIRAI_PAUSE_POINT("handle_publish:before");
     uint32_t old = atomic_fetch_add_explicit(&handle->state, 1, memory_order_release);
     if (old & WAITERS_BIT)
         moirai_unpark_all(&handle->state);
@@ -264,6 +266,7 @@ int moirai_handle_complete(moirai_handle_t *handle, void *value)
     int rc = claim(handle);
     if (rc != 0)
         return rc;
+    MOIRAI_PAUSE_POINT("handle_complete:claimed");
     handle->error = 0;
     handle->value = value;
     publish(handle);
