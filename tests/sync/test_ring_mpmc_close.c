@@ -37,9 +37,9 @@
 enum {
     PRODUCERS = 4,
     CONSUMERS = 3,
-    CAPACITY = 8,            /* small: producers often wait for room */
-    MAX_SEQ = 1 << 16,       /* items per producer at most */
-    MAX_CLOSE_AFTER = 20000, /* accepted pushes before the close, at most */
+    CAPACITY = 8,           /* small: producers often wait for room */
+    MAX_SEQ = 1 << 16,      /* items per producer at most */
+    MAX_CLOSE_AFTER = 4000, /* accepted pushes before the close, at most */
 };
 
 typedef struct close_ctx {
