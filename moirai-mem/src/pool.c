@@ -279,9 +279,10 @@ static int ensure_loaded(struct moirai_pool *pool, pool_tcache_t *c)
 }
 
 /* Refills an empty loaded magazine: from the previous one, the depot, the
- * orphans, or new objects, in that order. Returns 0 with c->n > 0, or
- * -ENOMEM. Invariant kept: previous is NULL whenever loaded is. */
-static int refill(struct moirai_pool *pool, pool_tcache_t *c)
+ * orphans, or (when `may_carve`) new objects, in that order. Returns 0
+ * with c->n > 0, or -ENOMEM. Invariant kept: previous is NULL whenever
+ * loaded is. */
+static int refill(struct moirai_pool *pool, pool_tcache_t *c, bool may_carve)
 {
     pool_magazine_t *prev = c->previous;
     if (prev && prev->count) {
@@ -314,6 +315,8 @@ static int refill(struct moirai_pool *pool, pool_tcache_t *c)
         moirai__pool_bump(&c->depot_hits);
         return 0;
     }
+    if (!may_carve)
+        return -ENOMEM;
     got = carve(pool, c->rounds, c->cap);
     if (!got)
         return -ENOMEM;
@@ -326,21 +329,34 @@ static int refill(struct moirai_pool *pool, pool_tcache_t *c)
 /* A bounded pool's allocation. Capacity bounds the objects in use, not
  * the objects that happen to sit in this thread's cache: when neither this
  * cache, the depot, the orphans nor the capacity has an object left, the
- * objects other threads' caches hold are taken back to the depot
- * (moirai__pool_reclaim()) and the refill is tried once more. -ENOMEM then
- * means every object was in use, or was freed into a cache after that
- * cache was reclaimed (a release that did not happen before this call). */
+ * objects other threads' caches hold are taken back to the depot and the
+ * refill is tried once more, while every other cache of the pool is held
+ * still (moirai__pool_reclaim_begin()). -ENOMEM then means every object
+ * was in use at that moment.
+ *
+ * Holding them all at once is what makes that exact. Taking the caches
+ * back one at a time and refilling afterwards (as this did before) let
+ * objects slip past: another allocating thread could take the reclaimed
+ * objects from the depot before our refill, or move them from a cache not
+ * yet visited into one already visited, and the allocation failed with
+ * objects free in another thread's cache (tests/mem/test_pool_magazines.c,
+ * orphans_*: 31 failed runs in 100). */
 static int alloc_bounded(struct moirai_pool *pool, pool_tcache_t *c, void **out)
 {
     moirai__pool_guard_lock(c);
-    if (c->n == 0 && refill(pool, c) != 0) {
-        /* The reclaimer takes other caches' guards one at a time; it must
-         * not hold ours meanwhile, or two reclaimers could wait for each
-         * other. */
+    if (c->n == 0 && refill(pool, c, true) != 0) {
+        /* The reclaimer takes the registry lock, then other caches'
+         * guards; it must not hold ours meanwhile, or two reclaimers could
+         * wait for each other. Once it holds the registry lock no other
+         * reclaimer runs, so taking ours back cannot deadlock. */
         moirai__pool_guard_unlock(c);
-        moirai__pool_reclaim(pool, c);
+        moirai__pool_reclaim_begin(pool, c);
         moirai__pool_guard_lock(c);
-        if (c->n == 0 && refill(pool, c) != 0) {
+        /* No new objects under the registry lock: carving may call the
+         * caller's chunk allocator, and the one attempt above failed. */
+        int rc = c->n != 0 ? 0 : refill(pool, c, false);
+        moirai__pool_reclaim_end(pool, c);
+        if (rc != 0) {
             moirai__pool_bump(&c->failures);
             moirai__pool_guard_unlock(c);
             return -ENOMEM;
@@ -364,7 +380,7 @@ int moirai__pool_alloc_slow(struct moirai_pool *pool, pool_tcache_t *c, void **o
     }
     if (pool->capacity)
         return alloc_bounded(pool, c, out);
-    if (c->n == 0 && refill(pool, c) != 0) {
+    if (c->n == 0 && refill(pool, c, true) != 0) {
         moirai__pool_bump(&c->failures);
         return -ENOMEM;
     }

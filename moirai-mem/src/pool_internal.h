@@ -79,7 +79,7 @@ typedef struct pool_stack {
 typedef struct pool_tcache {
     /* Bounded pools only: held by the owner around every use of the
      * magazines below, and by another thread that takes them back to the
-     * depot (moirai__pool_reclaim()), so a pool at its capacity can reach
+     * depot (moirai__pool_reclaim_begin()), so a pool at its capacity can reach
      * objects freed into other threads' caches. 0 free, 1 held. */
     _Atomic uint32_t guard;
     void **rounds;             /* loaded magazine's rounds, or NULL */
@@ -268,15 +268,20 @@ int moirai__pool_register_group(struct moirai_pool **pools, uint32_t n);
 /* Unregisters `pool` and frees every thread's cache of it. */
 void moirai__pool_unregister(struct moirai_pool *pool);
 /* Bounded pools: takes every other thread's cached objects back to the
- * depot, so that `self`'s next refill can find them. Takes the registry
- * lock and, one at a time, each cache's guard; the caller holds none. */
-void moirai__pool_reclaim(struct moirai_pool *pool, pool_tcache_t *self);
+ * depot and holds those caches still until moirai__pool_reclaim_end(), so
+ * that `self`'s refill meanwhile sees every free object. Takes the
+ * registry lock and each other cache's guard, and keeps them; the caller
+ * holds no guard when it calls this, and may then take its own. */
+void moirai__pool_reclaim_begin(struct moirai_pool *pool, pool_tcache_t *self);
+/* Lets the caches held by moirai__pool_reclaim_begin() go. */
+void moirai__pool_reclaim_end(struct moirai_pool *pool, pool_tcache_t *self);
 
 /* Takes and releases a cache's guard (bounded pools). Acquire and
  * release: whoever holds it next sees the magazines as the last holder
- * left them. Held for a few instructions (a flush by a reclaimer, or one
- * allocation or release that may create a magazine or a chunk), so a
- * waiter spins briefly, then yields the CPU. */
+ * left them. Held for a few instructions (one allocation or release that
+ * may create a magazine or a chunk), or by a reclaimer for one pass over
+ * the pool's caches and one refill, so a waiter spins briefly, then
+ * yields the CPU. */
 void moirai__pool_guard_wait(pool_tcache_t *c);
 static inline bool moirai__pool_guard_try(pool_tcache_t *c)
 {
@@ -359,7 +364,7 @@ static inline int moirai__pool_alloc_cached(struct moirai_pool *pool, pool_tcach
 {
     if (__builtin_expect(c != NULL, 1)) {
         /* A bounded pool's cache is used under its guard, so that another
-         * thread can take its objects back (moirai__pool_reclaim()). */
+         * thread can take its objects back (moirai__pool_reclaim_begin()). */
         bool bounded = pool->capacity != 0;
         if (!bounded || moirai__pool_guard_try(c)) {
             uint32_t n = c->n;

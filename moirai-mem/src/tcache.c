@@ -238,17 +238,26 @@ void moirai__pool_guard_wait(pool_tcache_t *c)
     } while (!moirai__pool_guard_try(c));
 }
 
-void moirai__pool_reclaim(struct moirai_pool *pool, pool_tcache_t *self)
+void moirai__pool_reclaim_begin(struct moirai_pool *pool, pool_tcache_t *self)
 {
     /* The registry lock keeps every cache of the pool alive (a thread that
-     * exits flushes and frees its caches under it) and the list stable. */
+     * exits flushes and frees its caches under it) and the list stable,
+     * and lets one reclaimer at a time hold guards. No thread takes the
+     * registry lock while it holds a guard, so the owners, who only ever
+     * take their own guard, just wait for it. */
     pthread_mutex_lock(&registry_lock);
     for (pool_tcache_t *c = pool->caches; c; c = c->list_next) {
         if (c == self)
             continue;
         moirai__pool_guard_lock(c);
         moirai__pool_cache_flush(c);
-        moirai__pool_guard_unlock(c);
     }
+}
+
+void moirai__pool_reclaim_end(struct moirai_pool *pool, pool_tcache_t *self)
+{
+    for (pool_tcache_t *c = pool->caches; c; c = c->list_next)
+        if (c != self)
+            moirai__pool_guard_unlock(c);
     pthread_mutex_unlock(&registry_lock);
 }
