@@ -239,8 +239,9 @@ static long run_round(close_ctx_t *c, enum close_kind kind, long close_after, in
         refusals += c->refused[p];
         total += c->accepted[p];
         /* Items above accepted[p] were never offered; the refused one is
-         * accepted[p] itself. */
-        for (long s = 0; s <= c->accepted[p]; s++) {
+         * accepted[p] itself (none when the producer pushed all MAX_SEQ
+         * before the close). */
+        for (long s = 0; s <= c->accepted[p] && s < MAX_SEQ; s++) {
             unsigned got = atomic_load(&c->received[p][s]);
             unsigned want = s < c->accepted[p];
             if (got != want)
