@@ -336,7 +336,7 @@ typedef struct moirai__helping {
 
 /* True once the latch is set, or the handle finished or its deadline
  * passed. Acquire (both probes are). Inline: the search loop (worker.c)
- * asks it every round while helping. */
+ * asks it every round while helping, and help_until() after every job. */
 static inline bool moirai__helping_done(const moirai__helping_t *h)
 {
     if (h->latch != NULL)
