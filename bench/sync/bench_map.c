@@ -20,7 +20,7 @@
  * keeps for 2^16 entries, so that neither resizes while it is measured:
  * 2^17 for Moirai (twice the entries), 2^16 for rculfhash (one per entry).
  * Pre-sizing also keeps the urcu peer clear of liburcu 0.13's auto-resize
- * stall (see "Resizing" in moirai-sync/src/map.c): a table left to grow
+ * stall (see "Resizing" in moirai-sync/src/map_resize.c): a table left to grow
  * from a few buckets sometimes stops growing and then runs orders of
  * magnitude slower, which would measure that bug rather than the table.
  *     rwlock  a pthread_rwlock_t around a chained hash table with 2^16

@@ -29,7 +29,7 @@
  * Every table is created at the size its own policy wants for the final
  * number of entries, so none resizes while it is measured (and the urcu
  * peer stays clear of liburcu 0.13's auto-resize stall, see
- * moirai-sync/src/map.c). Set-up, thread creation and tear-down are
+ * moirai-sync/src/map_resize.c). Set-up, thread creation and tear-down are
  * outside the measured section: the threads meet at a start line, each
  * times its own loop, and the run reports (latest end - earliest start) /
  * updates. */

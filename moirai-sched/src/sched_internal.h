@@ -1,5 +1,6 @@
-/* The scheduler's internals shared by sched.c, worker.c, join.c, latch.c
- * and injector.c (internal; the behaviour users see is in sched.h).
+/* The scheduler's internals shared by sched.c, sched_lifecycle.c,
+ * sched_query.c, worker.c, idle.c, join.c, latch.c and injector.c
+ * (internal; the behaviour users see is in sched.h).
  *
  * Layout: a moirai_sched owns an array of workers, the injector, the pool
  * of heap tasks, the idle state and the sleeper list. Each worker owns a
@@ -44,7 +45,7 @@
  * `ext_finished` when an accepted external spawn could not be queued).
  * All counts only grow; destroy reads the finished side first and the
  * accepted side second, and the pool is quiescent when they are equal
- * (see sched.c). External spawns and joins are refused once destroy has
+ * (see sched_lifecycle.c). External spawns and joins are refused once destroy has
  * set the gate's SHUT bit, so nothing new arrives from outside after
  * that; external job submissions are never refused (they add to `gate`
  * past the SHUT bit), and job.h makes the runtime responsible for
@@ -60,7 +61,9 @@
 #include <stdint.h>
 
 #include <moirai/core/cache.h>
+#include <moirai/core/clock.h>
 #include <moirai/core/executor.h>
+#include <moirai/core/handle.h>
 #include <moirai/core/trace.h>
 #include <moirai/mem/pool.h>
 #include <moirai/sched/sched.h>
@@ -312,13 +315,46 @@ static inline void moirai__worker_execute(moirai__worker_t *w, moirai__job_t *jo
     job->execute(job, w);
 }
 
+/* ---- Idle workers (idle.c) ---- */
+
 /* Wakes one sleeper of `s`, unless some worker is searching (then that
  * one will find the work) or nobody sleeps; `prefer` (may be NULL) is
  * woken if it is among the sleepers. Takes the sleeper lock. Thread-safe. */
-void moirai__sched_wake_one(struct moirai_sched *s, moirai__worker_t *prefer);
+void moirai__idle_wake_one(struct moirai_sched *s, moirai__worker_t *prefer);
 
 /* Wakes every sleeper (shutdown). Thread-safe. */
-void moirai__sched_wake_all(struct moirai_sched *s);
+void moirai__idle_wake_all(struct moirai_sched *s);
+
+/* What a worker that helps waits for: a latch, or a handle until a
+ * deadline. A NULL moirai__helping_t pointer means nothing (the worker's
+ * loop). */
+typedef struct moirai__helping {
+    moirai__latch_t *latch;
+    moirai_handle_t *handle;
+    uint64_t deadline;
+} moirai__helping_t;
+
+/* True once the latch is set, or the handle finished or its deadline
+ * passed. Acquire (both probes are). Inline: the search loop (worker.c)
+ * asks it every round while helping, and help_until() after every job. */
+static inline bool moirai__helping_done(const moirai__helping_t *h)
+{
+    if (h->latch != NULL)
+        return moirai__latch_probe(h->latch);
+    return moirai_handle_is_finished(h->handle) || moirai_deadline_expired(h->deadline);
+}
+
+/* True if any queue of the pool may hold a job, not counting the LIFO
+ * slot of `skip_lifo` (NULL: every queue). seq_cst loads of the counts
+ * pair with the pushers' seq_cst RMWs. Never blocks. */
+bool moirai__idle_work_queued(struct moirai_sched *s, const moirai__worker_t *skip_lifo);
+
+/* Worker `w` (owner thread only) sleeps until woken for work (then
+ * returns counted as searching), or until what `h` (may be NULL) waits
+ * for is over or the pool stops (then returns not counted). A hooked
+ * worker that waits for nothing waits in the idle hook; returns true when
+ * the hook says outside work is ready. Details in idle.c. */
+bool moirai__idle_sleep(moirai__worker_t *w, const moirai__helping_t *h);
 
 /* Call after making a job visible to other workers. Reads `idle` (one
  * load) and wakes a sleeper only if nobody searches and somebody sleeps.
@@ -332,7 +368,7 @@ static inline void moirai__sched_notify(struct moirai_sched *s)
 {
     uint64_t v = atomic_load_explicit(&s->idle, memory_order_seq_cst);
     if (__builtin_expect(MOIRAI__IDLE_SLEEPING(v) != 0 && MOIRAI__IDLE_SEARCHING(v) == 0, 0))
-        moirai__sched_wake_one(s, NULL);
+        moirai__idle_wake_one(s, NULL);
 }
 
 /* Worker `w` pushes `job` onto its own deque and notifies. Owner thread
@@ -407,6 +443,13 @@ int moirai__sched_spawn_owned(struct moirai_sched *s, moirai_task_fn fn, void *a
  * blocks; thread-safe. */
 bool moirai__sched_cancelling(const struct moirai_sched *s);
 
+/* Sets the pool's executors (moirai_sched_executor() and its blocking and
+ * owned kin) and creates the object pool of its heap tasks: the parts of
+ * `s` that only sched.c, which knows the task object, can build. Called
+ * once by create (sched_lifecycle.c) on a zeroed `s`. Returns 0 or
+ * moirai_pool_create()'s error. */
+int moirai__sched_tasks_create(struct moirai_sched *s);
+
 /* ---- Dumps (dump.c) ---- */
 
 /* Adds `s` to the registry of live schedulers that moirai_sched_dump()
@@ -476,7 +519,7 @@ void *moirai__worker_comp_main(void *arg);
 /* Wakes worker `w` if it is in the sleeper list (counting it as
  * searching), so that it looks again (a compensating worker that may now
  * retire). Takes the sleeper lock. Thread-safe. */
-void moirai__sched_wake_worker(struct moirai_sched *s, moirai__worker_t *w);
+void moirai__idle_wake_worker(struct moirai_sched *s, moirai__worker_t *w);
 
 /* Counts an accepted job as finished on worker `w` (release store; see
  * tasks_out). Owner thread only. */

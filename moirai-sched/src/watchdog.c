@@ -154,7 +154,7 @@ static void compensate(moirai_sched_t *s, int wanted)
              * and exits. One that is busy exits once it finds no work. A
              * wake that comes just before it lists itself is lost, so this
              * is repeated on every scan until it has exited. */
-            moirai__sched_wake_worker(s, w);
+            moirai__idle_wake_worker(s, w);
         }
     }
 }

@@ -5,37 +5,34 @@
  * bucket array can be resized while readers and updaters keep going. It
  * offers exactly the primitives this map needs: add_unique (add-or-fail),
  * add_replace (atomic insert-or-replace), del, resize, and RCU-protected
- * lookup and traversal. What this file adds is the Moirai contract:
- * byte-string keys copied into the entry, a built-in hash, reclamation
- * through moirai_rcu_call(), allocation through moirai_malloc(), a cheap
- * entry count, a resizing policy of its own driven by one resizer thread
- * (liburcu's automatic resizing can stall for good, see "Resizing"), and
- * ThreadSanitizer annotations for the hand-offs liburcu (built without
- * TSan) makes invisibly.
+ * lookup and traversal. What the map adds is the Moirai contract:
+ * byte-string keys copied into the entry, a built-in hash (map_hash.c),
+ * reclamation through moirai_rcu_call(), allocation through
+ * moirai_malloc(), a cheap entry count, a resizing policy of its own driven
+ * by one resizer thread (map_resize.c: liburcu's automatic resizing can
+ * stall for good), and ThreadSanitizer annotations for the hand-offs
+ * liburcu (built without TSan) makes invisibly.
+ *
+ * This file holds the entries and every operation on them: create and
+ * destroy, updates, lookups, iteration and the entry count.
  *
  * Entries are immutable after publication; replace publishes a new entry
  * and retires the old one, so a reader never sees a half-written value. */
-#include "rcu_internal.h"
+#include "map_internal.h"
 
 #include <moirai/sync/map.h>
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <urcu/rculfhash.h>
 
 #include <moirai/core/alloc.h>
 #include <moirai/core/cache.h>
-#include <moirai/core/clock.h>
-#include <moirai/core/park.h>
 #include <moirai/sync/mutex.h>
 #include <moirai/sync/rcu.h>
 
@@ -72,9 +69,6 @@ static inline void read_unlock(void)
     moirai__rcu_read_unlock();
 }
 
-/* Stripes of get_or_insert's insert lock (a power of two). */
-#define STRIPES 64
-
 /* One entry. The rculfhash node comes first so that liburcu's 8-byte
  * alignment requirement (it keeps flags in the low bits of `next`) holds
  * for any malloc'd entry; the key bytes follow inline. */
@@ -90,31 +84,6 @@ typedef struct map_node {
     unsigned char key[];
 } map_node_t;
 
-/* A per-thread-group entry counter on its own cache line, so that updaters
- * on different CPUs do not bounce one line between them. */
-typedef struct count_slot {
-    _Alignas(MOIRAI_CACHE_LINE) atomic_long n;
-} count_slot_t;
-
-struct moirai_map {
-    /* Read by every call. */
-    struct cds_lfht *ht;
-    moirai_map_hash_fn hash; /* NULL: the built-in hash with `secret` */
-    void *hash_ctx;
-    uint64_t secret; /* seed_mix(seed) */
-    size_t slot_mask;
-    /* Resizing (see "Resizing" below); touched only when an updater finds
-     * the load out of bounds, by the resizer thread, and by destroy. */
-    size_t min_buckets;
-    _Atomic size_t buckets;    /* bucket array size, as last resized */
-    _Atomic uint64_t resizes;  /* resizes done, for moirai_map_stats() */
-    _Atomic uint32_t queued;   /* 1 from a resize request until the resizer is done */
-    moirai_map_t *resize_next; /* link in the resizer's queue */
-    /* get_or_insert's insert locks, by hash (see there). */
-    moirai_mutex_t stripes[STRIPES];
-    count_slot_t slots[]; /* slot_mask + 1 of them */
-};
-
 /* The value of an unlinked entry (see map_node_t): the address of an
  * object of this library, so no pointer a caller owns equals it; user
  * values equal to it are refused. */
@@ -128,114 +97,8 @@ typedef struct map_key {
 } map_key_t;
 
 /* ------------------------------------------------------------------------
- * The built-in hash.
- *
- * Design after wyhash (Wang Yi): the core step multiplies two 64-bit words
- * into a 128-bit product and XORs its halves ("mum"), which spreads every
- * input bit across the whole word in one multiplication. Keys up to 16
- * bytes are read as two possibly overlapping words without a loop and cost
- * two multiplications; long keys feed 16 bytes per step (three independent
- * lanes of 16 bytes above 48 bytes, so the multiplications overlap in the
- * pipeline). The constants are odd 64-bit values with balanced bits (from
- * SplitMix64 and the golden ratio). The seed is mixed once per map, not
- * once per key. */
-
-static const uint64_t K0 = 0x9e3779b97f4a7c15ull;
-static const uint64_t K1 = 0xbf58476d1ce4e5b9ull;
-static const uint64_t K2 = 0x94d049bb133111ebull;
-static const uint64_t K3 = 0xd6e8feb86659fd93ull;
-
-static inline uint64_t mum(uint64_t a, uint64_t b)
-{
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-/* Unaligned little-endian reads; memcpy compiles to a single load. */
-static inline uint64_t rd64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-static inline uint64_t rd32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    return v;
-}
-
-/* The per-map secret derived from a seed. */
-static inline uint64_t seed_mix(uint64_t seed)
-{
-    return seed ^ mum(seed ^ K0, K1);
-}
-
-static inline uint64_t hash_final(uint64_t a, uint64_t b, size_t len, uint64_t secret)
-{
-    return mum(K1 ^ len, mum(a ^ K1, b ^ secret ^ K2) ^ K3);
-}
-
-/* Keys longer than 16 bytes: out of line, the short path is inlined. */
-static uint64_t hash_long(const unsigned char *p, size_t len, uint64_t secret)
-{
-    size_t i = len;
-    if (i > 48) {
-        uint64_t s1 = secret, s2 = secret;
-        do {
-            secret = mum(rd64(p) ^ K1, rd64(p + 8) ^ secret);
-            s1 = mum(rd64(p + 16) ^ K2, rd64(p + 24) ^ s1);
-            s2 = mum(rd64(p + 32) ^ K3, rd64(p + 40) ^ s2);
-            p += 48;
-            i -= 48;
-        } while (i > 48);
-        secret ^= s1 ^ s2;
-    }
-    while (i > 16) {
-        secret = mum(rd64(p) ^ K1, rd64(p + 8) ^ secret);
-        p += 16;
-        i -= 16;
-    }
-    /* The last 16 bytes, overlapping what the loop consumed when the
-     * length is not a multiple of 16. */
-    return hash_final(rd64(p + i - 16), rd64(p + i - 8), len, secret);
-}
-
-static inline __attribute__((always_inline)) uint64_t hash_bytes(const void *key, size_t len,
-                                                                 uint64_t secret)
-{
-    const unsigned char *p = key;
-    uint64_t a, b;
-    if (MOIRAI__UNLIKELY(len > 16))
-        return hash_long(p, len, secret);
-    if (len >= 8) {
-        /* Two possibly overlapping words cover every byte of 8..16. */
-        a = rd64(p);
-        b = rd64(p + len - 8);
-    } else if (len >= 4) {
-        a = rd32(p);
-        b = rd32(p + len - 4);
-    } else if (len > 0) {
-        a = ((uint64_t)p[0] << 16) | ((uint64_t)p[len >> 1] << 8) | p[len - 1];
-        b = 0;
-    } else {
-        a = 0;
-        b = 0;
-    }
-    return hash_final(a, b, len, secret);
-}
-
-uint64_t moirai_map_hash(const void *key, size_t len, uint64_t seed)
-{
-    return hash_bytes(key, len, seed_mix(seed));
-}
+ * Hashing and comparing keys (the hash itself is in map_internal.h and
+ * map_hash.c). */
 
 static inline unsigned long node_hash(const moirai_map_t *map, const void *key, size_t len)
 {
@@ -289,8 +152,6 @@ static inline atomic_long *count_slot(moirai_map_t *map)
     return &map->slots[(thread_slot_plus1 - 1) & map->slot_mask].n;
 }
 
-static void check_load(moirai_map_t *map);
-
 /* Updaters look at the load factor when their slot's counter crosses a
  * multiple of this (a power of two): rarely enough to cost nothing,
  * often enough that a map grows before its chains get long. */
@@ -302,7 +163,7 @@ static inline void count_add(moirai_map_t *map, long delta)
      * publication is ordered by liburcu's commit barriers. */
     long now = atomic_fetch_add_explicit(count_slot(map), delta, memory_order_relaxed) + delta;
     if (MOIRAI__UNLIKELY((now & (CHECK_EVERY - 1)) == 0))
-        check_load(map);
+        moirai__map_resize_check(map);
 }
 
 size_t moirai_map_count(const moirai_map_t *map)
@@ -316,214 +177,6 @@ size_t moirai_map_count(const moirai_map_t *map)
         sum += atomic_load_explicit(&map->slots[i].n, memory_order_relaxed);
     }
     return sum > 0 ? (size_t)sum : 0;
-}
-
-/* ------------------------------------------------------------------------
- * Resizing.
- *
- * The map does not use liburcu's automatic resizing (CDS_LFHT_AUTO_RESIZE).
- * In liburcu 0.13 (and its master branch as of this writing) that has a
- * lost-update race: __cds_lfht_resize_lazy_launch() queues the resize work
- * and only afterwards sets ht->resize_initiated; when the worker thread
- * runs the whole resize in between, it clears the flag before the launcher
- * sets it, the flag then stays set with nothing queued, and the table never
- * resizes again. On this project's 2-CPU machines that happened in about
- * one run in three of a fill-then-churn workload: a table stuck at 64
- * buckets holding 65536 entries, every lookup walking a chain of about a
- * thousand nodes.
- *
- * So Moirai owns the policy. Each map counts its entries (the counters of
- * moirai_map_count()); when an updater sees the load leave its bounds it
- * queues the map for one process-wide resizer thread, which calls
- * cds_lfht_resize(): synchronous, safe from a registered thread outside
- * any read-side critical section, and, called from a single thread, free
- * of the race. Readers and updaters never wait for a resize: the split-
- * ordered list stays valid while buckets are added or removed.
- *
- * Policy: grow when entries exceed buckets (load above 1), shrink when
- * they fall below an eighth of the buckets, both to the power of two at or
- * above twice the entries (load between 1/4 and 1/2 right after a resize),
- * never below the map's initial size. */
-
-#define SHRINK_DIVISOR 8
-#define MAX_BUCKETS    ((size_t)1 << 40)
-
-static size_t round_pow2(size_t n)
-{
-    size_t p = 1;
-    while (p < n && p < MAX_BUCKETS)
-        p <<= 1;
-    return p;
-}
-
-static bool load_out_of_bounds(const moirai_map_t *map, size_t entries, size_t buckets)
-{
-    if (entries > buckets)
-        return buckets < MAX_BUCKETS;
-    return buckets > map->min_buckets && entries < buckets / SHRINK_DIVISOR;
-}
-
-static size_t target_buckets(const moirai_map_t *map, size_t entries)
-{
-    size_t want = round_pow2(entries > MAX_BUCKETS / 2 ? MAX_BUCKETS : 2 * entries);
-    return want < map->min_buckets ? map->min_buckets : want;
-}
-
-/* Process-wide resizer state. The thread runs while at least one map
- * exists: the first create starts it, the last destroy stops and joins it,
- * both under rs_lock (which the thread itself never takes). Requests go
- * through a lock-free stack that the thread empties in one exchange, so
- * updaters never block on it. */
-static pthread_mutex_t rs_lock = PTHREAD_MUTEX_INITIALIZER;
-static size_t rs_maps;      /* under rs_lock */
-static pthread_t rs_thread; /* under rs_lock */
-static atomic_bool rs_stop;
-static _Atomic(moirai_map_t *) rs_queue;
-static _Atomic uint32_t rs_wake; /* bumped on every request; the thread parks on it */
-static _Atomic uint32_t rs_done; /* bumped after every map is done; destroy parks on it */
-
-static void resize_one(moirai_map_t *map)
-{
-    /* A few rounds, for a map that kept growing while it was resized;
-     * beyond that the next updater's check asks again. */
-    for (int round = 0; round < 4; round++) {
-        size_t entries = moirai_map_count(map);
-        /* Relaxed: only this thread writes `buckets` once the map is
-         * published. */
-        size_t buckets = atomic_load_explicit(&map->buckets, memory_order_relaxed);
-        if (!load_out_of_bounds(map, entries, buckets))
-            return;
-        size_t target = target_buckets(map, entries);
-        cds_lfht_resize(map->ht, target);
-        atomic_store_explicit(&map->buckets, target, memory_order_relaxed);
-        atomic_fetch_add_explicit(&map->resizes, 1, memory_order_relaxed);
-    }
-}
-
-static void *resizer_main(void *arg)
-{
-    (void)arg;
-    /* cds_lfht_resize() needs a registered RCU thread. If registration
-     * fails (it cannot allocate its exit hook), maps stay correct and
-     * simply keep their size. */
-    bool can_resize = moirai_rcu_thread_register() == 0;
-    for (;;) {
-        /* Read the wake word before looking at the queue: a request made
-         * after the look changes the word, and the park returns at once. */
-        uint32_t seen = atomic_load_explicit(&rs_wake, memory_order_acquire);
-        /* Acquire: pairs with the requests' release push, so each map's
-         * `resize_next` is visible. */
-        moirai_map_t *list = atomic_exchange_explicit(&rs_queue, NULL, memory_order_acquire);
-        if (list == NULL) {
-            if (atomic_load_explicit(&rs_stop, memory_order_acquire))
-                break;
-            moirai_park(&rs_wake, seen, MOIRAI_DEADLINE_NEVER);
-            continue;
-        }
-        while (list != NULL) {
-            moirai_map_t *map = list;
-            list = map->resize_next;
-            if (can_resize)
-                resize_one(map);
-            /* Release: destroy's acquire load of `queued` sees this
-             * thread's last access to the map, which is this store. */
-            atomic_store_explicit(&map->queued, 0, memory_order_release);
-            atomic_fetch_add_explicit(&rs_done, 1, memory_order_release);
-            moirai_unpark_all(&rs_done);
-        }
-    }
-    moirai_rcu_thread_unregister();
-    return NULL;
-}
-
-/* Queues `map` for the resizer unless it is queued already. Never blocks:
- * a compare-and-swap push and, when the resizer may be asleep, a wake-up
- * system call (rare: once per resize). */
-static void request_resize(moirai_map_t *map)
-{
-    uint32_t idle = 0;
-    /* Acquire on success: the resizer's release of `queued` after its last
-     * read of `resize_next` happens before our write below. */
-    if (!atomic_compare_exchange_strong_explicit(&map->queued, &idle, 1, memory_order_acquire,
-                                                 memory_order_relaxed))
-        return;
-    moirai_map_t *head = atomic_load_explicit(&rs_queue, memory_order_relaxed);
-    do {
-        map->resize_next = head;
-        /* Release: publishes `resize_next` to the resizer's exchange. */
-    } while (!atomic_compare_exchange_weak_explicit(&rs_queue, &head, map, memory_order_release,
-                                                    memory_order_relaxed));
-    atomic_fetch_add_explicit(&rs_wake, 1, memory_order_release);
-    moirai_unpark_one(&rs_wake);
-}
-
-static __attribute__((noinline)) void check_load(moirai_map_t *map)
-{
-    size_t buckets = atomic_load_explicit(&map->buckets, memory_order_relaxed);
-    if (load_out_of_bounds(map, moirai_map_count(map), buckets))
-        request_resize(map);
-}
-
-/* Counts a new map in and starts the resizer with the first one.
- * Returns 0 or -EAGAIN (the system refused a thread). The thread's stack
- * is the C library's default: a stack of our own (from moirai_malloc())
- * would also have to hold the static TLS of every library in the process,
- * whose size we cannot know (ThreadSanitizer's alone needs 900 KiB). */
-static int resizer_acquire(void)
-{
-    int rc = 0;
-    pthread_mutex_lock(&rs_lock);
-    if (rs_maps == 0) {
-        /* The resizer must not take the application's signals. */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        atomic_store_explicit(&rs_stop, false, memory_order_relaxed);
-        int err = pthread_create(&rs_thread, NULL, resizer_main, NULL);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (err != 0)
-            rc = -EAGAIN;
-    }
-    if (rc == 0)
-        rs_maps++;
-    pthread_mutex_unlock(&rs_lock);
-    return rc;
-}
-
-/* Counts a map out; the last one stops and joins the resizer. */
-static void resizer_release(void)
-{
-    pthread_mutex_lock(&rs_lock);
-    if (--rs_maps == 0) {
-        atomic_store_explicit(&rs_stop, true, memory_order_release);
-        atomic_fetch_add_explicit(&rs_wake, 1, memory_order_release);
-        moirai_unpark_all(&rs_wake);
-        pthread_join(rs_thread, NULL);
-    }
-    pthread_mutex_unlock(&rs_lock);
-}
-
-/* Waits until the resizer no longer holds `map`. */
-static void resizer_forget(moirai_map_t *map)
-{
-    for (;;) {
-        /* Read rs_done before `queued`: if the resizer releases the map
-         * after our check, rs_done has moved and the park returns. */
-        uint32_t done = atomic_load_explicit(&rs_done, memory_order_acquire);
-        if (atomic_load_explicit(&map->queued, memory_order_acquire) == 0)
-            return;
-        moirai_park(&rs_done, done, MOIRAI_DEADLINE_NEVER);
-    }
-}
-
-int moirai_map_stats(const moirai_map_t *map, moirai_map_stats_t *out)
-{
-    if (map == NULL || out == NULL)
-        return -EINVAL;
-    out->entries = moirai_map_count(map);
-    out->buckets = atomic_load_explicit(&map->buckets, memory_order_relaxed);
-    out->resizes = atomic_load_explicit(&map->resizes, memory_order_relaxed);
-    return 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -581,20 +234,6 @@ static inline bool bad_key(const void *key, size_t len)
 /* ------------------------------------------------------------------------
  * Create and destroy. */
 
-static uint64_t random_seed(const void *salt)
-{
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
-        /* No entropy yet (early boot) or no getrandom: a mix of the clock
-         * and an address still varies between runs. */
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)salt;
-    }
-    seed = mum(seed ^ K2, K3);
-    return seed != 0 ? seed : K0;
-}
-
 int moirai_map_create(moirai_map_t **out, const moirai_map_config_t *cfg)
 {
     static const moirai_map_config_t defaults = {0};
@@ -604,12 +243,12 @@ int moirai_map_create(moirai_map_t **out, const moirai_map_config_t *cfg)
         cfg = &defaults;
     if (cfg->initial_buckets > MOIRAI_MAP_MAX_INITIAL_BUCKETS)
         return -EINVAL;
-    size_t buckets = round_pow2(cfg->initial_buckets == 0 ? 16 : cfg->initial_buckets);
+    size_t buckets = moirai__map_round_pow2(cfg->initial_buckets == 0 ? 16 : cfg->initial_buckets);
 
     /* One counter slot per possible CPU (a power of two, at most 64) keeps
      * concurrent updaters on separate lines without a large map header. */
     long cpus = sysconf(_SC_NPROCESSORS_CONF);
-    size_t slots = round_pow2(cpus > 0 ? (size_t)cpus : 1);
+    size_t slots = moirai__map_round_pow2(cpus > 0 ? (size_t)cpus : 1);
     if (slots > 64)
         slots = 64;
 
@@ -619,7 +258,8 @@ int moirai_map_create(moirai_map_t **out, const moirai_map_config_t *cfg)
         return -ENOMEM;
     map->hash = cfg->hash;
     map->hash_ctx = cfg->hash_ctx;
-    map->secret = seed_mix(cfg->hash == NULL && cfg->seed == 0 ? random_seed(map) : cfg->seed);
+    map->secret =
+        seed_mix(cfg->hash == NULL && cfg->seed == 0 ? moirai__map_hash_seed(map) : cfg->seed);
     map->slot_mask = slots - 1;
     for (size_t i = 0; i < slots; i++)
         atomic_init(&map->slots[i].n, 0);
@@ -628,21 +268,21 @@ int moirai_map_create(moirai_map_t **out, const moirai_map_config_t *cfg)
     atomic_init(&map->resizes, 0);
     atomic_init(&map->queued, 0);
     map->resize_next = NULL;
-    for (size_t i = 0; i < STRIPES; i++)
+    for (size_t i = 0; i < MOIRAI__MAP_STRIPES; i++)
         moirai_mutex_init(&map->stripes[i]);
 
-    int rc = resizer_acquire();
+    int rc = moirai__map_resize_acquire();
     if (rc != 0) {
         moirai_free(map);
         return rc;
     }
-    /* No liburcu flags: Moirai resizes the table itself (see "Resizing")
+    /* No liburcu flags: Moirai resizes the table itself (see map_resize.c)
      * and counts its entries itself, so liburcu's per-CPU accounting
      * would only add an atomic to every update. A minimum allocation of
      * one bucket lets the table shrink back to its initial size. */
     map->ht = cds_lfht_new_flavor(buckets, 1, 0, 0, &urcu_memb_flavor, NULL);
     if (map->ht == NULL) {
-        resizer_release();
+        moirai__map_resize_release();
         moirai_free(map);
         return -ENOMEM;
     }
@@ -657,7 +297,7 @@ void moirai_map_destroy(moirai_map_t *map)
 
     /* No updater runs any more (the contract), so no new request can come;
      * wait for one in flight to finish before the table goes. */
-    resizer_forget(map);
+    moirai__map_resize_forget(map);
 
     /* liburcu refuses to destroy a table that still holds entries, so
      * unlink them all first, chaining them through their rcu heads. No
@@ -688,7 +328,7 @@ void moirai_map_destroy(moirai_map_t *map)
         moirai_free(node);
     }
     moirai_free(map);
-    resizer_release();
+    moirai__map_resize_release();
 
     /* Entries removed earlier wait in the RCU callback queue; wait for
      * them so that destroy frees everything it owned. */
@@ -1030,7 +670,7 @@ int moirai_map_get_or_insert(moirai_map_t *map, const void *key, size_t len,
      * finds the entry. The constructor runs outside any RCU read-side
      * critical section (it may block or allocate at length). Stripes by
      * the hash's high bits, which the bucket index does not use. */
-    moirai_mutex_t *stripe = &map->stripes[(hash >> 26) & (STRIPES - 1)];
+    moirai_mutex_t *stripe = &map->stripes[(hash >> 26) & (MOIRAI__MAP_STRIPES - 1)];
     moirai_mutex_lock(stripe);
     moirai__rcu_read_lock();
     bool found = find_live(map, hash, &mk, &v) != NULL;

@@ -34,7 +34,7 @@
  * rounded up to a power of two, never below the initial size. Readers and
  * updaters keep going meanwhile. (liburcu's own automatic resizing is not
  * used: in liburcu 0.13 it can stop resizing a table for good; see
- * src/map.c.) After fork(), maps inherited by the child stay correct but
+ * src/map_resize.c.) After fork(), maps inherited by the child stay correct but
  * no longer resize.
  *
  * Memory ordering (for every key).
