@@ -12,6 +12,8 @@
  * one drawing ticket `oom_fail_at`) fails even when threads race. */
 static atomic_long oom_count;
 static atomic_long oom_fail_at = -1;
+/* Non-zero: every allocation fails (moirai_test_oom_fail_all()). */
+static atomic_int oom_fail_every;
 static moirai_allocator_t oom_previous;
 static int oom_installed;
 
@@ -19,6 +21,8 @@ static int oom_installed;
 static int oom_should_fail(void)
 {
     long ticket = atomic_fetch_add_explicit(&oom_count, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&oom_fail_every, memory_order_relaxed))
+        return 1;
 
     return ticket == atomic_load_explicit(&oom_fail_at, memory_order_relaxed);
 }
@@ -77,8 +81,15 @@ void moirai_test_oom_install(void)
     (void)moirai_allocator_set(&counting);
 }
 
+void moirai_test_oom_fail_all(void)
+{
+    atomic_store_explicit(&oom_count, 0, memory_order_relaxed);
+    atomic_store_explicit(&oom_fail_every, 1, memory_order_relaxed);
+}
+
 void moirai_test_oom_fail_at(long n)
 {
+    atomic_store_explicit(&oom_fail_every, 0, memory_order_relaxed);
     /* Disable first, so that an allocation slipping in between the two
      * stores cannot match the new target against the old count. */
     atomic_store_explicit(&oom_fail_at, -1, memory_order_relaxed);

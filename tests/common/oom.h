@@ -41,8 +41,11 @@ void moirai_test_oom_install(void);
  * allocation fails; later ones succeed again. */
 void moirai_test_oom_fail_at(long n);
 
-/* Allocations attempted (failed ones included) since the last fail_at()
- * or install. */
+/* Makes every allocation from now on fail, until the next fail_at() or
+ * uninstall. Resets the count to 0. */
+void moirai_test_oom_fail_all(void);
+/* Allocations attempted (failed ones included) since the last fail_at(),
+ * fail_all() or install. */
 long moirai_test_oom_count(void);
 
 /* Restores the allocator that was installed before install(). */

@@ -19,49 +19,8 @@
 #include <moirai/core/alloc.h>
 #include <moirai/mem/pool.h>
 
+#include "oom.h"
 #include "test_scale.h"
-
-/* An allocator whose allocations all fail; frees go to the C library, so
- * memory allocated before it was installed is released normally. */
-static void *fail_malloc(void *ctx, size_t size)
-{
-    (void)ctx;
-    (void)size;
-    return NULL;
-}
-
-static void *fail_calloc(void *ctx, size_t count, size_t size)
-{
-    (void)ctx;
-    (void)count;
-    (void)size;
-    return NULL;
-}
-
-static void *fail_realloc(void *ctx, void *ptr, size_t size)
-{
-    (void)ctx;
-    (void)ptr;
-    (void)size;
-    return NULL;
-}
-
-static void *fail_aligned(void *ctx, size_t alignment, size_t size)
-{
-    (void)ctx;
-    (void)alignment;
-    (void)size;
-    return NULL;
-}
-
-static void libc_free(void *ctx, void *ptr)
-{
-    (void)ctx;
-    free(ptr);
-}
-
-static const moirai_allocator_t failing = {fail_malloc,  fail_calloc, fail_realloc,
-                                           fail_aligned, libc_free,   NULL};
 
 enum { RELEASERS = 4 };
 
@@ -116,13 +75,12 @@ Test(pool_orphans, concurrent_releases_without_memory_lose_no_object, .timeout =
         }
         /* A quiet point: the releasers wait at the barrier, outside
          * Moirai. From here on no release can allocate a cache. */
-        moirai_allocator_t saved;
-        moirai_allocator_get(&saved);
-        cr_assert_eq(moirai_allocator_set(&failing), 0);
+        moirai_test_oom_install();
+        moirai_test_oom_fail_all();
         pthread_barrier_wait(&start);
         for (int t = 0; t < RELEASERS; t++)
             pthread_join(th[t], NULL);
-        cr_assert_eq(moirai_allocator_set(&saved), 0);
+        moirai_test_oom_uninstall();
         pthread_barrier_destroy(&start);
 
         moirai_pool_stats_t s;

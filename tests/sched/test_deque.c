@@ -327,45 +327,6 @@ Test(deque, steal_batch_pushes_so_the_owner_pops_the_newest, .timeout = 10)
     moirai__deque_destroy(dest);
 }
 
-/* An allocator that always fails, to reach the shortening of a batch all
- * the way down to one job. */
-static void *fail_malloc(void *ctx, size_t size)
-{
-    (void)ctx;
-    (void)size;
-    return NULL;
-}
-
-static void *fail_calloc(void *ctx, size_t count, size_t size)
-{
-    (void)ctx;
-    (void)count;
-    (void)size;
-    return NULL;
-}
-
-static void *fail_realloc(void *ctx, void *ptr, size_t size)
-{
-    (void)ctx;
-    (void)ptr;
-    (void)size;
-    return NULL;
-}
-
-static void *fail_aligned(void *ctx, size_t alignment, size_t size)
-{
-    (void)ctx;
-    (void)alignment;
-    (void)size;
-    return NULL;
-}
-
-static void pass_free(void *ctx, void *ptr)
-{
-    (void)ctx;
-    free(ptr);
-}
-
 Test(deque, steal_batch_shortens_when_dest_cannot_grow, .timeout = 30)
 {
     /* dest is full (2 of 2), the victim offers 20: the batch wants 10,
@@ -374,15 +335,14 @@ Test(deque, steal_batch_shortens_when_dest_cannot_grow, .timeout = 30)
     moirai__deque_t *dest = make(1);
     fill(victim, 0, 20);
     fill(dest, 100, 102);
-    moirai_allocator_t saved;
-    moirai_allocator_get(&saved);
-    const moirai_allocator_t failing = {fail_malloc,  fail_calloc, fail_realloc,
-                                        fail_aligned, pass_free,   NULL};
-    cr_assert_eq(moirai_allocator_set(&failing), 0);
+    /* Every growth fails, to reach the shortening of a batch all the way
+     * down to one job. */
+    moirai_test_oom_install();
+    moirai_test_oom_fail_all();
     struct moirai__job *first = NULL;
     moirai__steal_t st = MOIRAI__STEAL_EMPTY;
     size_t got = moirai__deque_steal_batch(victim, dest, &first, 100, &st);
-    cr_assert_eq(moirai_allocator_set(&saved), 0);
+    moirai_test_oom_uninstall();
     cr_assert_eq(got, 1);
     cr_assert_eq(st, MOIRAI__STEAL_SUCCESS);
     cr_assert_eq(first, JOB(0));
