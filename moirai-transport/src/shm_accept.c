@@ -136,13 +136,22 @@ static int make_ring(const char *path, size_t size, uint32_t flags, moirai_shm_r
 
 /* ---- dial ---- */
 
+/* How long a dial keeps looking when the accept ring's name is missing or
+ * its ring is not initialised yet: the gap of a renewal (unlink, create,
+ * initialise), which a loaded machine can stretch well past a
+ * millisecond (5 ms was not enough in CI). A dial to a name nobody
+ * listens on is refused after it. */
+#define SHM_RENEW_GAP_NS (200 * MOIRAI_NS_PER_MS)
+
 /* Announces the dial on the accept ring, opening it first. -EAGAIN: try
  * again (the ring is being renewed). */
 static int announce(const char *acc_path, uint32_t pid, uint32_t seq, uint32_t flags,
                     uint64_t deadline, moirai_shm_ring_t **acc)
 {
     int rc = moirai_shm_ring_open(acc, acc_path, MOIRAI_SHM_RING_PRODUCER);
-    if (rc == -ENOENT || rc == -EACCES || rc == -EPROTO)
+    if (rc == -ENOENT || rc == -EPROTO)
+        return rc; /* missing, or not initialised yet: the caller decides */
+    if (rc == -EACCES)
         return -ECONNREFUSED;
     if (rc == -EBUSY)
         return -EAGAIN; /* every slot used: the acceptor renews the ring */
@@ -289,7 +298,7 @@ int moirai__shm_dial(const char *name, size_t ring_size, uint64_t deadline, stru
     /* The link owns both handles and both doorbells from here (also on
      * error). */
     rc = moirai__shm_link_new(rb, ta, bell_b, bell_a, &link);
-    uint64_t enoent_until = moirai_deadline_after(5 * MOIRAI_NS_PER_MS);
+    uint64_t gap_until = moirai_deadline_after(SHM_RENEW_GAP_NS);
     uint32_t answer = 0;
     while (rc == 0) {
         rc = announce(acc_path, pid, seq, flags, deadline, &acc);
@@ -299,7 +308,12 @@ int moirai__shm_dial(const char *name, size_t ring_size, uint64_t deadline, stru
             moirai_shm_ring_detach(acc);
             acc = NULL;
         }
-        if (rc == -ECONNREFUSED && !moirai_deadline_expired(enoent_until)) {
+        if (rc == -ENOENT || rc == -EPROTO) {
+            /* A renewing listener unlinks the name, creates it again and
+             * then initialises the ring: a dial in that gap finds it
+             * missing or not yet valid, and looks again for a while. */
+            rc = moirai_deadline_expired(gap_until) ? -ECONNREFUSED : -EAGAIN;
+        } else if (rc == -ECONNREFUSED && !moirai_deadline_expired(gap_until)) {
             /* The name may be between its unlink and its re-creation by a
              * renewing listener: look again for a few milliseconds. */
             int fd = shm_open(acc_path, O_RDONLY | O_CLOEXEC, 0);
