@@ -941,21 +941,32 @@ Test(node, out_of_memory)
     cr_assert_eq(moirai_node_register(b, "echo", fn_echo, NULL), 0);
     link_nodes(a, b);
     struct spawn_ctx c = {a, NULL};
-    moirai_test_oom_install();
-    fails = MOIRAI_TEST_OOM_SWEEP(op_spawn, NULL, &c);
-    moirai_test_oom_uninstall();
+    /* The failing allocator's count is process-wide: the nodes' own
+     * threads may take the failure meant for the spawn, which then
+     * succeeds in the first run and the sweep counts no failure. Its task
+     * is joined and the sweep runs again (at most 50 times). Every sweep
+     * ends in exactly one spawn that went out. */
+    fails = 0;
+    int sweeps = 0;
+    while (fails == 0 && sweeps < 50) {
+        moirai_test_oom_install();
+        fails = MOIRAI_TEST_OOM_SWEEP(op_spawn, NULL, &c);
+        moirai_test_oom_uninstall();
+        sweeps++;
+        /* The failing allocator counts b's allocations too: the run that
+         * let a's spawn through may have failed one of b's, and then the
+         * task itself ends with b's -ENOMEM. */
+        void *v = NULL;
+        int rc = moirai_handle_join_timed(c.h, secs(10), &v);
+        cr_assert(rc == 0 || rc == -ENOMEM, "join: %d", rc);
+        moirai_remote_result_free(v);
+        moirai_handle_release(c.h);
+        c.h = NULL;
+    }
     cr_assert_gt(fails, 0);
-    /* The failing allocator counts b's allocations too (same process):
-     * the run that let a's spawn through may have failed one of b's, and
-     * then the task itself ends with b's -ENOMEM. */
-    void *v = NULL;
-    int rc = moirai_handle_join_timed(c.h, secs(10), &v);
-    cr_assert(rc == 0 || rc == -ENOMEM, "join: %d", rc);
-    moirai_remote_result_free(v);
-    moirai_handle_release(c.h);
     moirai_node_stats_t st;
     moirai_node_stats(a, &st);
-    cr_assert_eq(st.tasks_sent, 1, "a failed spawn sent something");
+    cr_assert_eq(st.tasks_sent, (uint64_t)sweeps, "a failed spawn sent something");
     moirai_node_destroy(a);
     moirai_node_destroy(b);
 }
