@@ -103,6 +103,21 @@ static int fifo_open(const char *path)
     return open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 }
 
+/* Opens both doorbells of a link into *a and *b, or neither (each side
+ * rings only the other's, so one alone is of no use): both -1 then. */
+static void bells_open(const char *fa, const char *fb, int *a, int *b)
+{
+    *a = fifo_open(fa);
+    *b = fifo_open(fb);
+    if (*a < 0 || *b < 0) {
+        if (*a >= 0)
+            close(*a);
+        if (*b >= 0)
+            close(*b);
+        *a = *b = -1;
+    }
+}
+
 /* Sleeps `ns`, parking a fiber or blocking a thread. */
 static void pause_ns(uint64_t ns)
 {
@@ -280,16 +295,9 @@ int moirai__shm_dial(const char *name, size_t ring_size, uint64_t deadline, stru
      * the futex). Without them the link still works. */
     int bell_a = -1, bell_b = -1;
     if (moirai_fiber_current() != NULL && mkfifo(fa, 0600) == 0) {
-        if (mkfifo(fb, 0600) == 0) {
-            bell_a = fifo_open(fa);
-            bell_b = fifo_open(fb);
-        }
-        if (bell_a < 0 || bell_b < 0) {
-            if (bell_a >= 0)
-                close(bell_a);
-            if (bell_b >= 0)
-                close(bell_b);
-            bell_a = bell_b = -1;
+        if (mkfifo(fb, 0600) == 0)
+            bells_open(fa, fb, &bell_a, &bell_b);
+        if (bell_a < 0) {
             unlink(fa);
             unlink(fb);
         }
@@ -469,19 +477,9 @@ static int answer(struct shm_listener *l, const struct shm_announce *a, struct l
             to = NULL;
         }
     }
-    /* Both doorbells or none (each side rings only the other's). */
     int bell_a = -1, bell_b = -1;
-    if (rc == 0 && (a->flags & SHM_BELLS) != 0) {
-        bell_a = fifo_open(fa);
-        bell_b = fifo_open(fb);
-        if (bell_a < 0 || bell_b < 0) {
-            if (bell_a >= 0)
-                close(bell_a);
-            if (bell_b >= 0)
-                close(bell_b);
-            bell_a = bell_b = -1;
-        }
-    }
+    if (rc == 0 && (a->flags & SHM_BELLS) != 0)
+        bells_open(fa, fb, &bell_a, &bell_b);
     /* Attached or not, the names have served (a dialer that died before
      * this leaves them to this cleanup). */
     moirai_shm_ring_unlink(pa);
