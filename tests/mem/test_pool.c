@@ -16,6 +16,7 @@
 #include <moirai/mem/pool.h>
 
 #include "oom.h"
+#include "ptr_distinct.h"
 
 static moirai_pool_t *make_pool(size_t size, size_t capacity, size_t magazine)
 {
@@ -47,22 +48,6 @@ static void assert_stats_consistent(const moirai_pool_stats_t *s)
     cr_assert_geq(s->high_water, s->in_use);
     cr_assert_leq(s->high_water, s->objects);
     cr_assert_leq(s->in_use, s->objects);
-}
-
-static int cmp_ptr(const void *a, const void *b)
-{
-    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* True when the `n` pointers are pairwise distinct (sorts them). */
-static bool all_distinct(void **p, size_t n)
-{
-    qsort(p, n, sizeof(*p), cmp_ptr);
-    for (size_t i = 1; i < n; i++)
-        if (p[i] == p[i - 1])
-            return false;
-    return true;
 }
 
 Test(pool, invalid_arguments, .timeout = 10)

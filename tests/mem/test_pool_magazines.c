@@ -28,6 +28,7 @@
 #include <moirai/mem/pool.h>
 
 #include "oom.h"
+#include "ptr_distinct.h"
 #include "test_scale.h"
 
 enum {
@@ -69,22 +70,6 @@ static void assert_stats_consistent(const moirai_pool_stats_t *s)
     cr_assert_eq(s->allocations, s->cache_hits + s->depot_hits + s->fresh);
     cr_assert_eq(s->in_use, s->allocations - s->frees);
     cr_assert_leq(s->in_use, s->objects);
-}
-
-static int cmp_ptr(const void *a, const void *b)
-{
-    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* True when the `n` pointers are pairwise distinct (sorts them). */
-static bool all_distinct(void **p, size_t n)
-{
-    qsort(p, n, sizeof(*p), cmp_ptr);
-    for (size_t i = 1; i < n; i++)
-        if (p[i] == p[i - 1])
-            return false;
-    return true;
 }
 
 /* A held object carries its holder's token in every word. */
@@ -583,7 +568,7 @@ static void orphan_rounds(size_t size)
         for (int i = 0; i < ORPHAN_ALL; i++)
             cr_assert_eq(moirai_pool_alloc(c.pool, &c.objs[i]), 0);
         /* In address order, so that even and odd ones are neighbours. */
-        qsort(c.objs, ORPHAN_ALL, sizeof(void *), cmp_ptr);
+        qsort(c.objs, ORPHAN_ALL, sizeof(void *), ptr_distinct_cmp);
         for (int i = 0; i < ORPHAN_ALL; i++)
             stamp_n(c.objs[i], (uint64_t)i, size);
         moirai_pool_flush(c.pool);
