@@ -203,7 +203,7 @@ typedef struct chunk {
 
 /* Source (serial): the next chunk of about CHUNK_BYTES, cut after a
  * newline. */
-static int next_chunk(void *in, void **out, void *arg)
+static int next_chunk(void *arg, void *in, void **out)
 {
     (void)in;
     job_t *job = arg;
@@ -227,7 +227,7 @@ static int next_chunk(void *in, void **out, void *arg)
 
 /* Parallel: count the chunk into its own table, then merge it into the
  * shared map with one fetch_add per distinct key. */
-static int count_chunk_merged(void *in, void **out, void *arg)
+static int count_chunk_merged(void *arg, void *in, void **out)
 {
     (void)out;
     job_t *job = arg;
@@ -255,7 +255,7 @@ static int count_chunk_merged(void *in, void **out, void *arg)
 }
 
 /* Parallel: one shared update per line. */
-static int count_chunk_direct(void *in, void **out, void *arg)
+static int count_chunk_direct(void *arg, void *in, void **out)
 {
     (void)out;
     job_t *job = arg;

@@ -30,13 +30,13 @@ static void fib(void *arg)
     call->result = a.result + b.result;
 }
 
-static void zero(void *acc, void *arg)
+static void zero(void *arg, void *acc)
 {
     (void)arg;
     *(uint64_t *)acc = 0;
 }
 
-static void sum_piece(size_t begin, size_t end, void *acc, void *arg)
+static void sum_piece(void *arg, size_t begin, size_t end, void *acc)
 {
     const uint32_t *values = arg;
     uint64_t sum = 0;
@@ -45,7 +45,7 @@ static void sum_piece(size_t begin, size_t end, void *acc, void *arg)
     *(uint64_t *)acc += sum;
 }
 
-static void add(void *acc, const void *right, void *arg)
+static void add(void *arg, void *acc, const void *right)
 {
     (void)arg;
     *(uint64_t *)acc += *(const uint64_t *)right;

@@ -21,7 +21,7 @@ typedef struct work {
     uint8_t *visits;
 } work_t;
 
-static void smooth(size_t begin, size_t end, void *arg)
+static void smooth(void *arg, size_t begin, size_t end)
 {
     work_t *w = arg;
     for (size_t i = begin; i < end; i++) {

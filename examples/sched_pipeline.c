@@ -31,7 +31,7 @@ static uint64_t mix(uint64_t x)
 }
 
 /* Source (serial): one record per call, then MOIRAI_PIPELINE_END. */
-static int read_record(void *in, void **out, void *arg)
+static int read_record(void *arg, void *in, void **out)
 {
     (void)in;
     uint64_t *next = arg;
@@ -46,7 +46,7 @@ static int read_record(void *in, void **out, void *arg)
 }
 
 /* Parallel: any number of records at once. */
-static int hash_record(void *in, void **out, void *arg)
+static int hash_record(void *arg, void *in, void **out)
 {
     (void)arg;
     record_t *r = in;
@@ -61,7 +61,7 @@ typedef struct sink {
 } sink_t;
 
 /* Sink (serial, in order): sees records in the source's order. */
-static int write_record(void *in, void **out, void *arg)
+static int write_record(void *arg, void *in, void **out)
 {
     (void)out;
     sink_t *s = arg;

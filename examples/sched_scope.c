@@ -37,7 +37,7 @@ typedef struct job {
     part_t parts[PARTS]; /* on the caller's stack: the scope outlives no task */
 } job_t;
 
-static int sum_body(moirai_scope_t *scope, void *arg)
+static int sum_body(void *arg, moirai_scope_t *scope)
 {
     job_t *job = arg;
     for (int i = 0; i < PARTS; i++) {
@@ -71,7 +71,7 @@ static int patient(void *arg, const moirai_cancel_token_t *cancel, void **result
     return 0;
 }
 
-static int fail_body(moirai_scope_t *scope, void *arg)
+static int fail_body(void *arg, moirai_scope_t *scope)
 {
     (void)arg;
     if (moirai_scope_spawn(scope, patient, NULL, NULL) != 0)

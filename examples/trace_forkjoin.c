@@ -56,7 +56,7 @@ static void fib(void *arg)
 
 enum { SQUARES = 256, ITEMS = 24 };
 
-static void square_piece(size_t begin, size_t end, void *arg)
+static void square_piece(void *arg, size_t begin, size_t end)
 {
     uint64_t *out = arg;
     for (size_t i = begin; i < end; i++) {
@@ -66,7 +66,7 @@ static void square_piece(size_t begin, size_t end, void *arg)
 }
 
 /* The pipeline: a serial source, a parallel stage, a serial in-order sink. */
-static int source(void *in, void **out, void *arg)
+static int source(void *arg, void *in, void **out)
 {
     (void)in;
     uint64_t *next = arg;
@@ -76,7 +76,7 @@ static int source(void *in, void **out, void *arg)
     return 0;
 }
 
-static int heavy(void *in, void **out, void *arg)
+static int heavy(void *arg, void *in, void **out)
 {
     (void)arg;
     uint64_t v = (uintptr_t)in;
@@ -85,7 +85,7 @@ static int heavy(void *in, void **out, void *arg)
     return 0;
 }
 
-static int sink(void *in, void **out, void *arg)
+static int sink(void *arg, void *in, void **out)
 {
     (void)out;
     uint64_t *expected = arg;

@@ -288,7 +288,7 @@ static double fib30_join_moirai(uint64_t iters)
     return t;
 }
 
-static void for_empty_body(size_t begin, size_t end, void *arg)
+static void for_empty_body(void *arg, size_t begin, size_t end)
 {
     (void)arg;
     for (size_t i = begin; i < end; i++)
@@ -315,13 +315,13 @@ static double parallel_for_empty_moirai(uint64_t iters)
     return t;
 }
 
-static void sum_identity(void *acc, void *arg)
+static void sum_identity(void *arg, void *acc)
 {
     (void)arg;
     *(int64_t *)acc = 0;
 }
 
-static void sum_chunk(size_t begin, size_t end, void *acc, void *arg)
+static void sum_chunk(void *arg, size_t begin, size_t end, void *acc)
 {
     const int32_t *v = arg;
     int64_t s = *(int64_t *)acc;
@@ -330,7 +330,7 @@ static void sum_chunk(size_t begin, size_t end, void *acc, void *arg)
     *(int64_t *)acc = s;
 }
 
-static void sum_combine(void *acc, const void *right, void *arg)
+static void sum_combine(void *arg, void *acc, const void *right)
 {
     (void)arg;
     *(int64_t *)acc += *(const int64_t *)right;

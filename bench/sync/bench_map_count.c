@@ -310,7 +310,7 @@ static void *run_thread(void *p)
 }
 
 /* Sums the counters the values point to, and frees them. */
-static int sum_and_free_counters(const void *key, size_t len, void *value, void *arg)
+static int sum_and_free_counters(void *arg, const void *key, size_t len, void *value)
 {
     (void)key;
     (void)len;
@@ -321,7 +321,7 @@ static int sum_and_free_counters(const void *key, size_t len, void *value, void 
     return 0;
 }
 
-static int sum_counts(const void *key, size_t len, void *value, void *arg)
+static int sum_counts(void *arg, const void *key, size_t len, void *value)
 {
     (void)key;
     (void)len;

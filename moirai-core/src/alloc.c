@@ -75,7 +75,7 @@ int moirai_allocator_set(const moirai_allocator_t *allocator)
         .realloc_fn = libc_realloc,
         .aligned_alloc_fn = libc_aligned_alloc,
         .free_fn = libc_free,
-        .ctx = NULL,
+        .arg = NULL,
     };
 
     if (allocator == NULL)
@@ -92,7 +92,7 @@ int moirai_allocator_set(const moirai_allocator_t *allocator)
     atomic_store_explicit(&cur_realloc, allocator->realloc_fn, memory_order_relaxed);
     atomic_store_explicit(&cur_aligned_alloc, allocator->aligned_alloc_fn, memory_order_relaxed);
     atomic_store_explicit(&cur_free, allocator->free_fn, memory_order_relaxed);
-    atomic_store_explicit(&cur_ctx, allocator->ctx, memory_order_release);
+    atomic_store_explicit(&cur_ctx, allocator->arg, memory_order_release);
     return 0;
 }
 
@@ -100,7 +100,7 @@ void moirai_allocator_get(moirai_allocator_t *out)
 {
     if (out == NULL)
         return;
-    out->ctx = atomic_load_explicit(&cur_ctx, memory_order_acquire);
+    out->arg = atomic_load_explicit(&cur_ctx, memory_order_acquire);
     out->malloc_fn = atomic_load_explicit(&cur_malloc, memory_order_relaxed);
     out->calloc_fn = atomic_load_explicit(&cur_calloc, memory_order_relaxed);
     out->realloc_fn = atomic_load_explicit(&cur_realloc, memory_order_relaxed);

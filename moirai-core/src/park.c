@@ -75,7 +75,7 @@ static const moirai_park_hook_t *hook_get(void)
 bool moirai__park_hook_applies(void)
 {
     const moirai_park_hook_t *hook = hook_get();
-    return hook != NULL && hook->applies(hook->ctx);
+    return hook != NULL && hook->applies(hook->arg);
 }
 
 int moirai_park_hook_set(const moirai_park_hook_t *hook)
@@ -138,8 +138,8 @@ static int futex_wake(_Atomic uint32_t *addr, int count)
 int moirai_park_nospin(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline)
 {
     const moirai_park_hook_t *hook = hook_get();
-    if (hook != NULL && hook->applies(hook->ctx))
-        return hook->park(hook->ctx, addr, expected, deadline);
+    if (hook != NULL && hook->applies(hook->arg))
+        return hook->park(hook->arg, addr, expected, deadline);
     return futex_wait(addr, expected, deadline);
 }
 
@@ -149,8 +149,8 @@ int moirai_park(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline)
     /* A hooked waiter is not spun: suspending a fiber costs far less than a
      * futex round trip, and spinning would hold up the fibers queued behind
      * it on the same worker. */
-    if (hook != NULL && hook->applies(hook->ctx))
-        return hook->park(hook->ctx, addr, expected, deadline);
+    if (hook != NULL && hook->applies(hook->arg))
+        return hook->park(hook->arg, addr, expected, deadline);
 
     uint64_t spin_until = 0;
     for (;;) {
@@ -174,7 +174,7 @@ int moirai_park(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline)
 int moirai_unpark_one(_Atomic uint32_t *addr)
 {
     const moirai_park_hook_t *hook = hook_get();
-    if (hook != NULL && hook->unpark(hook->ctx, addr, 1) > 0)
+    if (hook != NULL && hook->unpark(hook->arg, addr, 1) > 0)
         return 1;
     return futex_wake(addr, 1);
 }
@@ -184,7 +184,7 @@ int moirai_unpark_all(_Atomic uint32_t *addr)
     const moirai_park_hook_t *hook = hook_get();
     int woken = 0;
     if (hook != NULL) {
-        woken = hook->unpark(hook->ctx, addr, INT_MAX);
+        woken = hook->unpark(hook->arg, addr, INT_MAX);
         if (woken < 0)
             woken = 0;
     }
@@ -218,7 +218,7 @@ static int park_hooked_for(const moirai_park_hook_t *hook, _Atomic uint32_t *add
                            uint32_t expected, uint64_t deadline, const char *what)
 {
     park_what_set(what);
-    int rc = hook->park(hook->ctx, addr, expected, deadline);
+    int rc = hook->park(hook->arg, addr, expected, deadline);
     park_what_set(NULL);
     return rc;
 }
@@ -226,7 +226,7 @@ static int park_hooked_for(const moirai_park_hook_t *hook, _Atomic uint32_t *add
 int moirai_park_for(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline, const char *what)
 {
     const moirai_park_hook_t *hook = hook_get();
-    if (hook != NULL && hook->applies(hook->ctx))
+    if (hook != NULL && hook->applies(hook->arg))
         return park_hooked_for(hook, addr, expected, deadline, what);
     return moirai_park(addr, expected, deadline);
 }
@@ -235,7 +235,7 @@ int moirai_park_nospin_for(_Atomic uint32_t *addr, uint32_t expected, uint64_t d
                            const char *what)
 {
     const moirai_park_hook_t *hook = hook_get();
-    if (hook != NULL && hook->applies(hook->ctx))
+    if (hook != NULL && hook->applies(hook->arg))
         return park_hooked_for(hook, addr, expected, deadline, what);
     return futex_wait(addr, expected, deadline);
 }

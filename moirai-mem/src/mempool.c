@@ -100,7 +100,7 @@ int moirai_mempool_create(moirai_mempool_t **out, const moirai_mempool_config_t 
         pc.magazine_size = cfg->magazine_size;
         pc.chunk_alloc = cfg->chunk_alloc;
         pc.chunk_free = cfg->chunk_free;
-        pc.chunk_ctx = cfg->chunk_ctx;
+        pc.chunk_arg = cfg->chunk_arg;
         char name[32];
         snprintf(name, sizeof(name), "%.20s/%zu", cfg->name ? cfg->name : "mempool", classes[i]);
         pc.name = name;

@@ -295,7 +295,7 @@ int moirai_numa_node_of_address(const void *addr)
 
 /* ---- allocation on a node ---- */
 
-int moirai_numa_alloc(void **out, size_t size, int node)
+int moirai_numa_alloc(size_t size, int node, void **out)
 {
     size_t page = page_size();
     void *p;

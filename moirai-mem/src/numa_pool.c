@@ -311,7 +311,7 @@ int moirai_numa_pool_create(moirai_numa_pool_t **out, const moirai_numa_pool_con
         pc.chunk_objects = cfg->chunk_objects;
         pc.chunk_alloc = chunk_alloc;
         pc.chunk_free = chunk_free;
-        pc.chunk_ctx = &np->slots[n];
+        pc.chunk_arg = &np->slots[n];
         snprintf(name, sizeof(name), "%s/node%d", cfg->name ? cfg->name : "numa_pool", n);
         pc.name = name;
         rc = moirai_pool_create(&np->slots[n].pool, &pc);

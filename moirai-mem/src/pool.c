@@ -73,7 +73,7 @@ static uint32_t carve(struct moirai_pool *pool, void **dst, uint32_t want)
         }
         size_t slack = pool->alignment > 16 ? pool->alignment : 0;
         size_t size = CHUNK_HEADER + slack + n * pool->stride;
-        pool_chunk_t *chunk = pool->chunk_alloc(pool->chunk_ctx, size);
+        pool_chunk_t *chunk = pool->chunk_alloc(pool->chunk_arg, size);
         if (!chunk)
             break;
         chunk->size = size;
@@ -101,7 +101,7 @@ static void release_chunks(struct moirai_pool *pool)
         size_t size = chunk->size;
         /* The chunk allocator may write into the memory it gets back. */
         moirai__mem_unpoison(chunk, size);
-        pool->chunk_free(pool->chunk_ctx, chunk, size);
+        pool->chunk_free(pool->chunk_arg, chunk, size);
         chunk = next;
     }
     pool->chunks = NULL;
@@ -192,7 +192,7 @@ int moirai__pool_new(struct moirai_pool **out, const moirai_pool_config_t *cfg)
         align_up(sizeof(pool_magazine_t) + pool->mag_size * sizeof(void *), MOIRAI_CACHE_LINE);
     pool->chunk_alloc = cfg->chunk_alloc ? cfg->chunk_alloc : default_chunk_alloc;
     pool->chunk_free = cfg->chunk_free ? cfg->chunk_free : default_chunk_free;
-    pool->chunk_ctx = cfg->chunk_ctx;
+    pool->chunk_arg = cfg->chunk_arg;
     snprintf(pool->name, sizeof(pool->name), "%s", cfg->name ? cfg->name : "pool");
     atomic_init(&pool->full.top, 0);
     atomic_init(&pool->empty.top, 0);

@@ -114,7 +114,7 @@ struct moirai_pool {
     uintptr_t tag;     /* the released-object tag of checked builds */
     moirai_pool_chunk_alloc_cb chunk_alloc;
     moirai_pool_chunk_free_cb chunk_free;
-    void *chunk_ctx;
+    void *chunk_arg;
     char name[32];
 
     /* The depot: non-empty magazines, empty magazines. */

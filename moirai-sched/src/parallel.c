@@ -47,7 +47,7 @@ static void for_run(void *p)
     const for_ctx_t *ctx = r->ctx;
     if (r->end - r->begin <= ctx->grain) {
         MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "parallel_for", "begin", (int64_t)r->begin);
-        ctx->body(r->begin, r->end, ctx->arg);
+        ctx->body(ctx->arg, r->begin, r->end);
         MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
         return;
     }
@@ -124,8 +124,8 @@ static void reduce_run(void *p)
     const reduce_ctx_t *ctx = r->ctx;
     const moirai_reduce_desc_t *desc = ctx->desc;
     if (r->end - r->begin <= ctx->grain) {
-        desc->identity(r->acc, ctx->arg);
-        desc->chunk(r->begin, r->end, r->acc, ctx->arg);
+        desc->identity(ctx->arg, r->acc);
+        desc->chunk(ctx->arg, r->begin, r->end, r->acc);
         return;
     }
     size_t mid = r->begin + (r->end - r->begin) / 2;
@@ -135,7 +135,7 @@ static void reduce_run(void *p)
     reduce_range_t left = {ctx, r->begin, mid, r->acc};
     reduce_range_t right = {ctx, mid, r->end, right_acc.bytes};
     moirai__split_fork2(ctx->sched, reduce_run, &left, reduce_run, &right);
-    desc->combine(r->acc, right_acc.bytes, ctx->arg);
+    desc->combine(ctx->arg, r->acc, right_acc.bytes);
 }
 
 int moirai_parallel_reduce(moirai_sched_t *sched, size_t begin, size_t end, size_t grain,
@@ -147,7 +147,7 @@ int moirai_parallel_reduce(moirai_sched_t *sched, size_t begin, size_t end, size
         return -EINVAL;
     acc_buf_t acc;
     if (begin == end) {
-        desc->identity(acc.bytes, arg);
+        desc->identity(arg, acc.bytes);
         memcpy(result, acc.bytes, desc->acc_size);
         return 0;
     }

@@ -107,7 +107,7 @@ static void for_run(void *p)
         return;
     if (r->end - r->begin <= ctx->grain) {
         MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "parallel_for", "begin", (int64_t)r->begin);
-        int rc = ctx->body(r->begin, r->end, ctx->arg);
+        int rc = ctx->body(ctx->arg, r->begin, r->end);
         MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
         if (rc != 0)
             record(&ctx->stop, rc);
@@ -172,13 +172,13 @@ static void reduce_run(void *p)
     if (stopped(&ctx->stop))
         return;
     if (r->end - r->begin <= ctx->grain) {
-        int rc = desc->identity(r->acc, ctx->arg);
+        int rc = desc->identity(ctx->arg, r->acc);
         if (rc != 0) {
             record(&ctx->stop, rc);
             return;
         }
         r->ready = true;
-        rc = desc->chunk(r->begin, r->end, r->acc, ctx->arg);
+        rc = desc->chunk(ctx->arg, r->begin, r->end, r->acc);
         if (rc != 0)
             record(&ctx->stop, rc);
         return;
@@ -201,12 +201,12 @@ static void reduce_run(void *p)
      * failed: its result is thrown away anyway. */
     if (left.ready && right.ready &&
         atomic_load_explicit(&ctx->stop.error, memory_order_seq_cst) == 0) {
-        int rc = desc->combine(r->acc, right_acc, ctx->arg);
+        int rc = desc->combine(ctx->arg, r->acc, right_acc);
         if (rc != 0)
             record(&ctx->stop, rc);
     }
     if (right.ready && desc->destroy != NULL)
-        desc->destroy(right_acc, ctx->arg);
+        desc->destroy(ctx->arg, right_acc);
     if (!ctx->inline_acc)
         moirai_free(right_acc);
     r->ready = left.ready;
@@ -238,7 +238,7 @@ int moirai_parallel_reduce_fallible(moirai_sched_t *sched, size_t begin, size_t 
     int rc;
     if (begin == end) {
         /* No piece: the result is identity, which moves to the caller. */
-        rc = desc->identity(top, arg);
+        rc = desc->identity(arg, top);
         if (rc == 0)
             memcpy(result, top, desc->acc_size);
     } else {
@@ -256,7 +256,7 @@ int moirai_parallel_reduce_fallible(moirai_sched_t *sched, size_t begin, size_t 
         if (rc == 0)
             memcpy(result, top, desc->acc_size);
         else if (all.ready && desc->destroy != NULL)
-            desc->destroy(top, arg);
+            desc->destroy(arg, top);
     }
     if (!inline_acc)
         moirai_free(top);

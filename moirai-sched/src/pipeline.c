@@ -154,7 +154,7 @@ static void run_stage(pipe_t *p, item_t *item, size_t s)
     const moirai_pipeline_stage_t *st = &p->stages[s];
     void *out = NULL;
     MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "stage", "stage", (int64_t)s);
-    int rc = st->fn(item->data, &out, st->arg);
+    int rc = st->fn(st->arg, item->data, &out);
     MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
     if (rc < 0) {
         item->failed = true;
@@ -282,7 +282,7 @@ static void run_source(pipe_t *p, todo_t *todo)
     const moirai_pipeline_stage_t *src = &p->stages[0];
     void *out = NULL;
     MOIRAI_TRACE(MOIRAI_TRACE_PHASE_BEGIN, "sched", "source", "item", (int64_t)item->ticket);
-    int rc = src->fn(NULL, &out, src->arg);
+    int rc = src->fn(src->arg, NULL, &out);
     MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);
 
     moirai_mutex_lock(&p->lock);
@@ -384,14 +384,14 @@ static int run_serially(const moirai_pipeline_stage_t *stages, size_t count)
 {
     for (;;) {
         void *item = NULL;
-        int rc = stages[0].fn(NULL, &item, stages[0].arg);
+        int rc = stages[0].fn(stages[0].arg, NULL, &item);
         if (rc == MOIRAI_PIPELINE_END)
             return 0;
         if (rc < 0)
             return rc;
         for (size_t s = 1; s < count; s++) {
             void *out = NULL;
-            rc = stages[s].fn(item, &out, stages[s].arg);
+            rc = stages[s].fn(stages[s].arg, item, &out);
             if (rc < 0)
                 return rc;
             item = out;

@@ -79,7 +79,7 @@ static void task_execute(moirai__job_t *job, moirai__worker_t *w)
         (void)moirai_metrics_thread_cpu_ns(&t1);
         uint64_t cpu = t1 > t0 ? t1 - t0 : 0;
         moirai__stat_add(&w->stats.task_cpu_ns, cpu);
-        s->cfg.task_cpu(s->cfg.task_cpu_ctx, name, id, cpu);
+        s->cfg.task_cpu(s->cfg.task_cpu_arg, name, id, cpu);
     }
     MOIRAI_PROBE3(task_end, s, job, w->index);
     MOIRAI_TRACE(MOIRAI_TRACE_PHASE_END, "sched", NULL, NULL, 0);

@@ -152,7 +152,7 @@ int moirai_scope_run(moirai_sched_t *sched, moirai_scope_fn body, void *arg)
     atomic_init(&scope.result, 0);
     moirai__latch_init(&scope.done);
 
-    scope_record(&scope, body(&scope, arg));
+    scope_record(&scope, body(arg, &scope));
     if (sched == NULL)
         run_serial(&scope);
     /* Release/acquire as in scope_leave(). If the body's count was the

@@ -104,7 +104,7 @@ static inline unsigned long node_hash(const moirai_map_t *map, const void *key, 
 {
     if (MOIRAI__LIKELY(map->hash == NULL))
         return (unsigned long)hash_bytes(key, len, map->secret);
-    return (unsigned long)map->hash(key, len, map->hash_ctx);
+    return (unsigned long)map->hash(map->hash_arg, key, len);
 }
 
 /* Key equality: lengths first, then bytes; keys up to 16 bytes with two
@@ -257,7 +257,7 @@ int moirai_map_create(moirai_map_t **out, const moirai_map_config_t *cfg)
     if (map == NULL)
         return -ENOMEM;
     map->hash = cfg->hash;
-    map->hash_ctx = cfg->hash_ctx;
+    map->hash_arg = cfg->hash_arg;
     map->secret =
         seed_mix(cfg->hash == NULL && cfg->seed == 0 ? moirai__map_hash_seed(map) : cfg->seed);
     map->slot_mask = slots - 1;
@@ -742,7 +742,7 @@ int moirai_map_iterate(moirai_map_t *map, moirai_map_iter_cb cb, void *arg)
             if (find_live(map, node_hash(map, node->key, node->key_len), &mk, &v) == NULL)
                 continue;
         }
-        rc = cb(node->key, node->key_len, (void *)v, arg);
+        rc = cb(arg, node->key, node->key_len, (void *)v);
         if (rc != 0)
             break;
     }

@@ -41,8 +41,8 @@ typedef struct count_slot {
 struct moirai_map {
     /* Read by every call. */
     struct cds_lfht *ht;
-    moirai_map_hash_fn hash; /* NULL: the built-in hash with `secret` */
-    void *hash_ctx;
+    moirai_map_hash_cb hash; /* NULL: the built-in hash with `secret` */
+    void *hash_arg;
     uint64_t secret; /* seed_mix(seed) */
     size_t slot_mask;
     /* Resizing (see map_resize.c); touched only when an updater finds

@@ -70,7 +70,7 @@ void moirai_test_oom_install(void)
         .realloc_fn = oom_realloc,
         .aligned_alloc_fn = oom_aligned_alloc,
         .free_fn = oom_free,
-        .ctx = NULL,
+        .arg = NULL,
     };
 
     if (!oom_installed) {

@@ -77,7 +77,7 @@ static int same_allocator(const moirai_allocator_t *a, const moirai_allocator_t 
 {
     return a->malloc_fn == b->malloc_fn && a->calloc_fn == b->calloc_fn &&
            a->realloc_fn == b->realloc_fn && a->aligned_alloc_fn == b->aligned_alloc_fn &&
-           a->free_fn == b->free_fn && a->ctx == b->ctx;
+           a->free_fn == b->free_fn && a->arg == b->arg;
 }
 
 Test(alloc, default_allocator_works, .timeout = 10)
@@ -138,7 +138,7 @@ Test(alloc, set_rejects_null_functions_and_keeps_the_old_allocator, .timeout = 1
             bad.free_fn = NULL;
             break;
         }
-        bad.ctx = &bad; /* a different ctx, so a partial install would show */
+        bad.arg = &bad; /* a different arg, so a partial install would show */
         cr_assert_eq(moirai_allocator_set(&bad), MOIRAI_EINVAL, "hole %d", hole);
         moirai_allocator_get(&after);
         cr_assert(same_allocator(&after, &before), "a rejected allocator changed state (hole %d)",

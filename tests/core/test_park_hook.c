@@ -146,7 +146,7 @@ static const moirai_park_hook_t fake_hook = {
     .applies = fake_applies,
     .park = fake_park,
     .unpark = fake_unpark,
-    .ctx = &fake,
+    .arg = &fake,
 };
 
 static void setup(void)

@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #define MOIRAI_TEST_LAYOUTS(X)                                                                     \
-    X(moirai_park_hook_t, ctx)                                                                     \
+    X(moirai_park_hook_t, arg)                                                                     \
     X(moirai_mutex_t, priv_state)                                                                  \
     X(moirai_barrier_t, priv_count)                                                                \
     X(moirai_condvar_t, priv_waiters)                                                              \

@@ -195,7 +195,7 @@ Test(mempool, chunk_allocator_serves_every_class, .timeout = 10)
     moirai_mempool_config_init(&cfg);
     cfg.chunk_alloc = count_chunk_alloc;
     cfg.chunk_free = count_chunk_free;
-    cfg.chunk_ctx = &chunk_bytes;
+    cfg.chunk_arg = &chunk_bytes;
     moirai_mempool_t *mp;
     cr_assert_eq(moirai_mempool_create(&mp, &cfg), 0);
     cr_assert_eq(chunk_count, 0, "no chunk before first use");

@@ -765,7 +765,7 @@ static void check_alloc_on_every_node(void)
         void *p = NULL;
         kpolicy_t k;
 
-        cr_assert_eq(moirai_numa_alloc(&p, size, n), 0);
+        cr_assert_eq(moirai_numa_alloc(size, n, &p), 0);
         cr_assert_not_null(p);
         cr_assert_eq((uintptr_t)p % page, 0);
         memset(p, 0x5a, size);
@@ -810,17 +810,17 @@ Test(numa, alloc_errors, .timeout = 30)
     void *p = (void *)0x1;
     int nodes = moirai_numa_node_count();
 
-    cr_assert_eq(moirai_numa_alloc(NULL, 100, 0), -EINVAL);
-    cr_assert_eq(moirai_numa_alloc(&p, 0, 0), -EINVAL);
-    cr_assert_eq(moirai_numa_alloc(&p, 100, -1), -EINVAL);
-    cr_assert_eq(moirai_numa_alloc(&p, 100, nodes), -EINVAL);
+    cr_assert_eq(moirai_numa_alloc(100, 0, NULL), -EINVAL);
+    cr_assert_eq(moirai_numa_alloc(0, 0, &p), -EINVAL);
+    cr_assert_eq(moirai_numa_alloc(100, -1, &p), -EINVAL);
+    cr_assert_eq(moirai_numa_alloc(100, nodes, &p), -EINVAL);
     /* Rounding up to a page does not fit in size_t. */
-    cr_assert_eq(moirai_numa_alloc(&p, SIZE_MAX - 1, 0), -ENOMEM);
+    cr_assert_eq(moirai_numa_alloc(SIZE_MAX - 1, 0, &p), -ENOMEM);
     cr_assert_eq(p, (void *)0x1, "*out changed on error");
 
     cr_assert_eq(moirai_topology_inject_uniform(4, 1), 0);
-    cr_assert_eq(moirai_numa_alloc(&p, 100, 4), -EINVAL);
-    cr_assert_eq(moirai_numa_alloc(&p, 100, -1), -EINVAL);
+    cr_assert_eq(moirai_numa_alloc(100, 4, &p), -EINVAL);
+    cr_assert_eq(moirai_numa_alloc(100, -1, &p), -EINVAL);
     cr_assert_eq(p, (void *)0x1);
     cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
 }
@@ -834,7 +834,7 @@ static int do_alloc(void *ctx)
 {
     alloc_ctx_t *a = ctx;
 
-    return moirai_numa_alloc(&a->p, 10000, a->node);
+    return moirai_numa_alloc(10000, a->node, &a->p);
 }
 
 static void alloc_unchanged(void *ctx, long n)
@@ -933,12 +933,12 @@ static void check_without_kernel(void)
 
     /* Allocation on any node still works. */
     for (int n = 0; n < nodes; n++) {
-        cr_assert_eq(moirai_numa_alloc(&a, 5000, n), 0);
+        cr_assert_eq(moirai_numa_alloc(5000, n, &a), 0);
         memset(a, 1, 5000);
         cr_assert_eq(moirai_numa_node_of_address(a), 0);
         moirai_numa_free(a, 5000);
     }
-    cr_assert_eq(moirai_numa_alloc(&a, 5000, nodes), -EINVAL);
+    cr_assert_eq(moirai_numa_alloc(5000, nodes, &a), -EINVAL);
 }
 
 Test(numa, without_kernel_support, .timeout = 30)

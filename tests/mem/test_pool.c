@@ -528,15 +528,15 @@ Test(pool, many_pools_grow_the_thread_table, .timeout = 30)
 
 /* ---- custom chunk allocators ---- */
 
-typedef struct chunk_ctx {
+typedef struct chunk_arg {
     atomic_long live_bytes;
     atomic_int chunks;
     atomic_int fail; /* refuse every chunk when set */
-} chunk_ctx_t;
+} chunk_arg_t;
 
 static void *ctx_chunk_alloc(void *ctx, size_t size)
 {
-    chunk_ctx_t *c = ctx;
+    chunk_arg_t *c = ctx;
     if (atomic_load(&c->fail))
         return NULL;
     void *p = malloc(size);
@@ -549,7 +549,7 @@ static void *ctx_chunk_alloc(void *ctx, size_t size)
 
 static void ctx_chunk_free(void *ctx, void *ptr, size_t size)
 {
-    chunk_ctx_t *c = ctx;
+    chunk_arg_t *c = ctx;
     atomic_fetch_sub(&c->live_bytes, (long)size);
     atomic_fetch_sub(&c->chunks, 1);
     free(ptr);
@@ -557,14 +557,14 @@ static void ctx_chunk_free(void *ctx, void *ptr, size_t size)
 
 Test(pool, custom_chunk_allocator, .timeout = 30)
 {
-    chunk_ctx_t ctx = {0, 0, 0};
+    chunk_arg_t ctx = {0, 0, 0};
     moirai_pool_config_t cfg;
     moirai_pool_config_init(&cfg, 100);
     cfg.alignment = 64; /* more than malloc gives: the pool aligns inside */
     cfg.chunk_objects = 10;
     cfg.chunk_alloc = ctx_chunk_alloc;
     cfg.chunk_free = ctx_chunk_free;
-    cfg.chunk_ctx = &ctx;
+    cfg.chunk_arg = &ctx;
     cfg.magazine_size = 4;
     moirai_pool_t *pool;
     cr_assert_eq(moirai_pool_create(&pool, &cfg), 0);

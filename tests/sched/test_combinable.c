@@ -150,7 +150,7 @@ typedef struct bump_arg {
     counts_t *counts;
 } bump_arg_t;
 
-static void bump_body(size_t b, size_t e, void *arg)
+static void bump_body(void *arg, size_t b, size_t e)
 {
     bump_arg_t *a = arg;
     for (size_t i = b; i < e; i++)
@@ -168,7 +168,7 @@ static int bump_task(void *arg, const moirai_cancel_token_t *cancel, void **resu
     (void)cancel;
     (void)result;
     bump_task_arg_t *t = arg;
-    bump_body(0, t->per_task, &t->b);
+    bump_body(&t->b, 0, t->per_task);
     return 0;
 }
 
@@ -232,7 +232,7 @@ typedef struct where_arg {
     pthread_mutex_t lock;
 } where_arg_t;
 
-static void where_body(size_t b, size_t e, void *arg)
+static void where_body(void *arg, size_t b, size_t e)
 {
     where_arg_t *w = arg;
     (void)b;

@@ -88,7 +88,7 @@ typedef struct pieces {
     _Atomic uint8_t seen[1000];
 } pieces_t;
 
-static void piece(size_t begin, size_t end, void *arg)
+static void piece(void *arg, size_t begin, size_t end)
 {
     pieces_t *p = arg;
     bool mine = pthread_equal(pthread_self(), p->caller);

@@ -36,7 +36,7 @@ typedef struct cover {
     pthread_t caller;
 } cover_t;
 
-static void cover_body(size_t b, size_t e, void *arg)
+static void cover_body(void *arg, size_t b, size_t e)
 {
     cover_t *c = arg;
     atomic_fetch_add_explicit(&c->pieces, 1, memory_order_relaxed);
@@ -169,14 +169,14 @@ typedef struct nest_inner {
     size_t row;
 } nest_inner_t;
 
-static void nest_inner_body(size_t b, size_t e, void *arg)
+static void nest_inner_body(void *arg, size_t b, size_t e)
 {
     nest_inner_t *in = arg;
     for (size_t j = b; j < e; j++)
         atomic_fetch_add(&in->nest->hits[in->row * NEST_INNER + j], 1);
 }
 
-static void nest_outer_body(size_t b, size_t e, void *arg)
+static void nest_outer_body(void *arg, size_t b, size_t e)
 {
     nest_t *n = arg;
     for (size_t i = b; i < e; i++) {
@@ -207,7 +207,7 @@ Test(parallel, nested_for, .timeout = 60)
 
 /* ---- parallel_for errors ---- */
 
-static void must_not_run(size_t b, size_t e, void *arg)
+static void must_not_run(void *arg, size_t b, size_t e)
 {
     (void)b;
     (void)e;
@@ -228,13 +228,13 @@ Test(parallel, for_argument_errors, .timeout = 30)
 
 /* ---- parallel_reduce: exact sums ---- */
 
-static void sum_identity(void *acc, void *arg)
+static void sum_identity(void *arg, void *acc)
 {
     (void)arg;
     *(uint64_t *)acc = 0;
 }
 
-static void sum_chunk(size_t b, size_t e, void *acc, void *arg)
+static void sum_chunk(void *arg, size_t b, size_t e, void *acc)
 {
     (void)arg;
     uint64_t s = *(uint64_t *)acc;
@@ -243,7 +243,7 @@ static void sum_chunk(size_t b, size_t e, void *acc, void *arg)
     *(uint64_t *)acc = s;
 }
 
-static void sum_combine(void *acc, const void *right, void *arg)
+static void sum_combine(void *arg, void *acc, const void *right)
 {
     (void)arg;
     *(uint64_t *)acc += *(const uint64_t *)right;
@@ -308,13 +308,13 @@ static char letter(size_t i)
     return (char)('a' + (i * 7 + i / 26) % 26);
 }
 
-static void str_identity(void *acc, void *arg)
+static void str_identity(void *arg, void *acc)
 {
     (void)arg;
     ((str_acc_t *)acc)->len = 0;
 }
 
-static void str_chunk(size_t b, size_t e, void *acc, void *arg)
+static void str_chunk(void *arg, size_t b, size_t e, void *acc)
 {
     (void)arg;
     str_acc_t *a = acc;
@@ -322,7 +322,7 @@ static void str_chunk(size_t b, size_t e, void *acc, void *arg)
         a->s[a->len++] = letter(i);
 }
 
-static void str_combine(void *acc, const void *right, void *arg)
+static void str_combine(void *arg, void *acc, const void *right)
 {
     (void)arg;
     str_acc_t *a = acc;
@@ -353,13 +353,13 @@ static mat_t mat_mul(mat_t x, mat_t y)
                    x.c * y.b + x.d * y.d};
 }
 
-static void mat_identity(void *acc, void *arg)
+static void mat_identity(void *arg, void *acc)
 {
     (void)arg;
     *(mat_t *)acc = (mat_t){1, 0, 0, 1};
 }
 
-static void mat_chunk(size_t b, size_t e, void *acc, void *arg)
+static void mat_chunk(void *arg, size_t b, size_t e, void *acc)
 {
     (void)arg;
     mat_t m = *(mat_t *)acc;
@@ -368,7 +368,7 @@ static void mat_chunk(size_t b, size_t e, void *acc, void *arg)
     *(mat_t *)acc = m;
 }
 
-static void mat_combine(void *acc, const void *right, void *arg)
+static void mat_combine(void *arg, void *acc, const void *right)
 {
     (void)arg;
     *(mat_t *)acc = mat_mul(*(mat_t *)acc, *(const mat_t *)right);
@@ -442,13 +442,13 @@ Test(parallel, reduce_from_a_task, .timeout = 60)
     drop_sched(s);
 }
 
-static void bad_identity(void *acc, void *arg)
+static void bad_identity(void *arg, void *acc)
 {
     (void)acc;
     atomic_fetch_add((_Atomic int *)arg, 1);
 }
 
-static void bad_chunk(size_t b, size_t e, void *acc, void *arg)
+static void bad_chunk(void *arg, size_t b, size_t e, void *acc)
 {
     (void)b;
     (void)e;
@@ -456,7 +456,7 @@ static void bad_chunk(size_t b, size_t e, void *acc, void *arg)
     atomic_fetch_add((_Atomic int *)arg, 1);
 }
 
-static void bad_combine(void *acc, const void *right, void *arg)
+static void bad_combine(void *arg, void *acc, const void *right)
 {
     (void)acc;
     (void)right;

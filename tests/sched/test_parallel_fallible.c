@@ -60,7 +60,7 @@ static void loop_fini(loop_t *l)
     free((void *)l->hits);
 }
 
-static int loop_body(size_t b, size_t e, void *arg)
+static int loop_body(void *arg, size_t b, size_t e)
 {
     loop_t *l = arg;
     atomic_fetch_add(&l->starts, 1);
@@ -316,7 +316,7 @@ Test(parallel_fallible, error_before_cancel_wins, .timeout = 30)
     drop_sched(s1);
 }
 
-static int never(size_t b, size_t e, void *arg)
+static int never(void *arg, size_t b, size_t e)
 {
     (void)b;
     (void)e;
@@ -363,7 +363,7 @@ static void probe_init(reduce_probe_t *p)
     p->fail_combine_after = -1;
 }
 
-static int big_identity(void *acc, void *arg)
+static int big_identity(void *arg, void *acc)
 {
     reduce_probe_t *p = arg;
     long k = atomic_fetch_add(&p->identities, 1);
@@ -377,7 +377,7 @@ static int big_identity(void *acc, void *arg)
     return 0;
 }
 
-static int big_chunk(size_t b, size_t e, void *acc, void *arg)
+static int big_chunk(void *arg, size_t b, size_t e, void *acc)
 {
     reduce_probe_t *p = arg;
     big_acc_t *a = acc;
@@ -393,7 +393,7 @@ static int big_chunk(size_t b, size_t e, void *acc, void *arg)
     return 0;
 }
 
-static int big_combine(void *acc, void *right, void *arg)
+static int big_combine(void *arg, void *acc, void *right)
 {
     reduce_probe_t *p = arg;
     long k = atomic_fetch_add(&p->combines, 1);
@@ -414,7 +414,7 @@ static int big_combine(void *acc, void *right, void *arg)
     return 0;
 }
 
-static void big_destroy(void *acc, void *arg)
+static void big_destroy(void *arg, void *acc)
 {
     (void)acc;
     reduce_probe_t *p = arg;
@@ -499,7 +499,7 @@ typedef struct aligned_sum {
     alignas(64) uint64_t v;
 } aligned_sum_t;
 
-static int as_identity(void *acc, void *arg)
+static int as_identity(void *arg, void *acc)
 {
     (void)arg;
     if (((uintptr_t)acc & 63) != 0)
@@ -508,7 +508,7 @@ static int as_identity(void *acc, void *arg)
     return 0;
 }
 
-static int as_chunk(size_t b, size_t e, void *acc, void *arg)
+static int as_chunk(void *arg, size_t b, size_t e, void *acc)
 {
     (void)arg;
     for (size_t i = b; i < e; i++)
@@ -516,7 +516,7 @@ static int as_chunk(size_t b, size_t e, void *acc, void *arg)
     return 0;
 }
 
-static int as_combine(void *acc, void *right, void *arg)
+static int as_combine(void *arg, void *acc, void *right)
 {
     (void)arg;
     ((aligned_sum_t *)acc)->v += ((aligned_sum_t *)right)->v;

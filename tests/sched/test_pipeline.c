@@ -107,7 +107,7 @@ static int failure_for(const pctx_t *c, size_t s, size_t id)
     return 0;
 }
 
-static int source_fn(void *in, void **out, void *arg)
+static int source_fn(void *arg, void *in, void **out)
 {
     stage_arg_t *sa = arg;
     pctx_t *c = sa->ctx;
@@ -138,7 +138,7 @@ static int source_fn(void *in, void **out, void *arg)
     return rc;
 }
 
-static int stage_fn(void *in, void **out, void *arg)
+static int stage_fn(void *arg, void *in, void **out)
 {
     stage_arg_t *sa = arg;
     pctx_t *c = sa->ctx;
@@ -561,7 +561,7 @@ static void serial_pipe_check_thread(serial_pipe_t *p)
         p->off_caller = true;
 }
 
-static int serial_source(void *in, void **out, void *arg)
+static int serial_source(void *arg, void *in, void **out)
 {
     (void)in;
     serial_pipe_t *p = arg;
@@ -573,7 +573,7 @@ static int serial_source(void *in, void **out, void *arg)
     return 0;
 }
 
-static int serial_double(void *in, void **out, void *arg)
+static int serial_double(void *arg, void *in, void **out)
 {
     serial_pipe_t *p = arg;
     serial_pipe_check_thread(p);
@@ -585,7 +585,7 @@ static int serial_double(void *in, void **out, void *arg)
     return 0;
 }
 
-static int serial_sink(void *in, void **out, void *arg)
+static int serial_sink(void *arg, void *in, void **out)
 {
     (void)out;
     serial_pipe_t *p = arg;

@@ -104,7 +104,7 @@ LEAK_CHECKED_TEST(sched, create_destroy_defaults, .timeout = 30)
     cr_assert_eq(init.aging_ns, cfg.aging_ns);
     cr_assert_eq(init.stack_size, cfg.stack_size);
     cr_assert_null(init.task_cpu);
-    cr_assert_null(init.task_cpu_ctx);
+    cr_assert_null(init.task_cpu_arg);
     cr_assert_eq(init.blocking_max_threads, cfg.blocking_max_threads);
     cr_assert_eq(init.blocking_keepalive_ns, cfg.blocking_keepalive_ns);
     moirai_sched_config_init(NULL);
@@ -850,7 +850,7 @@ LEAK_CHECKED_TEST(sched, task_cpu_callback_once_per_task, .timeout = 60)
     moirai_sched_config_init(&cfg);
     cfg.workers = 2;
     cfg.task_cpu = on_task_cpu;
-    cfg.task_cpu_ctx = &c;
+    cfg.task_cpu_arg = &c;
     moirai_sched_t *s = make(&cfg);
     moirai_task_attr_t attr = MOIRAI_TASK_ATTR_INIT;
     attr.name = "timed";

@@ -62,7 +62,7 @@ typedef struct borrow_ctx {
     int spawn_errors;
 } borrow_ctx_t;
 
-static int borrow_body(moirai_scope_t *scope, void *arg)
+static int borrow_body(void *arg, moirai_scope_t *scope)
 {
     borrow_ctx_t *c = arg;
     for (int i = 0; i < BORROW_N; i++) {
@@ -131,7 +131,7 @@ static int tree_task(void *arg, const moirai_cancel_token_t *cancel, void **resu
     return 0;
 }
 
-static int tree_body(moirai_scope_t *scope, void *arg)
+static int tree_body(void *arg, moirai_scope_t *scope)
 {
     tree_ctx_t *c = arg;
     c->scope = scope;
@@ -183,7 +183,7 @@ static int slow_task(void *arg, const moirai_cancel_token_t *cancel, void **resu
     return 0;
 }
 
-static int slow_body(moirai_scope_t *scope, void *arg)
+static int slow_body(void *arg, moirai_scope_t *scope)
 {
     slow_ctx_t *c = arg;
     int rc = moirai_scope_spawn(scope, slow_task, c, NULL);
@@ -244,7 +244,7 @@ typedef struct err_ctx {
 
 /* A task fails first; the body notices the scope cancelled by that error,
  * then returns an error of its own, which must lose. */
-static int first_error_body(moirai_scope_t *scope, void *arg)
+static int first_error_body(void *arg, moirai_scope_t *scope)
 {
     err_ctx_t *c = arg;
     c->spawn_rc = moirai_scope_spawn(scope, fail_eio, NULL, NULL);
@@ -269,14 +269,14 @@ Test(scope, first_error_wins_and_cancels, .timeout = 60)
     drop_sched(s);
 }
 
-static int body_fails(moirai_scope_t *scope, void *arg)
+static int body_fails(void *arg, moirai_scope_t *scope)
 {
     (void)scope;
     (void)arg;
     return -ENOENT;
 }
 
-static int body_positive(moirai_scope_t *scope, void *arg)
+static int body_positive(void *arg, moirai_scope_t *scope)
 {
     (void)scope;
     (void)arg;
@@ -312,7 +312,7 @@ static int many_err_task(void *arg, const moirai_cancel_token_t *cancel, void **
     return -(1000 + a->i);
 }
 
-static int many_err_body(moirai_scope_t *scope, void *arg)
+static int many_err_body(void *arg, moirai_scope_t *scope)
 {
     many_err_ctx_t *c = arg;
     static many_err_arg_t args[64];
@@ -368,7 +368,7 @@ static int gate_task(void *arg, const moirai_cancel_token_t *cancel, void **resu
     return 0;
 }
 
-static int cancel_body(moirai_scope_t *scope, void *arg)
+static int cancel_body(void *arg, moirai_scope_t *scope)
 {
     cancel_ctx_t *c = arg;
     c->token_matches = moirai_scope_token(scope) != NULL;
@@ -420,7 +420,7 @@ static int token_task(void *arg, const moirai_cancel_token_t *cancel, void **res
     return 0;
 }
 
-static int token_body(moirai_scope_t *scope, void *arg)
+static int token_body(void *arg, moirai_scope_t *scope)
 {
     token_ctx_t *c = arg;
     c->scope_token = moirai_scope_token(scope);
@@ -445,7 +445,7 @@ typedef struct inner_ctx {
     int inner_rc;
 } inner_ctx_t;
 
-static int inner_body(moirai_scope_t *scope, void *arg)
+static int inner_body(void *arg, moirai_scope_t *scope)
 {
     inner_ctx_t *c = arg;
     for (int i = 0; i < 100; i++)
@@ -461,13 +461,13 @@ static int nested_scope_task(void *arg, const moirai_cancel_token_t *cancel, voi
     return moirai_scope_run(NULL, inner_body, arg);
 }
 
-static int outer_body(moirai_scope_t *scope, void *arg)
+static int outer_body(void *arg, moirai_scope_t *scope)
 {
     inner_ctx_t *c = arg;
     int rc = moirai_scope_spawn(scope, nested_scope_task, &c[1], NULL);
     if (rc != 0)
         return rc;
-    return inner_body(scope, &c[0]);
+    return inner_body(&c[0], scope);
 }
 
 static int scope_in_task(void *arg, const moirai_cancel_token_t *cancel, void **result)
@@ -494,7 +494,7 @@ Test(scope, run_from_a_task_helps_with_one_worker, .timeout = 60)
 
 /* ---- Attributes are passed on ---- */
 
-static int attr_body(moirai_scope_t *scope, void *arg)
+static int attr_body(void *arg, moirai_scope_t *scope)
 {
     _Atomic int *ran = arg;
     moirai_task_attr_t attr = MOIRAI_TASK_ATTR_INIT;
@@ -526,7 +526,7 @@ typedef struct bad_spawn_ctx {
     _Atomic int ran;
 } bad_spawn_ctx_t;
 
-static int bad_spawn_body(moirai_scope_t *scope, void *arg)
+static int bad_spawn_body(void *arg, moirai_scope_t *scope)
 {
     bad_spawn_ctx_t *c = arg;
     c->null_fn = moirai_scope_spawn(scope, NULL, NULL, NULL);
@@ -569,7 +569,7 @@ typedef struct shut_ctx {
     int spawn_rc;
 } shut_ctx_t;
 
-static int shutdown_body(moirai_scope_t *scope, void *arg)
+static int shutdown_body(void *arg, moirai_scope_t *scope)
 {
     shut_ctx_t *c = arg;
     if (!await_shutdown(c->sched))
@@ -618,7 +618,7 @@ static int oom_task(void *arg, const moirai_cancel_token_t *cancel, void **resul
     return 0;
 }
 
-static int oom_body(moirai_scope_t *scope, void *arg)
+static int oom_body(void *arg, moirai_scope_t *scope)
 {
     oom_ctx_t *c = arg;
     c->body_runs++;
@@ -677,7 +677,7 @@ typedef struct spawn_oom_ctx {
     _Atomic int ran;
 } spawn_oom_ctx_t;
 
-static int spawn_oom_body(moirai_scope_t *scope, void *arg)
+static int spawn_oom_body(void *arg, moirai_scope_t *scope)
 {
     spawn_oom_ctx_t *c = arg;
     moirai_test_oom_fail_at(0);
@@ -719,7 +719,7 @@ typedef struct cancel_destroy_ctx {
     int spawned;
 } cancel_destroy_ctx_t;
 
-static int cd_body(moirai_scope_t *scope, void *arg)
+static int cd_body(void *arg, moirai_scope_t *scope)
 {
     cancel_destroy_ctx_t *c = arg;
     int rc = moirai_scope_spawn(scope, hold_task, &c->gate, NULL);
@@ -805,7 +805,7 @@ static int serial_task_fn(void *arg, const moirai_cancel_token_t *cancel, void *
     return t->id == t->ctx->fail_at ? -EIO : 0;
 }
 
-static int serial_body(moirai_scope_t *scope, void *arg)
+static int serial_body(void *arg, moirai_scope_t *scope)
 {
     serial_ctx_t *c = arg;
     serial_scope = scope;

@@ -79,7 +79,7 @@ Test(trace_sched, every_task_is_one_span_named_after_it, .timeout = 60)
     free(text);
 }
 
-static void touch(size_t begin, size_t end, void *arg)
+static void touch(void *arg, size_t begin, size_t end)
 {
     atomic_int *hits = arg;
     for (size_t i = begin; i < end; i++)
@@ -113,7 +113,7 @@ Test(trace_sched, every_parallel_for_piece_is_one_span, .timeout = 60)
     free(text);
 }
 
-static int src(void *in, void **out, void *arg)
+static int src(void *arg, void *in, void **out)
 {
     (void)in;
     int *next = arg;
@@ -123,7 +123,7 @@ static int src(void *in, void **out, void *arg)
     return 0;
 }
 
-static int pass(void *in, void **out, void *arg)
+static int pass(void *arg, void *in, void **out)
 {
     (void)arg;
     *out = in;

@@ -94,7 +94,7 @@ typedef struct thread_check {
     _Atomic int runs;
 } thread_check_t;
 
-static void check_body(size_t b, size_t e, void *arg)
+static void check_body(void *arg, size_t b, size_t e)
 {
     (void)b;
     (void)e;

@@ -263,7 +263,7 @@ Test(map, keys_are_bytes, .timeout = 30)
 }
 
 /* All keys collide: the map must still tell them apart by their bytes. */
-static uint64_t constant_hash(const void *key, size_t len, void *ctx)
+static uint64_t constant_hash(void *ctx, const void *key, size_t len)
 {
     (void)key;
     (void)len;
@@ -274,7 +274,7 @@ static uint64_t constant_hash(const void *key, size_t len, void *ctx)
 Test(map, custom_hash_with_collisions, .timeout = 60)
 {
     atomic_long calls = 0;
-    moirai_map_config_t cfg = {.hash = constant_hash, .hash_ctx = &calls};
+    moirai_map_config_t cfg = {.hash = constant_hash, .hash_arg = &calls};
     moirai_map_t *map = NULL;
     cr_assert_eq(moirai_map_create(&map, &cfg), 0);
     enum { N = 300 };
@@ -369,7 +369,7 @@ typedef struct visit {
     bool remove;
 } visit_t;
 
-static int visit_cb(const void *key, size_t len, void *value, void *arg)
+static int visit_cb(void *arg, const void *key, size_t len, void *value)
 {
     visit_t *v = arg;
     cr_assert_eq(len, sizeof(uint32_t));

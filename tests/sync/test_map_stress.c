@@ -214,7 +214,7 @@ static void *replay_updater(void *p)
     return NULL;
 }
 
-static int replay_iter_cb(const void *key, size_t len, void *value, void *arg)
+static int replay_iter_cb(void *arg, const void *key, size_t len, void *value)
 {
     replay_t *r = arg;
     pkey_t pk;
@@ -256,7 +256,7 @@ typedef struct final_check {
     unsigned char *seen; /* threads * KEYS_PER_THREAD */
 } final_check_t;
 
-static int final_cb(const void *key, size_t len, void *value, void *arg)
+static int final_cb(void *arg, const void *key, size_t len, void *value)
 {
     final_check_t *f = arg;
     pkey_t pk;
@@ -575,7 +575,7 @@ static void *hot_thread(void *p)
     return NULL;
 }
 
-static int hot_collect(const void *key, size_t len, void *value, void *arg)
+static int hot_collect(void *arg, const void *key, size_t len, void *value)
 {
     (void)key;
     (void)len;

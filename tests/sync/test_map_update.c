@@ -493,7 +493,7 @@ static void *hot_count_worker(void *arg)
     return NULL;
 }
 
-static int sum_values(const void *key, size_t len, void *value, void *arg)
+static int sum_values(void *arg, const void *key, size_t len, void *value)
 {
     (void)key;
     (void)len;
@@ -558,7 +558,7 @@ typedef struct visits {
     int odd_values; /* values only replace (1) and fetch_add (+2) make are odd */
 } visits_t;
 
-static int note_visit(const void *key, size_t len, void *value, void *arg)
+static int note_visit(void *arg, const void *key, size_t len, void *value)
 {
     visits_t *v = arg;
     uint64_t k;

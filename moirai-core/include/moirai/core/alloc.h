@@ -18,16 +18,16 @@
 extern "C" {
 #endif
 
-/* An allocator. Every function receives `ctx`. Memory from aligned_alloc_fn
+/* An allocator. Every function receives `arg`. Memory from aligned_alloc_fn
  * must be releasable with free_fn (as posix_memalign memory is with free).
  * The functions must be thread-safe: Moirai calls them from any thread. */
 typedef struct moirai_allocator {
-    void *(*malloc_fn)(void *ctx, size_t size);
-    void *(*calloc_fn)(void *ctx, size_t count, size_t size);
-    void *(*realloc_fn)(void *ctx, void *ptr, size_t size);
-    void *(*aligned_alloc_fn)(void *ctx, size_t alignment, size_t size);
-    void (*free_fn)(void *ctx, void *ptr);
-    void *ctx;
+    void *(*malloc_fn)(void *arg, size_t size);
+    void *(*calloc_fn)(void *arg, size_t count, size_t size);
+    void *(*realloc_fn)(void *arg, void *ptr, size_t size);
+    void *(*aligned_alloc_fn)(void *arg, size_t alignment, size_t size);
+    void (*free_fn)(void *arg, void *ptr);
+    void *arg; /* passed to every function first */
 } moirai_allocator_t;
 
 /* Installs `allocator` (copied), or the C library's allocator when NULL.

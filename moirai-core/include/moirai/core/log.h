@@ -27,7 +27,7 @@ typedef enum moirai_log_level {
 /* A sink receives one formatted message (no trailing newline). Calls into
  * the sink are serialised by Moirai, so a sink needs no lock of its own,
  * but it must not log through Moirai itself. */
-typedef void (*moirai_log_cb)(void *ctx, moirai_log_level_t level, const char *message);
+typedef void (*moirai_log_cb)(void *arg, moirai_log_level_t level, const char *message);
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,10 +52,10 @@ MOIRAI_CORE_API int moirai_log_level_parse(const char *text, moirai_log_level_t 
 /* The lower-case name of `level`, or "unknown". */
 MOIRAI_CORE_API const char *moirai_log_level_name(moirai_log_level_t level);
 
-/* Installs `sink` with its `ctx`; NULL restores the stderr sink. Blocks
+/* Installs `sink` with its `arg`; NULL restores the stderr sink. Blocks
  * while another thread is inside the sink, so once it returns the old sink
  * is no longer called. Thread-safe. */
-MOIRAI_CORE_API void moirai_log_sink_set(moirai_log_cb sink, void *ctx);
+MOIRAI_CORE_API void moirai_log_sink_set(moirai_log_cb sink, void *arg);
 
 /* Formats and delivers a message if `level` passes the threshold. Messages
  * longer than 1023 bytes are truncated. Blocks only while another thread is

@@ -35,7 +35,7 @@
 
 /* A parking runtime other than the kernel, such as moirai-async's fibers.
  *
- *   applies(ctx)  true when the calling context is one the hook parks
+ *   applies(arg)  true when the calling context is one the hook parks
  *                 (for example: the caller is a fiber). Called on every
  *                 park; must be cheap and must not block.
  *   park(...)     same contract as moirai_park(): return 0 when woken or
@@ -48,10 +48,10 @@
  * Wakers call unpark first; threads parked on the futex are woken for
  * whatever count the hook did not use. */
 typedef struct moirai_park_hook {
-    bool (*applies)(void *ctx);
-    int (*park)(void *ctx, MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected, uint64_t deadline);
-    int (*unpark)(void *ctx, MOIRAI_ATOMIC(uint32_t) *addr, int max);
-    void *ctx;
+    bool (*applies)(void *arg);
+    int (*park)(void *arg, MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected, uint64_t deadline);
+    int (*unpark)(void *arg, MOIRAI_ATOMIC(uint32_t) *addr, int max);
+    void *arg; /* passed to every function first */
 } moirai_park_hook_t;
 
 #ifdef __cplusplus

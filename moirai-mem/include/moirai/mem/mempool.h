@@ -56,7 +56,7 @@ typedef struct moirai_mempool_config {
      * see moirai_pool_config_t. Large blocks always use moirai_malloc(). */
     moirai_pool_chunk_alloc_cb chunk_alloc;
     moirai_pool_chunk_free_cb chunk_free;
-    void *chunk_ctx;
+    void *chunk_arg;
     const char *name; /* for log messages (copied), or NULL */
 } moirai_mempool_config_t;
 

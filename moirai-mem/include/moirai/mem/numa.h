@@ -182,7 +182,7 @@ MOIRAI_MEM_API int moirai_numa_range_policy_set(void *addr, size_t len, moirai_n
  * size or a node out of range, -ENOMEM when the allocator fails (or the
  * rounded size does not fit in size_t), or another negative errno the
  * kernel reports for the policy (nothing is allocated then). */
-MOIRAI_MEM_API int moirai_numa_alloc(void **out, size_t size, int node);
+MOIRAI_MEM_API int moirai_numa_alloc(size_t size, int node, void **out);
 
 /* Releases memory from moirai_numa_alloc(); `size` must be the size that
  * was requested. The range's policy is reset to the default first, so the

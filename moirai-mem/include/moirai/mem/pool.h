@@ -50,12 +50,12 @@ typedef struct moirai_pool moirai_pool_t;
  * 16 bytes; the pool aligns the objects inside it itself. Called with the
  * pool's internal lock held, from whichever thread needs more objects: it
  * must be thread-safe and must not call back into the same pool. */
-typedef void *(*moirai_pool_chunk_alloc_cb)(void *ctx, size_t size);
+typedef void *(*moirai_pool_chunk_alloc_cb)(void *arg, size_t size);
 
 /* Returns a chunk obtained from the matching chunk_alloc, with the same
  * `size`. Called only from moirai_pool_destroy() and from a create that
  * fails. */
-typedef void (*moirai_pool_chunk_free_cb)(void *ctx, void *ptr, size_t size);
+typedef void (*moirai_pool_chunk_free_cb)(void *arg, void *ptr, size_t size);
 
 /* How to build a pool. Fill it with moirai_pool_config_init() and change
  * what you need; fields left 0 or NULL take their defaults. */
@@ -94,7 +94,7 @@ typedef struct moirai_pool_config {
      * and moirai_free() (through the allocation hook). Set both or none. */
     moirai_pool_chunk_alloc_cb chunk_alloc;
     moirai_pool_chunk_free_cb chunk_free;
-    void *chunk_ctx; /* passed to chunk_alloc and chunk_free */
+    void *chunk_arg; /* passed to chunk_alloc and chunk_free */
     /* A name for log messages (copied), or NULL. */
     const char *name;
 } moirai_pool_config_t;

@@ -20,12 +20,12 @@
 #include <moirai/rt/export.h>
 
 /* Watts drawn by awake CPU `cpu` at `utilization` (0..1). */
-typedef double (*moirai_rt_power_fn)(void *arg, int cpu, double utilization);
+typedef double (*moirai_rt_power_cb)(void *arg, int cpu, double utilization);
 
 /* A power model: how many watts a CPU draws, awake (by utilization) or in
  * its deepest idle state. moirai_rt_power_model_linear() fills a linear one. */
 typedef struct moirai_rt_power_model {
-    moirai_rt_power_fn awake; /* required */
+    moirai_rt_power_cb awake; /* required */
     void *arg;                /* passed to `awake` as `arg` */
     double sleep_w;           /* watts of a CPU in its deepest idle state */
     double idle_w,            /* the linear model's watts of an awake CPU at utilization 0 */

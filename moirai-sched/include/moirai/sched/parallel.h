@@ -23,15 +23,15 @@
 #include <moirai/sched/sched.h>
 
 /* Processes indices [begin, end). */
-typedef void (*moirai_for_fn)(size_t begin, size_t end, void *arg);
+typedef void (*moirai_for_fn)(void *arg, size_t begin, size_t end);
 
 /* How parallel_reduce folds. An accumulator is `acc_size` bytes that the
  * library places on its own stack frames (at most MOIRAI_REDUCE_ACC_MAX). */
 typedef struct moirai_reduce_desc {
     size_t acc_size;                        /* accumulator bytes, 1 to MOIRAI_REDUCE_ACC_MAX */
-    void (*identity)(void *acc, void *arg); /* acc = neutral value */
-    void (*chunk)(size_t begin, size_t end, void *acc, void *arg); /* fold [begin, end) into acc */
-    void (*combine)(void *acc, const void *right, void *arg);      /* acc = acc (+) right */
+    void (*identity)(void *arg, void *acc); /* acc = neutral value */
+    void (*chunk)(void *arg, size_t begin, size_t end, void *acc); /* fold [begin, end) into acc */
+    void (*combine)(void *arg, void *acc, const void *right);      /* acc = acc (+) right */
 } moirai_reduce_desc_t;
 
 /* The largest accumulator moirai_parallel_reduce() accepts, in bytes.
@@ -43,7 +43,7 @@ typedef struct moirai_reduce_desc {
 extern "C" {
 #endif
 
-/* Calls `body(b, e, arg)` on disjoint pieces covering [begin, end), in
+/* Calls `body(arg, b, e)` on disjoint pieces covering [begin, end), in
  * parallel. Returns 0 (also for an empty range, with no call), -EINVAL
  * (NULL body, begin > end) or -ESHUTDOWN; on error body has not run. */
 MOIRAI_SCHED_API int moirai_parallel_for(moirai_sched_t *sched, size_t begin, size_t end,

@@ -47,7 +47,7 @@
 
 /* Processes indices [begin, end). Returns 0, or non-zero to stop the loop
  * with that value. */
-typedef int (*moirai_for_fallible_fn)(size_t begin, size_t end, void *arg);
+typedef int (*moirai_for_fallible_fn)(void *arg, size_t begin, size_t end);
 
 /* How moirai_parallel_reduce_fallible() folds. Each callback returns 0, or
  * non-zero to stop the reduction with that value. Every accumulator that
@@ -59,16 +59,16 @@ typedef struct moirai_reduce_fallible_desc {
     size_t acc_align; /* a power of two up to 4096; 0: that of max_align_t */
     /* acc = the neutral value (acc is uninitialised memory). On failure
      * acc is taken as never set up: destroy is not called on it. */
-    int (*identity)(void *acc, void *arg);
+    int (*identity)(void *arg, void *acc);
     /* Folds [begin, end) into acc. On failure acc must still be fit for
      * destroy. */
-    int (*chunk)(size_t begin, size_t end, void *acc, void *arg);
+    int (*chunk)(void *arg, size_t begin, size_t end, void *acc);
     /* acc = acc (+) right; `right` is destroyed afterwards, so combine may
      * move what it owns into acc (leaving right fit for destroy). On
      * failure both must still be fit for destroy. */
-    int (*combine)(void *acc, void *right, void *arg);
+    int (*combine)(void *arg, void *acc, void *right);
     /* Releases what an accumulator owns; NULL: nothing to release. */
-    void (*destroy)(void *acc, void *arg);
+    void (*destroy)(void *arg, void *acc);
 } moirai_reduce_fallible_desc_t;
 
 /* The largest accumulator moirai_parallel_reduce_fallible() accepts (1 GiB). */
@@ -78,7 +78,7 @@ typedef struct moirai_reduce_fallible_desc {
 extern "C" {
 #endif
 
-/* Calls `body(b, e, arg)` on disjoint pieces covering [begin, end), in
+/* Calls `body(arg, b, e)` on disjoint pieces covering [begin, end), in
  * parallel, until one returns non-zero or `cancel` (may be NULL) is
  * cancelled; see the top of this file. Blocks until every piece that
  * started has returned; a worker caller helps meanwhile. Thread-safe.

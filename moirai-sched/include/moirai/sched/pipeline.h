@@ -50,7 +50,7 @@ typedef enum moirai_stage_mode {
 
 /* A stage: 0 to pass `*out` on, MOIRAI_PIPELINE_END (source only), or a
  * negative errno. */
-typedef int (*moirai_stage_fn)(void *in, void **out, void *arg);
+typedef int (*moirai_stage_fn)(void *arg, void *in, void **out);
 
 /* One stage of a pipeline, as moirai_pipeline_run() takes it. */
 typedef struct moirai_pipeline_stage {

@@ -107,7 +107,7 @@ typedef enum moirai_shutdown {
 } moirai_shutdown_t;
 
 /* Called after each spawned task with its CPU time, when configured. */
-typedef void (*moirai_task_cpu_cb)(void *ctx, const char *name, moirai_task_id_t id,
+typedef void (*moirai_task_cpu_cb)(void *arg, const char *name, moirai_task_id_t id,
                                    uint64_t cpu_ns);
 
 struct moirai_sched_idle_hooks; /* moirai/sched/job.h */
@@ -142,7 +142,7 @@ typedef struct moirai_sched_config {
     /* Per-task CPU time (thread CPU clock read before and after each spawned
      * task; join halves are not tasks). NULL: off, and nothing is measured. */
     moirai_task_cpu_cb task_cpu;
-    void *task_cpu_ctx;             /* passed to task_cpu as `ctx` */
+    void *task_cpu_arg;             /* passed to task_cpu as `arg` */
     int blocking_max_threads;       /* spawn_blocking thread cap; 0: 64 */
     uint64_t blocking_keepalive_ns; /* idle blocking threads exit after this; 0: 10 s */
     /* Blocked-worker watchdog: report a worker that has run the same job

@@ -1,6 +1,6 @@
 /* Scopes: structured concurrency.
  *
- * moirai_scope_run() calls `body(scope, arg)`; the body spawns tasks into
+ * moirai_scope_run() calls `body(arg, scope)`; the body spawns tasks into
  * the scope, and so may those tasks. moirai_scope_run() returns only when
  * the body and every task spawned into the scope have finished, so tasks
  * may borrow anything on the caller's stack. The first error reaches the
@@ -37,13 +37,13 @@
 typedef struct moirai_scope moirai_scope_t;
 
 /* The body of a scope. Its return value is handled like a task's. */
-typedef int (*moirai_scope_fn)(moirai_scope_t *scope, void *arg);
+typedef int (*moirai_scope_fn)(void *arg, moirai_scope_t *scope);
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Runs `body(scope, arg)` and waits for every task spawned into the scope.
+/* Runs `body(arg, scope)` and waits for every task spawned into the scope.
  * `sched` NULL means the scheduler of the calling worker; on any other
  * thread, a serial scope on the caller (see above). Blocks. Returns 0 when the body and all tasks
  * returned 0; otherwise the first non-zero value any of them returned (a task that never ran

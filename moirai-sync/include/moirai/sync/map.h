@@ -88,12 +88,12 @@ typedef struct moirai_map moirai_map_t;
  * not call back into the map. Quality matters in both the low bits (bucket
  * index) and the high bits (the split-ordered list sorts by the bit-reversed
  * hash). */
-typedef uint64_t (*moirai_map_hash_fn)(const void *key, size_t len, void *ctx);
+typedef uint64_t (*moirai_map_hash_cb)(void *arg, const void *key, size_t len);
 
 /* Called by moirai_map_iterate() for each entry; returning non-zero stops
  * the iteration and that value is returned by moirai_map_iterate(). `key`
  * points into the entry and stays valid until the callback returns. */
-typedef int (*moirai_map_iter_cb)(const void *key, size_t len, void *value, void *arg);
+typedef int (*moirai_map_iter_cb)(void *arg, const void *key, size_t len, void *value);
 
 /* Builds the value of a key that moirai_map_get_or_insert() did not find:
  * stores it in `*value` and returns 0, or returns a negative errno, which
@@ -130,10 +130,10 @@ typedef struct moirai_map_config {
      * 0 means 16. The map grows on its own from there, and shrinks back
      * to no less than this. */
     size_t initial_buckets;
-    /* A caller-supplied hash, called with `hash_ctx`; NULL selects the
+    /* A caller-supplied hash, called with `hash_arg`; NULL selects the
      * built-in moirai_map_hash() with `seed`. */
-    moirai_map_hash_fn hash;
-    void *hash_ctx;
+    moirai_map_hash_cb hash;
+    void *hash_arg;
     /* Seed of the built-in hash. 0 draws a random seed for this map (from
      * getrandom), which keeps an adversary who chooses keys from forcing
      * collisions; give a fixed non-zero seed for reproducible layouts.
@@ -306,7 +306,7 @@ MOIRAI_SYNC_API int moirai_map_update(moirai_map_t *map, const void *key, size_t
  * registration failed, see rcu.h). */
 MOIRAI_SYNC_API int moirai_map_lookup(moirai_map_t *map, const void *key, size_t len, void **value);
 
-/* Calls `cb(key, len, value, arg)` for the entries of the map, inside one
+/* Calls `cb(arg, key, len, value)` for the entries of the map, inside one
  * RCU read-side critical section, in no particular order. Stops when `cb`
  * returns non-zero and returns that value; returns 0 after the last entry.
  * Under concurrent updates: every key present for the whole iteration is
