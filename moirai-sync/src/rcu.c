@@ -10,6 +10,7 @@
 
 #include <moirai/core/alloc.h>
 #include <moirai/sync/rcu.h>
+#include <moirai/sync/stack.h>
 
 /* moirai_rcu_head_t is handed to liburcu as a struct rcu_head, so it must
  * begin with the same layout: a wfcqueue link and liburcu's callback. */
@@ -249,4 +250,40 @@ void moirai__node_retire_flush(void)
     t->retired_count = 0;
     MOIRAI__RCU_TSAN_RELEASE();
     urcu_memb_call_rcu((struct rcu_head *)&first->u.rcu, batch_reclaim);
+}
+
+void moirai_stack_cache_trim(void)
+{
+    moirai__rcu_tls_t *t = &moirai__rcu_tls;
+    /* Hand this thread's retired nodes over, then let every pending batch
+     * pass its grace period, so that they all reach the depot (or are
+     * freed) before it is emptied. */
+    if (t->registered)
+        moirai__node_retire_flush();
+    moirai_rcu_barrier();
+    moirai__node_t *n = t->free_list;
+    while (n != NULL) {
+        moirai__node_t *next = n->link;
+        moirai_free(n);
+        n = next;
+    }
+    t->free_list = NULL;
+    t->free_count = 0;
+    /* acquire: pairs with batch_reclaim()'s release, so the batches'
+     * links are visible. */
+    moirai__node_t *b = atomic_exchange_explicit(&depot, NULL, memory_order_acquire);
+    size_t freed = 0;
+    while (b != NULL) {
+        moirai__node_t *next_batch = b->item;
+        size_t count = b->u.batch.count;
+        n = b;
+        for (size_t i = 0; i < count && n != NULL; i++) {
+            moirai__node_t *next = n->link;
+            moirai_free(n);
+            n = next;
+        }
+        freed += count;
+        b = next_batch;
+    }
+    atomic_fetch_sub_explicit(&depot_nodes, freed, memory_order_relaxed);
 }

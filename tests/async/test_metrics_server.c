@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include "prom_parse.h"
+#include "oom.h"
 
 static int connect_to(uint16_t port)
 {
@@ -108,6 +109,11 @@ static uint16_t start(void)
     cr_assert_gt(port, 0);
     return port;
 }
+
+/* Not checked for live blocks (tests/common/live.c): the server's static
+ * connection lock keeps its lock-stats record for the life of the
+ * process (moirai/sync/lockstat.h). */
+TestSuite(metrics_server, .init = moirai_test_live_unchecked);
 
 Test(metrics_server, scrape_parses_and_matches_the_objects, .timeout = 60)
 {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "trace_check.h"
+#include "oom.h"
 
 #define FIBERS 20
 #define YIELDS 10
@@ -30,6 +31,11 @@ static long count_of(const char *text, const char *needle)
         n++;
     return n;
 }
+
+/* Not checked for live blocks (tests/common/live.c): a thread keeps its
+ * trace buffer for the next session, so the calling thread's is still
+ * live at the end of each test. */
+TestSuite(trace_fiber, .init = moirai_test_live_unchecked);
 
 Test(trace_fiber, every_run_slice_is_one_span_named_after_the_fiber, .timeout = 60)
 {

@@ -14,8 +14,6 @@ static atomic_long oom_count;
 static atomic_long oom_fail_at = -1;
 /* Non-zero: every allocation fails (moirai_test_oom_fail_all()). */
 static atomic_int oom_fail_every;
-static moirai_allocator_t oom_previous;
-static int oom_installed;
 
 /* True when this allocation is the one planned to fail. */
 static int oom_should_fail(void)
@@ -27,58 +25,80 @@ static int oom_should_fail(void)
     return ticket == atomic_load_explicit(&oom_fail_at, memory_order_relaxed);
 }
 
-static void *oom_malloc(void *ctx, size_t size)
+static void *oom_malloc(void *arg, size_t size)
 {
-    (void)ctx;
-    return oom_should_fail() ? NULL : malloc(size);
-}
-
-static void *oom_calloc(void *ctx, size_t count, size_t size)
-{
-    (void)ctx;
-    return oom_should_fail() ? NULL : calloc(count, size);
-}
-
-static void *oom_realloc(void *ctx, void *ptr, size_t size)
-{
-    (void)ctx;
-    /* A failed realloc leaves `ptr` allocated, as the C function does. */
-    return oom_should_fail() ? NULL : realloc(ptr, size);
-}
-
-static void *oom_aligned_alloc(void *ctx, size_t alignment, size_t size)
-{
-    void *p;
-
-    (void)ctx;
-    if (oom_should_fail() || posix_memalign(&p, alignment, size) != 0)
-        return NULL;
+    (void)arg;
+    void *p = oom_should_fail() ? NULL : malloc(size);
+    moirai__test_live_made(p, size);
     return p;
 }
 
-static void oom_free(void *ctx, void *ptr)
+static void *oom_calloc(void *arg, size_t count, size_t size)
 {
-    (void)ctx;
+    (void)arg;
+    void *p = oom_should_fail() ? NULL : calloc(count, size);
+    moirai__test_live_made(p, count * size);
+    return p;
+}
+
+static void *oom_realloc(void *arg, void *ptr, size_t size)
+{
+    (void)arg;
+    /* A failed realloc leaves `ptr` allocated, as the C function does. */
+    if (oom_should_fail())
+        return NULL;
+    /* A block grown from one the test did not make stays uncounted: the
+     * library's process-lifetime tables grow this way. */
+    int counted = moirai__test_live_gone(ptr);
+    void *p = realloc(ptr, size);
+    if (p == NULL && ptr != NULL)
+        moirai__test_live_made_as(ptr, size, counted);
+    else if (ptr == NULL)
+        moirai__test_live_made(p, size);
+    else
+        moirai__test_live_made_as(p, size, counted);
+    return p;
+}
+
+static void *oom_aligned_alloc(void *arg, size_t alignment, size_t size)
+{
+    void *p;
+
+    (void)arg;
+    if (oom_should_fail() || posix_memalign(&p, alignment, size) != 0)
+        return NULL;
+    moirai__test_live_made(p, size);
+    return p;
+}
+
+static void oom_free(void *arg, void *ptr)
+{
+    (void)arg;
+    moirai__test_live_gone(ptr);
     free(ptr);
+}
+
+static const moirai_allocator_t test_allocator = {
+    .malloc_fn = oom_malloc,
+    .calloc_fn = oom_calloc,
+    .realloc_fn = oom_realloc,
+    .aligned_alloc_fn = oom_aligned_alloc,
+    .free_fn = oom_free,
+    .arg = NULL,
+};
+
+int moirai_test_oom_is_current(void)
+{
+    moirai_allocator_t cur;
+    moirai_allocator_get(&cur);
+    return cur.malloc_fn == oom_malloc && cur.free_fn == oom_free;
 }
 
 void moirai_test_oom_install(void)
 {
-    static const moirai_allocator_t counting = {
-        .malloc_fn = oom_malloc,
-        .calloc_fn = oom_calloc,
-        .realloc_fn = oom_realloc,
-        .aligned_alloc_fn = oom_aligned_alloc,
-        .free_fn = oom_free,
-        .arg = NULL,
-    };
-
-    if (!oom_installed) {
-        moirai_allocator_get(&oom_previous);
-        oom_installed = 1;
-    }
     moirai_test_oom_fail_at(-1);
-    (void)moirai_allocator_set(&counting);
+    if (!moirai_test_oom_is_current())
+        (void)moirai_allocator_set(&test_allocator);
 }
 
 void moirai_test_oom_fail_all(void)
@@ -104,11 +124,9 @@ long moirai_test_oom_count(void)
 
 void moirai_test_oom_uninstall(void)
 {
-    if (!oom_installed)
-        return;
+    /* The allocator stays: it is also the live-allocation counter every
+     * test runs under (live.c). Only the failures stop. */
     moirai_test_oom_fail_at(-1);
-    (void)moirai_allocator_set(&oom_previous);
-    oom_installed = 0;
 }
 
 moirai_test_oom_sweep_result_t moirai_test_oom_sweep(int (*op)(void *ctx),

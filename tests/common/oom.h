@@ -29,12 +29,19 @@
 #define MOIRAI_TEST_OOM_H
 
 #include <errno.h>
+#include <stddef.h>
 
 #include <moirai/core/error.h>
 
-/* Installs the counting allocator, with no failure planned and the count
- * at 0. Keeps the previously installed allocator for uninstall. */
+/* Installs the test allocator (failing on plan, and counting live blocks
+ * for live.c), with no failure planned and the count at 0. Every
+ * Criterion test already runs under it (live.c installs it before the
+ * test); a test calls this again after installing an allocator of its
+ * own. */
 void moirai_test_oom_install(void);
+
+/* Non-zero when the test allocator is the installed one. */
+int moirai_test_oom_is_current(void);
 
 /* Makes the n-th allocation from now fail (0-based: 0 fails the very next
  * one); n == -1 means never. Resets the count to 0. Only that one
@@ -48,8 +55,31 @@ void moirai_test_oom_fail_all(void);
  * fail_all() or install. */
 long moirai_test_oom_count(void);
 
-/* Restores the allocator that was installed before install(). */
+/* Stops planned failures. The test allocator stays installed: it also
+ * counts live blocks for every test (live.c). */
 void moirai_test_oom_uninstall(void);
+
+/* live.c's bookkeeping, called by the test allocator: a block was made
+ * (counted when the test is running, or as `counted` says), or is gone
+ * (returns whether it was counted). */
+void moirai__test_live_made(void *p, size_t size);
+void moirai__test_live_made_as(void *p, size_t size, int counted);
+int moirai__test_live_gone(void *p);
+/* Starts counting the blocks made from now on; stops and returns how many
+ * of them are live (-1: some could not be tracked); prints them. */
+void moirai__test_live_start(void);
+/* Counted blocks live now (tests of what a call frees). */
+long moirai__test_live_now(void);
+long moirai__test_live_stop(void);
+void moirai__test_live_report(void);
+
+/* Marks a test that live.c does not check, as `.init =
+ * moirai_test_live_unchecked`. For a test that needs the process as fresh
+ * as Criterion leaves it (no topology read yet: live.c's warm-up would
+ * read it), or that replaces the library's process-lifetime state (loads
+ * another topology), whose new blocks are then rightly still live. It
+ * does nothing itself. */
+void moirai_test_live_unchecked(void);
 
 /* The result of one sweep. */
 typedef struct moirai_test_oom_sweep_result {

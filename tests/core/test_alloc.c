@@ -157,6 +157,9 @@ Test(alloc, custom_allocator_sees_every_call_with_its_ctx, .timeout = 10)
     moirai_allocator_t mine = recording(&rec), libc_default, restored;
     void *p, *q, *a;
 
+    /* Every test starts under the test allocator (tests/common/live.c):
+     * start this one from the C library's. */
+    cr_assert_eq(moirai_allocator_set(NULL), 0);
     moirai_allocator_get(&libc_default);
     cr_assert_eq(moirai_allocator_set(&mine), 0);
 
@@ -284,21 +287,25 @@ Test(oom_helper, fails_exactly_the_chosen_allocation, .timeout = 10)
     moirai_test_oom_uninstall();
 }
 
-Test(oom_helper, uninstall_restores_the_previous_allocator, .timeout = 10)
+Test(oom_helper, install_replaces_another_allocator_and_uninstall_keeps_it, .timeout = 10)
 {
     static recorder_t rec;
-    moirai_allocator_t mine = recording(&rec), now;
+    moirai_allocator_t mine = recording(&rec);
 
     cr_assert_eq(moirai_allocator_set(&mine), 0);
+    cr_assert_not(moirai_test_oom_is_current());
     moirai_test_oom_install();
-    moirai_allocator_get(&now);
-    cr_assert_not(same_allocator(&now, &mine));
+    cr_assert(moirai_test_oom_is_current());
     moirai_free(moirai_malloc(8));
-    cr_assert_eq(rec.mallocs, 0, "the counting allocator forwards to libc, not the previous one");
+    cr_assert_eq(rec.mallocs, 0, "the test allocator forwards to libc, not the previous one");
+    /* Uninstall stops the failures and keeps the allocator: it is also
+     * the live-allocation counter every test runs under. */
+    moirai_test_oom_fail_all();
     moirai_test_oom_uninstall();
-    moirai_allocator_get(&now);
-    cr_assert(same_allocator(&now, &mine));
-    cr_assert_eq(moirai_allocator_set(NULL), 0);
+    cr_assert(moirai_test_oom_is_current());
+    void *p = moirai_malloc(8);
+    cr_assert_not_null(p, "an allocation failed after uninstall");
+    moirai_free(p);
 }
 
 /* An operation with three allocations that undoes itself on failure. */

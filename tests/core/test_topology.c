@@ -269,6 +269,10 @@ Test(topology, detected_contains_every_cpu_we_may_run_on, .timeout = 30)
 
 /* ---- reading fake sysfs trees ---- */
 
+/* Each test loads a topology from a tree of its own, which becomes the
+ * process's detected one: its blocks are rightly still live at the end. */
+TestSuite(topology_sysfs, .init = moirai_test_live_unchecked);
+
 Test(topology_sysfs, full_tree_is_parsed_exactly, .timeout = 30)
 {
     char *root = make_root();
@@ -404,6 +408,16 @@ Test(topology_sysfs, empty_tree_falls_back_entirely, .timeout = 30)
 }
 
 /* ---- injection ---- */
+
+/* An injected topology stays the current one until replaced: put the
+ * detected one back, so that the live-allocation check (the injected one
+ * was made by the test) holds. */
+static void restore_detected(void)
+{
+    cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
+}
+
+TestSuite(topology_inject, .fini = restore_detected);
 
 Test(topology_inject, invalid_input_leaves_topology_unchanged, .timeout = 30)
 {
@@ -605,7 +619,8 @@ Test(topology_oom, inject_under_oom_is_enomem_and_unchanged, .timeout = 60)
     moirai_test_oom_uninstall();
 }
 
-Test(topology_oom, reload_under_oom_is_enomem_and_unchanged, .timeout = 60)
+Test(topology_oom, reload_under_oom_is_enomem_and_unchanged, .init = moirai_test_live_unchecked,
+     .timeout = 60)
 {
     static inject_op_t op;
     char *root = make_root();
@@ -623,7 +638,8 @@ Test(topology_oom, reload_under_oom_is_enomem_and_unchanged, .timeout = 60)
     fake_sysfs_remove(root);
 }
 
-Test(topology_oom, first_inject_under_oom_covers_detection, .timeout = 60)
+Test(topology_oom, first_inject_under_oom_covers_detection, .init = moirai_test_live_unchecked,
+     .timeout = 60)
 {
     static inject_op_t op;
     const moirai_cpu_info_t cpus[2] = {{0, 0, 0, 0, 0, 0}, {1, 0, 0, 0, 0, 1}};
@@ -644,7 +660,8 @@ Test(topology_oom, first_inject_under_oom_covers_detection, .timeout = 60)
     check_consistent();
 }
 
-Test(topology_oom, detection_is_retried_after_oom, .timeout = 30)
+Test(topology_oom, detection_is_retried_after_oom, .init = moirai_test_live_unchecked,
+     .timeout = 30)
 {
     static warnings_t w;
 

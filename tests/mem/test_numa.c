@@ -357,7 +357,7 @@ Test(numa, synthetic_four_nodes, .timeout = 30)
     cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
 }
 
-Test(numa, fallback_order_follows_distance, .timeout = 30)
+Test(numa, fallback_order_follows_distance, .init = moirai_test_live_unchecked, .timeout = 30)
 {
     int order[4];
 
@@ -398,7 +398,8 @@ Test(numa, synthetic_nodes_map_round_robin_to_allowed_kernel_nodes, .timeout = 3
     cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
 }
 
-Test(numa, fake_tree_maps_real_cpus_to_their_node, .timeout = 30)
+Test(numa, fake_tree_maps_real_cpus_to_their_node, .init = moirai_test_live_unchecked,
+     .timeout = 30)
 {
     int allowed[64];
     int m = kernel_allowed(allowed, 64);
@@ -797,7 +798,7 @@ Test(numa, alloc_on_node, .timeout = 30)
     check_alloc_on_every_node();
 }
 
-Test(numa, alloc_on_synthetic_nodes, .timeout = 30)
+Test(numa, alloc_on_synthetic_nodes, .init = moirai_test_live_unchecked, .timeout = 30)
 {
     on_uniform_nodes(4, check_alloc_on_every_node);
     load_fake_topology();

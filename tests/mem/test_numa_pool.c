@@ -278,7 +278,7 @@ static void exhaust_and_check(moirai_numa_pool_t *p, int home, const int *order,
     }
 }
 
-Test(numa_pool, fallback_follows_distance_order, .timeout = 60)
+Test(numa_pool, fallback_follows_distance_order, .init = moirai_test_live_unchecked, .timeout = 60)
 {
     load_fake_topology();
     for (int home = 0; home < 4; home++) {
@@ -294,7 +294,7 @@ Test(numa_pool, fallback_follows_distance_order, .timeout = 60)
     cr_assert_eq(moirai_topology_reload(NULL), 0);
 }
 
-Test(numa_pool, fallback_from_the_callers_node, .timeout = 60)
+Test(numa_pool, fallback_from_the_callers_node, .init = moirai_test_live_unchecked, .timeout = 60)
 {
     moirai_numa_pool_t *p;
 
@@ -338,7 +338,7 @@ Test(numa_pool, two_nodes_fall_back_to_each_other, .timeout = 60)
     cr_assert_eq(moirai_topology_inject(NULL, 0), 0);
 }
 
-Test(numa_pool, nodes_exhaust_one_by_one, .timeout = 60)
+Test(numa_pool, nodes_exhaust_one_by_one, .init = moirai_test_live_unchecked, .timeout = 60)
 {
     /* From node 0 of the fake tree the order is 0 2 3 1. Exhaust node 2
      * first (from itself), then node 0: a thread on node 0 must now skip

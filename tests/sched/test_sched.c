@@ -305,7 +305,8 @@ LEAK_CHECKED_TEST(sched, oom_sweep_create, .timeout = 300)
  * memory returns -ENOMEM and stores nothing, instead of a scheduler of
  * one worker; the next create reads it and sizes itself by it. Criterion
  * runs each test in a fresh process, so no query has read it yet. */
-LEAK_CHECKED_TEST(sched, create_surfaces_a_topology_read_failure, .timeout = 60)
+LEAK_CHECKED_TEST(sched, create_surfaces_a_topology_read_failure,
+                  .init = moirai_test_live_unchecked, .timeout = 60)
 {
     moirai_sched_t *s = NULL;
     moirai_test_oom_install();

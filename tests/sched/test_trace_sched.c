@@ -13,6 +13,7 @@
 #include <moirai/sched.h>
 
 #include "trace_check.h"
+#include "oom.h"
 
 static char *write_to_string(void)
 {
@@ -46,6 +47,11 @@ static int count_task(void *arg, const moirai_cancel_token_t *cancel, void **res
 }
 
 #define TASKS 500
+
+/* Not checked for live blocks (tests/common/live.c): a thread keeps its
+ * trace buffer for the next session, so the calling thread's is still
+ * live at the end of each test. */
+TestSuite(trace_sched, .init = moirai_test_live_unchecked);
 
 Test(trace_sched, every_task_is_one_span_named_after_it, .timeout = 60)
 {

@@ -89,7 +89,8 @@ Test(counter, create_reports_enomem, .timeout = 30)
  * one CPU (which is what create returned before it loaded the topology
  * itself: the sweep then ended at its first run). Criterion runs each
  * test in a fresh process, so nothing has read the topology yet. */
-Test(counter, create_reports_enomem_reading_the_topology, .timeout = 30)
+Test(counter, create_reports_enomem_reading_the_topology, .init = moirai_test_live_unchecked,
+     .timeout = 30)
 {
     oom_ctx_t o = {.out = (moirai_counter_t *)(uintptr_t)0x1};
     moirai_test_oom_install();

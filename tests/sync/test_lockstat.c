@@ -192,6 +192,11 @@ static moirai_lock_stats_t get_ok(const void *lock, moirai_lock_kind_t kind)
 
 /* ---- the switch ---- */
 
+/* Not checked for live blocks (tests/common/live.c): the registry keeps
+ * every name it interned, and the records of locks not destroyed, for the
+ * life of the process (moirai/sync/lockstat.h). */
+TestSuite(lockstat, .init = moirai_test_live_unchecked);
+
 Test(lockstat, off_by_default_records_nothing, .timeout = 30)
 {
     cr_assert_not(moirai_lock_stats_enabled(), "statistics are off by default");

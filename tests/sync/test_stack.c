@@ -70,6 +70,32 @@ static void create_unchanged(void *ctx, long n)
     cr_assert_eq((void *)*out, SENTINEL, "failure %ld touched *out", n);
 }
 
+/* The trim frees the idle nodes of this thread's cache and of the depot,
+ * including those still in their grace period; stacks work afterwards. */
+Test(stack, cache_trim_frees_every_idle_node, .timeout = 30)
+{
+    moirai_stack_t *s;
+    cr_assert_eq(moirai_stack_create(&s), 0);
+    long before = moirai__test_live_now();
+    for (int round = 0; round < 3; round++) {
+        for (uintptr_t i = 0; i < 5000; i++)
+            cr_assert_eq(moirai_stack_push(s, (void *)i), 0);
+        void *out;
+        for (int i = 0; i < 5000; i++)
+            cr_assert_eq(moirai_stack_try_pop(s, &out), 0);
+        /* Everything retired reaches the depot, where nodes are idle. */
+        moirai_rcu_barrier();
+    }
+    cr_assert_gt(moirai__test_live_now(), before, "no node was kept for reuse");
+    moirai_stack_cache_trim();
+    cr_assert_eq(moirai__test_live_now(), before, "the trim left idle nodes");
+    cr_assert_eq(moirai_stack_push(s, (void *)7), 0);
+    void *out = NULL;
+    cr_assert_eq(moirai_stack_try_pop(s, &out), 0);
+    cr_assert_eq(out, (void *)7);
+    moirai_stack_destroy(s);
+}
+
 Test(stack, create_reports_enomem, .timeout = 30)
 {
     moirai_stack_t *s = SENTINEL;

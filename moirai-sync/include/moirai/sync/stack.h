@@ -93,6 +93,16 @@ MOIRAI_SYNC_API int moirai_stack_try_pop(moirai_stack_t *stack, void **out);
  * other threads may change it at once). Never blocks; thread-safe. */
 MOIRAI_SYNC_API bool moirai_stack_is_empty(const moirai_stack_t *stack);
 
+/* Frees the idle nodes kept for reuse by moirai_stack_t: the calling
+ * thread's cache and the process-wide one, after waiting for the nodes
+ * still in their grace period (as moirai_rcu_barrier()). Other threads'
+ * caches are freed when those threads exit. For a program that wants the
+ * memory back after a burst, or a leak checker that wants nothing left at
+ * exit. Stacks keep working; later pushes allocate again.
+ * May block (a grace period); must not be called inside a read-side
+ * critical section or from an RCU callback. Thread-safe. Never fails. */
+MOIRAI_SYNC_API void moirai_stack_cache_trim(void);
+
 /* ---- the intrusive stack ----
  *
  * The reuse rule: a node returned by moirai_node_stack_try_pop() must not
