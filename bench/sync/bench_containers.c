@@ -4,6 +4,32 @@
  * spsc_ring_1p1c
  *   One producer thread pushes `iters` items through a 1024-slot ring to
  *   one consumer thread, one item per call. Peer: ck_ring SPSC ("ck").
+ *   Placement and timing differ from the other cases, for a stable ratio:
+ *   - The producer is bound to the lowest CPU of the process's affinity
+ *     mask and the consumer to the next one, in every round of both
+ *     implementations. Left to the scheduler, the two threads sometimes
+ *     ran on one CPU and sometimes on two, and the two regimes cost
+ *     different things (sharing a CPU, ck_ring, inlined into the loop,
+ *     took 3.6-7 ns per item; on two CPUs 17-25 ns), so a round's figure
+ *     depended on where its threads landed and the ratio moved between
+ *     0.3 and 2.9 from run to run. With a single CPU allowed the threads
+ *     are not bound and share it: `taskset -c 0 moirai-bench --case
+ *     spsc_ring_1p1c` measures that regime (docs/sync.md has figures).
+ *   - Producer and consumer move their items in consecutive parts of
+ *     SPSC_PART_ITEMS (32768) items and time each part, in wall-clock
+ *     time and in the CPU time the thread itself got. The round's figure
+ *     is the consumer's wall-clock time per item over the parts in which
+ *     both threads had their CPU for at least 90% of the part. A part in
+ *     which another process (this machine is shared) took a thread's CPU
+ *     is left out, where the whole run's time would carry however many
+ *     preemptions that round happened to get (such a part often costs
+ *     5-50x a clean one). If no part was clean, or the run has fewer
+ *     than two parts (such as the runner's calibration probe), the whole
+ *     run's time per item is the figure.
+ *   So the figure is the cost per item while producer and consumer both
+ *   have a CPU of their own. The sum check covers the whole run as for
+ *   every case (each part of the producer pushes items 0 .. n-1 of
+ *   producer 0 again, so the expected sum is taken part by part).
  * mpmc_ring_1p1c, mpmc_ring_2p2c
  *   The same through a 1024-slot MPMC ring with one producer and one
  *   consumer, or two of each (each producer pushes iters / 2 items, each
@@ -30,7 +56,8 @@
  *   stack of `void *` items that allocates and recycles its own nodes.
  *
  * Metric: wall-clock ns per item moved (per push + pop pair for the
- * stack), all threads together: (latest end - earliest start) / iters.
+ * stack), all threads together: (latest end - earliest start) / iters,
+ * except for spsc_ring_1p1c (the parts in which both threads ran, above).
  * Threads meet at a start line before timing; creating them and the
  * containers is outside the measured section. Waiting is the same for
  * every implementation: a failed try is followed by a pause, and every
@@ -52,6 +79,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <urcu/lfstack.h>
 #include <urcu/wfcqueue.h>
@@ -74,6 +102,13 @@
 #define CACHE_LINE  128
 #define RING_SLOTS  1024
 #define MAX_THREADS 4
+/* Items per timed part in spsc_ring_1p1c: many times the ring, so that
+ * how far the producer runs ahead of the consumer (at most a ring's
+ * worth) hardly shows in a part's time, and few enough that a part takes
+ * well under a millisecond (0.2-0.8 ms at 6-25 ns per item), shorter than
+ * the time slice of a process that preempts one of the threads, so that
+ * most parts escape a preemption. */
+#define SPSC_PART_ITEMS (32 * RING_SLOTS)
 
 /* After a failed try: pause, and yield the CPU every 64th time in a row. */
 static inline void backoff(unsigned *fails)
@@ -104,6 +139,12 @@ typedef struct impl_ops {
     uint64_t (*pushpop)(void *c, unsigned t, uint64_t n);
 } impl_ops_t;
 
+/* One timed part of a thread's items: wall-clock time, and the CPU time
+ * the thread itself got meanwhile. */
+typedef struct part_time {
+    uint64_t wall, cpu;
+} part_time_t;
+
 typedef struct run_ctx {
     const impl_ops_t *ops;
     void *c;
@@ -115,12 +156,56 @@ typedef struct run_ctx {
     uint64_t count[MAX_THREADS];
     int role[MAX_THREADS]; /* 0 producer, 1 consumer, 2 push-pop */
     unsigned index[MAX_THREADS];
+    /* With parts > 1 (one producer, one consumer), each of the two moves
+     * its items in `parts` near-equal parts and times each one in
+     * part[role][k]. */
+    uint64_t parts;
+    part_time_t *part[2];
 } run_ctx_t;
 
 typedef struct run_arg {
     run_ctx_t *r;
     unsigned id;
 } run_arg_t;
+
+/* The k-th of `parts` near-equal parts of `count` items. */
+static inline uint64_t part_size(uint64_t count, uint64_t parts, uint64_t k)
+{
+    return count / parts + (k < count % parts);
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
+/* Producer or consumer `id` moves its items part by part, timing each
+ * part; returns the sum of the values popped (0 for the producer). Each
+ * part of the producer pushes the values of items 0 .. n-1 again. */
+static uint64_t run_parts(run_ctx_t *r, unsigned id)
+{
+    part_time_t *pt = r->part[r->role[id]];
+    uint64_t sum = 0;
+    for (uint64_t k = 0; k < r->parts; k++) {
+        uint64_t n = part_size(r->count[id], r->parts, k);
+        uint64_t wall = bench_now_ns(), cpu = thread_cpu_ns();
+        if (r->role[id] == 0)
+            r->ops->produce(r->c, r->index[id], n);
+        else
+            sum += r->ops->consume(r->c, n);
+        pt[k] = (part_time_t){bench_now_ns() - wall, thread_cpu_ns() - cpu};
+    }
+    return sum;
+}
+
+/* Whether a thread had its CPU for the whole of a part: it was not
+ * preempted or descheduled for more than a tenth of it. */
+static inline bool part_on_cpu(part_time_t t)
+{
+    return t.cpu * 10 >= t.wall * 9;
+}
 
 static void *run_thread(void *p)
 {
@@ -136,7 +221,10 @@ static void *run_thread(void *p)
     }
     r->start[id] = bench_now_ns();
     uint64_t sum = 0;
-    switch (r->role[id]) {
+    switch (r->parts > 1 ? -1 : r->role[id]) {
+    case -1:
+        sum = run_parts(r, id);
+        break;
     case 0:
         r->ops->produce(r->c, r->index[id], r->count[id]);
         break;
@@ -152,9 +240,51 @@ static void *run_thread(void *p)
     return NULL;
 }
 
+/* Fills cpus[0 .. threads) with the lowest CPUs of the calling thread's
+ * affinity mask, one per thread. Returns false when the mask holds fewer
+ * than `threads` CPUs (the threads then run where the scheduler puts them). */
+static bool pick_cpus(unsigned threads, int *cpus)
+{
+    cpu_set_t allowed;
+    if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0)
+        return false;
+    unsigned k = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && k < threads; cpu++)
+        if (CPU_ISSET(cpu, &allowed))
+            cpus[k++] = cpu;
+    return k == threads;
+}
+
+/* Starts run_thread(arg) in `*t`, bound to `cpu` unless it is negative. */
+static int start_thread(pthread_t *t, int cpu, run_arg_t *arg)
+{
+    if (cpu < 0)
+        return pthread_create(t, NULL, run_thread, arg);
+    pthread_attr_t attr;
+    int err = pthread_attr_init(&attr);
+    if (err != 0)
+        return err;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    err = pthread_attr_setaffinity_np(&attr, sizeof(one), &one);
+    if (err == 0)
+        err = pthread_create(t, &attr, run_thread, arg);
+    pthread_attr_destroy(&attr);
+    return err;
+}
+
 /* Runs `producers` x `consumers` (or, with producers == 0, `consumers`
- * push-pop threads) over `iters` items; returns ns per item or -1. */
-static double run(const impl_ops_t *ops, unsigned producers, unsigned consumers, uint64_t iters)
+ * push-pop threads) over `iters` items; returns ns per item or -1.
+ * With `pin`, each thread is bound to a CPU of its own (producers first,
+ * on the lowest CPUs of the affinity mask) when the mask has enough of
+ * them. With `part_items` not 0 (one producer and one consumer only) and
+ * at least two parts' worth of items, both threads move their items in
+ * parts of about `part_items`, and the result is the consumer's time per
+ * item over the parts in which both threads had their CPU throughout
+ * (the whole run's time per item if there was no such part). */
+static double run_placed(const impl_ops_t *ops, unsigned producers, unsigned consumers,
+                         uint64_t iters, bool pin, uint64_t part_items)
 {
     run_ctx_t *r = aligned_alloc(CACHE_LINE, sizeof(*r));
     if (r == NULL)
@@ -162,8 +292,19 @@ static double run(const impl_ops_t *ops, unsigned producers, unsigned consumers,
     *r = (run_ctx_t){.ops = ops, .threads = producers + consumers};
     if (iters < r->threads)
         iters = r->threads;
+    assert(part_items == 0 || (producers == 1 && consumers == 1));
+    r->parts = part_items ? iters / part_items : 0;
+    if (r->parts > 1) {
+        r->part[0] = malloc(2 * r->parts * sizeof(part_time_t));
+        if (r->part[0] == NULL) {
+            free(r);
+            return -1;
+        }
+        r->part[1] = r->part[0] + r->parts;
+    }
     r->c = ops->create();
     if (r->c == NULL) {
+        free(r->part[0]);
         free(r);
         return -1;
     }
@@ -173,8 +314,11 @@ static double run(const impl_ops_t *ops, unsigned producers, unsigned consumers,
         r->role[id] = 0;
         r->index[id] = p;
         r->count[id] = iters / producers + (p < iters % producers);
-        for (uint64_t i = 0; i < r->count[id]; i++)
-            expect += item_value(p, i);
+        for (uint64_t k = 0; k < (r->parts > 1 ? r->parts : 1); k++) {
+            uint64_t n = r->parts > 1 ? part_size(r->count[id], r->parts, k) : r->count[id];
+            for (uint64_t i = 0; i < n; i++)
+                expect += item_value(p, i);
+        }
     }
     for (unsigned k = 0; k < consumers; k++, id++) {
         r->role[id] = producers == 0 ? 2 : 1;
@@ -184,13 +328,17 @@ static double run(const impl_ops_t *ops, unsigned producers, unsigned consumers,
             for (uint64_t i = 0; i < r->count[id]; i++)
                 expect += item_value(k, i);
     }
+    int cpus[MAX_THREADS];
+    if (!pin || !pick_cpus(r->threads, cpus))
+        for (unsigned i = 0; i < r->threads; i++)
+            cpus[i] = -1;
     pthread_t t[MAX_THREADS];
     run_arg_t args[MAX_THREADS];
     unsigned started = 0;
     bool ok = true;
     for (; started < r->threads; started++) {
         args[started] = (run_arg_t){r, started};
-        if (pthread_create(&t[started], NULL, run_thread, &args[started]) != 0) {
+        if (start_thread(&t[started], cpus[started], &args[started]) != 0) {
             ok = false;
             break;
         }
@@ -201,6 +349,7 @@ static double run(const impl_ops_t *ops, unsigned producers, unsigned consumers,
         for (unsigned i = 0; i < started; i++)
             pthread_join(t[i], NULL);
         ops->destroy(r->c);
+        free(r->part[0]);
         free(r);
         return -1;
     }
@@ -214,11 +363,30 @@ static double run(const impl_ops_t *ops, unsigned producers, unsigned consumers,
             last = r->end[i];
     }
     bool right = atomic_load(&r->popped_sum) == expect;
+    double ns = (double)(last - first) / (double)iters;
+    if (r->parts > 1) {
+        uint64_t wall = 0, items = 0;
+        for (uint64_t k = 0; k < r->parts; k++) {
+            if (part_on_cpu(r->part[0][k]) && part_on_cpu(r->part[1][k])) {
+                wall += r->part[1][k].wall;
+                items += part_size(r->count[1], r->parts, k);
+            }
+        }
+        if (items > 0)
+            ns = (double)wall / (double)items;
+    }
     ops->destroy(r->c);
+    free(r->part[0]);
     free(r);
     if (!right)
         return -1;
-    return (double)(last - first) / (double)iters;
+    return ns;
+}
+
+/* run_placed() with the threads wherever the scheduler puts them. */
+static double run(const impl_ops_t *ops, unsigned producers, unsigned consumers, uint64_t iters)
+{
+    return run_placed(ops, producers, consumers, iters, false, 0);
 }
 
 /* ---- Moirai ---- */
@@ -797,7 +965,7 @@ static const impl_ops_t k_stack = {k_stack_create, k_stack_destroy, NULL, NULL, 
 
 static double spsc_moirai(uint64_t iters)
 {
-    return run(&m_spsc, 1, 1, iters);
+    return run_placed(&m_spsc, 1, 1, iters, true, SPSC_PART_ITEMS);
 }
 
 static double mpmc11_moirai(uint64_t iters)
@@ -853,7 +1021,7 @@ static double stack_urcu(uint64_t iters)
 #ifdef MOIRAI_BENCH_HAVE_CK
 static double spsc_ck(uint64_t iters)
 {
-    return run(&k_spsc, 1, 1, iters);
+    return run_placed(&k_spsc, 1, 1, iters, true, SPSC_PART_ITEMS);
 }
 
 static double mpmc11_ck(uint64_t iters)
