@@ -369,14 +369,19 @@ static int alloc_bounded(struct moirai_pool *pool, pool_tcache_t *c, void **out)
     return 0;
 }
 
+int moirai__pool_alloc_nocache(struct moirai_pool *pool)
+{
+    /* Relaxed: a statistic. */
+    atomic_fetch_add_explicit(&pool->nocache_failures, 1, memory_order_relaxed);
+    return -ENOMEM;
+}
+
 int moirai__pool_alloc_slow(struct moirai_pool *pool, pool_tcache_t *c, void **out)
 {
     if (!c) {
         c = moirai__pool_cache_create(pool);
-        if (!c) {
-            atomic_fetch_add_explicit(&pool->nocache_failures, 1, memory_order_relaxed);
-            return -ENOMEM;
-        }
+        if (!c)
+            return moirai__pool_alloc_nocache(pool);
     }
     if (pool->capacity)
         return alloc_bounded(pool, c, out);
@@ -432,13 +437,19 @@ orphan:
     moirai__pool_count_free(c);
 }
 
+void moirai__pool_free_nocache(struct moirai_pool *pool, void *obj)
+{
+    moirai__pool_orphan_push(pool, obj);
+    /* Relaxed: a statistic. */
+    atomic_fetch_add_explicit(&pool->nocache_frees, 1, memory_order_relaxed);
+}
+
 void moirai__pool_free_slow(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
 {
     if (!c) {
         c = moirai__pool_cache_create(pool);
         if (!c) {
-            moirai__pool_orphan_push(pool, obj);
-            atomic_fetch_add_explicit(&pool->nocache_frees, 1, memory_order_relaxed);
+            moirai__pool_free_nocache(pool, obj);
             return;
         }
     }

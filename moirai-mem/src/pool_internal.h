@@ -72,33 +72,45 @@ typedef struct pool_stack {
     _Alignas(MOIRAI_CACHE_LINE) _Atomic uint64_t top;
 } pool_stack_t;
 
-/* A thread's cache for one pool. Everything above `frees` is touched only
- * by the owning thread. The counters are written only by the owner (with
- * relaxed load + store, no read-modify-write, so they cost plain moves)
- * and read by moirai_pool_stats() on any thread. */
+/* A thread's cache for one pool. Everything before `pool` is what the
+ * fast paths touch, and shares the first cache line. Everything but the
+ * guard and the counters is touched only by the owning thread (or by a
+ * reclaimer holding the guard). The counters are written only by the
+ * owner (with relaxed load + store, no read-modify-write, so they cost
+ * plain moves) and read by moirai_pool_stats() on any thread. Exactly two
+ * cache lines, so that a memory pool's block of caches (one per class,
+ * see `block`) is indexed by a shift. */
 typedef struct pool_tcache {
     /* Bounded pools only: held by the owner around every use of the
      * magazines below, and by another thread that takes them back to the
      * depot (moirai__pool_reclaim_begin()), so a pool at its capacity can reach
      * objects freed into other threads' caches. 0 free, 1 held. */
     _Atomic uint32_t guard;
-    void **rounds;             /* loaded magazine's rounds, or NULL */
-    uint32_t n;                /* objects in the loaded magazine */
-    uint32_t cap;              /* its capacity: mag_size, or 0 when none is loaded */
-    pool_magazine_t *loaded;   /* NULL after a flush */
-    pool_magazine_t *previous; /* empty or full (never partial), or NULL */
-    struct moirai_pool *pool;
+    uint32_t n;    /* objects in the loaded magazine */
+    void **rounds; /* loaded magazine's rounds, or NULL */
+    uint32_t cap;  /* its capacity: mag_size, or 0 when none is loaded */
+    uint32_t reserved;
     /* allocations by this thread = live + frees */
     _Atomic uint64_t frees;
     _Atomic int64_t live; /* allocations - frees by this thread (may be negative) */
     _Atomic int64_t peak; /* the largest `live` reached */
+    struct moirai_pool *pool;
+    pool_magazine_t *loaded;   /* NULL after a flush */
+    pool_magazine_t *previous; /* empty or full (never partial), or NULL */
     _Atomic uint64_t depot_hits;
     _Atomic uint64_t fresh;
     _Atomic uint64_t failures;
     /* The pool's list of caches; changed and walked under the registry lock. */
     struct pool_tcache *list_next;
     struct pool_tcache *list_prev;
-} pool_tcache_t;
+    /* A memory pool's caches of one thread are one allocation, one cache
+     * per class in class order (moirai__pool_cache_create_group()): this
+     * is its first cache, the one to free. NULL: allocated alone. */
+    struct pool_tcache *block;
+} __attribute__((aligned(MOIRAI_CACHE_LINE))) pool_tcache_t;
+
+_Static_assert(sizeof(pool_tcache_t) == 2 * MOIRAI_CACHE_LINE,
+               "a thread's cache is two cache lines, so a block is indexed by a shift");
 
 struct moirai_pool {
     /* Read-only after creation; read on every fast path. */
@@ -214,6 +226,11 @@ typedef struct pool_tls {
     /* The pool this thread used last, checked first. */
     uint64_t last_id;
     pool_tcache_t *last_cache;
+    /* The memory pool this thread used last, by the id of its first class
+     * pool, and this thread's block of caches for it (one per class, in
+     * class order), checked first by the memory pool's fast paths. */
+    uint64_t group_id;
+    pool_tcache_t *group_block;
     pool_tls_entry_t *table;
     uint32_t len;
 } pool_tls_t;
@@ -259,6 +276,12 @@ static inline pool_tcache_t *moirai__pool_cache_of(const struct moirai_pool *poo
 
 /* Creates the calling thread's cache for `pool`; NULL when out of memory. */
 pool_tcache_t *moirai__pool_cache_create(struct moirai_pool *pool);
+/* Creates the calling thread's caches for the `n` pools of a group
+ * registered by moirai__pool_register_group(), in one block: cache i
+ * serves pools[i] and is the block's element i. The calling thread must
+ * have no cache of any of them. Returns the block, or NULL when out of
+ * memory (nothing created). */
+pool_tcache_t *moirai__pool_cache_create_group(struct moirai_pool **pools, uint32_t n);
 /* Returns the cache's magazines to the depot (it stays usable). */
 void moirai__pool_cache_flush(pool_tcache_t *cache);
 /* Registers `n` new pools: assigns consecutive slots and consecutive ids
@@ -267,6 +290,9 @@ void moirai__pool_cache_flush(pool_tcache_t *cache);
 int moirai__pool_register_group(struct moirai_pool **pools, uint32_t n);
 /* Unregisters `pool` and frees every thread's cache of it. */
 void moirai__pool_unregister(struct moirai_pool *pool);
+/* Unregisters the `n` pools of a group and frees every thread's caches of
+ * them, blocks included. */
+void moirai__pool_unregister_group(struct moirai_pool **pools, uint32_t n);
 /* Bounded pools: takes every other thread's cached objects back to the
  * depot and holds those caches still until moirai__pool_reclaim_end(), so
  * that `self`'s refill meanwhile sees every free object. Takes the
@@ -305,6 +331,12 @@ void moirai__pool_sum_caches(struct moirai_pool *pool, moirai_pool_stats_t *out,
 
 int moirai__pool_alloc_slow(struct moirai_pool *pool, pool_tcache_t *c, void **out);
 void moirai__pool_free_slow(struct moirai_pool *pool, pool_tcache_t *c, void *obj);
+/* An allocation by a thread whose cache could not be created: counts the
+ * failure and returns -ENOMEM. */
+int moirai__pool_alloc_nocache(struct moirai_pool *pool);
+/* A release (already taken back) by a thread whose cache could not be
+ * created: the object goes to the orphan list, which must not fail. */
+void moirai__pool_free_nocache(struct moirai_pool *pool, void *obj);
 __attribute__((noreturn, cold)) void moirai__pool_double_release(struct moirai_pool *pool,
                                                                  void *obj);
 
@@ -356,6 +388,38 @@ static inline void moirai__pool_take_back(struct moirai_pool *pool, void *obj)
     *(uintptr_t *)obj = pool->tag;
 #endif
     moirai__mem_poison(obj, pool->stride);
+}
+
+/* The allocation fast path of an unbounded pool given the caller's cache
+ * `c`: pop from the loaded magazine. No guard and no read of the pool
+ * (its capacity) on the way, which is what lets the memory pool's classes,
+ * never bounded, use it with nothing but the cache in hand. */
+static inline int moirai__pool_alloc_unbounded(pool_tcache_t *c, void **out)
+{
+    uint32_t n = c->n;
+    if (__builtin_expect(n != 0, 1)) {
+        void *obj = c->rounds[n - 1];
+        c->n = n - 1;
+        moirai__pool_count_alloc(c);
+        *out = moirai__pool_handout(c->pool, obj);
+        return 0;
+    }
+    return moirai__pool_alloc_slow(c->pool, c, out);
+}
+
+/* The release fast path of an unbounded pool given the caller's cache
+ * `c`: push onto the loaded magazine. */
+static inline void moirai__pool_free_unbounded(pool_tcache_t *c, void *obj)
+{
+    moirai__pool_take_back(c->pool, obj);
+    uint32_t n = c->n;
+    if (__builtin_expect(n < c->cap, 1)) {
+        c->rounds[n] = obj;
+        c->n = n + 1;
+        moirai__pool_count_free(c);
+        return;
+    }
+    moirai__pool_free_slow(c->pool, c, obj);
 }
 
 /* The allocation fast path given the caller's cache `c` (NULL when it
