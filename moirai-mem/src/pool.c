@@ -262,7 +262,7 @@ static void load(pool_tcache_t *c, pool_magazine_t *mag)
 {
     c->loaded = mag;
     c->rounds = mag->rounds;
-    c->n = mag->count;
+    moirai__pool_set_n(c, mag->count);
     c->cap = c->pool->mag_size;
 }
 
@@ -311,7 +311,7 @@ static int refill(struct moirai_pool *pool, pool_tcache_t *c, bool may_carve)
         return -ENOMEM;
     uint32_t got = moirai__pool_orphan_take(pool, c->rounds, c->cap);
     if (got) {
-        c->n = got;
+        moirai__pool_set_n(c, got);
         moirai__pool_bump(&c->depot_hits);
         return 0;
     }
@@ -321,7 +321,7 @@ static int refill(struct moirai_pool *pool, pool_tcache_t *c, bool may_carve)
     if (!got)
         return -ENOMEM;
     moirai__pool_outside_add(pool, got);
-    c->n = got;
+    moirai__pool_set_n(c, got);
     moirai__pool_bump(&c->fresh);
     return 0;
 }
@@ -344,7 +344,7 @@ static int refill(struct moirai_pool *pool, pool_tcache_t *c, bool may_carve)
 static int alloc_bounded(struct moirai_pool *pool, pool_tcache_t *c, void **out)
 {
     moirai__pool_guard_lock(c);
-    if (c->n == 0 && refill(pool, c, true) != 0) {
+    if (moirai__pool_n(c) == 0 && refill(pool, c, true) != 0) {
         /* The reclaimer takes the registry lock, then other caches'
          * guards; it must not hold ours meanwhile, or two reclaimers could
          * wait for each other. Once it holds the registry lock no other
@@ -354,7 +354,7 @@ static int alloc_bounded(struct moirai_pool *pool, pool_tcache_t *c, void **out)
         moirai__pool_guard_lock(c);
         /* No new objects under the registry lock: carving may call the
          * caller's chunk allocator, and the one attempt above failed. */
-        int rc = c->n != 0 ? 0 : refill(pool, c, false);
+        int rc = moirai__pool_n(c) != 0 ? 0 : refill(pool, c, false);
         moirai__pool_reclaim_end(pool, c);
         if (rc != 0) {
             moirai__pool_bump(&c->failures);
@@ -362,8 +362,10 @@ static int alloc_bounded(struct moirai_pool *pool, pool_tcache_t *c, void **out)
             return -ENOMEM;
         }
     }
-    void *obj = c->rounds[--c->n];
-    moirai__pool_count_alloc(c);
+    uint32_t n = moirai__pool_n(c) - 1;
+    void *obj = c->rounds[n];
+    atomic_store_explicit(&c->n, n, memory_order_relaxed);
+    moirai__pool_count_alloc(c, n);
     moirai__pool_guard_unlock(c);
     *out = moirai__pool_handout(pool, obj);
     return 0;
@@ -385,12 +387,14 @@ int moirai__pool_alloc_slow(struct moirai_pool *pool, pool_tcache_t *c, void **o
     }
     if (pool->capacity)
         return alloc_bounded(pool, c, out);
-    if (c->n == 0 && refill(pool, c, true) != 0) {
+    if (moirai__pool_n(c) == 0 && refill(pool, c, true) != 0) {
         moirai__pool_bump(&c->failures);
         return -ENOMEM;
     }
-    void *obj = c->rounds[--c->n];
-    moirai__pool_count_alloc(c);
+    uint32_t n = moirai__pool_n(c) - 1;
+    void *obj = c->rounds[n];
+    atomic_store_explicit(&c->n, n, memory_order_relaxed);
+    moirai__pool_count_alloc(c, n);
     *out = moirai__pool_handout(pool, obj);
     return 0;
 }
@@ -403,7 +407,7 @@ int moirai_pool_alloc(moirai_pool_t *pool, void **out)
 /* Puts `obj` into the cache `c` (its guard held in a bounded pool). */
 static void free_into(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
 {
-    if (c->n == c->cap) {
+    if (moirai__pool_n(c) == c->cap) {
         if (!c->loaded) {
             /* After a flush or at first use: no magazine at all. */
             if (ensure_loaded(pool, c) != 0)
@@ -411,7 +415,7 @@ static void free_into(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
         } else if (c->previous && c->previous->count == 0) {
             /* Empty previous: swap (Bonwick's first step). */
             pool_magazine_t *prev = c->previous;
-            c->loaded->count = c->n;
+            c->loaded->count = moirai__pool_n(c);
             c->previous = c->loaded;
             load(c, prev);
         } else {
@@ -422,12 +426,14 @@ static void free_into(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
                 goto orphan;
             if (c->previous)
                 moirai__pool_mag_put(pool, c->previous);
-            c->loaded->count = c->n;
+            c->loaded->count = moirai__pool_n(c);
             c->previous = c->loaded;
             load(c, empty);
         }
     }
-    c->rounds[c->n++] = obj;
+    uint32_t n = moirai__pool_n(c);
+    c->rounds[n] = obj;
+    atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
     moirai__pool_count_free(c);
     return;
 orphan:
@@ -435,6 +441,9 @@ orphan:
      * so the object waits in the orphan list for the next refill. */
     moirai__pool_orphan_push(pool, obj);
     moirai__pool_count_free(c);
+    /* live went down with n unchanged. */
+    atomic_store_explicit(&c->base, atomic_load_explicit(&c->base, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
 }
 
 void moirai__pool_free_nocache(struct moirai_pool *pool, void *obj)

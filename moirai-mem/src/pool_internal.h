@@ -75,25 +75,42 @@ typedef struct pool_stack {
 /* A thread's cache for one pool. Everything before `pool` is what the
  * fast paths touch, and shares the first cache line. Everything but the
  * guard and the counters is touched only by the owning thread (or by a
- * reclaimer holding the guard). The counters are written only by the
- * owner (with relaxed load + store, no read-modify-write, so they cost
- * plain moves) and read by moirai_pool_stats() on any thread. Exactly two
- * cache lines, so that a memory pool's block of caches (one per class,
- * see `block`) is indexed by a shift. */
+ * reclaimer holding the guard). Exactly two cache lines, so that a memory
+ * pool's block of caches (one per class, see `block`) is indexed by a
+ * shift.
+ *
+ * The counters cost the fast paths as little as they can: a release bumps
+ * `frees`, an allocation compares `n` with `low`, and nothing else. The
+ * objects this thread holds (its allocations less its releases, `live`)
+ * are not counted one by one but follow from the cache: every allocation
+ * takes one object out of the loaded magazine and every release puts one
+ * in, so live + n only changes when a slow path loads, empties or fills
+ * the magazine otherwise, and `base` records that sum. Its peak follows
+ * from the lowest n since `base` last changed (`low`), folded into `peak`
+ * each time `base` changes (moirai__pool_set_n()).
+ *
+ * The words another thread reads (n and the counters, by
+ * moirai_pool_stats()) are atomics written with relaxed load + store by
+ * whoever holds the cache, no read-modify-write, so they cost plain
+ * moves; a reader sees each whole, and all of them consistent when the
+ * pool is quiescent. */
 typedef struct pool_tcache {
     /* Bounded pools only: held by the owner around every use of the
      * magazines below, and by another thread that takes them back to the
      * depot (moirai__pool_reclaim_begin()), so a pool at its capacity can reach
      * objects freed into other threads' caches. 0 free, 1 held. */
     _Atomic uint32_t guard;
-    uint32_t n;    /* objects in the loaded magazine */
-    void **rounds; /* loaded magazine's rounds, or NULL */
-    uint32_t cap;  /* its capacity: mag_size, or 0 when none is loaded */
-    uint32_t reserved;
+    _Atomic uint32_t n; /* objects in the loaded magazine */
+    void **rounds;      /* loaded magazine's rounds, or NULL */
+    uint32_t cap;       /* its capacity: mag_size, or 0 when none is loaded */
+    _Atomic uint32_t low; /* the lowest n since `base` last changed */
     /* allocations by this thread = live + frees */
     _Atomic uint64_t frees;
-    _Atomic int64_t live; /* allocations - frees by this thread (may be negative) */
-    _Atomic int64_t peak; /* the largest `live` reached */
+    /* live + n, where live = allocations - frees by this thread (may be
+     * negative) */
+    _Atomic int64_t base;
+    /* the largest live reached before `base` last changed */
+    _Atomic int64_t peak;
     struct moirai_pool *pool;
     pool_magazine_t *loaded;   /* NULL after a flush */
     pool_magazine_t *previous; /* empty or full (never partial), or NULL */
@@ -348,19 +365,56 @@ static inline void moirai__pool_bump(_Atomic uint64_t *counter)
                           memory_order_relaxed);
 }
 
-static inline void moirai__pool_count_alloc(pool_tcache_t *c)
+/* The objects in the loaded magazine of `c`. */
+static inline uint32_t moirai__pool_n(const pool_tcache_t *c)
 {
-    int64_t live = atomic_load_explicit(&c->live, memory_order_relaxed) + 1;
-    atomic_store_explicit(&c->live, live, memory_order_relaxed);
-    if (live > atomic_load_explicit(&c->peak, memory_order_relaxed))
-        atomic_store_explicit(&c->peak, live, memory_order_relaxed);
+    return atomic_load_explicit(&c->n, memory_order_relaxed);
 }
 
+/* An allocation took the loaded magazine down to `n` objects: the peak of
+ * live is base - low. */
+static inline void moirai__pool_count_alloc(pool_tcache_t *c, uint32_t n)
+{
+    if (n < atomic_load_explicit(&c->low, memory_order_relaxed))
+        atomic_store_explicit(&c->low, n, memory_order_relaxed);
+}
+
+/* A release put its object into the loaded magazine. */
 static inline void moirai__pool_count_free(pool_tcache_t *c)
 {
     moirai__pool_bump(&c->frees);
-    atomic_store_explicit(&c->live, atomic_load_explicit(&c->live, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+}
+
+/* Sets the loaded magazine's count to `n` other than by an allocation or
+ * a release (a slow path loaded, emptied or filled it): live stays, so
+ * `base` moves with n, and the peak reached so far is folded into `peak`
+ * first. */
+static inline void moirai__pool_set_n(pool_tcache_t *c, uint32_t n)
+{
+    int64_t base = atomic_load_explicit(&c->base, memory_order_relaxed);
+    uint32_t old = atomic_load_explicit(&c->n, memory_order_relaxed);
+    int64_t high = base - (int64_t)atomic_load_explicit(&c->low, memory_order_relaxed);
+    if (high > atomic_load_explicit(&c->peak, memory_order_relaxed))
+        atomic_store_explicit(&c->peak, high, memory_order_relaxed);
+    atomic_store_explicit(&c->base, base + (int64_t)n - (int64_t)old, memory_order_relaxed);
+    atomic_store_explicit(&c->n, n, memory_order_relaxed);
+    atomic_store_explicit(&c->low, n, memory_order_relaxed);
+}
+
+/* The objects this thread's cache `c` handed out less those it took back
+ * (live), and the largest that reached, as a reader on any thread sees
+ * them (exact when the pool is quiescent). */
+static inline int64_t moirai__pool_live(const pool_tcache_t *c)
+{
+    return atomic_load_explicit(&c->base, memory_order_relaxed) - (int64_t)moirai__pool_n(c);
+}
+
+static inline int64_t moirai__pool_peak(const pool_tcache_t *c)
+{
+    int64_t peak = atomic_load_explicit(&c->peak, memory_order_relaxed);
+    int64_t high = atomic_load_explicit(&c->base, memory_order_relaxed) -
+                   (int64_t)atomic_load_explicit(&c->low, memory_order_relaxed);
+    return high > peak ? high : peak;
 }
 
 /* Hands `obj` to the caller: opens it for AddressSanitizer and clears the
@@ -396,11 +450,11 @@ static inline void moirai__pool_take_back(struct moirai_pool *pool, void *obj)
  * never bounded, use it with nothing but the cache in hand. */
 static inline int moirai__pool_alloc_unbounded(pool_tcache_t *c, void **out)
 {
-    uint32_t n = c->n;
+    uint32_t n = moirai__pool_n(c);
     if (__builtin_expect(n != 0, 1)) {
         void *obj = c->rounds[n - 1];
-        c->n = n - 1;
-        moirai__pool_count_alloc(c);
+        atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
+        moirai__pool_count_alloc(c, n - 1);
         *out = moirai__pool_handout(c->pool, obj);
         return 0;
     }
@@ -412,10 +466,10 @@ static inline int moirai__pool_alloc_unbounded(pool_tcache_t *c, void **out)
 static inline void moirai__pool_free_unbounded(pool_tcache_t *c, void *obj)
 {
     moirai__pool_take_back(c->pool, obj);
-    uint32_t n = c->n;
+    uint32_t n = moirai__pool_n(c);
     if (__builtin_expect(n < c->cap, 1)) {
         c->rounds[n] = obj;
-        c->n = n + 1;
+        atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
         moirai__pool_count_free(c);
         return;
     }
@@ -423,52 +477,55 @@ static inline void moirai__pool_free_unbounded(pool_tcache_t *c, void *obj)
 }
 
 /* The allocation fast path given the caller's cache `c` (NULL when it
- * has none): pop from the loaded magazine. */
+ * has none): pop from the loaded magazine. An unbounded pool goes
+ * straight to moirai__pool_alloc_unbounded(); a bounded pool's cache is
+ * used under its guard, so that another thread can take its objects back
+ * (moirai__pool_reclaim_begin()). */
 static inline int moirai__pool_alloc_cached(struct moirai_pool *pool, pool_tcache_t *c, void **out)
 {
     if (__builtin_expect(c != NULL, 1)) {
-        /* A bounded pool's cache is used under its guard, so that another
-         * thread can take its objects back (moirai__pool_reclaim_begin()). */
-        bool bounded = pool->capacity != 0;
-        if (!bounded || moirai__pool_guard_try(c)) {
-            uint32_t n = c->n;
+        if (__builtin_expect(pool->capacity == 0, 1))
+            return moirai__pool_alloc_unbounded(c, out);
+        if (moirai__pool_guard_try(c)) {
+            uint32_t n = moirai__pool_n(c);
             if (__builtin_expect(n != 0, 1)) {
                 void *obj = c->rounds[n - 1];
-                c->n = n - 1;
-                moirai__pool_count_alloc(c);
-                if (bounded)
-                    moirai__pool_guard_unlock(c);
+                atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
+                moirai__pool_count_alloc(c, n - 1);
+                moirai__pool_guard_unlock(c);
                 *out = moirai__pool_handout(pool, obj);
                 return 0;
             }
-            if (bounded)
-                moirai__pool_guard_unlock(c);
+            moirai__pool_guard_unlock(c);
         }
     }
     return moirai__pool_alloc_slow(pool, c, out);
 }
 
 /* The release fast path given the caller's cache `c` (or NULL): push onto
- * the loaded magazine. */
+ * the loaded magazine, under the guard in a bounded pool as in
+ * allocation. */
 static inline void moirai__pool_free_cached(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
 {
-    moirai__pool_take_back(pool, obj);
     if (__builtin_expect(c != NULL, 1)) {
-        /* Under the guard in a bounded pool, as in allocation. */
-        bool bounded = pool->capacity != 0;
-        if (!bounded || moirai__pool_guard_try(c)) {
-            uint32_t n = c->n;
+        if (__builtin_expect(pool->capacity == 0, 1)) {
+            moirai__pool_free_unbounded(c, obj);
+            return;
+        }
+        moirai__pool_take_back(pool, obj);
+        if (moirai__pool_guard_try(c)) {
+            uint32_t n = moirai__pool_n(c);
             if (__builtin_expect(n < c->cap, 1)) {
                 c->rounds[n] = obj;
-                c->n = n + 1;
+                atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
                 moirai__pool_count_free(c);
-                if (bounded)
-                    moirai__pool_guard_unlock(c);
+                moirai__pool_guard_unlock(c);
                 return;
             }
-            if (bounded)
-                moirai__pool_guard_unlock(c);
+            moirai__pool_guard_unlock(c);
         }
+    } else {
+        moirai__pool_take_back(pool, obj);
     }
     moirai__pool_free_slow(pool, c, obj);
 }

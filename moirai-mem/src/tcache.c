@@ -79,8 +79,8 @@ static void cache_retire(pool_tcache_t *c)
 {
     struct moirai_pool *pool = c->pool;
     pool->retired_frees += atomic_load_explicit(&c->frees, memory_order_relaxed);
-    pool->retired_live += atomic_load_explicit(&c->live, memory_order_relaxed);
-    pool->retired_peak_sum += atomic_load_explicit(&c->peak, memory_order_relaxed);
+    pool->retired_live += moirai__pool_live(c);
+    pool->retired_peak_sum += moirai__pool_peak(c);
     pool->retired_depot_hits += atomic_load_explicit(&c->depot_hits, memory_order_relaxed);
     pool->retired_fresh += atomic_load_explicit(&c->fresh, memory_order_relaxed);
     pool->retired_failures += atomic_load_explicit(&c->failures, memory_order_relaxed);
@@ -126,15 +126,15 @@ void moirai__pool_cache_flush(pool_tcache_t *c)
 {
     struct moirai_pool *pool = c->pool;
     if (c->loaded) {
-        c->loaded->count = c->n;
+        c->loaded->count = moirai__pool_n(c);
         moirai__pool_mag_put(pool, c->loaded);
     }
     if (c->previous)
         moirai__pool_mag_put(pool, c->previous);
     c->loaded = NULL;
     c->previous = NULL;
+    moirai__pool_set_n(c, 0);
     c->rounds = NULL;
-    c->n = 0;
     c->cap = 0;
 }
 
@@ -213,7 +213,9 @@ static void cache_init(pool_tcache_t *c, struct moirai_pool *pool, pool_tcache_t
     c->block = block;
     atomic_init(&c->guard, 0);
     atomic_init(&c->frees, 0);
-    atomic_init(&c->live, 0);
+    atomic_init(&c->n, 0);
+    atomic_init(&c->low, 0);
+    atomic_init(&c->base, 0);
     atomic_init(&c->peak, 0);
     atomic_init(&c->depot_hits, 0);
     atomic_init(&c->fresh, 0);
@@ -273,8 +275,8 @@ void moirai__pool_sum_caches(struct moirai_pool *pool, moirai_pool_stats_t *out,
         /* Relaxed: statistics; each counter is a single word its owner
          * stores whole, so the read is never torn. */
         frees += atomic_load_explicit(&c->frees, memory_order_relaxed);
-        live += atomic_load_explicit(&c->live, memory_order_relaxed);
-        peaks += atomic_load_explicit(&c->peak, memory_order_relaxed);
+        live += moirai__pool_live(c);
+        peaks += moirai__pool_peak(c);
         depot_hits += atomic_load_explicit(&c->depot_hits, memory_order_relaxed);
         fresh += atomic_load_explicit(&c->fresh, memory_order_relaxed);
         failures += atomic_load_explicit(&c->failures, memory_order_relaxed);
