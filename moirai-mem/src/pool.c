@@ -399,6 +399,11 @@ int moirai__pool_alloc_slow(struct moirai_pool *pool, pool_tcache_t *c, void **o
     return 0;
 }
 
+int moirai__pool_alloc_other(struct moirai_pool *pool, void **out)
+{
+    return moirai__pool_alloc_cached(pool, moirai__pool_cache_of(pool), out);
+}
+
 int moirai_pool_alloc(moirai_pool_t *pool, void **out)
 {
     return moirai__pool_alloc(pool, out);
@@ -469,6 +474,11 @@ void moirai__pool_free_slow(struct moirai_pool *pool, pool_tcache_t *c, void *ob
         return;
     }
     free_into(pool, c, obj);
+}
+
+void moirai__pool_free_other(struct moirai_pool *pool, void *obj)
+{
+    moirai__pool_free_cached(pool, moirai__pool_cache_of(pool), obj);
 }
 
 void moirai_pool_free(moirai_pool_t *pool, void *obj)

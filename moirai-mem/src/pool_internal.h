@@ -100,9 +100,9 @@ typedef struct pool_tcache {
      * depot (moirai__pool_reclaim_begin()), so a pool at its capacity can reach
      * objects freed into other threads' caches. 0 free, 1 held. */
     _Atomic uint32_t guard;
-    _Atomic uint32_t n; /* objects in the loaded magazine */
-    void **rounds;      /* loaded magazine's rounds, or NULL */
-    uint32_t cap;       /* its capacity: mag_size, or 0 when none is loaded */
+    _Atomic uint32_t n;   /* objects in the loaded magazine */
+    void **rounds;        /* loaded magazine's rounds, or NULL */
+    uint32_t cap;         /* its capacity: mag_size, or 0 when none is loaded */
     _Atomic uint32_t low; /* the lowest n since `base` last changed */
     /* allocations by this thread = live + frees */
     _Atomic uint64_t frees;
@@ -240,7 +240,7 @@ typedef struct pool_tls_entry {
 } pool_tls_entry_t;
 
 typedef struct pool_tls {
-    /* The pool this thread used last, checked first. */
+    /* The unbounded pool this thread used last, checked first. */
     uint64_t last_id;
     pool_tcache_t *last_cache;
     /* The memory pool this thread used last, by the id of its first class
@@ -284,7 +284,9 @@ static inline pool_tcache_t *moirai__pool_cache_of(const struct moirai_pool *poo
         return c;
     }
     pool_tcache_t *c = moirai__pool_cache_at(pool->slot, id);
-    if (c) {
+    /* Only an unbounded pool becomes the one used last: the fast paths
+     * that check it first then need not test the capacity. */
+    if (c && pool->capacity == 0) {
         tls->last_id = id;
         tls->last_cache = c;
     }
@@ -530,14 +532,36 @@ static inline void moirai__pool_free_cached(struct moirai_pool *pool, pool_tcach
     moirai__pool_free_slow(pool, c, obj);
 }
 
+/* Allocation and release by a thread for which `pool` is not the
+ * unbounded pool it used last (out of line, in pool.c). */
+int moirai__pool_alloc_other(struct moirai_pool *pool, void **out);
+void moirai__pool_free_other(struct moirai_pool *pool, void *obj);
+
+/* The fast paths: the pool used last is unbounded, so its cache is used
+ * without a test of the capacity; anything else goes out of line. */
 static inline int moirai__pool_alloc_nocheck(struct moirai_pool *pool, void **out)
 {
-    return moirai__pool_alloc_cached(pool, moirai__pool_cache_of(pool), out);
+    pool_tls_t *tls = &moirai__pool_tls;
+    if (__builtin_expect(tls->last_id == pool->id, 1)) {
+        pool_tcache_t *c = tls->last_cache;
+        if (!c)
+            __builtin_unreachable();
+        return moirai__pool_alloc_unbounded(c, out);
+    }
+    return moirai__pool_alloc_other(pool, out);
 }
 
 static inline void moirai__pool_free_nocheck(struct moirai_pool *pool, void *obj)
 {
-    moirai__pool_free_cached(pool, moirai__pool_cache_of(pool), obj);
+    pool_tls_t *tls = &moirai__pool_tls;
+    if (__builtin_expect(tls->last_id == pool->id, 1)) {
+        pool_tcache_t *c = tls->last_cache;
+        if (!c)
+            __builtin_unreachable();
+        moirai__pool_free_unbounded(c, obj);
+        return;
+    }
+    moirai__pool_free_other(pool, obj);
 }
 
 /* moirai_pool_alloc() and moirai_pool_free() inline, with their argument
