@@ -100,10 +100,13 @@ typedef struct pool_tcache {
      * depot (moirai__pool_reclaim_begin()), so a pool at its capacity can reach
      * objects freed into other threads' caches. 0 free, 1 held. */
     _Atomic uint32_t guard;
-    _Atomic uint32_t n;   /* objects in the loaded magazine */
-    void **rounds;        /* loaded magazine's rounds, or NULL */
-    uint32_t cap;         /* its capacity: mag_size, or 0 when none is loaded */
     _Atomic uint32_t low; /* the lowest n since `base` last changed */
+    /* n and cap are 64 bits wide although they never exceed
+     * POOL_MAGAZINE_MAX: they index `rounds` as they are, with no
+     * zero-extension on the fast paths. */
+    _Atomic uint64_t n; /* objects in the loaded magazine */
+    void **rounds;      /* loaded magazine's rounds, or NULL */
+    uint64_t cap;       /* its capacity: mag_size, or 0 when none is loaded */
     /* allocations by this thread = live + frees */
     _Atomic uint64_t frees;
     /* live + n, where live = allocations - frees by this thread (may be
@@ -368,17 +371,17 @@ static inline void moirai__pool_bump(_Atomic uint64_t *counter)
 }
 
 /* The objects in the loaded magazine of `c`. */
-static inline uint32_t moirai__pool_n(const pool_tcache_t *c)
+static inline uint64_t moirai__pool_n(const pool_tcache_t *c)
 {
     return atomic_load_explicit(&c->n, memory_order_relaxed);
 }
 
 /* An allocation took the loaded magazine down to `n` objects: the peak of
  * live is base - low. */
-static inline void moirai__pool_count_alloc(pool_tcache_t *c, uint32_t n)
+static inline void moirai__pool_count_alloc(pool_tcache_t *c, uint64_t n)
 {
     if (n < atomic_load_explicit(&c->low, memory_order_relaxed))
-        atomic_store_explicit(&c->low, n, memory_order_relaxed);
+        atomic_store_explicit(&c->low, (uint32_t)n, memory_order_relaxed);
 }
 
 /* A release put its object into the loaded magazine. */
@@ -394,7 +397,7 @@ static inline void moirai__pool_count_free(pool_tcache_t *c)
 static inline void moirai__pool_set_n(pool_tcache_t *c, uint32_t n)
 {
     int64_t base = atomic_load_explicit(&c->base, memory_order_relaxed);
-    uint32_t old = atomic_load_explicit(&c->n, memory_order_relaxed);
+    uint64_t old = atomic_load_explicit(&c->n, memory_order_relaxed);
     int64_t high = base - (int64_t)atomic_load_explicit(&c->low, memory_order_relaxed);
     if (high > atomic_load_explicit(&c->peak, memory_order_relaxed))
         atomic_store_explicit(&c->peak, high, memory_order_relaxed);
@@ -452,7 +455,7 @@ static inline void moirai__pool_take_back(struct moirai_pool *pool, void *obj)
  * never bounded, use it with nothing but the cache in hand. */
 static inline int moirai__pool_alloc_unbounded(pool_tcache_t *c, void **out)
 {
-    uint32_t n = moirai__pool_n(c);
+    uint64_t n = moirai__pool_n(c);
     if (__builtin_expect(n != 0, 1)) {
         void *obj = c->rounds[n - 1];
         atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
@@ -468,7 +471,7 @@ static inline int moirai__pool_alloc_unbounded(pool_tcache_t *c, void **out)
 static inline void moirai__pool_free_unbounded(pool_tcache_t *c, void *obj)
 {
     moirai__pool_take_back(c->pool, obj);
-    uint32_t n = moirai__pool_n(c);
+    uint64_t n = moirai__pool_n(c);
     if (__builtin_expect(n < c->cap, 1)) {
         c->rounds[n] = obj;
         atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
@@ -489,7 +492,7 @@ static inline int moirai__pool_alloc_cached(struct moirai_pool *pool, pool_tcach
         if (__builtin_expect(pool->capacity == 0, 1))
             return moirai__pool_alloc_unbounded(c, out);
         if (moirai__pool_guard_try(c)) {
-            uint32_t n = moirai__pool_n(c);
+            uint64_t n = moirai__pool_n(c);
             if (__builtin_expect(n != 0, 1)) {
                 void *obj = c->rounds[n - 1];
                 atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
@@ -516,7 +519,7 @@ static inline void moirai__pool_free_cached(struct moirai_pool *pool, pool_tcach
         }
         moirai__pool_take_back(pool, obj);
         if (moirai__pool_guard_try(c)) {
-            uint32_t n = moirai__pool_n(c);
+            uint64_t n = moirai__pool_n(c);
             if (__builtin_expect(n < c->cap, 1)) {
                 c->rounds[n] = obj;
                 atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
