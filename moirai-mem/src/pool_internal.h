@@ -116,7 +116,7 @@ typedef struct pool_tcache {
     _Atomic int64_t peak;
     struct moirai_pool *pool;
     pool_magazine_t *loaded;   /* NULL after a flush */
-    pool_magazine_t *previous; /* empty or full (never partial), or NULL */
+    pool_magazine_t *previous; /* the second magazine (any count), or NULL */
     _Atomic uint64_t depot_hits;
     _Atomic uint64_t fresh;
     _Atomic uint64_t failures;
