@@ -12,22 +12,26 @@ static const size_t default_classes[] = {16,  32,  48,  64,  80,  96,  112, 128,
                                          224, 256, 320, 384, 448, 512, 640, 768, 896, 1024};
 
 struct moirai_mempool {
-    /* Read-only after creation. lookup[(size + 7) / 8] is the class of
-     * `size` for every size up to max_class. */
-    const uint8_t *lookup;
+    /* Read-only after creation; the fast paths read the first line and
+     * one byte of `lookup`. */
     size_t max_class;
     /* The class pools were registered as a group: class c's pool has slot
-     * base_slot + c and id base_id + c, so the fast path finds the
-     * caller's cache without reading the pool. */
-    uint32_t base_slot;
+     * base_slot + c and id base_id + c, and a thread's caches of them are
+     * one block, cache c serving class c (moirai__pool_cache_create_group()),
+     * so the fast paths find the caller's cache without reading the pool. */
     uint64_t base_id;
-    size_t class_count;
+    uint32_t base_slot;
+    uint32_t class_count;
     moirai_pool_t *pools[MOIRAI_MEMPOOL_MAX_CLASSES];
     size_t sizes[MOIRAI_MEMPOOL_MAX_CLASSES];
     /* Large blocks are rare and slow anyway: shared counters. */
     _Alignas(MOIRAI_CACHE_LINE) _Atomic uint64_t large_allocations;
     _Atomic uint64_t large_frees;
     _Atomic uint64_t large_failures;
+    /* lookup[(size + 7) / 8] is the class of `size` for every size up to
+     * max_class; part of the memory pool, so that finding the class costs
+     * one load and not two. */
+    _Alignas(MOIRAI_CACHE_LINE) uint8_t lookup[];
 };
 
 void moirai_mempool_config_init(moirai_mempool_config_t *cfg)
@@ -39,9 +43,9 @@ void moirai_mempool_config_init(moirai_mempool_config_t *cfg)
 /* Frees a memory pool whose class pools are registered (all of them). */
 static void mempool_free_all(moirai_mempool_t *mp)
 {
+    moirai__pool_unregister_group(mp->pools, mp->class_count);
     for (size_t i = 0; i < mp->class_count; i++)
-        moirai_pool_destroy(mp->pools[i]);
-    moirai_free((void *)mp->lookup);
+        moirai__pool_delete(mp->pools[i]);
     moirai_free(mp);
 }
 
@@ -50,7 +54,6 @@ static void mempool_free_unregistered(moirai_mempool_t *mp, size_t made)
 {
     for (size_t i = 0; i < made; i++)
         moirai__pool_delete(mp->pools[i]);
-    moirai_free((void *)mp->lookup);
     moirai_free(mp);
 }
 
@@ -73,25 +76,20 @@ int moirai_mempool_create(moirai_mempool_t **out, const moirai_mempool_config_t 
     if (cfg->magazine_size > POOL_MAGAZINE_MAX)
         return -EINVAL;
 
-    moirai_mempool_t *mp = moirai_aligned_alloc(MOIRAI_CACHE_LINE, sizeof(*mp));
+    size_t max_class = classes[count - 1];
+    size_t size = sizeof(struct moirai_mempool) + max_class / 8 + 1;
+    moirai_mempool_t *mp = moirai_aligned_alloc(MOIRAI_CACHE_LINE, size);
     if (!mp)
         return -ENOMEM;
-    memset(mp, 0, sizeof(*mp));
+    memset(mp, 0, size);
     atomic_init(&mp->large_allocations, 0);
     atomic_init(&mp->large_frees, 0);
     atomic_init(&mp->large_failures, 0);
-    size_t max_class = classes[count - 1];
-    uint8_t *lookup = moirai_malloc(max_class / 8 + 1);
-    if (!lookup) {
-        moirai_free(mp);
-        return -ENOMEM;
-    }
     for (size_t slot = 0, c = 0; slot <= max_class / 8; slot++) {
         while (classes[c] < slot * 8)
             c++;
-        lookup[slot] = (uint8_t)c;
+        mp->lookup[slot] = (uint8_t)c;
     }
-    mp->lookup = lookup;
     mp->max_class = max_class;
     for (size_t i = 0; i < count; i++) {
         moirai_pool_config_t pc;
@@ -116,7 +114,7 @@ int moirai_mempool_create(moirai_mempool_t **out, const moirai_mempool_config_t 
         mempool_free_unregistered(mp, count);
         return rc;
     }
-    mp->class_count = count;
+    mp->class_count = (uint32_t)count;
     mp->base_slot = mp->pools[0]->slot;
     mp->base_id = mp->pools[0]->id;
     *out = mp;
@@ -149,6 +147,77 @@ static __attribute__((noinline, cold)) void large_free(moirai_mempool_t *mp, voi
     moirai_free(ptr);
 }
 
+/* The calling thread's block of caches for `mp` when it is not the one
+ * used last: found in the thread's table, or created. NULL when out of
+ * memory. */
+static pool_tcache_t *caches_slow(moirai_mempool_t *mp)
+{
+    /* The table entry of the first class holds the block's first cache:
+     * a memory pool's class caches are only ever created as a block. */
+    pool_tcache_t *block = moirai__pool_cache_at(mp->base_slot, mp->base_id);
+    if (!block)
+        block = moirai__pool_cache_create_group(mp->pools, mp->class_count);
+    if (!block)
+        return NULL;
+    moirai__pool_tls.group_id = mp->base_id;
+    moirai__pool_tls.group_block = block;
+    return block;
+}
+
+/* True when `mp` is the memory pool the calling thread used last; its
+ * block of caches (cache c serves class c) is then caches_last(). */
+static inline bool is_last(const moirai_mempool_t *mp)
+{
+    return __builtin_expect(moirai__pool_tls.group_id == mp->base_id, 1);
+}
+
+static inline pool_tcache_t *caches_last(void)
+{
+    pool_tcache_t *block = moirai__pool_tls.group_block;
+    /* Set together with a live id (ids start at 1); saying so spares the
+     * fast paths a test. */
+    if (!block)
+        __builtin_unreachable();
+    return block;
+}
+
+/* Allocation from class `c` by a thread for which `mp` is not the memory
+ * pool it used last. Out of line, and reached by a tail call, so that the
+ * fast path needs no stack frame. */
+static __attribute__((noinline)) int alloc_other(moirai_mempool_t *mp, size_t c, void **out)
+{
+    pool_tcache_t *block = caches_slow(mp);
+    if (!block)
+        return moirai__pool_alloc_nocache(mp->pools[c]);
+    return moirai__pool_alloc_unbounded(block + c, out);
+}
+
+/* Release into class `c`, as alloc_other(). */
+static __attribute__((noinline)) void free_other(moirai_mempool_t *mp, size_t c, void *ptr)
+{
+    pool_tcache_t *block = caches_slow(mp);
+    if (!block) {
+        moirai__pool_take_back(mp->pools[c], ptr);
+        moirai__pool_free_nocache(mp->pools[c], ptr);
+        return;
+    }
+    moirai__pool_free_unbounded(block + c, ptr);
+}
+
+#if MOIRAI_MEM_ASAN
+/* Closes the slack between the request and the class of a block just
+ * allocated, so an overflow into it is reported. The first byte stays
+ * open even for size 0: the release check reads it. */
+static int close_slack(moirai_mempool_t *mp, size_t c, size_t size, void **out, int rc)
+{
+    if (rc == 0) {
+        size_t open = size ? size : 1;
+        moirai__mem_poison((char *)*out + open, mp->sizes[c] - open);
+    }
+    return rc;
+}
+#endif
+
 int moirai_mempool_alloc(moirai_mempool_t *mp, size_t size, void **out)
 {
     if (__builtin_expect(!mp || !out, 0))
@@ -157,19 +226,14 @@ int moirai_mempool_alloc(moirai_mempool_t *mp, size_t size, void **out)
         return large_alloc(mp, size, out);
     /* Size 0 maps to slot 0 of the lookup, the smallest class. */
     size_t c = mp->lookup[(size + 7) >> 3];
-    pool_tcache_t *cache = moirai__pool_cache_at(mp->base_slot + (uint32_t)c, mp->base_id + c);
 #if MOIRAI_MEM_ASAN
-    int rc = moirai__pool_alloc_cached(mp->pools[c], cache, out);
-    /* Close the slack between the request and the class, so an overflow
-     * into it is reported. The first byte stays open even for size 0: the
-     * release check reads it. */
-    if (rc == 0) {
-        size_t open = size ? size : 1;
-        moirai__mem_poison((char *)*out + open, mp->sizes[c] - open);
-    }
-    return rc;
+    return close_slack(mp, c, size, out,
+                       is_last(mp) ? moirai__pool_alloc_unbounded(caches_last() + c, out)
+                                   : alloc_other(mp, c, out));
 #else
-    return moirai__pool_alloc_cached(mp->pools[c], cache, out);
+    if (is_last(mp))
+        return moirai__pool_alloc_unbounded(caches_last() + c, out);
+    return alloc_other(mp, c, out);
 #endif
 }
 
@@ -182,8 +246,10 @@ void moirai_mempool_free(moirai_mempool_t *mp, void *ptr, size_t size)
         return;
     }
     size_t c = mp->lookup[(size + 7) >> 3];
-    pool_tcache_t *cache = moirai__pool_cache_at(mp->base_slot + (uint32_t)c, mp->base_id + c);
-    moirai__pool_free_cached(mp->pools[c], cache, ptr);
+    if (is_last(mp))
+        moirai__pool_free_unbounded(caches_last() + c, ptr);
+    else
+        free_other(mp, c, ptr);
 }
 
 void moirai_mempool_flush(moirai_mempool_t *mp)

@@ -72,33 +72,65 @@ typedef struct pool_stack {
     _Alignas(MOIRAI_CACHE_LINE) _Atomic uint64_t top;
 } pool_stack_t;
 
-/* A thread's cache for one pool. Everything above `frees` is touched only
- * by the owning thread. The counters are written only by the owner (with
- * relaxed load + store, no read-modify-write, so they cost plain moves)
- * and read by moirai_pool_stats() on any thread. */
+/* A thread's cache for one pool. Everything before `pool` is what the
+ * fast paths touch, and shares the first cache line. Everything but the
+ * guard and the counters is touched only by the owning thread (or by a
+ * reclaimer holding the guard). Exactly two cache lines, so that a memory
+ * pool's block of caches (one per class, see `block`) is indexed by a
+ * shift.
+ *
+ * The counters cost the fast paths as little as they can: a release bumps
+ * `frees`, an allocation compares `n` with `low`, and nothing else. The
+ * objects this thread holds (its allocations less its releases, `live`)
+ * are not counted one by one but follow from the cache: every allocation
+ * takes one object out of the loaded magazine and every release puts one
+ * in, so live + n only changes when a slow path loads, empties or fills
+ * the magazine otherwise, and `base` records that sum. Its peak follows
+ * from the lowest n since `base` last changed (`low`), folded into `peak`
+ * each time `base` changes (moirai__pool_set_n()).
+ *
+ * The words another thread reads (n and the counters, by
+ * moirai_pool_stats()) are atomics written with relaxed load + store by
+ * whoever holds the cache, no read-modify-write, so they cost plain
+ * moves; a reader sees each whole, and all of them consistent when the
+ * pool is quiescent. */
 typedef struct pool_tcache {
     /* Bounded pools only: held by the owner around every use of the
      * magazines below, and by another thread that takes them back to the
      * depot (moirai__pool_reclaim_begin()), so a pool at its capacity can reach
      * objects freed into other threads' caches. 0 free, 1 held. */
     _Atomic uint32_t guard;
-    void **rounds;             /* loaded magazine's rounds, or NULL */
-    uint32_t n;                /* objects in the loaded magazine */
-    uint32_t cap;              /* its capacity: mag_size, or 0 when none is loaded */
-    pool_magazine_t *loaded;   /* NULL after a flush */
-    pool_magazine_t *previous; /* empty or full (never partial), or NULL */
-    struct moirai_pool *pool;
+    _Atomic uint32_t low; /* the lowest n since `base` last changed */
+    /* n and cap are 64 bits wide although they never exceed
+     * POOL_MAGAZINE_MAX: they index `rounds` as they are, with no
+     * zero-extension on the fast paths. */
+    _Atomic uint64_t n; /* objects in the loaded magazine */
+    void **rounds;      /* loaded magazine's rounds, or NULL */
+    uint64_t cap;       /* its capacity: mag_size, or 0 when none is loaded */
     /* allocations by this thread = live + frees */
     _Atomic uint64_t frees;
-    _Atomic int64_t live; /* allocations - frees by this thread (may be negative) */
-    _Atomic int64_t peak; /* the largest `live` reached */
+    /* live + n, where live = allocations - frees by this thread (may be
+     * negative) */
+    _Atomic int64_t base;
+    /* the largest live reached before `base` last changed */
+    _Atomic int64_t peak;
+    struct moirai_pool *pool;
+    pool_magazine_t *loaded;   /* NULL after a flush */
+    pool_magazine_t *previous; /* the second magazine (any count), or NULL */
     _Atomic uint64_t depot_hits;
     _Atomic uint64_t fresh;
     _Atomic uint64_t failures;
     /* The pool's list of caches; changed and walked under the registry lock. */
     struct pool_tcache *list_next;
     struct pool_tcache *list_prev;
-} pool_tcache_t;
+    /* A memory pool's caches of one thread are one allocation, one cache
+     * per class in class order (moirai__pool_cache_create_group()): this
+     * is its first cache, the one to free. NULL: allocated alone. */
+    struct pool_tcache *block;
+} __attribute__((aligned(MOIRAI_CACHE_LINE))) pool_tcache_t;
+
+_Static_assert(sizeof(pool_tcache_t) == 2 * MOIRAI_CACHE_LINE,
+               "a thread's cache is two cache lines, so a block is indexed by a shift");
 
 struct moirai_pool {
     /* Read-only after creation; read on every fast path. */
@@ -211,9 +243,14 @@ typedef struct pool_tls_entry {
 } pool_tls_entry_t;
 
 typedef struct pool_tls {
-    /* The pool this thread used last, checked first. */
+    /* The unbounded pool this thread used last, checked first. */
     uint64_t last_id;
     pool_tcache_t *last_cache;
+    /* The memory pool this thread used last, by the id of its first class
+     * pool, and this thread's block of caches for it (one per class, in
+     * class order), checked first by the memory pool's fast paths. */
+    uint64_t group_id;
+    pool_tcache_t *group_block;
     pool_tls_entry_t *table;
     uint32_t len;
 } pool_tls_t;
@@ -250,7 +287,9 @@ static inline pool_tcache_t *moirai__pool_cache_of(const struct moirai_pool *poo
         return c;
     }
     pool_tcache_t *c = moirai__pool_cache_at(pool->slot, id);
-    if (c) {
+    /* Only an unbounded pool becomes the one used last: the fast paths
+     * that check it first then need not test the capacity. */
+    if (c && pool->capacity == 0) {
         tls->last_id = id;
         tls->last_cache = c;
     }
@@ -259,6 +298,12 @@ static inline pool_tcache_t *moirai__pool_cache_of(const struct moirai_pool *poo
 
 /* Creates the calling thread's cache for `pool`; NULL when out of memory. */
 pool_tcache_t *moirai__pool_cache_create(struct moirai_pool *pool);
+/* Creates the calling thread's caches for the `n` pools of a group
+ * registered by moirai__pool_register_group(), in one block: cache i
+ * serves pools[i] and is the block's element i. The calling thread must
+ * have no cache of any of them. Returns the block, or NULL when out of
+ * memory (nothing created). */
+pool_tcache_t *moirai__pool_cache_create_group(struct moirai_pool **pools, uint32_t n);
 /* Returns the cache's magazines to the depot (it stays usable). */
 void moirai__pool_cache_flush(pool_tcache_t *cache);
 /* Registers `n` new pools: assigns consecutive slots and consecutive ids
@@ -267,6 +312,9 @@ void moirai__pool_cache_flush(pool_tcache_t *cache);
 int moirai__pool_register_group(struct moirai_pool **pools, uint32_t n);
 /* Unregisters `pool` and frees every thread's cache of it. */
 void moirai__pool_unregister(struct moirai_pool *pool);
+/* Unregisters the `n` pools of a group and frees every thread's caches of
+ * them, blocks included. */
+void moirai__pool_unregister_group(struct moirai_pool **pools, uint32_t n);
 /* Bounded pools: takes every other thread's cached objects back to the
  * depot and holds those caches still until moirai__pool_reclaim_end(), so
  * that `self`'s refill meanwhile sees every free object. Takes the
@@ -305,6 +353,12 @@ void moirai__pool_sum_caches(struct moirai_pool *pool, moirai_pool_stats_t *out,
 
 int moirai__pool_alloc_slow(struct moirai_pool *pool, pool_tcache_t *c, void **out);
 void moirai__pool_free_slow(struct moirai_pool *pool, pool_tcache_t *c, void *obj);
+/* An allocation by a thread whose cache could not be created: counts the
+ * failure and returns -ENOMEM. */
+int moirai__pool_alloc_nocache(struct moirai_pool *pool);
+/* A release (already taken back) by a thread whose cache could not be
+ * created: the object goes to the orphan list, which must not fail. */
+void moirai__pool_free_nocache(struct moirai_pool *pool, void *obj);
 __attribute__((noreturn, cold)) void moirai__pool_double_release(struct moirai_pool *pool,
                                                                  void *obj);
 
@@ -316,19 +370,56 @@ static inline void moirai__pool_bump(_Atomic uint64_t *counter)
                           memory_order_relaxed);
 }
 
-static inline void moirai__pool_count_alloc(pool_tcache_t *c)
+/* The objects in the loaded magazine of `c`. */
+static inline uint64_t moirai__pool_n(const pool_tcache_t *c)
 {
-    int64_t live = atomic_load_explicit(&c->live, memory_order_relaxed) + 1;
-    atomic_store_explicit(&c->live, live, memory_order_relaxed);
-    if (live > atomic_load_explicit(&c->peak, memory_order_relaxed))
-        atomic_store_explicit(&c->peak, live, memory_order_relaxed);
+    return atomic_load_explicit(&c->n, memory_order_relaxed);
 }
 
+/* An allocation took the loaded magazine down to `n` objects: the peak of
+ * live is base - low. */
+static inline void moirai__pool_count_alloc(pool_tcache_t *c, uint64_t n)
+{
+    if (n < atomic_load_explicit(&c->low, memory_order_relaxed))
+        atomic_store_explicit(&c->low, (uint32_t)n, memory_order_relaxed);
+}
+
+/* A release put its object into the loaded magazine. */
 static inline void moirai__pool_count_free(pool_tcache_t *c)
 {
     moirai__pool_bump(&c->frees);
-    atomic_store_explicit(&c->live, atomic_load_explicit(&c->live, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
+}
+
+/* Sets the loaded magazine's count to `n` other than by an allocation or
+ * a release (a slow path loaded, emptied or filled it): live stays, so
+ * `base` moves with n, and the peak reached so far is folded into `peak`
+ * first. */
+static inline void moirai__pool_set_n(pool_tcache_t *c, uint32_t n)
+{
+    int64_t base = atomic_load_explicit(&c->base, memory_order_relaxed);
+    uint64_t old = atomic_load_explicit(&c->n, memory_order_relaxed);
+    int64_t high = base - (int64_t)atomic_load_explicit(&c->low, memory_order_relaxed);
+    if (high > atomic_load_explicit(&c->peak, memory_order_relaxed))
+        atomic_store_explicit(&c->peak, high, memory_order_relaxed);
+    atomic_store_explicit(&c->base, base + (int64_t)n - (int64_t)old, memory_order_relaxed);
+    atomic_store_explicit(&c->n, n, memory_order_relaxed);
+    atomic_store_explicit(&c->low, n, memory_order_relaxed);
+}
+
+/* The objects this thread's cache `c` handed out less those it took back
+ * (live), and the largest that reached, as a reader on any thread sees
+ * them (exact when the pool is quiescent). */
+static inline int64_t moirai__pool_live(const pool_tcache_t *c)
+{
+    return atomic_load_explicit(&c->base, memory_order_relaxed) - (int64_t)moirai__pool_n(c);
+}
+
+static inline int64_t moirai__pool_peak(const pool_tcache_t *c)
+{
+    int64_t peak = atomic_load_explicit(&c->peak, memory_order_relaxed);
+    int64_t high = atomic_load_explicit(&c->base, memory_order_relaxed) -
+                   (int64_t)atomic_load_explicit(&c->low, memory_order_relaxed);
+    return high > peak ? high : peak;
 }
 
 /* Hands `obj` to the caller: opens it for AddressSanitizer and clears the
@@ -358,65 +449,122 @@ static inline void moirai__pool_take_back(struct moirai_pool *pool, void *obj)
     moirai__mem_poison(obj, pool->stride);
 }
 
+/* The allocation fast path of an unbounded pool given the caller's cache
+ * `c`: pop from the loaded magazine. No guard and no read of the pool
+ * (its capacity) on the way, which is what lets the memory pool's classes,
+ * never bounded, use it with nothing but the cache in hand. */
+static inline int moirai__pool_alloc_unbounded(pool_tcache_t *c, void **out)
+{
+    uint64_t n = moirai__pool_n(c);
+    if (__builtin_expect(n != 0, 1)) {
+        void *obj = c->rounds[n - 1];
+        atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
+        moirai__pool_count_alloc(c, n - 1);
+        *out = moirai__pool_handout(c->pool, obj);
+        return 0;
+    }
+    return moirai__pool_alloc_slow(c->pool, c, out);
+}
+
+/* The release fast path of an unbounded pool given the caller's cache
+ * `c`: push onto the loaded magazine. */
+static inline void moirai__pool_free_unbounded(pool_tcache_t *c, void *obj)
+{
+    moirai__pool_take_back(c->pool, obj);
+    uint64_t n = moirai__pool_n(c);
+    if (__builtin_expect(n < c->cap, 1)) {
+        c->rounds[n] = obj;
+        atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
+        moirai__pool_count_free(c);
+        return;
+    }
+    moirai__pool_free_slow(c->pool, c, obj);
+}
+
 /* The allocation fast path given the caller's cache `c` (NULL when it
- * has none): pop from the loaded magazine. */
+ * has none): pop from the loaded magazine. An unbounded pool goes
+ * straight to moirai__pool_alloc_unbounded(); a bounded pool's cache is
+ * used under its guard, so that another thread can take its objects back
+ * (moirai__pool_reclaim_begin()). */
 static inline int moirai__pool_alloc_cached(struct moirai_pool *pool, pool_tcache_t *c, void **out)
 {
     if (__builtin_expect(c != NULL, 1)) {
-        /* A bounded pool's cache is used under its guard, so that another
-         * thread can take its objects back (moirai__pool_reclaim_begin()). */
-        bool bounded = pool->capacity != 0;
-        if (!bounded || moirai__pool_guard_try(c)) {
-            uint32_t n = c->n;
+        if (__builtin_expect(pool->capacity == 0, 1))
+            return moirai__pool_alloc_unbounded(c, out);
+        if (moirai__pool_guard_try(c)) {
+            uint64_t n = moirai__pool_n(c);
             if (__builtin_expect(n != 0, 1)) {
                 void *obj = c->rounds[n - 1];
-                c->n = n - 1;
-                moirai__pool_count_alloc(c);
-                if (bounded)
-                    moirai__pool_guard_unlock(c);
+                atomic_store_explicit(&c->n, n - 1, memory_order_relaxed);
+                moirai__pool_count_alloc(c, n - 1);
+                moirai__pool_guard_unlock(c);
                 *out = moirai__pool_handout(pool, obj);
                 return 0;
             }
-            if (bounded)
-                moirai__pool_guard_unlock(c);
+            moirai__pool_guard_unlock(c);
         }
     }
     return moirai__pool_alloc_slow(pool, c, out);
 }
 
 /* The release fast path given the caller's cache `c` (or NULL): push onto
- * the loaded magazine. */
+ * the loaded magazine, under the guard in a bounded pool as in
+ * allocation. */
 static inline void moirai__pool_free_cached(struct moirai_pool *pool, pool_tcache_t *c, void *obj)
 {
-    moirai__pool_take_back(pool, obj);
     if (__builtin_expect(c != NULL, 1)) {
-        /* Under the guard in a bounded pool, as in allocation. */
-        bool bounded = pool->capacity != 0;
-        if (!bounded || moirai__pool_guard_try(c)) {
-            uint32_t n = c->n;
+        if (__builtin_expect(pool->capacity == 0, 1)) {
+            moirai__pool_free_unbounded(c, obj);
+            return;
+        }
+        moirai__pool_take_back(pool, obj);
+        if (moirai__pool_guard_try(c)) {
+            uint64_t n = moirai__pool_n(c);
             if (__builtin_expect(n < c->cap, 1)) {
                 c->rounds[n] = obj;
-                c->n = n + 1;
+                atomic_store_explicit(&c->n, n + 1, memory_order_relaxed);
                 moirai__pool_count_free(c);
-                if (bounded)
-                    moirai__pool_guard_unlock(c);
+                moirai__pool_guard_unlock(c);
                 return;
             }
-            if (bounded)
-                moirai__pool_guard_unlock(c);
+            moirai__pool_guard_unlock(c);
         }
+    } else {
+        moirai__pool_take_back(pool, obj);
     }
     moirai__pool_free_slow(pool, c, obj);
 }
 
+/* Allocation and release by a thread for which `pool` is not the
+ * unbounded pool it used last (out of line, in pool.c). */
+int moirai__pool_alloc_other(struct moirai_pool *pool, void **out);
+void moirai__pool_free_other(struct moirai_pool *pool, void *obj);
+
+/* The fast paths: the pool used last is unbounded, so its cache is used
+ * without a test of the capacity; anything else goes out of line. */
 static inline int moirai__pool_alloc_nocheck(struct moirai_pool *pool, void **out)
 {
-    return moirai__pool_alloc_cached(pool, moirai__pool_cache_of(pool), out);
+    pool_tls_t *tls = &moirai__pool_tls;
+    if (__builtin_expect(tls->last_id == pool->id, 1)) {
+        pool_tcache_t *c = tls->last_cache;
+        if (!c)
+            __builtin_unreachable();
+        return moirai__pool_alloc_unbounded(c, out);
+    }
+    return moirai__pool_alloc_other(pool, out);
 }
 
 static inline void moirai__pool_free_nocheck(struct moirai_pool *pool, void *obj)
 {
-    moirai__pool_free_cached(pool, moirai__pool_cache_of(pool), obj);
+    pool_tls_t *tls = &moirai__pool_tls;
+    if (__builtin_expect(tls->last_id == pool->id, 1)) {
+        pool_tcache_t *c = tls->last_cache;
+        if (!c)
+            __builtin_unreachable();
+        moirai__pool_free_unbounded(c, obj);
+        return;
+    }
+    moirai__pool_free_other(pool, obj);
 }
 
 /* moirai_pool_alloc() and moirai_pool_free() inline, with their argument

@@ -79,8 +79,8 @@ static void cache_retire(pool_tcache_t *c)
 {
     struct moirai_pool *pool = c->pool;
     pool->retired_frees += atomic_load_explicit(&c->frees, memory_order_relaxed);
-    pool->retired_live += atomic_load_explicit(&c->live, memory_order_relaxed);
-    pool->retired_peak_sum += atomic_load_explicit(&c->peak, memory_order_relaxed);
+    pool->retired_live += moirai__pool_live(c);
+    pool->retired_peak_sum += moirai__pool_peak(c);
     pool->retired_depot_hits += atomic_load_explicit(&c->depot_hits, memory_order_relaxed);
     pool->retired_fresh += atomic_load_explicit(&c->fresh, memory_order_relaxed);
     pool->retired_failures += atomic_load_explicit(&c->failures, memory_order_relaxed);
@@ -92,36 +92,49 @@ static void cache_retire(pool_tcache_t *c)
         c->list_next->list_prev = c->list_prev;
 }
 
-void moirai__pool_unregister(struct moirai_pool *pool)
+void moirai__pool_unregister_group(struct moirai_pool **pools, uint32_t n)
 {
     pthread_mutex_lock(&registry_lock);
-    registry[pool->slot].pool = NULL;
-    registry[pool->slot].id = 0;
-    /* Threads still holding these caches never dereference them again:
-     * their table entries no longer match a live pool's id. */
-    pool_tcache_t *c = pool->caches;
-    while (c) {
-        pool_tcache_t *next = c->list_next;
-        moirai_free(c);
-        c = next;
+    for (uint32_t i = 0; i < n; i++) {
+        registry[pools[i]->slot].pool = NULL;
+        registry[pools[i]->slot].id = 0;
     }
-    pool->caches = NULL;
+    /* Threads still holding these caches never dereference them again:
+     * their table entries no longer match a live pool's id. A block is
+     * freed through its first cache, which is in pools[0]'s list; that
+     * list goes last, so the other lists are walked while every block
+     * still exists. */
+    for (uint32_t i = n; i-- > 0;) {
+        pool_tcache_t *c = pools[i]->caches;
+        while (c) {
+            pool_tcache_t *next = c->list_next;
+            if (!c->block || c->block == c)
+                moirai_free(c);
+            c = next;
+        }
+        pools[i]->caches = NULL;
+    }
     pthread_mutex_unlock(&registry_lock);
+}
+
+void moirai__pool_unregister(struct moirai_pool *pool)
+{
+    moirai__pool_unregister_group(&pool, 1);
 }
 
 void moirai__pool_cache_flush(pool_tcache_t *c)
 {
     struct moirai_pool *pool = c->pool;
     if (c->loaded) {
-        c->loaded->count = c->n;
+        c->loaded->count = moirai__pool_n(c);
         moirai__pool_mag_put(pool, c->loaded);
     }
     if (c->previous)
         moirai__pool_mag_put(pool, c->previous);
     c->loaded = NULL;
     c->previous = NULL;
+    moirai__pool_set_n(c, 0);
     c->rounds = NULL;
-    c->n = 0;
     c->cap = 0;
 }
 
@@ -138,63 +151,115 @@ static void thread_exit(void *arg)
         /* Only caches of pools still alive: a destroyed pool freed its
          * caches already. */
         if (!c || slot >= registry_len || !registry[slot].pool ||
-            registry[slot].id != table[slot].id)
+            registry[slot].id != table[slot].id) {
+            table[slot].cache = NULL;
             continue;
+        }
         moirai__pool_cache_flush(c);
         cache_retire(c);
-        moirai_free(c);
+        if (!c->block) {
+            moirai_free(c);
+            table[slot].cache = NULL;
+        }
+    }
+    /* The blocks of caches, each through its first cache. A group's first
+     * pool has its lowest slot, so going down reads every other cache of
+     * a block before the block is freed. */
+    for (uint32_t slot = len; slot-- > 0;) {
+        pool_tcache_t *c = table[slot].cache;
+        if (c && c->block == c)
+            moirai_free(c);
     }
     pthread_mutex_unlock(&registry_lock);
     moirai__pool_tls.table = NULL;
     moirai__pool_tls.len = 0;
     moirai__pool_tls.last_id = 0; /* its cache is freed */
     moirai__pool_tls.last_cache = NULL;
+    moirai__pool_tls.group_id = 0; /* so is its block */
+    moirai__pool_tls.group_block = NULL;
     moirai_free(table);
 }
 
-pool_tcache_t *moirai__pool_cache_create(struct moirai_pool *pool)
+/* Makes the calling thread's table hold at least `slots` entries.
+ * Returns false when out of memory (the table unchanged). */
+static bool table_reserve(uint32_t slots)
 {
     pthread_once(&exit_key_once, exit_key_create);
     if (exit_key_err)
-        return NULL;
-    uint32_t slot = pool->slot;
-    if (slot >= moirai__pool_tls.len) {
-        uint32_t len = moirai__pool_tls.len ? moirai__pool_tls.len : 8;
-        while (len <= slot)
-            len *= 2;
-        pool_tls_entry_t *grown = moirai_realloc(moirai__pool_tls.table, len * sizeof(*grown));
-        if (!grown)
-            return NULL;
-        memset(grown + moirai__pool_tls.len, 0, (len - moirai__pool_tls.len) * sizeof(*grown));
-        moirai__pool_tls.table = grown;
-        moirai__pool_tls.len = len;
-        /* The key's value only needs to be non-NULL for the destructor to
-         * run; it reads the table from TLS itself. Cannot fail once the
-         * key exists, except for ENOMEM in glibc's second-level table. */
-        if (pthread_setspecific(exit_key, grown) != 0)
-            return NULL;
-    }
-    pool_tcache_t *c = moirai_aligned_alloc(MOIRAI_CACHE_LINE, sizeof(*c));
-    if (!c)
-        return NULL;
+        return false;
+    if (slots <= moirai__pool_tls.len)
+        return true;
+    uint32_t len = moirai__pool_tls.len ? moirai__pool_tls.len : 8;
+    while (len < slots)
+        len *= 2;
+    pool_tls_entry_t *grown = moirai_realloc(moirai__pool_tls.table, len * sizeof(*grown));
+    if (!grown)
+        return false;
+    memset(grown + moirai__pool_tls.len, 0, (len - moirai__pool_tls.len) * sizeof(*grown));
+    moirai__pool_tls.table = grown;
+    moirai__pool_tls.len = len;
+    /* The key's value only needs to be non-NULL for the destructor to
+     * run; it reads the table from TLS itself. Cannot fail once the key
+     * exists, except for ENOMEM in glibc's second-level table. */
+    return pthread_setspecific(exit_key, grown) == 0;
+}
+
+/* Initialises the cache `c` of `pool` and links it into the pool's list
+ * (registry lock held), in block `block` (or NULL). */
+static void cache_init(pool_tcache_t *c, struct moirai_pool *pool, pool_tcache_t *block)
+{
     memset(c, 0, sizeof(*c));
     c->pool = pool;
+    c->block = block;
     atomic_init(&c->guard, 0);
     atomic_init(&c->frees, 0);
-    atomic_init(&c->live, 0);
+    atomic_init(&c->n, 0);
+    atomic_init(&c->low, 0);
+    atomic_init(&c->base, 0);
     atomic_init(&c->peak, 0);
     atomic_init(&c->depot_hits, 0);
     atomic_init(&c->fresh, 0);
     atomic_init(&c->failures, 0);
-    pthread_mutex_lock(&registry_lock);
     c->list_next = pool->caches;
     if (pool->caches)
         pool->caches->list_prev = c;
     pool->caches = c;
+}
+
+pool_tcache_t *moirai__pool_cache_create(struct moirai_pool *pool)
+{
+    uint32_t slot = pool->slot;
+    if (!table_reserve(slot + 1))
+        return NULL;
+    pool_tcache_t *c = moirai_aligned_alloc(MOIRAI_CACHE_LINE, sizeof(*c));
+    if (!c)
+        return NULL;
+    pthread_mutex_lock(&registry_lock);
+    cache_init(c, pool, NULL);
     pthread_mutex_unlock(&registry_lock);
     moirai__pool_tls.table[slot].id = pool->id;
     moirai__pool_tls.table[slot].cache = c;
     return c;
+}
+
+pool_tcache_t *moirai__pool_cache_create_group(struct moirai_pool **pools, uint32_t n)
+{
+    /* The group's slots are consecutive (moirai__pool_register_group()). */
+    uint32_t base = pools[0]->slot;
+    if (!table_reserve(base + n))
+        return NULL;
+    pool_tcache_t *block = moirai_aligned_alloc(MOIRAI_CACHE_LINE, (size_t)n * sizeof(*block));
+    if (!block)
+        return NULL;
+    pthread_mutex_lock(&registry_lock);
+    for (uint32_t i = 0; i < n; i++)
+        cache_init(&block[i], pools[i], block);
+    pthread_mutex_unlock(&registry_lock);
+    for (uint32_t i = 0; i < n; i++) {
+        moirai__pool_tls.table[base + i].id = pools[i]->id;
+        moirai__pool_tls.table[base + i].cache = &block[i];
+    }
+    return block;
 }
 
 void moirai__pool_sum_caches(struct moirai_pool *pool, moirai_pool_stats_t *out, int64_t *peak_sum)
@@ -210,8 +275,8 @@ void moirai__pool_sum_caches(struct moirai_pool *pool, moirai_pool_stats_t *out,
         /* Relaxed: statistics; each counter is a single word its owner
          * stores whole, so the read is never torn. */
         frees += atomic_load_explicit(&c->frees, memory_order_relaxed);
-        live += atomic_load_explicit(&c->live, memory_order_relaxed);
-        peaks += atomic_load_explicit(&c->peak, memory_order_relaxed);
+        live += moirai__pool_live(c);
+        peaks += moirai__pool_peak(c);
         depot_hits += atomic_load_explicit(&c->depot_hits, memory_order_relaxed);
         fresh += atomic_load_explicit(&c->fresh, memory_order_relaxed);
         failures += atomic_load_explicit(&c->failures, memory_order_relaxed);

@@ -318,6 +318,255 @@ Test(mempool, classes_find_their_caches_among_fragmented_pools, .timeout = 30)
     moirai_mempool_destroy(b);
 }
 
+/* ---- a thread's caches of many memory pools (one block per memory pool,
+ * found through the memory pool used last or the thread's table) ---- */
+
+/* A size of class `c` of the default list, varied by `k` (steps between
+ * classes are at least 16, so the size stays in its class). */
+static size_t class_size(size_t c, size_t k)
+{
+    return defaults[c] - k % 8;
+}
+
+/* Allocates one block of every class from each of `mps`, class by class
+ * and memory pool by memory pool (so every call switches memory pool),
+ * writes a byte pattern, checks all of them, and releases them. */
+static void use_all(moirai_mempool_t **mps, size_t n)
+{
+    void **blocks = calloc(n * 20, sizeof(void *));
+    cr_assert_not_null(blocks);
+    for (size_t c = 0; c < 20; c++)
+        for (size_t k = 0; k < n; k++) {
+            void **b = &blocks[k * 20 + c];
+            cr_assert_eq(moirai_mempool_alloc(mps[k], class_size(c, k), b), 0);
+            memset(*b, (int)(k * 20 + c) & 0xff, class_size(c, k));
+        }
+    for (size_t k = 0; k < n; k++)
+        for (size_t c = 0; c < 20; c++)
+            for (size_t i = 0; i < class_size(c, k); i++)
+                cr_assert_eq(((unsigned char *)blocks[k * 20 + c])[i], (k * 20 + c) & 0xff,
+                             "memory pool %zu class %zu overlaps another block", k, c);
+    for (size_t c = 20; c-- > 0;)
+        for (size_t k = n; k-- > 0;)
+            moirai_mempool_free(mps[k], blocks[k * 20 + c], class_size(c, k));
+    free(blocks);
+}
+
+Test(mempool, many_memory_pools_alive_at_once, .timeout = 30)
+{
+    /* 48 memory pools of 20 classes: the thread's table grows to 960
+     * entries and more, a block of caches per memory pool. */
+    enum { M = 48 };
+    moirai_mempool_t *mps[M];
+    for (int k = 0; k < M; k++)
+        mps[k] = make_default();
+    use_all(mps, M);
+    use_all(mps, M);
+    for (int k = 0; k < M; k++) {
+        moirai_mempool_stats_t s;
+        cr_assert_eq(moirai_mempool_stats(mps[k], &s), 0);
+        cr_assert_eq(s.small.allocations, 40, "memory pool %d", k);
+        cr_assert_eq(s.small.frees, 40);
+        cr_assert_eq(s.small.in_use, 0);
+        cr_assert_eq(s.small.high_water, 20, "one block per class at most");
+        cr_assert_eq(s.small.fresh, 20, "the second round reused the first's blocks");
+        for (size_t c = 0; c < 20; c++) {
+            moirai_pool_stats_t cs;
+            cr_assert_eq(moirai_mempool_class_stats(mps[k], c, &cs), 0);
+            cr_assert_eq(cs.allocations, 2, "memory pool %d class %zu", k, c);
+        }
+    }
+    /* Every other one goes; new ones take their slots (new ids, perhaps
+     * the same addresses): the thread's stale entries must not match. */
+    for (int k = 0; k < M; k += 2) {
+        moirai_mempool_destroy(mps[k]);
+        mps[k] = make_default();
+    }
+    use_all(mps, M);
+    for (int k = 0; k < M; k++) {
+        moirai_mempool_stats_t s;
+        cr_assert_eq(moirai_mempool_stats(mps[k], &s), 0);
+        cr_assert_eq(s.small.allocations, k % 2 ? 60 : 20, "memory pool %d", k);
+        cr_assert_eq(s.small.in_use, 0);
+    }
+    for (int k = 0; k < M; k++)
+        moirai_mempool_destroy(mps[k]);
+}
+
+Test(mempool, one_thread_alternates_between_two_memory_pools, .timeout = 30)
+{
+    enum { K = 300 };
+    moirai_mempool_t *mp[2] = {make_default(), make_default()};
+    static void *blocks[2][K];
+    for (int i = 0; i < K; i++)
+        for (int m = 0; m < 2; m++) {
+            size_t size = (size_t)(i * 13 + m * 7) % 300 + 1;
+            cr_assert_eq(moirai_mempool_alloc(mp[m], size, &blocks[m][i]), 0);
+            memset(blocks[m][i], m ? 0xbb : 0xaa, size);
+        }
+    for (int i = 0; i < K; i++)
+        for (int m = 0; m < 2; m++) {
+            size_t size = (size_t)(i * 13 + m * 7) % 300 + 1;
+            for (size_t b = 0; b < size; b++)
+                cr_assert_eq(((unsigned char *)blocks[m][i])[b], m ? 0xbb : 0xaa);
+        }
+    for (int m = 0; m < 2; m++) {
+        moirai_mempool_stats_t s;
+        cr_assert_eq(moirai_mempool_stats(mp[m], &s), 0);
+        cr_assert_eq(s.small.allocations, K);
+        cr_assert_eq(s.small.in_use, K);
+        cr_assert_eq(s.small.high_water, K, "exact with one thread");
+    }
+    for (int i = 0; i < K; i++)
+        for (int m = 0; m < 2; m++)
+            moirai_mempool_free(mp[m], blocks[m][i], (size_t)(i * 13 + m * 7) % 300 + 1);
+    for (int m = 0; m < 2; m++) {
+        moirai_mempool_stats_t s;
+        cr_assert_eq(moirai_mempool_stats(mp[m], &s), 0);
+        cr_assert_eq(s.small.frees, K);
+        cr_assert_eq(s.small.in_use, 0);
+        cr_assert_eq(s.small.high_water, K, "the peak stays");
+        moirai_mempool_destroy(mp[m]);
+    }
+}
+
+/* Threads that cache blocks of a memory pool the main thread then
+ * destroys, and go on with memory pools created afterwards. */
+enum { HOLDERS = 3, HELD = 200 };
+
+typedef struct holder {
+    moirai_mempool_t *first;
+    moirai_mempool_t *second; /* set by the main thread after destroying `first` */
+    pthread_barrier_t *cached, *destroyed;
+    uint64_t allocations; /* of `second` and of its own memory pool */
+    int failed;
+} holder_t;
+
+static void *holder_thread(void *p)
+{
+    holder_t *h = p;
+    void *blocks[HELD];
+    for (int i = 0; i < HELD; i++) {
+        if (moirai_mempool_alloc(h->first, (size_t)i % 200 + 1, &blocks[i]) != 0)
+            h->failed = 1;
+    }
+    for (int i = 0; i < HELD; i++)
+        if (blocks[i])
+            moirai_mempool_free(h->first, blocks[i], (size_t)i % 200 + 1);
+    /* The released blocks sit in this thread's caches of `first`. */
+    pthread_barrier_wait(h->cached);
+    pthread_barrier_wait(h->destroyed);
+    /* `first` is gone: this thread's block of caches for it, and the
+     * memory pool it used last, must not be taken for `second`'s, which
+     * may have the same slots and even the same address. */
+    moirai_mempool_t *own;
+    moirai_mempool_config_t cfg;
+    moirai_mempool_config_init(&cfg);
+    if (moirai_mempool_create(&own, &cfg) != 0) {
+        h->failed = 1;
+        return NULL;
+    }
+    moirai_mempool_t *mps[2] = {h->second, own};
+    for (int i = 0; i < HELD; i++) {
+        for (int m = 0; m < 2; m++) {
+            if (moirai_mempool_alloc(mps[m], (size_t)i % 200 + 1, &blocks[i]) != 0) {
+                h->failed = 1;
+                continue;
+            }
+            memset(blocks[i], 0x5a, (size_t)i % 200 + 1);
+            moirai_mempool_free(mps[m], blocks[i], (size_t)i % 200 + 1);
+        }
+    }
+    moirai_mempool_stats_t s;
+    if (moirai_mempool_stats(own, &s) != 0 || s.small.allocations != HELD || s.small.in_use != 0)
+        h->failed = 1;
+    moirai_mempool_destroy(own);
+    return NULL;
+}
+
+Test(mempool, destroyed_while_other_threads_cache_its_blocks, .timeout = 30)
+{
+    pthread_barrier_t cached, destroyed;
+    pthread_barrier_init(&cached, NULL, HOLDERS + 1);
+    pthread_barrier_init(&destroyed, NULL, HOLDERS + 1);
+    moirai_mempool_t *first = make_default();
+    holder_t h[HOLDERS];
+    pthread_t th[HOLDERS];
+    for (int t = 0; t < HOLDERS; t++) {
+        h[t] = (holder_t){first, NULL, &cached, &destroyed, 0, 0};
+        cr_assert_eq(pthread_create(&th[t], NULL, holder_thread, &h[t]), 0);
+    }
+    pthread_barrier_wait(&cached);
+    moirai_mempool_stats_t s;
+    cr_assert_eq(moirai_mempool_stats(first, &s), 0);
+    cr_assert_eq(s.small.allocations, HOLDERS * HELD);
+    cr_assert_eq(s.small.in_use, 0);
+    moirai_mempool_destroy(first);
+    moirai_mempool_t *second = make_default();
+    for (int t = 0; t < HOLDERS; t++)
+        h[t].second = second;
+    pthread_barrier_wait(&destroyed);
+    for (int t = 0; t < HOLDERS; t++) {
+        pthread_join(th[t], NULL);
+        cr_assert_eq(h[t].failed, 0, "thread %d", t);
+    }
+    /* The threads exited: their caches of `second` went back to it. */
+    cr_assert_eq(moirai_mempool_stats(second, &s), 0);
+    cr_assert_eq(s.small.allocations, HOLDERS * HELD);
+    cr_assert_eq(s.small.frees, HOLDERS * HELD);
+    cr_assert_eq(s.small.in_use, 0);
+    moirai_mempool_destroy(second);
+    pthread_barrier_destroy(&cached);
+    pthread_barrier_destroy(&destroyed);
+}
+
+static void *cache_and_exit(void *p)
+{
+    moirai_mempool_t **mp = p;
+    void *blocks[2][500];
+    /* Two memory pools in turn, blocks of a few classes each. */
+    for (int i = 0; i < 500; i++)
+        for (int m = 0; m < 2; m++)
+            if (moirai_mempool_alloc(mp[m], (size_t)(i % 3) * 64 + 40, &blocks[m][i]) != 0)
+                return (void *)1;
+    for (int i = 0; i < 500; i++)
+        for (int m = 0; m < 2; m++)
+            moirai_mempool_free(mp[m], blocks[m][i], (size_t)(i % 3) * 64 + 40);
+    return NULL;
+}
+
+Test(mempool, thread_exit_returns_cached_blocks, .timeout = 30)
+{
+    moirai_mempool_t *mp[2] = {make_default(), make_default()};
+    pthread_t th;
+    void *rc;
+    cr_assert_eq(pthread_create(&th, NULL, cache_and_exit, mp), 0);
+    pthread_join(th, &rc);
+    cr_assert_null(rc);
+    uint64_t objects[2];
+    for (int m = 0; m < 2; m++) {
+        moirai_mempool_stats_t s;
+        cr_assert_eq(moirai_mempool_stats(mp[m], &s), 0);
+        cr_assert_eq(s.small.allocations, 500);
+        cr_assert_eq(s.small.frees, 500);
+        cr_assert_eq(s.small.in_use, 0);
+        objects[m] = s.small.objects;
+    }
+    /* Another thread needs every one of those blocks again: had the exit
+     * left them in the dead thread's caches, new ones would be made. */
+    cr_assert_eq(pthread_create(&th, NULL, cache_and_exit, mp), 0);
+    pthread_join(th, &rc);
+    cr_assert_null(rc);
+    for (int m = 0; m < 2; m++) {
+        moirai_mempool_stats_t s;
+        cr_assert_eq(moirai_mempool_stats(mp[m], &s), 0);
+        cr_assert_eq(s.small.objects, objects[m], "memory pool %d made new blocks", m);
+        cr_assert_eq(s.small.allocations, 1000);
+        cr_assert_eq(s.small.in_use, 0);
+        moirai_mempool_destroy(mp[m]);
+    }
+}
+
 /* ---- allocation failures ---- */
 
 static moirai_mempool_t *oom_mp;
@@ -378,6 +627,52 @@ Test(mempool, oom, .timeout = 60)
     cr_assert_eq(s.small.in_use, 0);
     cr_assert_eq(s.large_allocations, s.large_frees);
     moirai_mempool_destroy(oom_mp);
+}
+
+static void *release_only(void *p)
+{
+    void **args = p;
+    /* This thread has no caches of the memory pool, and none can be made:
+     * the block goes to its class's orphans. */
+    moirai_test_oom_fail_all();
+    moirai_mempool_free(args[0], args[1], 100);
+    moirai_test_oom_fail_at(-1);
+    return NULL;
+}
+
+Test(mempool, oom_release_by_a_thread_without_caches, .timeout = 30)
+{
+    moirai_mempool_t *mp = make_default();
+    void *p;
+    cr_assert_eq(moirai_mempool_alloc(mp, 100, &p), 0);
+    moirai_mempool_flush(mp); /* the block's class has nothing cached */
+    moirai_test_oom_install();
+    void *args[2] = {mp, p};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, release_only, args), 0);
+    pthread_join(th, NULL);
+    moirai_test_oom_uninstall();
+    moirai_mempool_stats_t s;
+    cr_assert_eq(moirai_mempool_stats(mp, &s), 0);
+    cr_assert_eq(s.small.allocations, 1);
+    cr_assert_eq(s.small.frees, 1);
+    cr_assert_eq(s.small.in_use, 0);
+    /* The orphaned block is served again once the depot has nothing
+     * left, before any new object is made. */
+    uint64_t objects = s.small.objects;
+    static void *held[1000];
+    int n = 0;
+    for (; n < 1000; n++) {
+        cr_assert_eq(moirai_mempool_alloc(mp, 100, &held[n]), 0);
+        if (held[n] == p)
+            break;
+    }
+    cr_assert_lt(n, 1000, "the orphaned block comes back");
+    cr_assert_eq(moirai_mempool_stats(mp, &s), 0);
+    cr_assert_eq(s.small.objects, objects);
+    for (int i = 0; i <= n; i++)
+        moirai_mempool_free(mp, held[i], 100);
+    moirai_mempool_destroy(mp);
 }
 
 /* ---- the slack between a request and its class (AddressSanitizer) ---- */

@@ -623,3 +623,66 @@ Test(pool_magazines, orphans_filling_their_stride, .timeout = 60)
 {
     orphan_rounds(8);
 }
+
+/* ---- half a magazine moved between a cache's two magazines ---- */
+
+/* One thread's random walk of allocations and releases (at most
+ * `max_held` held): with magazines this small the loaded magazine runs
+ * empty and full again and again, and each time up to half a magazine
+ * moves between the cache's two magazines. Checks: no object handed out
+ * twice (stamps), exact statistics (one thread: the peak too), new
+ * objects made only when no free one existed, and every free object
+ * recovered at the end. */
+static void half_magazine_walk(size_t capacity, size_t magazine, int max_held)
+{
+    moirai_pool_t *pool = make_pool_mag(capacity, magazine);
+    held_t held[64];
+    int n = 0, peak = 0;
+    uint64_t allocs = 0, frees = 0, token = 1;
+    uint32_t rng = 12345u;
+    for (int i = 0; i < 20000; i++) {
+        rng = rng * 1103515245u + 12345u;
+        if (n == 0 || (n < max_held && ((rng >> 16) & 1))) {
+            void *p;
+            cr_assert_eq(moirai_pool_alloc(pool, &p), 0);
+            stamp(p, token);
+            held[n++] = (held_t){p, token++};
+            allocs++;
+            if (n > peak)
+                peak = n;
+        } else {
+            int k = (int)((rng >> 8) % (uint32_t)n);
+            cr_assert(stamped(held[k].obj, held[k].token), "an object was handed out twice");
+            moirai_pool_free(pool, held[k].obj);
+            held[k] = held[--n];
+            frees++;
+        }
+    }
+    moirai_pool_stats_t s = stats_of(pool);
+    assert_stats_consistent(&s);
+    cr_assert_eq(s.allocations, allocs);
+    cr_assert_eq(s.frees, frees);
+    cr_assert_eq(s.in_use, (uint64_t)n);
+    cr_assert_eq(s.high_water, (uint64_t)peak, "exact with one thread");
+    /* New objects are made only when no free one is left, a magazine at
+     * a time. */
+    cr_assert_leq(s.objects, (uint64_t)peak + magazine,
+                  "objects were made while free ones existed");
+    for (int k = 0; k < n; k++) {
+        cr_assert(stamped(held[k].obj, held[k].token), "an object was handed out twice");
+        moirai_pool_free(pool, held[k].obj);
+    }
+    /* The recount runs on another thread: hand this one's cache back. */
+    moirai_pool_flush(pool);
+    assert_free_set_exact(pool, capacity, "after the walk");
+    moirai_pool_destroy(pool);
+}
+
+Test(pool_magazines, half_magazines_move_between_a_caches_magazines, .timeout = 60)
+{
+    half_magazine_walk(0, 1, 40);
+    half_magazine_walk(0, 2, 40);
+    half_magazine_walk(0, 3, 40);
+    half_magazine_walk(0, 16, 60);
+    half_magazine_walk(64, 16, 60);
+}
