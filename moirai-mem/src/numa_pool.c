@@ -142,9 +142,9 @@ static int choose_block(moirai_numa_pool_t *np, const moirai_numa_pool_config_t 
 
 /* ---- chunks ---- */
 
-static void *chunk_alloc(void *ctx, size_t size)
+static void *chunk_alloc(void *arg, size_t size)
 {
-    node_slot_t *slot = ctx;
+    node_slot_t *slot = arg;
     moirai_numa_pool_t *np = slot->owner;
     block_header_t *h;
     size_t len;
@@ -176,9 +176,9 @@ static void *chunk_alloc(void *ctx, size_t size)
     return base + np->hdr;
 }
 
-static void chunk_free(void *ctx, void *ptr, size_t size)
+static void chunk_free(void *arg, void *ptr, size_t size)
 {
-    node_slot_t *slot = ctx;
+    node_slot_t *slot = arg;
     moirai_numa_pool_t *np = slot->owner;
     char *base = (char *)ptr - np->hdr;
 

@@ -16,15 +16,15 @@
 /* Bytes before the first object of a chunk: the header, kept 16-aligned. */
 #define CHUNK_HEADER ((sizeof(pool_chunk_t) + 15u) & ~(size_t)15u)
 
-static void *default_chunk_alloc(void *ctx, size_t size)
+static void *default_chunk_alloc(void *arg, size_t size)
 {
-    (void)ctx;
+    (void)arg;
     return moirai_aligned_alloc(MOIRAI_CACHE_LINE, size);
 }
 
-static void default_chunk_free(void *ctx, void *ptr, size_t size)
+static void default_chunk_free(void *arg, void *ptr, size_t size)
 {
-    (void)ctx;
+    (void)arg;
     (void)size;
     moirai_free(ptr);
 }
