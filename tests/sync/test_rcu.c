@@ -12,6 +12,8 @@
 
 #include <moirai/sync/rcu.h>
 
+#include "oom.h"
+
 Test(rcu, register_and_unregister_are_idempotent, .timeout = 10)
 {
     cr_assert_eq(moirai_rcu_thread_register(), 0);
@@ -228,6 +230,11 @@ static void *read_then_retire(void *p)
         usleep(1000);
     return (void *)(intptr_t)v;
 }
+
+/* Not checked for live blocks (tests/common/live.c): these tests run
+ * without TSan's suppressions (tests/sync/meson.build), and the check's
+ * RCU barrier would add liburcu's own uninstrumented race to them. */
+TestSuite(rcu_tsan, .init = moirai_test_live_unchecked);
 
 Test(rcu_tsan, callback_free_happens_after_the_readers_read, .timeout = 30)
 {
