@@ -635,6 +635,52 @@ Test(pool, oom_create, .timeout = 60)
     moirai_pool_destroy(c.pool);
 }
 
+/* A create that fails where the pool registry must grow (16 slots, then
+ * 32, 64, ...) frees the pool it had made: every failing run leaves the
+ * live blocks as they were, and so does the whole test (live.c). The
+ * registry's own growth is not counted: it is process-lifetime state grown
+ * from a block made before the test. */
+typedef struct oom_grow_ctx {
+    oom_ctx_t create;
+    long live_before;
+} oom_grow_ctx_t;
+
+static int op_create_counted(void *p)
+{
+    oom_grow_ctx_t *c = p;
+    c->live_before = moirai__test_live_now();
+    return op_create(&c->create);
+}
+
+static void create_left_nothing(void *p, long n)
+{
+    oom_grow_ctx_t *c = p;
+    cr_assert_eq(moirai__test_live_now(), c->live_before,
+                 "a create failing at allocation %ld left %ld block(s) live", n,
+                 moirai__test_live_now() - c->live_before);
+}
+
+Test(pool, oom_create_growing_the_registry, .timeout = 60)
+{
+    enum { POOLS = 40 };
+    moirai_pool_t *pools[POOLS];
+    long most = 0;
+    moirai_test_oom_install();
+    for (int i = 0; i < POOLS; i++) {
+        oom_grow_ctx_t c = {{NULL, 0}, 0};
+        long failures = MOIRAI_TEST_OOM_SWEEP(op_create_counted, create_left_nothing, &c);
+        cr_assert_gt(failures, 0);
+        most = failures > most ? failures : most;
+        pools[i] = c.create.pool;
+    }
+    moirai_test_oom_uninstall();
+    /* One allocation for the pool, one more where the registry grew: the
+     * growth was among the failures swept. */
+    cr_assert_geq(most, 2, "no create had to grow the registry");
+    for (int i = 0; i < POOLS; i++)
+        moirai_pool_destroy(pools[i]);
+}
+
 /* A whole life in a fresh thread: the first allocation (thread table,
  * cache, magazine, chunk), more allocations and releases across magazines
  * and chunks, and destruction. */

@@ -12,11 +12,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
+#include <moirai/core/spin.h>
 #include <moirai/sched/combinable.h>
 #include <moirai/sched/parallel.h>
 
@@ -508,4 +510,108 @@ Test(combinable, bad_input_is_einval, .timeout = 30)
     moirai_combinable_destroy(c);
     moirai_combinable_destroy(NULL);
     moirai_combinable_config_init(NULL, 8);
+}
+
+/* Two plain threads making their first value at the same moment both get
+ * linked: for_each finds each thread's value exactly once (a push that
+ * lost its compare-and-swap to the other must retry), and destroy frees
+ * both (live.c checks nothing is left). The helper spins on the round
+ * counter, so that the two first touches start within a few hundred
+ * nanoseconds of each other, and the main thread's start is swept across
+ * that delay. */
+typedef struct first_touch {
+    moirai_combinable_t *_Atomic c;
+    _Atomic long round; /* the round the helper should join; -1 to stop */
+    _Atomic long done;  /* the last round the helper finished */
+    void *helper_value;
+    int helper_rc;
+} first_touch_t;
+
+static void *first_touch_helper(void *arg)
+{
+    first_touch_t *f = arg;
+    for (long r = 1;; r++) {
+        long seen;
+        for (unsigned spins = 0; (seen = atomic_load(&f->round)) != r && seen != -1; spins++) {
+            if ((spins & 1023) == 1023)
+                sched_yield(); /* a loaded machine: let the main thread run */
+        }
+        if (seen == -1)
+            return NULL;
+        for (long i = 0; i < (r / 32) % 32; i++)
+            moirai_cpu_relax();
+        f->helper_rc = moirai_combinable_local(atomic_load(&f->c), &f->helper_value);
+        atomic_store(&f->done, r);
+    }
+}
+
+typedef struct found {
+    void *want[2];
+    int hits[2];
+    long total;
+} found_t;
+
+static void count_found(void *arg, void *value)
+{
+    found_t *f = arg;
+    f->total++;
+    for (int i = 0; i < 2; i++)
+        if (value == f->want[i])
+            f->hits[i]++;
+}
+
+Test(combinable, first_values_made_at_once_are_all_linked, .timeout = 60)
+{
+    static first_touch_t f;
+    f = (first_touch_t){.c = NULL, .round = 0, .done = 0};
+    long rounds = scaled(100000);
+    pthread_t helper;
+    cr_assert_eq(pthread_create(&helper, NULL, first_touch_helper, &f), 0);
+    /* On two CPUs of their own where the machine has them, so that they
+     * run at the same time rather than in turns. */
+    cpu_set_t allowed;
+    cr_assert_eq(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    int cpus[2], ncpus = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && ncpus < 2; cpu++)
+        if (CPU_ISSET(cpu, &allowed))
+            cpus[ncpus++] = cpu;
+    if (ncpus == 2) {
+        for (int i = 0; i < 2; i++) {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpus[i], &one);
+            cr_assert_eq(pthread_setaffinity_np(i == 0 ? pthread_self() : helper, sizeof one, &one),
+                         0);
+        }
+    }
+    for (long r = 1; r <= rounds; r++) {
+        moirai_combinable_config_t cfg;
+        moirai_combinable_config_init(&cfg, sizeof(uint64_t));
+        moirai_combinable_t *c = NULL;
+        cr_assert_eq(moirai_combinable_create(&c, &cfg), 0);
+        atomic_store(&f.c, c);
+        atomic_store(&f.round, r);
+        /* The helper needs a few hundred nanoseconds to see the round:
+         * delays on both sides, swept over that range, make the two
+         * pushes meet. */
+        for (long i = 0; i < r % 32; i++)
+            moirai_cpu_relax();
+        void *mine = NULL;
+        cr_assert_eq(moirai_combinable_local(c, &mine), 0);
+        for (unsigned spins = 0; atomic_load(&f.done) != r; spins++) {
+            if ((spins & 1023) == 1023)
+                sched_yield();
+        }
+        cr_assert_eq(f.helper_rc, 0);
+        found_t found = {{mine, f.helper_value}, {0, 0}, 0};
+        cr_assert_neq(mine, f.helper_value);
+        cr_assert_eq(moirai_combinable_for_each(c, count_found, &found), 0);
+        cr_assert(found.total == 2 && found.hits[0] == 1 && found.hits[1] == 1,
+                  "round %ld: for_each saw %ld values, the main thread's %d times, the "
+                  "helper's %d times",
+                  r, found.total, found.hits[0], found.hits[1]);
+        moirai_combinable_destroy(c);
+    }
+    atomic_store(&f.round, -1);
+    cr_assert_eq(pthread_join(helper, NULL), 0);
 }

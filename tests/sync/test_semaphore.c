@@ -190,3 +190,43 @@ Test(semaphore, binary_semaphore_excludes, .timeout = 60)
     cr_assert_eq(c.plain, (long)n * c.iters);
     cr_assert_eq(moirai_semaphore_value(&c.s), 1);
 }
+
+/* try_wait never fails while a unit is there. The semaphore starts with
+ * exactly the units every thread will take, so whenever a thread tries,
+ * at least its own remaining units are in it: a false answer is a lie,
+ * whatever the interleaving (a compare-and-swap that lost a race to
+ * another taker must retry, not give up). The threads start together so
+ * that their tries overlap. */
+typedef struct trywait_ctx {
+    moirai_semaphore_t s;
+    long per_thread;
+    int threads;
+    _Atomic long ready;
+    _Atomic long refused;
+} trywait_ctx_t;
+
+static void *trywait_taker(void *arg, int index)
+{
+    trywait_ctx_t *c = arg;
+    (void)index;
+    atomic_fetch_add(&c->ready, 1);
+    test_await_at_least(&c->ready, c->threads);
+    long refused = 0;
+    for (long i = 0; i < c->per_thread; i++) {
+        if (!moirai_semaphore_try_wait(&c->s))
+            refused++;
+    }
+    atomic_fetch_add(&c->refused, refused);
+    return NULL;
+}
+
+Test(semaphore, try_wait_never_fails_while_units_remain, .timeout = 60)
+{
+    static trywait_ctx_t c;
+    c = (trywait_ctx_t){.per_thread = test_iters(1000000, 50000), .threads = test_threads()};
+    cr_assert_eq(moirai_semaphore_init(&c.s, (uint32_t)(c.per_thread * c.threads)), 0);
+    test_run_threads(c.threads, trywait_taker, &c);
+    cr_assert_eq(atomic_load(&c.refused), 0, "try_wait refused %ld times with units left",
+                 atomic_load(&c.refused));
+    cr_assert_eq(moirai_semaphore_value(&c.s), 0);
+}
