@@ -100,7 +100,8 @@ MOIRAI_SYNC_API bool moirai_stack_is_empty(const moirai_stack_t *stack);
  * memory back after a burst, or a leak checker that wants nothing left at
  * exit. Stacks keep working; later pushes allocate again.
  * May block (a grace period); must not be called inside a read-side
- * critical section or from an RCU callback. Thread-safe. Never fails. */
+ * critical section or from an RCU callback. Thread-safe. Memory ordering:
+ * none the caller can observe (only idle nodes are freed). Never fails. */
 MOIRAI_SYNC_API void moirai_stack_cache_trim(void);
 
 /* ---- the intrusive stack ----
