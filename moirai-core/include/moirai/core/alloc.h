@@ -27,7 +27,7 @@ typedef struct moirai_allocator {
     void *(*realloc_fn)(void *arg, void *ptr, size_t size);
     void *(*aligned_alloc_fn)(void *arg, size_t alignment, size_t size);
     void (*free_fn)(void *arg, void *ptr);
-    void *arg; /* passed to every function first */
+    void *arg;
 } moirai_allocator_t;
 
 /* Installs `allocator` (copied), or the C library's allocator when NULL.

@@ -45,13 +45,13 @@
  *   unpark(...)   wakes up to `max` waiters that this hook parked on
  *                 `addr` (INT_MAX: all) and returns how many it woke.
  *
- * Wakers call unpark first; threads parked on the futex are woken for
- * whatever count the hook did not use. */
+ * Each function receives `arg` first. Wakers call unpark first; threads
+ * parked on the futex are woken for whatever count the hook did not use. */
 typedef struct moirai_park_hook {
     bool (*applies)(void *arg);
     int (*park)(void *arg, MOIRAI_ATOMIC(uint32_t) *addr, uint32_t expected, uint64_t deadline);
     int (*unpark)(void *arg, MOIRAI_ATOMIC(uint32_t) *addr, int max);
-    void *arg; /* passed to every function first */
+    void *arg;
 } moirai_park_hook_t;
 
 #ifdef __cplusplus
