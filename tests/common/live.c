@@ -2,7 +2,9 @@
  * live_table.c for the bookkeeping): the linker sends Criterion's per-test
  * setup and body here (--wrap, tests/meson.build). */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <moirai/core/topology.h>
 #include <moirai/mem/pool.h>
@@ -40,6 +42,34 @@ void moirai_test_live_unchecked(void)
     /* Only a marker: see oom.h. */
 }
 
+/* A test's or suite's fixture. The worker's copy of a suite's data may
+ * sit at an unaligned address (UBSan reports the plain access), so these
+ * copy the fields instead of dereferencing them. */
+enum {
+    INIT = offsetof(struct criterion_test_extra_data, init),
+    FINI = offsetof(struct criterion_test_extra_data, fini)
+};
+
+static void (*fixture_get(const struct criterion_test_extra_data *data, size_t field))(void)
+{
+    void (*fn)(void) = NULL;
+    if (data != NULL)
+        memcpy(&fn, (const char *)data + field, sizeof fn);
+    return fn;
+}
+
+/* Runs the teardown fixture of `data`, if any, and clears it so that
+ * Criterion does not run it a second time. */
+static void fixture_run_once(struct criterion_test_extra_data *data)
+{
+    void (*fini)(void) = fixture_get(data, FINI);
+    if (fini == NULL)
+        return;
+    void (*none)(void) = NULL;
+    memcpy((char *)data + FINI, &none, sizeof none);
+    fini();
+}
+
 void __real_criterion_internal_test_setup(void);
 void __real_criterion_internal_test_main(void (*fn)(void));
 
@@ -50,9 +80,8 @@ static int live_checked;
 void __wrap_criterion_internal_test_setup(void)
 {
     moirai_test_oom_install();
-    const struct criterion_test_extra_data *suite = criterion_current_suite->data;
-    live_checked = criterion_current_test->data->init != moirai_test_live_unchecked &&
-                   (suite == NULL || suite->init != moirai_test_live_unchecked);
+    live_checked = fixture_get(criterion_current_test->data, INIT) != moirai_test_live_unchecked &&
+                   fixture_get(criterion_current_suite->data, INIT) != moirai_test_live_unchecked;
     if (live_checked) {
         live_warm_up();
         moirai__test_live_start();
@@ -71,18 +100,8 @@ static void (*live_body)(void);
 static void live_body_then_check(void)
 {
     live_body();
-    struct criterion_test_extra_data *test = criterion_current_test->data;
-    struct criterion_test_extra_data *suite = criterion_current_suite->data;
-    if (test->fini != NULL) {
-        void (*fini)(void) = test->fini;
-        test->fini = NULL;
-        fini();
-    }
-    if (suite != NULL && suite->fini != NULL) {
-        void (*fini)(void) = suite->fini;
-        suite->fini = NULL;
-        fini();
-    }
+    fixture_run_once(criterion_current_test->data);
+    fixture_run_once(criterion_current_suite->data);
     if (!live_checked)
         return;
     /* Blocks retired through RCU (a queue's consumed segments, a map's
