@@ -61,13 +61,9 @@
 #include <moirai/core/spin.h>
 
 #include "../bench.h"
+#include "churn.h"
 
-#define LIVE        4096u /* live objects per thread in the churn cases */
-#define OBJECT_SIZE 64u
-#define RING_SLOTS  4096u
-#define SIZE_TABLE  65536u
-#define SIZE_MIN    16u
-#define SIZE_MAX_   256u
+#define RING_SLOTS 4096u
 
 /* Waiting on the other side of the ring: spin briefly, then yield, so that
  * on a machine with more runnable threads than CPUs the waiter does not
@@ -78,15 +74,6 @@ static inline void backoff(unsigned spins)
         moirai_cpu_relax();
     else
         sched_yield();
-}
-
-static inline uint32_t xorshift32(uint32_t *state)
-{
-    uint32_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x;
 }
 
 /* ---- the allocators under test ---- */
@@ -606,9 +593,7 @@ const bench_case_t *bench_mem_cases(size_t *count)
     static bool loaded;
     if (!loaded) {
         loaded = true;
-        uint32_t s = 0x9e3779b9u;
-        for (uint32_t i = 0; i < SIZE_TABLE; i++)
-            size_table[i] = (uint16_t)(SIZE_MIN + xorshift32(&s) % (SIZE_MAX_ - SIZE_MIN + 1));
+        churn_size_table_fill(size_table);
 
 #ifdef MOIRAI_BENCH_HAVE_JEMALLOC
         p_je_mallocx = mallocx;

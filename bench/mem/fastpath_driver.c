@@ -27,8 +27,7 @@
 #include <moirai/mem/mempool.h>
 #include <moirai/mem/pool.h>
 
-#define LIVE       4096u
-#define SIZE_TABLE 65536u
+#include "churn.h"
 
 static void *(*p_mi_malloc)(size_t);
 static void (*p_mi_free)(void *);
@@ -42,15 +41,6 @@ static int sized;
 static void *slots[LIVE];
 static uint16_t sizes[LIVE];
 static uint16_t size_table[SIZE_TABLE];
-
-static inline uint32_t xorshift32(uint32_t *state)
-{
-    uint32_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x;
-}
 
 static inline void *alloc_one(size_t n)
 {
@@ -83,7 +73,7 @@ static __attribute__((noinline)) int measured_loop(uint64_t iters)
     uint32_t s = 2463534242u;
     for (uint64_t it = 0; it < iters; it++) {
         uint32_t i = xorshift32(&s) & (LIVE - 1);
-        size_t n = sized ? size_table[it & (SIZE_TABLE - 1)] : 64;
+        size_t n = sized ? size_table[it & (SIZE_TABLE - 1)] : OBJECT_SIZE;
         free_one(slots[i], sizes[i]);
         void *p = alloc_one(n);
         if (!p)
@@ -122,16 +112,13 @@ int main(int argc, char **argv)
             return 1;
     } else {
         moirai_pool_config_t cfg;
-        moirai_pool_config_init(&cfg, 64);
+        moirai_pool_config_init(&cfg, OBJECT_SIZE);
         if (moirai_pool_create(&pool, &cfg) != 0)
             return 1;
     }
-    /* The same size table as moirai-bench: uniform in 16..256. */
-    uint32_t seed = 0x9e3779b9u;
-    for (uint32_t i = 0; i < SIZE_TABLE; i++)
-        size_table[i] = (uint16_t)(16u + xorshift32(&seed) % (256u - 16u + 1u));
+    churn_size_table_fill(size_table);
     for (uint32_t i = 0; i < LIVE; i++) {
-        size_t n = sized ? size_table[(i * 7u) % SIZE_TABLE] : 64;
+        size_t n = sized ? size_table[(i * 7u) % SIZE_TABLE] : OBJECT_SIZE;
         slots[i] = alloc_one(n);
         if (!slots[i])
             return 1;

@@ -87,6 +87,25 @@ static void register_or_abort(void)
     }
 }
 
+/* Frees a chain of nodes linked through `link` (a free list, or a batch
+ * whose grace period has passed). */
+static void free_chain(moirai__node_t *n)
+{
+    while (n != NULL) {
+        moirai__node_t *next = n->link;
+        moirai_free(n);
+        n = next;
+    }
+}
+
+/* Frees this thread's free list. */
+static void free_list_release(moirai__rcu_tls_t *t)
+{
+    free_chain(t->free_list);
+    t->free_list = NULL;
+    t->free_count = 0;
+}
+
 int moirai_rcu_thread_register(void)
 {
     return moirai__rcu_ensure();
@@ -100,14 +119,7 @@ void moirai_rcu_thread_unregister(void)
     /* call_rcu() needs a registered caller, so hand the last batch over
      * before leaving. */
     moirai__node_retire_flush();
-    moirai__node_t *n = t->free_list;
-    while (n != NULL) {
-        moirai__node_t *next = n->link;
-        moirai_free(n);
-        n = next;
-    }
-    t->free_list = NULL;
-    t->free_count = 0;
+    free_list_release(t);
     urcu_memb_unregister_thread();
     t->registered = false;
     /* Disarm the exit hook (a no-op when called from it). */
@@ -170,12 +182,7 @@ static void batch_reclaim(struct rcu_head *head)
     moirai__node_t *last = second != NULL ? second->u.batch.tail : first;
     size_t count = second != NULL ? second->u.batch.count : 1;
     if (atomic_load_explicit(&depot_nodes, memory_order_relaxed) + count > DEPOT_MAX_NODES) {
-        moirai__node_t *n = first;
-        while (n != NULL) {
-            moirai__node_t *next = n->link;
-            moirai_free(n);
-            n = next;
-        }
+        free_chain(first);
         return;
     }
     /* liburcu is done with the rcu head (callbacks may free it). */
@@ -261,28 +268,15 @@ void moirai_stack_cache_trim(void)
     if (t->registered)
         moirai__node_retire_flush();
     moirai_rcu_barrier();
-    moirai__node_t *n = t->free_list;
-    while (n != NULL) {
-        moirai__node_t *next = n->link;
-        moirai_free(n);
-        n = next;
-    }
-    t->free_list = NULL;
-    t->free_count = 0;
+    free_list_release(t);
     /* acquire: pairs with batch_reclaim()'s release, so the batches'
      * links are visible. */
     moirai__node_t *b = atomic_exchange_explicit(&depot, NULL, memory_order_acquire);
     size_t freed = 0;
     while (b != NULL) {
         moirai__node_t *next_batch = b->item;
-        size_t count = b->u.batch.count;
-        n = b;
-        for (size_t i = 0; i < count && n != NULL; i++) {
-            moirai__node_t *next = n->link;
-            moirai_free(n);
-            n = next;
-        }
-        freed += count;
+        freed += b->u.batch.count;
+        free_chain(b); /* a batch's chain ends at its last node */
         b = next_batch;
     }
     atomic_fetch_sub_explicit(&depot_nodes, freed, memory_order_relaxed);
